@@ -1,0 +1,622 @@
+#include "migrations/revision_file.h"
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace lockstep::migrations {
+namespace {
+
+enum class TokenKind { kName, kString, kNumber, kOp };
+
+struct Token {
+  TokenKind kind;
+  absl::string_view text;  // raw source text, prefixes and quotes included
+  int line;
+};
+
+// One logical line of Python: its tokens, the physical line it starts on and
+// whether it starts at column 0 (a module-level statement).
+struct LogicalLine {
+  std::vector<Token> tokens;
+  int line = 0;
+  bool top_level = false;
+};
+
+bool IsNameStart(unsigned char c) { return std::isalpha(c) || c == '_' || c >= 0x80; }
+bool IsNameChar(unsigned char c) { return std::isalnum(c) || c == '_' || c >= 0x80; }
+
+// Splits Python source into logical lines. Fails on unterminated strings or
+// brackets and on NUL bytes, which Python itself refuses.
+class Tokenizer {
+ public:
+  Tokenizer(absl::string_view src, absl::string_view path) : src_(src), path_(path) {}
+
+  absl::Status Run(std::vector<LogicalLine>* out) {
+    if (src_.find('\0') != absl::string_view::npos) {
+      return Error(LineAt(src_.find('\0')), "source code cannot contain null bytes");
+    }
+    size_t i = 0;
+    // A UTF-8 byte order mark is allowed at the start.
+    if (src_.substr(0, 3) == "\xEF\xBB\xBF") i = 3;
+    LogicalLine current;
+    int depth = 0;
+    std::vector<std::pair<char, int>> open;  // bracket, line
+    bool at_line_start = true;
+    while (i < src_.size()) {
+      char c = src_[i];
+      if (at_line_start && depth == 0 && current.tokens.empty()) {
+        // Measure indentation of a new logical line.
+        size_t j = i;
+        while (j < src_.size() && (src_[j] == ' ' || src_[j] == '\t' || src_[j] == '\f')) ++j;
+        current.top_level = (j == i);
+        current.line = line_;
+        at_line_start = false;
+        i = j;
+        continue;
+      }
+      if (c == '\n') {
+        ++line_;
+        ++i;
+        if (depth == 0) {
+          if (!current.tokens.empty()) out->push_back(std::move(current));
+          current = LogicalLine();
+          at_line_start = true;
+        }
+        continue;
+      }
+      if (c == ' ' || c == '\t' || c == '\f' || c == '\r') {
+        ++i;
+        continue;
+      }
+      if (c == '#') {
+        while (i < src_.size() && src_[i] != '\n') ++i;
+        continue;
+      }
+      if (c == '\\') {
+        size_t j = i + 1;
+        if (j < src_.size() && src_[j] == '\r') ++j;
+        if (j < src_.size() && src_[j] == '\n') {
+          ++line_;
+          i = j + 1;
+          continue;
+        }
+        return Error(line_, "unexpected character after line continuation character");
+      }
+      if (IsNameStart(static_cast<unsigned char>(c))) {
+        size_t j = i;
+        while (j < src_.size() && IsNameChar(static_cast<unsigned char>(src_[j]))) ++j;
+        absl::string_view word = src_.substr(i, j - i);
+        if (j < src_.size() && (src_[j] == '\'' || src_[j] == '"') && IsStringPrefix(word)) {
+          absl::Status s = ReadString(i, j, &current);
+          if (!s.ok()) return s;
+          i = next_;
+          continue;
+        }
+        current.tokens.push_back({TokenKind::kName, word, line_});
+        i = j;
+        continue;
+      }
+      if (c == '\'' || c == '"') {
+        absl::Status s = ReadString(i, i, &current);
+        if (!s.ok()) return s;
+        i = next_;
+        continue;
+      }
+      if (std::isdigit(static_cast<unsigned char>(c)) ||
+          (c == '.' && i + 1 < src_.size() && std::isdigit(static_cast<unsigned char>(src_[i + 1])))) {
+        size_t j = i;
+        while (j < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[j])) ||
+                                   src_[j] == '.' || src_[j] == '_')) {
+          ++j;
+        }
+        current.tokens.push_back({TokenKind::kNumber, src_.substr(i, j - i), line_});
+        i = j;
+        continue;
+      }
+      if (c == '(' || c == '[' || c == '{') {
+        ++depth;
+        open.push_back({c, line_});
+      } else if (c == ')' || c == ']' || c == '}') {
+        char want = c == ')' ? '(' : c == ']' ? '[' : '{';
+        if (open.empty() || open.back().first != want) {
+          return Error(line_, absl::StrCat("unmatched '", std::string(1, c), "'"));
+        }
+        open.pop_back();
+        --depth;
+      }
+      // Operators: two-character ones matter only so that `+=` or `==` are
+      // not read as `=`.
+      static constexpr absl::string_view kTwo[] = {"==", "!=", "<=", ">=", "+=", "-=", "*=",
+                                                  "/=", "%=", "&=", "|=", "^=", "->", ":=",
+                                                  "**", "//", "<<", ">>", "@="};
+      size_t len = 1;
+      for (absl::string_view two : kTwo) {
+        if (src_.substr(i, 2) == two) len = 2;
+      }
+      current.tokens.push_back({TokenKind::kOp, src_.substr(i, len), line_});
+      i += len;
+    }
+    if (!open.empty()) {
+      return Error(open.back().second,
+                   absl::StrCat("'", std::string(1, open.back().first), "' was never closed"));
+    }
+    if (!current.tokens.empty()) out->push_back(std::move(current));
+    return absl::OkStatus();
+  }
+
+ private:
+  static bool IsStringPrefix(absl::string_view word) {
+    if (word.size() > 2) return false;
+    std::string lower = absl::AsciiStrToLower(word);
+    return lower == "r" || lower == "u" || lower == "b" || lower == "f" || lower == "br" ||
+           lower == "rb" || lower == "fr" || lower == "rf";
+  }
+
+  // Reads a string literal whose prefix starts at `start` and quote at `quote`.
+  absl::Status ReadString(size_t start, size_t quote, LogicalLine* current) {
+    char q = src_[quote];
+    bool triple = src_.substr(quote, 3) == std::string(3, q);
+    int start_line = line_;
+    size_t j = quote + (triple ? 3 : 1);
+    while (true) {
+      if (j >= src_.size()) {
+        return Error(start_line, triple ? "unterminated triple-quoted string literal"
+                                        : "unterminated string literal");
+      }
+      char c = src_[j];
+      if (c == '\\') {
+        if (j + 1 < src_.size() && src_[j + 1] == '\n') ++line_;
+        j += 2;
+        continue;
+      }
+      if (c == '\n') {
+        if (!triple) return Error(start_line, "unterminated string literal");
+        ++line_;
+      }
+      if (c == q) {
+        if (!triple) {
+          ++j;
+          break;
+        }
+        if (src_.substr(j, 3) == std::string(3, q)) {
+          j += 3;
+          break;
+        }
+      }
+      ++j;
+    }
+    current->tokens.push_back({TokenKind::kString, src_.substr(start, j - start), start_line});
+    next_ = j;
+    return absl::OkStatus();
+  }
+
+  int LineAt(size_t offset) const {
+    return 1 + static_cast<int>(std::count(src_.begin(), src_.begin() + offset, '\n'));
+  }
+
+  absl::Status Error(int line, absl::string_view message) const {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ":", line, ": ", message));
+  }
+
+  absl::string_view src_;
+  absl::string_view path_;
+  int line_ = 1;
+  size_t next_ = 0;
+};
+
+void AppendUtf8(uint32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+struct StringValue {
+  std::string value;
+  bool is_bytes = false;
+  bool is_fstring = false;
+};
+
+// Decodes a string literal token as Python would (escapes, raw strings).
+StringValue DecodeString(absl::string_view token) {
+  StringValue out;
+  size_t p = 0;
+  bool raw = false;
+  while (token[p] != '\'' && token[p] != '"') {
+    char c = static_cast<char>(std::tolower(static_cast<unsigned char>(token[p])));
+    if (c == 'r') raw = true;
+    if (c == 'b') out.is_bytes = true;
+    if (c == 'f') out.is_fstring = true;
+    ++p;
+  }
+  char q = token[p];
+  size_t qlen = token.substr(p, 3) == std::string(3, q) ? 3 : 1;
+  absl::string_view body = token.substr(p + qlen, token.size() - p - 2 * qlen);
+  if (raw) {
+    out.value = std::string(body);
+    return out;
+  }
+  std::string& s = out.value;
+  s.reserve(body.size());
+  for (size_t i = 0; i < body.size(); ++i) {
+    char c = body[i];
+    if (c != '\\' || i + 1 >= body.size()) {
+      s.push_back(c);
+      continue;
+    }
+    char e = body[++i];
+    switch (e) {
+      case '\n': break;
+      case '\\': s.push_back('\\'); break;
+      case '\'': s.push_back('\''); break;
+      case '"': s.push_back('"'); break;
+      case 'a': s.push_back('\a'); break;
+      case 'b': s.push_back('\b'); break;
+      case 'f': s.push_back('\f'); break;
+      case 'n': s.push_back('\n'); break;
+      case 'r': s.push_back('\r'); break;
+      case 't': s.push_back('\t'); break;
+      case 'v': s.push_back('\v'); break;
+      case 'x':
+      case 'u':
+      case 'U': {
+        size_t n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
+        uint32_t cp = 0;
+        bool ok = i + n < body.size();
+        for (size_t k = 1; ok && k <= n; ++k) {
+          int h = HexValue(body[i + k]);
+          if (h < 0) ok = false;
+          cp = cp * 16 + static_cast<uint32_t>(h < 0 ? 0 : h);
+        }
+        if (!ok || cp > 0x10FFFF) {
+          s.push_back('\\');
+          s.push_back(e);
+          break;
+        }
+        if (e == 'x' && out.is_bytes) {
+          s.push_back(static_cast<char>(cp));
+        } else {
+          AppendUtf8(cp, &s);
+        }
+        i += n;
+        break;
+      }
+      default:
+        if (e >= '0' && e <= '7') {
+          uint32_t cp = static_cast<uint32_t>(e - '0');
+          for (int k = 0; k < 2 && i + 1 < body.size() && body[i + 1] >= '0' && body[i + 1] <= '7';
+               ++k) {
+            cp = cp * 8 + static_cast<uint32_t>(body[++i] - '0');
+          }
+          AppendUtf8(cp, &s);
+        } else {
+          s.push_back('\\');
+          s.push_back(e);
+        }
+    }
+  }
+  return out;
+}
+
+bool IsPythonSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' ||
+         (c >= '\x1c' && c <= '\x1f');
+}
+
+std::string PyStrip(absl::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && IsPythonSpace(s[b])) ++b;
+  while (e > b && IsPythonSpace(s[e - 1])) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+class FileParser {
+ public:
+  FileParser(absl::string_view path, absl::string_view filename) {
+    result_.path = std::string(path);
+    result_.filename = std::string(filename);
+  }
+
+  absl::StatusOr<RevisionFile> Parse(absl::string_view source) {
+    std::vector<LogicalLine> lines;
+    Tokenizer tokenizer(source, result_.path);
+    absl::Status status = tokenizer.Run(&lines);
+    if (!status.ok()) return status;
+
+    bool have_revision = false, have_down = false;
+    for (size_t n = 0; n < lines.size(); ++n) {
+      const LogicalLine& line = lines[n];
+      if (n == 0 && IsDocstring(line)) {
+        ReadDocstring(line);
+        continue;
+      }
+      if (!line.top_level) continue;
+      const std::vector<Token>& t = line.tokens;
+      if (t[0].kind == TokenKind::kName && t[0].text == "def" && t.size() > 1) {
+        ReadFunction(lines, n);
+        continue;
+      }
+      std::vector<absl::string_view> targets;
+      size_t value_start = 0;
+      if (!SplitAssignment(line, &targets, &value_start)) {
+        if (t[0].kind == TokenKind::kName && IsTracked(t[0].text) && t.size() > 1 &&
+            t[1].kind == TokenKind::kOp && t[1].text.size() == 2 && t[1].text[1] == '=' &&
+            t[1].text != "==") {
+          return Error(line.line, absl::StrCat("'", t[0].text,
+                                               "' is changed by an augmented assignment; "
+                                               "lockstep reads only literal values"));
+        }
+        continue;
+      }
+      for (absl::string_view target : targets) {
+        if (!IsTracked(target)) continue;
+        std::vector<std::string> values;
+        absl::Status s = ReadLiteral(line, value_start, target, &values);
+        if (!s.ok()) return s;
+        if (target == "revision") {
+          if (values.size() != 1) {
+            return Error(line.line, "'revision' must be a single string");
+          }
+          result_.revision = values[0];
+          result_.revision_line = line.line;
+          have_revision = true;
+        } else if (target == "down_revision") {
+          result_.down_revisions = std::move(values);
+          have_down = true;
+        } else if (target == "depends_on") {
+          result_.depends_on = std::move(values);
+        } else {
+          result_.branch_labels = std::move(values);
+        }
+      }
+    }
+    if (!have_revision) {
+      // Legacy: the id may come from a file name of hex digits.
+      absl::string_view name = result_.filename;
+      bool legacy = name.size() > 3 && name.substr(name.size() - 3) == ".py";
+      for (size_t i = 0; legacy && i + 3 < name.size(); ++i) {
+        char c = name[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) legacy = false;
+      }
+      if (!legacy || name.size() == 3) {
+        return Error(0, absl::StrCat("Could not determine revision id from filename ",
+                                     result_.filename,
+                                     ": no module-level 'revision' assignment"));
+      }
+      result_.revision = std::string(name.substr(0, name.size() - 3));
+    }
+    if (!have_down) {
+      return Error(0, "no module-level 'down_revision' assignment (Alembic requires one)");
+    }
+    absl::Status id_status = VerifyRevisionId(result_.revision);
+    if (!id_status.ok()) {
+      return Error(result_.revision_line, id_status.message());
+    }
+    return std::move(result_);
+  }
+
+ private:
+  static bool IsTracked(absl::string_view name) {
+    return name == "revision" || name == "down_revision" || name == "branch_labels" ||
+           name == "depends_on";
+  }
+
+  static bool IsDocstring(const LogicalLine& line) {
+    if (!line.top_level) return false;
+    for (const Token& t : line.tokens) {
+      if (t.kind != TokenKind::kString) return false;
+      StringValue v = DecodeString(t.text);
+      if (v.is_bytes || v.is_fstring) return false;
+    }
+    return true;
+  }
+
+  void ReadDocstring(const LogicalLine& line) {
+    std::string doc;
+    for (const Token& t : line.tokens) doc += DecodeString(t.text).value;
+    result_.long_doc = PyStrip(doc);
+    size_t para = result_.long_doc.find("\n\n");
+    result_.doc = para == std::string::npos ? result_.long_doc : result_.long_doc.substr(0, para);
+    for (absl::string_view l : absl::StrSplit(result_.long_doc, '\n')) {
+      absl::string_view s = absl::StripAsciiWhitespace(l);
+      if (absl::StartsWith(s, "Revises:")) {
+        result_.revises = std::string(absl::StripAsciiWhitespace(s.substr(8)));
+        break;
+      }
+    }
+  }
+
+  // Records whether `def upgrade/downgrade` has a body of only `pass`, `...`
+  // or a docstring (an empty autogenerated migration).
+  void ReadFunction(const std::vector<LogicalLine>& lines, size_t n) {
+    absl::string_view name = lines[n].tokens[1].text;
+    if (name != "upgrade" && name != "downgrade") return;
+    bool empty = true;
+    // A one-line body: `def upgrade(): pass`.
+    const std::vector<Token>& head = lines[n].tokens;
+    size_t colon = 0;
+    int depth = 0;
+    for (size_t k = 2; k < head.size(); ++k) {
+      if (head[k].text == "(" || head[k].text == "[") ++depth;
+      if (head[k].text == ")" || head[k].text == "]") --depth;
+      if (depth == 0 && head[k].text == ":") {
+        colon = k;
+        break;
+      }
+    }
+    if (colon != 0 && colon + 1 < head.size()) {
+      empty = IsTrivialStatement(head, colon + 1);
+    } else {
+      for (size_t m = n + 1; m < lines.size() && !lines[m].top_level; ++m) {
+        if (!IsTrivialStatement(lines[m].tokens, 0)) empty = false;
+      }
+    }
+    if (name == "upgrade") {
+      result_.upgrade_is_empty = empty;
+      result_.upgrade_line = lines[n].line;
+    } else {
+      result_.downgrade_is_empty = empty;
+      result_.downgrade_line = lines[n].line;
+    }
+  }
+
+  static bool IsTrivialStatement(const std::vector<Token>& t, size_t from) {
+    for (size_t k = from; k < t.size(); ++k) {
+      bool trivial = (t[k].kind == TokenKind::kName && t[k].text == "pass") ||
+                     t[k].kind == TokenKind::kString || t[k].text == "." || t[k].text == ";";
+      if (!trivial) return false;
+    }
+    return true;
+  }
+
+  // `a = b = value` / `a: T = value`: fills the targets and where the value
+  // starts. Returns false for anything that is not a plain assignment.
+  static bool SplitAssignment(const LogicalLine& line, std::vector<absl::string_view>* targets,
+                              size_t* value_start) {
+    const std::vector<Token>& t = line.tokens;
+    size_t k = 0;
+    while (k < t.size()) {
+      if (t[k].kind != TokenKind::kName) return false;
+      size_t name = k++;
+      if (k < t.size() && t[k].text == ":") {
+        // Skip the annotation up to the `=` at bracket depth 0.
+        int depth = 0;
+        ++k;
+        while (k < t.size() && !(depth == 0 && t[k].text == "=")) {
+          if (t[k].text == "(" || t[k].text == "[" || t[k].text == "{") ++depth;
+          if (t[k].text == ")" || t[k].text == "]" || t[k].text == "}") --depth;
+          ++k;
+        }
+        if (k >= t.size()) return false;  // annotation without a value
+        targets->push_back(t[name].text);
+        *value_start = k + 1;
+        return *value_start <= t.size();
+      }
+      if (k >= t.size() || t[k].text != "=") return false;
+      targets->push_back(t[name].text);
+      ++k;
+      *value_start = k;
+      // Another `name =` follows for a chained assignment.
+      if (!(k + 1 < t.size() && t[k].kind == TokenKind::kName && t[k + 1].text == "=")) break;
+    }
+    return !targets->empty();
+  }
+
+  // Reads a literal value: None, strings, or a tuple/list of strings.
+  absl::Status ReadLiteral(const LogicalLine& line, size_t start, absl::string_view target,
+                           std::vector<std::string>* values) {
+    const std::vector<Token>& t = line.tokens;
+    auto not_literal = [&](int at_line) {
+      return Error(at_line, absl::StrCat("the value of '", target,
+                                         "' is not a literal (a string, None, or a tuple or "
+                                         "list of strings); Alembic would have to run code "
+                                         "to know it"));
+    };
+    if (start >= t.size()) return not_literal(line.line);
+    size_t end = t.size();
+    if (t[end - 1].text == ";") --end;
+    if (start + 1 == end && t[start].kind == TokenKind::kName && t[start].text == "None") {
+      return absl::OkStatus();
+    }
+    size_t k = start;
+    bool bracketed = false;
+    if (t[k].text == "(" || t[k].text == "[") {
+      if (t[end - 1].text != (t[k].text == "(" ? ")" : "]")) return not_literal(t[k].line);
+      bool is_list = t[k].text == "[";
+      ++k;
+      --end;
+      bracketed = true;
+      if (k == end) return absl::OkStatus();  // () or []
+      // A parenthesised single string without a comma is just that string.
+      if (!is_list) {
+        bool has_comma = false;
+        for (size_t m = k; m < end; ++m) has_comma |= t[m].text == ",";
+        bracketed = has_comma;
+      }
+    }
+    bool expect_item = true;
+    bool any_comma = false;
+    while (k < end) {
+      if (expect_item) {
+        if (t[k].kind == TokenKind::kName && t[k].text == "None" && !bracketed) {
+          ++k;
+          expect_item = false;
+          continue;
+        }
+        if (t[k].kind != TokenKind::kString) return not_literal(t[k].line);
+        std::string item;
+        while (k < end && t[k].kind == TokenKind::kString) {
+          StringValue v = DecodeString(t[k].text);
+          if (v.is_bytes || v.is_fstring) return not_literal(t[k].line);
+          item += v.value;
+          ++k;
+        }
+        values->push_back(std::move(item));
+        expect_item = false;
+      } else {
+        if (t[k].text != ",") return not_literal(t[k].line);
+        any_comma = true;
+        expect_item = true;
+        ++k;
+      }
+    }
+    // Normalise: a single empty string means "none" (Alembic's
+    // tuple_rev_as_scalar treats "" as None); labels drop empty names.
+    if (!any_comma && values->size() == 1 && (*values)[0].empty()) values->clear();
+    return absl::OkStatus();
+  }
+
+  absl::Status Error(int line, absl::string_view message) const {
+    if (line <= 0) return absl::InvalidArgumentError(absl::StrCat(result_.path, ": ", message));
+    return absl::InvalidArgumentError(absl::StrCat(result_.path, ":", line, ": ", message));
+  }
+
+  RevisionFile result_;
+};
+
+}  // namespace
+
+absl::Status VerifyRevisionId(absl::string_view id) {
+  std::set<char> bad;
+  for (char c : id) {
+    if (c == '@' || c == '-' || c == '+' || c == ':') bad.insert(c);
+  }
+  if (id.empty()) return absl::InvalidArgumentError("Revision identifier is empty");
+  if (bad.empty()) return absl::OkStatus();
+  std::vector<std::string> chars;
+  for (char c : bad) chars.emplace_back(1, c);
+  return absl::InvalidArgumentError(absl::StrCat("Character(s) '", absl::StrJoin(chars, ", "),
+                                                 "' not allowed in revision identifier '", id,
+                                                 "'"));
+}
+
+absl::StatusOr<RevisionFile> ParseRevisionFile(absl::string_view source, absl::string_view path,
+                                               absl::string_view filename) {
+  return FileParser(path, filename).Parse(source);
+}
+
+}  // namespace lockstep::migrations

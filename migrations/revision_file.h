@@ -1,0 +1,55 @@
+// Static reader for Alembic revision files.
+//
+// Alembic imports each revision file and reads its module attributes. We do
+// not run Python: we tokenize the file and read the module-level assignments
+// to `revision`, `down_revision`, `branch_labels` and `depends_on` when their
+// values are literals (strings, None, tuples/lists of strings, with or without
+// annotations), plus the module docstring. A value Alembic could only get by
+// running code (`"r" + "1"`, a name, a call) is an error that names the file
+// and line, never a guess.
+#ifndef LOCKSTEP_MIGRATIONS_REVISION_FILE_H_
+#define LOCKSTEP_MIGRATIONS_REVISION_FILE_H_
+
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace lockstep::migrations {
+
+struct RevisionFile {
+  std::string path;      // as Alembic prints it: <version location>/<file name>
+  std::string filename;  // the file name alone
+  std::string revision;
+  // Normalised as Alembic does: None, "", () and [] are empty; a string is one
+  // element; order as written.
+  std::vector<std::string> down_revisions;
+  std::vector<std::string> depends_on;
+  std::vector<std::string> branch_labels;
+  std::string long_doc;  // the module docstring, stripped
+  std::string doc;       // long_doc up to the first blank line
+
+  // Facts for `lockstep lint`.
+  int revision_line = 0;                  // 0 when taken from the file name
+  std::optional<std::string> revises;     // the docstring's "Revises:" value
+  std::optional<bool> upgrade_is_empty;   // nullopt when there is no upgrade()
+  std::optional<bool> downgrade_is_empty; // likewise for downgrade()
+  int upgrade_line = 0;
+  int downgrade_line = 0;
+};
+
+// Parses `source`, the text of the file at `path` (whose last component is
+// `filename`). Errors are INVALID_ARGUMENT with "path:line: message".
+absl::StatusOr<RevisionFile> ParseRevisionFile(absl::string_view source, absl::string_view path,
+                                               absl::string_view filename);
+
+// The Alembic revision id rules: ids may not contain '@', '-', '+'. (A ':' is
+// refused too: it would break `history -r A:B` and `upgrade A:B`.) Returns an
+// error in Alembic's words for a bad id.
+absl::Status VerifyRevisionId(absl::string_view id);
+
+}  // namespace lockstep::migrations
+
+#endif  // LOCKSTEP_MIGRATIONS_REVISION_FILE_H_

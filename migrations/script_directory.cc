@@ -1,0 +1,292 @@
+#include "migrations/script_directory.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "migrations/ini_file.h"
+
+namespace lockstep::migrations {
+namespace {
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+bool IsDir(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return "";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// Python's repr() of a plain path, for messages Alembic formats with %r.
+std::string Repr(const std::string& s) { return absl::StrCat("'", s, "'"); }
+
+// Alembic's revision file filter: `(?!\.\#|__init__)(.*\.py)$`, or with
+// sourceless also `.pyc`/`.pyo`.
+bool IsRevisionFileName(absl::string_view name, bool sourceless) {
+  if (absl::StartsWith(name, ".#") || absl::StartsWith(name, "__init__")) return false;
+  if (absl::EndsWith(name, ".py")) return true;
+  return sourceless && (absl::EndsWith(name, ".pyc") || absl::EndsWith(name, ".pyo"));
+}
+
+absl::Status ListDir(const std::string& dir, std::vector<std::string>* files,
+                     std::vector<std::string>* subdirs) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read version folder ", dir, ": ", std::strerror(errno)));
+  }
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    bool is_dir = e->d_type == DT_DIR;
+    if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) is_dir = IsDir(dir + "/" + name);
+    (is_dir ? subdirs : files)->push_back(std::move(name));
+  }
+  ::closedir(d);
+  std::sort(files->begin(), files->end());
+  std::sort(subdirs->begin(), subdirs->end());
+  return absl::OkStatus();
+}
+
+bool ReadWholeFile(const std::string& path, std::string* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return false;
+  }
+  out->resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < out->size()) {
+    ssize_t n = ::read(fd, out->data() + done, out->size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  out->resize(done);
+  ::close(fd);
+  return true;
+}
+
+// Splits version_locations the way the configured separator says.
+absl::StatusOr<std::vector<std::string>> SplitLocations(const std::string& value,
+                                                        const std::optional<std::string>& sep,
+                                                        const std::string& source) {
+  std::vector<std::string> out;
+  if (!sep.has_value()) {
+    // Legacy: split on ", *" or " +".
+    std::string cur;
+    for (size_t i = 0; i < value.size(); ++i) {
+      if (value[i] == ',' || value[i] == ' ') {
+        out.push_back(cur);
+        cur.clear();
+        if (value[i] == ',') {
+          while (i + 1 < value.size() && value[i + 1] == ' ') ++i;
+        } else {
+          while (i + 1 < value.size() && value[i + 1] == ' ') ++i;
+        }
+        continue;
+      }
+      cur.push_back(value[i]);
+    }
+    out.push_back(cur);
+    return out;
+  }
+  std::string split;
+  if (*sep == "space") {
+    split = " ";
+  } else if (*sep == "os" || *sep == ":") {
+    split = ":";
+  } else if (*sep == ";") {
+    split = ";";
+  } else if (*sep == "newline") {
+    split = "\n";
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": '", *sep,
+                     "' is not a valid value for version_path_separator; expected 'space', "
+                     "'newline', 'os', ':', ';'"));
+  }
+  for (absl::string_view part : absl::StrSplit(value, split)) {
+    absl::string_view p = absl::StripAsciiWhitespace(part);
+    if (!p.empty()) out.emplace_back(p);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string CurrentDir() {
+  char buf[PATH_MAX];
+  if (::getcwd(buf, sizeof buf) == nullptr) return "/";
+  return buf;
+}
+
+std::string AbsPath(const std::string& path, const std::string& cwd) {
+  std::string joined = (!path.empty() && path[0] == '/') ? path : cwd + "/" + path;
+  std::vector<absl::string_view> parts;
+  for (absl::string_view part : absl::StrSplit(joined, '/')) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
+  }
+  // POSIX keeps a leading "//" but Python's normpath does too; rare enough to
+  // ignore here.
+  return "/" + absl::StrJoin(parts, "/");
+}
+
+absl::StatusOr<ScriptLocation> LocateScriptsFromIni(const std::string& ini_path,
+                                                    const std::string& cwd,
+                                                    const std::string& section) {
+  std::string missing = absl::StrCat("No config file ", Repr(ini_path),
+                                     " found, or file has no '[", section, "]' section");
+  if (!Exists(ini_path)) return absl::NotFoundError(missing);
+  absl::StatusOr<IniFile> ini = IniFile::Load(ini_path);
+  if (!ini.ok()) return ini.status();
+  if (!ini->HasSection(section)) return absl::NotFoundError(missing);
+  ini->SetDefault("here", AbsPath(DirName(ini_path), cwd));
+
+  auto get = [&](const char* key) { return ini->Get(section, key); };
+  absl::StatusOr<std::optional<std::string>> script_location = get("script_location");
+  if (!script_location.ok()) return script_location.status();
+  if (!script_location->has_value()) {
+    return absl::InvalidArgumentError("No 'script_location' key found in configuration.");
+  }
+  std::string loc = **script_location;
+  if (loc.empty() || (loc[0] != '/' && loc.find(':') != std::string::npos)) {
+    return absl::UnimplementedError(absl::StrCat(
+        ini_path, ": script_location '", loc,
+        "' names a Python package resource; lockstep needs a filesystem path"));
+  }
+  ScriptLocation out;
+  out.config_file = ini_path;
+  out.script_dir = AbsPath(loc, cwd);
+  if (!Exists(out.script_dir)) {
+    return absl::NotFoundError(absl::StrCat("Path doesn't exist: ", Repr(out.script_dir),
+                                            ".  Please use the 'init' command to create a new "
+                                            "scripts folder."));
+  }
+  absl::StatusOr<std::optional<std::string>> locations = get("version_locations");
+  if (!locations.ok()) return locations.status();
+  if (locations->has_value() && !(*locations)->empty()) {
+    absl::StatusOr<std::optional<std::string>> sep = get("version_path_separator");
+    if (!sep.ok()) return sep.status();
+    if (!sep->has_value()) {
+      sep = get("path_separator");
+      if (!sep.ok()) return sep.status();
+    }
+    absl::StatusOr<std::vector<std::string>> parts = SplitLocations(**locations, *sep, ini_path);
+    if (!parts.ok()) return parts.status();
+    for (const std::string& p : *parts) out.version_locations.push_back(AbsPath(p, cwd));
+    out.explicit_version_locations = true;
+  } else {
+    out.version_locations.push_back(out.script_dir + "/versions");
+  }
+  for (auto [key, flag] : {std::pair{"recursive_version_locations", &out.recursive},
+                           std::pair{"sourceless", &out.sourceless}}) {
+    absl::StatusOr<std::optional<std::string>> v = get(key);
+    if (!v.ok()) return v.status();
+    *flag = v->has_value() && **v == "true";
+  }
+  return out;
+}
+
+absl::StatusOr<ScriptLocation> LocateScriptsFromDir(const std::string& dir,
+                                                    const std::string& cwd) {
+  ScriptLocation out;
+  out.script_dir = AbsPath(dir, cwd);
+  if (!IsDir(out.script_dir)) {
+    return absl::NotFoundError(absl::StrCat("Path doesn't exist: ", Repr(out.script_dir)));
+  }
+  std::string versions = out.script_dir + "/versions";
+  // A folder that holds revision files itself (no versions/) is accepted too.
+  out.version_locations.push_back(IsDir(versions) ? versions : out.script_dir);
+  return out;
+}
+
+absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
+  LoadedScripts out;
+  std::set<std::string> seen_real_paths;
+  std::string buffer;
+
+  // Walks one folder (and, when recursive, its sub-folders but __pycache__).
+  std::function<absl::Status(const std::string&)> walk = [&](const std::string& dir) {
+    std::vector<std::string> files, subdirs;
+    absl::Status listed = ListDir(dir, &files, &subdirs);
+    if (!listed.ok()) return listed;
+    std::set<std::string> py_names(files.begin(), files.end());
+    for (const std::string& name : files) {
+      if (!IsRevisionFileName(name, location.sourceless)) continue;
+      std::string path = dir + "/" + name;
+      char real[PATH_MAX];
+      std::string real_path = ::realpath(path.c_str(), real) ? real : path;
+      if (!seen_real_paths.insert(real_path).second) {
+        out.warnings.push_back(absl::StrCat("File ", real_path,
+                                            " loaded twice! ignoring. Please ensure "
+                                            "version_locations is unique."));
+        continue;
+      }
+      if (!absl::EndsWith(name, ".py")) {
+        // Compiled only: skip when the source is there, as Alembic does.
+        if (py_names.count(name.substr(0, name.size() - 1))) continue;
+        out.errors.push_back(absl::UnimplementedError(
+            absl::StrCat(path, ": sourceless revision files (.pyc/.pyo) cannot be read "
+                               "statically; keep the .py source beside it")));
+        continue;
+      }
+      if (!ReadWholeFile(path, &buffer)) {
+        out.errors.push_back(absl::PermissionDeniedError(
+            absl::StrCat(path, ": cannot read file: ", std::strerror(errno))));
+        continue;
+      }
+      absl::StatusOr<RevisionFile> file = ParseRevisionFile(buffer, path, name);
+      if (!file.ok()) {
+        out.errors.push_back(file.status());
+        continue;
+      }
+      out.files.push_back(*std::move(file));
+    }
+    if (location.recursive) {
+      for (const std::string& sub : subdirs) {
+        if (sub == "__pycache__") continue;
+        absl::Status s = walk(dir + "/" + sub);
+        if (!s.ok()) return s;
+      }
+    }
+    return absl::OkStatus();
+  };
+
+  for (const std::string& dir : location.version_locations) {
+    if (location.explicit_version_locations && !Exists(dir)) continue;
+    absl::Status s = walk(dir);
+    if (!s.ok()) return s;
+  }
+  return out;
+}
+
+}  // namespace lockstep::migrations
