@@ -23,7 +23,7 @@ std::string HeadOnly(const RevisionGraph& g, int i, bool include_doc, bool inclu
   const RevisionGraph::Node& n = g.node(i);
   std::string text = n.id();
   if (include_parents) {
-    if (!n.file.depends_on.empty()) {
+    if (n.file.has_dependencies()) {
       text = absl::StrCat(DownRevisions(n.file), " (", absl::StrJoin(n.file.depends_on, ", "),
                           ") -> ", text);
     } else {
@@ -76,7 +76,7 @@ std::string FormatLogEntry(const RevisionGraph& g, int i) {
                                    n.is_merge_point() ? " (mergepoint)" : "", "\n");
   absl::StrAppend(&entry, n.is_merge_point() ? "Merges: " : "Parent: ", DownRevisions(n.file),
                   "\n");
-  if (!n.file.depends_on.empty()) {
+  if (n.file.has_dependencies()) {
     absl::StrAppend(&entry, "Also depends on: ", absl::StrJoin(n.file.depends_on, ", "), "\n");
   }
   if (n.is_branch_point()) {

@@ -375,11 +375,13 @@ class FileParser {
       for (absl::string_view target : targets) {
         if (!IsTracked(target)) continue;
         std::vector<std::string> values;
-        absl::Status s = ReadLiteral(line, value_start, target, &values);
+        bool is_sequence = false;
+        absl::Status s = ReadLiteral(line, value_start, target, &values, &is_sequence);
         if (!s.ok()) return s;
         if (target == "revision") {
-          if (values.size() != 1) {
-            return Error(line.line, "'revision' must be a single string");
+          if (values.size() != 1 || is_sequence) {
+            return Error(line.line, "'revision' must be a single string (Alembic fails on a "
+                                    "tuple, list or None)");
           }
           result_.revision = values[0];
           result_.revision_line = line.line;
@@ -528,7 +530,7 @@ class FileParser {
 
   // Reads a literal value: None, strings, or a tuple/list of strings.
   absl::Status ReadLiteral(const LogicalLine& line, size_t start, absl::string_view target,
-                           std::vector<std::string>* values) {
+                           std::vector<std::string>* values, bool* is_sequence) {
     const std::vector<Token>& t = line.tokens;
     auto not_literal = [&](int at_line) {
       return Error(at_line, absl::StrCat("the value of '", target,
@@ -550,12 +552,14 @@ class FileParser {
       ++k;
       --end;
       bracketed = true;
+      *is_sequence = true;
       if (k == end) return absl::OkStatus();  // () or []
       // A parenthesised single string without a comma is just that string.
       if (!is_list) {
         bool has_comma = false;
         for (size_t m = k; m < end; ++m) has_comma |= t[m].text == ",";
         bracketed = has_comma;
+        *is_sequence = has_comma;
       }
     }
     bool expect_item = true;
@@ -580,13 +584,17 @@ class FileParser {
       } else {
         if (t[k].text != ",") return not_literal(t[k].line);
         any_comma = true;
+        *is_sequence = true;
         expect_item = true;
         ++k;
       }
     }
-    // Normalise: a single empty string means "none" (Alembic's
-    // tuple_rev_as_scalar treats "" as None); labels drop empty names.
-    if (!any_comma && values->size() == 1 && (*values)[0].empty()) values->clear();
+    // A lone "" is None for down_revision (Alembic's tuple_rev_as_scalar).
+    // For branch_labels and depends_on Alembic keeps it: '' is a label, and
+    // depends_on = '' still makes a base "not real" (see RevisionGraph).
+    if (target == "down_revision" && !any_comma && values->size() == 1 && (*values)[0].empty()) {
+      values->clear();
+    }
     return absl::OkStatus();
   }
 

@@ -23,11 +23,17 @@ struct RevisionFile {
   std::string path;      // as Alembic prints it: <version location>/<file name>
   std::string filename;  // the file name alone
   std::string revision;
-  // Normalised as Alembic does: None, "", () and [] are empty; a string is one
-  // element; order as written.
+  // Normalised as Alembic does: None, () and [] are empty; a string is one
+  // element; order as written. A lone "" is empty for down_revision but kept
+  // for the other two, as Alembic keeps it.
   std::vector<std::string> down_revisions;
   std::vector<std::string> depends_on;
   std::vector<std::string> branch_labels;
+
+  // depends_on as Alembic uses it: `depends_on = ''` declares no dependency.
+  bool has_dependencies() const {
+    return !depends_on.empty() && !(depends_on.size() == 1 && depends_on[0].empty());
+  }
   std::string long_doc;  // the module docstring, stripped
   std::string doc;       // long_doc up to the first blank line
 

@@ -90,7 +90,10 @@ absl::Status RevisionGraph::Link() {
   const int n = size();
   for (int i = 0; i < n; ++i) {
     Node& node = nodes_[i];
-    for (const std::string& dep : node.file.depends_on) {
+    // `depends_on = ''` declares no dependency (it only keeps the revision
+    // from being a "real" base, as in Alembic).
+    const std::vector<std::string> no_deps;
+    for (const std::string& dep : node.file.has_dependencies() ? node.file.depends_on : no_deps) {
       auto it = index_.find(dep);
       if (it == index_.end()) {
         return GenericRevisionError(absl::StrCat("Revision ", dep, " referenced from ", id(i),

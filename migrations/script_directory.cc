@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -49,8 +52,10 @@ bool IsRevisionFileName(absl::string_view name, bool sourceless) {
   return sourceless && (absl::EndsWith(name, ".pyc") || absl::EndsWith(name, ".pyo"));
 }
 
+// Lists `dir`: regular entries into `files` (names of symbolic links also
+// into `links`), folders into `subdirs`; each sorted.
 absl::Status ListDir(const std::string& dir, std::vector<std::string>* files,
-                     std::vector<std::string>* subdirs) {
+                     std::vector<std::string>* subdirs, std::set<std::string>* links) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) {
     return absl::NotFoundError(
@@ -60,7 +65,10 @@ absl::Status ListDir(const std::string& dir, std::vector<std::string>* files,
     std::string name = e->d_name;
     if (name == "." || name == "..") continue;
     bool is_dir = e->d_type == DT_DIR;
-    if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) is_dir = IsDir(dir + "/" + name);
+    if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
+      is_dir = IsDir(dir + "/" + name);
+      if (!is_dir) links->insert(name);
+    }
     (is_dir ? subdirs : files)->push_back(std::move(name));
   }
   ::closedir(d);
@@ -69,24 +77,29 @@ absl::Status ListDir(const std::string& dir, std::vector<std::string>* files,
   return absl::OkStatus();
 }
 
-bool ReadWholeFile(const std::string& path, std::string* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// Reads `name` inside the folder open as `dir_fd` (openat: the kernel looks
+// up one component, not the whole path). No fstat: a short read of a regular
+// file is its end.
+bool ReadWholeFile(int dir_fd, const std::string& name, std::string* out) {
+  int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return false;
-  }
-  out->resize(static_cast<size_t>(st.st_size));
   size_t done = 0;
-  while (done < out->size()) {
+  if (out->size() < 16384) out->resize(16384);
+  while (true) {
     ssize_t n = ::read(fd, out->data() + done, out->size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n < 0) {
+      int saved = errno;
+      ::close(fd);
+      errno = saved;
+      return false;
+    }
     done += static_cast<size_t>(n);
+    if (n == 0 || done < out->size()) break;
+    out->resize(out->size() * 2);
   }
-  out->resize(done);
   ::close(fd);
+  out->resize(done);
   return true;
 }
 
@@ -230,21 +243,42 @@ absl::StatusOr<ScriptLocation> LocateScriptsFromDir(const std::string& dir,
 }
 
 absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
+  // Phase 1, sequential: walk the folders in Alembic's order and list the
+  // files to read, skipping what Alembic skips.
+  struct Pending {
+    int dir_fd;
+    std::string name;
+    std::string path;
+    absl::Status unreadable;  // known before reading (kept in load order)
+  };
+  std::vector<Pending> pending;
+  std::vector<int> dir_fds;
   LoadedScripts out;
   std::set<std::string> seen_real_paths;
-  std::string buffer;
+  auto close_all = [&] {
+    for (int fd : dir_fds) ::close(fd);
+  };
 
-  // Walks one folder (and, when recursive, its sub-folders but __pycache__).
   std::function<absl::Status(const std::string&)> walk = [&](const std::string& dir) {
     std::vector<std::string> files, subdirs;
-    absl::Status listed = ListDir(dir, &files, &subdirs);
+    std::set<std::string> links;
+    absl::Status listed = ListDir(dir, &files, &subdirs, &links);
     if (!listed.ok()) return listed;
-    std::set<std::string> py_names(files.begin(), files.end());
+    // Alembic skips a file reached twice (by its real path). Resolve the
+    // folder once; only a symbolic link needs resolving on its own.
+    char real[PATH_MAX];
+    std::string real_dir = ::realpath(dir.c_str(), real) ? real : dir;
+    int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot open version folder ", dir, ": ", std::strerror(errno)));
+    }
+    dir_fds.push_back(dir_fd);
     for (const std::string& name : files) {
       if (!IsRevisionFileName(name, location.sourceless)) continue;
       std::string path = dir + "/" + name;
-      char real[PATH_MAX];
-      std::string real_path = ::realpath(path.c_str(), real) ? real : path;
+      std::string real_path = real_dir + "/" + name;
+      if (links.count(name) && ::realpath(path.c_str(), real)) real_path = real;
       if (!seen_real_paths.insert(real_path).second) {
         out.warnings.push_back(absl::StrCat("File ", real_path,
                                             " loaded twice! ignoring. Please ensure "
@@ -253,23 +287,16 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
       }
       if (!absl::EndsWith(name, ".py")) {
         // Compiled only: skip when the source is there, as Alembic does.
-        if (py_names.count(name.substr(0, name.size() - 1))) continue;
-        out.errors.push_back(absl::UnimplementedError(
+        if (std::binary_search(files.begin(), files.end(), name.substr(0, name.size() - 1))) {
+          continue;
+        }
+        absl::Status sourceless = absl::UnimplementedError(
             absl::StrCat(path, ": sourceless revision files (.pyc/.pyo) cannot be read "
-                               "statically; keep the .py source beside it")));
+                               "statically; keep the .py source beside it"));
+        pending.push_back({dir_fd, name, std::move(path), std::move(sourceless)});
         continue;
       }
-      if (!ReadWholeFile(path, &buffer)) {
-        out.errors.push_back(absl::PermissionDeniedError(
-            absl::StrCat(path, ": cannot read file: ", std::strerror(errno))));
-        continue;
-      }
-      absl::StatusOr<RevisionFile> file = ParseRevisionFile(buffer, path, name);
-      if (!file.ok()) {
-        out.errors.push_back(file.status());
-        continue;
-      }
-      out.files.push_back(*std::move(file));
+      pending.push_back({dir_fd, name, std::move(path), absl::OkStatus()});
     }
     if (location.recursive) {
       for (const std::string& sub : subdirs) {
@@ -280,11 +307,50 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
     }
     return absl::OkStatus();
   };
-
   for (const std::string& dir : location.version_locations) {
     if (location.explicit_version_locations && !Exists(dir)) continue;
     absl::Status s = walk(dir);
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      close_all();
+      return s;
+    }
+  }
+
+  // Phase 2, parallel: read and parse. Opening files costs a system call
+  // each, which is most of the time on large projects; threads overlap them.
+  std::vector<absl::StatusOr<RevisionFile>> results(pending.size(), absl::UnknownError(""));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    std::string buffer;
+    for (size_t i = next++; i < pending.size(); i = next++) {
+      const Pending& p = pending[i];
+      if (!p.unreadable.ok()) {
+        results[i] = p.unreadable;
+        continue;
+      }
+      if (!ReadWholeFile(p.dir_fd, p.name, &buffer)) {
+        results[i] = absl::PermissionDeniedError(
+            absl::StrCat(p.path, ": cannot read file: ", std::strerror(errno)));
+        continue;
+      }
+      results[i] = ParseRevisionFile(buffer, p.path, p.name);
+    }
+  };
+  size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), 8);
+  if (pending.size() < 512) threads = 1;
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  close_all();
+
+  out.files.reserve(results.size());
+  for (absl::StatusOr<RevisionFile>& r : results) {
+    if (r.ok()) {
+      out.files.push_back(*std::move(r));
+    } else {
+      out.errors.push_back(r.status());
+    }
   }
   return out;
 }

@@ -1,1 +1,133 @@
+#include "migrations/script_directory.h"
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "migrations/project.h"
+
+namespace lockstep::migrations {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class ScriptDirectoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/lockstep-sd-XXXXXX";
+    root_ = ::mkdtemp(tmpl);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  void Write(const std::string& rel, const std::string& text) {
+    fs::path p = fs::path(root_) / rel;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+  }
+  void Rev(const std::string& dir, const std::string& id, const std::string& down) {
+    Write(dir + "/" + id + "_x.py",
+          "revision = '" + id + "'\ndown_revision = " + (down.empty() ? "None" : "'" + down + "'") + "\n");
+  }
+  std::vector<std::string> LoadedIds(const ScriptLocation& loc) {
+    auto loaded = LoadScripts(loc);
+    EXPECT_TRUE(loaded.ok()) << loaded.status();
+    std::vector<std::string> ids;
+    if (loaded.ok()) {
+      for (const RevisionFile& f : loaded->files) ids.push_back(f.revision);
+    }
+    return ids;
+  }
+
+  std::string root_;
+};
+
+TEST_F(ScriptDirectoryTest, DefaultVersionsFolderSortedAndFiltered) {
+  Write("alembic.ini", "[alembic]\nscript_location = %(here)s/mig\n");
+  Rev("mig/versions", "bbbb", "aaaa");
+  Rev("mig/versions", "aaaa", "");
+  Write("mig/versions/__init__.py", "");
+  Write("mig/versions/.#lock.py", "junk");
+  Write("mig/versions/notes.txt", "junk");
+  auto loc = LocateScriptsFromIni(root_ + "/alembic.ini", "/");
+  ASSERT_TRUE(loc.ok()) << loc.status();
+  EXPECT_EQ(loc->script_dir, root_ + "/mig");
+  EXPECT_THAT(LoadedIds(*loc), ElementsAre("aaaa", "bbbb"));
+}
+
+TEST_F(ScriptDirectoryTest, VersionLocationsEverySeparator) {
+  Rev("one", "aaaa", "");
+  Rev("two", "bbbb", "aaaa");
+  for (const std::string& spec :
+       {std::string("version_locations = %(here)s/one %(here)s/two %(here)s/missing"),
+        std::string("version_locations = %(here)s/one, %(here)s/two"),
+        std::string("version_path_separator = os\nversion_locations = %(here)s/one:%(here)s/two"),
+        std::string("version_path_separator = ;\nversion_locations = %(here)s/one;%(here)s/two"),
+        std::string("path_separator = newline\nversion_locations =\n  %(here)s/one\n  %(here)s/two")}) {
+    Write("alembic.ini", "[alembic]\nscript_location = %(here)s\n" + spec + "\n");
+    auto loc = LocateScriptsFromIni(root_ + "/alembic.ini", "/");
+    ASSERT_TRUE(loc.ok()) << loc.status() << " for " << spec;
+    EXPECT_THAT(LoadedIds(*loc), ElementsAre("aaaa", "bbbb")) << spec;
+  }
+  Write("alembic.ini", "[alembic]\nscript_location = %(here)s\nversion_path_separator = |\n"
+                       "version_locations = a|b\n");
+  EXPECT_THAT(LocateScriptsFromIni(root_ + "/alembic.ini", "/").status().message(),
+              HasSubstr("'|' is not a valid value for version_path_separator"));
+}
+
+TEST_F(ScriptDirectoryTest, RecursiveVersionLocations) {
+  Write("alembic.ini", "[alembic]\nscript_location = %(here)s\nrecursive_version_locations = true\n");
+  Rev("versions", "aaaa", "");
+  Rev("versions/2026/nov", "bbbb", "aaaa");
+  Rev("versions/__pycache__", "cccc", "aaaa");
+  auto loc = LocateScriptsFromIni(root_ + "/alembic.ini", "/");
+  ASSERT_TRUE(loc.ok());
+  EXPECT_THAT(LoadedIds(*loc), ElementsAre("aaaa", "bbbb"));
+}
+
+TEST_F(ScriptDirectoryTest, RelativeScriptLocationIsRelativeToWorkingDirectory) {
+  Write("alembic.ini", "[alembic]\nscript_location = mig\n");
+  Rev("mig/versions", "aaaa", "");
+  auto loc = LocateScriptsFromIni(root_ + "/alembic.ini", root_);
+  ASSERT_TRUE(loc.ok()) << loc.status();
+  EXPECT_EQ(loc->version_locations[0], root_ + "/mig/versions");
+  auto elsewhere = LocateScriptsFromIni(root_ + "/alembic.ini", "/");
+  EXPECT_THAT(elsewhere.status().message(), HasSubstr("Path doesn't exist: '/mig'"));
+}
+
+TEST_F(ScriptDirectoryTest, ConfigErrors) {
+  EXPECT_EQ(LocateScriptsFromIni(root_ + "/nope.ini", "/").status().message(),
+            "No config file '" + root_ + "/nope.ini' found, or file has no '[alembic]' section");
+  Write("alembic.ini", "[other]\nx = 1\n");
+  EXPECT_THAT(LocateScriptsFromIni(root_ + "/alembic.ini", "/").status().message(),
+              HasSubstr("has no '[alembic]' section"));
+  Write("alembic.ini", "[alembic]\nsqlalchemy.url = x\n");
+  EXPECT_EQ(LocateScriptsFromIni(root_ + "/alembic.ini", "/").status().message(),
+            "No 'script_location' key found in configuration.");
+}
+
+TEST_F(ScriptDirectoryTest, BrokenFileFailsLoadOrIsListed) {
+  Write("alembic.ini", "[alembic]\nscript_location = %(here)s\n");
+  Rev("versions", "aaaa", "");
+  Write("versions/bbbb_x.py", "revision = 'bbbb'\ndown_revision = 'aa' + 'aa'\n");
+  ProjectSource source{root_ + "/alembic.ini"};
+  auto p = Project::Load(source);
+  EXPECT_THAT(p.status().message(), HasSubstr(root_ + "/versions/bbbb_x.py:2:"));
+  auto tolerant = Project::Load(source, true);
+  ASSERT_TRUE(tolerant.ok());
+  EXPECT_EQ(tolerant->file_errors().size(), 1u);
+  EXPECT_EQ(tolerant->graph().size(), 1);
+}
+
+TEST(AbsPathTest, NormalisesLikePython) {
+  EXPECT_EQ(AbsPath("a/./b/../c", "/x"), "/x/a/c");
+  EXPECT_EQ(AbsPath("/a//b/", "/x"), "/a/b");
+  EXPECT_EQ(AbsPath("", "/x/y"), "/x/y");
+}
+
+}  // namespace
+}  // namespace lockstep::migrations

@@ -47,11 +47,13 @@ absl::StatusOr<Collected> CollectUpgrade(const Resolver& r, const RevisionSpec& 
                                          RevisionSpec lower, const IterateOptions& o) {
   const RevisionGraph& g = r.graph();
   const int n = g.size();
-  const std::string& target = upper.items.empty() ? std::string("heads") : upper.items[0];
+  // A tuple of rows names revisions as they are; one string may be relative.
+  const std::string target = upper.is_string && !upper.items.empty() ? upper.items[0] : "";
   absl::StatusOr<std::vector<RevRef>> parsed =
-      r.ParseUpgradeTarget(lower.items, target, o.assert_relative_length);
+      upper.is_string ? r.ParseUpgradeTarget(lower.items, target, o.assert_relative_length)
+                      : r.GetRevisions(upper.items);
   if (!parsed.ok()) return parsed.status();
-  absl::StatusOr<std::vector<int>> targets_or = OnlyRevisions(*parsed, target);
+  absl::StatusOr<std::vector<int>> targets_or = OnlyRevisions(*parsed, upper.ToString());
   if (!targets_or.ok()) return targets_or.status();
   std::vector<int> targets = *std::move(targets_or);
 

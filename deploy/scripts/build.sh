@@ -1,0 +1,6 @@
+#!/bin/bash
+# Configures and builds lockstep (Release-ish, Ninja, ccache) into build/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
+ninja -C build

@@ -1,0 +1,34 @@
+#!/bin/bash
+# Builds and runs every test: unit, integration (real PostgreSQL and SQLite,
+# real Alembic), conformance against Alembic, then the sanitizer build with
+# the fuzzers run for a bounded time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+
+deploy/scripts/build.sh
+(cd build && ctest --output-on-failure --timeout 2400 -j 2)
+
+# ASan + UBSan build of the migrations tests, and the libFuzzer targets.
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
+  -DLOCKSTEP_FUZZ=ON -DLOCKSTEP_SANITIZE=ON > /dev/null
+ninja -C build-fuzz lockstep_migrations_test revision_file_fuzzer ini_fuzzer graph_fuzzer
+echo "== migrations tests under ASan+UBSan"
+build-fuzz/migrations/lockstep_migrations_test --gtest_brief=1
+for fuzzer in revision_file ini graph; do
+  corpus=$(mktemp -d)
+  log=$(mktemp)
+  seeds=tests/fuzz/corpus/$fuzzer
+  [ -d "$seeds" ] || seeds=
+  echo "== fuzzing $fuzzer for ${FUZZ_SECONDS}s"
+  if ! build-fuzz/tests/fuzz/${fuzzer}_fuzzer -max_total_time="$FUZZ_SECONDS" \
+       -print_final_stats=1 "$corpus" $seeds > "$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "fuzzer $fuzzer found a crash" >&2
+    exit 1
+  fi
+  grep -E "stat::number_of_executed_runs" "$log"
+  rm -rf "$corpus" "$log"
+done
+echo "all test stages passed"

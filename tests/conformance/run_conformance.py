@@ -1,0 +1,340 @@
+#!/usr/bin/python3
+"""Compares lockstep with real Alembic on generated and hand-made projects.
+
+Alembic runs in this process through its own command functions (the code
+behind the `alembic` CLI), which saves a Python start-up per command; the
+only change made to it is to list each versions folder in sorted order, as
+Alembic 1.10+ does (1.8.1 uses raw directory order, which lockstep documents
+as the one difference). Where Alembic's order is undefined (it formats a
+Python set: the children of a branch point, the labels of a revision), both
+sides are sorted before comparing.
+
+For upgrades and downgrades, Alembic really runs against a SQLite file; the
+generated env.py records each step and the version rows after it, which are
+compared with `lockstep path -o json`.
+
+Prints one line per difference and a closing "N passed, M failed".
+"""
+import argparse
+import contextlib
+import io
+import json
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import alembic_cases  # noqa: E402
+import generate_project  # noqa: E402
+
+from alembic import command, util  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+from alembic.script.base import Script  # noqa: E402
+import alembic.util.messaging as messaging  # noqa: E402
+
+warnings.simplefilter("ignore")
+
+# Alembic 1.10+ lists version folders sorted; emulate that in 1.8.1.
+_orig_list = Script._list_py_dir.__func__
+Script._list_py_dir = classmethod(lambda cls, sd, path: sorted(_orig_list(cls, sd, path)))
+
+# Sets have no defined order: render them sorted.
+_orig_comma = messaging.format_as_comma
+
+
+def _sorted_comma(value):
+    if isinstance(value, (set, frozenset)):
+        value = sorted(value)
+    return _orig_comma(value)
+
+
+for mod in list(sys.modules.values()):
+    if getattr(mod, "format_as_comma", None) is _orig_comma:
+        mod.format_as_comma = _sorted_comma
+
+# One ScriptDirectory per project: Alembic re-imports every file per command.
+_script_cache = {}
+_orig_from_config = ScriptDirectory.from_config.__func__
+
+
+def _cached_from_config(cls, config):
+    key = config.config_file_name
+    if key not in _script_cache:
+        _script_cache[key] = _orig_from_config(cls, config)
+    return _script_cache[key]
+
+
+ScriptDirectory.from_config = classmethod(_cached_from_config)
+
+
+_DUP_LABEL = re.compile(r"Branch name '(.*)' in revision (\S+) already used by revision (\S+)")
+
+
+def normalise(text):
+    """Sorts the '->' child lines inside each `branches` block, and drops the
+    revisions a duplicate-label error names (Alembic picks them from a set)."""
+    text = _DUP_LABEL.sub(lambda m: "Branch name '%s' used twice" % m.group(1), text)
+    blocks = text.split("\n\n")
+    out = []
+    for b in blocks:
+        lines = b.split("\n")
+        kids = [l for l in lines if re.match(r"^ +-> ", l)]
+        if len(kids) > 1:
+            rest = [l for l in lines if not re.match(r"^ +-> ", l)]
+            lines = rest + sorted(kids)
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+class AlembicRunner:
+    def __init__(self, ini):
+        self.ini = ini
+
+    def run(self, fn, *args, **kw):
+        """Runs an alembic command; returns ('ok', stdout) or ('error', message)."""
+        buf = io.StringIO()
+        cfg = Config(self.ini, stdout=buf)
+        cfg.attributes.update(kw.pop("attributes", {}))
+        try:
+            fn(cfg, *args, **kw)
+        except util.CommandError as e:
+            return "error", str(e), cfg
+        except Exception as e:  # Alembic itself crashed
+            return "crash", "%s: %s" % (type(e).__name__, e), cfg
+        return "ok", buf.getvalue(), cfg
+
+
+class Lockstep:
+    def __init__(self, binary, ini):
+        self.binary = binary
+        self.ini = ini
+
+    def run(self, *args):
+        p = subprocess.run([self.binary, "-c", self.ini] + list(args), capture_output=True,
+                           text=True, timeout=120)
+        if p.returncode < 0 or p.returncode > 3:
+            return "crash", "exit %d: %s" % (p.returncode, p.stderr)
+        if p.returncode != 0:
+            err = p.stderr.strip()
+            return "error", err[len("FAILED: "):] if err.startswith("FAILED: ") else err
+        return "ok", p.stdout
+
+
+class Checker:
+    def __init__(self, binary, verbose):
+        self.binary = binary
+        self.verbose = verbose
+        self.passed = 0
+        self.failed = 0
+        self.alembic_crashes = 0
+        self.crash_reasons = {}
+        self.messages = []
+
+    def record(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            self.messages.append("DIFF %s\n%s" % (name, detail[:3000]))
+
+    def count_crash(self, message):
+        self.alembic_crashes += 1
+        key = message.split(":")[0]
+        self.crash_reasons[key] = self.crash_reasons.get(key, 0) + 1
+
+    def compare_text(self, name, a, l):
+        a_kind, a_out = a[0], a[1]
+        l_kind, l_out = l
+        if a_kind == "crash":
+            self.count_crash(a_out)
+            self.record(name + " (alembic crashed: %s)" % a_out, l_kind != "crash", l_out)
+            return
+        if a_kind != l_kind:
+            self.record(name, False, "alembic %s: %s\nlockstep %s: %s" % (a_kind, a_out, l_kind, l_out))
+            return
+        a_out, l_out = normalise(a_out), normalise(l_out)
+        self.record(name, a_out == l_out, _diff(a_out, l_out))
+
+    def check_project(self, label, path, meta, rng, idents=None, path_cases=8):
+        ini = os.path.join(path, "alembic.ini")
+        al = AlembicRunner(ini)
+        ls = Lockstep(self.binary, ini)
+        revs = meta["revisions"]
+        labels = list(meta["labels"])
+        for args, fn, kw in [
+            (["heads"], command.heads, {}),
+            (["heads", "--resolve-dependencies"], command.heads, {"resolve_dependencies": True}),
+            (["heads", "-v"], command.heads, {"verbose": True}),
+            (["branches"], command.branches, {}),
+            (["history"], command.history, {}),
+            (["history", "--verbose"], command.history, {"verbose": True}),
+        ]:
+            self.compare_text("%s %s" % (label, " ".join(args)), al.run(fn, **kw), ls.run(*args))
+
+        pool = list(idents or [])
+        if not idents:
+            pool += rng.sample(revs, min(4, len(revs)))
+            pool += [r[:rng.randint(4, 8)] for r in rng.sample(revs, min(2, len(revs)))]
+            pool += [revs[0][:3], "zzzz", "head", "heads", "base", "-1", "-2"]
+            pool += [rng.choice(revs) + rng.choice(["+1", "-1", "+2", "-3"])]
+            if labels:
+                for l in rng.sample(labels, min(3, len(labels))):
+                    pool += [l, l + "@head", l + "@heads", l + "@base", l + "@-1", l + "@+1",
+                             l + "@" + rng.choice(revs)[:6], l + "@" + rng.choice(revs)]
+            pool.append("nolabel@" + revs[-1])
+        for ident in pool:
+            self.compare_text("%s show %s" % (label, ident), al.run(command.show, ident),
+                              ls.run("show", ident))
+        # history ranges
+        lowers = ["", "base"] + pool[:6]
+        uppers = ["", "heads", "head"] + pool[:6]
+        for _ in range(6 if not idents else 12):
+            rng_range = "%s:%s" % (rng.choice(lowers), rng.choice(uppers))
+            self.compare_text("%s history -r %s" % (label, rng_range),
+                              al.run(command.history, rng_range), ls.run("history", "-r", rng_range))
+        # upgrade / downgrade paths on a real SQLite database
+        for n in range(path_cases):
+            start = rng.choice(["base"] + pool[:5] + rng.sample(revs, min(3, len(revs))))
+            target = rng.choice(["heads", "head"] + pool + rng.sample(revs, min(3, len(revs))))
+            self.check_path(label, al, ls, start, target, downgrade=False, idx=n)
+            down_target = rng.choice(["base", "-1", "-2"] + pool[:4] + rng.sample(revs, min(2, len(revs))))
+            self.check_path(label, al, ls, rng.choice(["heads"] + pool[:4]), down_target,
+                            downgrade=True, idx=n)
+
+    def check_path(self, label, al, ls, start, target, downgrade, idx):
+        db = os.path.join(tempfile.gettempdir(), "lockstep-conf-%d.db" % os.getpid())
+        if os.path.exists(db):
+            os.remove(db)
+        url = "sqlite:///" + db
+        # Reach the start state with real Alembic, and check that too.
+        kind, out, cfg = al.run(command.upgrade, start, attributes={"url": url})
+        rows = _rows(db)
+        name = "%s upgrade %s (from base)" % (label, start)
+        self.compare_steps(name, kind, out, cfg, ls, start, [], False)
+        if kind != "ok":
+            return
+        fn = command.downgrade if downgrade else command.upgrade
+        kind, out, cfg = al.run(fn, target, attributes={"url": url})
+        name = "%s %s %s from %s" % (label, "downgrade" if downgrade else "upgrade", target, rows)
+        self.compare_steps(name, kind, out, cfg, ls, target, rows, downgrade)
+        if kind == "ok":
+            final = _rows(db)
+            steps = cfg.attributes.get("steps", [])
+            expect = steps[-1][2] if steps else sorted(rows)
+            self.record(name + " final rows", sorted(final) == expect,
+                        "db %s vs last step %s" % (final, expect))
+
+    def compare_steps(self, name, kind, out, cfg, ls, target, rows, downgrade):
+        args = ["path", target, "-o", "json", "--from", ",".join(rows)]
+        if downgrade:
+            args.append("--downgrade")
+        l_kind, l_out = ls.run(*args)
+        if kind == "crash":
+            self.count_crash(out)
+            self.record(name + " (alembic crashed: %s)" % out, l_kind != "crash", l_out)
+            return
+        if kind != l_kind:
+            self.record(name, False, "alembic %s: %s\nlockstep %s: %s" % (kind, out, l_kind, l_out))
+            return
+        if kind == "error":
+            out, l_out = normalise(out), normalise(l_out)
+            self.record(name, out == l_out, "alembic: %s\nlockstep: %s" % (out, l_out))
+            return
+        alembic_steps = [list(s) for s in cfg.attributes.get("steps", [])]
+        ours = [[s["revision"], s["direction"], s["rows_after"]] for s in json.loads(l_out)["steps"]]
+        self.record(name, alembic_steps == ours, "alembic:  %s\nlockstep: %s" % (alembic_steps, ours))
+
+
+def _rows(db):
+    try:
+        con = sqlite3.connect(db)
+        rows = [r[0] for r in con.execute("SELECT version_num FROM alembic_version")]
+        con.close()
+        return rows
+    except sqlite3.Error:
+        return []
+
+
+def _diff(a, b):
+    if a == b:
+        return ""
+    import difflib
+    return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), "alembic", "lockstep",
+                                          lineterm="", n=1))
+
+
+def check_job(job):
+    """Runs one project's comparisons in a worker process; returns counters."""
+    binary, work, kind, name, seed, size = job
+    checker = Checker(binary, False)
+    _script_cache.clear()
+    if kind == "case":
+        path = os.path.join(work, "case_" + name)
+        meta = generate_project.write_cases(path, alembic_cases.CASES[name])
+        checker.check_project("case:" + name, path, meta, random.Random(name),
+                              idents=alembic_cases.IDENTS.get(name), path_cases=10)
+    else:
+        path = os.path.join(work, name)
+        meta = generate_project.generate(path, seed, size)
+        checker.check_project("%s(%d revs)" % (name, size), path, meta, random.Random(seed),
+                              path_cases=2 if size > 1000 else 3 if size > 300 else 6)
+    shutil.rmtree(path, ignore_errors=True)
+    return checker.passed, checker.failed, checker.messages, checker.crash_reasons
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lockstep", required=True)
+    ap.add_argument("--projects", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=20261127)
+    ap.add_argument("--max-size", type=int, default=2000)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="lockstep-conformance-")
+    binary = os.path.abspath(args.lockstep)
+    started = time.time()
+    jobs = [(binary, work, "case", name, 0, 0) for name in alembic_cases.CASES]
+    rng = random.Random(args.seed)
+    sizes = []
+    for n in range(args.projects):
+        r = rng.random()
+        size = (rng.randint(10, 60) if r < 0.75 else rng.randint(60, 400) if r < 0.97
+                else args.max_size)
+        sizes.append(size)
+        jobs.append((binary, work, "gen", "gen_%03d" % n, args.seed * 1000 + n, size))
+    # Largest first, so that no big project is left for the end.
+    jobs.sort(key=lambda j: -j[5])
+    passed = failed = 0
+    crashes = {}
+    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+        for p, f, messages, reasons in pool.imap_unordered(check_job, jobs):
+            passed += p
+            failed += f
+            for m in messages:
+                print(m, flush=True)
+            for k, v in reasons.items():
+                crashes[k] = crashes.get(k, 0) + v
+    shutil.rmtree(work, ignore_errors=True)
+    print("conformance: %d cases from Alembic's test suite, %d generated projects (%d-%d "
+          "revisions, %d in all), %.0f s"
+          % (len(alembic_cases.CASES), args.projects, min(sizes or [0]), max(sizes or [0]),
+             sum(sizes), time.time() - started))
+    if crashes:
+        print("comparisons where Alembic itself crashed (lockstep must not): %s" % ", ".join(
+            "%s %d" % kv for kv in sorted(crashes.items())))
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""The example project with real Alembic on SQLite and on a PostgreSQL server
+the test starts itself, and the lockstep CLI against the real `alembic` CLI.
+
+Run: LOCKSTEP_BIN=build/client/lockstep python3 -m unittest tests/integration/test_example_project.py
+"""
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from pgserver import PgServer  # noqa: E402
+
+EXAMPLE_INI = os.path.join(ROOT, "migrations", "example", "alembic.ini")
+LOCKSTEP = os.environ.get("LOCKSTEP_BIN", os.path.join(ROOT, "build", "client", "lockstep"))
+ALEMBIC = "/usr/bin/alembic"
+HEAD = "e9a8c6b4d244"
+
+
+def run(argv, env=None, check=True):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    p = subprocess.run(argv, capture_output=True, text=True, env=full_env)
+    if check and p.returncode != 0:
+        raise AssertionError("%s failed (%d): %s %s" % (argv, p.returncode, p.stdout, p.stderr))
+    return p
+
+
+def alembic(*args, url=None):
+    env = {"DATABASE_URL": url} if url else {}
+    return run([ALEMBIC, "-c", EXAMPLE_INI] + list(args), env=env)
+
+
+def ran_steps(alembic_stderr):
+    """('upgrade'|'downgrade', revision) for each 'Running ...' log line."""
+    steps = []
+    for m in re.finditer(r"Running (upgrade|downgrade) (.*?) -> (.*?), ", alembic_stderr):
+        kind, left, right = m.groups()
+        steps.append((kind, right if kind == "upgrade" else left))
+    return steps
+
+
+def lockstep_path(target, rows=(), downgrade=False):
+    import json
+    argv = [LOCKSTEP, "-c", EXAMPLE_INI, "path", target, "-o", "json", "--from", ",".join(rows)]
+    if downgrade:
+        argv.append("--downgrade")
+    steps = json.loads(run(argv).stdout)["steps"]
+    return [(s["direction"], s["revision"]) for s in steps], (steps[-1]["rows_after"] if steps else None)
+
+
+class SqliteTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.db = os.path.join(self.dir, "app.db")
+        self.url = "sqlite:///" + self.db
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def rows(self):
+        with sqlite3.connect(self.db) as c:
+            return sorted(r[0] for r in c.execute("SELECT version_num FROM alembic_version"))
+
+    def tables(self):
+        with sqlite3.connect(self.db) as c:
+            return sorted(r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+
+    def test_upgrade_and_downgrade_follow_lockstep_plan(self):
+        expected, rows_after = lockstep_path("heads")
+        out = alembic("upgrade", "heads", url=self.url)
+        self.assertEqual(ran_steps(out.stderr), expected)
+        self.assertEqual(self.rows(), [HEAD])
+        self.assertEqual(rows_after, [HEAD])
+        self.assertEqual(self.tables(), ["alembic_version", "orders", "users"])
+        with sqlite3.connect(self.db) as c:
+            cols = [r[1] for r in c.execute("PRAGMA table_info(users)")]
+            indexes = [r[1] for r in c.execute("PRAGMA index_list(users)")]
+        self.assertEqual(cols, ["id", "name", "email", "age"])
+        self.assertIn("ix_users_name", indexes)
+
+        expected_down, rows_down = lockstep_path("orders@base", rows=[HEAD], downgrade=True)
+        out = alembic("downgrade", "orders@base", url=self.url)
+        self.assertEqual(ran_steps(out.stderr), expected_down)
+        self.assertEqual(self.rows(), sorted(rows_down))
+
+        out = alembic("downgrade", "base", url=self.url)
+        self.assertEqual(self.rows(), [])
+        self.assertEqual(self.tables(), ["alembic_version"])
+
+    def test_partial_upgrade_to_branch(self):
+        expected, rows_after = lockstep_path("orders@head")
+        out = alembic("upgrade", "orders@head", url=self.url)
+        self.assertEqual(ran_steps(out.stderr), expected)
+        self.assertEqual(self.rows(), rows_after)
+
+
+class PostgresTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgServer().__enter__()
+        cls.pg.create_database("app")
+        cls.url = cls.pg.url("app")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.__exit__(None, None, None)
+
+    def test_upgrade_and_downgrade(self):
+        expected, _ = lockstep_path("heads")
+        out = alembic("upgrade", "heads", url=self.url)
+        self.assertEqual(ran_steps(out.stderr), expected)
+        self.assertEqual(self.pg.psql("SELECT version_num FROM alembic_version", "app").split(), [HEAD])
+        cols = self.pg.psql("SELECT column_name FROM information_schema.columns WHERE "
+                            "table_name='users' ORDER BY ordinal_position", "app").split()
+        self.assertEqual(cols, ["id", "name", "email", "age"])
+        uniques = self.pg.psql("SELECT conname FROM pg_constraint WHERE contype='u'", "app").split()
+        self.assertIn("uq_users_email", uniques)
+        alembic("downgrade", "base", url=self.url)
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM alembic_version", "app").strip(), "0")
+        tables = self.pg.psql("SELECT tablename FROM pg_tables WHERE schemaname='public'", "app").split()
+        self.assertEqual(tables, ["alembic_version"])
+
+
+def sort_unordered(text):
+    """Alembic prints a branch point's children in hash order: sort them."""
+    text = re.sub(r"Branches into: (.*)", lambda m: "Branches into: " + ", ".join(sorted(m.group(1).split(", "))), text)
+    lines = text.split("\n")
+    kids = sorted(l for l in lines if re.match(r"^ +-> ", l))
+    it = iter(kids)
+    return "\n".join(next(it) if re.match(r"^ +-> ", l) else l for l in lines)
+
+
+class CliAgainstAlembicTest(unittest.TestCase):
+    """lockstep and the real `alembic` process print the same text."""
+
+    def check(self, *args):
+        a = run([ALEMBIC, "-c", EXAMPLE_INI] + list(args))
+        l = run([LOCKSTEP, "-c", EXAMPLE_INI] + list(args))
+        self.assertEqual(sort_unordered(l.stdout), sort_unordered(a.stdout), args)
+
+    def test_commands(self):
+        for args in (["heads"], ["heads", "-v"], ["heads", "--resolve-dependencies"], ["branches"],
+                     ["history"], ["history", "--verbose"], ["history", "-r", "3f2a:orders@head"],
+                     ["history", "--rev-range=-2:"], ["show", "head"], ["show", "orders@base"],
+                     ["show", "7c4e"], ["show", "heads"]):
+            with self.subTest(args=args):
+                self.check(*args)
+
+    def test_errors_match(self):
+        for args in (["show", "zzzz"], ["show", "orders@7c4e"], ["history", "-r", "e9a8:3f2a"]):
+            with self.subTest(args=args):
+                a = run([ALEMBIC, "-c", EXAMPLE_INI] + args, check=False)
+                l = run([LOCKSTEP, "-c", EXAMPLE_INI] + args, check=False)
+                self.assertNotEqual(a.returncode, 0)
+                self.assertEqual(l.returncode, 1)
+                self.assertIn("FAILED: ", a.stdout + a.stderr)
+                alembic_msg = re.search(r"FAILED: (.*)", a.stdout + a.stderr).group(1)
+                self.assertEqual(l.stderr.strip(), "FAILED: " + alembic_msg)
+
+    def test_missing_config(self):
+        l = run([LOCKSTEP, "-c", "/nonexistent/alembic.ini", "heads"], check=False)
+        self.assertEqual(l.returncode, 1)
+        self.assertEqual(l.stderr.strip(), "FAILED: No config file '/nonexistent/alembic.ini' "
+                         "found, or file has no '[alembic]' section")
+
+    def test_json_output(self):
+        import json
+        heads = json.loads(run([LOCKSTEP, "-c", EXAMPLE_INI, "heads", "-o", "json"]).stdout)
+        self.assertEqual([h["revision"] for h in heads["heads"]], [HEAD])
+        self.assertEqual(heads["heads"][0]["branch_labels"], ["orders"])
+
+    def test_usage_errors_exit_2(self):
+        self.assertEqual(run([LOCKSTEP, "heads", "--bogus"], check=False).returncode, 2)
+        self.assertEqual(run([LOCKSTEP, "frobnicate"], check=False).returncode, 2)
+        self.assertEqual(run([LOCKSTEP, "-c", EXAMPLE_INI, "show"], check=False).returncode, 2)
+
+
+class LintTest(unittest.TestCase):
+    def test_example_is_clean(self):
+        p = run([LOCKSTEP, "-c", EXAMPLE_INI, "lint"], check=False)
+        self.assertEqual(p.returncode, 0, p.stdout)
+
+    def test_findings(self):
+        d = tempfile.mkdtemp()
+        try:
+            os.makedirs(d + "/versions")
+            with open(d + "/alembic.ini", "w") as f:
+                f.write("[alembic]\nscript_location = %(here)s\n")
+            files = {
+                "aaaa1111_base.py": '"""base\n\nRevises:\n"""\nrevision = "aaaa1111"\ndown_revision = None\n'
+                                    "def upgrade():\n    op.create_table('t')\ndef downgrade():\n    op.drop_table('t')\n",
+                "bbbb2222_left.py": '"""left\n\nRevises: cccc3333\n"""\nrevision = "bbbb2222"\n'
+                                    'down_revision = "aaaa1111"\ndef upgrade():\n    pass\n',
+                "wrong_name.py": 'revision = "cccc3333"\ndown_revision = "aaaa1111"\n',
+                "dddd4444_broken.py": 'revision = "dddd4444"\ndown_revision = "aa" + "aa1111"\n',
+            }
+            for name, text in files.items():
+                with open(os.path.join(d, "versions", name), "w") as f:
+                    f.write(text)
+            p = run([LOCKSTEP, "-c", d + "/alembic.ini", "lint"], check=False)
+            self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+            for code in ("multiple-heads", "empty-upgrade", "revises-mismatch",
+                         "filename-mismatch", "unreadable"):
+                self.assertIn(": %s: " % code, p.stdout)
+            self.assertIn("dddd4444_broken.py:2: unreadable:", p.stdout)
+        finally:
+            shutil.rmtree(d)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,74 @@
+"""A throwaway PostgreSQL server for tests: temp data dir, free port, torn
+down on exit. Uses Debian's PostgreSQL 15 binaries; initdb refuses root, so
+as root the server runs as the `postgres` user.
+
+    with PgServer() as pg:
+        url = pg.url("mydb")          # postgresql://postgres@127.0.0.1:PORT/mydb
+        pg.create_database("mydb")
+"""
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def _bindir():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    return os.path.dirname(found[-1])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PgServer:
+    def __init__(self):
+        self.bindir = _bindir()
+        self.dir = tempfile.mkdtemp(prefix="lockstep-pg-")
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+
+    def _run(self, *argv):
+        cmd = list(argv)
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def __enter__(self):
+        if self.as_root:
+            shutil.chown(self.dir, "postgres")
+        self._run(os.path.join(self.bindir, "initdb"), "-D", self.dir + "/data", "-A", "trust",
+                  "-U", "postgres", "--no-sync")
+        self._run(os.path.join(self.bindir, "pg_ctl"), "-D", self.dir + "/data", "-w", "-l",
+                  self.dir + "/log", "-o",
+                  "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" % (self.port, self.dir),
+                  "start")
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self._run(os.path.join(self.bindir, "pg_ctl"), "-D", self.dir + "/data", "-m",
+                      "immediate", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, db="postgres", user="postgres", password=None):
+        auth = user if password is None else "%s:%s" % (user, password)
+        return "postgresql://%s@127.0.0.1:%d/%s" % (auth, self.port, db)
+
+    def psql(self, sql, db="postgres"):
+        out = subprocess.run([os.path.join(self.bindir, "psql"), "-X", "-q", "-At", "-h",
+                              "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
+                              "-v", "ON_ERROR_STOP=1", "-c", sql],
+                             check=True, capture_output=True, text=True)
+        return out.stdout
+
+    def create_database(self, name):
+        self.psql('CREATE DATABASE "%s"' % name)
