@@ -64,11 +64,11 @@ void WriteRevision(JsonWriter& w, const RevisionGraph& g, int i) {
   const RevisionGraph::Node& n = g.node(i);
   w.BeginObject();
   w.Key("revision").String(n.id());
-  w.Key("down_revisions").StringArray(n.file.down_revisions);
-  w.Key("depends_on").StringArray(n.file.depends_on);
+  w.Key("down_revisions").StringArray(n.file->down_revisions);
+  w.Key("depends_on").StringArray(n.file->depends_on);
   w.Key("branch_labels").StringArray(n.labels);
-  w.Key("doc").String(n.file.doc);
-  w.Key("path").String(n.file.path);
+  w.Key("doc").String(n.file->doc);
+  w.Key("path").String(n.file->path);
   w.Key("is_head").Bool(n.is_head());
   w.Key("is_effective_head").Bool(n.is_head() && !n.is_real_head());
   w.Key("is_base").Bool(n.is_base());
@@ -227,13 +227,13 @@ int Path(Context& c, const Project& p) {
   }
   for (const migrations::MigrationStep& s : *steps) {
     const RevisionGraph::Node& n = g.node(s.revision);
-    std::string parents = n.file.down_revisions.empty()
+    std::string parents = n.file->down_revisions.empty()
                               ? ""
-                              : absl::StrJoin(n.file.down_revisions, ", ");
+                              : absl::StrJoin(n.file->down_revisions, ", ");
     if (s.upgrade) {
-      c.out << "-- Running upgrade " << parents << " -> " << n.id() << ", " << n.file.doc << "\n";
+      c.out << "-- Running upgrade " << parents << " -> " << n.id() << ", " << n.file->doc << "\n";
     } else {
-      c.out << "-- Running downgrade " << n.id() << " -> " << parents << ", " << n.file.doc
+      c.out << "-- Running downgrade " << n.id() << " -> " << parents << ", " << n.file->doc
             << "\n";
     }
     for (const migrations::VersionChange& ch : s.changes) c.out << ch.ToSql() << ";\n";

@@ -23,11 +23,11 @@ std::string HeadOnly(const RevisionGraph& g, int i, bool include_doc, bool inclu
   const RevisionGraph::Node& n = g.node(i);
   std::string text = n.id();
   if (include_parents) {
-    if (n.file.has_dependencies()) {
-      text = absl::StrCat(DownRevisions(n.file), " (", absl::StrJoin(n.file.depends_on, ", "),
+    if (n.file->has_dependencies()) {
+      text = absl::StrCat(DownRevisions(*n.file), " (", absl::StrJoin(n.file->depends_on, ", "),
                           ") -> ", text);
     } else {
-      text = absl::StrCat(DownRevisions(n.file), " -> ", text);
+      text = absl::StrCat(DownRevisions(*n.file), " -> ", text);
     }
   }
   if (!n.labels.empty()) absl::StrAppend(&text, " (", absl::StrJoin(n.labels, ", "), ")");
@@ -36,7 +36,7 @@ std::string HeadOnly(const RevisionGraph& g, int i, bool include_doc, bool inclu
     if (n.is_branch_point()) text += " (branchpoint)";
     if (n.is_merge_point()) text += " (mergepoint)";
   }
-  if (include_doc) absl::StrAppend(&text, ", ", n.file.doc);
+  if (include_doc) absl::StrAppend(&text, ", ", n.file->doc);
   return text;
 }
 
@@ -74,10 +74,10 @@ std::string FormatLogEntry(const RevisionGraph& g, int i) {
   std::string entry = absl::StrCat("Rev: ", n.id(), n.is_head() ? " (head)" : "",
                                    n.is_branch_point() ? " (branchpoint)" : "",
                                    n.is_merge_point() ? " (mergepoint)" : "", "\n");
-  absl::StrAppend(&entry, n.is_merge_point() ? "Merges: " : "Parent: ", DownRevisions(n.file),
+  absl::StrAppend(&entry, n.is_merge_point() ? "Merges: " : "Parent: ", DownRevisions(*n.file),
                   "\n");
-  if (n.file.has_dependencies()) {
-    absl::StrAppend(&entry, "Also depends on: ", absl::StrJoin(n.file.depends_on, ", "), "\n");
+  if (n.file->has_dependencies()) {
+    absl::StrAppend(&entry, "Also depends on: ", absl::StrJoin(n.file->depends_on, ", "), "\n");
   }
   if (n.is_branch_point()) {
     absl::StrAppend(&entry, "Branches into: ", absl::StrJoin(g.Ids(n.next), ", "), "\n");
@@ -85,9 +85,9 @@ std::string FormatLogEntry(const RevisionGraph& g, int i) {
   if (!n.labels.empty()) {
     absl::StrAppend(&entry, "Branch names: ", absl::StrJoin(n.labels, ", "), "\n");
   }
-  absl::StrAppend(&entry, "Path: ", n.file.path, "\n");
+  absl::StrAppend(&entry, "Path: ", n.file->path, "\n");
   std::vector<std::string> lines;
-  for (const std::string& line : SplitLines(n.file.long_doc)) lines.push_back("    " + line);
+  for (const std::string& line : SplitLines(n.file->long_doc)) lines.push_back("    " + line);
   absl::StrAppend(&entry, "\n", absl::StrJoin(lines, "\n"), "\n");
   return entry;
 }

@@ -78,7 +78,7 @@ std::vector<LintFinding> LintProject(const Project& project) {
                                 "(alembic merge heads)")});
   }
   for (int i = 0; i < g.size(); ++i) {
-    const RevisionFile& f = g.node(i).file;
+    const RevisionFile& f = *g.node(i).file;
     if (f.upgrade_is_empty.value_or(false)) {
       out.push_back({f.path, f.upgrade_line, "empty-upgrade",
                      absl::StrCat("upgrade() of ", f.revision,

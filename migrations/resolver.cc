@@ -299,8 +299,12 @@ absl::StatusOr<RevRef> Resolver::Walk(RevRef start, int steps,
       if (initial.kind == RevRef::Kind::kBase) {
         return GenericRevisionError("Cannot walk up from base");
       }
-      const std::vector<int>& up =
-          initial.is_rev() ? g_.node(initial.idx).next : g_.bases();
+      std::vector<int> up;
+      if (initial.is_rev()) {
+        up.assign(g_.node(initial.idx).next.begin(), g_.node(initial.idx).next.end());
+      } else {
+        up = g_.bases();
+      }
       std::vector<int> kept = up;
       if (Truthy(branch)) {
         absl::StatusOr<std::vector<int>> f = FilterForLineage(up, branch);
@@ -309,8 +313,11 @@ absl::StatusOr<RevRef> Resolver::Walk(RevRef start, int steps,
       }
       for (int k : kept) children.push_back(RevRef::Rev(k));
     } else if (initial.kind != RevRef::Kind::kBase) {
-      const std::vector<int>& down = initial.is_rev() ? g_.node(initial.idx).down : g_.heads();
-      for (int k : down) children.push_back(RevRef::Rev(k));
+      if (initial.is_rev()) {
+        for (int k : g_.node(initial.idx).down) children.push_back(RevRef::Rev(k));
+      } else {
+        for (int k : g_.heads()) children.push_back(RevRef::Rev(k));
+      }
       if (children.empty()) children.push_back(RevRef::Base());
     }
     if (children.empty()) return no_overwalk ? RevRef::None() : initial;
@@ -537,11 +544,11 @@ absl::StatusOr<std::vector<int>> Resolver::Related(const std::vector<int>& targe
 absl::StatusOr<std::vector<int>> Resolver::Ancestors(const std::vector<int>& targets,
                                                      bool include_dependencies, bool check) const {
   if (include_dependencies) {
-    return Related(targets, [this](int r) -> const std::vector<int>& {
+    return Related(targets, [this](int r) -> const RevisionGraph::Edges& {
       return g_.node(r).normalized_down;
     }, check);
   }
-  return Related(targets, [this](int r) -> const std::vector<int>& { return g_.node(r).down; },
+  return Related(targets, [this](int r) -> const RevisionGraph::Edges& { return g_.node(r).down; },
                  check);
 }
 
@@ -549,11 +556,11 @@ absl::StatusOr<std::vector<int>> Resolver::Descendants(const std::vector<int>& t
                                                        bool include_dependencies,
                                                        bool check) const {
   if (include_dependencies) {
-    return Related(targets, [this](int r) -> const std::vector<int>& {
+    return Related(targets, [this](int r) -> const RevisionGraph::Edges& {
       return g_.node(r).all_next;
     }, check);
   }
-  return Related(targets, [this](int r) -> const std::vector<int>& { return g_.node(r).next; },
+  return Related(targets, [this](int r) -> const RevisionGraph::Edges& { return g_.node(r).next; },
                  check);
 }
 

@@ -37,7 +37,10 @@ class Tokenizer {
  public:
   Tokenizer(absl::string_view src, absl::string_view path) : src_(src), path_(path) {}
 
-  absl::Status Run(std::vector<LogicalLine>* out) {
+  // Calls `emit(line)` for each logical line as soon as it ends; the line's
+  // storage is reused for the next one.
+  template <typename Emit>
+  absl::Status Run(Emit&& emit) {
     if (src_.find('\0') != absl::string_view::npos) {
       return Error(LineAt(src_.find('\0')), "source code cannot contain null bytes");
     }
@@ -64,8 +67,11 @@ class Tokenizer {
         ++line_;
         ++i;
         if (depth == 0) {
-          if (!current.tokens.empty()) out->push_back(std::move(current));
-          current = LogicalLine();
+          if (!current.tokens.empty()) {
+            absl::Status s = emit(current);
+            if (!s.ok()) return s;
+          }
+          current.tokens.clear();
           at_line_start = true;
         }
         continue;
@@ -146,7 +152,7 @@ class Tokenizer {
       return Error(open.back().second,
                    absl::StrCat("'", std::string(1, open.back().first), "' was never closed"));
     }
-    if (!current.tokens.empty()) out->push_back(std::move(current));
+    if (!current.tokens.empty()) return emit(current);
     return absl::OkStatus();
   }
 
@@ -336,67 +342,23 @@ std::string PyStrip(absl::string_view s) {
 
 class FileParser {
  public:
-  FileParser(absl::string_view path, absl::string_view filename) {
+  FileParser(absl::string_view path, absl::string_view filename, RevisionFile* out)
+      : result_(*out) {
     result_.path = std::string(path);
     result_.filename = std::string(filename);
   }
 
-  absl::StatusOr<RevisionFile> Parse(absl::string_view source) {
-    std::vector<LogicalLine> lines;
+  absl::Status Parse(absl::string_view source) {
     Tokenizer tokenizer(source, result_.path);
-    absl::Status status = tokenizer.Run(&lines);
+    bool first = true;
+    absl::Status status = tokenizer.Run([&](const LogicalLine& line) -> absl::Status {
+      bool was_first = first;
+      first = false;
+      return Statement(line, was_first);
+    });
     if (!status.ok()) return status;
-
-    bool have_revision = false, have_down = false;
-    for (size_t n = 0; n < lines.size(); ++n) {
-      const LogicalLine& line = lines[n];
-      if (n == 0 && IsDocstring(line)) {
-        ReadDocstring(line);
-        continue;
-      }
-      if (!line.top_level) continue;
-      const std::vector<Token>& t = line.tokens;
-      if (t[0].kind == TokenKind::kName && t[0].text == "def" && t.size() > 1) {
-        ReadFunction(lines, n);
-        continue;
-      }
-      std::vector<absl::string_view> targets;
-      size_t value_start = 0;
-      if (!SplitAssignment(line, &targets, &value_start)) {
-        if (t[0].kind == TokenKind::kName && IsTracked(t[0].text) && t.size() > 1 &&
-            t[1].kind == TokenKind::kOp && t[1].text.size() == 2 && t[1].text[1] == '=' &&
-            t[1].text != "==") {
-          return Error(line.line, absl::StrCat("'", t[0].text,
-                                               "' is changed by an augmented assignment; "
-                                               "lockstep reads only literal values"));
-        }
-        continue;
-      }
-      for (absl::string_view target : targets) {
-        if (!IsTracked(target)) continue;
-        std::vector<std::string> values;
-        bool is_sequence = false;
-        absl::Status s = ReadLiteral(line, value_start, target, &values, &is_sequence);
-        if (!s.ok()) return s;
-        if (target == "revision") {
-          if (values.size() != 1 || is_sequence) {
-            return Error(line.line, "'revision' must be a single string (Alembic fails on a "
-                                    "tuple, list or None)");
-          }
-          result_.revision = values[0];
-          result_.revision_line = line.line;
-          have_revision = true;
-        } else if (target == "down_revision") {
-          result_.down_revisions = std::move(values);
-          have_down = true;
-        } else if (target == "depends_on") {
-          result_.depends_on = std::move(values);
-        } else {
-          result_.branch_labels = std::move(values);
-        }
-      }
-    }
-    if (!have_revision) {
+    EndFunction();
+    if (!have_revision_) {
       // Legacy: the id may come from a file name of hex digits.
       absl::string_view name = result_.filename;
       bool legacy = name.size() > 3 && name.substr(name.size() - 3) == ".py";
@@ -411,17 +373,70 @@ class FileParser {
       }
       result_.revision = std::string(name.substr(0, name.size() - 3));
     }
-    if (!have_down) {
+    if (!have_down_) {
       return Error(0, "no module-level 'down_revision' assignment (Alembic requires one)");
     }
     absl::Status id_status = VerifyRevisionId(result_.revision);
     if (!id_status.ok()) {
       return Error(result_.revision_line, id_status.message());
     }
-    return std::move(result_);
+    return absl::OkStatus();
   }
 
  private:
+  // One module-level statement (or a line inside a function body).
+  absl::Status Statement(const LogicalLine& line, bool first) {
+    if (first && IsDocstring(line)) {
+      ReadDocstring(line);
+      return absl::OkStatus();
+    }
+    if (!line.top_level) {
+      if (function_ != nullptr && !IsTrivialStatement(line.tokens, 0)) function_empty_ = false;
+      return absl::OkStatus();
+    }
+    EndFunction();
+    const std::vector<Token>& t = line.tokens;
+    if (t[0].kind == TokenKind::kName && t[0].text == "def" && t.size() > 1) {
+      StartFunction(line);
+      return absl::OkStatus();
+    }
+    std::vector<absl::string_view> targets;
+    size_t value_start = 0;
+    if (!SplitAssignment(line, &targets, &value_start)) {
+      if (t[0].kind == TokenKind::kName && IsTracked(t[0].text) && t.size() > 1 &&
+          t[1].kind == TokenKind::kOp && t[1].text.size() == 2 && t[1].text[1] == '=' &&
+          t[1].text != "==") {
+        return Error(line.line, absl::StrCat("'", t[0].text,
+                                             "' is changed by an augmented assignment; "
+                                             "lockstep reads only literal values"));
+      }
+      return absl::OkStatus();
+    }
+    for (absl::string_view target : targets) {
+      if (!IsTracked(target)) continue;
+      std::vector<std::string> values;
+      bool is_sequence = false;
+      absl::Status s = ReadLiteral(line, value_start, target, &values, &is_sequence);
+      if (!s.ok()) return s;
+      if (target == "revision") {
+        if (values.size() != 1 || is_sequence) {
+          return Error(line.line, "'revision' must be a single string (Alembic fails on a "
+                                  "tuple, list or None)");
+        }
+        result_.revision = values[0];
+        result_.revision_line = line.line;
+        have_revision_ = true;
+      } else if (target == "down_revision") {
+        result_.down_revisions = std::move(values);
+        have_down_ = true;
+      } else if (target == "depends_on") {
+        result_.depends_on = std::move(values);
+      } else {
+        result_.branch_labels = std::move(values);
+      }
+    }
+    return absl::OkStatus();
+  }
   static bool IsTracked(absl::string_view name) {
     return name == "revision" || name == "down_revision" || name == "branch_labels" ||
            name == "depends_on";
@@ -452,38 +467,36 @@ class FileParser {
     }
   }
 
-  // Records whether `def upgrade/downgrade` has a body of only `pass`, `...`
+  // Tracks whether `def upgrade/downgrade` has a body of only `pass`, `...`
   // or a docstring (an empty autogenerated migration).
-  void ReadFunction(const std::vector<LogicalLine>& lines, size_t n) {
-    absl::string_view name = lines[n].tokens[1].text;
-    if (name != "upgrade" && name != "downgrade") return;
-    bool empty = true;
+  void StartFunction(const LogicalLine& line) {
+    absl::string_view name = line.tokens[1].text;
+    if (name == "upgrade") {
+      result_.upgrade_line = line.line;
+      function_ = &result_.upgrade_is_empty;
+    } else if (name == "downgrade") {
+      result_.downgrade_line = line.line;
+      function_ = &result_.downgrade_is_empty;
+    } else {
+      return;
+    }
+    function_empty_ = true;
     // A one-line body: `def upgrade(): pass`.
-    const std::vector<Token>& head = lines[n].tokens;
-    size_t colon = 0;
+    const std::vector<Token>& head = line.tokens;
     int depth = 0;
     for (size_t k = 2; k < head.size(); ++k) {
       if (head[k].text == "(" || head[k].text == "[") ++depth;
       if (head[k].text == ")" || head[k].text == "]") --depth;
       if (depth == 0 && head[k].text == ":") {
-        colon = k;
+        if (k + 1 < head.size()) function_empty_ = IsTrivialStatement(head, k + 1);
         break;
       }
     }
-    if (colon != 0 && colon + 1 < head.size()) {
-      empty = IsTrivialStatement(head, colon + 1);
-    } else {
-      for (size_t m = n + 1; m < lines.size() && !lines[m].top_level; ++m) {
-        if (!IsTrivialStatement(lines[m].tokens, 0)) empty = false;
-      }
-    }
-    if (name == "upgrade") {
-      result_.upgrade_is_empty = empty;
-      result_.upgrade_line = lines[n].line;
-    } else {
-      result_.downgrade_is_empty = empty;
-      result_.downgrade_line = lines[n].line;
-    }
+  }
+
+  void EndFunction() {
+    if (function_ != nullptr) *function_ = function_empty_;
+    function_ = nullptr;
   }
 
   static bool IsTrivialStatement(const std::vector<Token>& t, size_t from) {
@@ -603,7 +616,11 @@ class FileParser {
     return absl::InvalidArgumentError(absl::StrCat(result_.path, ":", line, ": ", message));
   }
 
-  RevisionFile result_;
+  RevisionFile& result_;
+  bool have_revision_ = false;
+  bool have_down_ = false;
+  std::optional<bool>* function_ = nullptr;  // the function whose body is being read
+  bool function_empty_ = true;
 };
 
 }  // namespace
@@ -622,9 +639,18 @@ absl::Status VerifyRevisionId(absl::string_view id) {
                                                  "'"));
 }
 
+absl::Status ParseRevisionFileInto(absl::string_view source, absl::string_view path,
+                                   absl::string_view filename, RevisionFile* out) {
+  *out = RevisionFile();
+  return FileParser(path, filename, out).Parse(source);
+}
+
 absl::StatusOr<RevisionFile> ParseRevisionFile(absl::string_view source, absl::string_view path,
                                                absl::string_view filename) {
-  return FileParser(path, filename).Parse(source);
+  RevisionFile file;
+  absl::Status status = ParseRevisionFileInto(source, path, filename, &file);
+  if (!status.ok()) return status;
+  return file;
 }
 
 }  // namespace lockstep::migrations

@@ -50,6 +50,9 @@ struct RevisionFile {
 // `filename`). Errors are INVALID_ARGUMENT with "path:line: message".
 absl::StatusOr<RevisionFile> ParseRevisionFile(absl::string_view source, absl::string_view path,
                                                absl::string_view filename);
+// The same, filling `*out` in place (what large loads use).
+absl::Status ParseRevisionFileInto(absl::string_view source, absl::string_view path,
+                                   absl::string_view filename, RevisionFile* out);
 
 // The Alembic revision id rules: ids may not contain '@', '-', '+'. (A ':' is
 // refused too: it would break `history -r A:B` and `upgrade A:B`.) Returns an

@@ -10,13 +10,13 @@
 namespace lockstep::migrations {
 namespace {
 
-void AppendUnique(std::vector<int>* v, int x) {
+void AppendUnique(RevisionGraph::Edges* v, int x) {
   if (std::find(v->begin(), v->end(), x) == v->end()) v->push_back(x);
 }
 
 // Marks every node reachable from `starts` through `edges`.
-std::vector<char> Reach(const std::vector<int>& starts,
-                        const std::function<const std::vector<int>&(int)>& edges, int n) {
+template <typename Starts, typename EdgesOf>
+std::vector<char> Reach(const Starts& starts, const EdgesOf& edges, int n) {
   std::vector<char> seen(n, 0);
   std::vector<int> todo(starts.begin(), starts.end());
   while (!todo.empty()) {
@@ -40,9 +40,10 @@ bool RevisionGraph::Node::HasLabel(absl::string_view label) const {
 absl::StatusOr<RevisionGraph> RevisionGraph::Build(std::vector<RevisionFile> files,
                                                    std::vector<std::string>* warnings) {
   RevisionGraph g;
-  g.nodes_.reserve(files.size());
-  g.index_.reserve(files.size() * 2);
-  for (RevisionFile& f : files) {
+  g.files_ = std::move(files);
+  g.nodes_.reserve(g.files_.size());
+  g.index_.reserve(g.files_.size() * 2);
+  for (const RevisionFile& f : g.files_) {
     const std::string& id = f.revision;
     for (const std::string& d : f.down_revisions) {
       if (d == id) {
@@ -58,17 +59,17 @@ absl::StatusOr<RevisionGraph> RevisionGraph::Build(std::vector<RevisionFile> fil
     auto [it, inserted] = g.index_.try_emplace(id, static_cast<int>(g.nodes_.size()));
     if (!inserted) {
       if (warnings) warnings->push_back(absl::StrCat("Revision ", id, " is present more than once"));
-      g.nodes_[it->second].file = std::move(f);
+      g.nodes_[it->second].file = &f;  // the later file wins, in the earlier place
       continue;
     }
     g.keys_.emplace_back(id, it->second);
     Node node;
-    node.file = std::move(f);
+    node.file = &f;
     g.nodes_.push_back(std::move(node));
   }
   // Branch labels share the id namespace.
   for (int i = 0; i < g.size(); ++i) {
-    for (const std::string& label : g.nodes_[i].file.branch_labels) {
+    for (const std::string& label : g.nodes_[i].file->branch_labels) {
       auto [it, inserted] = g.index_.try_emplace(label, i);
       if (!inserted) {
         return GenericRevisionError(absl::StrCat("Branch name '", label, "' in revision ", g.id(i),
@@ -93,21 +94,21 @@ absl::Status RevisionGraph::Link() {
     // `depends_on = ''` declares no dependency (it only keeps the revision
     // from being a "real" base, as in Alembic).
     const std::vector<std::string> no_deps;
-    for (const std::string& dep : node.file.has_dependencies() ? node.file.depends_on : no_deps) {
+    for (const std::string& dep : node.file->has_dependencies() ? node.file->depends_on : no_deps) {
       auto it = index_.find(dep);
       if (it == index_.end()) {
         return GenericRevisionError(absl::StrCat("Revision ", dep, " referenced from ", id(i),
                                                  " is not present (depends_on in ",
-                                                 node.file.path, ")"));
+                                                 node.file->path, ")"));
       }
       AppendUnique(&node.resolved_deps, it->second);
     }
-    for (const std::string& d : node.file.down_revisions) {
+    for (const std::string& d : node.file->down_revisions) {
       auto it = index_.find(d);
       if (it == index_.end()) {
         return GenericRevisionError(absl::StrCat("Revision ", d, " referenced from ", id(i),
                                                  " is not present (down_revision in ",
-                                                 node.file.path, ")"));
+                                                 node.file->path, ")"));
       }
       // Alembic looks parents up in a map that includes branch labels.
       AppendUnique(&node.down, it->second);
@@ -130,7 +131,7 @@ absl::Status RevisionGraph::Link() {
     if (!node.resolved_deps.empty()) {
       std::vector<char> implied(n, 0);
       std::vector<char> anc =
-          Reach(node.down, [this](int r) -> const std::vector<int>& { return nodes_[r].down; }, n);
+          Reach(node.down, [this](int r) -> const Edges& { return nodes_[r].down; }, n);
       for (int a = 0; a < n; ++a) {
         if (anc[a] && a != i) {
           for (int d : nodes_[a].resolved_deps) implied[d] = 1;
@@ -167,11 +168,11 @@ absl::Status RevisionGraph::DetectCycles() const {
       return GenericRevisionError(absl::StrCat(kind, " is detected in revisions (", all_ids(), ")"));
     }
     std::vector<char> from_top =
-        Reach(tops, [&](int r) -> const std::vector<int>& {
+        Reach(tops, [&](int r) -> const Edges& {
           return deps ? nodes_[r].all_down : nodes_[r].down;
         }, n);
     std::vector<char> from_root =
-        Reach(roots, [&](int r) -> const std::vector<int>& {
+        Reach(roots, [&](int r) -> const Edges& {
           return deps ? nodes_[r].all_next : nodes_[r].next;
         }, n);
     std::vector<std::string> cut;
@@ -192,11 +193,11 @@ void RevisionGraph::PropagateLabels() {
   const int n = size();
   std::vector<std::vector<std::string>> labels(n);
   for (int i = 0; i < n; ++i) {
-    const std::vector<std::string>& declared = nodes_[i].file.branch_labels;
+    const std::vector<std::string>& declared = nodes_[i].file->branch_labels;
     if (declared.empty()) continue;
     // The revision and every descendant by down_revision carry its labels.
     std::vector<char> desc =
-        Reach({i}, [this](int r) -> const std::vector<int>& { return nodes_[r].next; }, n);
+        Reach(std::vector<int>{i}, [this](int r) -> const Edges& { return nodes_[r].next; }, n);
     for (int d = 0; d < n; ++d) {
       if (desc[d]) labels[d].insert(labels[d].end(), declared.begin(), declared.end());
     }
@@ -242,6 +243,10 @@ std::vector<std::string> RevisionGraph::Ids(const std::vector<int>& nodes) const
   out.reserve(nodes.size());
   for (int i : nodes) out.push_back(id(i));
   return out;
+}
+
+std::vector<std::string> RevisionGraph::Ids(const Edges& nodes) const {
+  return Ids(std::vector<int>(nodes.begin(), nodes.end()));
 }
 
 }  // namespace lockstep::migrations

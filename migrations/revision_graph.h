@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/statusor.h"
 #include "migrations/revision_file.h"
 
@@ -25,22 +26,27 @@ namespace lockstep::migrations {
 
 class RevisionGraph {
  public:
+  using Edges = absl::InlinedVector<int, 2>;
+
   struct Node {
-    RevisionFile file;
-    std::vector<int> down;             // parents by down_revision, as written
-    std::vector<int> resolved_deps;    // depends_on resolved to revisions
-    std::vector<int> normalized_deps;  // resolved_deps not already implied by an ancestor
-    std::vector<int> normalized_down;  // down + normalized_deps, de-duplicated
-    std::vector<int> all_down;         // down + resolved_deps, de-duplicated
-    std::vector<int> next;             // children by down_revision, load order
-    std::vector<int> all_next;         // children by down_revision or depends_on
+    const RevisionFile* file = nullptr;  // owned by the graph
+    // Edges, by node index. Inline storage: most revisions have one parent
+    // and one child, and a heap block per edge list costs more than the rest
+    // of the graph on large projects.
+    Edges down;             // parents by down_revision, as written
+    Edges resolved_deps;    // depends_on resolved to revisions
+    Edges normalized_deps;  // resolved_deps not already implied by an ancestor
+    Edges normalized_down;  // down + normalized_deps, de-duplicated
+    Edges all_down;         // down + resolved_deps, de-duplicated
+    Edges next;             // children by down_revision, load order
+    Edges all_next;         // children by down_revision or depends_on
     std::vector<std::string> labels;   // effective branch labels, sorted
 
-    const std::string& id() const { return file.revision; }
+    const std::string& id() const { return file->revision; }
     bool is_head() const { return next.empty(); }
     bool is_real_head() const { return all_next.empty(); }
     bool is_base() const { return down.empty(); }
-    bool is_real_base() const { return down.empty() && file.depends_on.empty(); }
+    bool is_real_base() const { return down.empty() && file->depends_on.empty(); }
     bool is_branch_point() const { return next.size() > 1; }
     bool is_real_branch_point() const { return all_next.size() > 1; }
     bool is_merge_point() const { return down.size() > 1; }
@@ -56,7 +62,7 @@ class RevisionGraph {
 
   int size() const { return static_cast<int>(nodes_.size()); }
   const Node& node(int i) const { return nodes_[i]; }
-  const std::string& id(int i) const { return nodes_[i].file.revision; }
+  const std::string& id(int i) const { return nodes_[i].file->revision; }
 
   // The node a revision id or a declared branch label names, exactly.
   std::optional<int> Find(absl::string_view key) const;
@@ -70,12 +76,22 @@ class RevisionGraph {
   const std::vector<int>& real_bases() const { return real_bases_; }
 
   std::vector<std::string> Ids(const std::vector<int>& nodes) const;
+  std::vector<std::string> Ids(const Edges& nodes) const;
+
+  // Move-only: nodes point into files_, whose buffer a move keeps.
+  RevisionGraph(RevisionGraph&&) = default;
+  RevisionGraph& operator=(RevisionGraph&&) = default;
+  RevisionGraph(const RevisionGraph&) = delete;
+  RevisionGraph& operator=(const RevisionGraph&) = delete;
 
  private:
+  RevisionGraph() = default;
+
   absl::Status Link();
   absl::Status DetectCycles() const;
   void PropagateLabels();
 
+  std::vector<RevisionFile> files_;  // every file loaded, in load order
   std::vector<Node> nodes_;
   absl::flat_hash_map<std::string, int> index_;  // ids and labels
   std::vector<std::pair<std::string, int>> keys_;

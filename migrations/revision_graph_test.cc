@@ -106,7 +106,7 @@ TEST(RevisionGraphTest, DuplicateIdWarnsAndLaterFileWins) {
   auto g = RevisionGraph::Build(files, &warnings);
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->size(), 1);
-  EXPECT_EQ(g->node(0).file.doc, "second");
+  EXPECT_EQ(g->node(0).file->doc, "second");
   EXPECT_THAT(warnings, ElementsAre("Revision a is present more than once"));
 }
 

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -254,7 +255,7 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
   std::vector<Pending> pending;
   std::vector<int> dir_fds;
   LoadedScripts out;
-  std::set<std::string> seen_real_paths;
+  absl::flat_hash_set<std::string> seen_real_paths;
   auto close_all = [&] {
     for (int fd : dir_fds) ::close(fd);
   };
@@ -277,9 +278,16 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
     for (const std::string& name : files) {
       if (!IsRevisionFileName(name, location.sourceless)) continue;
       std::string path = dir + "/" + name;
-      std::string real_path = real_dir + "/" + name;
-      if (links.count(name) && ::realpath(path.c_str(), real)) real_path = real;
-      if (!seen_real_paths.insert(real_path).second) {
+      // One folder lists each name once: real paths matter only when several
+      // folders are read (or a link points elsewhere).
+      bool may_repeat = location.version_locations.size() > 1 || location.recursive ||
+                        links.count(name) > 0;
+      std::string real_path;
+      if (may_repeat) {
+        real_path = real_dir + "/" + name;
+        if (links.count(name) && ::realpath(path.c_str(), real)) real_path = real;
+      }
+      if (may_repeat && !seen_real_paths.insert(real_path).second) {
         out.warnings.push_back(absl::StrCat("File ", real_path,
                                             " loaded twice! ignoring. Please ensure "
                                             "version_locations is unique."));
@@ -318,22 +326,25 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
 
   // Phase 2, parallel: read and parse. Opening files costs a system call
   // each, which is most of the time on large projects; threads overlap them.
-  std::vector<absl::StatusOr<RevisionFile>> results(pending.size(), absl::UnknownError(""));
+  // Parsed files go straight into their final places; errors beside them.
+  std::vector<RevisionFile> parsed(pending.size());
+  std::vector<absl::Status> failed(pending.size());
   std::atomic<size_t> next{0};
   auto work = [&] {
     std::string buffer;
     for (size_t i = next++; i < pending.size(); i = next++) {
       const Pending& p = pending[i];
       if (!p.unreadable.ok()) {
-        results[i] = p.unreadable;
+        failed[i] = p.unreadable;
         continue;
       }
       if (!ReadWholeFile(p.dir_fd, p.name, &buffer)) {
-        results[i] = absl::PermissionDeniedError(
+        failed[i] = absl::PermissionDeniedError(
             absl::StrCat(p.path, ": cannot read file: ", std::strerror(errno)));
         continue;
       }
-      results[i] = ParseRevisionFile(buffer, p.path, p.name);
+      absl::Status s = ParseRevisionFileInto(buffer, p.path, p.name, &parsed[i]);
+      if (!s.ok()) failed[i] = std::move(s);
     }
   };
   size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), 8);
@@ -344,14 +355,18 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
   for (std::thread& t : pool) t.join();
   close_all();
 
-  out.files.reserve(results.size());
-  for (absl::StatusOr<RevisionFile>& r : results) {
-    if (r.ok()) {
-      out.files.push_back(*std::move(r));
-    } else {
-      out.errors.push_back(r.status());
+  // Drop the files that failed, in place (usually none).
+  size_t kept = 0;
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    if (!failed[i].ok()) {
+      out.errors.push_back(std::move(failed[i]));
+      continue;
     }
+    if (kept != i) parsed[kept] = std::move(parsed[i]);
+    ++kept;
   }
+  parsed.resize(kept);
+  out.files = std::move(parsed);
   return out;
 }
 

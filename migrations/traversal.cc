@@ -157,7 +157,7 @@ absl::StatusOr<Collected> CollectDowngrade(const Resolver& r, const RevisionSpec
   } else if (o.inclusive) {
     roots = {target_rev.idx};
   } else {
-    roots = g.node(target_rev.idx).next;
+    roots.assign(g.node(target_rev.idx).next.begin(), g.node(target_rev.idx).next.end());
   }
   if (branch.has_value() && !branch->empty() && roots.size() > 1) {
     absl::StatusOr<int> branch_rev = r.ResolveBranch(*branch);

@@ -1,0 +1,506 @@
+#include "config/inventory.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+
+namespace lockstep::config {
+namespace {
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string Resolve(const std::string& base, const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  return base + "/" + p;
+}
+
+int EditDistance(const std::string& a, const std::string& b) {
+  std::vector<int> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = static_cast<int>(j);
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = static_cast<int>(i);
+    for (size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// Walks the YAML tree, collecting every error with its position and key path.
+class Loader {
+ public:
+  Loader(std::string file) : file_(std::move(file)), base_(DirName(file_)) {}
+
+  absl::StatusOr<Inventory> Load(const std::string& text) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+      return absl::InvalidArgumentError(absl::StrCat(file_, ":", e.mark.line + 1, ":",
+                                                     e.mark.column + 1, ": ", e.msg));
+    }
+    Inventory inv;
+    inv.path = file_;
+    if (!root.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file_, ": expected a mapping with server, project and environments"));
+    }
+    Keys(root, "", {"server", "project", "environments"});
+    if (root["server"]) Server(root["server"], &inv.server);
+    if (root["project"]) {
+      Project(root["project"], &inv.project);
+    } else {
+      Error(root, "project", "is required (alembic_ini or scripts)");
+    }
+    if (root["environments"]) {
+      Environments(root["environments"], inv);
+    } else {
+      Error(root, "environments", "is required: at least one environment");
+    }
+    if (!errors_.empty()) {
+      return absl::InvalidArgumentError(absl::StrJoin(errors_, "\n"));
+    }
+    return inv;
+  }
+
+ private:
+  void Error(const YAML::Node& n, const std::string& path, const std::string& message) {
+    YAML::Mark m = n.Mark();
+    std::string where = m.line >= 0 ? absl::StrCat(file_, ":", m.line + 1, ":", m.column + 1)
+                                     : file_;
+    errors_.push_back(absl::StrCat(where, ": ", path.empty() ? "" : path + ": ", message));
+  }
+
+  static std::string Join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+
+  // Reports unknown and duplicate keys of a mapping.
+  bool Keys(const YAML::Node& n, const std::string& path, const std::set<std::string>& allowed) {
+    if (!n.IsMap()) {
+      Error(n, path, "expected a mapping");
+      return false;
+    }
+    std::set<std::string> seen;
+    for (const auto& kv : n) {
+      std::string key = kv.first.Scalar();
+      if (!seen.insert(key).second) {
+        Error(kv.first, Join(path, key), "duplicate key");
+        continue;
+      }
+      if (!allowed.count(key)) {
+        std::string hint;
+        for (const std::string& a : allowed) {
+          if (EditDistance(key, a) <= 2) hint = absl::StrCat(" (did you mean '", a, "'?)");
+        }
+        Error(kv.first, Join(path, key),
+              absl::StrCat("unknown key", hint, "; expected one of: ", absl::StrJoin(allowed, ", ")));
+      }
+    }
+    return true;
+  }
+
+  std::optional<std::string> Str(const YAML::Node& parent, const std::string& key,
+                                 const std::string& path) {
+    YAML::Node n = parent[key];
+    if (!n) return std::nullopt;
+    if (!n.IsScalar()) {
+      Error(n, Join(path, key), "expected a string");
+      return std::nullopt;
+    }
+    return n.Scalar();
+  }
+
+  void Int(const YAML::Node& parent, const std::string& key, const std::string& path, int* out,
+           int min) {
+    std::optional<std::string> s = Str(parent, key, path);
+    if (!s) return;
+    int v = 0;
+    if (!absl::SimpleAtoi(*s, &v) || v < min) {
+      Error(parent[key], Join(path, key), absl::StrCat("expected a whole number >= ", min));
+      return;
+    }
+    *out = v;
+  }
+
+  void Duration(const YAML::Node& parent, const std::string& key, const std::string& path,
+                absl::Duration* out) {
+    std::optional<std::string> s = Str(parent, key, path);
+    if (!s) return;
+    std::optional<absl::Duration> d = ParseDurationText(*s);
+    if (!d || *d < absl::ZeroDuration()) {
+      Error(parent[key], Join(path, key),
+            absl::StrCat("bad duration '", *s, "' (examples: 30s, 10m, 1h30m, 250ms)"));
+      return;
+    }
+    *out = *d;
+  }
+
+  // `approval: required|none` or a boolean.
+  void Required(const YAML::Node& parent, const std::string& key, const std::string& path,
+                bool* out) {
+    std::optional<std::string> s = Str(parent, key, path);
+    if (!s) return;
+    std::string v = absl::AsciiStrToLower(*s);
+    if (v == "required" || v == "true" || v == "yes") {
+      *out = true;
+    } else if (v == "none" || v == "false" || v == "no" || v == "optional") {
+      *out = false;
+    } else {
+      Error(parent[key], Join(path, key), "expected 'required' or 'none'");
+    }
+  }
+
+  std::map<std::string, std::string> Labels(const YAML::Node& parent, const std::string& path) {
+    std::map<std::string, std::string> out;
+    YAML::Node n = parent["labels"];
+    if (!n) return out;
+    if (!n.IsMap()) {
+      Error(n, Join(path, "labels"), "expected a mapping of label: value");
+      return out;
+    }
+    for (const auto& kv : n) {
+      if (!kv.second.IsScalar()) {
+        Error(kv.second, Join(path, "labels." + kv.first.Scalar()), "expected a string");
+        continue;
+      }
+      out[kv.first.Scalar()] = kv.second.Scalar();
+    }
+    return out;
+  }
+
+  void Server(const YAML::Node& n, ServerConfig* s) {
+    const std::string p = "server";
+    if (!Keys(n, p, {"listen", "metrics_listen", "state", "poll_interval", "max_concurrent_checks",
+                     "max_connections_per_server", "connect_timeout", "statement_timeout",
+                     "log_format"})) {
+      return;
+    }
+    if (auto v = Str(n, "listen", p)) s->listen = *v;
+    if (auto v = Str(n, "metrics_listen", p)) s->metrics_listen = *v;
+    if (auto v = Str(n, "state", p)) s->state = *v;
+    s->state = Resolve(base_, s->state);
+    Duration(n, "poll_interval", p, &s->poll_interval);
+    if (s->poll_interval < absl::Seconds(1)) Error(n["poll_interval"], p + ".poll_interval", "must be at least 1s");
+    Int(n, "max_concurrent_checks", p, &s->max_concurrent_checks, 1);
+    Int(n, "max_connections_per_server", p, &s->max_connections_per_server, 1);
+    Duration(n, "connect_timeout", p, &s->connect_timeout);
+    Duration(n, "statement_timeout", p, &s->statement_timeout);
+    if (auto v = Str(n, "log_format", p)) {
+      if (*v != "text" && *v != "json") {
+        Error(n["log_format"], p + ".log_format", "expected 'text' or 'json'");
+      } else {
+        s->log_format = *v;
+      }
+    }
+  }
+
+  void Project(const YAML::Node& n, ProjectConfig* pr) {
+    const std::string p = "project";
+    if (!Keys(n, p, {"alembic_ini", "scripts", "ini_section", "version_table",
+                     "version_table_schema", "alembic_command", "working_dir"})) {
+      return;
+    }
+    if (auto v = Str(n, "alembic_ini", p)) pr->alembic_ini = Resolve(base_, *v);
+    if (auto v = Str(n, "scripts", p)) pr->scripts = Resolve(base_, *v);
+    if (pr->alembic_ini.empty() == pr->scripts.empty()) {
+      Error(n, p, "set exactly one of alembic_ini or scripts");
+    }
+    if (auto v = Str(n, "ini_section", p)) pr->ini_section = *v;
+    if (auto v = Str(n, "version_table", p)) pr->version_table = *v;
+    if (auto v = Str(n, "version_table_schema", p)) pr->version_table_schema = *v;
+    pr->working_dir = base_;
+    if (auto v = Str(n, "working_dir", p)) pr->working_dir = Resolve(base_, *v);
+    if (YAML::Node cmd = n["alembic_command"]) {
+      if (!cmd.IsSequence() || cmd.size() == 0) {
+        Error(cmd, p + ".alembic_command", "expected a non-empty list, e.g. [alembic]");
+      } else {
+        pr->alembic_command.clear();
+        for (const auto& c : cmd) pr->alembic_command.push_back(c.Scalar());
+      }
+    }
+  }
+
+  void Secret(const YAML::Node& n, const std::string& path, SecretRef* s) {
+    if (auto v = Str(n, "password_env", path)) {
+      s->env = *v;
+      if (std::getenv(v->c_str()) == nullptr) {
+        Error(n["password_env"], Join(path, "password_env"),
+              absl::StrCat("environment variable ", *v, " is not set"));
+      }
+    }
+    if (auto v = Str(n, "password_file", path)) {
+      s->file = Resolve(base_, *v);
+      std::ifstream f(s->file);
+      if (!f) {
+        Error(n["password_file"], Join(path, "password_file"),
+              absl::StrCat("cannot read ", s->file));
+      }
+    }
+    if (!s->env.empty() && !s->file.empty()) {
+      Error(n, path, "set password_env or password_file, not both");
+    }
+  }
+
+  std::optional<DatabaseUrl> Url(const YAML::Node& n, const std::string& path) {
+    std::optional<std::string> text = Str(n, "url", path);
+    if (!text) {
+      Error(n, path, "url is required");
+      return std::nullopt;
+    }
+    absl::StatusOr<DatabaseUrl> url = ParseDatabaseUrl(*text, base_);
+    if (!url.ok()) {
+      Error(n["url"], Join(path, "url"), std::string(url.status().message()));
+      return std::nullopt;
+    }
+    if (url->dialect == Dialect::kMysql) {
+      Error(n["url"], Join(path, "url"), "MySQL is not supported yet (sqlite, postgresql)");
+      return std::nullopt;
+    }
+    return *url;
+  }
+
+  void Environments(const YAML::Node& n, Inventory& inv) {
+    if (!n.IsSequence() || n.size() == 0) {
+      Error(n, "environments", "expected a non-empty list");
+      return;
+    }
+    std::vector<EnvironmentConfig> envs;
+    std::map<std::string, YAML::Node> nodes;
+    for (size_t i = 0; i < n.size(); ++i) {
+      const YAML::Node e = n[i];
+      std::string p = absl::StrCat("environments[", i, "]");
+      if (!Keys(e, p, {"name", "after", "soak", "approval", "backup", "canary", "batch_size",
+                       "max_parallel", "max_failures", "on_failure", "target", "databases"})) {
+        continue;
+      }
+      EnvironmentConfig env;
+      std::optional<std::string> name = Str(e, "name", p);
+      if (!name || name->empty()) {
+        Error(e, p, "name is required");
+        continue;
+      }
+      env.name = *name;
+      p = absl::StrCat("environments[", env.name, "]");
+      if (nodes.count(env.name)) {
+        Error(e["name"], p, "duplicate environment name");
+        continue;
+      }
+      nodes[env.name] = e;
+      if (auto v = Str(e, "after", p)) env.after = *v;
+      Duration(e, "soak", p, &env.soak);
+      Required(e, "approval", p, &env.approval_required);
+      Required(e, "backup", p, &env.backup_required);
+      Int(e, "batch_size", p, &env.batch_size, 1);
+      Int(e, "max_parallel", p, &env.max_parallel, 1);
+      Int(e, "max_failures", p, &env.max_failures, 0);
+      if (auto v = Str(e, "target", p)) env.target = *v;
+      if (auto v = Str(e, "on_failure", p)) {
+        if (*v == "restore") {
+          env.on_failure = FailurePolicy::kRestore;
+        } else if (*v == "downgrade") {
+          env.on_failure = FailurePolicy::kDowngrade;
+        } else if (*v == "leave") {
+          env.on_failure = FailurePolicy::kLeave;
+        } else {
+          Error(e["on_failure"], p + ".on_failure", "expected restore, downgrade or leave");
+        }
+      }
+      if (YAML::Node c = e["canary"]) {
+        if (c.IsScalar()) {
+          env.canary.push_back(c.Scalar());
+        } else if (c.IsSequence()) {
+          for (const auto& x : c) env.canary.push_back(x.Scalar());
+        } else {
+          Error(c, p + ".canary", "expected a database name or a list of names");
+        }
+      }
+      Databases(e, p, inv.project, &env);
+      std::set<std::string> names;
+      for (const DatabaseConfig& d : env.databases) names.insert(d.name);
+      if (env.discover.empty()) {
+        for (const std::string& c : env.canary) {
+          if (!names.count(c)) Error(e["canary"], p + ".canary", "no database named '" + c + "'");
+        }
+      }
+      envs.push_back(std::move(env));
+    }
+    // `after` must name an environment, without cycles; order by it.
+    for (const EnvironmentConfig& env : envs) {
+      if (!env.after.empty() && !nodes.count(env.after)) {
+        Error(nodes[env.name]["after"], "environments[" + env.name + "].after",
+              "no environment named '" + env.after + "'");
+      }
+    }
+    std::vector<EnvironmentConfig> ordered;
+    std::set<std::string> placed;
+    while (ordered.size() < envs.size()) {
+      bool progress = false;
+      for (EnvironmentConfig& env : envs) {
+        if (placed.count(env.name)) continue;
+        if (env.after.empty() || placed.count(env.after) || !nodes.count(env.after)) {
+          placed.insert(env.name);
+          ordered.push_back(env);
+          progress = true;
+        }
+      }
+      if (!progress) {
+        std::vector<std::string> cycle;
+        for (const EnvironmentConfig& env : envs) {
+          if (!placed.count(env.name)) cycle.push_back(env.name);
+        }
+        Error(nodes[cycle[0]], "environments", "promotion order has a cycle through: " +
+                                                   absl::StrJoin(cycle, " -> "));
+        break;
+      }
+    }
+    inv.environments = std::move(ordered);
+  }
+
+  void Databases(const YAML::Node& e, const std::string& env_path, const ProjectConfig& project,
+                 EnvironmentConfig* env) {
+    YAML::Node list = e["databases"];
+    if (!list) {
+      Error(e, env_path, "databases is required");
+      return;
+    }
+    if (!list.IsSequence()) {
+      Error(list, env_path + ".databases", "expected a list");
+      return;
+    }
+    std::set<std::string> names;
+    for (size_t i = 0; i < list.size(); ++i) {
+      const YAML::Node d = list[i];
+      std::string p = absl::StrCat(env_path, ".databases[", i, "]");
+      if (d.IsMap() && d["discover"]) {
+        DiscoverRule rule;
+        rule.environment = env->name;
+        rule.line = d.Mark().line + 1;
+        Keys(d, p, {"discover", "labels"});
+        YAML::Node disc = d["discover"];
+        std::string dp = p + ".discover";
+        if (!Keys(disc, dp, {"url", "query", "glob", "password_env", "password_file"})) continue;
+        rule.labels = Labels(d, p);
+        if (auto g = Str(disc, "glob", dp)) {
+          rule.glob = Resolve(base_, *g);
+          if (disc["url"] || disc["query"]) Error(disc, dp, "glob takes no url or query");
+        } else {
+          rule.url = Url(disc, dp);
+          if (auto q = Str(disc, "query", dp)) {
+            rule.query = *q;
+          } else {
+            Error(disc, dp, "query is required with url (it lists database names)");
+          }
+          if (rule.url && rule.url->dialect != Dialect::kPostgresql) {
+            Error(disc["url"], dp + ".url", "discover queries need a postgresql URL");
+          }
+        }
+        Secret(disc, dp, &rule.secret);
+        env->discover.push_back(std::move(rule));
+        continue;
+      }
+      if (!Keys(d, p, {"name", "url", "labels", "version_table", "version_table_schema",
+                       "password_env", "password_file"})) {
+        continue;
+      }
+      DatabaseConfig db;
+      db.environment = env->name;
+      db.line = d.Mark().line + 1;
+      std::optional<std::string> name = Str(d, "name", p);
+      if (!name || name->empty()) {
+        Error(d, p, "name is required");
+        continue;
+      }
+      db.name = *name;
+      if (db.name.find('/') != std::string::npos) {
+        Error(d["name"], p + ".name", "a database name may not contain '/'");
+      }
+      if (!names.insert(db.name).second) {
+        Error(d["name"], p + ".name", "duplicate database name '" + db.name + "' in " + env->name);
+      }
+      std::optional<DatabaseUrl> url = Url(d, p);
+      if (url) db.url = *url;
+      db.labels = Labels(d, p);
+      db.version_table = Str(d, "version_table", p).value_or(project.version_table);
+      db.version_table_schema =
+          Str(d, "version_table_schema", p).value_or(project.version_table_schema);
+      Secret(d, p, &db.secret);
+      env->databases.push_back(std::move(db));
+    }
+  }
+
+  std::string file_;
+  std::string base_;
+  std::vector<std::string> errors_;
+};
+
+}  // namespace
+
+const EnvironmentConfig* Inventory::FindEnvironment(const std::string& name) const {
+  for (const EnvironmentConfig& e : environments) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+std::optional<absl::Duration> ParseDurationText(const std::string& text) {
+  std::string t(absl::StripAsciiWhitespace(text));
+  double seconds = 0;
+  if (absl::SimpleAtod(t, &seconds)) return absl::Seconds(seconds);
+  absl::Duration d;
+  if (absl::ParseDuration(t, &d)) return d;
+  return std::nullopt;
+}
+
+absl::StatusOr<Inventory> ParseInventory(const std::string& yaml, const std::string& path) {
+  return Loader(path).Load(yaml);
+}
+
+absl::StatusOr<Inventory> LoadInventory(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read the inventory file"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return ParseInventory(buffer.str(), path);
+}
+
+absl::StatusOr<std::optional<std::string>> ResolvePassword(const DatabaseUrl& url,
+                                                           const SecretRef& secret,
+                                                           const std::string& what) {
+  if (!secret.env.empty()) {
+    const char* v = std::getenv(secret.env.c_str());
+    if (v == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "password for ", what, ": environment variable ", secret.env, " is not set"));
+    }
+    return std::optional<std::string>(v);
+  }
+  if (!secret.file.empty()) {
+    std::ifstream f(secret.file);
+    if (!f) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("password for ", what, ": cannot read ", secret.file));
+    }
+    std::string pw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
+    return std::optional<std::string>(pw);
+  }
+  return url.password;
+}
+
+}  // namespace lockstep::config

@@ -1,0 +1,118 @@
+// The daemon's configuration and inventory, from one YAML file.
+//
+// Example:
+//   absl::StatusOr<Inventory> inv = LoadInventory("/etc/lockstep/fleet.yaml");
+//   // On error, the message lists every problem at once, one per line, as
+//   // "fleet.yaml:12:7: environments[1].databases[0].url: bad port 'x'".
+//
+// Relative paths (state, alembic_ini, scripts, sqlite URLs, password_file,
+// discover globs) are resolved against the inventory file's folder.
+// Secrets are never stored here: a database carries where its password comes
+// from (the URL, an environment variable or a file), resolved at connect time.
+#ifndef LOCKSTEP_CONFIG_INVENTORY_H_
+#define LOCKSTEP_CONFIG_INVENTORY_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "config/database_url.h"
+
+namespace lockstep::config {
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9187";
+  std::string state = "lockstep-state.db";  // SQLite file of the state store
+  absl::Duration poll_interval = absl::Seconds(30);
+  int max_concurrent_checks = 32;
+  int max_connections_per_server = 8;
+  absl::Duration connect_timeout = absl::Seconds(5);
+  absl::Duration statement_timeout = absl::Seconds(5);
+  std::string log_format = "text";  // or "json"
+};
+
+struct ProjectConfig {
+  std::string alembic_ini;  // absolute; empty when `scripts` is used
+  std::string scripts;      // a script directory instead of an ini
+  std::string ini_section = "alembic";
+  std::string version_table = "alembic_version";
+  std::string version_table_schema;  // empty: the default schema
+  std::vector<std::string> alembic_command = {"alembic"};
+  std::string working_dir;  // for Alembic; default: the inventory's folder
+};
+
+// Where a database's password comes from; the URL's own password otherwise.
+struct SecretRef {
+  std::string env;   // password_env
+  std::string file;  // password_file (absolute)
+};
+
+struct DatabaseConfig {
+  std::string name;
+  std::string environment;
+  DatabaseUrl url;  // may hold a password: print url.Redacted() only
+  std::map<std::string, std::string> labels;
+  std::string version_table;         // resolved: override or project's
+  std::string version_table_schema;  // resolved
+  SecretRef secret;
+  int line = 0;  // where it is defined, for messages
+};
+
+// Expands to many databases at every refresh: the names a PostgreSQL query
+// returns (each becomes the URL's database), or the files a glob matches.
+struct DiscoverRule {
+  std::string environment;
+  std::optional<DatabaseUrl> url;  // PostgreSQL server to ask
+  std::string query;               // returns one column: database names
+  std::string glob;                // SQLite files, e.g. /srv/tenants/*.db
+  std::map<std::string, std::string> labels;
+  SecretRef secret;
+  int line = 0;
+};
+
+enum class FailurePolicy { kRestore, kDowngrade, kLeave };
+
+struct EnvironmentConfig {
+  std::string name;
+  std::string after;  // the environment that must hold a revision first
+  absl::Duration soak = absl::ZeroDuration();
+  bool approval_required = false;
+  bool backup_required = false;
+  std::vector<std::string> canary;
+  int batch_size = 10;
+  int max_parallel = 4;
+  int max_failures = 0;
+  FailurePolicy on_failure = FailurePolicy::kRestore;
+  std::string target = "heads";  // what "current" means for this environment
+  std::vector<DatabaseConfig> databases;
+  std::vector<DiscoverRule> discover;
+};
+
+struct Inventory {
+  std::string path;  // the file it came from
+  ServerConfig server;
+  ProjectConfig project;
+  std::vector<EnvironmentConfig> environments;  // in `after` order
+
+  const EnvironmentConfig* FindEnvironment(const std::string& name) const;
+};
+
+absl::StatusOr<Inventory> LoadInventory(const std::string& path);
+absl::StatusOr<Inventory> ParseInventory(const std::string& yaml, const std::string& path);
+
+// The password for a database: from its secret reference, else from its URL.
+// Errors name the variable or file, never a value.
+absl::StatusOr<std::optional<std::string>> ResolvePassword(const DatabaseUrl& url,
+                                                           const SecretRef& secret,
+                                                           const std::string& what);
+
+// "30s", "10m", "1h30m", "250ms", or a plain number of seconds.
+std::optional<absl::Duration> ParseDurationText(const std::string& text);
+
+}  // namespace lockstep::config
+
+#endif  // LOCKSTEP_CONFIG_INVENTORY_H_
