@@ -1,0 +1,52 @@
+#include "config/database_url.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace lockstep::config {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(DatabaseUrlTest, Sqlite) {
+  auto u = ParseDatabaseUrl("sqlite:///rel/app.db", "/srv");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->dialect, Dialect::kSqlite);
+  EXPECT_EQ(u->database, "/srv/rel/app.db");
+  EXPECT_EQ(ParseDatabaseUrl("sqlite:////abs/app.db")->database, "/abs/app.db");
+  EXPECT_EQ(ParseDatabaseUrl("sqlite://")->database, ":memory:");
+  EXPECT_THAT(ParseDatabaseUrl("sqlite://host/x.db").status().message(), HasSubstr("no host"));
+}
+
+TEST(DatabaseUrlTest, PostgresWithDriverAndEncodedPassword) {
+  auto u = ParseDatabaseUrl("postgresql+psycopg2://app:p%40ss%3Aword@db.internal:6432/tenant_1?sslmode=require");
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->dialect, Dialect::kPostgresql);
+  EXPECT_EQ(u->driver, "psycopg2");
+  EXPECT_EQ(u->user, "app");
+  EXPECT_EQ(*u->password, "p@ss:word");
+  EXPECT_EQ(u->host, "db.internal");
+  EXPECT_EQ(u->port, 6432);
+  EXPECT_EQ(u->database, "tenant_1");
+  EXPECT_EQ(u->query.at("sslmode"), "require");
+  EXPECT_EQ(u->Redacted(), "postgresql+psycopg2://app:***@db.internal:6432/tenant_1?sslmode=require");
+  EXPECT_THAT(u->Redacted(), Not(HasSubstr("word")));
+  EXPECT_EQ(u->LibpqConninfo(),
+            "host='db.internal' port='6432' dbname='tenant_1' user='app' password='p@ss:word' "
+            "sslmode='require'");
+  EXPECT_EQ(ParseDatabaseUrl(u->ToSqlAlchemy())->password, u->password);
+}
+
+TEST(DatabaseUrlTest, Errors) {
+  EXPECT_THAT(ParseDatabaseUrl("oracle://x/y").status().message(), HasSubstr("unsupported"));
+  EXPECT_THAT(ParseDatabaseUrl("postgresql://u:secret@h:99999/db").status().message(),
+              HasSubstr("bad port '99999'"));
+  EXPECT_THAT(ParseDatabaseUrl("postgresql://u:secret@h:99999/db").status().message(),
+              Not(HasSubstr("secret")));
+  EXPECT_THAT(ParseDatabaseUrl("postgresql://h").status().message(), HasSubstr("no database"));
+  EXPECT_THAT(ParseDatabaseUrl("just-a-path").status().message(), HasSubstr("not a database URL"));
+}
+
+}  // namespace
+}  // namespace lockstep::config

@@ -1,0 +1,109 @@
+#include "config/inventory.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+namespace lockstep::config {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(InventoryTest, FullExampleInAfterOrder) {
+  setenv("LOCKSTEP_TEST_PW", "s3cret", 1);
+  auto inv = ParseInventory(R"(
+server: {listen: 127.0.0.1:50051, state: state/lockstep.db, poll_interval: 10s}
+project:
+  alembic_ini: migrations/alembic.ini
+  alembic_command: [python3, -m, alembic]
+environments:
+  - name: prod
+    after: staging
+    approval: required
+    backup: required
+    canary: [tenant-001]
+    batch_size: 10
+    max_parallel: 4
+    databases:
+      - {name: tenant-001, url: "postgresql://app@db/tenant_001", password_env: LOCKSTEP_TEST_PW}
+      - discover: {url: "postgresql://app@db/postgres", query: "SELECT datname FROM pg_database"}
+  - name: dev
+    databases: [{name: app, url: "sqlite:///dev.db", labels: {tier: free}}]
+  - name: staging
+    after: dev
+    soak: 10m
+    databases: [{name: app, url: "sqlite:////var/staging.db"}]
+)", "/etc/lockstep/fleet.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  std::vector<std::string> order;
+  for (const auto& e : inv->environments) order.push_back(e.name);
+  EXPECT_THAT(order, ElementsAre("dev", "staging", "prod"));
+  EXPECT_EQ(inv->server.state, "/etc/lockstep/state/lockstep.db");
+  EXPECT_EQ(inv->server.poll_interval, absl::Seconds(10));
+  EXPECT_EQ(inv->project.alembic_ini, "/etc/lockstep/migrations/alembic.ini");
+  EXPECT_THAT(inv->project.alembic_command, ElementsAre("python3", "-m", "alembic"));
+  const EnvironmentConfig* prod = inv->FindEnvironment("prod");
+  ASSERT_NE(prod, nullptr);
+  EXPECT_TRUE(prod->approval_required);
+  EXPECT_TRUE(prod->backup_required);
+  EXPECT_EQ(prod->discover.size(), 1u);
+  EXPECT_EQ(inv->FindEnvironment("staging")->soak, absl::Minutes(10));
+  EXPECT_EQ(inv->FindEnvironment("dev")->databases[0].url.database, "/etc/lockstep/dev.db");
+  EXPECT_EQ(inv->FindEnvironment("dev")->databases[0].labels.at("tier"), "free");
+  auto pw = ResolvePassword(prod->databases[0].url, prod->databases[0].secret, "prod/tenant-001");
+  ASSERT_TRUE(pw.ok());
+  EXPECT_EQ(**pw, "s3cret");
+}
+
+TEST(InventoryTest, EveryErrorAtOnceWithPositions) {
+  unsetenv("LOCKSTEP_MISSING_PW");
+  auto inv = ParseInventory(R"(server:
+  poll_intervall: 30s
+project: {alembic_ini: a.ini}
+environments:
+  - name: dev
+    soak: forever
+    databases:
+      - {name: app, url: "postgresql://u:hunter2@h:bad/db"}
+      - {name: app, url: "sqlite:///x.db", password_env: LOCKSTEP_MISSING_PW}
+  - name: prod
+    after: qa
+    databases: []
+)", "fleet.yaml");
+  ASSERT_FALSE(inv.ok());
+  std::string m(inv.status().message());
+  EXPECT_THAT(m, HasSubstr("fleet.yaml:2:3: server.poll_intervall: unknown key (did you mean 'poll_interval'?)"));
+  EXPECT_THAT(m, HasSubstr("fleet.yaml:6:11: environments[dev].soak: bad duration 'forever'"));
+  EXPECT_THAT(m, HasSubstr("environments[dev].databases[0].url: bad port 'bad'"));
+  EXPECT_THAT(m, HasSubstr("environments[dev].databases[1].name: duplicate database name 'app'"));
+  EXPECT_THAT(m, HasSubstr("environment variable LOCKSTEP_MISSING_PW is not set"));
+  EXPECT_THAT(m, HasSubstr("fleet.yaml:11:12: environments[prod].after: no environment named 'qa'"));
+  EXPECT_THAT(m, Not(HasSubstr("hunter2")));
+}
+
+TEST(InventoryTest, CycleInPromotionOrder) {
+  auto inv = ParseInventory(R"(project: {scripts: s}
+environments:
+  - {name: a, after: b, databases: []}
+  - {name: b, after: a, databases: []}
+)", "f.yaml");
+  EXPECT_THAT(inv.status().message(), HasSubstr("promotion order has a cycle through: a -> b"));
+}
+
+TEST(InventoryTest, MalformedYamlNamesThePosition) {
+  auto inv = ParseInventory("project: {scripts: s\nenvironments: [\n", "f.yaml");
+  EXPECT_THAT(inv.status().message(), HasSubstr("f.yaml:"));
+}
+
+TEST(DurationTest, Forms) {
+  EXPECT_EQ(*ParseDurationText("90"), absl::Seconds(90));
+  EXPECT_EQ(*ParseDurationText("1h30m"), absl::Minutes(90));
+  EXPECT_EQ(*ParseDurationText("250ms"), absl::Milliseconds(250));
+  EXPECT_FALSE(ParseDurationText("soon").has_value());
+}
+
+}  // namespace
+}  // namespace lockstep::config
