@@ -142,14 +142,23 @@ class CliAgainstAlembicTest(unittest.TestCase):
     """lockstep and the real `alembic` process print the same text."""
 
     def check(self, *args):
-        a = run([ALEMBIC, "-c", EXAMPLE_INI] + list(args))
-        l = run([LOCKSTEP, "-c", EXAMPLE_INI] + list(args))
+        """Same text on success; on failure, the same FAILED message."""
+        a = run([ALEMBIC, "-c", EXAMPLE_INI] + list(args), check=False)
+        l = run([LOCKSTEP, "-c", EXAMPLE_INI] + list(args), check=False)
+        if a.returncode != 0:
+            self.assertEqual(l.returncode, 1, (args, l.stdout, l.stderr))
+            alembic_msg = re.search(r"FAILED: (.*)", a.stdout + a.stderr).group(1)
+            self.assertEqual(l.stderr.strip(), "FAILED: " + alembic_msg, args)
+            return
+        self.assertEqual(l.returncode, 0, (args, l.stderr))
         self.assertEqual(sort_unordered(l.stdout), sort_unordered(a.stdout), args)
 
     def test_commands(self):
         for args in (["heads"], ["heads", "-v"], ["heads", "--resolve-dependencies"], ["branches"],
                      ["history"], ["history", "--verbose"], ["history", "-r", "3f2a:orders@head"],
-                     ["history", "--rev-range=-2:"], ["show", "head"], ["show", "orders@base"],
+                     ["history", "--rev-range=-2:"],  # Alembic: "Ambiguous walk" (a merge)
+                     ["history", "-r", "b5d1:heads"], ["history", "-r", "orders@-1:"],
+                     ["show", "head"], ["show", "orders@base"], ["show", "orders@head-1"],
                      ["show", "7c4e"], ["show", "heads"]):
             with self.subTest(args=args):
                 self.check(*args)

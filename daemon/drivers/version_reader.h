@@ -1,0 +1,76 @@
+// Reading a database's Alembic version rows, telling apart every way that
+// can go wrong: no version table, unreachable, permission denied, timed out.
+//
+// A VersionReader is thread-safe: the reconciler calls Read() from many
+// threads at once. Implementations catch their library's exceptions here and
+// never put a password into a message.
+#ifndef LOCKSTEP_DAEMON_DRIVERS_VERSION_READER_H_
+#define LOCKSTEP_DAEMON_DRIVERS_VERSION_READER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "config/database_url.h"
+#include "config/inventory.h"
+
+namespace lockstep::daemon {
+
+enum class ReadOutcome {
+  kOk,                // rows read (possibly none: the table exists but is empty)
+  kNoTable,           // the version table does not exist: never migrated
+  kUnreachable,       // cannot connect (refused, no such host or file, bad database)
+  kPermissionDenied,  // authentication failed, or no SELECT on the table
+  kTimedOut,          // connect or statement timeout (e.g. a lock held on the table)
+  kError,             // anything else, with the message
+};
+
+absl::string_view ReadOutcomeName(ReadOutcome outcome);
+
+struct VersionTarget {
+  std::string name;  // "env/db", for messages
+  config::DatabaseUrl url;
+  config::SecretRef secret;
+  std::string version_table = "alembic_version";
+  std::string version_table_schema;  // empty: the default schema
+};
+
+struct VersionRead {
+  ReadOutcome outcome = ReadOutcome::kError;
+  std::vector<std::string> rows;  // sorted
+  std::string error;              // empty when kOk
+  absl::Duration took;
+};
+
+struct ReaderOptions {
+  absl::Duration connect_timeout = absl::Seconds(5);
+  absl::Duration statement_timeout = absl::Seconds(5);
+  int max_connections_per_server = 8;
+};
+
+class VersionReader {
+ public:
+  virtual ~VersionReader() = default;
+  virtual VersionRead Read(const VersionTarget& target) = 0;
+};
+
+// PostgreSQL through libpq (libpqxx), with a bounded pool of connections per
+// server reused across reads; no transaction is left open.
+std::unique_ptr<VersionReader> MakePostgresReader(const ReaderOptions& options);
+// SQLite files, opened read-only for each read, waiting at most the
+// statement timeout for a lock.
+std::unique_ptr<VersionReader> MakeSqliteReader(const ReaderOptions& options);
+// Dispatches on the URL's dialect.
+std::unique_ptr<VersionReader> MakeReader(const ReaderOptions& options);
+
+// Expands a discover rule: the database names a PostgreSQL query returns
+// (first column), or the files a glob matches, sorted.
+absl::StatusOr<std::vector<std::string>> DiscoverDatabases(const config::DiscoverRule& rule,
+                                                           const ReaderOptions& options);
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_DRIVERS_VERSION_READER_H_

@@ -1,0 +1,192 @@
+#include "daemon/drivers/version_reader.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include "tests/support/postgres_server.h"
+
+namespace lockstep::daemon {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using lockstep::testing::PostgresServer;
+using lockstep::testing::RunCommand;
+
+constexpr char kHead[] = "e9a8c6b4d244";
+
+std::string ExampleIni() {
+  const char* src = std::getenv("LOCKSTEP_SOURCE_DIR");
+  return std::string(src ? src : ".") + "/migrations/example/alembic.ini";
+}
+
+// Runs the real Alembic on the example project.
+void Alembic(const std::string& url, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/usr/bin/alembic", "-c", ExampleIni(), "-x", "url=" + url};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string out;
+  ASSERT_EQ(RunCommand(argv, &out), 0) << out;
+}
+
+VersionTarget Target(const std::string& url) {
+  VersionTarget t;
+  t.name = "test/db";
+  t.url = *config::ParseDatabaseUrl(url);
+  return t;
+}
+
+ReaderOptions FastOptions() {
+  ReaderOptions o;
+  o.connect_timeout = absl::Seconds(2);
+  o.statement_timeout = absl::Milliseconds(300);
+  o.max_connections_per_server = 2;
+  return o;
+}
+
+class SqliteReaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/lockstep-sqlite-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+  std::unique_ptr<VersionReader> reader_ = MakeSqliteReader(FastOptions());
+};
+
+TEST_F(SqliteReaderTest, MigratedEmptyMissingAndJunk) {
+  std::string url = "sqlite:///" + dir_ + "/app.db";
+  Alembic(url, {"upgrade", "heads"});
+  VersionRead r = reader_->Read(Target(url));
+  EXPECT_EQ(r.outcome, ReadOutcome::kOk) << r.error;
+  EXPECT_THAT(r.rows, ElementsAre(kHead));
+
+  Alembic(url, {"downgrade", "base"});
+  r = reader_->Read(Target(url));
+  EXPECT_EQ(r.outcome, ReadOutcome::kOk);  // the table stays, without rows
+  EXPECT_THAT(r.rows, IsEmpty());
+
+  sqlite3* raw;
+  ASSERT_EQ(sqlite3_open((dir_ + "/empty.db").c_str(), &raw), SQLITE_OK);
+  sqlite3_exec(raw, "CREATE TABLE t (x)", nullptr, nullptr, nullptr);
+  sqlite3_close(raw);
+  r = reader_->Read(Target("sqlite:///" + dir_ + "/empty.db"));
+  EXPECT_EQ(r.outcome, ReadOutcome::kNoTable) << r.error;
+
+  r = reader_->Read(Target("sqlite:///" + dir_ + "/missing.db"));
+  EXPECT_EQ(r.outcome, ReadOutcome::kUnreachable);
+  EXPECT_THAT(r.error, HasSubstr("No such file or directory"));
+
+  std::ofstream(dir_ + "/junk.db") << "this is not a database, just text long enough to matter..";
+  r = reader_->Read(Target("sqlite:///" + dir_ + "/junk.db"));
+  EXPECT_EQ(r.outcome, ReadOutcome::kError);
+  EXPECT_THAT(r.error, HasSubstr("not a database"));
+}
+
+TEST_F(SqliteReaderTest, LockHeldIsATimeout) {
+  std::string url = "sqlite:///" + dir_ + "/app.db";
+  Alembic(url, {"upgrade", "heads"});
+  sqlite3* holder;
+  ASSERT_EQ(sqlite3_open((dir_ + "/app.db").c_str(), &holder), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(holder, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  VersionRead r = reader_->Read(Target(url));
+  EXPECT_EQ(r.outcome, ReadOutcome::kTimedOut) << r.error;
+  EXPECT_THAT(r.error, HasSubstr("timed out after 300ms"));
+  EXPECT_GE(r.took, absl::Milliseconds(250));
+  sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(holder);
+  EXPECT_EQ(reader_->Read(Target(url)).outcome, ReadOutcome::kOk);
+}
+
+class PostgresReaderTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto s = PostgresServer::Start();
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = s->release();
+    ASSERT_TRUE(server_->Psql("CREATE DATABASE app").ok());
+    ASSERT_TRUE(server_->Psql("CREATE DATABASE empty").ok());
+    Alembic(server_->Url("app"), {"upgrade", "heads"});
+  }
+  static void TearDownTestSuite() { delete server_; }
+
+  static PostgresServer* server_;
+  std::unique_ptr<VersionReader> reader_ = MakePostgresReader(FastOptions());
+};
+PostgresServer* PostgresReaderTest::server_ = nullptr;
+
+TEST_F(PostgresReaderTest, ReadsRowsAndReusesTheConnection) {
+  VersionRead r = reader_->Read(Target(server_->Url("app")));
+  ASSERT_EQ(r.outcome, ReadOutcome::kOk) << r.error;
+  EXPECT_THAT(r.rows, ElementsAre(kHead));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(reader_->Read(Target(server_->Url("app"))).outcome, ReadOutcome::kOk);
+  auto n = server_->Psql(
+      "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lockstepd'");
+  EXPECT_EQ(*n, "1\n");
+  // Idle in no transaction: nothing left open.
+  auto idle = server_->Psql(
+      "SELECT state FROM pg_stat_activity WHERE application_name = 'lockstepd'");
+  EXPECT_EQ(*idle, "idle\n");
+}
+
+TEST_F(PostgresReaderTest, NoTableAndUnknownSchema) {
+  EXPECT_EQ(reader_->Read(Target(server_->Url("empty"))).outcome, ReadOutcome::kNoTable);
+  VersionTarget t = Target(server_->Url("app"));
+  t.version_table_schema = "nope";
+  EXPECT_EQ(reader_->Read(t).outcome, ReadOutcome::kNoTable);
+}
+
+TEST_F(PostgresReaderTest, UnreachableWithoutLeakingThePassword) {
+  int closed = lockstep::testing::FreePort();
+  VersionRead r = reader_->Read(
+      Target("postgresql://app:hunter2@127.0.0.1:" + std::to_string(closed) + "/app"));
+  EXPECT_EQ(r.outcome, ReadOutcome::kUnreachable);
+  EXPECT_THAT(r.error, HasSubstr("Connection refused"));
+  EXPECT_THAT(r.error, Not(HasSubstr("hunter2")));
+  r = reader_->Read(Target(server_->Url("no_such_db")));
+  EXPECT_EQ(r.outcome, ReadOutcome::kUnreachable);
+  EXPECT_THAT(r.error, HasSubstr("does not exist"));
+}
+
+TEST_F(PostgresReaderTest, RoleWithoutSelectIsPermissionDenied) {
+  ASSERT_TRUE(server_->Psql("CREATE ROLE nosel LOGIN").ok());
+  VersionRead r = reader_->Read(Target(server_->Url("app", "nosel")));
+  EXPECT_EQ(r.outcome, ReadOutcome::kPermissionDenied) << r.error;
+  EXPECT_THAT(r.error, HasSubstr("permission denied"));
+}
+
+TEST_F(PostgresReaderTest, LockHeldIsATimeout) {
+  pqxx::connection holder(config::ParseDatabaseUrl(server_->Url("app"))->LibpqConninfo());
+  pqxx::work tx(holder);
+  tx.exec("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE");
+  VersionRead r = reader_->Read(Target(server_->Url("app")));
+  EXPECT_EQ(r.outcome, ReadOutcome::kTimedOut) << r.error;
+  EXPECT_THAT(r.error, HasSubstr("timed out after 300ms"));
+  tx.abort();
+  EXPECT_EQ(reader_->Read(Target(server_->Url("app"))).outcome, ReadOutcome::kOk);
+}
+
+TEST_F(PostgresReaderTest, DiscoverByQueryAndGlob) {
+  config::DiscoverRule rule;
+  rule.url = *config::ParseDatabaseUrl(server_->Url("postgres"));
+  rule.query = "SELECT datname FROM pg_database WHERE datname IN ('app', 'empty')";
+  auto names = DiscoverDatabases(rule, FastOptions());
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_THAT(*names, ElementsAre("app", "empty"));
+  rule.query = "SELECT nonsense FROM nowhere";
+  EXPECT_THAT(DiscoverDatabases(rule, FastOptions()).status().message(),
+              HasSubstr("discover query on postgresql://postgres@127.0.0.1"));
+}
+
+}  // namespace
+}  // namespace lockstep::daemon
