@@ -1,0 +1,71 @@
+// What lockstepd knows about the fleet at one moment: an immutable snapshot
+// the reconciler publishes after every refresh, read by the API and metrics.
+#ifndef LOCKSTEP_DAEMON_CORE_FLEET_H_
+#define LOCKSTEP_DAEMON_CORE_FLEET_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace lockstep::daemon {
+
+// States a database can be in (DESIGN.md), as stable strings:
+// current, behind, ahead, diverged, orphaned, uninitialized, unreachable.
+struct DatabaseStatus {
+  std::string environment;
+  std::string name;
+  std::string url;  // redacted
+  std::map<std::string, std::string> labels;
+  std::string state;
+  std::string reason;                   // one sentence a person can act on
+  std::vector<std::string> revisions;   // the version rows (last known when unreachable)
+  std::vector<std::string> pending;     // what `upgrade <target>` would run, in order
+  std::vector<std::string> orphaned;    // rows no script defines
+  std::vector<std::string> beyond;      // applied revisions past the target
+  std::string check_outcome;            // ok, no_table, unreachable, permission_denied, timed_out, error
+  std::string check_error;
+  absl::Duration check_duration;
+  absl::Time last_check = absl::InfinitePast();
+  absl::Time last_change = absl::InfinitePast();
+  bool discovered = false;
+
+  std::string key() const { return environment + "/" + name; }
+};
+
+struct EnvironmentStatus {
+  std::string name;
+  std::string after;
+  std::string target;
+  int databases = 0;
+  std::map<std::string, int> by_state;
+  // Distinct revision sets among reachable databases; more than one means
+  // the environment is not in lockstep.
+  std::vector<std::vector<std::string>> revision_sets;
+  // Revisions applied here but not yet in every database of `after`.
+  std::vector<std::string> promotion_violations;
+  std::vector<std::string> discover_errors;
+};
+
+struct GraphStatus {
+  std::vector<std::string> heads;
+  int revisions = 0;
+  bool broken = false;       // the scripts changed and no longer load
+  std::string error;         // why, when broken (the last good graph is used)
+  absl::Time loaded_at = absl::InfinitePast();
+};
+
+struct FleetSnapshot {
+  absl::Time refreshed_at = absl::InfinitePast();
+  absl::Duration refresh_duration;
+  GraphStatus graph;
+  std::vector<EnvironmentStatus> environments;  // in promotion order
+  std::vector<DatabaseStatus> databases;        // grouped by environment, by name
+
+  const DatabaseStatus* Find(const std::string& environment, const std::string& name) const;
+};
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_CORE_FLEET_H_

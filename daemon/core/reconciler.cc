@@ -1,0 +1,360 @@
+#include "daemon/core/reconciler.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "migrations/classify.h"
+#include "migrations/resolver.h"
+#include "migrations/revision_error.h"
+
+namespace lockstep::daemon {
+namespace {
+
+using migrations::Classification;
+using migrations::RevisionState;
+
+// One database to check in this pass.
+struct Planned {
+  VersionTarget target;
+  const config::EnvironmentConfig* env;
+  std::string name;
+  std::map<std::string, std::string> labels;
+  bool discovered = false;
+};
+
+std::string Basename(const std::string& path) {
+  size_t slash = path.rfind('/');
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  for (const char* ext : {".sqlite3", ".sqlite", ".db"}) {
+    if (absl::EndsWith(base, ext)) return base.substr(0, base.size() - strlen(ext));
+  }
+  return base;
+}
+
+void SignatureOf(const std::string& dir, bool recursive, std::string* out) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) {
+    absl::StrAppend(out, dir, ":missing;");
+    return;
+  }
+  std::vector<std::string> lines;
+  int fd = ::dirfd(d);
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == ".." || name == "__pycache__") continue;
+    struct stat st;
+    if (::fstatat(fd, name.c_str(), &st, 0) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      if (recursive) lines.push_back("/" + name);
+      continue;
+    }
+    if (!absl::EndsWith(name, ".py")) continue;
+    lines.push_back(absl::StrCat(name, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
+                                 st.st_mtim.tv_nsec));
+  }
+  ::closedir(d);
+  std::sort(lines.begin(), lines.end());
+  for (const std::string& l : lines) {
+    if (l[0] == '/') {
+      SignatureOf(dir + l, recursive, out);
+    } else {
+      absl::StrAppend(out, l, ";");
+    }
+  }
+}
+
+// Applied revisions (ancestors of the rows, dependencies included).
+std::set<int> Applied(const migrations::Resolver& r, const std::vector<std::string>& rows) {
+  std::vector<int> tips;
+  for (const std::string& row : rows) {
+    if (std::optional<int> n = r.graph().Find(row); n && r.graph().id(*n) == row) tips.push_back(*n);
+  }
+  std::vector<int> all = r.AncestorsOf(tips, true);
+  return std::set<int>(all.begin(), all.end());
+}
+
+}  // namespace
+
+const DatabaseStatus* FleetSnapshot::Find(const std::string& environment,
+                                          const std::string& name) const {
+  for (const DatabaseStatus& d : databases) {
+    if (d.environment == environment && d.name == name) return &d;
+  }
+  return nullptr;
+}
+
+migrations::ProjectSource ProjectSourceOf(const config::Inventory& inv) {
+  migrations::ProjectSource s;
+  s.config_file = inv.project.alembic_ini;
+  s.scripts_dir = inv.project.scripts;
+  s.section = inv.project.ini_section;
+  s.cwd = inv.project.working_dir;
+  return s;
+}
+
+std::string ScriptsSignature(const migrations::ScriptLocation& location) {
+  std::string out;
+  for (const std::string& dir : location.version_locations) SignatureOf(dir, location.recursive, &out);
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Reconciler>> Reconciler::Create(
+    std::shared_ptr<const config::Inventory> inventory, std::unique_ptr<VersionReader> reader,
+    StateStore* store) {
+  absl::StatusOr<migrations::Project> project = migrations::Project::Load(ProjectSourceOf(*inventory));
+  if (!project.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot load the Alembic project: ",
+                     migrations::CommandErrorMessage(project.status())));
+  }
+  std::unique_ptr<Reconciler> r(new Reconciler());
+  r->reader_ = std::move(reader);
+  r->store_ = store;
+  r->inventory_ = std::move(inventory);
+  r->project_signature_ = ScriptsSignature(project->location());
+  r->graph_.loaded_at = absl::Now();
+  r->project_ = std::make_shared<const migrations::Project>(*std::move(project));
+  r->snapshot_ = std::make_shared<const FleetSnapshot>();
+  return r;
+}
+
+void Reconciler::MaybeReloadProject(const config::Inventory& inv, GraphStatus* graph) {
+  std::shared_ptr<const migrations::Project> current = project();
+  std::string signature = ScriptsSignature(current->location());
+  bool source_changed = ProjectSourceOf(inv).config_file != current->location().config_file &&
+                        !inv.project.alembic_ini.empty();
+  if (signature == project_signature_ && !source_changed) return;
+  absl::StatusOr<migrations::Project> loaded = migrations::Project::Load(ProjectSourceOf(inv));
+  project_signature_ = signature;
+  if (!loaded.ok()) {
+    graph->broken = true;
+    graph->error = migrations::CommandErrorMessage(loaded.status());
+    return;
+  }
+  graph->broken = false;
+  graph->error.clear();
+  graph->loaded_at = absl::Now();
+  project_signature_ = ScriptsSignature(loaded->location());
+  std::lock_guard<std::mutex> lock(mu_);
+  project_ = std::make_shared<const migrations::Project>(*std::move(loaded));
+}
+
+absl::Status Reconciler::Refresh() {
+  std::lock_guard<std::mutex> pass(refresh_mu_);
+  const absl::Time started = absl::Now();
+  std::shared_ptr<const config::Inventory> inv = inventory();
+  MaybeReloadProject(*inv, &graph_);
+  std::shared_ptr<const migrations::Project> project = this->project();
+  migrations::Resolver resolver(&project->graph());
+
+  auto snapshot = std::make_shared<FleetSnapshot>();
+  snapshot->graph = graph_;
+  snapshot->graph.heads = project->graph().Ids(project->graph().heads());
+  snapshot->graph.revisions = project->graph().size();
+
+  // What to check: static databases, then discovered ones.
+  ReaderOptions reader_options{inv->server.connect_timeout, inv->server.statement_timeout,
+                               inv->server.max_connections_per_server};
+  std::vector<Planned> plan;
+  std::map<std::string, std::vector<std::string>> discover_errors;
+  for (const config::EnvironmentConfig& env : inv->environments) {
+    std::set<std::string> names;
+    for (const config::DatabaseConfig& db : env.databases) {
+      names.insert(db.name);
+      plan.push_back({{env.name + "/" + db.name, db.url, db.secret, db.version_table,
+                       db.version_table_schema},
+                      &env, db.name, db.labels, false});
+    }
+    for (const config::DiscoverRule& rule : env.discover) {
+      absl::StatusOr<std::vector<std::string>> found = DiscoverDatabases(rule, reader_options);
+      if (!found.ok()) {
+        discover_errors[env.name].push_back(std::string(found.status().message()));
+        continue;
+      }
+      for (const std::string& item : *found) {
+        Planned p;
+        p.env = &env;
+        p.discovered = true;
+        p.labels = rule.labels;
+        p.target.version_table = inv->project.version_table;
+        p.target.version_table_schema = inv->project.version_table_schema;
+        if (!rule.glob.empty()) {
+          p.name = Basename(item);
+          p.target.url.dialect = config::Dialect::kSqlite;
+          p.target.url.database = item;
+        } else {
+          p.name = item;
+          p.target.url = *rule.url;
+          p.target.url.database = item;
+          p.target.secret = rule.secret;
+        }
+        if (!names.insert(p.name).second) continue;  // listed explicitly already
+        p.target.name = env.name + "/" + p.name;
+        plan.push_back(std::move(p));
+      }
+    }
+  }
+
+  // Check with bounded concurrency.
+  std::vector<VersionRead> reads(plan.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < plan.size(); i = next++) reads[i] = reader_->Read(plan[i].target);
+  };
+  size_t threads = std::min<size_t>(static_cast<size_t>(inv->server.max_concurrent_checks),
+                                    plan.size());
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  if (threads > 0) work();
+  for (std::thread& t : pool) t.join();
+
+  // Classify.
+  const absl::Time checked_at = absl::Now();
+  std::vector<CheckRecord> records;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const Planned& p = plan[i];
+    const VersionRead& read = reads[i];
+    DatabaseStatus d;
+    d.environment = p.env->name;
+    d.name = p.name;
+    d.url = p.target.url.Redacted();
+    d.labels = p.labels;
+    d.discovered = p.discovered;
+    d.check_outcome = std::string(ReadOutcomeName(read.outcome));
+    d.check_error = read.error;
+    d.check_duration = read.took;
+    d.last_check = checked_at;
+    bool known = read.outcome == ReadOutcome::kOk || read.outcome == ReadOutcome::kNoTable;
+    if (known) {
+      d.revisions = read.rows;
+      Classification c = migrations::ClassifyRows(resolver, read.rows, p.env->target);
+      d.state = std::string(migrations::RevisionStateName(c.state));
+      d.reason = c.reason;
+      if (read.outcome == ReadOutcome::kNoTable) {
+        d.reason = absl::StrCat("no ", p.target.version_table, " table (never migrated); ",
+                                c.pending.size(), " revisions to apply");
+      }
+      d.pending = std::move(c.pending);
+      d.orphaned = std::move(c.orphaned);
+      d.beyond = std::move(c.beyond);
+    } else {
+      d.state = "unreachable";
+      d.reason = absl::StrCat(ReadOutcomeName(read.outcome), ": ", read.error);
+    }
+    records.push_back({d.key(), d.environment, known, d.revisions, d.state, d.check_outcome,
+                       d.check_error, checked_at});
+    snapshot->databases.push_back(std::move(d));
+  }
+
+  // Per environment: lockstep within, promotion order between.
+  std::map<std::string, std::set<int>> promoted;  // env -> applied in every reachable database
+  for (const config::EnvironmentConfig& env : inv->environments) {
+    EnvironmentStatus es;
+    es.name = env.name;
+    es.after = env.after;
+    es.target = env.target;
+    es.discover_errors = discover_errors[env.name];
+    std::set<std::vector<std::string>> sets;
+    std::optional<std::set<int>> common;
+    std::set<int> after_applied;
+    bool check_after = !env.after.empty() && promoted.count(env.after);
+    if (check_after) after_applied = promoted[env.after];
+    std::set<std::string> violations;
+    for (DatabaseStatus& d : snapshot->databases) {
+      if (d.environment != env.name) continue;
+      ++es.databases;
+      bool reachable = d.state != "unreachable";
+      if (reachable && d.state != "orphaned") {
+        sets.insert(d.revisions);
+        std::set<int> applied = Applied(resolver, d.revisions);
+        if (!common) {
+          common = applied;
+        } else {
+          std::set<int> both;
+          std::set_intersection(common->begin(), common->end(), applied.begin(), applied.end(),
+                                std::inserter(both, both.begin()));
+          common = std::move(both);
+        }
+        if (check_after) {
+          std::vector<std::string> early;
+          for (int a : applied) {
+            if (!after_applied.count(a)) early.push_back(project->graph().id(a));
+          }
+          if (!early.empty()) {
+            violations.insert(early.begin(), early.end());
+            if (d.state == "current" || d.state == "behind") d.state = "ahead";
+            d.reason = absl::StrCat("ahead of ", env.after, ": has ", absl::StrJoin(early, ", "),
+                                    ", not yet in every ", env.after, " database; ", d.reason);
+          }
+        }
+      }
+      ++es.by_state[d.state];
+    }
+    es.revision_sets.assign(sets.begin(), sets.end());
+    es.promotion_violations.assign(violations.begin(), violations.end());
+    promoted[env.name] = common.value_or(std::set<int>());
+    snapshot->environments.push_back(std::move(es));
+  }
+
+  // Durable record of what was seen, then when each database last changed.
+  for (size_t i = 0; i < records.size(); ++i) records[i].state = snapshot->databases[i].state;
+  absl::Status recorded = store_->RecordChecks(records);
+  absl::StatusOr<std::map<std::string, LastCheck>> last = store_->LastChecks();
+  if (last.ok()) {
+    for (DatabaseStatus& d : snapshot->databases) {
+      auto it = last->find(d.key());
+      if (it == last->end()) continue;
+      d.last_change = it->second.changed_at;
+      if (d.state == "unreachable" && it->second.revisions_known) d.revisions = it->second.revisions;
+    }
+  }
+  snapshot->refreshed_at = checked_at;
+  snapshot->refresh_duration = absl::Now() - started;
+
+  std::function<void(const FleetSnapshot&)> callback;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_ = snapshot;
+    callback = on_refresh_;
+  }
+  if (callback) callback(*snapshot);
+  if (!recorded.ok()) return recorded;
+  return last.status();
+}
+
+std::shared_ptr<const FleetSnapshot> Reconciler::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return snapshot_;
+}
+
+std::shared_ptr<const migrations::Project> Reconciler::project() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return project_;
+}
+
+std::shared_ptr<const config::Inventory> Reconciler::inventory() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return inventory_;
+}
+
+void Reconciler::SetInventory(std::shared_ptr<const config::Inventory> inventory) {
+  std::lock_guard<std::mutex> lock(mu_);
+  inventory_ = std::move(inventory);
+}
+
+void Reconciler::OnRefresh(std::function<void(const FleetSnapshot&)> callback) {
+  std::lock_guard<std::mutex> lock(mu_);
+  on_refresh_ = std::move(callback);
+}
+
+}  // namespace lockstep::daemon

@@ -1,0 +1,77 @@
+// The reconciler: checks every database, classifies it against the revision
+// graph and its environment's target, and publishes a FleetSnapshot.
+//
+// Example:
+//   auto r = Reconciler::Create(inventory, MakeReader(opts), store.get());
+//   (*r)->Refresh();                     // at start, every poll, on Refresh()
+//   auto snapshot = (*r)->Snapshot();    // cheap; immutable
+//
+// Thread-safe. Refresh() runs one pass at a time (a second caller waits and
+// returns after the pass in progress); checks inside a pass run on up to
+// server.max_concurrent_checks threads. The store must outlive the
+// reconciler.
+#ifndef LOCKSTEP_DAEMON_CORE_RECONCILER_H_
+#define LOCKSTEP_DAEMON_CORE_RECONCILER_H_
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "config/inventory.h"
+#include "daemon/core/fleet.h"
+#include "daemon/drivers/version_reader.h"
+#include "daemon/state/state_store.h"
+#include "migrations/project.h"
+
+namespace lockstep::daemon {
+
+class Reconciler {
+ public:
+  // Fails when the project cannot be loaded at all at start.
+  static absl::StatusOr<std::unique_ptr<Reconciler>> Create(
+      std::shared_ptr<const config::Inventory> inventory, std::unique_ptr<VersionReader> reader,
+      StateStore* store);
+
+  // One full pass: reload the scripts if they changed, expand discover rules,
+  // check every database, record changes, publish the snapshot.
+  absl::Status Refresh();
+
+  std::shared_ptr<const FleetSnapshot> Snapshot() const;
+  std::shared_ptr<const migrations::Project> project() const;
+  std::shared_ptr<const config::Inventory> inventory() const;
+
+  // Takes a new inventory (SIGHUP); used from the next refresh on.
+  void SetInventory(std::shared_ptr<const config::Inventory> inventory);
+
+  // Called after each refresh with the new snapshot (metrics hook).
+  void OnRefresh(std::function<void(const FleetSnapshot&)> callback);
+
+ private:
+  Reconciler() = default;
+  // Reloads the project when the version folders changed; keeps the last
+  // good graph (and reports the error) when the new one does not load.
+  void MaybeReloadProject(const config::Inventory& inv, GraphStatus* graph);
+
+  std::unique_ptr<VersionReader> reader_;
+  StateStore* store_ = nullptr;
+
+  std::mutex refresh_mu_;  // one pass at a time
+  mutable std::mutex mu_;
+  std::shared_ptr<const config::Inventory> inventory_;   // guarded by mu_
+  std::shared_ptr<const migrations::Project> project_;   // guarded by mu_
+  std::string project_signature_;                        // guarded by refresh_mu_
+  GraphStatus graph_;                                    // guarded by refresh_mu_
+  std::shared_ptr<const FleetSnapshot> snapshot_;        // guarded by mu_
+  std::function<void(const FleetSnapshot&)> on_refresh_;  // guarded by mu_
+};
+
+// The project source an inventory names.
+migrations::ProjectSource ProjectSourceOf(const config::Inventory& inv);
+// A cheap fingerprint of the version folders (names, sizes, mtimes).
+std::string ScriptsSignature(const migrations::ScriptLocation& location);
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_CORE_RECONCILER_H_

@@ -1,0 +1,197 @@
+#include "daemon/core/reconciler.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/support/postgres_server.h"
+
+namespace lockstep::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using lockstep::testing::PostgresServer;
+using lockstep::testing::RunCommand;
+
+constexpr char kUsers[] = "3f2a1b9c0d11";
+constexpr char kAge[] = "7c4e2d8a9b22";
+constexpr char kHead[] = "e9a8c6b4d244";
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto s = PostgresServer::Start();
+    ASSERT_TRUE(s.ok()) << s.status();
+    pg_ = s->release();
+  }
+  static void TearDownTestSuite() { delete pg_; }
+
+  void SetUp() override {
+    char tmpl[] = "/tmp/lockstep-rec-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    const char* src = std::getenv("LOCKSTEP_SOURCE_DIR");
+    fs::copy(std::string(src ? src : ".") + "/migrations/example", dir_ + "/project",
+             fs::copy_options::recursive);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  void Alembic(const std::string& url, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"/usr/bin/alembic", "-c", dir_ + "/project/alembic.ini",
+                                     "-x", "url=" + url};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string out;
+    ASSERT_EQ(RunCommand(argv, &out), 0) << out;
+  }
+  void Sql(const std::string& file, const std::string& sql) {
+    sqlite3* db;
+    ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+
+  std::unique_ptr<Reconciler> Start(const std::string& yaml) {
+    std::ofstream(dir_ + "/fleet.yaml") << yaml;
+    auto inv = config::LoadInventory(dir_ + "/fleet.yaml");
+    EXPECT_TRUE(inv.ok()) << inv.status();
+    auto store = StateStore::Open(dir_ + "/state.db");
+    EXPECT_TRUE(store.ok());
+    store_ = *std::move(store);
+    ReaderOptions o;
+    o.statement_timeout = absl::Milliseconds(500);
+    auto r = Reconciler::Create(std::make_shared<config::Inventory>(*inv), MakeReader(o), store_.get());
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *std::move(r) : nullptr;
+  }
+
+  static PostgresServer* pg_;
+  std::string dir_;
+  std::unique_ptr<StateStore> store_;
+};
+PostgresServer* ReconcilerTest::pg_ = nullptr;
+
+TEST_F(ReconcilerTest, EveryStateForReal) {
+  std::string d = dir_;
+  Alembic("sqlite:///" + d + "/dev.db", {"upgrade", "heads"});
+  Alembic("sqlite:///" + d + "/staging.db", {"upgrade", kAge});
+  Alembic("sqlite:///" + d + "/tenant1.db", {"upgrade", "heads"});
+  Alembic("sqlite:///" + d + "/tenant2.db", {"upgrade", "heads"});
+  Sql(d + "/tenant2.db", "UPDATE alembic_version SET version_num = 'deadbeef0000'");  // replaced file
+  Sql(d + "/fresh.db", "CREATE TABLE t (x)");
+  ASSERT_TRUE(pg_->Psql("CREATE DATABASE rec_app").ok());
+  Alembic(pg_->Url("rec_app"), {"upgrade", kUsers});
+
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini}
+environments:
+  - name: dev
+    databases: [{name: app, url: "sqlite:///dev.db"}]
+  - name: staging
+    after: dev
+    databases:
+      - {name: app, url: "sqlite:///staging.db"}
+      - {name: pg, url: ")" + pg_->Url("rec_app") + R"("}
+  - name: prod
+    after: staging
+    databases:
+      - {name: tenant1, url: "sqlite:///tenant1.db"}
+      - {name: tenant2, url: "sqlite:///tenant2.db"}
+      - {name: fresh, url: "sqlite:///fresh.db"}
+      - {name: gone, url: "sqlite:///missing.db"}
+)");
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  auto s = r->Snapshot();
+  auto state = [&](const char* env, const char* db) { return s->Find(env, db)->state; };
+  EXPECT_EQ(state("dev", "app"), "current");
+  EXPECT_EQ(state("staging", "app"), "behind");
+  EXPECT_THAT(s->Find("staging", "app")->pending, ElementsAre("b5d1e7f3a033", "c2e4a6b8d055", kHead));
+  EXPECT_EQ(state("staging", "pg"), "behind");
+  EXPECT_EQ(s->Find("staging", "pg")->pending.size(), 4u);
+  EXPECT_EQ(state("prod", "tenant2"), "orphaned");
+  EXPECT_THAT(s->Find("prod", "tenant2")->orphaned, ElementsAre("deadbeef0000"));
+  EXPECT_EQ(state("prod", "fresh"), "uninitialized");
+  EXPECT_EQ(state("prod", "gone"), "unreachable");
+  EXPECT_THAT(s->Find("prod", "gone")->reason, HasSubstr("No such file or directory"));
+  // tenant1 is at heads, but staging is not: promotion order violated.
+  EXPECT_EQ(state("prod", "tenant1"), "ahead");
+  EXPECT_THAT(s->Find("prod", "tenant1")->reason, HasSubstr("ahead of staging"));
+  const EnvironmentStatus& prod = s->environments[2];
+  EXPECT_EQ(prod.name, "prod");
+  EXPECT_THAT(prod.promotion_violations, ElementsAre("7c4e2d8a9b22", "b5d1e7f3a033", "c2e4a6b8d055", kHead));
+  EXPECT_EQ(s->environments[1].revision_sets.size(), 2u);  // staging not in lockstep
+  EXPECT_EQ(s->graph.heads, std::vector<std::string>{kHead});
+}
+
+TEST_F(ReconcilerTest, NoticesChangesMadeByHandAndNewRevisionFiles) {
+  std::string db = "sqlite:///" + dir_ + "/app.db";
+  Alembic(db, {"upgrade", kUsers});
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini}
+environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
+)");
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "behind");
+
+  Alembic(db, {"upgrade", "heads"});  // someone runs Alembic by hand
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "current");
+  auto changes = store_->Changes("dev/app", 10);
+  ASSERT_EQ(changes->size(), 2u);
+  EXPECT_THAT((*changes)[0].from, ElementsAre(kUsers));
+  EXPECT_THAT((*changes)[0].to, ElementsAre(kHead));
+
+  // A new revision file appears: the graph is reloaded, the database is behind.
+  std::ofstream(dir_ + "/project/versions/f00dfeed0001_add_index.py")
+      << "revision = 'f00dfeed0001'\ndown_revision = '" << kHead
+      << "'\ndef upgrade():\n    pass\ndef downgrade():\n    pass\n";
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_EQ(r->Snapshot()->graph.heads, std::vector<std::string>{"f00dfeed0001"});
+  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "behind");
+  EXPECT_THAT(r->Snapshot()->Find("dev", "app")->pending, ElementsAre("f00dfeed0001"));
+
+  // A broken file: the last good graph stays, the error is reported.
+  std::ofstream(dir_ + "/project/versions/badbad000002_x.py")
+      << "revision = 'badbad000002'\ndown_revision = 'f00d' + 'feed0001'\n";
+  ASSERT_TRUE(r->Refresh().ok());
+  auto s = r->Snapshot();
+  EXPECT_TRUE(s->graph.broken);
+  EXPECT_THAT(s->graph.error, HasSubstr("badbad000002_x.py:2:"));
+  EXPECT_EQ(s->graph.heads, std::vector<std::string>{"f00dfeed0001"});
+  fs::remove(dir_ + "/project/versions/badbad000002_x.py");
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_FALSE(r->Snapshot()->graph.broken);
+}
+
+TEST_F(ReconcilerTest, DiscoversSqliteTenantsByGlob) {
+  fs::create_directory(dir_ + "/tenants");
+  for (const char* t : {"acme", "globex", "initech"}) {
+    Alembic("sqlite:///" + dir_ + "/tenants/" + t + ".db", {"upgrade", t[0] == 'g' ? kAge : "heads"});
+  }
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini}
+environments:
+  - name: prod
+    databases: [{discover: {glob: "tenants/*.db"}, labels: {tier: tenant}}]
+)");
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  auto s = r->Snapshot();
+  ASSERT_EQ(s->databases.size(), 3u);
+  EXPECT_EQ(s->Find("prod", "acme")->state, "current");
+  EXPECT_EQ(s->Find("prod", "globex")->state, "behind");
+  EXPECT_TRUE(s->Find("prod", "initech")->discovered);
+  EXPECT_EQ(s->Find("prod", "initech")->labels.at("tier"), "tenant");
+}
+
+}  // namespace
+}  // namespace lockstep::daemon

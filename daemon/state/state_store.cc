@@ -1,0 +1,193 @@
+#include "daemon/state/state_store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace lockstep::daemon {
+namespace {
+
+// Schema migrations, applied in order; index i brings version i to i + 1.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE database_checks (
+  database        TEXT PRIMARY KEY,
+  environment     TEXT NOT NULL,
+  revisions       TEXT NOT NULL,
+  revisions_known INTEGER NOT NULL,
+  state           TEXT NOT NULL,
+  outcome         TEXT NOT NULL,
+  error           TEXT NOT NULL,
+  checked_at_us   INTEGER NOT NULL,
+  changed_at_us   INTEGER NOT NULL
+);
+CREATE TABLE revision_changes (
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,
+  database        TEXT NOT NULL,
+  from_revisions  TEXT NOT NULL,
+  to_revisions    TEXT NOT NULL,
+  observed_at_us  INTEGER NOT NULL
+);
+CREATE INDEX revision_changes_by_database ON revision_changes (database, id);
+)sql",
+};
+
+std::string Join(const std::vector<std::string>& v) { return absl::StrJoin(v, ","); }
+std::vector<std::string> Split(const std::string& s) {
+  return absl::StrSplit(s, ',', absl::SkipEmpty());
+}
+int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
+
+template <typename F>
+absl::Status Guard(const char* what, F&& f) {
+  try {
+    f();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("state store: ", what, ": ", e.what()));
+  }
+}
+
+}  // namespace
+
+StateStore::StateStore(std::unique_ptr<SQLite::Database> db) : db_(std::move(db)) {}
+StateStore::~StateStore() = default;
+
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
+  std::unique_ptr<SQLite::Database> db;
+  try {
+    db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 5000);
+    db->exec("PRAGMA journal_mode = WAL");
+    db->exec("PRAGMA synchronous = FULL");
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot open the state store ", path, ": ", e.what()));
+  }
+  std::unique_ptr<StateStore> store(new StateStore(std::move(db)));
+  absl::Status migrated = store->Migrate();
+  if (!migrated.ok()) return migrated;
+  return store;
+}
+
+absl::Status StateStore::Migrate() {
+  std::lock_guard<std::mutex> lock(mu_);
+  int version = db_->execAndGet("PRAGMA user_version").getInt();
+  constexpr int kKnown = sizeof(kMigrations) / sizeof(kMigrations[0]);
+  static_assert(kKnown == kSchemaVersion);
+  if (version > kKnown) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the state store has schema version ", version, ", newer than this lockstepd knows (",
+        kKnown, "); run a newer lockstepd or point server.state elsewhere"));
+  }
+  return Guard("schema upgrade", [&] {
+    SQLite::Transaction tx(*db_);
+    for (int v = version; v < kKnown; ++v) db_->exec(kMigrations[v]);
+    db_->exec(absl::StrCat("PRAGMA user_version = ", kKnown));
+    tx.commit();
+  });
+}
+
+absl::Status StateStore::RecordChecks(const std::vector<CheckRecord>& checks) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("record checks", [&] {
+    SQLite::Transaction tx(*db_);
+    SQLite::Statement last(*db_,
+                           "SELECT revisions, revisions_known, changed_at_us FROM database_checks "
+                           "WHERE database = ?");
+    SQLite::Statement upsert(*db_, R"sql(
+      INSERT INTO database_checks (database, environment, revisions, revisions_known, state,
+                                   outcome, error, checked_at_us, changed_at_us)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (database) DO UPDATE SET
+        environment = excluded.environment, revisions = excluded.revisions,
+        revisions_known = excluded.revisions_known, state = excluded.state,
+        outcome = excluded.outcome, error = excluded.error,
+        checked_at_us = excluded.checked_at_us, changed_at_us = excluded.changed_at_us)sql");
+    SQLite::Statement change(*db_,
+                             "INSERT INTO revision_changes (database, from_revisions, to_revisions, "
+                             "observed_at_us) VALUES (?, ?, ?, ?)");
+    for (const CheckRecord& c : checks) {
+      std::string before;
+      bool had_before = false;
+      bool before_known = false;
+      int64_t changed_at = Micros(absl::InfinitePast());
+      last.bind(1, c.database);
+      if (last.executeStep()) {
+        had_before = true;
+        before = last.getColumn(0).getString();
+        before_known = last.getColumn(1).getInt() != 0;
+        changed_at = last.getColumn(2).getInt64();
+      }
+      last.reset();
+      std::string now = Join(c.revisions);
+      std::string revisions = c.rows_known ? now : before;
+      bool known = c.rows_known || before_known;
+      if (c.rows_known && (!had_before || !before_known || before != now)) {
+        change.bind(1, c.database);
+        change.bind(2, before);
+        change.bind(3, now);
+        change.bind(4, static_cast<int64_t>(Micros(c.checked_at)));
+        change.exec();
+        change.reset();
+        changed_at = Micros(c.checked_at);
+      }
+      upsert.bind(1, c.database);
+      upsert.bind(2, c.environment);
+      upsert.bind(3, revisions);
+      upsert.bind(4, known ? 1 : 0);
+      upsert.bind(5, c.state);
+      upsert.bind(6, c.outcome);
+      upsert.bind(7, c.error);
+      upsert.bind(8, static_cast<int64_t>(Micros(c.checked_at)));
+      upsert.bind(9, static_cast<int64_t>(changed_at));
+      upsert.exec();
+      upsert.reset();
+    }
+    tx.commit();
+  });
+}
+
+absl::StatusOr<std::map<std::string, LastCheck>> StateStore::LastChecks() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, LastCheck> out;
+  absl::Status s = Guard("read checks", [&] {
+    SQLite::Statement q(*db_,
+                        "SELECT database, revisions, revisions_known, state, outcome, error, "
+                        "checked_at_us, changed_at_us FROM database_checks");
+    while (q.executeStep()) {
+      LastCheck c;
+      c.revisions = Split(q.getColumn(1).getString());
+      c.revisions_known = q.getColumn(2).getInt() != 0;
+      c.state = q.getColumn(3).getString();
+      c.outcome = q.getColumn(4).getString();
+      c.error = q.getColumn(5).getString();
+      c.checked_at = absl::FromUnixMicros(q.getColumn(6).getInt64());
+      c.changed_at = absl::FromUnixMicros(q.getColumn(7).getInt64());
+      out[q.getColumn(0).getString()] = std::move(c);
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<std::vector<RevisionChange>> StateStore::Changes(const std::string& database,
+                                                                int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<RevisionChange> out;
+  absl::Status s = Guard("read changes", [&] {
+    SQLite::Statement q(*db_,
+                        "SELECT from_revisions, to_revisions, observed_at_us FROM revision_changes "
+                        "WHERE database = ? ORDER BY id DESC LIMIT ?");
+    q.bind(1, database);
+    q.bind(2, limit);
+    while (q.executeStep()) {
+      out.push_back({database, Split(q.getColumn(0).getString()), Split(q.getColumn(1).getString()),
+                     absl::FromUnixMicros(q.getColumn(2).getInt64())});
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+}  // namespace lockstep::daemon

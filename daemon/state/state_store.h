@@ -1,0 +1,80 @@
+// lockstepd's durable state, in SQLite: the last check of every database
+// and every observed change of its revisions ("prod/app moved from A to B,
+// seen at T"), including changes made by hand outside lockstep.
+//
+// The schema is versioned; Open() upgrades an older file in one transaction
+// and refuses a newer one. Thread-safe: one connection guarded by a mutex.
+#ifndef LOCKSTEP_DAEMON_STATE_STATE_STORE_H_
+#define LOCKSTEP_DAEMON_STATE_STATE_STORE_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace SQLite {
+class Database;
+}
+
+namespace lockstep::daemon {
+
+struct CheckRecord {
+  std::string database;  // "env/name"
+  std::string environment;
+  bool rows_known = false;  // false when the read failed: revisions unchanged
+  std::vector<std::string> revisions;  // sorted
+  std::string state;
+  std::string outcome;  // the read's outcome (ok, unreachable, ...)
+  std::string error;
+  absl::Time checked_at;
+};
+
+struct LastCheck {
+  std::vector<std::string> revisions;
+  bool revisions_known = false;
+  std::string state;
+  std::string outcome;
+  std::string error;
+  absl::Time checked_at;
+  absl::Time changed_at;  // when the revisions last changed (InfinitePast: never seen)
+};
+
+struct RevisionChange {
+  std::string database;
+  std::vector<std::string> from;
+  std::vector<std::string> to;
+  absl::Time observed_at;
+};
+
+class StateStore {
+ public:
+  static constexpr int kSchemaVersion = 1;
+
+  static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& path);
+  ~StateStore();
+
+  int schema_version() const { return kSchemaVersion; }
+
+  // Records checks in one transaction; a database whose known revisions
+  // differ from the last known ones gets a RevisionChange.
+  absl::Status RecordChecks(const std::vector<CheckRecord>& checks);
+  absl::StatusOr<std::map<std::string, LastCheck>> LastChecks();
+  // Newest first, at most `limit`.
+  absl::StatusOr<std::vector<RevisionChange>> Changes(const std::string& database, int limit);
+
+ private:
+  explicit StateStore(std::unique_ptr<SQLite::Database> db);
+  absl::Status Migrate();
+
+  std::mutex mu_;
+  std::unique_ptr<SQLite::Database> db_;  // guarded by mu_
+};
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_STATE_STATE_STORE_H_
