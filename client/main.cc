@@ -1,6 +1,12 @@
 // `lockstep`: the command-line client. Offline commands read an Alembic
 // project directly; online commands (added with the daemon) talk gRPC.
+#include <limits.h>
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
+
 #include <iostream>
+#include <string>
 
 #include "client/cli_args.h"
 #include "client/offline_commands.h"
@@ -19,6 +25,13 @@ Offline commands (read alembic.ini like Alembic, or --scripts DIR):
                                         the steps and version-table changes
                                         `alembic upgrade|downgrade TARGET` runs
 
+Online commands (ask lockstepd; --server ADDR or $LOCKSTEP_SERVER,
+default 127.0.0.1:50051):
+  status [ENV] [--check]                where every database stands; --check
+                                        exits 3 unless all are current
+  db ENV/NAME                           one database and its revision history
+  refresh                               check every database now
+
 Options:
   -c, --config FILE     alembic.ini (default: $ALEMBIC_CONFIG or ./alembic.ini)
   --scripts DIR         a script directory instead of an ini file
@@ -26,8 +39,26 @@ Options:
   -o, --output FORMAT   text (default) or json
   -h, --help            this help
 
+  --server ADDR         lockstepd's gRPC address
+
 Exit codes: 0 ok, 1 error, 2 usage, 3 findings/not clean.
 )";
+
+// Runs the online commands' executable, found beside this one.
+int ExecOnline(char** argv) {
+  char self[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  std::string dir = ".";
+  if (n > 0) {
+    std::string path(self, static_cast<size_t>(n));
+    dir = path.substr(0, path.rfind('/'));
+  }
+  std::string online = dir + "/lockstep-online";
+  ::execv(online.c_str(), argv);
+  std::cerr << "lockstep: cannot run " << online << " (online commands): " << std::strerror(errno)
+            << "\n";
+  return 1;
+}
 
 }  // namespace
 
@@ -43,6 +74,9 @@ int main(int argc, char** argv) {
     return args->command.empty() && !args->Flag("help") ? kExitUsage : kExitOk;
   }
   if (IsOfflineCommand(args->command)) return RunOfflineCommand(*args, std::cout, std::cerr);
+  if (args->command == "status" || args->command == "db" || args->command == "refresh") {
+    return ExecOnline(argv);
+  }
   std::cerr << "lockstep: unknown command '" << args->command << "'\n" << kUsage;
   return kExitUsage;
 }

@@ -1,0 +1,262 @@
+#include "client/online_commands.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "client/json_writer.h"
+#include "client/offline_commands.h"
+#include "lockstep/v1/lockstep.grpc.pb.h"
+
+namespace lockstep::client {
+namespace {
+
+struct Context {
+  const CliArgs& args;
+  std::ostream& out;
+  std::ostream& err;
+  bool json = false;
+  bool color = false;
+  std::string server;
+};
+
+std::string Server(const CliArgs& args) {
+  if (auto s = args.Option("server")) return *s;
+  if (const char* env = std::getenv("LOCKSTEP_SERVER"); env && *env) return env;
+  return "127.0.0.1:50051";
+}
+
+int Fail(Context& c, const std::string& message) {
+  c.err << "FAILED: " << message << "\n";
+  if (c.json) c.out << JsonWriter().BeginObject().Key("error").String(message).EndObject().Finish();
+  return kExitError;
+}
+
+int RpcFailure(Context& c, const grpc::Status& s) {
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    return Fail(c, absl::StrCat("cannot reach lockstepd at ", c.server, " (", s.error_message(),
+                                "); is it running? (--server / LOCKSTEP_SERVER)"));
+  }
+  return Fail(c, s.error_message());
+}
+
+std::string Time(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(t.seconds()), absl::UTCTimeZone());
+}
+
+std::string Colored(const Context& c, const std::string& state) {
+  if (!c.color) return state;
+  static const std::map<std::string, const char*> kColors = {
+      {"current", "\033[32m"}, {"behind", "\033[33m"}, {"ahead", "\033[35m"},
+      {"diverged", "\033[35m"}, {"orphaned", "\033[31m"}, {"uninitialized", "\033[36m"},
+      {"unreachable", "\033[31m"}};
+  auto it = kColors.find(state);
+  return it == kColors.end() ? state : absl::StrCat(it->second, state, "\033[0m");
+}
+
+void WriteDatabase(JsonWriter& w, const v1::Database& d) {
+  auto list = [](const auto& repeated) { return std::vector<std::string>(repeated.begin(), repeated.end()); };
+  w.BeginObject();
+  w.Key("environment").String(d.environment());
+  w.Key("database").String(d.database());
+  w.Key("state").String(d.state());
+  w.Key("revisions").StringArray(list(d.revisions()));
+  w.Key("pending").StringArray(list(d.pending()));
+  w.Key("reason").String(d.reason());
+  w.Key("orphaned").StringArray(list(d.orphaned()));
+  w.Key("beyond").StringArray(list(d.beyond()));
+  w.Key("url").String(d.url());
+  w.Key("labels").BeginObject();
+  std::map<std::string, std::string> labels(d.labels().begin(), d.labels().end());
+  for (const auto& [k, v] : labels) w.Key(k).String(v);
+  w.EndObject();
+  w.Key("check_outcome").String(d.check_outcome());
+  w.Key("check_error").String(d.check_error());
+  w.Key("last_check").String(Time(d.last_check()));
+  w.Key("last_change").String(Time(d.last_change()));
+  w.Key("discovered").Bool(d.discovered());
+  w.EndObject();
+}
+
+// Pads each column to its widest cell; the last column is not padded.
+void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
+                const std::vector<std::vector<std::string>>& shown) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  }
+  for (size_t n = 0; n < rows.size(); ++n) {
+    for (size_t i = 0; i < rows[n].size(); ++i) {
+      out << shown[n][i];
+      if (i + 1 < rows[n].size()) out << std::string(width[i] - rows[n][i].size() + 2, ' ');
+    }
+    out << "\n";
+  }
+}
+
+int Status(Context& c, v1::Lockstep::Stub& stub) {
+  v1::GetFleetRequest req;
+  if (!c.args.positional.empty()) req.set_environment(c.args.positional[0]);
+  v1::GetFleetResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Status s = stub.GetFleet(&ctx, req, &resp);
+  if (!s.ok()) return RpcFailure(c, s);
+  bool clean = true;
+  for (const v1::Database& d : resp.databases()) clean &= d.state() == "current";
+  if (c.json) {
+    JsonWriter w;
+    w.BeginObject().Key("refreshed_at").String(Time(resp.refreshed_at()));
+    w.Key("graph").BeginObject();
+    w.Key("heads").StringArray({resp.graph().heads().begin(), resp.graph().heads().end()});
+    w.Key("broken").Bool(resp.graph().broken()).Key("error").String(resp.graph().error());
+    w.EndObject();
+    w.Key("environments").BeginArray();
+    for (const v1::Environment& e : resp.environments()) {
+      w.BeginObject().Key("name").String(e.name()).Key("after").String(e.after());
+      w.Key("target").String(e.target()).Key("databases").Int(e.database_count());
+      w.Key("in_lockstep").Bool(e.revision_sets_size() <= 1);
+      w.Key("promotion_violations")
+          .StringArray({e.promotion_violations().begin(), e.promotion_violations().end()});
+      w.EndObject();
+    }
+    w.EndArray().Key("databases").BeginArray();
+    for (const v1::Database& d : resp.databases()) WriteDatabase(w, d);
+    w.EndArray().Key("clean").Bool(clean).EndObject();
+    c.out << w.Finish();
+  } else {
+    c.out << "heads: " << absl::StrJoin(resp.graph().heads(), ", ") << "    refreshed "
+          << Time(resp.refreshed_at()) << "\n";
+    if (resp.graph().broken()) c.out << "scripts do not load (last good graph in use): " << resp.graph().error() << "\n";
+    c.out << "\n";
+    std::vector<std::vector<std::string>> rows = {
+        {"ENVIRONMENT", "DATABASE", "STATE", "REVISIONS", "PENDING", "REASON"}};
+    std::vector<std::vector<std::string>> shown = rows;
+    for (const v1::Database& d : resp.databases()) {
+      std::vector<std::string> r = {d.environment(), d.database(), d.state(),
+                                    d.revisions().empty() ? "-" : absl::StrJoin(d.revisions(), ","),
+                                    std::to_string(d.pending_size()), d.reason()};
+      rows.push_back(r);
+      r[2] = Colored(c, d.state());
+      shown.push_back(r);
+    }
+    PrintTable(c.out, rows, shown);
+    for (const v1::Environment& e : resp.environments()) {
+      if (e.revision_sets_size() > 1) {
+        c.out << "\n" << e.name() << ": not in lockstep (" << e.revision_sets_size()
+              << " different revision sets)";
+      }
+      if (e.promotion_violations_size() > 0) {
+        c.out << "\n" << e.name() << ": promotion order: " << absl::StrJoin(e.promotion_violations(), ", ")
+              << " applied before every " << e.after() << " database has them";
+      }
+      for (const std::string& de : e.discover_errors()) c.out << "\n" << e.name() << ": discover: " << de;
+    }
+    if (!resp.environments().empty()) c.out << "\n";
+  }
+  return c.args.Flag("check") && !clean ? kExitNotClean : kExitOk;
+}
+
+int Db(Context& c, v1::Lockstep::Stub& stub) {
+  if (c.args.positional.size() != 1 || c.args.positional[0].find('/') == std::string::npos) {
+    c.err << "lockstep db: expects ENV/NAME\n";
+    return kExitUsage;
+  }
+  const std::string& arg = c.args.positional[0];
+  v1::GetDatabaseRequest req;
+  req.set_environment(arg.substr(0, arg.find('/')));
+  req.set_database(arg.substr(arg.find('/') + 1));
+  v1::GetDatabaseResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Status s = stub.GetDatabase(&ctx, req, &resp);
+  if (!s.ok()) return RpcFailure(c, s);
+  const v1::Database& d = resp.database();
+  if (c.json) {
+    JsonWriter w;
+    w.BeginObject().Key("database");
+    WriteDatabase(w, d);
+    w.Key("changes").BeginArray();
+    for (const v1::RevisionChange& ch : resp.changes()) {
+      w.BeginObject().Key("from").StringArray({ch.from().begin(), ch.from().end()});
+      w.Key("to").StringArray({ch.to().begin(), ch.to().end()});
+      w.Key("observed_at").String(Time(ch.observed_at())).EndObject();
+    }
+    w.EndArray().EndObject();
+    c.out << w.Finish();
+    return kExitOk;
+  }
+  c.out << d.environment() << "/" << d.database() << "  " << Colored(c, d.state()) << "\n"
+        << "  url:        " << d.url() << "\n"
+        << "  revisions:  " << (d.revisions().empty() ? "-" : absl::StrJoin(d.revisions(), ", ")) << "\n"
+        << "  pending:    " << (d.pending().empty() ? "-" : absl::StrJoin(d.pending(), ", ")) << "\n"
+        << "  reason:     " << d.reason() << "\n"
+        << "  checked:    " << Time(d.last_check()) << " (" << d.check_outcome() << ")\n"
+        << "  changed:    " << Time(d.last_change()) << "\n";
+  if (!d.labels().empty()) {
+    std::map<std::string, std::string> labels(d.labels().begin(), d.labels().end());
+    std::vector<std::string> kv;
+    for (const auto& [k, v] : labels) kv.push_back(k + "=" + v);
+    c.out << "  labels:     " << absl::StrJoin(kv, ", ") << "\n";
+  }
+  c.out << "  history (observed changes, newest first):\n";
+  for (const v1::RevisionChange& ch : resp.changes()) {
+    c.out << "    " << Time(ch.observed_at()) << "  "
+          << (ch.from().empty() ? "<none>" : absl::StrJoin(ch.from(), ",")) << " -> "
+          << (ch.to().empty() ? "<none>" : absl::StrJoin(ch.to(), ",")) << "\n";
+  }
+  return kExitOk;
+}
+
+int Refresh(Context& c, v1::Lockstep::Stub& stub) {
+  v1::RefreshResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  grpc::Status s = stub.Refresh(&ctx, v1::RefreshRequest(), &resp);
+  if (!s.ok()) return RpcFailure(c, s);
+  double took = static_cast<double>(resp.took().seconds()) + resp.took().nanos() / 1e9;
+  if (c.json) {
+    c.out << JsonWriter().BeginObject().Key("refreshed_at").String(Time(resp.refreshed_at()))
+                 .Key("databases").Int(resp.databases()).Key("took_ms").Int(static_cast<long>(took * 1000))
+                 .EndObject().Finish();
+  } else {
+    c.out << "refreshed " << resp.databases() << " databases in " << static_cast<long>(took * 1000) << " ms\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+bool IsOnlineCommand(const std::string& command) {
+  return command == "status" || command == "db" || command == "refresh";
+}
+
+int RunOnlineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) {
+  Context c{args, out, err};
+  std::string output = args.Option("output").value_or("text");
+  if (output != "text" && output != "json") {
+    err << "lockstep " << args.command << ": -o takes 'text' or 'json'\n";
+    return kExitUsage;
+  }
+  c.json = output == "json";
+  c.color = !c.json && ::isatty(1) && std::getenv("NO_COLOR") == nullptr;
+  c.server = Server(args);
+  auto channel = grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials());
+  auto stub = v1::Lockstep::NewStub(channel);
+  if (args.command == "status") return Status(c, *stub);
+  if (args.command == "db") return Db(c, *stub);
+  return Refresh(c, *stub);
+}
+
+}  // namespace lockstep::client

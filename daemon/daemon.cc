@@ -1,0 +1,162 @@
+#include "daemon/daemon.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/grpcpp.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "daemon/core/reconciler.h"
+#include "daemon/metrics/fleet_metrics.h"
+#include "daemon/rpc/lockstep_service.h"
+#include "daemon/state/state_store.h"
+
+namespace lockstep::daemon {
+namespace {
+
+int CountDatabases(const config::Inventory& inv) {
+  int n = 0;
+  for (const auto& e : inv.environments) n += static_cast<int>(e.databases.size());
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config_path,
+                                                       std::shared_ptr<spdlog::logger> log) {
+  absl::StatusOr<config::Inventory> inv = config::LoadInventory(config_path);
+  if (!inv.ok()) return inv.status();
+  std::unique_ptr<Daemon> d(new Daemon());
+  d->config_path_ = config_path;
+  d->log_ = std::move(log);
+  auto inventory = std::make_shared<const config::Inventory>(*std::move(inv));
+
+  absl::StatusOr<std::unique_ptr<StateStore>> store = StateStore::Open(inventory->server.state);
+  if (!store.ok()) return store.status();
+  d->store_ = *std::move(store);
+
+  ReaderOptions reader_options{inventory->server.connect_timeout, inventory->server.statement_timeout,
+                               inventory->server.max_connections_per_server};
+  absl::StatusOr<std::unique_ptr<Reconciler>> reconciler =
+      Reconciler::Create(inventory, MakeReader(reader_options), d->store_.get());
+  if (!reconciler.ok()) return reconciler.status();
+  d->reconciler_ = *std::move(reconciler);
+
+  d->registry_ = std::make_shared<prometheus::Registry>();
+  d->metrics_ = std::make_unique<FleetMetrics>(d->registry_.get());
+  try {
+    d->exposer_ = std::make_unique<prometheus::Exposer>(inventory->server.metrics_listen);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ",
+                                               inventory->server.metrics_listen, ": ", e.what()));
+  }
+  d->exposer_->RegisterCollectable(d->registry_);
+
+  Daemon* self = d.get();
+  auto previous = std::make_shared<std::shared_ptr<const FleetSnapshot>>();
+  d->reconciler_->OnRefresh([self, previous](const FleetSnapshot& s) {
+    self->metrics_->Update(s);
+    if (*previous) self->LogChanges(**previous, s);
+    *previous = self->reconciler_->Snapshot();
+  });
+
+  d->service_ = std::make_unique<LockstepService>(d->reconciler_.get(), d->store_.get());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(inventory->server.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(d->service_.get());
+  d->server_ = builder.BuildAndStart();
+  if (!d->server_ || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for gRPC on ", inventory->server.listen));
+  }
+  d->log_->info("lockstepd serving gRPC on {} and metrics on {}; inventory {}: {} environments, "
+                "{} databases (+ discovered), state {}",
+                inventory->server.listen, inventory->server.metrics_listen, config_path,
+                inventory->environments.size(), CountDatabases(*inventory), inventory->server.state);
+  return d;
+}
+
+Daemon::~Daemon() {
+  Shutdown();
+  if (poller_.joinable()) poller_.join();
+}
+
+void Daemon::Run() {
+  poller_ = std::thread([this] { PollLoop(); });
+  server_->Wait();
+  if (poller_.joinable()) poller_.join();
+}
+
+void Daemon::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
+
+absl::Status Daemon::Reload() {
+  absl::StatusOr<config::Inventory> inv = config::LoadInventory(config_path_);
+  if (!inv.ok()) {
+    log_->error("reload of {} rejected; keeping the running configuration:\n{}", config_path_,
+                std::string(inv.status().message()));
+    return inv.status();
+  }
+  std::shared_ptr<const config::Inventory> old = reconciler_->inventory();
+  if (inv->server.listen != old->server.listen || inv->server.state != old->server.state ||
+      inv->server.metrics_listen != old->server.metrics_listen) {
+    log_->warn("reload: server.listen, server.metrics_listen and server.state take effect only "
+               "after a restart");
+  }
+  log_->info("reloaded {}: {} environments, {} databases (+ discovered)", config_path_,
+             inv->environments.size(), CountDatabases(*inv));
+  reconciler_->SetInventory(std::make_shared<const config::Inventory>(*std::move(inv)));
+  wake_.notify_all();  // refresh now
+  return absl::OkStatus();
+}
+
+void Daemon::PollLoop() {
+  while (true) {
+    absl::Status s = reconciler_->Refresh();
+    std::shared_ptr<const FleetSnapshot> snap = reconciler_->Snapshot();
+    std::map<std::string, int> by_state;
+    for (const DatabaseStatus& d : snap->databases) ++by_state[d.state];
+    std::vector<std::string> counts;
+    for (const auto& [k, v] : by_state) counts.push_back(absl::StrCat(k, "=", v));
+    if (s.ok()) {
+      log_->info("refreshed {} databases in {}: {}", snap->databases.size(),
+                 absl::FormatDuration(snap->refresh_duration), absl::StrJoin(counts, " "));
+    } else {
+      log_->error("refresh: {}", std::string(s.message()));
+    }
+    if (snap->graph.broken) log_->error("revision scripts do not load (using the last good graph): {}", snap->graph.error);
+    std::unique_lock<std::mutex> lock(mu_);
+    absl::Duration interval = reconciler_->inventory()->server.poll_interval;
+    wake_.wait_for(lock, absl::ToChronoMilliseconds(interval), [this] { return stopping_; });
+    if (stopping_) return;
+  }
+}
+
+void Daemon::LogChanges(const FleetSnapshot& before, const FleetSnapshot& after) {
+  for (const DatabaseStatus& d : after.databases) {
+    const DatabaseStatus* old = before.Find(d.environment, d.name);
+    if (old == nullptr) continue;
+    if (old->revisions != d.revisions) {
+      log_->warn("{}: revisions changed from [{}] to [{}]", d.key(), absl::StrJoin(old->revisions, ","),
+                 absl::StrJoin(d.revisions, ","));
+    }
+    if (old->state != d.state) log_->info("{}: {} -> {} ({})", d.key(), old->state, d.state, d.reason);
+  }
+}
+
+}  // namespace lockstep::daemon

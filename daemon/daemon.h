@@ -1,0 +1,71 @@
+// lockstepd's process: owns, in construction order, the state store, the
+// reconciler, the metrics registry and exposer, and the gRPC server; polls
+// every server.poll_interval; reloads the inventory on request (SIGHUP).
+// Run() blocks until Shutdown(); Shutdown() and Reload() may be called from
+// any thread (the signal thread).
+#ifndef LOCKSTEP_DAEMON_DAEMON_H_
+#define LOCKSTEP_DAEMON_DAEMON_H_
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "config/inventory.h"
+
+namespace spdlog {
+class logger;
+}
+namespace prometheus {
+class Exposer;
+class Registry;
+}
+namespace grpc {
+class Server;
+}
+
+namespace lockstep::daemon {
+
+class FleetMetrics;
+class LockstepService;
+class Reconciler;
+class StateStore;
+struct FleetSnapshot;
+
+class Daemon {
+ public:
+  static absl::StatusOr<std::unique_ptr<Daemon>> Create(const std::string& config_path,
+                                                        std::shared_ptr<spdlog::logger> log);
+  ~Daemon();
+
+  void Run();
+  void Shutdown();
+  // Re-reads the inventory; on errors logs every one and keeps the old one.
+  absl::Status Reload();
+
+ private:
+  Daemon() = default;
+  void PollLoop();
+  void LogChanges(const FleetSnapshot& before, const FleetSnapshot& after);
+
+  std::string config_path_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<Reconciler> reconciler_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<FleetMetrics> metrics_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<LockstepService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::thread poller_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;  // guarded by mu_
+};
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_DAEMON_H_

@@ -1,0 +1,167 @@
+// lockstepd: watches every database of an Alembic fleet.
+//
+//   lockstepd --config fleet.yaml [--log-format text|json]
+//   lockstepd --check-config fleet.yaml
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_join.h"
+#include "config/inventory.h"
+#include "daemon/core/reconciler.h"
+#include "daemon/daemon.h"
+#include "migrations/project.h"
+#include "migrations/revision_error.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: lockstepd --config FILE [--log-format text|json]\n"
+    "       lockstepd --check-config FILE\n";
+
+// `%*` in a pattern: the message, escaped for a JSON string.
+class JsonMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      switch (c) {
+        case '"': dest.append(std::string_view("\\\"")); break;
+        case '\\': dest.append(std::string_view("\\\\")); break;
+        case '\n': dest.append(std::string_view("\\n")); break;
+        case '\t': dest.append(std::string_view("\\t")); break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            dest.append(std::string_view(buf));
+          } else {
+            dest.push_back(c);
+          }
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessage>();
+  }
+};
+
+std::shared_ptr<spdlog::logger> MakeLogger(const std::string& format) {
+  auto log = spdlog::stderr_color_mt("lockstepd");
+  if (format == "json") {
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<JsonMessage>('*').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%f%z","level":"%l","msg":"%*"})");
+    log->set_formatter(std::move(f));
+  } else {
+    log->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  }
+  log->flush_on(spdlog::level::info);
+  return log;
+}
+
+int CheckConfig(const std::string& path) {
+  absl::StatusOr<lockstep::config::Inventory> inv = lockstep::config::LoadInventory(path);
+  if (!inv.ok()) {
+    std::cerr << inv.status().message() << "\n";
+    return 1;
+  }
+  absl::StatusOr<lockstep::migrations::Project> project =
+      lockstep::migrations::Project::Load(lockstep::daemon::ProjectSourceOf(*inv));
+  if (!project.ok()) {
+    std::cerr << path << ": project: " << lockstep::migrations::CommandErrorMessage(project.status())
+              << "\n";
+    return 1;
+  }
+  std::cout << path << ": ok\n";
+  std::cout << "  project: " << project->location().script_dir << " ("
+            << project->graph().size() << " revisions, heads "
+            << absl::StrJoin(project->graph().Ids(project->graph().heads()), ", ") << ")\n";
+  std::cout << "  listen: " << inv->server.listen << ", metrics: " << inv->server.metrics_listen
+            << ", state: " << inv->server.state << "\n";
+  for (const auto& e : inv->environments) {
+    std::cout << "  " << e.name << (e.after.empty() ? "" : " (after " + e.after + ")") << ": "
+              << e.databases.size() << " databases";
+    if (!e.discover.empty()) std::cout << " + " << e.discover.size() << " discover rules";
+    if (e.approval_required) std::cout << ", approval required";
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config, check, log_format;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) return false;
+      *out = argv[++i];
+      return true;
+    };
+    if ((a == "--config" || a == "-c") && value(&config)) continue;
+    if (a == "--check-config" && value(&check)) continue;
+    if (a == "--log-format" && value(&log_format)) continue;
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    std::cerr << "lockstepd: unexpected argument '" << a << "'\n" << kUsage;
+    return 2;
+  }
+  if (!check.empty()) return CheckConfig(check);
+  if (config.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  if (!log_format.empty() && log_format != "text" && log_format != "json") {
+    std::cerr << "lockstepd: --log-format takes text or json\n";
+    return 2;
+  }
+  // Signals go to one thread that waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (log_format.empty()) {
+    absl::StatusOr<lockstep::config::Inventory> inv = lockstep::config::LoadInventory(config);
+    log_format = inv.ok() ? inv->server.log_format : "text";
+  }
+  std::shared_ptr<spdlog::logger> log = MakeLogger(log_format);
+  absl::StatusOr<std::unique_ptr<lockstep::daemon::Daemon>> daemon =
+      lockstep::daemon::Daemon::Create(config, log);
+  if (!daemon.ok()) {
+    log->critical("cannot start: {}", std::string(daemon.status().message()));
+    return 1;
+  }
+  lockstep::daemon::Daemon* d = daemon->get();
+  std::thread signal_thread([d, log, signals] {
+    while (true) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        log->info("SIGHUP: reloading the configuration");
+        (void)d->Reload();
+        continue;
+      }
+      log->info("{}: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      d->Shutdown();
+      return;
+    }
+  });
+  d->Run();
+  signal_thread.join();
+  daemon->reset();
+  log->info("stopped");
+  return 0;
+}

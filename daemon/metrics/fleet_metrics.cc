@@ -1,0 +1,122 @@
+#include "daemon/metrics/fleet_metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/strings/str_join.h"
+
+namespace lockstep::daemon {
+namespace {
+
+using prometheus::Family;
+using prometheus::Gauge;
+using prometheus::Labels;
+
+const char* const kStates[] = {"current",  "behind",        "ahead",      "diverged",
+                               "orphaned", "uninitialized", "unreachable"};
+
+double Seconds(absl::Time t) {
+  return t == absl::InfinitePast() ? 0 : absl::ToDoubleSeconds(t - absl::UnixEpoch());
+}
+
+Family<Gauge>& GaugeFamily(prometheus::Registry* r, const char* name, const char* help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(*r);
+}
+
+}  // namespace
+
+struct FleetMetrics::Families {
+  explicit Families(prometheus::Registry* r)
+      : up(GaugeFamily(r, "lockstep_database_up", "1 if the last check read the version table")),
+        pending(GaugeFamily(r, "lockstep_database_pending_revisions",
+                            "Revisions an upgrade to the environment's target would run")),
+        info(GaugeFamily(r, "lockstep_database_info",
+                         "Always 1; the revision label holds the version rows")),
+        state(GaugeFamily(r, "lockstep_database_state", "1 for the database's current state")),
+        last_check(GaugeFamily(r, "lockstep_database_last_check_timestamp_seconds",
+                               "When the database was last checked")),
+        last_change(GaugeFamily(r, "lockstep_database_last_change_timestamp_seconds",
+                                "When the database's revisions were last seen to change")),
+        heads(GaugeFamily(r, "lockstep_graph_heads", "Heads of the revision graph")),
+        revisions(GaugeFamily(r, "lockstep_graph_revisions", "Revisions in the graph")),
+        broken(GaugeFamily(r, "lockstep_graph_broken",
+                           "1 when the scripts changed and no longer load (last good graph used)")),
+        refresh_duration(GaugeFamily(r, "lockstep_refresh_duration_seconds",
+                                     "Duration of the last full refresh")),
+        refresh_time(GaugeFamily(r, "lockstep_refresh_timestamp_seconds",
+                                 "When the last full refresh finished")),
+        in_lockstep(GaugeFamily(r, "lockstep_environment_in_lockstep",
+                                "1 when every reachable database of the environment holds the same revisions")),
+        violations(GaugeFamily(r, "lockstep_environment_promotion_violations",
+                               "Revisions applied before the environment they must follow has them")),
+        check_duration(prometheus::BuildHistogram()
+                           .Name("lockstep_check_duration_seconds")
+                           .Help("Duration of one database check")
+                           .Register(*r)) {}
+
+  Family<Gauge>& up;
+  Family<Gauge>& pending;
+  Family<Gauge>& info;
+  Family<Gauge>& state;
+  Family<Gauge>& last_check;
+  Family<Gauge>& last_change;
+  Family<Gauge>& heads;
+  Family<Gauge>& revisions;
+  Family<Gauge>& broken;
+  Family<Gauge>& refresh_duration;
+  Family<Gauge>& refresh_time;
+  Family<Gauge>& in_lockstep;
+  Family<Gauge>& violations;
+  Family<prometheus::Histogram>& check_duration;
+  // Series added for the previous snapshot, removed before the next.
+  std::vector<std::pair<Family<Gauge>*, Gauge*>> series;
+};
+
+FleetMetrics::FleetMetrics(prometheus::Registry* registry)
+    : f_(std::make_unique<Families>(registry)) {}
+FleetMetrics::~FleetMetrics() = default;
+
+void FleetMetrics::Update(const FleetSnapshot& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Families& f = *f_;
+  for (auto& [family, gauge] : f.series) family->Remove(gauge);
+  f.series.clear();
+  auto set = [&](Family<Gauge>& family, const Labels& labels, double value) {
+    Gauge& g = family.Add(labels);
+    g.Set(value);
+    f.series.emplace_back(&family, &g);
+  };
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  for (const DatabaseStatus& d : s.databases) {
+    Labels base = {{"environment", d.environment}, {"database", d.name}};
+    set(f.up, base, d.check_outcome == "ok" || d.check_outcome == "no_table" ? 1 : 0);
+    set(f.pending, base, static_cast<double>(d.pending.size()));
+    Labels info = base;
+    info["revision"] = d.revisions.empty() ? "none" : absl::StrJoin(d.revisions, ",");
+    set(f.info, info, 1);
+    for (const char* st : kStates) {
+      Labels l = base;
+      l["state"] = st;
+      set(f.state, l, d.state == st ? 1 : 0);
+    }
+    set(f.last_check, base, Seconds(d.last_check));
+    set(f.last_change, base, Seconds(d.last_change));
+    f.check_duration.Add({{"outcome", d.check_outcome}}, kBuckets)
+        .Observe(absl::ToDoubleSeconds(d.check_duration));
+  }
+  for (const EnvironmentStatus& e : s.environments) {
+    set(f.in_lockstep, {{"environment", e.name}}, e.revision_sets.size() <= 1 ? 1 : 0);
+    set(f.violations, {{"environment", e.name}},
+        static_cast<double>(e.promotion_violations.size()));
+  }
+  set(f.heads, {}, static_cast<double>(s.graph.heads.size()));
+  set(f.revisions, {}, s.graph.revisions);
+  set(f.broken, {}, s.graph.broken ? 1 : 0);
+  set(f.refresh_duration, {}, absl::ToDoubleSeconds(s.refresh_duration));
+  set(f.refresh_time, {}, Seconds(s.refreshed_at));
+}
+
+}  // namespace lockstep::daemon

@@ -1,0 +1,215 @@
+#include "daemon/rpc/lockstep_service.h"
+
+#include <future>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "migrations/resolver.h"
+#include "migrations/revision_error.h"
+#include "migrations/traversal.h"
+
+namespace lockstep::daemon {
+namespace {
+
+const std::set<std::string> kStates = {"current",  "behind",        "ahead",      "diverged",
+                                       "orphaned", "uninitialized", "unreachable"};
+
+void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
+  if (t == absl::InfinitePast()) return;
+  timespec ts = absl::ToTimespec(t);
+  out->set_seconds(ts.tv_sec);
+  out->set_nanos(static_cast<int32_t>(ts.tv_nsec));
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  timespec ts = absl::ToTimespec(d);
+  out->set_seconds(ts.tv_sec);
+  out->set_nanos(static_cast<int32_t>(ts.tv_nsec));
+}
+
+template <typename Repeated>
+void Copy(const std::vector<std::string>& in, Repeated* out) {
+  for (const std::string& s : in) out->Add(std::string(s));
+}
+
+void ToProto(const DatabaseStatus& d, v1::Database* out) {
+  out->set_environment(d.environment);
+  out->set_database(d.name);
+  out->set_url(d.url);
+  for (const auto& [k, v] : d.labels) (*out->mutable_labels())[k] = v;
+  out->set_state(d.state);
+  out->set_reason(d.reason);
+  Copy(d.revisions, out->mutable_revisions());
+  Copy(d.pending, out->mutable_pending());
+  Copy(d.orphaned, out->mutable_orphaned());
+  Copy(d.beyond, out->mutable_beyond());
+  out->set_check_outcome(d.check_outcome);
+  out->set_check_error(d.check_error);
+  SetDuration(d.check_duration, out->mutable_check_duration());
+  SetTime(d.last_check, out->mutable_last_check());
+  SetTime(d.last_change, out->mutable_last_change());
+  out->set_discovered(d.discovered);
+}
+
+void ToProto(const GraphStatus& g, v1::GraphStatus* out) {
+  Copy(g.heads, out->mutable_heads());
+  out->set_revisions(g.revisions);
+  out->set_broken(g.broken);
+  out->set_error(g.error);
+  SetTime(g.loaded_at, out->mutable_loaded_at());
+}
+
+void ToProto(const migrations::RevisionGraph& g, int i, v1::Revision* out) {
+  const migrations::RevisionGraph::Node& n = g.node(i);
+  out->set_revision(n.id());
+  Copy(n.file->down_revisions, out->mutable_down_revisions());
+  Copy(n.file->depends_on, out->mutable_depends_on());
+  Copy(n.labels, out->mutable_branch_labels());
+  out->set_doc(n.file->doc);
+  out->set_path(n.file->path);
+  out->set_is_head(n.is_head());
+  out->set_is_branch_point(n.is_branch_point());
+  out->set_is_merge_point(n.is_merge_point());
+}
+
+}  // namespace
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetRequest* req,
+                                       v1::GetFleetResponse* resp) {
+  std::shared_ptr<const FleetSnapshot> s = reconciler_->Snapshot();
+  if (!req->state().empty() && !kStates.count(req->state())) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("unknown state '", req->state(),
+                                     "'; states: current, behind, ahead, diverged, orphaned, "
+                                     "uninitialized, unreachable"));
+  }
+  bool env_found = req->environment().empty();
+  for (const EnvironmentStatus& e : s->environments) {
+    if (!req->environment().empty() && e.name != req->environment()) continue;
+    env_found = true;
+    v1::Environment* out = resp->add_environments();
+    out->set_name(e.name);
+    out->set_after(e.after);
+    out->set_target(e.target);
+    out->set_database_count(e.databases);
+    for (const auto& [k, v] : e.by_state) (*out->mutable_by_state())[k] = v;
+    for (const auto& set : e.revision_sets) Copy(set, out->add_revision_sets()->mutable_revisions());
+    Copy(e.promotion_violations, out->mutable_promotion_violations());
+    Copy(e.discover_errors, out->mutable_discover_errors());
+  }
+  if (!env_found) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no environment named '", req->environment(), "'"));
+  }
+  for (const DatabaseStatus& d : s->databases) {
+    if (!req->environment().empty() && d.environment != req->environment()) continue;
+    if (!req->state().empty() && d.state != req->state()) continue;
+    bool labels_match = true;
+    for (const auto& [k, v] : req->labels()) {
+      auto it = d.labels.find(k);
+      if (it == d.labels.end() || it->second != v) labels_match = false;
+    }
+    if (!labels_match) continue;
+    ToProto(d, resp->add_databases());
+  }
+  ToProto(s->graph, resp->mutable_graph());
+  SetTime(s->refreshed_at, resp->mutable_refreshed_at());
+  return grpc::Status::OK;
+}
+
+grpc::Status LockstepService::GetDatabase(grpc::ServerContext*, const v1::GetDatabaseRequest* req,
+                                          v1::GetDatabaseResponse* resp) {
+  if (req->environment().empty() || req->database().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "environment and database are required (ENV/NAME)");
+  }
+  std::shared_ptr<const FleetSnapshot> s = reconciler_->Snapshot();
+  const DatabaseStatus* d = s->Find(req->environment(), req->database());
+  if (d == nullptr) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no database ", req->environment(), "/", req->database(),
+                                     " in the inventory (lockstep status lists them)"));
+  }
+  ToProto(*d, resp->mutable_database());
+  int limit = req->history_limit() > 0 ? req->history_limit() : 50;
+  absl::StatusOr<std::vector<RevisionChange>> changes = store_->Changes(d->key(), limit);
+  if (!changes.ok()) return ToGrpc(changes.status());
+  for (const RevisionChange& c : *changes) {
+    v1::RevisionChange* out = resp->add_changes();
+    Copy(c.from, out->mutable_from());
+    Copy(c.to, out->mutable_to());
+    SetTime(c.observed_at, out->mutable_observed_at());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status LockstepService::Refresh(grpc::ServerContext* ctx, const v1::RefreshRequest*,
+                                      v1::RefreshResponse* resp) {
+  // The pass runs on its own thread so that the caller's deadline is kept;
+  // a pass that outlives it completes anyway and shows in GetFleet.
+  auto done = std::make_shared<std::promise<absl::Status>>();
+  std::future<absl::Status> result = done->get_future();
+  Reconciler* r = reconciler_;
+  std::thread([r, done] { done->set_value(r->Refresh()); }).detach();
+  while (result.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (ctx->IsCancelled() || std::chrono::system_clock::now() > ctx->deadline()) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "the refresh is still running; its result will show in GetFleet");
+    }
+  }
+  absl::Status status = result.get();
+  std::shared_ptr<const FleetSnapshot> s = reconciler_->Snapshot();
+  SetTime(s->refreshed_at, resp->mutable_refreshed_at());
+  SetDuration(s->refresh_duration, resp->mutable_took());
+  resp->set_databases(static_cast<int32_t>(s->databases.size()));
+  return ToGrpc(status);
+}
+
+grpc::Status LockstepService::GetGraph(grpc::ServerContext*, const v1::GetGraphRequest*,
+                                       v1::GetGraphResponse* resp) {
+  std::shared_ptr<const migrations::Project> p = reconciler_->project();
+  const migrations::RevisionGraph& g = p->graph();
+  for (int i = 0; i < g.size(); ++i) ToProto(g, i, resp->add_revisions());
+  Copy(g.Ids(g.heads()), resp->mutable_heads());
+  Copy(g.Ids(g.bases()), resp->mutable_bases());
+  ToProto(reconciler_->Snapshot()->graph, resp->mutable_status());
+  return grpc::Status::OK;
+}
+
+grpc::Status LockstepService::GetHistory(grpc::ServerContext*, const v1::GetHistoryRequest* req,
+                                         v1::GetHistoryResponse* resp) {
+  std::string base = "base", head = "heads";
+  if (!req->range().empty()) {
+    std::vector<std::string> parts = absl::StrSplit(req->range(), ':');
+    if (parts.size() != 2) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "History range requires [start]:[end], [start]:, or :[end]");
+    }
+    if (!parts[0].empty()) base = parts[0];
+    if (!parts[1].empty()) head = parts[1];
+  }
+  std::shared_ptr<const migrations::Project> p = reconciler_->project();
+  migrations::Resolver resolver(&p->graph());
+  migrations::IterateOptions o;
+  o.inclusive = true;
+  o.assert_relative_length = false;
+  absl::StatusOr<std::vector<int>> revs = migrations::IterateRevisions(
+      resolver, migrations::RevisionSpec::Identifier(head), migrations::RevisionSpec::Identifier(base), o);
+  if (!revs.ok()) {
+    migrations::CommandErrorContext c;
+    c.start = base;
+    c.end = head;
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        migrations::CommandErrorMessage(revs.status(), c));
+  }
+  for (int i : *revs) ToProto(p->graph(), i, resp->add_revisions());
+  return grpc::Status::OK;
+}
+
+}  // namespace lockstep::daemon
