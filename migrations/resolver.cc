@@ -532,6 +532,8 @@ absl::StatusOr<std::vector<int>> Resolver::Related(const std::vector<int>& targe
         }
       }
       if (!overlaps.empty()) {
+        // Alembic lists these from a set (no defined order): sorted here.
+        std::sort(overlaps.begin(), overlaps.end());
         return GenericRevisionError(absl::StrCat("Requested revision ", g_.id(target),
                                                  " overlaps with other requested revisions ",
                                                  absl::StrJoin(overlaps, ", ")));

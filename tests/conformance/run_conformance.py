@@ -79,10 +79,15 @@ ScriptDirectory.from_config = classmethod(_cached_from_config)
 _DUP_LABEL = re.compile(r"Branch name '(.*)' in revision (\S+) already used by revision (\S+)")
 
 
+_OVERLAPS = re.compile(r"(overlaps with other requested revisions )(.*)")
+
+
 def normalise(text):
-    """Sorts the '->' child lines inside each `branches` block, and drops the
-    revisions a duplicate-label error names (Alembic picks them from a set)."""
+    """Sorts what Alembic draws from a set: the '->' child lines inside each
+    `branches` block and the revisions an overlap error lists; drops the
+    revisions a duplicate-label error names."""
     text = _DUP_LABEL.sub(lambda m: "Branch name '%s' used twice" % m.group(1), text)
+    text = _OVERLAPS.sub(lambda m: m.group(1) + ", ".join(sorted(m.group(2).split(", "))), text)
     blocks = text.split("\n\n")
     out = []
     for b in blocks:
