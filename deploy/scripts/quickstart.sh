@@ -1,15 +1,17 @@
 #!/bin/bash
-# The main job: installs, builds, and shows lockstep on the example project.
-# (The daemon on a demo fleet joins this script when lockstepd lands.)
+# The main job: installs, builds, creates the demo fleet with real Alembic
+# (SQLite state and SQLite databases in ./demo) and runs lockstepd on it in
+# the foreground. In another terminal: build/client/lockstep status
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/scripts/install-deps.sh
 bash deploy/scripts/build.sh
-INI=migrations/example/alembic.ini
-run() { echo; echo "\$ lockstep $*"; build/client/lockstep "$@"; }
-run -c "$INI" heads
-run -c "$INI" history
-run -c "$INI" branches
-run -c "$INI" show orders@head
-run -c "$INI" path heads --from 7c4e2d8a9b22
-run -c "$INI" lint
+bash deploy/scripts/demo-fleet.sh demo
+echo
+echo "lockstepd is starting on the demo fleet. In another terminal:"
+echo "  build/client/lockstep status          # where every database stands"
+echo "  build/client/lockstep db prod/tenant-c"
+echo "  curl -s 127.0.0.1:9187/metrics | grep ^lockstep_"
+echo "Stop with Ctrl-C."
+echo
+exec build/daemon/lockstepd --config demo/lockstep.yaml

@@ -29,7 +29,8 @@ def free_port():
 
 
 class PgServer:
-    def __init__(self):
+    def __init__(self, settings=None):
+        self.settings = settings or {}
         self.bindir = _bindir()
         self.dir = tempfile.mkdtemp(prefix="lockstep-pg-")
         self.port = free_port()
@@ -48,7 +49,9 @@ class PgServer:
                   "-U", "postgres", "--no-sync")
         self._run(os.path.join(self.bindir, "pg_ctl"), "-D", self.dir + "/data", "-w", "-l",
                   self.dir + "/log", "-o",
-                  "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" % (self.port, self.dir),
+                  "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off%s" % (
+                      self.port, self.dir,
+                      "".join(" -c %s=%s" % kv for kv in self.settings.items())),
                   "start")
         return self
 

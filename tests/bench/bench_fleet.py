@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""Benchmark: one full refresh of a fleet by lockstepd, side by side with how
+teams script it today.
+
+    /usr/bin/python3 tests/bench/bench_fleet.py --build build
+
+The fleet: --sqlite SQLite files and --postgres PostgreSQL databases in one
+local cluster (started here), at mixed revisions of migrations/example. A few
+databases per revision are made with real Alembic; the rest are copies (SQLite)
+or clones (CREATE DATABASE ... TEMPLATE). Figures:
+  - lockstepd: a full refresh (Refresh RPC, median of 5), GetFleet latency
+    (median of 50), lockstepd peak RSS;
+  - a Python loop reading alembic_version with SQLAlchemy, one engine per URL;
+  - `alembic current` on a sample, extrapolated to the fleet.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from pgserver import PgServer, free_port  # noqa: E402
+
+INI = os.path.join(ROOT, "migrations", "example", "alembic.ini")
+STATES = ["3f2a1b9c0d11", "7c4e2d8a9b22", "b5d1e7f3a033", "c2e4a6b8d055", "heads"]
+
+
+def alembic(url, *args):
+    subprocess.run(["/usr/bin/alembic", "-c", INI, "-x", "url=" + url] + list(args), check=True,
+                   capture_output=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--sqlite", type=int, default=1000)
+    ap.add_argument("--postgres", type=int, default=200)
+    ap.add_argument("--sample", type=int, default=20)
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    work = tempfile.mkdtemp(prefix="lockstep-fleet-bench-")
+    # One pooled connection per database needs room on the server.
+    pg = PgServer({"max_connections": args.postgres + 50})
+    pg.__enter__()
+    proc = None
+    try:
+        print("building the fleet: %d SQLite + %d PostgreSQL databases..." % (args.sqlite, args.postgres),
+              flush=True)
+        os.makedirs(os.path.join(work, "tenants"))
+        seeds = []
+        for i, target in enumerate(STATES):
+            path = os.path.join(work, "seed%d.db" % i)
+            alembic("sqlite:///" + path, "upgrade", target)
+            seeds.append(path)
+            pg.create_database("tpl_%d" % i)
+            alembic(pg.url("tpl_%d" % i), "upgrade", target)
+        for n in range(args.sqlite):
+            shutil.copy(seeds[n % len(seeds)], os.path.join(work, "tenants", "t%04d.db" % n))
+        for n in range(args.postgres):
+            pg.psql('CREATE DATABASE "tenant_%03d" TEMPLATE "tpl_%d"' % (n, n % len(STATES)))
+        grpc_port, metrics_port = free_port(), free_port()
+        with open(os.path.join(work, "fleet.yaml"), "w") as f:
+            f.write("""
+server: {listen: 127.0.0.1:%d, metrics_listen: 127.0.0.1:%d, state: state.db,
+         poll_interval: 1h, max_concurrent_checks: 32, max_connections_per_server: %d}
+project: {alembic_ini: %s}
+environments:
+  - name: sqlite
+    databases: [{discover: {glob: "tenants/*.db"}}]
+  - name: postgres
+    databases:
+      - discover: {url: "%s", query: "SELECT datname FROM pg_database WHERE datname LIKE 'tenant_%%'"}
+""" % (grpc_port, metrics_port, args.postgres + 8, INI, pg.url("postgres")))
+        proc = subprocess.Popen([os.path.join(build, "daemon", "lockstepd"), "--config",
+                                 os.path.join(work, "fleet.yaml")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import grpc
+        from test_daemon import grpc_stubs
+        pb2, pb2_grpc = grpc_stubs(os.path.join(work, "stubs"))
+        channel = grpc.insecure_channel("127.0.0.1:%d" % grpc_port)
+        grpc.channel_ready_future(channel).result(timeout=20)
+        stub = pb2_grpc.LockstepStub(channel)
+        # The daemon's own first pass (at start) opens every connection; wait
+        # for it, then time five warm passes and one with no pooled connections.
+        while not stub.GetFleet(pb2.GetFleetRequest(), timeout=10).databases:
+            time.sleep(0.1)
+        import urllib.request
+        metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port).read().decode()
+        cold = float([l.split()[1] for l in metrics.splitlines()
+                      if l.startswith("lockstep_refresh_duration_seconds ")][0])
+        refreshes = []
+        for _ in range(5):
+            r = stub.Refresh(pb2.RefreshRequest(), timeout=120)
+            refreshes.append(r.took.seconds + r.took.nanos / 1e9)
+        total = r.databases
+        getfleet = []
+        for _ in range(50):
+            t = time.perf_counter()
+            fleet = stub.GetFleet(pb2.GetFleetRequest(), timeout=10)
+            getfleet.append(time.perf_counter() - t)
+        assert len(fleet.databases) == total
+        states = {}
+        for d in fleet.databases:
+            states[d.state] = states.get(d.state, 0) + 1
+        with open("/proc/%d/status" % proc.pid) as f:
+            rss = [l for l in f if l.startswith("VmHWM")][0].split()[1]
+
+        urls = ["sqlite:///" + os.path.join(work, "tenants", n)
+                for n in sorted(os.listdir(os.path.join(work, "tenants")))]
+        urls += [pg.url("tenant_%03d" % n) for n in range(args.postgres)]
+        loop = subprocess.run([sys.executable, "-c", r"""
+import sys, time
+from sqlalchemy import create_engine, text
+urls = sys.stdin.read().split()
+t = time.perf_counter()
+for u in urls:
+    e = create_engine(u)
+    with e.connect() as c:
+        rows = [r[0] for r in c.execute(text("SELECT version_num FROM alembic_version"))]
+    e.dispose()
+print(time.perf_counter() - t)
+"""], input="\n".join(urls), capture_output=True, text=True, check=True)
+        loop_t = float(loop.stdout.strip())
+        sample = urls[:: max(1, len(urls) // args.sample)][: args.sample]
+        t = time.perf_counter()
+        for u in sample:
+            alembic(u, "current")
+        current_t = (time.perf_counter() - t) / len(sample) * len(urls)
+
+        refresh = statistics.median(refreshes)
+        print("fleet: %d databases (%s)" % (total, ", ".join("%s %d" % kv for kv in sorted(states.items()))))
+        print("%-44s %10s %12s" % ("", "wall", "vs lockstepd"))
+        print("%-44s %8.0f ms %11s" % ("lockstepd full refresh (warm, median of 5)", refresh * 1e3, "1.0x"))
+        print("%-44s %8.0f ms %11s" % ("lockstepd first refresh (opens every connection)",
+                                       cold * 1e3, ""))
+        print("%-44s %8.0f ms %10.1fx" % ("Python loop, SQLAlchemy, one engine per URL", loop_t * 1e3,
+                                          loop_t / refresh))
+        print("%-44s %8.0f ms %10.1fx" % ("alembic current (sample of %d, extrapolated)" % len(sample),
+                                          current_t * 1e3, current_t / refresh))
+        print("GetFleet for %d databases: median %.1f ms, max %.1f ms; lockstepd peak RSS %.1f MB"
+              % (total, statistics.median(getfleet) * 1e3, max(getfleet) * 1e3, int(rss) / 1024))
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(timeout=10)
+        pg.__exit__(None, None, None)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

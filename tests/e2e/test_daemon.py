@@ -1,0 +1,236 @@
+"""End to end: lockstepd as a process, asked by the lockstep CLI, by an
+independent gRPC client (stubs generated from our .proto at test time) and by
+a metrics scrape. Real SQLite files and a real PostgreSQL server, migrated
+with real Alembic.
+
+Run: LOCKSTEP_BUILD=build python3 -m unittest tests/e2e/test_daemon.py
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from pgserver import PgServer, free_port  # noqa: E402
+
+BUILD = os.path.abspath(os.environ.get("LOCKSTEP_BUILD", os.path.join(ROOT, "build")))
+LOCKSTEPD = os.path.join(BUILD, "daemon", "lockstepd")
+LOCKSTEP = os.path.join(BUILD, "client", "lockstep")
+HEAD = "e9a8c6b4d244"
+AGE = "7c4e2d8a9b22"
+SECRET = "s3cr3t-Pw-e2e"
+
+
+def grpc_stubs(out_dir):
+    """Generates Python stubs for lockstep.v1 with grpc_tools."""
+    from grpc_tools import protoc
+    import grpc_tools
+    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    if not os.path.isdir(include):
+        include = "/usr/include"  # Debian: google/protobuf/*.proto from libprotobuf-dev
+    os.makedirs(out_dir, exist_ok=True)
+    rc = protoc.main(["protoc", "-I", os.path.join(ROOT, "proto"), "-I", include,
+                      "--python_out=" + out_dir, "--grpc_python_out=" + out_dir,
+                      os.path.join(ROOT, "proto", "lockstep", "v1", "lockstep.proto")])
+    if rc != 0:
+        raise RuntimeError("protoc failed")
+    sys.path.insert(0, out_dir)
+    from lockstep.v1 import lockstep_pb2, lockstep_pb2_grpc  # noqa
+    return lockstep_pb2, lockstep_pb2_grpc
+
+
+class DaemonTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="lockstep-e2e-")
+        cls.project = os.path.join(cls.dir, "project")
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"), cls.project)
+        cls.ini = os.path.join(cls.project, "alembic.ini")
+        cls.pg = PgServer().__enter__()
+        cls.pg.create_database("prod_app")
+        cls.pg.psql("CREATE ROLE app LOGIN PASSWORD '%s'" % SECRET)
+        cls.pg.psql("ALTER DATABASE prod_app OWNER TO app")
+        # Password auth for 'app' (the server trusts 'postgres' locally).
+        cls.alembic(cls.pg.url("prod_app", "app", SECRET), "upgrade", AGE)
+        cls.alembic("sqlite:///%s/dev.db" % cls.dir, "upgrade", "heads")
+        cls.alembic("sqlite:///%s/staging.db" % cls.dir, "upgrade", AGE)
+        cls.grpc_port, cls.metrics_port = free_port(), free_port()
+        cls.config = os.path.join(cls.dir, "fleet.yaml")
+        cls.write_config()
+        env = dict(os.environ, PROD_PW=SECRET)
+        cls.log_path = os.path.join(cls.dir, "lockstepd.log")
+        cls.log = open(cls.log_path, "w")
+        cls.proc = subprocess.Popen([LOCKSTEPD, "--config", cls.config, "--log-format", "json"],
+                                    stdout=cls.log, stderr=subprocess.STDOUT, env=env)
+        cls.server = "127.0.0.1:%d" % cls.grpc_port
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if cls.cli("status", check=False).returncode in (0, 3):
+                break
+            time.sleep(0.2)
+        cls.pb2, cls.pb2_grpc = grpc_stubs(os.path.join(cls.dir, "stubs"))
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proc.poll() is None:
+            cls.proc.kill()
+        cls.log.close()
+        cls.pg.__exit__(None, None, None)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    @classmethod
+    def write_config(cls, extra=""):
+        with open(cls.config, "w") as f:
+            f.write("""
+server:
+  listen: 127.0.0.1:%d
+  metrics_listen: 127.0.0.1:%d
+  state: state.db
+  poll_interval: 1h
+project:
+  alembic_ini: project/alembic.ini
+environments:
+  - name: dev
+    databases: [{name: app, url: "sqlite:///dev.db", labels: {team: core}}]
+  - name: staging
+    after: dev
+    databases: [{name: app, url: "sqlite:///staging.db"}]
+  - name: prod
+    after: staging
+    databases:
+      - {name: app, url: "postgresql://app@127.0.0.1:%d/prod_app", password_env: PROD_PW}
+%s""" % (cls.grpc_port, cls.metrics_port, cls.pg.port, extra))
+
+    @classmethod
+    def alembic(cls, url, *args):
+        subprocess.run(["/usr/bin/alembic", "-c", cls.ini, "-x", "url=" + url] + list(args),
+                       check=True, capture_output=True)
+
+    @classmethod
+    def cli(cls, *args, check=True):
+        p = subprocess.run([LOCKSTEP, "--server", cls.server] + list(args), capture_output=True,
+                           text=True)
+        if check and p.returncode not in (0, 3):
+            raise AssertionError("lockstep %s: %s %s" % (args, p.stdout, p.stderr))
+        return p
+
+    def status(self):
+        return {(d["environment"], d["database"]): d
+                for d in json.loads(self.cli("status", "-o", "json").stdout)["databases"]}
+
+    def test_1_status_states_and_check(self):
+        s = self.status()
+        self.assertEqual(s[("dev", "app")]["state"], "current")
+        self.assertEqual(s[("staging", "app")]["state"], "behind")
+        self.assertEqual(s[("staging", "app")]["pending"], ["b5d1e7f3a033", "c2e4a6b8d055", HEAD])
+        self.assertEqual(s[("prod", "app")]["state"], "behind")
+        self.assertEqual(s[("prod", "app")]["revisions"], [AGE])
+        self.assertEqual(self.cli("status", "--check").returncode, 3)
+        self.assertEqual(self.cli("status", "dev", "--check").returncode, 0)
+        text = self.cli("status").stdout
+        self.assertIn("staging      app       behind", text)
+
+    def test_2_manual_upgrade_is_noticed_and_recorded(self):
+        self.alembic("sqlite:///%s/staging.db" % self.dir, "upgrade", "heads")
+        self.assertEqual(self.cli("refresh").returncode, 0)
+        self.assertEqual(self.status()[("staging", "app")]["state"], "current")
+        db = json.loads(self.cli("db", "staging/app", "-o", "json").stdout)
+        self.assertEqual(db["changes"][0]["from"], [AGE])
+        self.assertEqual(db["changes"][0]["to"], [HEAD])
+
+    def test_3_new_revision_file_is_picked_up(self):
+        path = os.path.join(self.project, "versions", "a0b1c2d3e4f5_add_nickname.py")
+        with open(path, "w") as f:
+            f.write("revision = 'a0b1c2d3e4f5'\ndown_revision = '%s'\n"
+                    "def upgrade():\n    pass\ndef downgrade():\n    pass\n" % HEAD)
+        try:
+            self.cli("refresh")
+            s = self.status()
+            self.assertEqual(s[("dev", "app")]["state"], "behind")
+            self.assertEqual(s[("dev", "app")]["pending"], ["a0b1c2d3e4f5"])
+        finally:
+            os.remove(path)
+            self.cli("refresh")
+        self.assertEqual(self.status()[("dev", "app")]["state"], "current")
+
+    def test_4_grpc_client_health_and_bad_requests(self):
+        import grpc
+        channel = grpc.insecure_channel(self.server)
+        stub = self.pb2_grpc.LockstepStub(channel)
+        fleet = stub.GetFleet(self.pb2.GetFleetRequest(labels={"team": "core"}), timeout=5)
+        self.assertEqual([(d.environment, d.database) for d in fleet.databases], [("dev", "app")])
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.GetFleet(self.pb2.GetFleetRequest(state="sideways"), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.GetDatabase(self.pb2.GetDatabaseRequest(environment="prod", database="nope"), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.GetHistory(self.pb2.GetHistoryRequest(range="zzzz:"), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("Can't locate revision identified by 'zzzz'", e.exception.details())
+        history = stub.GetHistory(self.pb2.GetHistoryRequest(), timeout=5)
+        self.assertEqual(history.revisions[0].revision, HEAD)
+        # grpc.health.v1.Health/Check with an empty request: SERVING is field 1 = 1.
+        check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                    request_serializer=lambda _: b"",
+                                    response_deserializer=lambda b: b)
+        self.assertEqual(check(None, timeout=5), b"\x08\x01")
+
+    def test_5_metrics(self):
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                      timeout=5).read().decode()
+        self.assertIn('lockstep_database_up{database="app",environment="dev"} 1', body)
+        self.assertIn('lockstep_database_state{database="app",environment="prod",state="behind"} 1', body)
+        self.assertIn('lockstep_database_info{database="app",environment="dev",revision="%s"} 1' % HEAD, body)
+        self.assertIn("lockstep_graph_heads 1", body)
+        self.assertIn("lockstep_check_duration_seconds_bucket", body)
+        self.assertIn('lockstep_database_pending_revisions{database="app",environment="prod"} 3', body)
+
+    def test_6_sighup_with_a_broken_file_keeps_the_old_config(self):
+        with open(self.config) as f:
+            good = f.read()
+        with open(self.config, "w") as f:
+            f.write(good.replace("poll_interval: 1h", "poll_interval: soon"))
+        self.proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        with open(self.config, "w") as f:
+            f.write(good)
+        self.assertIsNone(self.proc.poll())  # still running, still serving
+        self.assertEqual(self.cli("status").returncode, 0)
+        with open(self.log_path) as f:
+            log = f.read()
+        self.assertIn("reload of %s rejected" % self.config, log)
+        self.assertIn("server.poll_interval: bad duration 'soon'", log)
+        for line in log.splitlines():
+            json.loads(line)  # every log line is a JSON object
+
+    def test_7_no_secret_anywhere(self):
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port).read().decode()
+        outputs = [body, self.cli("status", "-o", "json").stdout, self.cli("db", "prod/app").stdout]
+        with open(self.log_path) as f:
+            outputs.append(f.read())
+        for out in outputs:
+            self.assertNotIn(SECRET, out)
+        self.assertIn("postgresql://app@127.0.0.1", self.cli("db", "prod/app").stdout)
+
+    def test_8_sigterm_stops_within_bound(self):
+        start = time.time()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        self.assertLess(time.time() - start, 6)
+        self.assertEqual(self.proc.returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
