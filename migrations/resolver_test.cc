@@ -74,14 +74,7 @@ TEST_F(ResolverTest, Case3Diamond) {
 }
 
 TEST_F(ResolverTest, Case4Labels) {
-  Use({{"a", {}, {"abranch"}},
-       {"b", {"a"}},
-       {"somelongername", {"b"}},
-       {"c", {"somelongername"}},
-       {"d", {}},
-       {"e", {"d"}, {"ebranch"}},
-       {"someothername", {"e"}},
-       {"f", {"someothername"}}});
+  Use(testing::LabelsCase());
   EXPECT_THAT(Walk("heads", "ebranch@base"), ElementsAre("f", "someothername", "e", "d"));
   EXPECT_THAT(Walk("ebranch@head", "base"), ElementsAre("f", "someothername", "e", "d"));
   EXPECT_THAT(Walk("heads", "ebranch@-2"), ElementsAre("f", "someothername", "e"));

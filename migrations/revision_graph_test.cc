@@ -38,14 +38,7 @@ TEST(RevisionGraphTest, DependedOnHeadIsEffectiveNotReal) {
 
 TEST(RevisionGraphTest, LabelsPropagateToDescendantsAndLinearAncestors) {
   // ALEMBIC.md case 4.
-  auto g = BuildGraph({{"a", {}, {"abranch"}},
-                       {"b", {"a"}},
-                       {"somelongername", {"b"}},
-                       {"c", {"somelongername"}},
-                       {"d", {}},
-                       {"e", {"d"}, {"ebranch"}},
-                       {"someothername", {"e"}},
-                       {"f", {"someothername"}}});
+  auto g = BuildGraph(testing::LabelsCase());
   ASSERT_TRUE(g.ok());
   EXPECT_THAT(g->node(*g->Find("c")).labels, ElementsAre("abranch"));
   // d is a linear ancestor of e and gets its label.

@@ -37,6 +37,18 @@ inline absl::StatusOr<RevisionGraph> BuildGraph(const std::vector<Rev>& revs) {
   return RevisionGraph::Build(files);
 }
 
+// ALEMBIC.md case 4 (Alembic's test_revision.py): two roots, two labels.
+inline std::vector<Rev> LabelsCase() {
+  return {{"a", {}, {"abranch"}},
+          {"b", {"a"}},
+          {"somelongername", {"b"}},
+          {"c", {"somelongername"}},
+          {"d", {}},
+          {"e", {"d"}, {"ebranch"}},
+          {"someothername", {"e"}},
+          {"f", {"someothername"}}};
+}
+
 // Ids of `idx` in `g`.
 inline std::vector<std::string> Ids(const RevisionGraph& g, const std::vector<int>& idx) {
   return g.Ids(idx);

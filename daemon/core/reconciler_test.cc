@@ -10,6 +10,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/support/alembic.h"
 #include "tests/support/postgres_server.h"
 
 namespace lockstep::daemon {
@@ -20,7 +21,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using lockstep::testing::PostgresServer;
-using lockstep::testing::RunCommand;
 
 constexpr char kUsers[] = "3f2a1b9c0d11";
 constexpr char kAge[] = "7c4e2d8a9b22";
@@ -38,18 +38,14 @@ class ReconcilerTest : public ::testing::Test {
   void SetUp() override {
     char tmpl[] = "/tmp/lockstep-rec-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    const char* src = std::getenv("LOCKSTEP_SOURCE_DIR");
-    fs::copy(std::string(src ? src : ".") + "/migrations/example", dir_ + "/project",
-             fs::copy_options::recursive);
+    fs::copy(lockstep::testing::ExampleProjectDir(), dir_ + "/project", fs::copy_options::recursive);
   }
   void TearDown() override { fs::remove_all(dir_); }
 
   void Alembic(const std::string& url, const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {"/usr/bin/alembic", "-c", dir_ + "/project/alembic.ini",
-                                     "-x", "url=" + url};
-    argv.insert(argv.end(), args.begin(), args.end());
     std::string out;
-    ASSERT_EQ(RunCommand(argv, &out), 0) << out;
+    ASSERT_EQ(lockstep::testing::RunAlembic(dir_ + "/project/alembic.ini", url, args, &out), 0)
+        << out;
   }
   void Sql(const std::string& file, const std::string& sql) {
     sqlite3* db;

@@ -117,16 +117,8 @@ class PostgresReader : public VersionReader {
  public:
   explicit PostgresReader(const ReaderOptions& o) : options_(o) {}
 
-  VersionRead Read(const VersionTarget& t) override {
-    auto start = absl::Now();
-    VersionRead out = ReadOnce(t);
-    out.took = absl::Now() - start;
-    std::sort(out.rows.begin(), out.rows.end());
-    return out;
-  }
-
  private:
-  VersionRead ReadOnce(const VersionTarget& t) {
+  VersionRead ReadRows(const VersionTarget& t) override {
     VersionRead out;
     absl::StatusOr<std::optional<std::string>> password =
         config::ResolvePassword(t.url, t.secret, t.name);

@@ -30,7 +30,8 @@ class DialectReader : public VersionReader {
   explicit DialectReader(const ReaderOptions& o)
       : postgres_(MakePostgresReader(o)), sqlite_(MakeSqliteReader(o)) {}
 
-  VersionRead Read(const VersionTarget& t) override {
+ private:
+  VersionRead ReadRows(const VersionTarget& t) override {
     switch (t.url.dialect) {
       case config::Dialect::kPostgresql: return postgres_->Read(t);
       case config::Dialect::kSqlite: return sqlite_->Read(t);
@@ -41,7 +42,6 @@ class DialectReader : public VersionReader {
     return out;
   }
 
- private:
   std::unique_ptr<VersionReader> postgres_;
   std::unique_ptr<VersionReader> sqlite_;
 };

@@ -25,16 +25,8 @@ class SqliteReader : public VersionReader {
  public:
   explicit SqliteReader(const ReaderOptions& o) : options_(o) {}
 
-  VersionRead Read(const VersionTarget& t) override {
-    auto start = absl::Now();
-    VersionRead out = ReadOnce(t);
-    out.took = absl::Now() - start;
-    std::sort(out.rows.begin(), out.rows.end());
-    return out;
-  }
-
  private:
-  VersionRead ReadOnce(const VersionTarget& t) {
+  VersionRead ReadRows(const VersionTarget& t) override {
     VersionRead out;
     const std::string& path = t.url.database;
     if (path == ":memory:") {

@@ -7,6 +7,7 @@
 #ifndef LOCKSTEP_DAEMON_DRIVERS_VERSION_READER_H_
 #define LOCKSTEP_DAEMON_DRIVERS_VERSION_READER_H_
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,7 +55,17 @@ struct ReaderOptions {
 class VersionReader {
  public:
   virtual ~VersionReader() = default;
-  virtual VersionRead Read(const VersionTarget& target) = 0;
+  // Reads `target`'s version rows, sorted, with the time it took.
+  VersionRead Read(const VersionTarget& target) {
+    absl::Time start = absl::Now();
+    VersionRead out = ReadRows(target);
+    out.took = absl::Now() - start;
+    std::sort(out.rows.begin(), out.rows.end());
+    return out;
+  }
+
+ protected:
+  virtual VersionRead ReadRows(const VersionTarget& target) = 0;
 };
 
 // PostgreSQL through libpq (libpqxx), with a bounded pool of connections per

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include "tests/support/alembic.h"
 #include "tests/support/postgres_server.h"
 
 namespace lockstep::daemon {
@@ -25,17 +26,13 @@ using lockstep::testing::RunCommand;
 
 constexpr char kHead[] = "e9a8c6b4d244";
 
-std::string ExampleIni() {
-  const char* src = std::getenv("LOCKSTEP_SOURCE_DIR");
-  return std::string(src ? src : ".") + "/migrations/example/alembic.ini";
-}
-
 // Runs the real Alembic on the example project.
 void Alembic(const std::string& url, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"/usr/bin/alembic", "-c", ExampleIni(), "-x", "url=" + url};
-  argv.insert(argv.end(), args.begin(), args.end());
   std::string out;
-  ASSERT_EQ(RunCommand(argv, &out), 0) << out;
+  ASSERT_EQ(lockstep::testing::RunAlembic(lockstep::testing::ExampleProjectDir() + "/alembic.ini",
+                                          url, args, &out),
+            0)
+      << out;
 }
 
 VersionTarget Target(const std::string& url) {

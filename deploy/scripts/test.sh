@@ -19,8 +19,11 @@ build-fuzz/migrations/lockstep_migrations_test --gtest_brief=1
 for fuzzer in revision_file ini graph; do
   corpus=$(mktemp -d)
   log=$(mktemp)
-  seeds=tests/fuzz/corpus/$fuzzer
-  [ -d "$seeds" ] || seeds=
+  case $fuzzer in  # seeds: the example project's own files
+    revision_file) seeds=migrations/example/versions ;;
+    ini) seeds="tests/fuzz/corpus/ini migrations/example" ;;
+    *) seeds= ;;
+  esac
   echo "== fuzzing $fuzzer for ${FUZZ_SECONDS}s"
   if ! build-fuzz/tests/fuzz/${fuzzer}_fuzzer -max_total_time="$FUZZ_SECONDS" \
        -print_final_stats=1 "$corpus" $seeds > "$log" 2>&1; then
