@@ -121,7 +121,11 @@ absl::Status Daemon::Reload() {
   log_->info("reloaded {}: {} environments, {} databases (+ discovered)", config_path_,
              inv->environments.size(), CountDatabases(*inv));
   reconciler_->SetInventory(std::make_shared<const config::Inventory>(*std::move(inv)));
-  wake_.notify_all();  // refresh now
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    refresh_requested_ = true;  // check with the new inventory now
+  }
+  wake_.notify_all();
   return absl::OkStatus();
 }
 
@@ -142,8 +146,10 @@ void Daemon::PollLoop() {
     if (snap->graph.broken) log_->error("revision scripts do not load (using the last good graph): {}", snap->graph.error);
     std::unique_lock<std::mutex> lock(mu_);
     absl::Duration interval = reconciler_->inventory()->server.poll_interval;
-    wake_.wait_for(lock, absl::ToChronoMilliseconds(interval), [this] { return stopping_; });
+    wake_.wait_for(lock, absl::ToChronoMilliseconds(interval),
+                   [this] { return stopping_ || refresh_requested_; });
     if (stopping_) return;
+    refresh_requested_ = false;
   }
 }
 

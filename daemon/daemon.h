@@ -63,7 +63,8 @@ class Daemon {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stopping_ = false;  // guarded by mu_
+  bool stopping_ = false;           // guarded by mu_
+  bool refresh_requested_ = false;  // guarded by mu_: poll now, not at the interval
 };
 
 }  // namespace lockstep::daemon

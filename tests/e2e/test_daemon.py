@@ -215,6 +215,36 @@ environments:
         for line in log.splitlines():
             json.loads(line)  # every log line is a JSON object
 
+    def test_6b_sighup_with_a_good_file_takes_effect(self):
+        with open(self.config) as f:
+            good = f.read()
+        shutil.copy(os.path.join(self.dir, "dev.db"), os.path.join(self.dir, "dev2.db"))
+        self.write_config("""  - name: qa
+    after: dev
+    databases: [{name: app, url: "sqlite:///dev2.db"}]
+""")
+        try:
+            self.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 10
+            while time.time() < deadline and ("qa", "app") not in self.status():
+                time.sleep(0.2)
+            self.assertEqual(self.status()[("qa", "app")]["state"], "current")
+        finally:
+            with open(self.config, "w") as f:
+                f.write(good)
+            self.proc.send_signal(signal.SIGHUP)
+
+    def test_4b_reflection_lists_the_service(self):
+        import grpc
+        channel = grpc.insecure_channel(self.server)
+        info = channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        # ServerReflectionRequest{list_services: ""} is field 7, an empty string.
+        replies = list(info(iter([b"\x3a\x00"]), timeout=5))
+        self.assertIn(b"lockstep.v1.Lockstep", replies[0])
+        self.assertIn(b"grpc.health.v1.Health", replies[0])
+
     def test_7_no_secret_anywhere(self):
         body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port).read().decode()
         outputs = [body, self.cli("status", "-o", "json").stdout, self.cli("db", "prod/app").stdout]
