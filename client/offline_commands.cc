@@ -207,6 +207,7 @@ int Path(Context& c, const Project& p) {
       w.BeginObject();
       w.Key("revision").String(g.id(s.revision));
       w.Key("direction").String(s.upgrade ? "upgrade" : "downgrade");
+      w.Key("doc").String(g.node(s.revision).file->doc);
       w.Key("changes").BeginArray();
       for (const migrations::VersionChange& ch : s.changes) {
         w.BeginObject();
@@ -230,11 +231,11 @@ int Path(Context& c, const Project& p) {
     std::string parents = n.file->down_revisions.empty()
                               ? ""
                               : absl::StrJoin(n.file->down_revisions, ", ");
+    // Exactly the lines of `alembic upgrade/downgrade --sql`.
     if (s.upgrade) {
-      c.out << "-- Running upgrade " << parents << " -> " << n.id() << ", " << n.file->doc << "\n";
+      c.out << "-- Running upgrade " << parents << " -> " << n.id() << "\n";
     } else {
-      c.out << "-- Running downgrade " << n.id() << " -> " << parents << ", " << n.file->doc
-            << "\n";
+      c.out << "-- Running downgrade " << n.id() << " -> " << parents << "\n";
     }
     for (const migrations::VersionChange& ch : s.changes) c.out << ch.ToSql() << ";\n";
   }

@@ -114,7 +114,8 @@ TEST_F(ScriptDirectoryTest, BrokenFileFailsLoadOrIsListed) {
   Write("alembic.ini", "[alembic]\nscript_location = %(here)s\n");
   Rev("versions", "aaaa", "");
   Write("versions/bbbb_x.py", "revision = 'bbbb'\ndown_revision = 'aa' + 'aa'\n");
-  ProjectSource source{root_ + "/alembic.ini"};
+  ProjectSource source;
+  source.config_file = root_ + "/alembic.ini";
   auto p = Project::Load(source);
   EXPECT_THAT(p.status().message(), HasSubstr(root_ + "/versions/bbbb_x.py:2:"));
   auto tolerant = Project::Load(source, true);

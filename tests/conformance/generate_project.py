@@ -28,12 +28,17 @@ def on_apply(ctx, step, heads, run_args):
         (step.up_revision_id, "upgrade" if step.is_upgrade else "downgrade", sorted(heads)))
 
 
-engine = create_engine(config.attributes["url"])
-with engine.connect() as connection:
-    context.configure(connection=connection, on_version_apply=on_apply,
-                      transaction_per_migration=True)
+if context.is_offline_mode():
+    context.configure(url=config.attributes["url"], literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
+else:
+    engine = create_engine(config.attributes["url"])
+    with engine.connect() as connection:
+        context.configure(connection=connection, on_version_apply=on_apply,
+                          transaction_per_migration=True)
+        with context.begin_transaction():
+            context.run_migrations()
 '''
 
 INI = '''\
