@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -191,20 +192,51 @@ absl::Status RevisionGraph::DetectCycles() const {
 
 void RevisionGraph::PropagateLabels() {
   const int n = size();
-  std::vector<std::vector<std::string>> labels(n);
+  // Label names as small ids; each node's set as a sorted vector of ids.
+  absl::flat_hash_map<std::string, int> ids;
+  std::vector<std::string> names;
+  std::vector<std::vector<int>> declared(n);
   for (int i = 0; i < n; ++i) {
-    const std::vector<std::string>& declared = nodes_[i].file->branch_labels;
-    if (declared.empty()) continue;
-    // The revision and every descendant by down_revision carry its labels.
-    std::vector<char> desc =
-        Reach(std::vector<int>{i}, [this](int r) -> const Edges& { return nodes_[r].next; }, n);
-    for (int d = 0; d < n; ++d) {
-      if (desc[d]) labels[d].insert(labels[d].end(), declared.begin(), declared.end());
+    for (const std::string& label : nodes_[i].file->branch_labels) {
+      auto [it, inserted] = ids.try_emplace(label, static_cast<int>(names.size()));
+      if (inserted) names.push_back(label);
+      declared[i].push_back(it->second);
     }
-    // So do its linear ancestors, down to a branch or merge point, but only
-    // when the line from its head down to it is itself linear: Alembic walks
-    // down from the last descendant it visited and stops at the first branch
-    // point or merge point.
+    std::sort(declared[i].begin(), declared[i].end());
+  }
+  if (names.empty()) return;
+  auto merge = [](std::vector<int>* into, const std::vector<int>& from) {
+    std::vector<int> out;
+    out.reserve(into->size() + from.size());
+    std::set_union(into->begin(), into->end(), from.begin(), from.end(), std::back_inserter(out));
+    *into = std::move(out);
+  };
+
+  // A revision carries the labels of every ancestor by down_revision (each
+  // labelled revision labels all its descendants): one pass in topological
+  // order, parents first.
+  std::vector<std::vector<int>> labels(n);
+  std::vector<int> waiting(n);
+  std::vector<int> ready;
+  for (int i = 0; i < n; ++i) {
+    waiting[i] = static_cast<int>(nodes_[i].down.size());
+    if (waiting[i] == 0) ready.push_back(i);
+  }
+  while (!ready.empty()) {
+    int i = ready.back();
+    ready.pop_back();
+    merge(&labels[i], declared[i]);
+    for (int child : nodes_[i].next) {
+      merge(&labels[child], labels[i]);
+      if (--waiting[child] == 0) ready.push_back(child);
+    }
+  }
+  // Linear ancestors take a label too, down to a branch or merge point, but
+  // only when the line from its head down to the labelled revision is itself
+  // linear: Alembic walks down from the last descendant it visited and stops
+  // at the first branch point or merge point.
+  for (int i = 0; i < n; ++i) {
+    if (declared[i].empty() || nodes_[i].down.empty()) continue;
     bool linear = true;
     for (int cur = i;;) {
       const Node& c = nodes_[cur];
@@ -215,20 +247,20 @@ void RevisionGraph::PropagateLabels() {
       if (c.next.empty()) break;
       cur = c.next[0];
     }
-    if (!linear || nodes_[i].down.empty()) continue;
+    if (!linear) continue;
     for (int p = nodes_[i].down[0];;) {
       const Node& pn = nodes_[p];
       if (pn.is_real_branch_point() || pn.is_merge_point()) break;
-      labels[p].insert(labels[p].end(), declared.begin(), declared.end());
+      merge(&labels[p], declared[i]);
       if (pn.down.empty()) break;
       p = pn.down[0];
     }
   }
   for (int i = 0; i < n; ++i) {
-    std::vector<std::string>& l = labels[i];
-    std::sort(l.begin(), l.end());
-    l.erase(std::unique(l.begin(), l.end()), l.end());
-    nodes_[i].labels = std::move(l);
+    std::vector<std::string>& out = nodes_[i].labels;
+    out.reserve(labels[i].size());
+    for (int id : labels[i]) out.push_back(names[id]);
+    std::sort(out.begin(), out.end());
   }
 }
 
