@@ -65,7 +65,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
     *previous = self->reconciler_->Snapshot();
   });
 
-  d->service_ = std::make_unique<LockstepService>(d->reconciler_.get(), d->store_.get());
+  d->service_ = std::make_unique<LockstepService>(d->reconciler_, d->store_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -87,6 +87,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
 Daemon::~Daemon() {
   Shutdown();
   if (poller_.joinable()) poller_.join();
+  // A Refresh RPC's pass may still run on its own thread: wait for it, and
+  // keep later ones off the store, which is destroyed after this.
+  if (reconciler_) reconciler_->Close();
 }
 
 void Daemon::Run() {

@@ -53,7 +53,7 @@ class Daemon {
   std::string config_path_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<StateStore> store_;
-  std::unique_ptr<Reconciler> reconciler_;
+  std::shared_ptr<Reconciler> reconciler_;  // shared with Refresh RPC threads
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<FleetMetrics> metrics_;
   std::unique_ptr<prometheus::Exposer> exposer_;

@@ -151,6 +151,7 @@ void Reconciler::MaybeReloadProject(const config::Inventory& inv, GraphStatus* g
 
 absl::Status Reconciler::Refresh() {
   std::lock_guard<std::mutex> pass(refresh_mu_);
+  if (closed_) return absl::UnavailableError("lockstepd is shutting down");
   const absl::Time started = absl::Now();
   std::shared_ptr<const config::Inventory> inv = inventory();
   MaybeReloadProject(*inv, &graph_);
@@ -350,6 +351,11 @@ std::shared_ptr<const config::Inventory> Reconciler::inventory() const {
 void Reconciler::SetInventory(std::shared_ptr<const config::Inventory> inventory) {
   std::lock_guard<std::mutex> lock(mu_);
   inventory_ = std::move(inventory);
+}
+
+void Reconciler::Close() {
+  std::lock_guard<std::mutex> pass(refresh_mu_);
+  closed_ = true;
 }
 
 void Reconciler::OnRefresh(std::function<void(const FleetSnapshot&)> callback) {

@@ -48,6 +48,11 @@ class Reconciler {
   // Called after each refresh with the new snapshot (metrics hook).
   void OnRefresh(std::function<void(const FleetSnapshot&)> callback);
 
+  // Waits for a running pass and makes later Refresh() calls return
+  // UNAVAILABLE without touching the store: call before the store goes away
+  // (a Refresh RPC may still hold this reconciler on its own thread).
+  void Close();
+
  private:
   Reconciler() = default;
   // Reloads the project when the version folders changed; keeps the last
@@ -58,6 +63,7 @@ class Reconciler {
   StateStore* store_ = nullptr;
 
   std::mutex refresh_mu_;  // one pass at a time
+  bool closed_ = false;    // guarded by refresh_mu_
   mutable std::mutex mu_;
   std::shared_ptr<const config::Inventory> inventory_;   // guarded by mu_
   std::shared_ptr<const migrations::Project> project_;   // guarded by mu_

@@ -168,6 +168,20 @@ environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
   EXPECT_FALSE(r->Snapshot()->graph.broken);
 }
 
+TEST_F(ReconcilerTest, ClosedReconcilerRefusesToRefresh) {
+  Alembic("sqlite:///" + dir_ + "/app.db", {"upgrade", "heads"});
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini}
+environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
+)");
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  r->Close();
+  absl::Status s = r->Refresh();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "current");  // last snapshot kept
+}
+
 TEST_F(ReconcilerTest, DiscoversSqliteTenantsByGlob) {
   fs::create_directory(dir_ + "/tenants");
   for (const char* t : {"acme", "globex", "initech"}) {

@@ -155,7 +155,7 @@ grpc::Status LockstepService::Refresh(grpc::ServerContext* ctx, const v1::Refres
   // a pass that outlives it completes anyway and shows in GetFleet.
   auto done = std::make_shared<std::promise<absl::Status>>();
   std::future<absl::Status> result = done->get_future();
-  Reconciler* r = reconciler_;
+  std::shared_ptr<Reconciler> r = reconciler_;  // kept alive by the thread
   std::thread([r, done] { done->set_value(r->Refresh()); }).detach();
   while (result.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
     if (ctx->IsCancelled() || std::chrono::system_clock::now() > ctx->deadline()) {

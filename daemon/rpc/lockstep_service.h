@@ -1,7 +1,8 @@
 // The gRPC service: a thin adapter from lockstep.v1 to the reconciler. Each
 // method converts the request, calls the core, converts the result; the
-// only logic here is filtering and status-code mapping. Thread-safe; the
-// reconciler and store must outlive it.
+// only logic here is filtering and status-code mapping. Thread-safe; it
+// shares the reconciler (a Refresh may outlive its RPC); the store must
+// outlive it.
 #ifndef LOCKSTEP_DAEMON_RPC_LOCKSTEP_SERVICE_H_
 #define LOCKSTEP_DAEMON_RPC_LOCKSTEP_SERVICE_H_
 
@@ -13,8 +14,8 @@ namespace lockstep::daemon {
 
 class LockstepService final : public lockstep::v1::Lockstep::Service {
  public:
-  LockstepService(Reconciler* reconciler, StateStore* store)
-      : reconciler_(reconciler), store_(store) {}
+  LockstepService(std::shared_ptr<Reconciler> reconciler, StateStore* store)
+      : reconciler_(std::move(reconciler)), store_(store) {}
 
   grpc::Status GetFleet(grpc::ServerContext* ctx, const v1::GetFleetRequest* req,
                         v1::GetFleetResponse* resp) override;
@@ -28,7 +29,7 @@ class LockstepService final : public lockstep::v1::Lockstep::Service {
                           v1::GetHistoryResponse* resp) override;
 
  private:
-  Reconciler* reconciler_;
+  std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
 };
 
