@@ -25,6 +25,11 @@ using lockstep::testing::PostgresServer;
 constexpr char kUsers[] = "3f2a1b9c0d11";
 constexpr char kAge[] = "7c4e2d8a9b22";
 constexpr char kHead[] = "e9a8c6b4d244";
+// An inventory with one SQLite database, dev/app, at app.db.
+constexpr char kOneDatabase[] = R"(
+project: {alembic_ini: project/alembic.ini}
+environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
+)";
 
 class ReconcilerTest : public ::testing::Test {
  protected:
@@ -130,10 +135,7 @@ environments:
 TEST_F(ReconcilerTest, NoticesChangesMadeByHandAndNewRevisionFiles) {
   std::string db = "sqlite:///" + dir_ + "/app.db";
   Alembic(db, {"upgrade", kUsers});
-  auto r = Start(R"(
-project: {alembic_ini: project/alembic.ini}
-environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
-)");
+  auto r = Start(kOneDatabase);
   ASSERT_NE(r, nullptr);
   ASSERT_TRUE(r->Refresh().ok());
   EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "behind");
@@ -170,10 +172,7 @@ environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
 
 TEST_F(ReconcilerTest, ClosedReconcilerRefusesToRefresh) {
   Alembic("sqlite:///" + dir_ + "/app.db", {"upgrade", "heads"});
-  auto r = Start(R"(
-project: {alembic_ini: project/alembic.ini}
-environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
-)");
+  auto r = Start(kOneDatabase);
   ASSERT_NE(r, nullptr);
   ASSERT_TRUE(r->Refresh().ok());
   r->Close();

@@ -159,9 +159,7 @@ class Checker:
     def compare_text(self, name, a, l):
         a_kind, a_out = a[0], a[1]
         l_kind, l_out = l
-        if a_kind == "crash":
-            self.count_crash(a_out)
-            self.record(name + " (alembic crashed: %s)" % a_out, l_kind != "crash", l_out)
+        if self.alembic_crashed(name, a_kind, a_out, l_kind, l_out):
             return
         if a_kind != l_kind:
             self.record(name, False, "alembic %s: %s\nlockstep %s: %s" % (a_kind, a_out, l_kind, l_out))
@@ -256,13 +254,8 @@ class Checker:
         with contextlib.redirect_stdout(buf):
             kind, out, _ = al.run(fn, rng, sql=True, attributes={"url": "sqlite://"})
         name = "%s %s --sql %s" % (label, "downgrade" if downgrade else "upgrade", rng)
-        args = ["path", target, "--from", "" if start == "base" else start]
-        if downgrade:
-            args.append("--downgrade")
-        l_kind, l_out = ls.run(*args)
-        if kind == "crash":
-            self.count_crash(out)
-            self.record(name + " (alembic crashed: %s)" % out, l_kind != "crash", l_out)
+        l_kind, l_out = _lockstep_path(ls, target, [] if start == "base" else [start], downgrade)
+        if self.alembic_crashed(name, kind, out, l_kind, l_out):
             return
         if kind != l_kind:
             # Offline mode refuses some starts Alembic accepts online (and the
@@ -273,14 +266,17 @@ class Checker:
         self.record(name, _same_sql_steps(_sql_steps(buf.getvalue()), _sql_steps(l_out)),
                     "alembic:\n%s\nlockstep:\n%s" % (buf.getvalue()[-2000:], l_out[-2000:]))
 
+    def alembic_crashed(self, name, kind, out, l_kind, l_out):
+        """Where Alembic crashed, records that lockstep did not; True then."""
+        if kind != "crash":
+            return False
+        self.count_crash(out)
+        self.record(name + " (alembic crashed: %s)" % out, l_kind != "crash", l_out)
+        return True
+
     def compare_steps(self, name, kind, out, cfg, ls, target, rows, downgrade):
-        args = ["path", target, "-o", "json", "--from", ",".join(rows)]
-        if downgrade:
-            args.append("--downgrade")
-        l_kind, l_out = ls.run(*args)
-        if kind == "crash":
-            self.count_crash(out)
-            self.record(name + " (alembic crashed: %s)" % out, l_kind != "crash", l_out)
+        l_kind, l_out = _lockstep_path(ls, target, rows, downgrade, "-o", "json")
+        if self.alembic_crashed(name, kind, out, l_kind, l_out):
             return
         if kind != l_kind:
             self.record(name, False, "alembic %s: %s\nlockstep %s: %s" % (kind, out, l_kind, l_out))
@@ -292,6 +288,14 @@ class Checker:
         alembic_steps = [list(s) for s in cfg.attributes.get("steps", [])]
         ours = [[s["revision"], s["direction"], s["rows_after"]] for s in json.loads(l_out)["steps"]]
         self.record(name, alembic_steps == ours, "alembic:  %s\nlockstep: %s" % (alembic_steps, ours))
+
+
+def _lockstep_path(ls, target, rows, downgrade, *extra):
+    """`lockstep path TARGET --from ROWS [--downgrade]`."""
+    args = ["path", target, "--from", ",".join(rows)] + list(extra)
+    if downgrade:
+        args.append("--downgrade")
+    return ls.run(*args)
 
 
 _VERSION_SQL = re.compile(r"^(INSERT INTO alembic_version|UPDATE alembic_version|DELETE FROM alembic_version)")
