@@ -74,9 +74,7 @@ int main(int argc, char** argv) {
     return args->command.empty() && !args->Flag("help") ? kExitUsage : kExitOk;
   }
   if (IsOfflineCommand(args->command)) return RunOfflineCommand(*args, std::cout, std::cerr);
-  if (args->command == "status" || args->command == "db" || args->command == "refresh") {
-    return ExecOnline(argv);
-  }
+  if (IsOnlineCommand(args->command)) return ExecOnline(argv);
   std::cerr << "lockstep: unknown command '" << args->command << "'\n" << kUsage;
   return kExitUsage;
 }

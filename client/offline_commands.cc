@@ -283,6 +283,10 @@ bool IsOfflineCommand(const std::string& command) {
   return false;
 }
 
+bool IsOnlineCommand(const std::string& command) {
+  return command == "status" || command == "db" || command == "refresh";
+}
+
 int RunOfflineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) {
   Context c{args, out, err};
   std::string output = args.Option("output").value_or("text");

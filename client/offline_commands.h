@@ -18,6 +18,9 @@ inline constexpr int kExitNotClean = 3;
 
 // True for the commands this file runs.
 bool IsOfflineCommand(const std::string& command);
+// True for the commands lockstep-online runs over gRPC (status, db, refresh).
+// Here, not beside them, so that `lockstep` can route without linking gRPC.
+bool IsOnlineCommand(const std::string& command);
 
 // Runs one offline command; writes results to `out` and errors to `err`.
 int RunOfflineCommand(const CliArgs& args, std::ostream& out, std::ostream& err);

@@ -238,10 +238,6 @@ int Refresh(Context& c, v1::Lockstep::Stub& stub) {
 
 }  // namespace
 
-bool IsOnlineCommand(const std::string& command) {
-  return command == "status" || command == "db" || command == "refresh";
-}
-
 int RunOnlineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) {
   Context c{args, out, err};
   std::string output = args.Option("output").value_or("text");

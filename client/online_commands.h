@@ -10,7 +10,6 @@
 
 namespace lockstep::client {
 
-bool IsOnlineCommand(const std::string& command);
 int RunOnlineCommand(const CliArgs& args, std::ostream& out, std::ostream& err);
 
 }  // namespace lockstep::client

@@ -52,7 +52,7 @@ class StepApplier {
       } else if (down.size() > 1 && present_down.size() > 1) {
         // Merge: parents that another remaining row already implies stay
         // implied; of the rest, all but the last are deleted.
-        std::vector<std::string> from = MinusAncestorsOfOthers(down, id, /*exclude=*/down);
+        std::vector<std::string> from = MinusAncestorsOfOthers(down, /*exclude=*/down);
         std::vector<std::string> from_present = present(from);
         if (from_present.empty()) from_present = present_down;
         for (size_t k = 0; k + 1 < from_present.size(); ++k) Delete(from_present[k], &step);
@@ -85,12 +85,11 @@ class StepApplier {
  private:
   // Alembic's `_unmerge_to_revisions`: parents not implied by other rows.
   std::vector<std::string> UnmergeTo(const std::vector<std::string>& down, const std::string& id) {
-    return MinusAncestorsOfOthers(down, id, {id});
+    return MinusAncestorsOfOthers(down, {id});
   }
 
   // `candidates` minus the ancestors of every row outside `exclude`.
   std::vector<std::string> MinusAncestorsOfOthers(const std::vector<std::string>& candidates,
-                                                  const std::string& id,
                                                   const std::vector<std::string>& exclude) {
     std::vector<int> others;
     for (const std::string& h : heads_.rows()) {
@@ -104,7 +103,6 @@ class StepApplier {
     for (const std::string& c : candidates) {
       if (!implied.count(c)) out.push_back(c);
     }
-    (void)id;
     return out;
   }
 

@@ -206,7 +206,6 @@ std::vector<int> TopologicalSort(const Resolver& r, const std::vector<int>& revi
   const RevisionGraph& g = r.graph();
   const int n = g.size();
   Set todo = MakeSet(n, revisions);
-  int remaining = static_cast<int>(revisions.size());
   auto ancestors = [&](int id) { return MakeSet(n, r.AncestorsOf({id}, true)); };
 
   // Heads in load order (node index order is load order).
@@ -237,7 +236,6 @@ std::vector<int> TopologicalSort(const Resolver& r, const std::vector<int>& revi
     if (todo[candidate]) {
       output.push_back(candidate);
       todo[candidate] = 0;
-      --remaining;
     }
     const RevisionGraph::Node& node = g.node(candidate);
     std::vector<int> to_add;
@@ -263,7 +261,6 @@ std::vector<int> TopologicalSort(const Resolver& r, const std::vector<int>& revi
       }
     }
   }
-  (void)remaining;
   return output;
 }
 
