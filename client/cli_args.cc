@@ -17,6 +17,9 @@ constexpr Spec kSpecs[] = {
     {"output", 'o', true},        {"rev-range", 'r', true},   {"from", 0, true},
     {"server", 0, true},          {"verbose", 'v', false},    {"resolve-dependencies", 0, false},
     {"help", 'h', false},         {"check", 0, false},        {"downgrade", 0, false},
+    {"to", 0, true},              {"env", 0, true},           {"db", 0, true},
+    {"watch", 0, false},          {"wait", 0, false},         {"override-promotion", 0, false},
+    {"actor", 0, true},           {"limit", 0, true},
 };
 
 const Spec* FindLong(const std::string& name) {

@@ -284,7 +284,13 @@ bool IsOfflineCommand(const std::string& command) {
 }
 
 bool IsOnlineCommand(const std::string& command) {
-  return command == "status" || command == "db" || command == "refresh";
+  static const char* kCommands[] = {"status", "db",     "refresh", "plan",    "rollout",
+                                    "watch",  "rollouts", "approve", "pause",  "resume",
+                                    "abort",  "downgrade", "backups", "restore"};
+  for (const char* k : kCommands) {
+    if (command == k) return true;
+  }
+  return false;
 }
 
 int RunOfflineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) {

@@ -15,6 +15,11 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitNotClean = 3;
+// `rollout --watch` and `watch`: how the rollout ended (or that it waits).
+inline constexpr int kExitRolloutFailed = 4;
+inline constexpr int kExitRolloutHalted = 5;
+inline constexpr int kExitAwaitingApproval = 6;
+inline constexpr int kExitRolloutAborted = 7;
 
 // True for the commands this file runs.
 bool IsOfflineCommand(const std::string& command);

@@ -13,44 +13,12 @@
 #include "absl/time/time.h"
 #include "client/json_writer.h"
 #include "client/offline_commands.h"
+#include "client/online_common.h"
+#include "client/rollout_commands.h"
 #include "lockstep/v1/lockstep.grpc.pb.h"
 
 namespace lockstep::client {
 namespace {
-
-struct Context {
-  const CliArgs& args;
-  std::ostream& out;
-  std::ostream& err;
-  bool json = false;
-  bool color = false;
-  std::string server;
-};
-
-std::string Server(const CliArgs& args) {
-  if (auto s = args.Option("server")) return *s;
-  if (const char* env = std::getenv("LOCKSTEP_SERVER"); env && *env) return env;
-  return "127.0.0.1:50051";
-}
-
-int Fail(Context& c, const std::string& message) {
-  c.err << "FAILED: " << message << "\n";
-  if (c.json) c.out << JsonWriter().BeginObject().Key("error").String(message).EndObject().Finish();
-  return kExitError;
-}
-
-int RpcFailure(Context& c, const grpc::Status& s) {
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    return Fail(c, absl::StrCat("cannot reach lockstepd at ", c.server, " (", s.error_message(),
-                                "); is it running? (--server / LOCKSTEP_SERVER)"));
-  }
-  return Fail(c, s.error_message());
-}
-
-std::string Time(const google::protobuf::Timestamp& t) {
-  if (t.seconds() == 0 && t.nanos() == 0) return "";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(t.seconds()), absl::UTCTimeZone());
-}
 
 std::string Colored(const Context& c, const std::string& state) {
   if (!c.color) return state;
@@ -84,25 +52,6 @@ void WriteDatabase(JsonWriter& w, const v1::Database& d) {
   w.Key("last_change").String(Time(d.last_change()));
   w.Key("discovered").Bool(d.discovered());
   w.EndObject();
-}
-
-// Pads each column to its widest cell; the last column is not padded.
-void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
-                const std::vector<std::vector<std::string>>& shown) {
-  std::vector<size_t> width;
-  for (const auto& r : rows) {
-    for (size_t i = 0; i < r.size(); ++i) {
-      if (width.size() <= i) width.push_back(0);
-      width[i] = std::max(width[i], r[i].size());
-    }
-  }
-  for (size_t n = 0; n < rows.size(); ++n) {
-    for (size_t i = 0; i < rows[n].size(); ++i) {
-      out << shown[n][i];
-      if (i + 1 < rows[n].size()) out << std::string(width[i] - rows[n][i].size() + 2, ' ');
-    }
-    out << "\n";
-  }
 }
 
 int Status(Context& c, v1::Lockstep::Stub& stub) {
@@ -239,7 +188,7 @@ int Refresh(Context& c, v1::Lockstep::Stub& stub) {
 }  // namespace
 
 int RunOnlineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) {
-  Context c{args, out, err};
+  Context c{args, out, err, false, false, ""};
   std::string output = args.Option("output").value_or("text");
   if (output != "text" && output != "json") {
     err << "lockstep " << args.command << ": -o takes 'text' or 'json'\n";
@@ -252,7 +201,8 @@ int RunOnlineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) 
   auto stub = v1::Lockstep::NewStub(channel);
   if (args.command == "status") return Status(c, *stub);
   if (args.command == "db") return Db(c, *stub);
-  return Refresh(c, *stub);
+  if (args.command == "refresh") return Refresh(c, *stub);
+  return RunRolloutCommand(c, *stub);
 }
 
 }  // namespace lockstep::client

@@ -62,6 +62,8 @@ class Loader {
     }
     Keys(root, "", {"server", "project", "environments"});
     if (root["server"]) Server(root["server"], &inv.server);
+    inv.server.state = Resolve(base_, inv.server.state);
+    inv.server.backup_dir = Resolve(base_, inv.server.backup_dir);
     if (root["project"]) {
       Project(root["project"], &inv.project);
     } else {
@@ -188,13 +190,14 @@ class Loader {
     const std::string p = "server";
     if (!Keys(n, p, {"listen", "metrics_listen", "state", "poll_interval", "max_concurrent_checks",
                      "max_connections_per_server", "connect_timeout", "statement_timeout",
-                     "log_format"})) {
+                     "log_format", "backup_dir", "backup_keep"})) {
       return;
     }
     if (auto v = Str(n, "listen", p)) s->listen = *v;
     if (auto v = Str(n, "metrics_listen", p)) s->metrics_listen = *v;
     if (auto v = Str(n, "state", p)) s->state = *v;
-    s->state = Resolve(base_, s->state);
+    if (auto v = Str(n, "backup_dir", p)) s->backup_dir = *v;
+    Int(n, "backup_keep", p, &s->backup_keep, 1);
     Duration(n, "poll_interval", p, &s->poll_interval);
     if (s->poll_interval < absl::Seconds(1)) Error(n["poll_interval"], p + ".poll_interval", "must be at least 1s");
     Int(n, "max_concurrent_checks", p, &s->max_concurrent_checks, 1);
@@ -213,7 +216,7 @@ class Loader {
   void Project(const YAML::Node& n, ProjectConfig* pr) {
     const std::string p = "project";
     if (!Keys(n, p, {"alembic_ini", "scripts", "ini_section", "version_table",
-                     "version_table_schema", "alembic_command", "working_dir"})) {
+                     "version_table_schema", "alembic_command", "working_dir", "step_timeout"})) {
       return;
     }
     if (auto v = Str(n, "alembic_ini", p)) pr->alembic_ini = Resolve(base_, *v);
@@ -226,6 +229,7 @@ class Loader {
     if (auto v = Str(n, "version_table_schema", p)) pr->version_table_schema = *v;
     pr->working_dir = base_;
     if (auto v = Str(n, "working_dir", p)) pr->working_dir = Resolve(base_, *v);
+    Duration(n, "step_timeout", p, &pr->step_timeout);
     if (YAML::Node cmd = n["alembic_command"]) {
       if (!cmd.IsSequence() || cmd.size() == 0) {
         Error(cmd, p + ".alembic_command", "expected a non-empty list, e.g. [alembic]");

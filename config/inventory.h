@@ -33,6 +33,8 @@ struct ServerConfig {
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration statement_timeout = absl::Seconds(5);
   std::string log_format = "text";  // or "json"
+  std::string backup_dir = "lockstep-backups";  // where backups are written
+  int backup_keep = 5;  // backups kept per database; older ones are deleted
 };
 
 struct ProjectConfig {
@@ -43,6 +45,7 @@ struct ProjectConfig {
   std::string version_table_schema;  // empty: the default schema
   std::vector<std::string> alembic_command = {"alembic"};
   std::string working_dir;  // for Alembic; default: the inventory's folder
+  absl::Duration step_timeout = absl::Minutes(30);  // one Alembic run, then it is stopped
 };
 
 // Where a database's password comes from; the URL's own password otherwise.

@@ -13,6 +13,8 @@
 #include "absl/strings/str_join.h"
 #include "daemon/core/reconciler.h"
 #include "daemon/metrics/fleet_metrics.h"
+#include "daemon/metrics/rollout_metrics.h"
+#include "daemon/rollout/engine.h"
 #include "daemon/rpc/lockstep_service.h"
 #include "daemon/state/state_store.h"
 
@@ -65,7 +67,23 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
     *previous = self->reconciler_->Snapshot();
   });
 
-  d->service_ = std::make_unique<LockstepService>(d->reconciler_, d->store_.get());
+  d->rollout_metrics_ = std::make_unique<RolloutMetrics>(d->registry_.get());
+  RolloutHooks hooks;
+  hooks.on_event = [self](const Rollout& r, const RolloutEvent& e) { self->LogEvent(r, e); };
+  hooks.on_step_finished = [self](const RolloutStep& s, absl::Duration took) {
+    self->rollout_metrics_->StepFinished(s, took);
+  };
+  hooks.on_backup = [self](const Backup& b) { self->rollout_metrics_->BackupTaken(b); };
+  hooks.on_rollout_finished = [self](const Rollout& r) { self->rollout_metrics_->RolloutFinished(r); };
+  hooks.on_gauges = [self](int active, int awaiting) {
+    self->rollout_metrics_->Gauges(active, awaiting);
+  };
+  d->engine_ = std::make_unique<RolloutEngine>(d->reconciler_, d->store_.get(),
+                                               MakeReader(reader_options), std::move(hooks));
+  absl::Status recovered = d->engine_->Recover();
+  if (!recovered.ok()) return recovered;
+
+  d->service_ = std::make_unique<LockstepService>(d->reconciler_, d->store_.get(), d->engine_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -87,6 +105,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
 Daemon::~Daemon() {
   Shutdown();
   if (poller_.joinable()) poller_.join();
+  // Running steps stop as if lockstepd had crashed; the next start settles them.
+  if (engine_) engine_->Stop();
   // A Refresh RPC's pass may still run on its own thread: wait for it, and
   // keep later ones off the store, which is destroyed after this.
   if (reconciler_) reconciler_->Close();
@@ -153,6 +173,17 @@ void Daemon::PollLoop() {
                    [this] { return stopping_ || refresh_requested_; });
     if (stopping_) return;
     refresh_requested_ = false;
+  }
+}
+
+void Daemon::LogEvent(const Rollout& r, const RolloutEvent& e) {
+  std::string where = e.database.empty() ? e.environment : absl::StrCat(e.environment, "/", e.database);
+  if (e.kind == "output") {
+    log_->debug("rollout {} {}: {}", r.id, where, e.message);
+  } else if (e.kind == "step_failed" || e.kind == "halted" || e.kind == "backup_failed") {
+    log_->error("rollout {} {} {}: {}", r.id, e.kind, where, e.message);
+  } else {
+    log_->info("rollout {} {}{}{}: {}", r.id, e.kind, where.empty() ? "" : " ", where, e.message);
   }
 }
 

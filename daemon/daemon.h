@@ -1,5 +1,6 @@
 // lockstepd's process: owns, in construction order, the state store, the
-// reconciler, the metrics registry and exposer, and the gRPC server; polls
+// reconciler, the metrics registry and exposer, the rollout engine, and the
+// gRPC server; continues unfinished rollouts at start; polls
 // every server.poll_interval; reloads the inventory on request (SIGHUP).
 // Run() blocks until Shutdown(); Shutdown() and Reload() may be called from
 // any thread (the signal thread).
@@ -31,8 +32,12 @@ namespace lockstep::daemon {
 class FleetMetrics;
 class LockstepService;
 class Reconciler;
+class RolloutEngine;
+class RolloutMetrics;
 class StateStore;
 struct FleetSnapshot;
+struct Rollout;
+struct RolloutEvent;
 
 class Daemon {
  public:
@@ -49,6 +54,7 @@ class Daemon {
   Daemon() = default;
   void PollLoop();
   void LogChanges(const FleetSnapshot& before, const FleetSnapshot& after);
+  void LogEvent(const Rollout& rollout, const RolloutEvent& event);
 
   std::string config_path_;
   std::shared_ptr<spdlog::logger> log_;
@@ -56,6 +62,8 @@ class Daemon {
   std::shared_ptr<Reconciler> reconciler_;  // shared with Refresh RPC threads
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<FleetMetrics> metrics_;
+  std::unique_ptr<RolloutMetrics> rollout_metrics_;
+  std::unique_ptr<RolloutEngine> engine_;  // stopped before the reconciler closes
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<LockstepService> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -322,10 +322,13 @@ absl::Status Reconciler::Refresh() {
   snapshot->refreshed_at = checked_at;
   snapshot->refresh_duration = absl::Now() - started;
 
+  std::map<std::string, VersionTarget> targets;
+  for (Planned& p : plan) targets.emplace(p.target.name, std::move(p.target));
   std::function<void(const FleetSnapshot&)> callback;
   {
     std::lock_guard<std::mutex> lock(mu_);
     snapshot_ = snapshot;
+    targets_ = std::move(targets);
     callback = on_refresh_;
   }
   if (callback) callback(*snapshot);
@@ -346,6 +349,13 @@ std::shared_ptr<const migrations::Project> Reconciler::project() const {
 std::shared_ptr<const config::Inventory> Reconciler::inventory() const {
   std::lock_guard<std::mutex> lock(mu_);
   return inventory_;
+}
+
+std::optional<VersionTarget> Reconciler::Target(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = targets_.find(key);
+  if (it == targets_.end()) return std::nullopt;
+  return it->second;
 }
 
 void Reconciler::SetInventory(std::shared_ptr<const config::Inventory> inventory) {

@@ -14,6 +14,8 @@
 #define LOCKSTEP_DAEMON_CORE_RECONCILER_H_
 
 #include <functional>
+#include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,6 +43,9 @@ class Reconciler {
   std::shared_ptr<const FleetSnapshot> Snapshot() const;
   std::shared_ptr<const migrations::Project> project() const;
   std::shared_ptr<const config::Inventory> inventory() const;
+  // How to reach database "env/name" (static or discovered) as of the last
+  // refresh: its URL and where its password comes from.
+  std::optional<VersionTarget> Target(const std::string& key) const;
 
   // Takes a new inventory (SIGHUP); used from the next refresh on.
   void SetInventory(std::shared_ptr<const config::Inventory> inventory);
@@ -70,6 +75,7 @@ class Reconciler {
   std::string project_signature_;                        // guarded by refresh_mu_
   GraphStatus graph_;                                    // guarded by refresh_mu_
   std::shared_ptr<const FleetSnapshot> snapshot_;        // guarded by mu_
+  std::map<std::string, VersionTarget> targets_;         // guarded by mu_
   std::function<void(const FleetSnapshot&)> on_refresh_;  // guarded by mu_
 };
 

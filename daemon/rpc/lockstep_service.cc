@@ -8,30 +8,13 @@
 #include "migrations/resolver.h"
 #include "migrations/revision_error.h"
 #include "migrations/traversal.h"
+#include "daemon/rpc/proto_convert.h"
 
 namespace lockstep::daemon {
 namespace {
 
 const std::set<std::string> kStates = {"current",  "behind",        "ahead",      "diverged",
                                        "orphaned", "uninitialized", "unreachable"};
-
-void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  if (t == absl::InfinitePast()) return;
-  timespec ts = absl::ToTimespec(t);
-  out->set_seconds(ts.tv_sec);
-  out->set_nanos(static_cast<int32_t>(ts.tv_nsec));
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  timespec ts = absl::ToTimespec(d);
-  out->set_seconds(ts.tv_sec);
-  out->set_nanos(static_cast<int32_t>(ts.tv_nsec));
-}
-
-template <typename Repeated>
-void Copy(const std::vector<std::string>& in, Repeated* out) {
-  for (const std::string& s : in) out->Add(std::string(s));
-}
 
 void ToProto(const DatabaseStatus& d, v1::Database* out) {
   out->set_environment(d.environment);

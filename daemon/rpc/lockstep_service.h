@@ -1,4 +1,5 @@
-// The gRPC service: a thin adapter from lockstep.v1 to the reconciler. Each
+// The gRPC service: a thin adapter from lockstep.v1 to the reconciler and
+// the rollout engine. Each
 // method converts the request, calls the core, converts the result; the
 // only logic here is filtering and status-code mapping. Thread-safe; it
 // shares the reconciler (a Refresh may outlive its RPC); the store must
@@ -7,6 +8,7 @@
 #define LOCKSTEP_DAEMON_RPC_LOCKSTEP_SERVICE_H_
 
 #include "daemon/core/reconciler.h"
+#include "daemon/rollout/engine.h"
 #include "daemon/state/state_store.h"
 #include "lockstep/v1/lockstep.grpc.pb.h"
 
@@ -14,8 +16,8 @@ namespace lockstep::daemon {
 
 class LockstepService final : public lockstep::v1::Lockstep::Service {
  public:
-  LockstepService(std::shared_ptr<Reconciler> reconciler, StateStore* store)
-      : reconciler_(std::move(reconciler)), store_(store) {}
+  LockstepService(std::shared_ptr<Reconciler> reconciler, StateStore* store, RolloutEngine* engine)
+      : reconciler_(std::move(reconciler)), store_(store), engine_(engine) {}
 
   grpc::Status GetFleet(grpc::ServerContext* ctx, const v1::GetFleetRequest* req,
                         v1::GetFleetResponse* resp) override;
@@ -28,9 +30,36 @@ class LockstepService final : public lockstep::v1::Lockstep::Service {
   grpc::Status GetHistory(grpc::ServerContext* ctx, const v1::GetHistoryRequest* req,
                           v1::GetHistoryResponse* resp) override;
 
+  // Rollouts and backups (rollout_service.cc).
+  grpc::Status PlanRollout(grpc::ServerContext* ctx, const v1::StartRolloutRequest* req,
+                           v1::RolloutResponse* resp) override;
+  grpc::Status StartRollout(grpc::ServerContext* ctx, const v1::StartRolloutRequest* req,
+                            v1::RolloutResponse* resp) override;
+  grpc::Status WatchRollout(grpc::ServerContext* ctx, const v1::WatchRolloutRequest* req,
+                            grpc::ServerWriter<v1::RolloutEvent>* writer) override;
+  grpc::Status ApproveRollout(grpc::ServerContext* ctx, const v1::RolloutActionRequest* req,
+                              v1::RolloutResponse* resp) override;
+  grpc::Status PauseRollout(grpc::ServerContext* ctx, const v1::RolloutActionRequest* req,
+                            v1::RolloutResponse* resp) override;
+  grpc::Status ResumeRollout(grpc::ServerContext* ctx, const v1::RolloutActionRequest* req,
+                             v1::RolloutResponse* resp) override;
+  grpc::Status AbortRollout(grpc::ServerContext* ctx, const v1::RolloutActionRequest* req,
+                            v1::RolloutResponse* resp) override;
+  grpc::Status ListRollouts(grpc::ServerContext* ctx, const v1::ListRolloutsRequest* req,
+                            v1::ListRolloutsResponse* resp) override;
+  grpc::Status GetRollout(grpc::ServerContext* ctx, const v1::GetRolloutRequest* req,
+                          v1::RolloutResponse* resp) override;
+  grpc::Status Downgrade(grpc::ServerContext* ctx, const v1::DowngradeRequest* req,
+                         v1::RolloutResponse* resp) override;
+  grpc::Status ListBackups(grpc::ServerContext* ctx, const v1::ListBackupsRequest* req,
+                           v1::ListBackupsResponse* resp) override;
+  grpc::Status RestoreBackup(grpc::ServerContext* ctx, const v1::RestoreBackupRequest* req,
+                             v1::RestoreBackupResponse* resp) override;
+
  private:
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
+  RolloutEngine* engine_;  // outlives the service
 };
 
 // absl::Status -> grpc::Status, code by code (the one place this is done).

@@ -5,9 +5,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "daemon/state/store_util.h"
 
 namespace lockstep::daemon {
 namespace {
+
+using store_util::Guard;
+using store_util::Join;
+using store_util::Micros;
+using store_util::Split;
 
 // Schema migrations, applied in order; index i brings version i to i + 1.
 const char* const kMigrations[] = {
@@ -32,23 +38,88 @@ CREATE TABLE revision_changes (
 );
 CREATE INDEX revision_changes_by_database ON revision_changes (database, id);
 )sql",
+    R"sql(
+CREATE TABLE rollouts (
+  id                 TEXT PRIMARY KEY,
+  kind               TEXT NOT NULL,
+  target             TEXT NOT NULL,
+  target_revisions   TEXT NOT NULL,
+  state              TEXT NOT NULL,
+  reason             TEXT NOT NULL,
+  created_by         TEXT NOT NULL,
+  override_promotion INTEGER NOT NULL,
+  created_at_us      INTEGER NOT NULL,
+  updated_at_us      INTEGER NOT NULL,
+  finished_at_us     INTEGER NOT NULL
+);
+CREATE TABLE rollout_stages (
+  rollout_id        TEXT NOT NULL REFERENCES rollouts (id),
+  position          INTEGER NOT NULL,
+  environment       TEXT NOT NULL,
+  state             TEXT NOT NULL,
+  soak_us           INTEGER NOT NULL,
+  approval_required INTEGER NOT NULL,
+  batch_size        INTEGER NOT NULL,
+  max_parallel      INTEGER NOT NULL,
+  max_failures      INTEGER NOT NULL,
+  on_failure        TEXT NOT NULL,
+  backup_required   INTEGER NOT NULL,
+  failures          INTEGER NOT NULL,
+  approved_by       TEXT NOT NULL,
+  approved_at_us    INTEGER NOT NULL,
+  started_at_us     INTEGER NOT NULL,
+  finished_at_us    INTEGER NOT NULL,
+  PRIMARY KEY (rollout_id, position)
+);
+CREATE TABLE rollout_steps (
+  rollout_id         TEXT NOT NULL REFERENCES rollouts (id),
+  position           INTEGER NOT NULL,
+  environment        TEXT NOT NULL,
+  database           TEXT NOT NULL,
+  wave               INTEGER NOT NULL,
+  canary             INTEGER NOT NULL,
+  from_revisions     TEXT NOT NULL,
+  expected_revisions TEXT NOT NULL,
+  path               TEXT NOT NULL,
+  state              TEXT NOT NULL,
+  phase              TEXT NOT NULL,
+  error              TEXT NOT NULL,
+  rollback           TEXT NOT NULL,
+  output             TEXT NOT NULL,
+  exit_code          INTEGER NOT NULL,
+  backup_id          INTEGER NOT NULL,
+  pid                INTEGER NOT NULL,
+  attempts           INTEGER NOT NULL,
+  alembic_us         INTEGER NOT NULL,
+  started_at_us      INTEGER NOT NULL,
+  finished_at_us     INTEGER NOT NULL,
+  PRIMARY KEY (rollout_id, position)
+);
+CREATE TABLE rollout_events (
+  rollout_id  TEXT NOT NULL REFERENCES rollouts (id),
+  seq         INTEGER NOT NULL,
+  at_us       INTEGER NOT NULL,
+  kind        TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  database    TEXT NOT NULL,
+  message     TEXT NOT NULL,
+  PRIMARY KEY (rollout_id, seq)
+);
+CREATE TABLE backups (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  environment   TEXT NOT NULL,
+  database      TEXT NOT NULL,
+  revisions     TEXT NOT NULL,
+  path          TEXT NOT NULL,
+  size_bytes    INTEGER NOT NULL,
+  sha256        TEXT NOT NULL,
+  rollout_id    TEXT NOT NULL,
+  created_at_us INTEGER NOT NULL,
+  took_us       INTEGER NOT NULL
+);
+CREATE INDEX backups_by_database ON backups (environment, database, id);
+)sql",
 };
-
-std::string Join(const std::vector<std::string>& v) { return absl::StrJoin(v, ","); }
-std::vector<std::string> Split(const std::string& s) {
-  return absl::StrSplit(s, ',', absl::SkipEmpty());
-}
-int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
-
-template <typename F>
-absl::Status Guard(const char* what, F&& f) {
-  try {
-    f();
-    return absl::OkStatus();
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("state store: ", what, ": ", e.what()));
-  }
-}
 
 }  // namespace
 

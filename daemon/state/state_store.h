@@ -1,6 +1,8 @@
 // lockstepd's durable state, in SQLite: the last check of every database
 // and every observed change of its revisions ("prod/app moved from A to B,
-// seen at T"), including changes made by hand outside lockstep.
+// seen at T"), including changes made by hand outside lockstep; rollouts
+// (stages, steps, events) written before each action they describe; the
+// backup catalog.
 //
 // The schema is versioned; Open() upgrades an older file in one transaction
 // and refuses a newer one. Thread-safe: one connection guarded by a mutex.
@@ -16,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "daemon/core/rollout.h"
 
 namespace SQLite {
 class Database;
@@ -53,7 +56,7 @@ struct RevisionChange {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& path);
   ~StateStore();
@@ -66,6 +69,29 @@ class StateStore {
   absl::StatusOr<std::map<std::string, LastCheck>> LastChecks();
   // Newest first, at most `limit`.
   absl::StatusOr<std::vector<RevisionChange>> Changes(const std::string& database, int limit);
+
+  // Rollouts (rollout_store.cc). SaveRollout writes everything in one
+  // transaction; the others one row each, for the engine's write-ahead log.
+  absl::Status SaveRollout(const Rollout& rollout);
+  absl::Status SaveRolloutHeader(const Rollout& rollout);
+  absl::Status SaveStage(const std::string& rollout_id, int position, const RolloutStage& stage);
+  absl::Status SaveStep(const std::string& rollout_id, const RolloutStep& step);
+  // Appends with the next sequence number, which it sets in `event`.
+  absl::Status AppendEvent(const std::string& rollout_id, RolloutEvent* event);
+  absl::StatusOr<Rollout> LoadRollout(const std::string& id);  // NOT_FOUND
+  // Newest first, at most `limit`; with `unfinished_only`, every one not finished.
+  absl::StatusOr<std::vector<Rollout>> ListRollouts(int limit, bool unfinished_only = false);
+  // Events with seq > after_seq, in order, at most `limit`.
+  absl::StatusOr<std::vector<RolloutEvent>> Events(const std::string& rollout_id, int64_t after_seq,
+                                                   int limit);
+
+  // Backups: AddBackup sets `backup->id`.
+  absl::Status AddBackup(Backup* backup);
+  absl::StatusOr<Backup> GetBackup(int64_t id);  // NOT_FOUND
+  // Newest first; empty environment/database: all.
+  absl::StatusOr<std::vector<Backup>> Backups(const std::string& environment,
+                                              const std::string& database, int limit);
+  absl::Status DeleteBackup(int64_t id);
 
  private:
   explicit StateStore(std::unique_ptr<SQLite::Database> db);

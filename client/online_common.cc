@@ -1,0 +1,60 @@
+#include "client/online_common.h"
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/json_writer.h"
+#include "client/offline_commands.h"
+
+namespace lockstep::client {
+
+std::string Server(const CliArgs& args) {
+  if (auto s = args.Option("server")) return *s;
+  if (const char* env = std::getenv("LOCKSTEP_SERVER"); env && *env) return env;
+  return "127.0.0.1:50051";
+}
+
+int Fail(Context& c, const std::string& message) {
+  c.err << "FAILED: " << message << "\n";
+  if (c.json) c.out << JsonWriter().BeginObject().Key("error").String(message).EndObject().Finish();
+  return kExitError;
+}
+
+int RpcFailure(Context& c, const grpc::Status& s) {
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    return Fail(c, absl::StrCat("cannot reach lockstepd at ", c.server, " (", s.error_message(),
+                                "); is it running? (--server / LOCKSTEP_SERVER)"));
+  }
+  return Fail(c, s.error_message());
+}
+
+std::string Time(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(t.seconds()),
+                          absl::UTCTimeZone());
+}
+
+void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
+                const std::vector<std::vector<std::string>>& shown) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  }
+  for (size_t n = 0; n < rows.size(); ++n) {
+    for (size_t i = 0; i < rows[n].size(); ++i) {
+      out << shown[n][i];
+      if (i + 1 < rows[n].size()) out << std::string(width[i] - rows[n][i].size() + 2, ' ');
+    }
+    out << "\n";
+  }
+}
+
+std::chrono::system_clock::time_point Deadline(int seconds) {
+  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+}
+
+}  // namespace lockstep::client

@@ -1,0 +1,42 @@
+// What the online commands share: the call context, errors, times, tables.
+#ifndef LOCKSTEP_CLIENT_ONLINE_COMMON_H_
+#define LOCKSTEP_CLIENT_ONLINE_COMMON_H_
+
+#include <google/protobuf/timestamp.pb.h>
+#include <grpcpp/grpcpp.h>
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "client/cli_args.h"
+
+namespace lockstep::client {
+
+struct Context {
+  const CliArgs& args;
+  std::ostream& out;
+  std::ostream& err;
+  bool json = false;
+  bool color = false;   // stdout is a terminal (and NO_COLOR is unset)
+  std::string server;
+};
+
+// --server, else $LOCKSTEP_SERVER, else 127.0.0.1:50051.
+std::string Server(const CliArgs& args);
+// Prints "FAILED: message" (and {"error": ...} with -o json); kExitError.
+int Fail(Context& c, const std::string& message);
+// Fail() for an RPC's status, saying where lockstepd was expected when unreachable.
+int RpcFailure(Context& c, const grpc::Status& s);
+// RFC 3339 in UTC; "" when unset.
+std::string Time(const google::protobuf::Timestamp& t);
+// Pads each column to its widest cell; the last column is not padded.
+// `shown` is `rows` with colours added (same visible widths).
+void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
+                const std::vector<std::vector<std::string>>& shown);
+// A deadline `seconds` from now.
+std::chrono::system_clock::time_point Deadline(int seconds);
+
+}  // namespace lockstep::client
+
+#endif  // LOCKSTEP_CLIENT_ONLINE_COMMON_H_

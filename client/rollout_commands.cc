@@ -1,0 +1,498 @@
+#include "client/rollout_commands.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "client/json_writer.h"
+#include "client/offline_commands.h"
+
+namespace lockstep::client {
+namespace {
+
+template <typename Repeated>
+std::vector<std::string> List(const Repeated& r) {
+  return std::vector<std::string>(r.begin(), r.end());
+}
+
+std::string Rows(const google::protobuf::RepeatedPtrField<std::string>& rows) {
+  return rows.empty() ? "<none>" : absl::StrJoin(rows, ",");
+}
+
+long Millis(const google::protobuf::Duration& d) {
+  return static_cast<long>(d.seconds() * 1000 + d.nanos() / 1000000);
+}
+
+std::string Actor(const CliArgs& args) {
+  if (auto a = args.Option("actor")) return *a;
+  if (const char* env = std::getenv("LOCKSTEP_ACTOR"); env && *env) return env;
+  const char* user = std::getenv("USER");
+  char host[256] = "";
+  ::gethostname(host, sizeof host - 1);
+  return absl::StrCat(user != nullptr ? user : "unknown", "@", host);
+}
+
+std::vector<std::string> CommaList(const CliArgs& args, const std::string& name) {
+  std::optional<std::string> v = args.Option(name);
+  if (!v) return {};
+  return absl::StrSplit(*v, ',', absl::SkipEmpty());
+}
+
+// ---- JSON (field names are documented in the README) ------------------------
+
+void WriteRollout(JsonWriter& w, const v1::Rollout& r) {
+  w.BeginObject();
+  w.Key("id").String(r.id()).Key("kind").String(r.kind()).Key("target").String(r.target());
+  w.Key("target_revisions").StringArray(List(r.target_revisions()));
+  w.Key("state").String(r.state()).Key("reason").String(r.reason());
+  w.Key("created_by").String(r.created_by()).Key("override_promotion").Bool(r.override_promotion());
+  w.Key("created_at").String(Time(r.created_at())).Key("updated_at").String(Time(r.updated_at()));
+  w.Key("finished_at").String(Time(r.finished_at()));
+  w.Key("stages").BeginArray();
+  for (const v1::RolloutStage& s : r.stages()) {
+    w.BeginObject().Key("environment").String(s.environment()).Key("state").String(s.state());
+    w.Key("soak_seconds").Int(static_cast<long>(s.soak().seconds()));
+    w.Key("approval_required").Bool(s.approval_required()).Key("approved_by").String(s.approved_by());
+    w.Key("approved_at").String(Time(s.approved_at()));
+    w.Key("batch_size").Int(s.batch_size()).Key("max_parallel").Int(s.max_parallel());
+    w.Key("max_failures").Int(s.max_failures()).Key("on_failure").String(s.on_failure());
+    w.Key("backup_required").Bool(s.backup_required()).Key("failures").Int(s.failures());
+    w.Key("started_at").String(Time(s.started_at())).Key("finished_at").String(Time(s.finished_at()));
+    w.EndObject();
+  }
+  w.EndArray().Key("steps").BeginArray();
+  for (const v1::RolloutStep& s : r.steps()) {
+    w.BeginObject().Key("index").Int(s.index()).Key("environment").String(s.environment());
+    w.Key("database").String(s.database()).Key("wave").Int(s.wave()).Key("canary").Bool(s.canary());
+    w.Key("from").StringArray(List(s.from())).Key("expected").StringArray(List(s.expected()));
+    w.Key("path").StringArray(List(s.path())).Key("state").String(s.state());
+    w.Key("phase").String(s.phase()).Key("error").String(s.error()).Key("rollback").String(s.rollback());
+    w.Key("exit_code").Int(s.exit_code()).Key("backup_id").Int(static_cast<long>(s.backup_id()));
+    w.Key("attempts").Int(s.attempts()).Key("alembic_ms").Int(Millis(s.alembic_duration()));
+    w.Key("started_at").String(Time(s.started_at())).Key("finished_at").String(Time(s.finished_at()));
+    w.EndObject();
+  }
+  w.EndArray().EndObject();
+}
+
+void WriteBackup(JsonWriter& w, const v1::Backup& b) {
+  w.BeginObject().Key("id").Int(static_cast<long>(b.id())).Key("environment").String(b.environment());
+  w.Key("database").String(b.database()).Key("revisions").StringArray(List(b.revisions()));
+  w.Key("path").String(b.path()).Key("size_bytes").Int(static_cast<long>(b.size_bytes()));
+  w.Key("sha256").String(b.sha256()).Key("created_at").String(Time(b.created_at()));
+  w.Key("rollout_id").String(b.rollout_id()).Key("took_ms").Int(Millis(b.took()));
+  w.EndObject();
+}
+
+// ---- text ---------------------------------------------------------------------
+
+struct Counts {
+  int total = 0, succeeded = 0, failed = 0, skipped = 0, running = 0;
+};
+
+Counts CountSteps(const v1::Rollout& r, const std::string& environment) {
+  Counts n;
+  for (const v1::RolloutStep& s : r.steps()) {
+    if (!environment.empty() && s.environment() != environment) continue;
+    ++n.total;
+    n.succeeded += s.state() == "succeeded";
+    n.failed += s.state() == "failed";
+    n.skipped += s.state() == "skipped";
+    n.running += s.state() == "running";
+  }
+  return n;
+}
+
+void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
+  if (plan) {
+    c.out << "plan: " << r.kind() << " to " << r.target() << " ("
+          << absl::StrJoin(r.target_revisions(), ", ") << "), " << r.steps_size() << " databases\n";
+  } else {
+    c.out << "rollout " << r.id() << "  " << r.state() << "  " << r.kind() << " to " << r.target()
+          << " (" << absl::StrJoin(r.target_revisions(), ", ") << ")\n";
+    c.out << "  created " << Time(r.created_at()) << (r.created_by().empty() ? "" : " by " + r.created_by());
+    if (!Time(r.finished_at()).empty()) c.out << ", finished " << Time(r.finished_at());
+    c.out << "\n";
+  }
+  if (!r.reason().empty()) c.out << "  " << r.reason() << "\n";
+  for (const v1::RolloutStage& st : r.stages()) {
+    Counts n = CountSteps(r, st.environment());
+    c.out << "\n" << st.environment();
+    if (!plan) c.out << "  " << st.state();
+    std::vector<std::string> policy;
+    if (st.approval_required()) {
+      policy.push_back(st.approved_by().empty() ? "approval required"
+                                                : "approved by " + st.approved_by());
+    }
+    if (st.soak().seconds() > 0) {
+      policy.push_back(absl::StrCat("soak ", absl::FormatDuration(absl::Seconds(st.soak().seconds()))));
+    }
+    if (st.backup_required()) policy.push_back("backup required");
+    policy.push_back(absl::StrCat("batch ", st.batch_size(), ", ", st.max_parallel(), " at once"));
+    policy.push_back(absl::StrCat("max_failures ", st.max_failures()));
+    policy.push_back("on_failure " + st.on_failure());
+    c.out << "  (" << absl::StrJoin(policy, "; ") << ")";
+    if (!plan) c.out << "  " << n.succeeded << "/" << n.total << " done" << (n.failed ? absl::StrCat(", ", n.failed, " failed") : "");
+    c.out << "\n";
+    if (n.total == 0) c.out << "  nothing to do: every database is at the target\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const v1::RolloutStep& s : r.steps()) {
+      if (s.environment() != st.environment()) continue;
+      std::vector<std::string> row = {
+          absl::StrCat("  wave ", s.wave() + 1, s.canary() ? " (canary)" : ""), s.database(),
+          absl::StrCat(Rows(s.from()), " -> ", Rows(s.expected())),
+          absl::StrCat(s.path_size(), s.path_size() == 1 ? " revision" : " revisions")};
+      if (!plan) {
+        row.push_back(s.state());
+        std::string note = s.error();
+        if (!s.rollback().empty()) note = absl::StrCat(note, " [", s.rollback(), "]");
+        row.push_back(note);
+      }
+      rows.push_back(row);
+    }
+    PrintTable(c.out, rows, rows);
+  }
+}
+
+int ExitFor(const std::string& state) {
+  if (state == "succeeded") return kExitOk;
+  if (state == "failed") return kExitRolloutFailed;
+  if (state == "halted") return kExitRolloutHalted;
+  if (state == "aborted") return kExitRolloutAborted;
+  if (state == "awaiting_approval") return kExitAwaitingApproval;
+  return kExitError;
+}
+
+absl::StatusOr<v1::Rollout> GetRollout(Context& c, v1::Lockstep::Stub& stub, const std::string& id,
+                                       grpc::Status* status) {
+  v1::GetRolloutRequest req;
+  req.set_id(id);
+  v1::RolloutResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(10));
+  *status = stub.GetRollout(&ctx, req, &resp);
+  (void)c;
+  if (!status->ok()) return absl::UnavailableError(status->error_message());
+  return resp.rollout();
+}
+
+// Progress bars, one per stage, redrawn in place on a terminal.
+class Progress {
+ public:
+  explicit Progress(std::ostream& out) : out_(out) {}
+  void Clear() {
+    for (int i = 0; i < drawn_; ++i) out_ << "\033[1A\033[2K";
+    drawn_ = 0;
+  }
+  void Draw(const v1::Rollout& r) {
+    for (const v1::RolloutStage& st : r.stages()) {
+      Counts n = CountSteps(r, st.environment());
+      constexpr int kWidth = 30;
+      int done = n.succeeded + n.failed + n.skipped;
+      int filled = n.total == 0 ? kWidth : done * kWidth / n.total;
+      out_ << absl::StrCat("  ", st.environment(), std::string(st.environment().size() < 10 ? 10 - st.environment().size() : 1, ' '), "[",
+                           std::string(static_cast<size_t>(filled), '#'),
+                           std::string(static_cast<size_t>(kWidth - filled), '.'), "] ", done, "/",
+                           n.total, "  ", st.state(), n.failed ? absl::StrCat(" (", n.failed, " failed)") : "",
+                           n.running ? absl::StrCat(" (", n.running, " running)") : "")
+           << "\n";
+      ++drawn_;
+    }
+    out_.flush();
+  }
+
+ private:
+  std::ostream& out_;
+  int drawn_ = 0;
+};
+
+// Follows a rollout's events until it ends (or waits for approval, which a
+// pipeline cannot give itself). Returns the exit code for its final state.
+int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id) {
+  const bool tty = ::isatty(1) && !c.json;
+  const bool verbose = c.args.Flag("verbose");
+  Progress progress(c.out);
+  int64_t after = 0;
+  std::string last_state;
+  while (true) {
+    v1::WatchRolloutRequest req;
+    req.set_id(id);
+    req.set_after_seq(after);
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<v1::RolloutEvent>> reader = stub.WatchRollout(&ctx, req);
+    v1::RolloutEvent e;
+    bool awaiting = false;
+    while (reader->Read(&e)) {
+      after = e.seq();
+      last_state = e.rollout_state();
+      if (!c.json && (e.kind() != "output" || verbose)) {
+        if (tty) progress.Clear();
+        std::string where = e.database().empty() ? e.environment()
+                                                 : absl::StrCat(e.environment(), "/", e.database());
+        c.out << Time(e.at()).substr(11, 8) << "  " << e.kind() << (where.empty() ? "" : "  " + where)
+              << "  " << e.message() << "\n";
+        if (tty) {
+          grpc::Status s;
+          absl::StatusOr<v1::Rollout> r = GetRollout(c, stub, id, &s);
+          if (r.ok()) progress.Draw(*r);
+        }
+      }
+      // Replayed events carry the rollout's state now: stop only when it
+      // still waits (a pipeline cannot approve itself).
+      if (e.kind() == "awaiting_approval" && e.rollout_state() == "awaiting_approval") {
+        awaiting = true;
+        ctx.TryCancel();
+        break;
+      }
+    }
+    grpc::Status s = reader->Finish();
+    if (!awaiting && !s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
+      if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+        // lockstepd restarted (or is restarting): follow again from where we were.
+        ::sleep(1);
+        continue;
+      }
+      return RpcFailure(c, s);
+    }
+    grpc::Status gs;
+    absl::StatusOr<v1::Rollout> r = GetRollout(c, stub, id, &gs);
+    if (!r.ok()) return RpcFailure(c, gs);
+    if (!awaiting && r->state() != "succeeded" && r->state() != "failed" &&
+        r->state() != "halted" && r->state() != "aborted") {
+      continue;  // the stream ended early (e.g. a deadline); follow on
+    }
+    if (c.json) {
+      JsonWriter w;
+      WriteRollout(w, *r);
+      c.out << w.Finish();
+    } else {
+      if (tty) progress.Clear();
+      c.out << "\n";
+      PrintRollout(c, *r, false);
+      if (r->state() == "awaiting_approval") {
+        c.out << "\nwaiting for approval: lockstep approve " << id << "\n";
+      }
+    }
+    return ExitFor(r->state());
+  }
+}
+
+int NeedId(Context& c) {
+  if (c.args.positional.size() != 1) {
+    c.err << "lockstep " << c.args.command << ": expects a rollout ID\n";
+    return kExitUsage;
+  }
+  return kExitOk;
+}
+
+int ShowRollout(Context& c, const v1::Rollout& r, bool plan) {
+  if (c.json) {
+    JsonWriter w;
+    WriteRollout(w, r);
+    c.out << w.Finish();
+  } else {
+    PrintRollout(c, r, plan);
+  }
+  return kExitOk;
+}
+
+int PlanOrStart(Context& c, v1::Lockstep::Stub& stub, bool start) {
+  v1::StartRolloutRequest req;
+  req.set_target(c.args.Option("to").value_or("heads"));
+  for (const std::string& e : CommaList(c.args, "env")) req.add_environments(e);
+  for (const std::string& d : CommaList(c.args, "db")) req.add_databases(d);
+  req.set_override_promotion(c.args.Flag("override-promotion"));
+  req.set_actor(Actor(c.args));
+  v1::RolloutResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(120));
+  grpc::Status s = start ? stub.StartRollout(&ctx, req, &resp) : stub.PlanRollout(&ctx, req, &resp);
+  if (!s.ok()) return RpcFailure(c, s);
+  if (start && (c.args.Flag("watch") || c.args.Flag("wait"))) {
+    if (!c.json) c.out << "rollout " << resp.rollout().id() << " started\n";
+    return Watch(c, stub, resp.rollout().id());
+  }
+  if (start && !c.json) {
+    c.out << "rollout " << resp.rollout().id() << " started; follow it with: lockstep watch "
+          << resp.rollout().id() << "\n\n";
+  }
+  return ShowRollout(c, resp.rollout(), !start);
+}
+
+using Action = grpc::Status (v1::Lockstep::Stub::*)(grpc::ClientContext*,
+                                                    const v1::RolloutActionRequest&,
+                                                    v1::RolloutResponse*);
+
+int Control(Context& c, v1::Lockstep::Stub& stub, Action action) {
+  if (int u = NeedId(c); u != kExitOk) return u;
+  v1::RolloutActionRequest req;
+  req.set_id(c.args.positional[0]);
+  req.set_actor(Actor(c.args));
+  v1::RolloutResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(10));
+  grpc::Status s = (stub.*action)(&ctx, req, &resp);
+  if (!s.ok()) return RpcFailure(c, s);
+  if (c.json) return ShowRollout(c, resp.rollout(), false);
+  c.out << "rollout " << resp.rollout().id() << ": " << c.args.command << " done; now "
+        << resp.rollout().state() << (resp.rollout().reason().empty() ? "" : " (" + resp.rollout().reason() + ")")
+        << "\n";
+  return kExitOk;
+}
+
+int Rollouts(Context& c, v1::Lockstep::Stub& stub) {
+  v1::ListRolloutsRequest req;
+  int limit = 0;
+  if (auto l = c.args.Option("limit"); l && (!absl::SimpleAtoi(*l, &limit) || limit <= 0)) {
+    c.err << "lockstep rollouts: --limit takes a positive number\n";
+    return kExitUsage;
+  }
+  req.set_limit(limit);
+  v1::ListRolloutsResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(10));
+  grpc::Status s = stub.ListRollouts(&ctx, req, &resp);
+  if (!s.ok()) return RpcFailure(c, s);
+  if (c.json) {
+    JsonWriter w;
+    w.BeginObject().Key("rollouts").BeginArray();
+    for (const v1::Rollout& r : resp.rollouts()) WriteRollout(w, r);
+    w.EndArray().EndObject();
+    c.out << w.Finish();
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "KIND", "TARGET", "STATE", "DONE", "CREATED", "BY", "REASON"}};
+  for (const v1::Rollout& r : resp.rollouts()) {
+    Counts n = CountSteps(r, "");
+    rows.push_back({r.id(), r.kind(), r.target(), r.state(),
+                    absl::StrCat(n.succeeded, "/", n.total, n.failed ? absl::StrCat(" (", n.failed, " failed)") : ""),
+                    Time(r.created_at()), r.created_by(), r.reason()});
+  }
+  PrintTable(c.out, rows, rows);
+  return kExitOk;
+}
+
+int Downgrade(Context& c, v1::Lockstep::Stub& stub) {
+  if (c.args.positional.size() != 1 || c.args.positional[0].find('/') == std::string::npos ||
+      !c.args.Option("to")) {
+    c.err << "lockstep downgrade: expects ENV/NAME --to REV\n";
+    return kExitUsage;
+  }
+  const std::string& arg = c.args.positional[0];
+  v1::DowngradeRequest req;
+  req.set_environment(arg.substr(0, arg.find('/')));
+  req.set_database(arg.substr(arg.find('/') + 1));
+  req.set_target(*c.args.Option("to"));
+  req.set_actor(Actor(c.args));
+  v1::RolloutResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(120));
+  grpc::Status s = stub.Downgrade(&ctx, req, &resp);
+  if (!s.ok()) return RpcFailure(c, s);
+  if (!c.json) c.out << "downgrade " << resp.rollout().id() << " started\n";
+  return Watch(c, stub, resp.rollout().id());
+}
+
+int Backups(Context& c, v1::Lockstep::Stub& stub) {
+  v1::ListBackupsRequest req;
+  if (!c.args.positional.empty()) {
+    const std::string& arg = c.args.positional[0];
+    req.set_environment(arg.substr(0, arg.find('/')));
+    if (arg.find('/') != std::string::npos) req.set_database(arg.substr(arg.find('/') + 1));
+  }
+  int limit = 0;
+  if (auto l = c.args.Option("limit"); l && (!absl::SimpleAtoi(*l, &limit) || limit <= 0)) {
+    c.err << "lockstep backups: --limit takes a positive number\n";
+    return kExitUsage;
+  }
+  req.set_limit(limit);
+  v1::ListBackupsResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(10));
+  grpc::Status s = stub.ListBackups(&ctx, req, &resp);
+  if (!s.ok()) return RpcFailure(c, s);
+  if (c.json) {
+    JsonWriter w;
+    w.BeginObject().Key("backups").BeginArray();
+    for (const v1::Backup& b : resp.backups()) WriteBackup(w, b);
+    w.EndArray().EndObject();
+    c.out << w.Finish();
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "DATABASE", "REVISIONS", "SIZE", "CREATED", "SHA256", "PATH"}};
+  for (const v1::Backup& b : resp.backups()) {
+    rows.push_back({std::to_string(b.id()), absl::StrCat(b.environment(), "/", b.database()),
+                    Rows(b.revisions()), absl::StrCat(b.size_bytes()), Time(b.created_at()),
+                    b.sha256().substr(0, 12), b.path()});
+  }
+  PrintTable(c.out, rows, rows);
+  return kExitOk;
+}
+
+int Restore(Context& c, v1::Lockstep::Stub& stub) {
+  int64_t id = 0;
+  if (c.args.positional.size() != 1 || !absl::SimpleAtoi(c.args.positional[0], &id) || id <= 0) {
+    c.err << "lockstep restore: expects a backup ID (lockstep backups lists them)\n";
+    return kExitUsage;
+  }
+  v1::RestoreBackupRequest req;
+  req.set_id(id);
+  req.set_actor(Actor(c.args));
+  v1::RestoreBackupResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(3600));
+  grpc::Status s = stub.RestoreBackup(&ctx, req, &resp);
+  if (!s.ok()) return RpcFailure(c, s);
+  if (c.json) {
+    JsonWriter w;
+    w.BeginObject().Key("backup");
+    WriteBackup(w, resp.backup());
+    w.Key("revisions").StringArray(List(resp.revisions())).EndObject();
+    c.out << w.Finish();
+    return kExitOk;
+  }
+  c.out << "restored " << resp.backup().environment() << "/" << resp.backup().database()
+        << " from backup " << id << "; it now holds " << Rows(resp.revisions()) << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunRolloutCommand(Context& c, v1::Lockstep::Stub& stub) {
+  const std::string& cmd = c.args.command;
+  if (cmd == "plan") return PlanOrStart(c, stub, false);
+  if (cmd == "rollout") {
+    if (c.args.positional.size() == 1 && !c.args.Option("to")) {
+      grpc::Status s;
+      absl::StatusOr<v1::Rollout> r = GetRollout(c, stub, c.args.positional[0], &s);
+      if (!r.ok()) return RpcFailure(c, s);
+      return ShowRollout(c, *r, false);
+    }
+    if (!c.args.positional.empty()) {
+      c.err << "lockstep rollout: use --to REV to start one, or give one ID to show it\n";
+      return kExitUsage;
+    }
+    return PlanOrStart(c, stub, true);
+  }
+  if (cmd == "watch") {
+    if (int u = NeedId(c); u != kExitOk) return u;
+    return Watch(c, stub, c.args.positional[0]);
+  }
+  if (cmd == "rollouts") return Rollouts(c, stub);
+  if (cmd == "approve") return Control(c, stub, &v1::Lockstep::Stub::ApproveRollout);
+  if (cmd == "pause") return Control(c, stub, &v1::Lockstep::Stub::PauseRollout);
+  if (cmd == "resume") return Control(c, stub, &v1::Lockstep::Stub::ResumeRollout);
+  if (cmd == "abort") return Control(c, stub, &v1::Lockstep::Stub::AbortRollout);
+  if (cmd == "downgrade") return Downgrade(c, stub);
+  if (cmd == "backups") return Backups(c, stub);
+  return Restore(c, stub);
+}
+
+}  // namespace lockstep::client

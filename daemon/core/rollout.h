@@ -1,0 +1,118 @@
+// A rollout: moving databases to a target revision, environment by
+// environment. Plain data, shared by the planner, the engine, the state
+// store and the API adapter.
+//
+// Shape: a rollout has stages (one per environment, in promotion order);
+// a stage's steps are grouped in waves (each canary alone, then waves of
+// batch_size); a step is one database moved along Alembic's own path.
+// States are stable strings (they are stored and shown in the API):
+//   rollout: running, paused, awaiting_approval, soaking, succeeded, failed,
+//            halted, aborted
+//   stage:   pending, soaking, awaiting_approval, running, succeeded, failed,
+//            halted, skipped, aborted
+//   step:    pending, running, succeeded, failed, skipped
+#ifndef LOCKSTEP_DAEMON_CORE_ROLLOUT_H_
+#define LOCKSTEP_DAEMON_CORE_ROLLOUT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace lockstep::daemon {
+
+struct RolloutStep {
+  int index = 0;  // position in the rollout; the order steps are started in
+  std::string environment;
+  std::string database;
+  int wave = 0;         // inside its stage; canaries take the first waves
+  bool canary = false;
+  std::vector<std::string> from;      // version rows when planned (or re-read)
+  std::vector<std::string> expected;  // version rows after the step
+  std::vector<std::string> path;      // revisions Alembic runs, in order
+  std::string state = "pending";
+  // While running, what is being done (written before it is done):
+  // lock, backup, alembic, verify, rollback.
+  std::string phase;
+  std::string error;     // why it failed or was skipped
+  std::string rollback;  // restored, rolled_back, downgraded, left, or "<how>_failed"
+  std::string output;    // Alembic's output (the last 64 KiB)
+  int exit_code = -1;    // Alembic's, -1 when it did not run or was killed
+  int64_t backup_id = 0;
+  int pid = 0;           // Alembic's process while it runs
+  int attempts = 0;
+  absl::Duration alembic_time;  // wall time of Alembic's process
+  absl::Time started_at = absl::InfinitePast();
+  absl::Time finished_at = absl::InfinitePast();
+
+  std::string key() const { return environment + "/" + database; }
+  bool finished() const { return state == "succeeded" || state == "failed" || state == "skipped"; }
+};
+
+struct RolloutStage {
+  std::string environment;
+  std::string state = "pending";
+  absl::Duration soak;          // the previous stage must have held the target this long
+  bool approval_required = false;
+  int batch_size = 10;
+  int max_parallel = 4;
+  int max_failures = 0;
+  std::string on_failure = "restore";  // restore, downgrade, leave
+  bool backup_required = false;
+  int failures = 0;
+  std::string approved_by;
+  absl::Time approved_at = absl::InfinitePast();
+  absl::Time started_at = absl::InfinitePast();
+  absl::Time finished_at = absl::InfinitePast();
+};
+
+struct Rollout {
+  std::string id;
+  std::string kind = "upgrade";  // or "downgrade" (one database, incident work)
+  std::string target;            // the identifier as given (heads, a revision, label@head)
+  std::vector<std::string> target_revisions;  // what it resolved to when planned
+  std::string state = "running";
+  std::string reason;  // why it ended the way it did, or what it waits for
+  std::string created_by;
+  bool override_promotion = false;
+  absl::Time created_at = absl::InfinitePast();
+  absl::Time updated_at = absl::InfinitePast();
+  absl::Time finished_at = absl::InfinitePast();
+  std::vector<RolloutStage> stages;
+  std::vector<RolloutStep> steps;
+
+  bool finished() const {
+    return state == "succeeded" || state == "failed" || state == "halted" || state == "aborted";
+  }
+};
+
+struct RolloutEvent {
+  int64_t seq = 0;  // per rollout, from 1
+  absl::Time at;
+  // rollout_started, stage_started, soaking, awaiting_approval, approved,
+  // step_started, backup_taken, output, verified, step_failed, rolled_back,
+  // step_skipped, stage_finished, paused, resumed, aborted, halted,
+  // recovered, rollout_finished, override_promotion
+  std::string kind;
+  std::string environment;
+  std::string database;
+  std::string message;
+};
+
+struct Backup {
+  int64_t id = 0;
+  std::string environment;
+  std::string database;
+  std::vector<std::string> revisions;  // version rows when taken
+  std::string path;
+  int64_t size_bytes = 0;
+  std::string sha256;  // hex
+  std::string rollout_id;
+  absl::Time created_at;
+  absl::Duration took;
+};
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_CORE_ROLLOUT_H_

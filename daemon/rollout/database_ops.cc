@@ -1,0 +1,247 @@
+#include "daemon/rollout/database_ops.h"
+
+#include <SQLiteCpp/Backup.h>
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <pqxx/pqxx>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/strings/str_join.h"
+#include "config/inventory.h"
+#include "daemon/rollout/process.h"
+
+namespace lockstep::daemon {
+namespace {
+
+// "lockstep" in ASCII: the advisory-lock key every lockstepd uses.
+constexpr int64_t kAdvisoryLockKey = 0x6C6F636B73746570;
+
+// Files names made from database names and revisions: keep them tame.
+std::string FileSafe(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.') ? c : '_';
+  return out.empty() ? "_" : out;
+}
+
+absl::Status FsyncAndRename(const std::string& tmp, const std::string& path) {
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    return absl::InternalError(absl::StrCat("cannot sync ", tmp, ": ", std::strerror(errno)));
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+// Copies one SQLite database into another with the online backup API.
+void SqliteCopy(const std::string& from, const std::string& to, bool to_must_exist) {
+  SQLite::Database src(from, SQLite::OPEN_READONLY, 10000);
+  SQLite::Database dst(to, to_must_exist ? SQLite::OPEN_READWRITE
+                                         : SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+                       10000);
+  SQLite::Backup backup(dst, src);
+  backup.executeStep();
+}
+
+}  // namespace
+
+absl::StatusOr<config::DatabaseUrl> ConnectUrl(const VersionTarget& target) {
+  absl::StatusOr<std::optional<std::string>> password =
+      config::ResolvePassword(target.url, target.secret, target.name);
+  if (!password.ok()) return password.status();
+  config::DatabaseUrl url = target.url;
+  url.password = *password;
+  return url;
+}
+
+std::vector<std::string> LibpqEnvironment(const config::DatabaseUrl& url) {
+  std::vector<std::string> env;
+  if (!url.host.empty()) env.push_back("PGHOST=" + url.host);
+  if (url.port != 0) env.push_back(absl::StrCat("PGPORT=", url.port));
+  if (!url.user.empty()) env.push_back("PGUSER=" + url.user);
+  env.push_back("PGDATABASE=" + url.database);
+  if (url.password.has_value()) env.push_back("PGPASSWORD=" + *url.password);
+  static const std::map<std::string, std::string> kQueryVars = {
+      {"sslmode", "PGSSLMODE"}, {"sslrootcert", "PGSSLROOTCERT"}, {"sslcert", "PGSSLCERT"},
+      {"sslkey", "PGSSLKEY"}, {"application_name", "PGAPPNAME"}, {"options", "PGOPTIONS"}};
+  for (const auto& [k, v] : url.query) {
+    auto it = kQueryVars.find(k);
+    if (it != kQueryVars.end()) env.push_back(it->second + "=" + v);
+  }
+  return env;
+}
+
+struct DatabaseLock::Pg {
+  std::unique_ptr<pqxx::connection> conn;
+};
+
+std::string LockFileOf(const std::string& sqlite_path) { return sqlite_path + ".lockstep-lock"; }
+
+absl::StatusOr<std::unique_ptr<DatabaseLock>> DatabaseLock::Acquire(
+    const VersionTarget& target, const config::DatabaseUrl& url, absl::Duration connect_timeout) {
+  std::unique_ptr<DatabaseLock> lock(new DatabaseLock());
+  if (url.dialect == config::Dialect::kSqlite) {
+    const std::string path = LockFileOf(url.database);
+    lock->fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock->fd_ < 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot open the lock file ", path, ": ", std::strerror(errno)));
+    }
+    if (::flock(lock->fd_, LOCK_EX | LOCK_NB) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          target.name, " is locked by another rollout or lockstepd (", path, ")"));
+    }
+    return lock;
+  }
+  try {
+    lock->pg_ = std::make_unique<Pg>();
+    lock->pg_->conn = std::make_unique<pqxx::connection>(absl::StrCat(
+        url.LibpqConninfo(), " connect_timeout=",
+        std::max<int64_t>(2, absl::ToInt64Seconds(connect_timeout)),
+        " application_name=lockstepd-lock"));
+    pqxx::nontransaction w(*lock->pg_->conn);
+    pqxx::result r = w.exec(absl::StrCat("SELECT pg_try_advisory_lock(", kAdvisoryLockKey, ")"));
+    if (!r[0][0].as<bool>()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          target.name, " is locked by another rollout or lockstepd (PostgreSQL advisory lock ",
+          kAdvisoryLockKey, " is held; see pg_locks)"));
+    }
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot lock ", target.name, ": ", e.what()));
+  }
+  return lock;
+}
+
+DatabaseLock::~DatabaseLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
+  // Closing the session releases the advisory lock.
+}
+
+absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  std::vector<char> buf(1 << 16);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &len);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
+}
+
+absl::StatusOr<Backup> TakeBackup(const VersionTarget& target, const config::DatabaseUrl& url,
+                                  const std::string& dir, absl::Duration timeout) {
+  Backup b;
+  const absl::Time start = absl::Now();
+  size_t slash = target.name.find('/');
+  b.environment = target.name.substr(0, slash);
+  b.database = target.name.substr(slash + 1);
+  b.created_at = start;
+  const std::string folder =
+      absl::StrCat(dir, "/", FileSafe(b.environment), "/", FileSafe(b.database));
+  std::error_code ec;
+  std::filesystem::create_directories(folder, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", folder, ": ", ec.message()));
+  const bool sqlite = url.dialect == config::Dialect::kSqlite;
+  b.path = absl::StrCat(folder, "/",
+                        absl::FormatTime("%Y%m%dT%H%M%E6SZ", start, absl::UTCTimeZone()),
+                        sqlite ? ".sqlite3" : ".pgdump");
+  const std::string tmp = b.path + ".partial";
+  if (sqlite) {
+    try {
+      SqliteCopy(url.database, tmp, false);
+    } catch (const std::exception& e) {
+      ::unlink(tmp.c_str());
+      return absl::UnavailableError(
+          absl::StrCat("backup of ", target.name, " failed: ", e.what()));
+    }
+  } else {
+    ProcessSpec spec;
+    spec.argv = {"pg_dump", "--format=custom", "--file", tmp};
+    spec.env = LibpqEnvironment(url);
+    spec.timeout = timeout;
+    ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
+    if (!r.ok()) {
+      ::unlink(tmp.c_str());
+      return absl::UnavailableError(absl::StrCat("backup of ", target.name, ": pg_dump ",
+                                                 r.Describe(), ": ", r.output));
+    }
+  }
+  absl::Status renamed = FsyncAndRename(tmp, b.path);
+  if (!renamed.ok()) return renamed;
+  struct stat st;
+  if (::stat(b.path.c_str(), &st) != 0) return absl::InternalError("backup vanished: " + b.path);
+  b.size_bytes = st.st_size;
+  absl::StatusOr<std::string> sum = Sha256OfFile(b.path);
+  if (!sum.ok()) return sum.status();
+  b.sha256 = *sum;
+  b.took = absl::Now() - start;
+  return b;
+}
+
+absl::Status VerifyBackup(const Backup& backup) {
+  struct stat st;
+  if (::stat(backup.path.c_str(), &st) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("backup ", backup.id, ": file ", backup.path, " is missing"));
+  }
+  absl::StatusOr<std::string> sum = Sha256OfFile(backup.path);
+  if (!sum.ok()) return absl::FailedPreconditionError(sum.status().message());
+  if (st.st_size != backup.size_bytes || *sum != backup.sha256) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "backup ", backup.id, " is corrupted: ", backup.path, " has ", st.st_size,
+        " bytes and sha256 ", *sum, "; the catalog recorded ", backup.size_bytes, " bytes and ",
+        backup.sha256, ". Refusing to restore it"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl& url,
+                           absl::Duration timeout) {
+  const std::string name = absl::StrCat(backup.environment, "/", backup.database);
+  if (url.dialect == config::Dialect::kSqlite) {
+    try {
+      SqliteCopy(backup.path, url.database, false);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("restore of ", name, " failed: ", e.what()));
+    }
+    return absl::OkStatus();
+  }
+  ProcessSpec spec;
+  spec.argv = {"pg_restore", "--clean", "--if-exists", "--single-transaction", "--no-owner",
+               "--dbname", url.database, backup.path};
+  spec.env = LibpqEnvironment(url);
+  spec.timeout = timeout;
+  ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
+  if (!r.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("restore of ", name, ": pg_restore ", r.Describe(), ": ", r.output));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace lockstep::daemon

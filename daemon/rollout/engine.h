@@ -1,0 +1,136 @@
+// The rollout engine: runs rollouts stage by stage, wave by wave, step by
+// step, writing each step's state to the store before acting on it, and
+// picks unfinished rollouts up again after a restart or a crash.
+//
+// Example:
+//   RolloutEngine engine(reconciler, store.get(), MakeReader(opts));
+//   engine.Recover();                         // at start: continue what was running
+//   absl::StatusOr<Rollout> r = engine.Start({.target = "heads"});
+//   engine.Approve(r->id, "alice");           // protected environments wait for this
+//
+// Per step: take the database's lock, re-read its rows, back it up when the
+// policy says so, run Alembic as a child process (password through the
+// environment), read the rows again and compare them with the plan. A failed
+// step is restored, downgraded or left as the environment's on_failure says,
+// and verified; past max_failures the rollout halts.
+//
+// Thread-safe. Each active rollout has a runner thread; a wave runs its steps
+// on up to max_parallel threads. Stop() ends all of them without marking
+// anything finished (a running Alembic is stopped, as if lockstepd had
+// crashed); Recover() in the next process reconciles from the databases.
+#ifndef LOCKSTEP_DAEMON_ROLLOUT_ENGINE_H_
+#define LOCKSTEP_DAEMON_ROLLOUT_ENGINE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "daemon/core/reconciler.h"
+#include "daemon/core/rollout.h"
+#include "daemon/rollout/planner.h"
+#include "daemon/state/state_store.h"
+
+namespace lockstep::daemon {
+
+// Callbacks for logs and metrics; called with the engine's lock held, so
+// they must not call back into the engine.
+struct RolloutHooks {
+  std::function<void(const Rollout&, const RolloutEvent&)> on_event;
+  std::function<void(const RolloutStep&, absl::Duration took)> on_step_finished;
+  std::function<void(const Backup&)> on_backup;
+  std::function<void(const Rollout&)> on_rollout_finished;
+  std::function<void(int active, int awaiting_approval)> on_gauges;
+};
+
+class RolloutEngine {
+ public:
+  RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore* store,
+                std::unique_ptr<VersionReader> reader, RolloutHooks hooks = {});
+  ~RolloutEngine();
+
+  // Continues every unfinished rollout in the store; a step that was running
+  // is settled from what its database holds (at target: succeeded; at start:
+  // retried; anywhere else: failed, needs attention).
+  absl::Status Recover();
+
+  // A dry run on a fresh check of the fleet. See PlanRollout for errors.
+  absl::StatusOr<Rollout> Plan(const RolloutRequest& request);
+  // Plans and starts. FAILED_PRECONDITION when an environment in scope has
+  // an active rollout, or a pre-check fails.
+  absl::StatusOr<Rollout> Start(const RolloutRequest& request);
+  // One database to `target` (usually older), with a backup first.
+  absl::StatusOr<Rollout> Downgrade(const std::string& environment, const std::string& database,
+                                    const std::string& target, const std::string& requested_by);
+
+  absl::Status Approve(const std::string& id, const std::string& who);
+  absl::Status Pause(const std::string& id, const std::string& who);
+  absl::Status Resume(const std::string& id, const std::string& who);
+  // No new steps; a running Alembic is stopped and its database restored.
+  absl::Status Abort(const std::string& id, const std::string& who);
+
+  absl::StatusOr<Rollout> Get(const std::string& id);
+  absl::StatusOr<std::vector<Rollout>> List(int limit);
+  // Events after `after_seq`, waiting up to `wait` when there are none yet.
+  // `*finished` is set when the rollout has ended and every event is out.
+  absl::StatusOr<std::vector<RolloutEvent>> WaitEvents(const std::string& id, int64_t after_seq,
+                                                       absl::Duration wait, bool* finished);
+
+  absl::StatusOr<std::vector<Backup>> Backups(const std::string& environment,
+                                              const std::string& database, int limit);
+  // Checks the checksum, takes the database's lock, restores, re-reads the
+  // version rows (returned).
+  absl::StatusOr<std::vector<std::string>> Restore(int64_t backup_id, const std::string& who);
+
+  // Ends every runner (see above). Idempotent.
+  void Stop();
+
+ private:
+  struct Active;
+
+  absl::StatusOr<Rollout> Launch(Rollout rollout, const std::vector<std::string>& overridden);
+  void StartRunner(std::shared_ptr<Active> active);
+  void Run(std::shared_ptr<Active> active);
+  bool RunStage(Active& a, size_t stage_index);
+  void RunWave(Active& a, size_t stage_index, const std::vector<int>& steps);
+  void RunStep(Active& a, size_t stage_index, int step_index);
+  void Settle(Active& a, RolloutStep* step);  // after a restart
+  void Finish(Active& a);
+  void CountFailure(Active& a, size_t stage_index);  // mu_ held; halts past max_failures
+  // Waits (lock held) until `ready` or the rollout is aborted or the engine
+  // stops; false in the latter cases.
+  bool WaitUntil(std::unique_lock<std::mutex>& lock, Active& a, const std::function<bool()>& ready,
+                 absl::Time deadline = absl::InfiniteFuture());
+
+  // Must hold mu_.
+  void Emit(Active& a, const std::string& kind, const std::string& environment,
+            const std::string& database, const std::string& message);
+  void SaveStep(Active& a, const RolloutStep& step);
+  void SaveStage(Active& a, size_t stage_index);
+  void SaveHeader(Active& a);
+  void UpdateGauges();
+  absl::StatusOr<std::shared_ptr<Active>> Find(const std::string& id);
+
+  std::shared_ptr<Reconciler> reconciler_;
+  StateStore* store_;
+  std::unique_ptr<VersionReader> reader_;
+  RolloutHooks hooks_;
+
+  std::mutex mu_;
+  std::condition_variable changed_;  // any rollout changed (events, gates, pause)
+  bool stopping_ = false;            // guarded by mu_
+  std::map<std::string, std::shared_ptr<Active>> active_;  // guarded by mu_: not yet finished
+  std::vector<std::thread> threads_;                       // guarded by mu_: runners, joined by Stop
+  uint64_t events_emitted_ = 0;                            // guarded by mu_
+  std::mutex start_mu_;  // one Start/Downgrade at a time (the one-per-environment check)
+};
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_ROLLOUT_ENGINE_H_

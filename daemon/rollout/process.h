@@ -1,0 +1,54 @@
+// Running a child process (Alembic, pg_dump, pg_restore) the way a rollout
+// needs it: output captured line by line, a timeout, cancellation, and no
+// orphan left behind when lockstepd dies (the child gets SIGKILL when the
+// thread that started it goes away: PR_SET_PDEATHSIG).
+//
+// Secrets go in `env`, never in `argv` (argv is visible to every local user
+// in /proc and in `ps`).
+#ifndef LOCKSTEP_DAEMON_ROLLOUT_PROCESS_H_
+#define LOCKSTEP_DAEMON_ROLLOUT_PROCESS_H_
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace lockstep::daemon {
+
+struct ProcessSpec {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // "KEY=value", added to (and overriding) lockstepd's own
+  std::string cwd;               // empty: lockstepd's
+  absl::Duration timeout = absl::InfiniteDuration();
+  absl::Duration grace = absl::Seconds(5);  // between SIGTERM and SIGKILL
+};
+
+struct ProcessResult {
+  int exit_code = -1;  // -1 when killed by a signal or not started
+  int signal = 0;
+  bool timed_out = false;
+  bool cancelled = false;
+  std::string start_error;  // could not be started (e.g. no such command)
+  std::string output;       // stdout and stderr interleaved, the last 64 KiB
+  absl::Duration took;
+
+  bool ok() const { return exit_code == 0 && start_error.empty(); }
+  // "exit 1", "killed by signal 9 after the 30m timeout", ...
+  std::string Describe() const;
+};
+
+// Runs `spec` to the end. `cancel` (may be null) is polled every 100 ms; when
+// it turns true the child gets SIGTERM, then SIGKILL after the grace time.
+// `on_start` gets the pid once the child runs; `on_line` every output line.
+ProcessResult RunProcess(const ProcessSpec& spec, const std::atomic<bool>* cancel,
+                         const std::function<void(int pid)>& on_start,
+                         const std::function<void(const std::string& line)>& on_line);
+
+// Whether process `pid` exists (and is not a zombie of ours).
+bool ProcessAlive(int pid);
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_ROLLOUT_PROCESS_H_

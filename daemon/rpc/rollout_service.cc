@@ -1,0 +1,221 @@
+// LockstepService's rollout and backup methods: proto <-> core types.
+#include "absl/strings/str_cat.h"
+#include "daemon/rpc/lockstep_service.h"
+#include "daemon/rpc/proto_convert.h"
+
+namespace lockstep::daemon {
+namespace {
+
+void ToProto(const RolloutStage& s, v1::RolloutStage* out) {
+  out->set_environment(s.environment);
+  out->set_state(s.state);
+  SetDuration(s.soak, out->mutable_soak());
+  out->set_approval_required(s.approval_required);
+  out->set_batch_size(s.batch_size);
+  out->set_max_parallel(s.max_parallel);
+  out->set_max_failures(s.max_failures);
+  out->set_on_failure(s.on_failure);
+  out->set_backup_required(s.backup_required);
+  out->set_failures(s.failures);
+  out->set_approved_by(s.approved_by);
+  SetTime(s.approved_at, out->mutable_approved_at());
+  SetTime(s.started_at, out->mutable_started_at());
+  SetTime(s.finished_at, out->mutable_finished_at());
+}
+
+void ToProto(const RolloutStep& s, v1::RolloutStep* out) {
+  out->set_index(s.index);
+  out->set_environment(s.environment);
+  out->set_database(s.database);
+  out->set_wave(s.wave);
+  out->set_canary(s.canary);
+  Copy(s.from, out->mutable_from());
+  Copy(s.expected, out->mutable_expected());
+  Copy(s.path, out->mutable_path());
+  out->set_state(s.state);
+  out->set_phase(s.phase);
+  out->set_error(s.error);
+  out->set_rollback(s.rollback);
+  out->set_output(s.output);
+  out->set_exit_code(s.exit_code);
+  out->set_backup_id(s.backup_id);
+  out->set_attempts(s.attempts);
+  SetDuration(s.alembic_time, out->mutable_alembic_duration());
+  SetTime(s.started_at, out->mutable_started_at());
+  SetTime(s.finished_at, out->mutable_finished_at());
+}
+
+void ToProto(const Rollout& r, v1::Rollout* out) {
+  out->set_id(r.id);
+  out->set_kind(r.kind);
+  out->set_target(r.target);
+  Copy(r.target_revisions, out->mutable_target_revisions());
+  out->set_state(r.state);
+  out->set_reason(r.reason);
+  out->set_created_by(r.created_by);
+  out->set_override_promotion(r.override_promotion);
+  SetTime(r.created_at, out->mutable_created_at());
+  SetTime(r.updated_at, out->mutable_updated_at());
+  SetTime(r.finished_at, out->mutable_finished_at());
+  for (const RolloutStage& s : r.stages) ToProto(s, out->add_stages());
+  for (const RolloutStep& s : r.steps) ToProto(s, out->add_steps());
+}
+
+void ToProto(const Backup& b, v1::Backup* out) {
+  out->set_id(b.id);
+  out->set_environment(b.environment);
+  out->set_database(b.database);
+  Copy(b.revisions, out->mutable_revisions());
+  out->set_path(b.path);
+  out->set_size_bytes(b.size_bytes);
+  out->set_sha256(b.sha256);
+  SetTime(b.created_at, out->mutable_created_at());
+  out->set_rollout_id(b.rollout_id);
+  SetDuration(b.took, out->mutable_took());
+}
+
+RolloutRequest FromProto(const v1::StartRolloutRequest& req) {
+  RolloutRequest r;
+  r.target = req.target().empty() ? "heads" : req.target();
+  r.environments.assign(req.environments().begin(), req.environments().end());
+  r.databases.assign(req.databases().begin(), req.databases().end());
+  r.override_promotion = req.override_promotion();
+  r.requested_by = req.actor();
+  return r;
+}
+
+grpc::Status Reply(const absl::StatusOr<Rollout>& r, v1::RolloutResponse* resp) {
+  if (!r.ok()) return ToGrpc(r.status());
+  ToProto(*r, resp->mutable_rollout());
+  return grpc::Status::OK;
+}
+
+grpc::Status RequireId(const std::string& id) {
+  if (id.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id is required");
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status LockstepService::PlanRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,
+                                          v1::RolloutResponse* resp) {
+  return Reply(engine_->Plan(FromProto(*req)), resp);
+}
+
+grpc::Status LockstepService::StartRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,
+                                           v1::RolloutResponse* resp) {
+  return Reply(engine_->Start(FromProto(*req)), resp);
+}
+
+grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
+                                           const v1::WatchRolloutRequest* req,
+                                           grpc::ServerWriter<v1::RolloutEvent>* writer) {
+  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
+  int64_t after = req->after_seq();
+  while (!ctx->IsCancelled()) {
+    bool finished = false;
+    absl::StatusOr<std::vector<RolloutEvent>> events =
+        engine_->WaitEvents(req->id(), after, absl::Seconds(1), &finished);
+    if (!events.ok()) return ToGrpc(events.status());
+    std::string state;
+    if (!events->empty()) {
+      absl::StatusOr<Rollout> r = engine_->Get(req->id());
+      if (r.ok()) state = r->state;
+    }
+    for (const RolloutEvent& e : *events) {
+      v1::RolloutEvent out;
+      out.set_rollout_id(req->id());
+      out.set_seq(e.seq);
+      SetTime(e.at, out.mutable_at());
+      out.set_kind(e.kind);
+      out.set_environment(e.environment);
+      out.set_database(e.database);
+      out.set_message(e.message);
+      out.set_rollout_state(state);
+      if (!writer->Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+      after = e.seq;
+    }
+    if (finished) return grpc::Status::OK;
+  }
+  return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+}
+
+grpc::Status LockstepService::ApproveRollout(grpc::ServerContext*, const v1::RolloutActionRequest* req,
+                                             v1::RolloutResponse* resp) {
+  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
+  absl::Status s = engine_->Approve(req->id(), req->actor());
+  if (!s.ok()) return ToGrpc(s);
+  return Reply(engine_->Get(req->id()), resp);
+}
+
+grpc::Status LockstepService::PauseRollout(grpc::ServerContext*, const v1::RolloutActionRequest* req,
+                                           v1::RolloutResponse* resp) {
+  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
+  absl::Status s = engine_->Pause(req->id(), req->actor());
+  if (!s.ok()) return ToGrpc(s);
+  return Reply(engine_->Get(req->id()), resp);
+}
+
+grpc::Status LockstepService::ResumeRollout(grpc::ServerContext*, const v1::RolloutActionRequest* req,
+                                            v1::RolloutResponse* resp) {
+  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
+  absl::Status s = engine_->Resume(req->id(), req->actor());
+  if (!s.ok()) return ToGrpc(s);
+  return Reply(engine_->Get(req->id()), resp);
+}
+
+grpc::Status LockstepService::AbortRollout(grpc::ServerContext*, const v1::RolloutActionRequest* req,
+                                           v1::RolloutResponse* resp) {
+  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
+  absl::Status s = engine_->Abort(req->id(), req->actor());
+  if (!s.ok()) return ToGrpc(s);
+  return Reply(engine_->Get(req->id()), resp);
+}
+
+grpc::Status LockstepService::ListRollouts(grpc::ServerContext*, const v1::ListRolloutsRequest* req,
+                                           v1::ListRolloutsResponse* resp) {
+  if (req->limit() < 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
+  absl::StatusOr<std::vector<Rollout>> list = engine_->List(req->limit() > 0 ? req->limit() : 20);
+  if (!list.ok()) return ToGrpc(list.status());
+  for (const Rollout& r : *list) ToProto(r, resp->add_rollouts());
+  return grpc::Status::OK;
+}
+
+grpc::Status LockstepService::GetRollout(grpc::ServerContext*, const v1::GetRolloutRequest* req,
+                                         v1::RolloutResponse* resp) {
+  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
+  return Reply(engine_->Get(req->id()), resp);
+}
+
+grpc::Status LockstepService::Downgrade(grpc::ServerContext*, const v1::DowngradeRequest* req,
+                                        v1::RolloutResponse* resp) {
+  if (req->environment().empty() || req->database().empty() || req->target().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "environment, database and target are required");
+  }
+  return Reply(engine_->Downgrade(req->environment(), req->database(), req->target(), req->actor()),
+               resp);
+}
+
+grpc::Status LockstepService::ListBackups(grpc::ServerContext*, const v1::ListBackupsRequest* req,
+                                          v1::ListBackupsResponse* resp) {
+  if (req->limit() < 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
+  absl::StatusOr<std::vector<Backup>> list =
+      engine_->Backups(req->environment(), req->database(), req->limit() > 0 ? req->limit() : 50);
+  if (!list.ok()) return ToGrpc(list.status());
+  for (const Backup& b : *list) ToProto(b, resp->add_backups());
+  return grpc::Status::OK;
+}
+
+grpc::Status LockstepService::RestoreBackup(grpc::ServerContext*, const v1::RestoreBackupRequest* req,
+                                            v1::RestoreBackupResponse* resp) {
+  if (req->id() <= 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a backup id is required");
+  absl::StatusOr<std::vector<std::string>> rows = engine_->Restore(req->id(), req->actor());
+  if (!rows.ok()) return ToGrpc(rows.status());
+  absl::StatusOr<Backup> b = store_->GetBackup(req->id());
+  if (b.ok()) ToProto(*b, resp->mutable_backup());
+  Copy(*rows, resp->mutable_revisions());
+  return grpc::Status::OK;
+}
+
+}  // namespace lockstep::daemon

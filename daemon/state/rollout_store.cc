@@ -1,0 +1,377 @@
+// The state store's rollout tables and backup catalog (schema version 2).
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include "daemon/state/state_store.h"
+#include "daemon/state/store_util.h"
+
+namespace lockstep::daemon {
+namespace {
+
+using store_util::FromMicros;
+using store_util::Guard;
+using store_util::Join;
+using store_util::Micros;
+using store_util::Split;
+
+constexpr const char* kUpsertRollout = R"sql(
+  INSERT OR REPLACE INTO rollouts (id, kind, target, target_revisions, state, reason, created_by,
+                                   override_promotion, created_at_us, updated_at_us, finished_at_us)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
+
+constexpr const char* kUpsertStage = R"sql(
+  INSERT OR REPLACE INTO rollout_stages (rollout_id, position, environment, state, soak_us,
+      approval_required, batch_size, max_parallel, max_failures, on_failure, backup_required,
+      failures, approved_by, approved_at_us, started_at_us, finished_at_us)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
+
+constexpr const char* kUpsertStep = R"sql(
+  INSERT OR REPLACE INTO rollout_steps (rollout_id, position, environment, database, wave, canary,
+      from_revisions, expected_revisions, path, state, phase, error, rollback, output, exit_code,
+      backup_id, pid, attempts, alembic_us, started_at_us, finished_at_us)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
+
+void BindRollout(SQLite::Statement& q, const Rollout& r) {
+  q.bind(1, r.id);
+  q.bind(2, r.kind);
+  q.bind(3, r.target);
+  q.bind(4, Join(r.target_revisions));
+  q.bind(5, r.state);
+  q.bind(6, r.reason);
+  q.bind(7, r.created_by);
+  q.bind(8, r.override_promotion ? 1 : 0);
+  q.bind(9, Micros(r.created_at));
+  q.bind(10, Micros(r.updated_at));
+  q.bind(11, Micros(r.finished_at));
+}
+
+void BindStage(SQLite::Statement& q, const std::string& id, int position, const RolloutStage& s) {
+  q.bind(1, id);
+  q.bind(2, position);
+  q.bind(3, s.environment);
+  q.bind(4, s.state);
+  q.bind(5, absl::ToInt64Microseconds(s.soak));
+  q.bind(6, s.approval_required ? 1 : 0);
+  q.bind(7, s.batch_size);
+  q.bind(8, s.max_parallel);
+  q.bind(9, s.max_failures);
+  q.bind(10, s.on_failure);
+  q.bind(11, s.backup_required ? 1 : 0);
+  q.bind(12, s.failures);
+  q.bind(13, s.approved_by);
+  q.bind(14, Micros(s.approved_at));
+  q.bind(15, Micros(s.started_at));
+  q.bind(16, Micros(s.finished_at));
+}
+
+void BindStep(SQLite::Statement& q, const std::string& id, const RolloutStep& s) {
+  q.bind(1, id);
+  q.bind(2, s.index);
+  q.bind(3, s.environment);
+  q.bind(4, s.database);
+  q.bind(5, s.wave);
+  q.bind(6, s.canary ? 1 : 0);
+  q.bind(7, Join(s.from));
+  q.bind(8, Join(s.expected));
+  q.bind(9, Join(s.path));
+  q.bind(10, s.state);
+  q.bind(11, s.phase);
+  q.bind(12, s.error);
+  q.bind(13, s.rollback);
+  q.bind(14, s.output);
+  q.bind(15, s.exit_code);
+  q.bind(16, s.backup_id);
+  q.bind(17, s.pid);
+  q.bind(18, s.attempts);
+  q.bind(19, absl::ToInt64Microseconds(s.alembic_time));
+  q.bind(20, Micros(s.started_at));
+  q.bind(21, Micros(s.finished_at));
+}
+
+// Runs `sql` with `bind` applied, once.
+template <typename Bind>
+void ExecOne(SQLite::Database& db, const char* sql, Bind&& bind) {
+  SQLite::Statement q(db, sql);
+  bind(q);
+  q.exec();
+}
+
+void LoadChildren(SQLite::Database& db, Rollout* r) {
+  SQLite::Statement stages(db, R"sql(
+    SELECT environment, state, soak_us, approval_required, batch_size, max_parallel, max_failures,
+           on_failure, backup_required, failures, approved_by, approved_at_us, started_at_us,
+           finished_at_us
+    FROM rollout_stages WHERE rollout_id = ? ORDER BY position)sql");
+  stages.bind(1, r->id);
+  while (stages.executeStep()) {
+    RolloutStage s;
+    s.environment = stages.getColumn(0).getString();
+    s.state = stages.getColumn(1).getString();
+    s.soak = absl::Microseconds(stages.getColumn(2).getInt64());
+    s.approval_required = stages.getColumn(3).getInt() != 0;
+    s.batch_size = stages.getColumn(4).getInt();
+    s.max_parallel = stages.getColumn(5).getInt();
+    s.max_failures = stages.getColumn(6).getInt();
+    s.on_failure = stages.getColumn(7).getString();
+    s.backup_required = stages.getColumn(8).getInt() != 0;
+    s.failures = stages.getColumn(9).getInt();
+    s.approved_by = stages.getColumn(10).getString();
+    s.approved_at = FromMicros(stages.getColumn(11).getInt64());
+    s.started_at = FromMicros(stages.getColumn(12).getInt64());
+    s.finished_at = FromMicros(stages.getColumn(13).getInt64());
+    r->stages.push_back(std::move(s));
+  }
+  SQLite::Statement steps(db, R"sql(
+    SELECT position, environment, database, wave, canary, from_revisions, expected_revisions, path,
+           state, phase, error, rollback, output, exit_code, backup_id, pid, attempts, alembic_us,
+           started_at_us, finished_at_us
+    FROM rollout_steps WHERE rollout_id = ? ORDER BY position)sql");
+  steps.bind(1, r->id);
+  while (steps.executeStep()) {
+    RolloutStep s;
+    s.index = steps.getColumn(0).getInt();
+    s.environment = steps.getColumn(1).getString();
+    s.database = steps.getColumn(2).getString();
+    s.wave = steps.getColumn(3).getInt();
+    s.canary = steps.getColumn(4).getInt() != 0;
+    s.from = Split(steps.getColumn(5).getString());
+    s.expected = Split(steps.getColumn(6).getString());
+    s.path = Split(steps.getColumn(7).getString());
+    s.state = steps.getColumn(8).getString();
+    s.phase = steps.getColumn(9).getString();
+    s.error = steps.getColumn(10).getString();
+    s.rollback = steps.getColumn(11).getString();
+    s.output = steps.getColumn(12).getString();
+    s.exit_code = steps.getColumn(13).getInt();
+    s.backup_id = steps.getColumn(14).getInt64();
+    s.pid = steps.getColumn(15).getInt();
+    s.attempts = steps.getColumn(16).getInt();
+    s.alembic_time = absl::Microseconds(steps.getColumn(17).getInt64());
+    s.started_at = FromMicros(steps.getColumn(18).getInt64());
+    s.finished_at = FromMicros(steps.getColumn(19).getInt64());
+    r->steps.push_back(std::move(s));
+  }
+}
+
+Rollout RolloutFromRow(SQLite::Statement& q) {
+  Rollout r;
+  r.id = q.getColumn(0).getString();
+  r.kind = q.getColumn(1).getString();
+  r.target = q.getColumn(2).getString();
+  r.target_revisions = Split(q.getColumn(3).getString());
+  r.state = q.getColumn(4).getString();
+  r.reason = q.getColumn(5).getString();
+  r.created_by = q.getColumn(6).getString();
+  r.override_promotion = q.getColumn(7).getInt() != 0;
+  r.created_at = FromMicros(q.getColumn(8).getInt64());
+  r.updated_at = FromMicros(q.getColumn(9).getInt64());
+  r.finished_at = FromMicros(q.getColumn(10).getInt64());
+  return r;
+}
+
+constexpr const char* kRolloutColumns =
+    "SELECT id, kind, target, target_revisions, state, reason, created_by, override_promotion, "
+    "created_at_us, updated_at_us, finished_at_us FROM rollouts ";
+
+Backup BackupFromRow(SQLite::Statement& q) {
+  Backup b;
+  b.id = q.getColumn(0).getInt64();
+  b.environment = q.getColumn(1).getString();
+  b.database = q.getColumn(2).getString();
+  b.revisions = Split(q.getColumn(3).getString());
+  b.path = q.getColumn(4).getString();
+  b.size_bytes = q.getColumn(5).getInt64();
+  b.sha256 = q.getColumn(6).getString();
+  b.rollout_id = q.getColumn(7).getString();
+  b.created_at = FromMicros(q.getColumn(8).getInt64());
+  b.took = absl::Microseconds(q.getColumn(9).getInt64());
+  return b;
+}
+
+constexpr const char* kBackupColumns =
+    "SELECT id, environment, database, revisions, path, size_bytes, sha256, rollout_id, "
+    "created_at_us, took_us FROM backups ";
+
+}  // namespace
+
+absl::Status StateStore::SaveRollout(const Rollout& rollout) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("save rollout", [&] {
+    SQLite::Transaction tx(*db_);
+    ExecOne(*db_, kUpsertRollout, [&](SQLite::Statement& q) { BindRollout(q, rollout); });
+    SQLite::Statement stage(*db_, kUpsertStage);
+    for (size_t i = 0; i < rollout.stages.size(); ++i) {
+      BindStage(stage, rollout.id, static_cast<int>(i), rollout.stages[i]);
+      stage.exec();
+      stage.reset();
+    }
+    SQLite::Statement step(*db_, kUpsertStep);
+    for (const RolloutStep& s : rollout.steps) {
+      BindStep(step, rollout.id, s);
+      step.exec();
+      step.reset();
+    }
+    tx.commit();
+  });
+}
+
+absl::Status StateStore::SaveRolloutHeader(const Rollout& rollout) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("save rollout", [&] {
+    ExecOne(*db_, kUpsertRollout, [&](SQLite::Statement& q) { BindRollout(q, rollout); });
+  });
+}
+
+absl::Status StateStore::SaveStage(const std::string& rollout_id, int position,
+                                   const RolloutStage& stage) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("save stage", [&] {
+    ExecOne(*db_, kUpsertStage,
+            [&](SQLite::Statement& q) { BindStage(q, rollout_id, position, stage); });
+  });
+}
+
+absl::Status StateStore::SaveStep(const std::string& rollout_id, const RolloutStep& step) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("save step", [&] {
+    ExecOne(*db_, kUpsertStep, [&](SQLite::Statement& q) { BindStep(q, rollout_id, step); });
+  });
+}
+
+absl::Status StateStore::AppendEvent(const std::string& rollout_id, RolloutEvent* event) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("append event", [&] {
+    SQLite::Transaction tx(*db_);
+    SQLite::Statement next(*db_,
+                           "SELECT COALESCE(MAX(seq), 0) + 1 FROM rollout_events WHERE rollout_id = ?");
+    next.bind(1, rollout_id);
+    next.executeStep();
+    event->seq = next.getColumn(0).getInt64();
+    ExecOne(*db_,
+            "INSERT INTO rollout_events (rollout_id, seq, at_us, kind, environment, database, "
+            "message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [&](SQLite::Statement& q) {
+              q.bind(1, rollout_id);
+              q.bind(2, event->seq);
+              q.bind(3, Micros(event->at));
+              q.bind(4, event->kind);
+              q.bind(5, event->environment);
+              q.bind(6, event->database);
+              q.bind(7, event->message);
+            });
+    tx.commit();
+  });
+}
+
+absl::StatusOr<Rollout> StateStore::LoadRollout(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::optional<Rollout> out;
+  absl::Status s = Guard("load rollout", [&] {
+    SQLite::Statement q(*db_, absl::StrCat(kRolloutColumns, "WHERE id = ?"));
+    q.bind(1, id);
+    if (!q.executeStep()) return;
+    out = RolloutFromRow(q);
+    LoadChildren(*db_, &*out);
+  });
+  if (!s.ok()) return s;
+  if (!out) return absl::NotFoundError(absl::StrCat("no rollout '", id, "'"));
+  return *std::move(out);
+}
+
+absl::StatusOr<std::vector<Rollout>> StateStore::ListRollouts(int limit, bool unfinished_only) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Rollout> out;
+  absl::Status s = Guard("list rollouts", [&] {
+    std::string sql = kRolloutColumns;
+    if (unfinished_only) {
+      sql += "WHERE state NOT IN ('succeeded', 'failed', 'halted', 'aborted') ";
+    }
+    sql += "ORDER BY created_at_us DESC, id DESC LIMIT ?";
+    SQLite::Statement q(*db_, sql);
+    q.bind(1, unfinished_only ? -1 : limit);
+    while (q.executeStep()) out.push_back(RolloutFromRow(q));
+    for (Rollout& r : out) LoadChildren(*db_, &r);
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<std::vector<RolloutEvent>> StateStore::Events(const std::string& rollout_id,
+                                                             int64_t after_seq, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<RolloutEvent> out;
+  absl::Status s = Guard("read events", [&] {
+    SQLite::Statement q(*db_,
+                        "SELECT seq, at_us, kind, environment, database, message FROM rollout_events "
+                        "WHERE rollout_id = ? AND seq > ? ORDER BY seq LIMIT ?");
+    q.bind(1, rollout_id);
+    q.bind(2, after_seq);
+    q.bind(3, limit);
+    while (q.executeStep()) {
+      out.push_back({q.getColumn(0).getInt64(), FromMicros(q.getColumn(1).getInt64()),
+                     q.getColumn(2).getString(), q.getColumn(3).getString(),
+                     q.getColumn(4).getString(), q.getColumn(5).getString()});
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::Status StateStore::AddBackup(Backup* b) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("add backup", [&] {
+    ExecOne(*db_,
+            "INSERT INTO backups (environment, database, revisions, path, size_bytes, sha256, "
+            "rollout_id, created_at_us, took_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [&](SQLite::Statement& q) {
+              q.bind(1, b->environment);
+              q.bind(2, b->database);
+              q.bind(3, Join(b->revisions));
+              q.bind(4, b->path);
+              q.bind(5, b->size_bytes);
+              q.bind(6, b->sha256);
+              q.bind(7, b->rollout_id);
+              q.bind(8, Micros(b->created_at));
+              q.bind(9, absl::ToInt64Microseconds(b->took));
+            });
+    b->id = db_->getLastInsertRowid();
+  });
+}
+
+absl::StatusOr<Backup> StateStore::GetBackup(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::optional<Backup> out;
+  absl::Status s = Guard("read backup", [&] {
+    SQLite::Statement q(*db_, absl::StrCat(kBackupColumns, "WHERE id = ?"));
+    q.bind(1, id);
+    if (q.executeStep()) out = BackupFromRow(q);
+  });
+  if (!s.ok()) return s;
+  if (!out) return absl::NotFoundError(absl::StrCat("no backup ", id));
+  return *std::move(out);
+}
+
+absl::StatusOr<std::vector<Backup>> StateStore::Backups(const std::string& environment,
+                                                        const std::string& database, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Backup> out;
+  absl::Status s = Guard("list backups", [&] {
+    SQLite::Statement q(*db_, absl::StrCat(kBackupColumns,
+                                           "WHERE (?1 = '' OR environment = ?1) AND "
+                                           "(?2 = '' OR database = ?2) ORDER BY id DESC LIMIT ?3"));
+    q.bind(1, environment);
+    q.bind(2, database);
+    q.bind(3, limit);
+    while (q.executeStep()) out.push_back(BackupFromRow(q));
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::Status StateStore::DeleteBackup(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("delete backup", [&] {
+    ExecOne(*db_, "DELETE FROM backups WHERE id = ?", [&](SQLite::Statement& q) { q.bind(1, id); });
+  });
+}
+
+}  // namespace lockstep::daemon
