@@ -74,6 +74,7 @@ void WriteRollout(JsonWriter& w, const v1::Rollout& r) {
     w.Key("phase").String(s.phase()).Key("error").String(s.error()).Key("rollback").String(s.rollback());
     w.Key("exit_code").Int(s.exit_code()).Key("backup_id").Int(static_cast<long>(s.backup_id()));
     w.Key("attempts").Int(s.attempts()).Key("alembic_ms").Int(Millis(s.alembic_duration()));
+    w.Key("output").String(s.output());
     w.Key("started_at").String(Time(s.started_at())).Key("finished_at").String(Time(s.finished_at()));
     w.EndObject();
   }

@@ -10,6 +10,7 @@
 namespace lockstep::daemon {
 namespace {
 
+using store_util::FromMicros;
 using store_util::Guard;
 using store_util::Join;
 using store_util::Micros;
@@ -233,8 +234,8 @@ absl::StatusOr<std::map<std::string, LastCheck>> StateStore::LastChecks() {
       c.state = q.getColumn(3).getString();
       c.outcome = q.getColumn(4).getString();
       c.error = q.getColumn(5).getString();
-      c.checked_at = absl::FromUnixMicros(q.getColumn(6).getInt64());
-      c.changed_at = absl::FromUnixMicros(q.getColumn(7).getInt64());
+      c.checked_at = FromMicros(q.getColumn(6).getInt64());
+      c.changed_at = FromMicros(q.getColumn(7).getInt64());
       out[q.getColumn(0).getString()] = std::move(c);
     }
   });
@@ -254,7 +255,7 @@ absl::StatusOr<std::vector<RevisionChange>> StateStore::Changes(const std::strin
     q.bind(2, limit);
     while (q.executeStep()) {
       out.push_back({database, Split(q.getColumn(0).getString()), Split(q.getColumn(1).getString()),
-                     absl::FromUnixMicros(q.getColumn(2).getInt64())});
+                     FromMicros(q.getColumn(2).getInt64())});
     }
   });
   if (!s.ok()) return s;

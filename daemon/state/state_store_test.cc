@@ -72,6 +72,102 @@ TEST_F(StateStoreTest, RefusesANewerSchema) {
   EXPECT_THAT(StateStore::Open(path_).status().message(), HasSubstr("schema version 99, newer"));
 }
 
+TEST_F(StateStoreTest, UpgradesAVersionOneFileKeepingItsChecks) {
+  {
+    // A state file as lockstepd with schema 1 left it.
+    SQLite::Database db(path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec(R"sql(
+      CREATE TABLE database_checks (database TEXT PRIMARY KEY, environment TEXT NOT NULL,
+        revisions TEXT NOT NULL, revisions_known INTEGER NOT NULL, state TEXT NOT NULL,
+        outcome TEXT NOT NULL, error TEXT NOT NULL, checked_at_us INTEGER NOT NULL,
+        changed_at_us INTEGER NOT NULL);
+      CREATE TABLE revision_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, database TEXT NOT NULL,
+        from_revisions TEXT NOT NULL, to_revisions TEXT NOT NULL, observed_at_us INTEGER NOT NULL);
+      INSERT INTO database_checks VALUES ('prod/a', 'prod', 'r1', 1, 'current', 'ok', '', 5, 4);
+      PRAGMA user_version = 1;)sql");
+  }
+  auto store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_THAT((*store)->LastChecks()->at("prod/a").revisions, ElementsAre("r1"));
+  auto rollouts = (*store)->ListRollouts(10);
+  ASSERT_TRUE(rollouts.ok()) << rollouts.status();
+  EXPECT_THAT(*rollouts, IsEmpty());
+  SQLite::Database db(path_, SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(), StateStore::kSchemaVersion);
+}
+
+TEST_F(StateStoreTest, RolloutsStepsEventsAndBackupsRoundTrip) {
+  Rollout r;
+  r.id = "r-1";
+  r.target = "heads";
+  r.target_revisions = {"h1", "h2"};
+  r.created_at = absl::FromUnixSeconds(100);
+  r.stages.push_back({});
+  r.stages[0].environment = "prod";
+  r.stages[0].soak = absl::Minutes(10);
+  r.stages[0].approval_required = true;
+  RolloutStep step;
+  step.environment = "prod";
+  step.database = "t1";
+  step.from = {"a"};
+  step.expected = {"h1", "h2"};
+  step.path = {"b", "h1", "h2"};
+  r.steps.push_back(step);
+  {
+    auto store = StateStore::Open(path_);
+    ASSERT_TRUE((*store)->SaveRollout(r).ok());
+    step.state = "running";
+    step.phase = "alembic";
+    step.pid = 4242;
+    step.backup_id = 7;
+    ASSERT_TRUE((*store)->SaveStep("r-1", step).ok());
+    r.stages[0].approved_by = "alice";
+    ASSERT_TRUE((*store)->SaveStage("r-1", 0, r.stages[0]).ok());
+    RolloutEvent e1{0, absl::FromUnixSeconds(101), "step_started", "prod", "t1", "go"};
+    RolloutEvent e2{0, absl::FromUnixSeconds(102), "output", "prod", "t1", "Running upgrade"};
+    ASSERT_TRUE((*store)->AppendEvent("r-1", &e1).ok());
+    ASSERT_TRUE((*store)->AppendEvent("r-1", &e2).ok());
+    EXPECT_EQ(e1.seq, 1);
+    EXPECT_EQ(e2.seq, 2);
+    Backup b;
+    b.environment = "prod";
+    b.database = "t1";
+    b.revisions = {"a"};
+    b.path = "/backups/x";
+    b.size_bytes = 123;
+    b.sha256 = "ab";
+    b.created_at = absl::FromUnixSeconds(103);
+    ASSERT_TRUE((*store)->AddBackup(&b).ok());
+    EXPECT_GT(b.id, 0);
+  }
+  // What a restarted lockstepd reads back.
+  auto store = StateStore::Open(path_);
+  auto unfinished = (*store)->ListRollouts(0, true);
+  ASSERT_TRUE(unfinished.ok());
+  ASSERT_EQ(unfinished->size(), 1u);
+  const Rollout& back = (*unfinished)[0];
+  EXPECT_THAT(back.target_revisions, ElementsAre("h1", "h2"));
+  EXPECT_EQ(back.stages[0].soak, absl::Minutes(10));
+  EXPECT_EQ(back.stages[0].approved_by, "alice");
+  EXPECT_EQ(back.stages[0].approved_at, absl::InfinitePast());
+  ASSERT_EQ(back.steps.size(), 1u);
+  EXPECT_EQ(back.steps[0].phase, "alembic");
+  EXPECT_EQ(back.steps[0].pid, 4242);
+  EXPECT_EQ(back.steps[0].backup_id, 7);
+  EXPECT_THAT(back.steps[0].path, ElementsAre("b", "h1", "h2"));
+  auto events = (*store)->Events("r-1", 1, 10);
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].message, "Running upgrade");
+  auto backups = (*store)->Backups("prod", "", 10);
+  ASSERT_EQ(backups->size(), 1u);
+  EXPECT_EQ((*backups)[0].size_bytes, 123);
+  EXPECT_THAT((*backups)[0].revisions, ElementsAre("a"));
+  EXPECT_EQ((*store)->LoadRollout("nope").status().code(), absl::StatusCode::kNotFound);
+  r.state = "succeeded";
+  ASSERT_TRUE((*store)->SaveRolloutHeader(r).ok());
+  EXPECT_THAT(*(*store)->ListRollouts(0, true), IsEmpty());
+}
+
 TEST_F(StateStoreTest, UnwritablePathIsAClearError) {
   EXPECT_THAT(StateStore::Open(dir_ + "/no/such/dir/state.db").status().message(),
               HasSubstr("cannot open the state store"));

@@ -21,8 +21,13 @@ inline std::string Join(const std::vector<std::string>& v) { return absl::StrJoi
 inline std::vector<std::string> Split(const std::string& s) {
   return absl::StrSplit(s, ',', absl::SkipEmpty());
 }
-inline int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
-inline absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
+// "Never" (InfinitePast) is stored as INT64_MIN and read back as "never".
+inline int64_t Micros(absl::Time t) {
+  return t == absl::InfinitePast() ? INT64_MIN : absl::ToUnixMicros(t);
+}
+inline absl::Time FromMicros(int64_t us) {
+  return us == INT64_MIN ? absl::InfinitePast() : absl::FromUnixMicros(us);
+}
 
 template <typename F>
 absl::Status Guard(const char* what, F&& f) {

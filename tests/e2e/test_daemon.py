@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 from pgserver import PgServer, free_port  # noqa: E402
+from lockstepd import grpc_stubs  # noqa: E402
 
 BUILD = os.path.abspath(os.environ.get("LOCKSTEP_BUILD", os.path.join(ROOT, "build")))
 LOCKSTEPD = os.path.join(BUILD, "daemon", "lockstepd")
@@ -29,24 +30,6 @@ LOCKSTEP = os.path.join(BUILD, "client", "lockstep")
 HEAD = "e9a8c6b4d244"
 AGE = "7c4e2d8a9b22"
 SECRET = "s3cr3t-Pw-e2e"
-
-
-def grpc_stubs(out_dir):
-    """Generates Python stubs for lockstep.v1 with grpc_tools."""
-    from grpc_tools import protoc
-    import grpc_tools
-    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    if not os.path.isdir(include):
-        include = "/usr/include"  # Debian: google/protobuf/*.proto from libprotobuf-dev
-    os.makedirs(out_dir, exist_ok=True)
-    rc = protoc.main(["protoc", "-I", os.path.join(ROOT, "proto"), "-I", include,
-                      "--python_out=" + out_dir, "--grpc_python_out=" + out_dir,
-                      os.path.join(ROOT, "proto", "lockstep", "v1", "lockstep.proto")])
-    if rc != 0:
-        raise RuntimeError("protoc failed")
-    sys.path.insert(0, out_dir)
-    from lockstep.v1 import lockstep_pb2, lockstep_pb2_grpc  # noqa
-    return lockstep_pb2, lockstep_pb2_grpc
 
 
 class DaemonTest(unittest.TestCase):

@@ -1,0 +1,535 @@
+"""End to end: rollouts. lockstepd as a process, driven by the lockstep CLI,
+moving real SQLite files and real PostgreSQL databases with real Alembic.
+
+Covers: a three-environment rollout (canary, waves, soak, promotion gate,
+approval); a migration failing half-way (SQLite keeps the partial DDL and is
+restored from its backup; PostgreSQL rolls back); the target lock (held by
+another process, by a second lockstepd, and by a PostgreSQL session);
+kill -9 of lockstepd mid-wave and a restart (every step applied exactly
+once, no Alembic left behind); abort during a long migration; downgrade;
+restore, and a corrupted backup refused.
+
+Run: LOCKSTEP_BUILD=build python3 -m unittest -v tests/e2e/test_rollout.py
+"""
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from lockstepd import Lockstepd  # noqa: E402
+from pgserver import PgServer, free_port  # noqa: E402
+
+BUILD = os.path.abspath(os.environ.get("LOCKSTEP_BUILD", os.path.join(ROOT, "build")))
+HEAD = "e9a8c6b4d244"   # the example project's head (a merge)
+AGE = "7c4e2d8a9b22"    # users + age
+USERS = "3f2a1b9c0d11"  # users only
+SECRET = "rollout-Pw-9x"
+ADVISORY_KEY = 0x6C6F636B73746570  # "lockstep": the key every lockstepd locks with
+
+# Extra revisions on top of the example project, for failures and slowness.
+FAILING = '''"""a migration that fails half-way
+
+Revision ID: f0a11f0a11f0
+Revises: e9a8c6b4d244
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "f0a11f0a11f0"
+down_revision = "e9a8c6b4d244"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table("half_done", sa.Column("id", sa.Integer, primary_key=True))
+    op.execute("SELECT no_such_column FROM users")
+
+
+def downgrade():
+    op.drop_table("half_done")
+'''
+
+SLOW = '''"""a slow migration that logs each run
+
+Revision ID: 5105105105aa
+Revises: e9a8c6b4d244
+"""
+import os
+import time
+
+from alembic import op
+
+revision = "5105105105aa"
+down_revision = "e9a8c6b4d244"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("CREATE TABLE IF NOT EXISTS run_log (rev TEXT)")
+    slow = op.get_bind().engine.url.database + ".slow"
+    if os.path.exists(slow):
+        with open(slow) as f:
+            time.sleep(float(f.read()))
+    op.execute("INSERT INTO run_log VALUES ('5105105105aa')")
+
+
+def downgrade():
+    op.execute("DROP TABLE run_log")
+'''
+
+
+def sqlite_rows(path, sql="SELECT version_num FROM alembic_version"):
+    with sqlite3.connect(path) as c:
+        return sorted(r[0] for r in c.execute(sql))
+
+
+def sqlite_tables(path):
+    return sqlite_rows(path, "SELECT name FROM sqlite_master WHERE type = 'table'")
+
+
+class Fleet:
+    """A temp folder with a copy of the example project (plus extra
+    revisions), databases made with real Alembic, an inventory, a lockstepd."""
+
+    def __init__(self, extra_revisions=()):
+        self.dir = tempfile.mkdtemp(prefix="lockstep-rollout-")
+        self.project = os.path.join(self.dir, "project")
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"), self.project)
+        for name, text in extra_revisions:
+            with open(os.path.join(self.project, "versions", name), "w") as f:
+                f.write(text)
+        self.ini = os.path.join(self.project, "alembic.ini")
+        self.daemons = []
+
+    def alembic(self, url, *args, check=True):
+        return subprocess.run(["/usr/bin/alembic", "-c", self.ini, "-x", "url=" + url] + list(args),
+                              check=check, capture_output=True, text=True)
+
+    def sqlite(self, name, revision):
+        path = os.path.join(self.dir, name + ".db")
+        if revision:
+            self.alembic("sqlite:///" + path, "upgrade", revision)
+        return path
+
+    def daemon(self, environments, state="state.db", env=None, name="fleet"):
+        grpc_port, metrics_port = free_port(), free_port()
+        config = os.path.join(self.dir, name + ".yaml")
+        with open(config, "w") as f:
+            f.write("""
+server:
+  listen: 127.0.0.1:%d
+  metrics_listen: 127.0.0.1:%d
+  state: %s
+  poll_interval: 1h
+  backup_dir: backups
+  backup_keep: 3
+project:
+  alembic_ini: project/alembic.ini
+  alembic_command: [/usr/bin/alembic]
+  step_timeout: 2m
+environments:
+%s""" % (grpc_port, metrics_port, state, environments))
+        d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port, env=env).start()
+        d.metrics_port = metrics_port
+        self.daemons.append(d)
+        return d
+
+    def close(self):
+        for d in self.daemons:
+            if d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def rollout_json(d, *args):
+    p = d.cli(*args, "-o", "json", check=False)
+    return p.returncode, json.loads(p.stdout) if p.stdout.strip() else None
+
+
+def steps_by_db(rollout):
+    return {(s["environment"], s["database"]): s for s in rollout["steps"]}
+
+
+def wait_for(predicate, timeout=60, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class ThreeEnvironmentRolloutTest(unittest.TestCase):
+    """dev (SQLite) -> staging (PostgreSQL, soak) -> prod (SQLite tenants:
+    canary, waves, approval, backups)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.f = Fleet()
+        cls.pg = PgServer().__enter__()
+        cls.pg.create_database("staging_app")
+        cls.pg.psql("CREATE ROLE app LOGIN PASSWORD '%s'" % SECRET)
+        cls.pg.psql("ALTER DATABASE staging_app OWNER TO app")
+        cls.staging_url = cls.pg.url("staging_app", "app", SECRET)
+        cls.f.alembic(cls.staging_url, "upgrade", AGE)
+        cls.dev = cls.f.sqlite("dev", AGE)
+        cls.tenants = {t: cls.f.sqlite("prod-" + t, AGE) for t in ("t1", "t2", "t3", "t4", "t5")}
+        cls.d = cls.f.daemon("""
+  - name: dev
+    databases: [{name: app, url: "sqlite:///dev.db"}]
+  - name: staging
+    after: dev
+    soak: 2s
+    databases:
+      - {name: app, url: "postgresql://app@127.0.0.1:%d/staging_app", password_env: STAGING_PW}
+  - name: prod
+    after: staging
+    approval: required
+    backup: required
+    canary: [t3]
+    batch_size: 2
+    max_parallel: 2
+    databases:
+%s""" % (cls.pg.port, "".join('      - {name: %s, url: "sqlite:///prod-%s.db"}\n' % (t, t)
+                              for t in cls.tenants)), env={"STAGING_PW": SECRET})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.f.close()
+        cls.pg.__exit__(None, None, None)
+
+    def test_1_plan_shows_stages_and_changes_nothing(self):
+        rc, plan = rollout_json(self.d, "plan", "--to", "heads")
+        self.assertEqual(rc, 0, plan)
+        self.assertEqual([s["environment"] for s in plan["stages"]], ["dev", "staging", "prod"])
+        prod = [s for s in plan["steps"] if s["environment"] == "prod"]
+        self.assertEqual([(s["database"], s["wave"], s["canary"]) for s in prod],
+                         [("t3", 0, True), ("t1", 1, False), ("t2", 1, False),
+                          ("t4", 2, False), ("t5", 2, False)])
+        self.assertEqual(prod[0]["path"], ["b5d1e7f3a033", "c2e4a6b8d055", HEAD])
+        self.assertEqual(prod[0]["expected"], [HEAD])
+        self.assertEqual(sqlite_rows(self.dev), [AGE])
+        self.assertEqual(rollout_json(self.d, "rollouts")[1]["rollouts"], [])
+        # Promotion: prod alone is refused while staging lacks the target ...
+        p = self.d.cli("plan", "--to", "heads", "--env", "prod", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("promotion: prod comes after staging, but staging/app does not hold heads", p.stderr)
+        # ... unless overridden, which is said in the plan.
+        rc, plan = rollout_json(self.d, "plan", "--to", "heads", "--env", "prod", "--override-promotion")
+        self.assertEqual(rc, 0)
+        self.assertIn("promotion gate overridden", plan["reason"])
+        # Unknown targets and environments name what is wrong.
+        p = self.d.cli("plan", "--to", "nosuchrev", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("target 'nosuchrev'", p.stderr)
+        self.assertIn("Can't locate revision identified by 'nosuchrev'", p.stderr)
+        p = self.d.cli("plan", "--env", "qa", check=False)
+        self.assertIn("no environment 'qa'", p.stderr)
+
+    def test_2_rollout_soaks_waits_for_approval_then_completes(self):
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--watch", "--actor", "ci-bot")
+        self.assertEqual(rc, 6, r)  # awaiting approval
+        self.assertEqual(r["state"], "awaiting_approval")
+        self.assertEqual(r["created_by"], "ci-bot")
+        self.assertEqual(sqlite_rows(self.dev), [HEAD])
+        staging_rows = self.pg.psql("SELECT version_num FROM alembic_version", db="staging_app")
+        self.assertEqual(staging_rows.split(), [HEAD])
+        for t, path in self.tenants.items():
+            self.assertEqual(sqlite_rows(path), [AGE], t)  # nothing in prod before approval
+        stages = {s["environment"]: s for s in r["stages"]}
+        self.assertEqual(stages["dev"]["state"], "succeeded")
+        self.assertEqual(stages["staging"]["state"], "succeeded")
+        # staging started only after dev had soaked for 2 s.
+        dev_done = stages["dev"]["finished_at"]
+        staging_start = stages["staging"]["started_at"]
+        self.assertGreaterEqual(time.mktime(time.strptime(staging_start, "%Y-%m-%dT%H:%M:%SZ")) -
+                                time.mktime(time.strptime(dev_done, "%Y-%m-%dT%H:%M:%SZ")), 1)
+        # A second rollout on these environments is refused while this one is active.
+        p = self.d.cli("rollout", "--to", "heads", "--env", "prod", "--override-promotion", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("already has an active rollout", p.stderr)
+
+        self.d.cli("approve", r["id"], "--actor", "alice")
+        rc, done = rollout_json(self.d, "watch", r["id"])
+        self.assertEqual(rc, 0, done)
+        self.assertEqual(done["state"], "succeeded")
+        prod_stage = [s for s in done["stages"] if s["environment"] == "prod"][0]
+        self.assertEqual(prod_stage["approved_by"], "alice")
+        for t, path in self.tenants.items():
+            self.assertEqual(sqlite_rows(path), [HEAD], t)
+        # Canary first, alone; then waves of 2, never more than 2 at once.
+        steps = [s for s in done["steps"] if s["environment"] == "prod"]
+        canary = steps[0]
+        self.assertEqual(canary["database"], "t3")
+        for s in steps[1:]:
+            self.assertGreaterEqual(s["started_at"], canary["finished_at"])
+        waves = {}
+        for s in steps:
+            waves.setdefault(s["wave"], []).append(s)
+        for w in sorted(waves)[1:]:
+            prev_end = max(s["finished_at"] for s in waves[w - 1])
+            self.assertTrue(all(s["started_at"] >= prev_end for s in waves[w]))
+        # Every prod step took a backup, catalogued with a checksum of the real file.
+        backups = rollout_json(self.d, "backups", "prod")[1]["backups"]
+        self.assertEqual(sorted(b["database"] for b in backups), sorted(self.tenants))
+        for b in backups:
+            self.assertEqual(b["revisions"], [AGE])
+            with open(b["path"], "rb") as f:
+                data = f.read()
+            self.assertEqual(b["size_bytes"], len(data))
+            self.assertEqual(b["sha256"], hashlib.sha256(data).hexdigest())
+            self.assertEqual(sqlite_rows(b["path"]), [AGE])
+        # A late watcher gets every event again, in order.
+        text = self.d.cli("watch", r["id"]).stdout
+        for kind in ("rollout_started", "soaking", "awaiting_approval", "approved", "backup_taken",
+                     "verified", "rollout_finished"):
+            self.assertIn("  " + kind + "  ", text)
+        self.assertLess(text.index("awaiting_approval"), text.index("approved"))
+        # Status agrees; metrics count what happened.
+        fleet = json.loads(self.d.cli("status", "-o", "json").stdout)
+        self.assertTrue(all(db["state"] == "current" for db in fleet["databases"]), fleet)
+        metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.d.metrics_port).read().decode()
+        self.assertIn('lockstep_rollouts_total{result="succeeded"} 1', metrics)
+        self.assertIn('lockstep_rollout_steps_total{environment="prod",result="succeeded"} 5', metrics)
+        self.assertIn("lockstep_rollouts_active 0", metrics)
+        self.assertIn('lockstep_backup_size_bytes_count{environment="prod"} 5', metrics)
+        self.assertNotIn(SECRET, metrics)
+        self.assertNotIn(SECRET, self.d.log())
+        self.assertNotIn(SECRET, self.d.cli("rollout", r["id"], "-o", "json").stdout)
+
+    def test_3_downgrade_one_database_with_backup_then_restore(self):
+        rc, r = rollout_json(self.d, "downgrade", "prod/t1", "--to", AGE)
+        self.assertEqual(rc, 0, r)
+        self.assertEqual(r["kind"], "downgrade")
+        step = r["steps"][0]
+        self.assertIn(AGE, step["expected"])
+        self.assertEqual(sqlite_rows(self.tenants["t1"]), step["expected"])  # what Alembic left
+        self.assertNotEqual(step["expected"], [HEAD])
+        backup_id = r["steps"][0]["backup_id"]
+        self.assertGreater(backup_id, 0)
+        # Restoring the backup taken before the downgrade brings HEAD back.
+        rc, out = rollout_json(self.d, "restore", str(backup_id))
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out["revisions"], [HEAD])
+        self.assertEqual(sqlite_rows(self.tenants["t1"]), [HEAD])
+
+    def test_4_corrupted_backup_is_refused(self):
+        backups = rollout_json(self.d, "backups", "prod/t2")[1]["backups"]
+        b = backups[0]
+        with open(b["path"], "r+b") as f:
+            f.seek(200)
+            f.write(b"\x00garbage\x00")
+        before = sqlite_rows(self.tenants["t2"])
+        p = self.d.cli("restore", str(b["id"]), check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("backup %d is corrupted" % b["id"], p.stderr)
+        self.assertIn("Refusing to restore it", p.stderr)
+        self.assertEqual(sqlite_rows(self.tenants["t2"]), before)
+        p = self.d.cli("restore", "999999", check=False)
+        self.assertIn("no backup 999999", p.stderr)
+
+
+class FailureAndLockTest(unittest.TestCase):
+    """A migration that fails half-way, on SQLite and PostgreSQL; locks."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.f = Fleet([("f0a11f0a11f0_fails.py", FAILING)])
+        cls.pg = PgServer().__enter__()
+        cls.pg.create_database("prod_app")
+        cls.pg_url = cls.pg.url("prod_app")
+        cls.f.alembic(cls.pg_url, "upgrade", HEAD)
+        cls.lite = cls.f.sqlite("lite", HEAD)
+        cls.other = cls.f.sqlite("other", HEAD)
+        cls.envs = """
+  - name: pg
+    databases: [{name: app, url: "postgresql://postgres@127.0.0.1:%d/prod_app"}]
+  - name: lite
+    max_failures: 0
+    max_parallel: 1
+    databases:
+      - {name: a-lite, url: "sqlite:///lite.db"}
+      - {name: b-other, url: "sqlite:///other.db"}
+  - name: locks
+    databases: [{name: app, url: "sqlite:///locked.db"}]
+""" % cls.pg.port
+        cls.locked = cls.f.sqlite("locked", HEAD)
+        cls.d = cls.f.daemon(cls.envs)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.f.close()
+        cls.pg.__exit__(None, None, None)
+
+    def test_1_sqlite_partial_ddl_is_restored_from_backup(self):
+        # Real Alembic on a copy: the failure leaves the table behind on SQLite.
+        probe = os.path.join(self.f.dir, "probe.db")
+        shutil.copy(self.lite, probe)
+        self.assertNotEqual(self.f.alembic("sqlite:///" + probe, "upgrade", "heads", check=False).returncode, 0)
+        self.assertIn("half_done", sqlite_tables(probe))
+        self.assertEqual(sqlite_rows(probe), [HEAD])
+
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "lite", "--watch")
+        self.assertEqual(rc, 5, r)  # halted: max_failures 0
+        steps = steps_by_db(r)
+        failed = steps[("lite", "a-lite")]
+        self.assertEqual(failed["state"], "failed")
+        self.assertIn("Alembic exit 1; the version rows are unchanged", failed["error"])
+        self.assertEqual(failed["rollback"], "restored")
+        self.assertEqual(failed["exit_code"], 1)
+        self.assertIn("no_such_column", self.d.cli("rollout", r["id"], "-o", "json").stdout)
+        self.assertNotIn("half_done", sqlite_tables(self.lite))
+        self.assertEqual(sqlite_rows(self.lite), [HEAD])
+        skipped = steps[("lite", "b-other")]
+        self.assertEqual(skipped["state"], "skipped")
+        self.assertIn("halted: 1 failed in lite, more than max_failures 0", skipped["error"])
+        self.assertEqual(sqlite_rows(self.other), [HEAD])
+
+    def test_2_postgresql_rolls_back(self):
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "pg", "--watch")
+        self.assertEqual(rc, 5, r)
+        step = r["steps"][0]
+        self.assertEqual(step["state"], "failed")
+        self.assertEqual(step["rollback"], "rolled_back")
+        tables = self.pg.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+                              db="prod_app").split()
+        self.assertNotIn("half_done", tables)
+        self.assertEqual(self.pg.psql("SELECT version_num FROM alembic_version", db="prod_app").split(),
+                         [HEAD])
+
+    def test_3_lock_held_by_another_process_refuses_the_step(self):
+        import fcntl
+        with open(self.locked + ".lockstep-lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            rc, r = rollout_json(self.d, "downgrade", "locks/app", "--to", AGE)
+        self.assertEqual(rc, 5, r)
+        self.assertIn("locks/app is locked by another rollout or lockstepd", r["steps"][0]["error"])
+        self.assertEqual(r["steps"][0]["backup_id"], 0)  # refused before anything was done
+        self.assertEqual(sqlite_rows(self.locked), [HEAD])
+
+    def test_4_postgresql_advisory_lock_held_elsewhere(self):
+        holder = subprocess.Popen(
+            [os.path.join(self.pg.bindir, "psql"), "-X", "-h", "127.0.0.1", "-p", str(self.pg.port),
+             "-U", "postgres", "-d", "prod_app", "-c",
+             "SELECT pg_advisory_lock(%d); SELECT pg_sleep(60)" % ADVISORY_KEY],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: self.pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+                                          db="prod_app").strip() == "1", what="the advisory lock")
+            rc, r = rollout_json(self.d, "downgrade", "pg/app", "--to", AGE)
+        finally:
+            holder.kill()
+            holder.wait()
+        self.assertEqual(rc, 5, r)
+        self.assertIn("advisory lock", r["steps"][0]["error"])
+        self.assertEqual(self.pg.psql("SELECT version_num FROM alembic_version", db="prod_app").split(),
+                         [HEAD])
+
+
+
+class CrashAndAbortTest(unittest.TestCase):
+    """kill -9 of lockstepd mid-wave; a second lockstepd; abort."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.f = Fleet([("5105105105aa_slow.py", SLOW)])
+        cls.tenants = {}
+        for t in ("t1", "t2", "t3", "t4", "t5", "t6"):
+            cls.tenants[t] = cls.f.sqlite(t, HEAD)
+            with open(cls.tenants[t] + ".slow", "w") as f:
+                f.write("1.5")
+        cls.long = cls.f.sqlite("long", HEAD)
+        with open(cls.long + ".slow", "w") as f:
+            f.write("60")
+        cls.envs = """
+  - name: tenants
+    batch_size: 6
+    max_parallel: 2
+    databases:
+%s  - name: long
+    databases: [{name: app, url: "sqlite:///long.db"}]
+""" % "".join('      - {name: %s, url: "sqlite:///%s.db"}\n' % (t, t) for t in cls.tenants)
+        cls.d = cls.f.daemon(cls.envs)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.f.close()
+
+    def get(self, d, rid):
+        return rollout_json(d, "rollout", rid)[1]
+
+    def alembic_children(self):
+        p = subprocess.run(["pgrep", "-f", self.f.ini], capture_output=True, text=True)
+        return p.stdout.split()
+
+    def test_1_kill9_mid_wave_then_restart_applies_each_step_once(self):
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "tenants")
+        self.assertEqual(rc, 0, r)
+        rid = r["id"]
+
+        def mid_wave():
+            steps = self.get(self.d, rid)["steps"]
+            done = sum(s["state"] == "succeeded" for s in steps)
+            running = [s for s in steps if s["state"] == "running" and s["phase"] == "alembic"]
+            return done >= 2 and running
+        wait_for(mid_wave, what="two steps done and one inside Alembic")
+        self.d.kill9()
+        # Alembic does not outlive lockstepd (PR_SET_PDEATHSIG).
+        wait_for(lambda: not self.alembic_children(), timeout=10, what="Alembic children to die")
+        self.d.start()
+        rc, done = rollout_json(self.d, "watch", rid)
+        self.assertEqual(rc, 0, done)
+        self.assertEqual(done["state"], "succeeded")
+        for t, path in self.tenants.items():
+            self.assertEqual(sqlite_rows(path), ["5105105105aa"], t)
+            self.assertEqual(sqlite_rows(path, "SELECT rev FROM run_log"), ["5105105105aa"], t)
+        self.assertTrue(any(s["attempts"] == 2 for s in done["steps"]), done["steps"])
+        events = self.d.cli("watch", rid).stdout
+        self.assertIn("recovered", events)
+        self.assertIn("restored from its backup; will retry", events)
+
+    def test_2_second_lockstepd_refused_then_abort_during_long_migration(self):
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "long")
+        self.assertEqual(rc, 0, r)
+        rid = r["id"]
+        wait_for(lambda: self.get(self.d, rid)["steps"][0]["phase"] == "alembic",
+                 what="the long step inside Alembic")
+        time.sleep(1)  # Alembic is inside the migration's sleep now
+        other = self.f.daemon(self.envs, state="second-state.db", name="second")
+        rc, r2 = rollout_json(other, "rollout", "--to", "heads", "--env", "long", "--watch")
+        self.assertEqual(rc, 5, r2)
+        self.assertIn("long/app is locked by another rollout or lockstepd", r2["steps"][0]["error"])
+        other.stop()
+
+        started = time.time()
+        self.d.cli("abort", rid, "--actor", "oncall")
+        rc, done = rollout_json(self.d, "watch", rid)
+        self.assertLess(time.time() - started, 30)
+        self.assertEqual(rc, 7, done)
+        self.assertEqual(done["state"], "aborted")
+        step = done["steps"][0]
+        self.assertEqual(step["state"], "failed")
+        self.assertIn("stopped by abort", step["error"])
+        self.assertEqual(step["rollback"], "restored")
+        self.assertEqual(sqlite_rows(self.long), [HEAD])
+        self.assertNotIn("run_log", sqlite_tables(self.long))  # the partial DDL is gone
+        self.assertIn("rollout aborted by oncall", self.d.cli("watch", rid, check=False).stdout)
+        self.assertFalse(self.alembic_children())
+
+
+if __name__ == "__main__":
+    unittest.main()
