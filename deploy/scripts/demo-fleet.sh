@@ -27,6 +27,7 @@ server:
   metrics_listen: 127.0.0.1:9187
   state: state.db
   poll_interval: 10s
+  backup_dir: backups
 project:
   alembic_ini: $INI
 environments:
@@ -35,7 +36,7 @@ environments:
       - {name: app, url: "sqlite:///dev.db"}
   - name: staging
     after: dev
-    soak: 10m
+    soak: 30s
     databases:
       - {name: app, url: "sqlite:///staging.db"}
   - name: prod

@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+"""Benchmark: a rollout of migrations/example to N SQLite tenant databases,
+side by side with the shell loop teams run today.
+
+    /usr/bin/python3 tests/bench/bench_rollout.py --build build
+
+Every database starts at 7c4e2d8a9b22 (users + age) and goes to heads (three
+revisions: the orders branch, status, the merge). Figures:
+  - `for db in ...; do alembic -x url=... upgrade heads; done`: wall time;
+  - lockstepd with max_parallel 1, 4 and 8 (batch_size = N, no backups, so
+    the same work as the loop): wall time from StartRollout to the end, and
+    lockstep's own overhead per step = step time (lock, read, Alembic,
+    verify, state writes) minus the Alembic process's own wall time.
+The databases are copies of one made by real Alembic, reset before each run.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from lockstepd import Lockstepd  # noqa: E402
+from pgserver import free_port  # noqa: E402
+
+INI = os.path.join(ROOT, "migrations", "example", "alembic.ini")
+START = "7c4e2d8a9b22"
+
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--databases", type=int, default=100)
+    ap.add_argument("--parallel", default="1,4,8")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    work = tempfile.mkdtemp(prefix="lockstep-rollout-bench-")
+    try:
+        template = os.path.join(work, "template.db")
+        subprocess.run(["/usr/bin/alembic", "-c", INI, "-x", "url=sqlite:///" + template,
+                        "upgrade", START], check=True, capture_output=True)
+        names = ["tenant-%03d" % i for i in range(args.databases)]
+        paths = [os.path.join(work, n + ".db") for n in names]
+
+        def reset():
+            for p in paths:
+                shutil.copy(template, p)
+
+        print("rollout of migrations/example (%s -> heads, 3 revisions) to %d SQLite databases"
+              % (START, len(paths)))
+        reset()
+        loop = "for db in %s; do /usr/bin/alembic -c %s -x url=sqlite:///$db upgrade heads " \
+               "> /dev/null 2>&1 || exit 1; done" % (" ".join(paths), INI)
+        t0 = time.time()
+        subprocess.run(["bash", "-c", loop], check=True)
+        shell = time.time() - t0
+        print("  %-34s %8.1f s   (%.0f ms per database)" % ("shell loop of alembic upgrade heads",
+                                                             shell, shell * 1000 / len(paths)))
+
+        results = {}
+        for parallel in [int(p) for p in args.parallel.split(",")]:
+            reset()
+            grpc_port, metrics_port = free_port(), free_port()
+            config = os.path.join(work, "fleet-%d.yaml" % parallel)
+            with open(config, "w") as f:
+                f.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state-%d.db,
+         poll_interval: 1h}
+project: {alembic_ini: %s, alembic_command: [/usr/bin/alembic]}
+environments:
+  - name: tenants
+    batch_size: %d
+    max_parallel: %d
+    on_failure: leave
+    databases:
+%s""" % (grpc_port, metrics_port, parallel, INI, len(paths), parallel,
+                    "".join('      - {name: %s, url: "sqlite:///%s"}\n' % (n, p)
+                            for n, p in zip(names, paths))))
+            d = Lockstepd(build, config, "127.0.0.1:%d" % grpc_port).start()
+            try:
+                t0 = time.time()
+                p = d.cli("rollout", "--to", "heads", "--watch", "-o", "json", timeout=3600)
+                wall = time.time() - t0
+                r = json.loads(p.stdout)
+                assert r["state"] == "succeeded", r["reason"]
+                # Step time from the daemon's own clock: started -> finished is
+                # second-resolution in the API, so use the event log instead.
+                overhead = []
+                for s in r["steps"]:
+                    assert s["state"] == "succeeded", s
+                step_ms = step_durations(d, r["id"])
+                for s in r["steps"]:
+                    overhead.append(step_ms[s["database"]] - s["alembic_ms"])
+                results[parallel] = (wall, statistics.median(overhead), max(overhead))
+                print("  %-34s %8.1f s   (%.2fx the loop)   overhead per step: median %.0f ms, max %.0f ms"
+                      % ("lockstep max_parallel %d" % parallel, wall, shell / wall,
+                         statistics.median(overhead), max(overhead)))
+            finally:
+                d.stop()
+        if 1 in results and 4 in results:
+            print("  max_parallel 4 vs 1: %.2fx faster" % (results[1][0] / results[4][0]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def step_durations(d, rollout_id):
+    """Milliseconds from step_started to verified, per database, from the
+    event stream (millisecond timestamps, via the gRPC API)."""
+    from lockstepd import grpc_stubs
+    import grpc
+    pb2, pb2_grpc = grpc_stubs(os.path.join(os.path.dirname(d.config), "stubs"))
+    stub = pb2_grpc.LockstepStub(grpc.insecure_channel(d.server))
+    started, out = {}, {}
+    for e in stub.WatchRollout(pb2.WatchRolloutRequest(id=rollout_id), timeout=60):
+        t = e.at.seconds * 1000 + e.at.nanos / 1e6
+        if e.kind == "step_started":
+            started[e.database] = t
+        elif e.kind == "verified":
+            out[e.database] = t - started[e.database]
+    return out
+
+
+if __name__ == "__main__":
+    main()
