@@ -22,7 +22,14 @@ int Fail(Context& c, const std::string& message) {
 }
 
 int RpcFailure(Context& c, const grpc::Status& s) {
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+  // gRPC's own connection failures; lockstepd's UNAVAILABLE (a database it
+  // cannot reach, a shutdown) keeps its message.
+  const std::string& m = s.error_message();
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      (m.find("failed to connect") != std::string::npos ||
+       m.find("Connection refused") != std::string::npos ||
+       m.find("Socket closed") != std::string::npos ||
+       m.find("Connection reset") != std::string::npos)) {
     return Fail(c, absl::StrCat("cannot reach lockstepd at ", c.server, " (", s.error_message(),
                                 "); is it running? (--server / LOCKSTEP_SERVER)"));
   }

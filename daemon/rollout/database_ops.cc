@@ -57,6 +57,48 @@ void SqliteCopy(const std::string& from, const std::string& to, bool to_must_exi
   backup.executeStep();
 }
 
+// Runs before a PostgreSQL dump is replayed, in the same transaction.
+constexpr char kPostgresRestorePrelude[] = R"sql(
+SET client_min_messages = warning;
+DO $lockstep$
+DECLARE s name;
+BEGIN
+  FOR s IN SELECT nspname FROM pg_namespace
+           WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+             AND nspname NOT LIKE 'pg\_temp\_%' AND nspname NOT LIKE 'pg\_toast\_temp\_%'
+  LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', s);
+  END LOOP;
+END
+$lockstep$;
+CREATE SCHEMA public;
+DO $lockstep$
+BEGIN
+  IF current_setting('server_version_num')::int >= 150000 THEN
+    EXECUTE 'ALTER SCHEMA public OWNER TO pg_database_owner';
+    EXECUTE 'GRANT USAGE ON SCHEMA public TO PUBLIC';
+  ELSE
+    EXECUTE 'GRANT ALL ON SCHEMA public TO PUBLIC';
+  END IF;
+END
+$lockstep$;
+)sql";
+
+// Removes every line equal to `line` from a file (in place).
+absl::Status DropLine(const std::string& path, const std::string& line) {
+  std::ifstream in(path);
+  if (!in) return absl::InternalError(absl::StrCat("cannot read ", path));
+  std::string text, l;
+  while (std::getline(in, l)) {
+    if (l != line) text += l + "\n";
+  }
+  in.close();
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<config::DatabaseUrl> ConnectUrl(const VersionTarget& target) {
@@ -176,7 +218,7 @@ absl::StatusOr<Backup> TakeBackup(const VersionTarget& target, const config::Dat
       SqliteCopy(url.database, tmp, false);
     } catch (const std::exception& e) {
       ::unlink(tmp.c_str());
-      return absl::UnavailableError(
+      return absl::FailedPreconditionError(
           absl::StrCat("backup of ", target.name, " failed: ", e.what()));
     }
   } else {
@@ -187,7 +229,7 @@ absl::StatusOr<Backup> TakeBackup(const VersionTarget& target, const config::Dat
     ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
     if (!r.ok()) {
       ::unlink(tmp.c_str());
-      return absl::UnavailableError(absl::StrCat("backup of ", target.name, ": pg_dump ",
+      return absl::FailedPreconditionError(absl::StrCat("backup of ", target.name, ": pg_dump ",
                                                  r.Describe(), ": ", r.output));
     }
   }
@@ -227,19 +269,47 @@ absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl& url,
     try {
       SqliteCopy(backup.path, url.database, false);
     } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat("restore of ", name, " failed: ", e.what()));
+      return absl::FailedPreconditionError(absl::StrCat("restore of ", name, " failed: ", e.what()));
     }
     return absl::OkStatus();
   }
-  ProcessSpec spec;
-  spec.argv = {"pg_restore", "--clean", "--if-exists", "--single-transaction", "--no-owner",
-               "--dbname", url.database, backup.path};
-  spec.env = LibpqEnvironment(url);
-  spec.timeout = timeout;
-  ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
+  // The database must end up exactly as the backup: objects a failed
+  // migration created after it must go too (pg_restore --clean alone would
+  // keep them, and fails on their dependencies). So, in one transaction:
+  // drop every user schema, recreate public, replay the dump.
+  const std::string sql = backup.path + ".restore.sql";
+  const std::string prelude = backup.path + ".prelude.sql";
+  struct Cleanup {
+    std::vector<std::string> files;
+    ~Cleanup() {
+      for (const std::string& f : files) ::unlink(f.c_str());
+    }
+  } cleanup{{sql, prelude}};
+  ProcessSpec to_sql;
+  to_sql.argv = {"pg_restore", "--no-owner", "--file", sql, backup.path};
+  to_sql.timeout = timeout;
+  ProcessResult r = RunProcess(to_sql, nullptr, nullptr, nullptr);
   if (!r.ok()) {
-    return absl::UnavailableError(
+    return absl::FailedPreconditionError(
         absl::StrCat("restore of ", name, ": pg_restore ", r.Describe(), ": ", r.output));
+  }
+  {
+    std::ofstream out(prelude);
+    out << kPostgresRestorePrelude;
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", prelude));
+  }
+  absl::Status filtered = DropLine(sql, "CREATE SCHEMA public;");
+  if (!filtered.ok()) return filtered;
+  ProcessSpec apply;
+  apply.argv = {"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                "-f", prelude, "-f", sql};
+  apply.env = LibpqEnvironment(url);
+  apply.timeout = timeout;
+  r = RunProcess(apply, nullptr, nullptr, nullptr);
+  if (!r.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "restore of ", name, " (rolled back, the database is unchanged): psql ", r.Describe(), ": ",
+        r.output));
   }
   return absl::OkStatus();
 }

@@ -61,9 +61,11 @@ absl::StatusOr<Backup> TakeBackup(const VersionTarget& target, const config::Dat
 // Checks the file is there with the catalogued size and SHA-256.
 absl::Status VerifyBackup(const Backup& backup);
 
-// Puts `backup` back into the database (after VerifyBackup): SQLite through
-// the backup API, PostgreSQL with `pg_restore --clean --if-exists
-// --single-transaction`. The caller holds the database's lock.
+// Puts `backup` back into the database (after VerifyBackup), so that it holds
+// exactly what the backup holds: SQLite through the backup API; PostgreSQL by
+// dropping every user schema and replaying the dump (pg_restore to SQL, then
+// psql), all in one transaction: a failed restore changes nothing. The
+// caller holds the database's lock.
 absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl& url,
                            absl::Duration timeout);
 

@@ -1,24 +1,15 @@
 #include "daemon/rollout/engine.h"
 
-#include <signal.h>
-
 #include <algorithm>
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "daemon/rollout/database_ops.h"
-#include "daemon/rollout/process.h"
-#include "migrations/migration_plan.h"
-#include "migrations/revision_error.h"
 
 namespace lockstep::daemon {
 namespace {
-
-std::string Rows(const std::vector<std::string>& rows) {
-  return rows.empty() ? "[] (no version rows)" : absl::StrCat("[", absl::StrJoin(rows, ", "), "]");
-}
 
 std::string NewId(const std::string& prefix, absl::Time now) {
   std::random_device rd;
@@ -40,25 +31,6 @@ std::string When(absl::Time t) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone());
 }
 
-// The Alembic command line for one database; the password stays out of it.
-ProcessSpec AlembicSpec(const config::Inventory& inv, const config::DatabaseUrl& url,
-                        const std::string& command, const std::string& target) {
-  ProcessSpec spec;
-  spec.argv = inv.project.alembic_command;
-  spec.argv.insert(spec.argv.end(), {"-c", inv.project.alembic_ini});
-  if (inv.project.ini_section != "alembic") {
-    spec.argv.insert(spec.argv.end(), {"-n", inv.project.ini_section});
-  }
-  config::DatabaseUrl without_password = url;
-  without_password.password.reset();
-  spec.argv.insert(spec.argv.end(), {"-x", "url=" + without_password.ToSqlAlchemy(), command, target});
-  if (url.dialect == config::Dialect::kPostgresql) spec.env = LibpqEnvironment(url);
-  spec.env.push_back("DATABASE_URL=" + url.ToSqlAlchemy());
-  spec.cwd = inv.project.working_dir;
-  spec.timeout = inv.project.step_timeout;
-  return spec;
-}
-
 }  // namespace
 
 struct RolloutEngine::Active {
@@ -75,7 +47,8 @@ RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore*
     : reconciler_(std::move(reconciler)),
       store_(store),
       reader_(std::move(reader)),
-      hooks_(std::move(hooks)) {}
+      hooks_(std::move(hooks)),
+      executor_(reconciler_, store_, reader_.get()) {}
 
 RolloutEngine::~RolloutEngine() { Stop(); }
 
@@ -424,8 +397,8 @@ absl::StatusOr<std::vector<std::string>> RolloutEngine::Restore(int64_t backup_i
   }
   if (read.rows != b->revisions) {
     return absl::DataLossError(absl::StrCat("restored ", key, " from backup ", backup_id,
-                                            " but it holds ", Rows(read.rows), ", not the backup's ",
-                                            Rows(b->revisions)));
+                                            " but it holds ", RowsText(read.rows), ", not the backup's ",
+                                            RowsText(b->revisions)));
   }
   return read.rows;
 }
@@ -562,207 +535,42 @@ void RolloutEngine::RunWave(Active& a, size_t stage_index, const std::vector<int
   for (std::thread& t : pool) t.join();
 }
 
-// One database, start to end. Only this thread changes the step while it
-// runs; every change is saved (under mu_) before the action it announces.
 void RolloutEngine::RunStep(Active& a, size_t stage_index, int index) {
-  RolloutStep s;
-  RolloutStage policy;
-  std::string kind;
+  RolloutStep step;
+  StepExecutor::Job job;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    s = a.r.steps[static_cast<size_t>(index)];
-    policy = a.r.stages[stage_index];
-    kind = a.r.kind;
+    step = a.r.steps[static_cast<size_t>(index)];
+    job = {a.r.id, a.r.kind, a.r.target, a.r.stages[stage_index]};
   }
-  const std::string target_id = a.r.target;  // immutable after Launch
-  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
-  auto save = [&](const std::string& phase) {
-    std::lock_guard<std::mutex> lock(mu_);
-    s.phase = phase;
-    SaveStep(a, s);
-  };
-  auto event = [&](const std::string& kind_of, const std::string& message) {
-    std::lock_guard<std::mutex> lock(mu_);
-    Emit(a, kind_of, s.environment, s.database, message);
-  };
   const absl::Time started = absl::Now();
-  auto finish = [&](const std::string& state, const std::string& error) {
-    s.state = state;
-    s.error = state == "failed" ? error : "";
-    s.finished_at = absl::Now();
-    s.pid = 0;
+  executor_.Run(job, &step, &a.cancel, StepHooks(a));
+  if (!step.finished()) return;  // lockstepd is stopping
+  std::lock_guard<std::mutex> lock(mu_);
+  if (hooks_.on_step_finished) hooks_.on_step_finished(step, step.finished_at - started);
+  if (step.state == "failed" && !a.aborted) CountFailure(a, stage_index);
+}
+
+StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
+  StepExecutor::Hooks hooks;
+  hooks.save = [this, &a](const RolloutStep& step) {
     std::lock_guard<std::mutex> lock(mu_);
-    s.phase.clear();
-    SaveStep(a, s);
-    if (state == "failed") {
-      Emit(a, "step_failed", s.environment, s.database,
-           absl::StrCat(error, s.rollback.empty() ? "" : absl::StrCat(" [", s.rollback, "]")));
-    } else {
-      Emit(a, "verified", s.environment, s.database, error);
-    }
-    if (hooks_.on_step_finished) hooks_.on_step_finished(s, s.finished_at - started);
-    if (state == "failed" && !a.aborted) CountFailure(a, stage_index);
+    SaveStep(a, step);
   };
-
-  s.state = "running";
-  s.started_at = started;
-  s.error.clear();
-  s.rollback.clear();
-  save("lock");
-  event("step_started", absl::StrCat("from ", Rows(s.from), " to ", Rows(s.expected), ": ",
-                                     absl::StrJoin(s.path, ", ")));
-  std::optional<VersionTarget> target = reconciler_->Target(s.key());
-  if (!target) return finish("failed", "no longer in the inventory");
-  absl::StatusOr<config::DatabaseUrl> url = ConnectUrl(*target);
-  if (!url.ok()) return finish("failed", std::string(url.status().message()));
-  absl::StatusOr<std::unique_ptr<DatabaseLock>> db_lock =
-      DatabaseLock::Acquire(*target, *url, inv->server.connect_timeout);
-  if (!db_lock.ok()) return finish("failed", std::string(db_lock.status().message()));
-
-  // The database may have moved since the plan (by hand, or a retry).
-  VersionRead before = reader_->Read(*target);
-  if (before.outcome != ReadOutcome::kOk && before.outcome != ReadOutcome::kNoTable) {
-    return finish("failed", absl::StrCat("cannot read the version rows: ", before.error));
-  }
-  if (before.rows == s.expected) return finish("succeeded", "already at the target; nothing to run");
-  if (before.rows != s.from) {
-    std::shared_ptr<const migrations::Project> project = reconciler_->project();
-    migrations::Resolver resolver(&project->graph());
-    auto path = kind == "downgrade" ? migrations::PlanDowngrade(resolver, before.rows, target_id)
-                                    : migrations::PlanUpgrade(resolver, before.rows, target_id);
-    if (!path.ok()) {
-      return finish("failed", absl::StrCat("the database moved to ", Rows(before.rows),
-                                           " since the plan and cannot go to ", target_id, ": ",
-                                           migrations::CommandErrorMessage(path.status())));
-    }
-    event("replanned", absl::StrCat("the database moved from ", Rows(s.from), " to ",
-                                    Rows(before.rows), " since the plan; new path"));
-    s.from = before.rows;
-    s.path.clear();
-    for (const auto& step : *path) s.path.push_back(project->graph().id(step.revision));
-    if (!path->empty()) s.expected = path->back().rows_after;
-  }
-
-  const bool want_backup = policy.backup_required || policy.on_failure == "restore";
-  if (want_backup) {
-    save("backup");
-    absl::StatusOr<Backup> b = TakeBackup(*target, *url, inv->server.backup_dir, inv->project.step_timeout);
-    if (b.ok()) {
-      b->revisions = s.from;
-      b->rollout_id = a.r.id;
-      absl::Status catalogued = store_->AddBackup(&*b);
-      if (!catalogued.ok()) return finish("failed", std::string(catalogued.message()));
-      s.backup_id = b->id;
-      event("backup_taken", absl::StrCat("backup ", b->id, ": ", b->size_bytes, " bytes in ",
-                                         absl::FormatDuration(absl::Trunc(b->took, absl::Milliseconds(1))),
-                                         ", sha256 ", b->sha256.substr(0, 12), "…, ", b->path));
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (hooks_.on_backup) hooks_.on_backup(*b);
-      }
-      // Retention: the newest backup_keep backups of this database stay.
-      absl::StatusOr<std::vector<Backup>> all =
-          store_->Backups(s.environment, s.database, 1 << 20);
-      if (all.ok()) {
-        for (size_t k = static_cast<size_t>(inv->server.backup_keep); k < all->size(); ++k) {
-          ::unlink((*all)[k].path.c_str());
-          absl::Status deleted = store_->DeleteBackup((*all)[k].id);
-          (void)deleted;  // a catalog row left behind is refused at restore (file missing)
-        }
-      }
-    } else if (policy.backup_required) {
-      return finish("failed", absl::StrCat("backup required, and it failed: ", b.status().message()));
-    } else {
-      event("backup_failed", absl::StrCat("backup failed (continuing: backup is not required): ",
-                                          b.status().message()));
-    }
-  }
-
-  ++s.attempts;
-  save("alembic");
-  const std::string command = kind == "downgrade" ? "downgrade" : "upgrade";
-  ProcessSpec spec = AlembicSpec(*inv, *url, command, target_id);
-  ProcessResult run = RunProcess(
-      spec, &a.cancel,
-      [&](int pid) {
-        s.pid = pid;
-        save("alembic");
-      },
-      [&](const std::string& line) { event("output", line); });
-  s.pid = 0;
-  s.exit_code = run.exit_code;
-  s.alembic_time = run.took;
-  s.output = run.output;
-  {
+  hooks.event = [this, &a](const RolloutStep& step, const std::string& kind,
+                           const std::string& message) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return;  // as if killed: Recover() settles it from the database
-  }
-  save("verify");
-  VersionRead after = reader_->Read(*target);
-  const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
-  if (run.ok() && readable && after.rows == s.expected) {
-    return finish("succeeded", absl::StrCat("holds ", Rows(after.rows), " as planned (Alembic took ",
-                                            absl::FormatDuration(absl::Trunc(run.took, absl::Milliseconds(1))), ")"));
-  }
-  std::string error;
-  if (!readable) {
-    error = absl::StrCat("Alembic ", run.Describe(), "; then the version rows could not be read: ",
-                         after.error);
-  } else if (run.cancelled) {
-    error = absl::StrCat("stopped by abort; the database holds ", Rows(after.rows));
-  } else if (!run.ok() && after.rows == s.from) {
-    error = absl::StrCat("Alembic ", run.Describe(), "; the version rows are unchanged at ",
-                         Rows(after.rows));
-  } else if (!run.ok()) {
-    error = absl::StrCat("Alembic ", run.Describe(), " after the database moved from ", Rows(s.from),
-                         " to ", Rows(after.rows));
-  } else {
-    error = absl::StrCat("Alembic exited 0 but the database holds ", Rows(after.rows),
-                         ", not the planned ", Rows(s.expected));
-  }
-
-  // Bring it back to where it started, as the policy says, and check.
-  save("rollback");
-  const bool pg = url->dialect == config::Dialect::kPostgresql;
-  std::string how = run.cancelled ? "restore" : policy.on_failure;
-  if (how == "restore" && pg && readable && after.rows == s.from) {
-    s.rollback = "rolled_back";  // PostgreSQL's transactional DDL undid it
-    event("rolled_back", absl::StrCat("PostgreSQL rolled the migration's transaction back; verified at ",
-                                      Rows(after.rows)));
-  } else if (how == "restore") {
-    absl::Status restored = absl::FailedPreconditionError("no backup was taken");
-    if (s.backup_id != 0) {
-      absl::StatusOr<Backup> b = store_->GetBackup(s.backup_id);
-      restored = b.ok() ? VerifyBackup(*b) : b.status();
-      if (restored.ok()) restored = RestoreBackup(*b, *url, inv->project.step_timeout);
-    }
-    VersionRead check = reader_->Read(*target);
-    if (restored.ok() && check.rows != s.from) {
-      restored = absl::DataLossError(absl::StrCat("after the restore it holds ", Rows(check.rows)));
-    }
-    s.rollback = restored.ok() ? "restored" : absl::StrCat("restore_failed: ", restored.message());
-    event("rolled_back", restored.ok()
-                             ? absl::StrCat("restored from backup ", s.backup_id, "; verified at ",
-                                            Rows(check.rows))
-                             : absl::StrCat("restore failed: ", restored.message()));
-  } else if (how == "downgrade") {
-    std::string to = s.from.empty() ? "base" : s.from.size() == 1 ? s.from[0] : "";
-    if (to.empty()) {
-      s.rollback = "downgrade_failed: it started from several heads; restore a backup instead";
-    } else {
-      ProcessResult down = RunProcess(AlembicSpec(*inv, *url, "downgrade", to), nullptr, nullptr,
-                                      [&](const std::string& line) { event("output", line); });
-      VersionRead check = reader_->Read(*target);
-      s.rollback = down.ok() && check.rows == s.from
-                       ? "downgraded"
-                       : absl::StrCat("downgrade_failed: Alembic ", down.Describe(),
-                                      ", the database holds ", Rows(check.rows));
-    }
-    event("rolled_back", s.rollback);
-  } else {
-    s.rollback = "left";
-  }
-  finish("failed", error);
+    Emit(a, kind, step.environment, step.database, message);
+  };
+  hooks.backup_taken = [this](const Backup& b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (hooks_.on_backup) hooks_.on_backup(b);
+  };
+  hooks.stopping = [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_;
+  };
+  return hooks;
 }
 
 void RolloutEngine::CountFailure(Active& a, size_t stage_index) {
@@ -778,80 +586,12 @@ void RolloutEngine::CountFailure(Active& a, size_t stage_index) {
 }
 
 void RolloutEngine::Settle(Active& a, RolloutStep* step) {
-  RolloutStep& s = *step;
-  auto save_and_emit = [&](const std::string& kind, const std::string& message) {
-    std::lock_guard<std::mutex> lock(mu_);
-    SaveStep(a, s);
-    Emit(a, kind, s.environment, s.database, message);
-  };
-  // An Alembic the dead lockstepd started normally died with it
-  // (PR_SET_PDEATHSIG); if it is still there, stop it before looking.
-  if (s.pid > 0 && ProcessAlive(s.pid)) {
-    ::kill(-s.pid, SIGKILL);
-    ::kill(s.pid, SIGKILL);
-    for (int i = 0; i < 100 && ProcessAlive(s.pid); ++i) absl::SleepFor(absl::Milliseconds(100));
+  executor_.Settle(step, StepHooks(a));
+  if (step->state != "failed") return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < a.r.stages.size(); ++i) {
+    if (a.r.stages[i].environment == step->environment) CountFailure(a, i);
   }
-  s.pid = 0;
-  auto needs_attention = [&](const std::string& why) {
-    s.state = "failed";
-    s.error = absl::StrCat("needs attention after a restart: ", why);
-    s.finished_at = absl::Now();
-    s.phase.clear();
-    save_and_emit("step_failed", s.error);
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < a.r.stages.size(); ++i) {
-      if (a.r.stages[i].environment == s.environment) CountFailure(a, i);
-    }
-  };
-  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
-  std::optional<VersionTarget> target = reconciler_->Target(s.key());
-  if (!target) {
-    // The reconciler has not run yet in this process; one pass fills it.
-    absl::Status refreshed = reconciler_->Refresh();
-    (void)refreshed;
-    target = reconciler_->Target(s.key());
-  }
-  if (!target) return needs_attention("no longer in the inventory");
-  absl::StatusOr<config::DatabaseUrl> url = ConnectUrl(*target);
-  if (!url.ok()) return needs_attention(std::string(url.status().message()));
-  absl::StatusOr<std::unique_ptr<DatabaseLock>> db_lock =
-      DatabaseLock::Acquire(*target, *url, inv->server.connect_timeout);
-  if (!db_lock.ok()) return needs_attention(std::string(db_lock.status().message()));
-  VersionRead read = reader_->Read(*target);
-  if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
-    return needs_attention(absl::StrCat("cannot read the version rows: ", read.error));
-  }
-  const bool sqlite = url->dialect == config::Dialect::kSqlite;
-  const bool alembic_may_have_run = s.phase == "alembic" || s.phase == "verify" || s.phase == "rollback";
-  if (read.rows == s.expected && s.phase != "rollback") {
-    s.state = "succeeded";
-    s.error = "verified at the target after a restart";
-    s.finished_at = absl::Now();
-    s.phase.clear();
-    return save_and_emit("verified", absl::StrCat("holds ", Rows(read.rows),
-                                                  " as planned (settled after a restart)"));
-  }
-  if (read.rows == s.from) {
-    // SQLite keeps whatever DDL ran before the kill: go back to the backup.
-    if (sqlite && alembic_may_have_run && s.backup_id != 0) {
-      absl::StatusOr<Backup> b = store_->GetBackup(s.backup_id);
-      absl::Status restored = b.ok() ? VerifyBackup(*b) : b.status();
-      if (restored.ok()) restored = RestoreBackup(*b, *url, inv->project.step_timeout);
-      if (!restored.ok()) return needs_attention(absl::StrCat("restore failed: ", restored.message()));
-    }
-    if (s.phase == "rollback") {
-      s.rollback = sqlite && s.backup_id != 0 ? "restored" : "rolled_back";
-      return needs_attention("the step had failed and was being rolled back; it is back at its start");
-    }
-    s.state = "pending";
-    s.phase.clear();
-    return save_and_emit("recovered", absl::StrCat("still at its start ", Rows(read.rows),
-                                                   alembic_may_have_run && sqlite && s.backup_id != 0
-                                                       ? "; restored from its backup; will retry"
-                                                       : "; will retry"));
-  }
-  needs_attention(absl::StrCat("the database holds ", Rows(read.rows), "; it was moving from ",
-                               Rows(s.from), " to ", Rows(s.expected)));
 }
 
 void RolloutEngine::Finish(Active& a) {

@@ -8,11 +8,9 @@
 //   absl::StatusOr<Rollout> r = engine.Start({.target = "heads"});
 //   engine.Approve(r->id, "alice");           // protected environments wait for this
 //
-// Per step: take the database's lock, re-read its rows, back it up when the
-// policy says so, run Alembic as a child process (password through the
-// environment), read the rows again and compare them with the plan. A failed
-// step is restored, downgraded or left as the environment's on_failure says,
-// and verified; past max_failures the rollout halts.
+// Each step is run by a StepExecutor (lock, backup, Alembic, verify,
+// restore); the engine schedules them and counts failures: past an
+// environment's max_failures the rollout halts.
 //
 // Thread-safe. Each active rollout has a runner thread; a wave runs its steps
 // on up to max_parallel threads. Stop() ends all of them without marking
@@ -35,6 +33,7 @@
 #include "daemon/core/reconciler.h"
 #include "daemon/core/rollout.h"
 #include "daemon/rollout/planner.h"
+#include "daemon/rollout/step_executor.h"
 #include "daemon/state/state_store.h"
 
 namespace lockstep::daemon {
@@ -100,6 +99,7 @@ class RolloutEngine {
   bool RunStage(Active& a, size_t stage_index);
   void RunWave(Active& a, size_t stage_index, const std::vector<int>& steps);
   void RunStep(Active& a, size_t stage_index, int step_index);
+  StepExecutor::Hooks StepHooks(Active& a);
   void Settle(Active& a, RolloutStep* step);  // after a restart
   void Finish(Active& a);
   void CountFailure(Active& a, size_t stage_index);  // mu_ held; halts past max_failures
@@ -121,6 +121,7 @@ class RolloutEngine {
   StateStore* store_;
   std::unique_ptr<VersionReader> reader_;
   RolloutHooks hooks_;
+  StepExecutor executor_;
 
   std::mutex mu_;
   std::condition_variable changed_;  // any rollout changed (events, gates, pause)

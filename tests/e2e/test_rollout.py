@@ -123,7 +123,8 @@ class Fleet:
             self.alembic("sqlite:///" + path, "upgrade", revision)
         return path
 
-    def daemon(self, environments, state="state.db", env=None, name="fleet"):
+    def daemon(self, environments, state="state.db", env=None, name="fleet",
+               alembic_command="/usr/bin/alembic"):
         grpc_port, metrics_port = free_port(), free_port()
         config = os.path.join(self.dir, name + ".yaml")
         with open(config, "w") as f:
@@ -137,10 +138,10 @@ server:
   backup_keep: 3
 project:
   alembic_ini: project/alembic.ini
-  alembic_command: [/usr/bin/alembic]
+  alembic_command: [%s]
   step_timeout: 2m
 environments:
-%s""" % (grpc_port, metrics_port, state, environments))
+%s""" % (grpc_port, metrics_port, state, alembic_command, environments))
         d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port, env=env).start()
         d.metrics_port = metrics_port
         self.daemons.append(d)
@@ -188,6 +189,13 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
         cls.f.alembic(cls.staging_url, "upgrade", AGE)
         cls.dev = cls.f.sqlite("dev", AGE)
         cls.tenants = {t: cls.f.sqlite("prod-" + t, AGE) for t in ("t1", "t2", "t3", "t4", "t5")}
+        # Alembic through a wrapper that records what it was given.
+        cls.wrapper = os.path.join(cls.f.dir, "recording-alembic")
+        with open(cls.wrapper, "w") as f:
+            f.write('#!/bin/sh\nprintf "%%s\\n" "$*" >> "%s/argv.log"\n'
+                    'printf "PGPASSWORD=%%s DATABASE_URL=%%s\\n" "$PGPASSWORD" "$DATABASE_URL" >> "%s/env.log"\n'
+                    'exec /usr/bin/alembic "$@"\n' % (cls.f.dir, cls.f.dir))
+        os.chmod(cls.wrapper, 0o755)
         cls.d = cls.f.daemon("""
   - name: dev
     databases: [{name: app, url: "sqlite:///dev.db"}]
@@ -205,7 +213,8 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
     max_parallel: 2
     databases:
 %s""" % (cls.pg.port, "".join('      - {name: %s, url: "sqlite:///prod-%s.db"}\n' % (t, t)
-                              for t in cls.tenants)), env={"STAGING_PW": SECRET})
+                              for t in cls.tenants)), env={"STAGING_PW": SECRET},
+                             alembic_command=cls.wrapper)
 
     @classmethod
     def tearDownClass(cls):
@@ -310,6 +319,14 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
         self.assertNotIn(SECRET, metrics)
         self.assertNotIn(SECRET, self.d.log())
         self.assertNotIn(SECRET, self.d.cli("rollout", r["id"], "-o", "json").stdout)
+        # The password reached Alembic through its environment, never its argv.
+        with open(os.path.join(self.f.dir, "argv.log")) as f:
+            argv = f.read()
+        with open(os.path.join(self.f.dir, "env.log")) as f:
+            env = f.read()
+        self.assertNotIn(SECRET, argv)
+        self.assertIn("-x url=postgresql://app@127.0.0.1:%d/staging_app upgrade heads" % self.pg.port, argv)
+        self.assertIn("PGPASSWORD=" + SECRET, env)
 
     def test_3_downgrade_one_database_with_backup_then_restore(self):
         rc, r = rollout_json(self.d, "downgrade", "prod/t1", "--to", AGE)
@@ -326,6 +343,55 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         self.assertEqual(out["revisions"], [HEAD])
         self.assertEqual(sqlite_rows(self.tenants["t1"]), [HEAD])
+
+    def test_5_postgresql_backup_restores_with_pg_restore(self):
+        backups = rollout_json(self.d, "backups", "staging/app")[1]["backups"]
+        self.assertEqual(len(backups), 1)
+        self.assertTrue(backups[0]["path"].endswith(".pgdump"))
+        rc, out = rollout_json(self.d, "restore", str(backups[0]["id"]))
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out["revisions"], [AGE])
+        self.assertEqual(self.pg.psql("SELECT version_num FROM alembic_version", db="staging_app").split(),
+                         [AGE])
+        tables = self.pg.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+                              db="staging_app").split()
+        self.assertNotIn("orders", tables)  # created by a revision after AGE
+        self.assertIn("users", tables)
+
+    def test_6_bad_requests_get_clear_grpc_errors(self):
+        import grpc
+        from lockstepd import grpc_stubs
+        pb2, pb2_grpc = grpc_stubs(os.path.join(self.f.dir, "stubs"))
+        stub = pb2_grpc.LockstepStub(grpc.insecure_channel(self.d.server))
+        cases = [
+            (lambda: stub.GetRollout(pb2.GetRolloutRequest(id="r-nope"), timeout=5),
+             grpc.StatusCode.NOT_FOUND, "no rollout 'r-nope'"),
+            (lambda: stub.ApproveRollout(pb2.RolloutActionRequest(id=""), timeout=5),
+             grpc.StatusCode.INVALID_ARGUMENT, "id is required"),
+            (lambda: list(stub.WatchRollout(pb2.WatchRolloutRequest(id="r-nope"), timeout=5)),
+             grpc.StatusCode.NOT_FOUND, "no rollout"),
+            (lambda: stub.Downgrade(pb2.DowngradeRequest(environment="prod"), timeout=5),
+             grpc.StatusCode.INVALID_ARGUMENT, "required"),
+            (lambda: stub.Downgrade(pb2.DowngradeRequest(environment="prod", database="t9",
+                                                         target=AGE), timeout=30),
+             grpc.StatusCode.NOT_FOUND, "no database 'prod/t9'"),
+            (lambda: stub.RestoreBackup(pb2.RestoreBackupRequest(id=0), timeout=5),
+             grpc.StatusCode.INVALID_ARGUMENT, "backup id"),
+            (lambda: stub.StartRollout(pb2.StartRolloutRequest(target="heads", databases=["zz*"]),
+                                       timeout=30),
+             grpc.StatusCode.INVALID_ARGUMENT, "matches no database"),
+        ]
+        for call, code, text in cases:
+            with self.assertRaises(grpc.RpcError) as e:
+                call()
+            self.assertEqual(e.exception.code(), code, e.exception.details())
+            self.assertIn(text, e.exception.details())
+        finished = rollout_json(self.d, "rollouts")[1]["rollouts"][-1]["id"]
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.PauseRollout(pb2.RolloutActionRequest(id=finished), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("has already ended", e.exception.details())
+        self.assertIsNone(self.d.proc.poll())  # still serving
 
     def test_4_corrupted_backup_is_refused(self):
         backups = rollout_json(self.d, "backups", "prod/t2")[1]["backups"]
@@ -366,8 +432,12 @@ class FailureAndLockTest(unittest.TestCase):
       - {name: b-other, url: "sqlite:///other.db"}
   - name: locks
     databases: [{name: app, url: "sqlite:///locked.db"}]
+  - name: dg
+    on_failure: downgrade
+    databases: [{name: app, url: "sqlite:///dg.db"}]
 """ % cls.pg.port
         cls.locked = cls.f.sqlite("locked", HEAD)
+        cls.dg = cls.f.sqlite("dg", HEAD)
         cls.d = cls.f.daemon(cls.envs)
 
     @classmethod
@@ -411,6 +481,14 @@ class FailureAndLockTest(unittest.TestCase):
         self.assertEqual(self.pg.psql("SELECT version_num FROM alembic_version", db="prod_app").split(),
                          [HEAD])
 
+    def test_2b_on_failure_downgrade_runs_alembic_back_to_the_start(self):
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "dg", "--watch")
+        self.assertEqual(rc, 5, r)
+        step = r["steps"][0]
+        self.assertEqual(step["rollback"], "downgraded")
+        self.assertEqual(step["backup_id"], 0)  # no backup: not required, policy is downgrade
+        self.assertEqual(sqlite_rows(self.dg), [HEAD])
+
     def test_3_lock_held_by_another_process_refuses_the_step(self):
         import fcntl
         with open(self.locked + ".lockstep-lock", "w") as lock:
@@ -448,6 +526,7 @@ class CrashAndAbortTest(unittest.TestCase):
     def setUpClass(cls):
         cls.f = Fleet([("5105105105aa_slow.py", SLOW)])
         cls.tenants = {}
+        cls.pristine = cls.f.sqlite("pristine", HEAD)
         for t in ("t1", "t2", "t3", "t4", "t5", "t6"):
             cls.tenants[t] = cls.f.sqlite(t, HEAD)
             with open(cls.tenants[t] + ".slow", "w") as f:
@@ -529,6 +608,33 @@ class CrashAndAbortTest(unittest.TestCase):
         self.assertNotIn("run_log", sqlite_tables(self.long))  # the partial DDL is gone
         self.assertIn("rollout aborted by oncall", self.d.cli("watch", rid, check=False).stdout)
         self.assertFalse(self.alembic_children())
+
+    def test_3_pause_lets_running_steps_finish_and_starts_no_new_ones(self):
+        for path in self.tenants.values():
+            shutil.copy(self.pristine, path)
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "tenants")
+        self.assertEqual(rc, 0, r)
+        rid = r["id"]
+        wait_for(lambda: any(s["state"] == "running" for s in self.get(self.d, rid)["steps"]),
+                 what="a running step")
+        self.d.cli("pause", rid, "--actor", "oncall")
+        wait_for(lambda: not any(s["state"] == "running" for s in self.get(self.d, rid)["steps"]),
+                 what="running steps to finish")
+        paused = self.get(self.d, rid)
+        self.assertEqual(paused["state"], "paused")
+        done = sum(s["state"] == "succeeded" for s in paused["steps"])
+        self.assertGreaterEqual(done, 1)
+        self.assertLess(done, 6)
+        time.sleep(2.5)  # longer than a step: nothing new may start
+        self.assertEqual(sum(s["state"] != "pending" for s in self.get(self.d, rid)["steps"]), done)
+        self.d.cli("resume", rid)
+        rc, end = rollout_json(self.d, "watch", rid)
+        self.assertEqual(rc, 0, end)
+        for t, path in self.tenants.items():
+            self.assertEqual(sqlite_rows(path, "SELECT rev FROM run_log"), ["5105105105aa"], t)
+        events = self.d.cli("watch", rid).stdout
+        self.assertIn("paused by oncall", events)
+        self.assertIn("resumed by", events)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+// One rollout step, from taking the database's lock to verifying what it
+// holds, and the settling of a step a killed lockstepd left running.
+//
+// The executor knows nothing of rollouts' scheduling: the engine gives it a
+// step and the stage's policy, and hooks through which every change to the
+// step is saved (write-ahead, before the action it announces) and every
+// event is emitted.
+//
+// Run: lock (PostgreSQL advisory lock / SQLite flock), re-read the rows
+// (re-plan if the database moved; done if already at the target), back up
+// (backup required, or on_failure restore), run Alembic (password in the
+// environment only), read the rows again and compare with the plan. A failed
+// step is brought back per on_failure (an aborted one always restored) and
+// checked.
+//
+// Settle (after a restart): stop a leftover Alembic, then look: at the
+// target -> succeeded; at the start -> pending again (SQLite restored from
+// the step's backup first, as it keeps partial DDL); otherwise failed,
+// "needs attention".
+#ifndef LOCKSTEP_DAEMON_ROLLOUT_STEP_EXECUTOR_H_
+#define LOCKSTEP_DAEMON_ROLLOUT_STEP_EXECUTOR_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/core/reconciler.h"
+#include "daemon/core/rollout.h"
+#include "daemon/drivers/version_reader.h"
+#include "daemon/state/state_store.h"
+
+namespace lockstep::daemon {
+
+class StepExecutor {
+ public:
+  struct Job {
+    std::string rollout_id;
+    std::string kind;    // upgrade or downgrade
+    std::string target;  // the identifier Alembic gets
+    RolloutStage policy;
+  };
+  struct Hooks {
+    std::function<void(const RolloutStep&)> save;  // persist the step as it is now
+    std::function<void(const RolloutStep&, const std::string& kind, const std::string& message)> event;
+    std::function<void(const Backup&)> backup_taken;
+    std::function<bool()> stopping;  // lockstepd is stopping: leave the step running
+  };
+
+  // The reconciler gives database targets, the graph and the inventory;
+  // `store` catalogues backups; all must outlive the executor.
+  StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* store, VersionReader* reader);
+
+  // Leaves `step` succeeded or failed; or still running when stopping.
+  // `cancel` stops a running Alembic (abort, shutdown).
+  void Run(const Job& job, RolloutStep* step, const std::atomic<bool>* cancel,
+           const Hooks& hooks) const;
+  // Leaves `step` succeeded, pending or failed.
+  void Settle(RolloutStep* step, const Hooks& hooks) const;
+
+ private:
+  std::shared_ptr<Reconciler> reconciler_;
+  StateStore* store_;
+  VersionReader* reader_;
+};
+
+// "[a, b]", or "[] (no version rows)".
+std::string RowsText(const std::vector<std::string>& rows);
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_ROLLOUT_STEP_EXECUTOR_H_
