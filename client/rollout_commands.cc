@@ -340,9 +340,10 @@ int Control(Context& c, v1::Lockstep::Stub& stub, Action action) {
   grpc::Status s = (stub.*action)(&ctx, req, &resp);
   if (!s.ok()) return RpcFailure(c, s);
   if (c.json) return ShowRollout(c, resp.rollout(), false);
-  c.out << "rollout " << resp.rollout().id() << ": " << c.args.command << " done; now "
-        << resp.rollout().state() << (resp.rollout().reason().empty() ? "" : " (" + resp.rollout().reason() + ")")
-        << "\n";
+  static const std::map<std::string, std::string> kDone = {
+      {"approve", "approved"}, {"pause", "paused"}, {"resume", "resumed"}, {"abort", "aborting"}};
+  c.out << "rollout " << resp.rollout().id() << ": " << kDone.at(c.args.command) << " by "
+        << req.actor() << "\n";
   return kExitOk;
 }
 

@@ -105,8 +105,6 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
 Daemon::~Daemon() {
   Shutdown();
   if (poller_.joinable()) poller_.join();
-  // Running steps stop as if lockstepd had crashed; the next start settles them.
-  if (engine_) engine_->Stop();
   // A Refresh RPC's pass may still run on its own thread: wait for it, and
   // keep later ones off the store, which is destroyed after this.
   if (reconciler_) reconciler_->Close();
@@ -125,6 +123,9 @@ void Daemon::Shutdown() {
     stopping_ = true;
   }
   wake_.notify_all();
+  // Rollouts first: running steps stop as if lockstepd had crashed (the next
+  // start settles them), and WatchRollout streams end at once.
+  if (engine_) engine_->Stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 

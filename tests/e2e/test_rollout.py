@@ -636,6 +636,25 @@ class CrashAndAbortTest(unittest.TestCase):
         self.assertIn("paused by oncall", events)
         self.assertIn("resumed by", events)
 
+    def test_4_sigterm_mid_step_then_restart_settles_it(self):
+        for path in self.tenants.values():
+            shutil.copy(self.pristine, path)
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "tenants")
+        self.assertEqual(rc, 0, r)
+        rid = r["id"]
+        wait_for(lambda: any(s["phase"] == "alembic" for s in self.get(self.d, rid)["steps"]),
+                 what="a step inside Alembic")
+        started = time.time()
+        self.d.stop()  # SIGTERM
+        self.assertLess(time.time() - started, 6)
+        self.assertFalse(self.alembic_children())
+        self.d.start()
+        rc, end = rollout_json(self.d, "watch", rid)
+        self.assertEqual(rc, 0, end)
+        for t, path in self.tenants.items():
+            self.assertEqual(sqlite_rows(path), ["5105105105aa"], t)
+            self.assertEqual(sqlite_rows(path, "SELECT rev FROM run_log"), ["5105105105aa"], t)
+
 
 if __name__ == "__main__":
     unittest.main()
