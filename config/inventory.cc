@@ -216,7 +216,8 @@ class Loader {
   void Project(const YAML::Node& n, ProjectConfig* pr) {
     const std::string p = "project";
     if (!Keys(n, p, {"alembic_ini", "scripts", "ini_section", "version_table",
-                     "version_table_schema", "alembic_command", "working_dir", "step_timeout"})) {
+                     "version_table_schema", "alembic_command", "working_dir", "step_timeout",
+                     "alembic_runner", "python"})) {
       return;
     }
     if (auto v = Str(n, "alembic_ini", p)) pr->alembic_ini = Resolve(base_, *v);
@@ -230,6 +231,14 @@ class Loader {
     pr->working_dir = base_;
     if (auto v = Str(n, "working_dir", p)) pr->working_dir = Resolve(base_, *v);
     Duration(n, "step_timeout", p, &pr->step_timeout);
+    if (auto v = Str(n, "alembic_runner", p)) {
+      if (*v != "process" && *v != "warm") {
+        Error(n["alembic_runner"], p + ".alembic_runner", "expected 'process' or 'warm'");
+      } else {
+        pr->alembic_runner = *v;
+      }
+    }
+    if (auto v = Str(n, "python", p)) pr->python = *v;
     if (YAML::Node cmd = n["alembic_command"]) {
       if (!cmd.IsSequence() || cmd.size() == 0) {
         Error(cmd, p + ".alembic_command", "expected a non-empty list, e.g. [alembic]");

@@ -46,6 +46,10 @@ struct ProjectConfig {
   std::vector<std::string> alembic_command = {"alembic"};
   std::string working_dir;  // for Alembic; default: the inventory's folder
   absl::Duration step_timeout = absl::Minutes(30);  // one Alembic run, then it is stopped
+  // "process": run alembic_command per step; "warm": fork a Python that has
+  // imported Alembic once (see daemon/rollout/warm_alembic.h).
+  std::string alembic_runner = "process";
+  std::string python = "python3";  // for the warm runner
 };
 
 // Where a database's password comes from; the URL's own password otherwise.

@@ -54,6 +54,14 @@ std::string ProcessResult::Describe() const {
   return out;
 }
 
+void ProcessResult::SetStatus(int wait_status) {
+  if (WIFEXITED(wait_status)) {
+    exit_code = WEXITSTATUS(wait_status);
+  } else if (WIFSIGNALED(wait_status)) {
+    signal = WTERMSIG(wait_status);
+  }
+}
+
 bool ProcessAlive(int pid) {
   if (pid <= 0) return false;
   std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
@@ -61,6 +69,56 @@ bool ProcessAlive(int pid) {
   if (!std::getline(stat, line)) return false;
   size_t close = line.rfind(')');
   return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time start,
+                     const std::atomic<bool>* cancel,
+                     const std::function<void(const std::string& line)>& on_line,
+                     ProcessResult* out) {
+  ProcessResult& result = *out;
+  std::string pending;
+  auto emit = [&](absl::string_view chunk) {
+    result.output.append(chunk.data(), chunk.size());
+    if (result.output.size() > 2 * kMaxOutput) result.output.erase(0, result.output.size() - kMaxOutput);
+    pending.append(chunk.data(), chunk.size());
+    size_t nl;
+    while ((nl = pending.find('\n')) != std::string::npos) {
+      if (on_line) on_line(pending.substr(0, nl));
+      pending.erase(0, nl + 1);
+    }
+  };
+  absl::Time term_sent = absl::InfiniteFuture();
+  bool killed = false;
+  char buf[8192];
+  while (true) {
+    struct pollfd p = {read_fd, POLLIN, 0};
+    int r = ::poll(&p, 1, 100);
+    if (r > 0) {
+      ssize_t n = ::read(read_fd, buf, sizeof(buf));
+      if (n > 0) {
+        emit(absl::string_view(buf, static_cast<size_t>(n)));
+        continue;
+      }
+      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;  // EOF: child (and heirs) done
+    }
+    const absl::Time now = absl::Now();
+    bool stop = (cancel != nullptr && cancel->load()) || now - start > spec.timeout;
+    if (stop && term_sent == absl::InfiniteFuture()) {
+      if (cancel != nullptr && cancel->load()) {
+        result.cancelled = true;
+      } else {
+        result.timed_out = true;
+      }
+      ::kill(-pid, SIGTERM);
+      term_sent = now;
+    } else if (!killed && now - term_sent > spec.grace) {
+      ::kill(-pid, SIGKILL);
+      killed = true;
+    }
+  }
+  ::close(read_fd);
+  if (!pending.empty() && on_line) on_line(pending);
+  if (result.output.size() > kMaxOutput) result.output.erase(0, result.output.size() - kMaxOutput);
 }
 
 ProcessResult RunProcess(const ProcessSpec& spec, const std::atomic<bool>* cancel,
@@ -117,57 +175,11 @@ ProcessResult RunProcess(const ProcessSpec& spec, const std::atomic<bool>* cance
   ::close(fds[1]);
   if (on_start) on_start(pid);
 
-  std::string pending;
-  auto emit = [&](absl::string_view chunk) {
-    result.output.append(chunk.data(), chunk.size());
-    if (result.output.size() > 2 * kMaxOutput) result.output.erase(0, result.output.size() - kMaxOutput);
-    pending.append(chunk.data(), chunk.size());
-    size_t nl;
-    while ((nl = pending.find('\n')) != std::string::npos) {
-      if (on_line) on_line(pending.substr(0, nl));
-      pending.erase(0, nl + 1);
-    }
-  };
-  absl::Time term_sent = absl::InfiniteFuture();
-  bool killed = false;
-  char buf[8192];
-  while (true) {
-    struct pollfd p = {fds[0], POLLIN, 0};
-    int r = ::poll(&p, 1, 100);
-    if (r > 0) {
-      ssize_t n = ::read(fds[0], buf, sizeof(buf));
-      if (n > 0) {
-        emit(absl::string_view(buf, static_cast<size_t>(n)));
-        continue;
-      }
-      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;  // EOF: child (and heirs) done
-    }
-    const absl::Time now = absl::Now();
-    bool stop = (cancel != nullptr && cancel->load()) || now - start > spec.timeout;
-    if (stop && term_sent == absl::InfiniteFuture()) {
-      if (cancel != nullptr && cancel->load()) {
-        result.cancelled = true;
-      } else {
-        result.timed_out = true;
-      }
-      ::kill(-pid, SIGTERM);
-      term_sent = now;
-    } else if (!killed && now - term_sent > spec.grace) {
-      ::kill(-pid, SIGKILL);
-      killed = true;
-    }
-  }
-  ::close(fds[0]);
-  if (!pending.empty() && on_line) on_line(pending);
-  if (result.output.size() > kMaxOutput) result.output.erase(0, result.output.size() - kMaxOutput);
+  SuperviseOutput(fds[0], pid, spec, start, cancel, on_line, &result);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (WIFEXITED(status)) {
-    result.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    result.signal = WTERMSIG(status);
-  }
+  result.SetStatus(status);
   result.took = absl::Now() - start;
   return result;
 }

@@ -35,6 +35,8 @@ struct ProcessResult {
   absl::Duration took;
 
   bool ok() const { return exit_code == 0 && start_error.empty(); }
+  // exit_code or signal from a waitpid() status.
+  void SetStatus(int wait_status);
   // "exit 1", "killed by signal 9 after the 30m timeout", ...
   std::string Describe() const;
 };
@@ -45,6 +47,14 @@ struct ProcessResult {
 ProcessResult RunProcess(const ProcessSpec& spec, const std::atomic<bool>* cancel,
                          const std::function<void(int pid)>& on_start,
                          const std::function<void(const std::string& line)>& on_line);
+
+// The part of RunProcess after the child started: reads its output from
+// `read_fd` (closed here) until EOF, enforcing the timeout and cancellation
+// by signalling process group `pid`. Fills output, timed_out, cancelled.
+void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time start,
+                     const std::atomic<bool>* cancel,
+                     const std::function<void(const std::string& line)>& on_line,
+                     ProcessResult* result);
 
 // Whether process `pid` exists (and is not a zombie of ours).
 bool ProcessAlive(int pid);

@@ -15,10 +15,12 @@ namespace lockstep::daemon {
 namespace {
 
 // The Alembic command line for one database; the password stays out of it.
+// With `with_command` false, only Alembic's own arguments (warm runner).
 ProcessSpec AlembicSpec(const config::Inventory& inv, const config::DatabaseUrl& url,
-                        const std::string& command, const std::string& target) {
+                        const std::string& command, const std::string& target,
+                        bool with_command = true) {
   ProcessSpec spec;
-  spec.argv = inv.project.alembic_command;
+  if (with_command) spec.argv = inv.project.alembic_command;
   spec.argv.insert(spec.argv.end(), {"-c", inv.project.alembic_ini});
   if (inv.project.ini_section != "alembic") {
     spec.argv.insert(spec.argv.end(), {"-n", inv.project.ini_section});
@@ -42,6 +44,35 @@ std::string RowsText(const std::vector<std::string>& rows) {
 StepExecutor::StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* store,
                            VersionReader* reader)
     : reconciler_(std::move(reconciler)), store_(store), reader_(reader) {}
+
+StepExecutor::~StepExecutor() = default;
+
+ProcessResult StepExecutor::RunAlembic(
+    const config::Inventory& inv, const config::DatabaseUrl& url, const std::string& command,
+    const std::string& target, const std::atomic<bool>* cancel,
+    const std::function<void(int pid)>& on_start,
+    const std::function<void(const std::string& line)>& on_line) const {
+  if (inv.project.alembic_runner != "warm") {
+    return RunProcess(AlembicSpec(inv, url, command, target), cancel, on_start, on_line);
+  }
+  WarmAlembic* warm = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(warm_mu_);
+    if (!warm_ || !warm_->alive() || warm_python_ != inv.project.python) {
+      warm_.reset();
+      absl::StatusOr<std::unique_ptr<WarmAlembic>> started = WarmAlembic::Start(inv.project.python);
+      if (!started.ok()) {
+        ProcessResult failed;
+        failed.start_error = std::string(started.status().message());
+        return failed;
+      }
+      warm_ = *std::move(started);
+      warm_python_ = inv.project.python;
+    }
+    warm = warm_.get();
+  }
+  return warm->Run(AlembicSpec(inv, url, command, target, false), cancel, on_start, on_line);
+}
 
 // One database, start to end: every change to the step is saved before the
 // action it announces.
@@ -144,9 +175,8 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   ++s.attempts;
   save("alembic");
   const std::string command = job.kind == "downgrade" ? "downgrade" : "upgrade";
-  ProcessSpec spec = AlembicSpec(*inv, *url, command, job.target);
-  ProcessResult run = RunProcess(
-      spec, cancel,
+  ProcessResult run = RunAlembic(
+      *inv, *url, command, job.target, cancel,
       [&](int pid) {
         s.pid = pid;
         save("alembic");
@@ -210,7 +240,7 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
     if (to.empty()) {
       s.rollback = "downgrade_failed: it started from several heads; restore a backup instead";
     } else {
-      ProcessResult down = RunProcess(AlembicSpec(*inv, *url, "downgrade", to), nullptr, nullptr,
+      ProcessResult down = RunAlembic(*inv, *url, "downgrade", to, nullptr, nullptr,
                                       [&](const std::string& line) { event("output", line); });
       VersionRead check = reader_->Read(*target);
       s.rollback = down.ok() && check.rows == s.from

@@ -23,12 +23,15 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "daemon/core/reconciler.h"
 #include "daemon/core/rollout.h"
 #include "daemon/drivers/version_reader.h"
+#include "daemon/rollout/process.h"
+#include "daemon/rollout/warm_alembic.h"
 #include "daemon/state/state_store.h"
 
 namespace lockstep::daemon {
@@ -51,6 +54,7 @@ class StepExecutor {
   // The reconciler gives database targets, the graph and the inventory;
   // `store` catalogues backups; all must outlive the executor.
   StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* store, VersionReader* reader);
+  ~StepExecutor();
 
   // Leaves `step` succeeded or failed; or still running when stopping.
   // `cancel` stops a running Alembic (abort, shutdown).
@@ -60,9 +64,19 @@ class StepExecutor {
   void Settle(RolloutStep* step, const Hooks& hooks) const;
 
  private:
+  // Runs Alembic for one step, as project.alembic_runner says.
+  ProcessResult RunAlembic(const config::Inventory& inv, const config::DatabaseUrl& url,
+                           const std::string& command, const std::string& target,
+                           const std::atomic<bool>* cancel,
+                           const std::function<void(int pid)>& on_start,
+                           const std::function<void(const std::string& line)>& on_line) const;
+
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
   VersionReader* reader_;
+  mutable std::mutex warm_mu_;
+  mutable std::unique_ptr<WarmAlembic> warm_;  // guarded by warm_mu_; started on first use
+  mutable std::string warm_python_;            // guarded by warm_mu_
 };
 
 // "[a, b]", or "[] (no version rows)".

@@ -39,6 +39,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--databases", type=int, default=100)
     ap.add_argument("--parallel", default="1,4,8")
+    ap.add_argument("--runners", default="process,warm")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     work = tempfile.mkdtemp(prefix="lockstep-rollout-bench-")
@@ -72,50 +73,58 @@ def main():
         print("  %-34s %8.1f s   (%.2fx the loop: the machine's own bound for 4 at once)"
               % ("xargs -P 4 alembic upgrade heads", xargs4, shell / xargs4))
 
-        results = {}
-        for parallel in [int(p) for p in args.parallel.split(",")]:
-            reset()
-            grpc_port, metrics_port = free_port(), free_port()
-            config = os.path.join(work, "fleet-%d.yaml" % parallel)
-            with open(config, "w") as f:
-                f.write("""
-server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state-%d.db,
-         poll_interval: 1h}
-project: {alembic_ini: %s, alembic_command: [/usr/bin/alembic]}
+        for runner in args.runners.split(","):
+            run_lockstep(build, work, names, paths, reset, shell, runner,
+                         [int(p) for p in args.parallel.split(",")])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_lockstep(build, work, names, paths, reset, shell, runner, parallels):
+    """lockstepd with the given Alembic runner at each max_parallel."""
+    results = {}
+    for parallel in parallels:
+        reset()
+        grpc_port, metrics_port = free_port(), free_port()
+        config = os.path.join(work, "fleet-%d-%s.yaml" % (parallel, runner))
+        with open(config, "w") as f:
+            f.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state-%d-%s.db,
+     poll_interval: 1h}
+project: {alembic_ini: %s, alembic_command: [/usr/bin/alembic], alembic_runner: %s,
+      python: /usr/bin/python3}
 environments:
   - name: tenants
     batch_size: %d
     max_parallel: %d
     on_failure: leave
     databases:
-%s""" % (grpc_port, metrics_port, parallel, INI, len(paths), parallel,
-                    "".join('      - {name: %s, url: "sqlite:///%s"}\n' % (n, p)
-                            for n, p in zip(names, paths))))
-            d = Lockstepd(build, config, "127.0.0.1:%d" % grpc_port).start()
-            try:
-                t0 = time.time()
-                p = d.cli("rollout", "--to", "heads", "--watch", "-o", "json", timeout=3600)
-                wall = time.time() - t0
-                r = json.loads(p.stdout)
-                assert r["state"] == "succeeded", r["reason"]
-                # Step time from the daemon's own clock: started -> finished is
-                # second-resolution in the API, so use the event log instead.
-                overhead = []
-                for s in r["steps"]:
-                    assert s["state"] == "succeeded", s
-                step_ms = step_durations(d, r["id"])
-                for s in r["steps"]:
-                    overhead.append(step_ms[s["database"]] - s["alembic_ms"])
-                results[parallel] = (wall, statistics.median(overhead), max(overhead))
-                print("  %-34s %8.1f s   (%.2fx the loop)   overhead per step: median %.0f ms, max %.0f ms"
-                      % ("lockstep max_parallel %d" % parallel, wall, shell / wall,
-                         statistics.median(overhead), max(overhead)))
-            finally:
-                d.stop()
-        if 1 in results and 4 in results:
-            print("  max_parallel 4 vs 1: %.2fx faster" % (results[1][0] / results[4][0]))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+%s""" % (grpc_port, metrics_port, parallel, runner, INI, runner, len(paths), parallel,
+                "".join('      - {name: %s, url: "sqlite:///%s"}\n' % (n, p)
+                        for n, p in zip(names, paths))))
+        d = Lockstepd(build, config, "127.0.0.1:%d" % grpc_port).start()
+        try:
+            t0 = time.time()
+            p = d.cli("rollout", "--to", "heads", "--watch", "-o", "json", timeout=3600)
+            wall = time.time() - t0
+            r = json.loads(p.stdout)
+            assert r["state"] == "succeeded", r["reason"]
+            # Step time from the daemon's own clock: started -> finished is
+            # second-resolution in the API, so use the event log instead.
+            overhead = []
+            for s in r["steps"]:
+                assert s["state"] == "succeeded", s
+            step_ms = step_durations(d, r["id"])
+            for s in r["steps"]:
+                overhead.append(step_ms[s["database"]] - s["alembic_ms"])
+            results[parallel] = (wall, statistics.median(overhead), max(overhead))
+            print("  %-34s %8.1f s   (%.2fx the loop)   overhead per step: median %.0f ms, max %.0f ms"
+                  % ("lockstep %s, max_parallel %d" % (runner, parallel), wall, shell / wall,
+                     statistics.median(overhead), max(overhead)))
+        finally:
+            d.stop()
+    if 1 in results and 4 in results:
+        print("  %s: max_parallel 4 vs 1: %.2fx faster" % (runner, results[1][0] / results[4][0]))
 
 
 def step_durations(d, rollout_id):

@@ -124,7 +124,7 @@ class Fleet:
         return path
 
     def daemon(self, environments, state="state.db", env=None, name="fleet",
-               alembic_command="/usr/bin/alembic"):
+               alembic_command="/usr/bin/alembic", runner="process"):
         grpc_port, metrics_port = free_port(), free_port()
         config = os.path.join(self.dir, name + ".yaml")
         with open(config, "w") as f:
@@ -139,9 +139,11 @@ server:
 project:
   alembic_ini: project/alembic.ini
   alembic_command: [%s]
+  alembic_runner: %s
+  python: /usr/bin/python3
   step_timeout: 2m
 environments:
-%s""" % (grpc_port, metrics_port, state, alembic_command, environments))
+%s""" % (grpc_port, metrics_port, state, alembic_command, runner, environments))
         d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port, env=env).start()
         d.metrics_port = metrics_port
         self.daemons.append(d)
@@ -411,6 +413,7 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
 
 class FailureAndLockTest(unittest.TestCase):
     """A migration that fails half-way, on SQLite and PostgreSQL; locks."""
+    runner = "process"
 
     @classmethod
     def setUpClass(cls):
@@ -438,7 +441,7 @@ class FailureAndLockTest(unittest.TestCase):
 """ % cls.pg.port
         cls.locked = cls.f.sqlite("locked", HEAD)
         cls.dg = cls.f.sqlite("dg", HEAD)
-        cls.d = cls.f.daemon(cls.envs)
+        cls.d = cls.f.daemon(cls.envs, runner=cls.runner)
 
     @classmethod
     def tearDownClass(cls):
@@ -521,6 +524,7 @@ class FailureAndLockTest(unittest.TestCase):
 
 class CrashAndAbortTest(unittest.TestCase):
     """kill -9 of lockstepd mid-wave; a second lockstepd; abort."""
+    runner = "process"
 
     @classmethod
     def setUpClass(cls):
@@ -542,7 +546,7 @@ class CrashAndAbortTest(unittest.TestCase):
 %s  - name: long
     databases: [{name: app, url: "sqlite:///long.db"}]
 """ % "".join('      - {name: %s, url: "sqlite:///%s.db"}\n' % (t, t) for t in cls.tenants)
-        cls.d = cls.f.daemon(cls.envs)
+        cls.d = cls.f.daemon(cls.envs, runner=cls.runner)
 
     @classmethod
     def tearDownClass(cls):
@@ -551,9 +555,16 @@ class CrashAndAbortTest(unittest.TestCase):
     def get(self, d, rid):
         return rollout_json(d, "rollout", rid)[1]
 
-    def alembic_children(self):
-        p = subprocess.run(["pgrep", "-f", self.f.ini], capture_output=True, text=True)
-        return p.stdout.split()
+    @staticmethod
+    def pgrep(*args):
+        return subprocess.run(["pgrep"] + list(args), capture_output=True, text=True).stdout.split()
+
+    def alembic_children(self, with_runner=False):
+        """Alembic processes still alive: run directly, or forked by a warm
+        runner; with_runner: the warm runners themselves too."""
+        runners = self.pgrep("-f", "lockstep warm Alembic runner")
+        forked = [c for r in runners for c in self.pgrep("-P", r)]
+        return self.pgrep("-f", self.f.ini) + forked + (runners if with_runner else [])
 
     def test_1_kill9_mid_wave_then_restart_applies_each_step_once(self):
         rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "tenants")
@@ -568,7 +579,8 @@ class CrashAndAbortTest(unittest.TestCase):
         wait_for(mid_wave, what="two steps done and one inside Alembic")
         self.d.kill9()
         # Alembic does not outlive lockstepd (PR_SET_PDEATHSIG).
-        wait_for(lambda: not self.alembic_children(), timeout=10, what="Alembic children to die")
+        wait_for(lambda: not self.alembic_children(with_runner=True), timeout=10,
+                 what="Alembic children to die")
         self.d.start()
         rc, done = rollout_json(self.d, "watch", rid)
         self.assertEqual(rc, 0, done)
@@ -588,7 +600,7 @@ class CrashAndAbortTest(unittest.TestCase):
         wait_for(lambda: self.get(self.d, rid)["steps"][0]["phase"] == "alembic",
                  what="the long step inside Alembic")
         time.sleep(1)  # Alembic is inside the migration's sleep now
-        other = self.f.daemon(self.envs, state="second-state.db", name="second")
+        other = self.f.daemon(self.envs, state="second-state.db", name="second", runner=self.runner)
         rc, r2 = rollout_json(other, "rollout", "--to", "heads", "--env", "long", "--watch")
         self.assertEqual(rc, 5, r2)
         self.assertIn("long/app is locked by another rollout or lockstepd", r2["steps"][0]["error"])
@@ -647,13 +659,24 @@ class CrashAndAbortTest(unittest.TestCase):
         started = time.time()
         self.d.stop()  # SIGTERM
         self.assertLess(time.time() - started, 6)
-        self.assertFalse(self.alembic_children())
+        wait_for(lambda: not self.alembic_children(with_runner=True), timeout=10,
+                 what="Alembic children to die")
         self.d.start()
         rc, end = rollout_json(self.d, "watch", rid)
         self.assertEqual(rc, 0, end)
         for t, path in self.tenants.items():
             self.assertEqual(sqlite_rows(path), ["5105105105aa"], t)
             self.assertEqual(sqlite_rows(path, "SELECT rev FROM run_log"), ["5105105105aa"], t)
+
+
+# The same failures, locks, crashes and aborts with Alembic run by forks of a
+# warm Python (project.alembic_runner: warm).
+class WarmFailureAndLockTest(FailureAndLockTest):
+    runner = "warm"
+
+
+class WarmCrashAndAbortTest(CrashAndAbortTest):
+    runner = "warm"
 
 
 if __name__ == "__main__":
