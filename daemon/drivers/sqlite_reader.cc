@@ -69,6 +69,11 @@ class SqliteReader : public VersionReader {
         out.outcome = ReadOutcome::kPermissionDenied;
       } else if (code == SQLITE_CANTOPEN) {
         out.outcome = ReadOutcome::kUnreachable;
+      } else if (e.getExtendedErrorCode() == SQLITE_READONLY_ROLLBACK) {
+        out.outcome = ReadOutcome::kError;
+        out.error = absl::StrCat(path, ": attempt to write a readonly database: it has a hot "
+                                 "journal (a writer died mid-transaction), which the next "
+                                 "writer rolls back");
       } else {
         out.outcome = ReadOutcome::kError;  // e.g. "file is not a database"
       }

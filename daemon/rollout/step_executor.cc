@@ -1,5 +1,6 @@
 #include "daemon/rollout/step_executor.h"
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -36,6 +37,24 @@ ProcessSpec AlembicSpec(const config::Inventory& inv, const config::DatabaseUrl&
 }
 
 }  // namespace
+
+VersionRead StepExecutor::ReadRows(const VersionTarget& target) const {
+  VersionRead read = reader_->Read(target);
+  // A SQLite writer killed mid-transaction (Alembic, stopped or crashed)
+  // leaves a hot journal that a read-only connection cannot roll back. The
+  // caller holds the database's lock: roll it back, as any writer would.
+  if (target.url.dialect == config::Dialect::kSqlite && read.outcome == ReadOutcome::kError &&
+      read.error.find("readonly database") != std::string::npos) {
+    try {
+      SQLite::Database db(target.url.database, SQLite::OPEN_READWRITE, 10000);
+      db.exec("SELECT count(*) FROM sqlite_master");
+    } catch (const std::exception&) {
+      return read;
+    }
+    read = reader_->Read(target);
+  }
+  return read;
+}
 
 std::string RowsText(const std::vector<std::string>& rows) {
   return rows.empty() ? "[] (no version rows)" : absl::StrCat("[", absl::StrJoin(rows, ", "), "]");
@@ -117,7 +136,7 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   if (!db_lock.ok()) return finish("failed", std::string(db_lock.status().message()));
 
   // The database may have moved since the plan (by hand, or a retry).
-  VersionRead before = reader_->Read(*target);
+  VersionRead before = ReadRows(*target);
   if (before.outcome != ReadOutcome::kOk && before.outcome != ReadOutcome::kNoTable) {
     return finish("failed", absl::StrCat("cannot read the version rows: ", before.error));
   }
@@ -188,7 +207,7 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   s.output = run.output;
   if (hooks.stopping()) return;  // as if killed: the next start settles it from the database
   save("verify");
-  VersionRead after = reader_->Read(*target);
+  VersionRead after = ReadRows(*target);
   const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
   if (run.ok() && readable && after.rows == s.expected) {
     return finish("succeeded", absl::StrCat("holds ", RowsText(after.rows), " as planned (Alembic took ",
@@ -226,7 +245,7 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
       restored = b.ok() ? VerifyBackup(*b) : b.status();
       if (restored.ok()) restored = RestoreBackup(*b, *url, inv->project.step_timeout);
     }
-    VersionRead check = reader_->Read(*target);
+    VersionRead check = ReadRows(*target);
     if (restored.ok() && check.rows != s.from) {
       restored = absl::DataLossError(absl::StrCat("after the restore it holds ", RowsText(check.rows)));
     }
@@ -242,7 +261,7 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
     } else {
       ProcessResult down = RunAlembic(*inv, *url, "downgrade", to, nullptr, nullptr,
                                       [&](const std::string& line) { event("output", line); });
-      VersionRead check = reader_->Read(*target);
+      VersionRead check = ReadRows(*target);
       s.rollback = down.ok() && check.rows == s.from
                        ? "downgraded"
                        : absl::StrCat("downgrade_failed: Alembic ", down.Describe(),
@@ -291,7 +310,7 @@ void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
   absl::StatusOr<std::unique_ptr<DatabaseLock>> db_lock =
       DatabaseLock::Acquire(*target, *url, inv->server.connect_timeout);
   if (!db_lock.ok()) return needs_attention(std::string(db_lock.status().message()));
-  VersionRead read = reader_->Read(*target);
+  VersionRead read = ReadRows(*target);
   if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
     return needs_attention(absl::StrCat("cannot read the version rows: ", read.error));
   }

@@ -64,6 +64,9 @@ class StepExecutor {
   void Settle(RolloutStep* step, const Hooks& hooks) const;
 
  private:
+  // The version rows; a SQLite hot journal left by a killed writer is rolled
+  // back first (the caller holds the database's lock).
+  VersionRead ReadRows(const VersionTarget& target) const;
   // Runs Alembic for one step, as project.alembic_runner says.
   ProcessResult RunAlembic(const config::Inventory& inv, const config::DatabaseUrl& url,
                            const std::string& command, const std::string& target,

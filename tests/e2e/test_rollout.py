@@ -78,6 +78,10 @@ depends_on = None
 
 def upgrade():
     op.execute("CREATE TABLE IF NOT EXISTS run_log (rev TEXT)")
+    # A write first: the sleep below runs inside an open transaction, so a
+    # kill leaves SQLite a hot journal to roll back.
+    op.execute("CREATE TABLE IF NOT EXISTS heartbeat (at TEXT)")
+    op.execute("INSERT INTO heartbeat VALUES ('started')")
     slow = op.get_bind().engine.url.database + ".slow"
     if os.path.exists(slow):
         with open(slow) as f:
@@ -87,6 +91,7 @@ def upgrade():
 
 def downgrade():
     op.execute("DROP TABLE run_log")
+    op.execute("DROP TABLE heartbeat")
 '''
 
 
@@ -577,7 +582,9 @@ class CrashAndAbortTest(unittest.TestCase):
             running = [s for s in steps if s["state"] == "running" and s["phase"] == "alembic"]
             return done >= 2 and running
         wait_for(mid_wave, what="two steps done and one inside Alembic")
+        time.sleep(0.5)  # inside the migration's transaction
         self.d.kill9()
+        hot = [t for t, path in self.tenants.items() if os.path.exists(path + "-journal")]
         # Alembic does not outlive lockstepd (PR_SET_PDEATHSIG).
         wait_for(lambda: not self.alembic_children(with_runner=True), timeout=10,
                  what="Alembic children to die")
@@ -589,6 +596,7 @@ class CrashAndAbortTest(unittest.TestCase):
             self.assertEqual(sqlite_rows(path), ["5105105105aa"], t)
             self.assertEqual(sqlite_rows(path, "SELECT rev FROM run_log"), ["5105105105aa"], t)
         self.assertTrue(any(s["attempts"] == 2 for s in done["steps"]), done["steps"])
+        self.assertTrue(hot, "the kill left no hot journal: the test lost its point")
         events = self.d.cli("watch", rid).stdout
         self.assertIn("recovered", events)
         self.assertIn("restored from its backup; will retry", events)
