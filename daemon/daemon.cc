@@ -82,6 +82,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
                                                MakeReader(reader_options), std::move(hooks));
   absl::Status recovered = d->engine_->Recover();
   if (!recovered.ok()) return recovered;
+  d->engine_->Prewarm([self](const absl::Status& s, absl::Duration took) {
+    if (s.ok()) {
+      self->log_->info("warm Alembic runner ready in {}", absl::FormatDuration(took));
+    } else {
+      self->log_->error("warm Alembic runner: {}", std::string(s.message()));
+    }
+  });
 
   d->service_ = std::make_unique<LockstepService>(d->reconciler_, d->store_.get(), d->engine_.get());
   grpc::EnableDefaultHealthCheckService(true);

@@ -61,6 +61,7 @@ void RolloutEngine::Stop() {
     threads.swap(threads_);
   }
   changed_.notify_all();
+  executor_.Stop();
   for (std::thread& t : threads) t.join();
 }
 
@@ -224,6 +225,17 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
   UpdateGauges();
   StartRunner(a);
   return a->r;
+}
+
+void RolloutEngine::Prewarm(std::function<void(const absl::Status&, absl::Duration)> done) {
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
+  if (inv->project.alembic_runner != "warm") return;
+  std::lock_guard<std::mutex> lock(mu_);
+  threads_.emplace_back([this, inv, done] {
+    const absl::Time start = absl::Now();
+    absl::Status s = executor_.Prewarm(*inv);
+    if (done) done(s, absl::Now() - start);
+  });
 }
 
 void RolloutEngine::StartRunner(std::shared_ptr<Active> active) {

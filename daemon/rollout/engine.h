@@ -87,6 +87,10 @@ class RolloutEngine {
   // version rows (returned).
   absl::StatusOr<std::vector<std::string>> Restore(int64_t backup_id, const std::string& who);
 
+  // Starts the warm Alembic workers (alembic_runner: warm) on a background
+  // thread; `done` gets the outcome.
+  void Prewarm(std::function<void(const absl::Status&, absl::Duration)> done);
+
   // Ends every runner (see above). Idempotent.
   void Stop();
 

@@ -74,23 +74,41 @@ ProcessResult StepExecutor::RunAlembic(
   if (inv.project.alembic_runner != "warm") {
     return RunProcess(AlembicSpec(inv, url, command, target), cancel, on_start, on_line);
   }
-  WarmAlembic* warm = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(warm_mu_);
-    if (!warm_ || !warm_->alive() || warm_python_ != inv.project.python) {
-      warm_.reset();
-      absl::StatusOr<std::unique_ptr<WarmAlembic>> started = WarmAlembic::Start(inv.project.python);
-      if (!started.ok()) {
-        ProcessResult failed;
-        failed.start_error = std::string(started.status().message());
-        return failed;
-      }
-      warm_ = *std::move(started);
-      warm_python_ = inv.project.python;
-    }
-    warm = warm_.get();
+  absl::StatusOr<WarmAlembic*> warm = Warm(inv);
+  if (!warm.ok()) {
+    ProcessResult failed;
+    failed.start_error = std::string(warm.status().message());
+    return failed;
   }
-  return warm->Run(AlembicSpec(inv, url, command, target, false), cancel, on_start, on_line);
+  return (*warm)->Run(AlembicSpec(inv, url, command, target, false), cancel, on_start, on_line);
+}
+
+absl::StatusOr<WarmAlembic*> StepExecutor::Warm(const config::Inventory& inv) const {
+  std::lock_guard<std::mutex> lock(warm_mu_);
+  if (!warm_ || warm_python_ != inv.project.python) {
+    warm_.reset();
+    absl::StatusOr<std::unique_ptr<WarmAlembic>> started = WarmAlembic::Start(inv.project.python);
+    if (!started.ok()) return started.status();
+    warm_ = *std::move(started);
+    warm_python_ = inv.project.python;
+  }
+  return warm_.get();
+}
+
+void StepExecutor::Stop() const {
+  std::lock_guard<std::mutex> lock(warm_mu_);
+  if (warm_) warm_->Stop();
+}
+
+absl::Status StepExecutor::Prewarm(const config::Inventory& inv) const {
+  if (inv.project.alembic_runner != "warm") return absl::OkStatus();
+  int widest = 1;
+  for (const config::EnvironmentConfig& env : inv.environments) {
+    widest = std::max(widest, env.max_parallel);
+  }
+  absl::StatusOr<WarmAlembic*> warm = Warm(inv);
+  if (!warm.ok()) return warm.status();
+  return (*warm)->Prewarm(widest);
 }
 
 // One database, start to end: every change to the step is saved before the

@@ -63,10 +63,18 @@ class StepExecutor {
   // Leaves `step` succeeded, pending or failed.
   void Settle(RolloutStep* step, const Hooks& hooks) const;
 
+  // With alembic_runner: warm, starts enough workers for the widest wave
+  // (the largest max_parallel) now rather than at the first steps.
+  absl::Status Prewarm(const config::Inventory& inv) const;
+  // Shutdown: the warm pool starts no more workers.
+  void Stop() const;
+
  private:
   // The version rows; a SQLite hot journal left by a killed writer is rolled
   // back first (the caller holds the database's lock).
   VersionRead ReadRows(const VersionTarget& target) const;
+  // The warm pool for inv.project.python, started on first use.
+  absl::StatusOr<WarmAlembic*> Warm(const config::Inventory& inv) const;
   // Runs Alembic for one step, as project.alembic_runner says.
   ProcessResult RunAlembic(const config::Inventory& inv, const config::DatabaseUrl& url,
                            const std::string& command, const std::string& target,

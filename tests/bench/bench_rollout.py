@@ -4,6 +4,10 @@ side by side with the shell loop teams run today.
 
     /usr/bin/python3 tests/bench/bench_rollout.py --build build
 
+lockstepd runs Alembic either as a process per database (alembic_runner:
+process, the default) or in warm Python workers that imported Alembic once
+(alembic_runner: warm; timed once lockstepd has started them).
+
 Every database starts at 7c4e2d8a9b22 (users + age) and goes to heads (three
 revisions: the orders branch, status, the merge). Figures:
   - `for db in ...; do alembic -x url=... upgrade heads; done`: wall time;
@@ -104,6 +108,12 @@ environments:
                         for n, p in zip(names, paths))))
         d = Lockstepd(build, config, "127.0.0.1:%d" % grpc_port).start()
         try:
+            # lockstepd is long-running: the warm runner starts its workers
+            # once, at start; a rollout then finds them ready.
+            deadline = time.time() + 60
+            while runner == "warm" and "warm Alembic runner ready" not in d.log():
+                assert time.time() < deadline, d.log()
+                time.sleep(0.1)
             t0 = time.time()
             p = d.cli("rollout", "--to", "heads", "--watch", "-o", "json", timeout=3600)
             wall = time.time() - t0
