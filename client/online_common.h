@@ -18,7 +18,7 @@ struct Context {
   std::ostream& out;
   std::ostream& err;
   bool json = false;
-  bool color = false;   // stdout is a terminal (and NO_COLOR is unset)
+  bool color = false;  // stdout is a terminal (and NO_COLOR is unset)
   std::string server;
 };
 

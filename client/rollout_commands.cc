@@ -57,12 +57,18 @@ void WriteRollout(JsonWriter& w, const v1::Rollout& r) {
   for (const v1::RolloutStage& s : r.stages()) {
     w.BeginObject().Key("environment").String(s.environment()).Key("state").String(s.state());
     w.Key("soak_seconds").Int(static_cast<long>(s.soak().seconds()));
-    w.Key("approval_required").Bool(s.approval_required()).Key("approved_by").String(s.approved_by());
+    w.Key("approval_required")
+        .Bool(s.approval_required())
+        .Key("approved_by")
+        .String(s.approved_by());
     w.Key("approved_at").String(Time(s.approved_at()));
     w.Key("batch_size").Int(s.batch_size()).Key("max_parallel").Int(s.max_parallel());
     w.Key("max_failures").Int(s.max_failures()).Key("on_failure").String(s.on_failure());
     w.Key("backup_required").Bool(s.backup_required()).Key("failures").Int(s.failures());
-    w.Key("started_at").String(Time(s.started_at())).Key("finished_at").String(Time(s.finished_at()));
+    w.Key("started_at")
+        .String(Time(s.started_at()))
+        .Key("finished_at")
+        .String(Time(s.finished_at()));
     w.EndObject();
   }
   w.EndArray().Key("steps").BeginArray();
@@ -71,18 +77,30 @@ void WriteRollout(JsonWriter& w, const v1::Rollout& r) {
     w.Key("database").String(s.database()).Key("wave").Int(s.wave()).Key("canary").Bool(s.canary());
     w.Key("from").StringArray(List(s.from())).Key("expected").StringArray(List(s.expected()));
     w.Key("path").StringArray(List(s.path())).Key("state").String(s.state());
-    w.Key("phase").String(s.phase()).Key("error").String(s.error()).Key("rollback").String(s.rollback());
+    w.Key("phase")
+        .String(s.phase())
+        .Key("error")
+        .String(s.error())
+        .Key("rollback")
+        .String(s.rollback());
     w.Key("exit_code").Int(s.exit_code()).Key("backup_id").Int(static_cast<long>(s.backup_id()));
     w.Key("attempts").Int(s.attempts()).Key("alembic_ms").Int(Millis(s.alembic_duration()));
     w.Key("output").String(s.output());
-    w.Key("started_at").String(Time(s.started_at())).Key("finished_at").String(Time(s.finished_at()));
+    w.Key("started_at")
+        .String(Time(s.started_at()))
+        .Key("finished_at")
+        .String(Time(s.finished_at()));
     w.EndObject();
   }
   w.EndArray().EndObject();
 }
 
 void WriteBackup(JsonWriter& w, const v1::Backup& b) {
-  w.BeginObject().Key("id").Int(static_cast<long>(b.id())).Key("environment").String(b.environment());
+  w.BeginObject()
+      .Key("id")
+      .Int(static_cast<long>(b.id()))
+      .Key("environment")
+      .String(b.environment());
   w.Key("database").String(b.database()).Key("revisions").StringArray(List(b.revisions()));
   w.Key("path").String(b.path()).Key("size_bytes").Int(static_cast<long>(b.size_bytes()));
   w.Key("sha256").String(b.sha256()).Key("created_at").String(Time(b.created_at()));
@@ -116,7 +134,8 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
   } else {
     c.out << "rollout " << r.id() << "  " << r.state() << "  " << r.kind() << " to " << r.target()
           << " (" << absl::StrJoin(r.target_revisions(), ", ") << ")\n";
-    c.out << "  created " << Time(r.created_at()) << (r.created_by().empty() ? "" : " by " + r.created_by());
+    c.out << "  created " << Time(r.created_at())
+          << (r.created_by().empty() ? "" : " by " + r.created_by());
     if (!Time(r.finished_at()).empty()) c.out << ", finished " << Time(r.finished_at());
     c.out << "\n";
   }
@@ -131,14 +150,17 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
                                                 : "approved by " + st.approved_by());
     }
     if (st.soak().seconds() > 0) {
-      policy.push_back(absl::StrCat("soak ", absl::FormatDuration(absl::Seconds(st.soak().seconds()))));
+      policy.push_back(
+          absl::StrCat("soak ", absl::FormatDuration(absl::Seconds(st.soak().seconds()))));
     }
     if (st.backup_required()) policy.push_back("backup required");
     policy.push_back(absl::StrCat("batch ", st.batch_size(), ", ", st.max_parallel(), " at once"));
     policy.push_back(absl::StrCat("max_failures ", st.max_failures()));
     policy.push_back("on_failure " + st.on_failure());
     c.out << "  (" << absl::StrJoin(policy, "; ") << ")";
-    if (!plan) c.out << "  " << n.succeeded << "/" << n.total << " done" << (n.failed ? absl::StrCat(", ", n.failed, " failed") : "");
+    if (!plan)
+      c.out << "  " << n.succeeded << "/" << n.total << " done"
+            << (n.failed ? absl::StrCat(", ", n.failed, " failed") : "");
     c.out << "\n";
     if (n.total == 0) c.out << "  nothing to do: every database is at the target\n";
     std::vector<std::vector<std::string>> rows;
@@ -196,11 +218,13 @@ class Progress {
       constexpr int kWidth = 30;
       int done = n.succeeded + n.failed + n.skipped;
       int filled = n.total == 0 ? kWidth : done * kWidth / n.total;
-      out_ << absl::StrCat("  ", st.environment(), std::string(st.environment().size() < 10 ? 10 - st.environment().size() : 1, ' '), "[",
-                           std::string(static_cast<size_t>(filled), '#'),
-                           std::string(static_cast<size_t>(kWidth - filled), '.'), "] ", done, "/",
-                           n.total, "  ", st.state(), n.failed ? absl::StrCat(" (", n.failed, " failed)") : "",
-                           n.running ? absl::StrCat(" (", n.running, " running)") : "")
+      out_ << absl::StrCat(
+                  "  ", st.environment(),
+                  std::string(st.environment().size() < 10 ? 10 - st.environment().size() : 1, ' '),
+                  "[", std::string(static_cast<size_t>(filled), '#'),
+                  std::string(static_cast<size_t>(kWidth - filled), '.'), "] ", done, "/", n.total,
+                  "  ", st.state(), n.failed ? absl::StrCat(" (", n.failed, " failed)") : "",
+                  n.running ? absl::StrCat(" (", n.running, " running)") : "")
            << "\n";
       ++drawn_;
     }
@@ -235,8 +259,8 @@ int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id) {
         if (tty) progress.Clear();
         std::string where = e.database().empty() ? e.environment()
                                                  : absl::StrCat(e.environment(), "/", e.database());
-        c.out << Time(e.at()).substr(11, 8) << "  " << e.kind() << (where.empty() ? "" : "  " + where)
-              << "  " << e.message() << "\n";
+        c.out << Time(e.at()).substr(11, 8) << "  " << e.kind()
+              << (where.empty() ? "" : "  " + where) << "  " << e.message() << "\n";
         if (tty) {
           grpc::Status s;
           absl::StatusOr<v1::Rollout> r = GetRollout(c, stub, id, &s);
@@ -373,7 +397,8 @@ int Rollouts(Context& c, v1::Lockstep::Stub& stub) {
   for (const v1::Rollout& r : resp.rollouts()) {
     Counts n = CountSteps(r, "");
     rows.push_back({r.id(), r.kind(), r.target(), r.state(),
-                    absl::StrCat(n.succeeded, "/", n.total, n.failed ? absl::StrCat(" (", n.failed, " failed)") : ""),
+                    absl::StrCat(n.succeeded, "/", n.total,
+                                 n.failed ? absl::StrCat(" (", n.failed, " failed)") : ""),
                     Time(r.created_at()), r.created_by(), r.reason()});
   }
   PrintTable(c.out, rows, rows);

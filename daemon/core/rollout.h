@@ -26,7 +26,7 @@ struct RolloutStep {
   int index = 0;  // position in the rollout; the order steps are started in
   std::string environment;
   std::string database;
-  int wave = 0;         // inside its stage; canaries take the first waves
+  int wave = 0;  // inside its stage; canaries take the first waves
   bool canary = false;
   std::vector<std::string> from;      // version rows when planned (or re-read)
   std::vector<std::string> expected;  // version rows after the step
@@ -40,7 +40,7 @@ struct RolloutStep {
   std::string output;    // Alembic's output (the last 64 KiB)
   int exit_code = -1;    // Alembic's, -1 when it did not run or was killed
   int64_t backup_id = 0;
-  int pid = 0;           // Alembic's process while it runs
+  int pid = 0;  // Alembic's process while it runs
   int attempts = 0;
   absl::Duration alembic_time;  // wall time of Alembic's process
   absl::Time started_at = absl::InfinitePast();
@@ -53,7 +53,7 @@ struct RolloutStep {
 struct RolloutStage {
   std::string environment;
   std::string state = "pending";
-  absl::Duration soak;          // the previous stage must have held the target this long
+  absl::Duration soak;  // the previous stage must have held the target this long
   bool approval_required = false;
   int batch_size = 10;
   int max_parallel = 4;

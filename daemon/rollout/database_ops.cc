@@ -16,8 +16,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "config/inventory.h"
 #include "daemon/rollout/process.h"
 
@@ -47,12 +47,11 @@ absl::Status FsyncAndRename(const std::string& tmp, const std::string& path) {
   return absl::OkStatus();
 }
 
-// Copies one SQLite database into another with the online backup API.
-void SqliteCopy(const std::string& from, const std::string& to, bool to_must_exist) {
+// Copies one SQLite database into another (created if missing) with the
+// online backup API.
+void SqliteCopy(const std::string& from, const std::string& to) {
   SQLite::Database src(from, SQLite::OPEN_READONLY, 10000);
-  SQLite::Database dst(to, to_must_exist ? SQLite::OPEN_READWRITE
-                                         : SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
-                       10000);
+  SQLite::Database dst(to, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 10000);
   SQLite::Backup backup(dst, src);
   backup.executeStep();
 }
@@ -118,8 +117,8 @@ std::vector<std::string> LibpqEnvironment(const config::DatabaseUrl& url) {
   env.push_back("PGDATABASE=" + url.database);
   if (url.password.has_value()) env.push_back("PGPASSWORD=" + *url.password);
   static const std::map<std::string, std::string> kQueryVars = {
-      {"sslmode", "PGSSLMODE"}, {"sslrootcert", "PGSSLROOTCERT"}, {"sslcert", "PGSSLCERT"},
-      {"sslkey", "PGSSLKEY"}, {"application_name", "PGAPPNAME"}, {"options", "PGOPTIONS"}};
+      {"sslmode", "PGSSLMODE"}, {"sslrootcert", "PGSSLROOTCERT"},  {"sslcert", "PGSSLCERT"},
+      {"sslkey", "PGSSLKEY"},   {"application_name", "PGAPPNAME"}, {"options", "PGOPTIONS"}};
   for (const auto& [k, v] : url.query) {
     auto it = kQueryVars.find(k);
     if (it != kQueryVars.end()) env.push_back(it->second + "=" + v);
@@ -144,16 +143,16 @@ absl::StatusOr<std::unique_ptr<DatabaseLock>> DatabaseLock::Acquire(
           absl::StrCat("cannot open the lock file ", path, ": ", std::strerror(errno)));
     }
     if (::flock(lock->fd_, LOCK_EX | LOCK_NB) != 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          target.name, " is locked by another rollout or lockstepd (", path, ")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(target.name, " is locked by another rollout or lockstepd (", path, ")"));
     }
     return lock;
   }
   try {
     lock->pg_ = std::make_unique<Pg>();
     lock->pg_->conn = std::make_unique<pqxx::connection>(absl::StrCat(
-        url.LibpqConninfo(), " connect_timeout=",
-        std::max<int64_t>(2, absl::ToInt64Seconds(connect_timeout)),
+        url.LibpqConninfo(),
+        " connect_timeout=", std::max<int64_t>(2, absl::ToInt64Seconds(connect_timeout)),
         " application_name=lockstepd-lock"));
     pqxx::nontransaction w(*lock->pg_->conn);
     pqxx::result r = w.exec(absl::StrCat("SELECT pg_try_advisory_lock(", kAdvisoryLockKey, ")"));
@@ -209,13 +208,13 @@ absl::StatusOr<Backup> TakeBackup(const VersionTarget& target, const config::Dat
   std::filesystem::create_directories(folder, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", folder, ": ", ec.message()));
   const bool sqlite = url.dialect == config::Dialect::kSqlite;
-  b.path = absl::StrCat(folder, "/",
-                        absl::FormatTime("%Y%m%dT%H%M%E6SZ", start, absl::UTCTimeZone()),
-                        sqlite ? ".sqlite3" : ".pgdump");
+  b.path =
+      absl::StrCat(folder, "/", absl::FormatTime("%Y%m%dT%H%M%E6SZ", start, absl::UTCTimeZone()),
+                   sqlite ? ".sqlite3" : ".pgdump");
   const std::string tmp = b.path + ".partial";
   if (sqlite) {
     try {
-      SqliteCopy(url.database, tmp, false);
+      SqliteCopy(url.database, tmp);
     } catch (const std::exception& e) {
       ::unlink(tmp.c_str());
       return absl::FailedPreconditionError(
@@ -229,8 +228,8 @@ absl::StatusOr<Backup> TakeBackup(const VersionTarget& target, const config::Dat
     ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
     if (!r.ok()) {
       ::unlink(tmp.c_str());
-      return absl::FailedPreconditionError(absl::StrCat("backup of ", target.name, ": pg_dump ",
-                                                 r.Describe(), ": ", r.output));
+      return absl::FailedPreconditionError(
+          absl::StrCat("backup of ", target.name, ": pg_dump ", r.Describe(), ": ", r.output));
     }
   }
   absl::Status renamed = FsyncAndRename(tmp, b.path);
@@ -254,10 +253,10 @@ absl::Status VerifyBackup(const Backup& backup) {
   absl::StatusOr<std::string> sum = Sha256OfFile(backup.path);
   if (!sum.ok()) return absl::FailedPreconditionError(sum.status().message());
   if (st.st_size != backup.size_bytes || *sum != backup.sha256) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "backup ", backup.id, " is corrupted: ", backup.path, " has ", st.st_size,
-        " bytes and sha256 ", *sum, "; the catalog recorded ", backup.size_bytes, " bytes and ",
-        backup.sha256, ". Refusing to restore it"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("backup ", backup.id, " is corrupted: ", backup.path, " has ", st.st_size,
+                     " bytes and sha256 ", *sum, "; the catalog recorded ", backup.size_bytes,
+                     " bytes and ", backup.sha256, ". Refusing to restore it"));
   }
   return absl::OkStatus();
 }
@@ -267,9 +266,10 @@ absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl& url,
   const std::string name = absl::StrCat(backup.environment, "/", backup.database);
   if (url.dialect == config::Dialect::kSqlite) {
     try {
-      SqliteCopy(backup.path, url.database, false);
+      SqliteCopy(backup.path, url.database);
     } catch (const std::exception& e) {
-      return absl::FailedPreconditionError(absl::StrCat("restore of ", name, " failed: ", e.what()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("restore of ", name, " failed: ", e.what()));
     }
     return absl::OkStatus();
   }
@@ -301,15 +301,15 @@ absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl& url,
   absl::Status filtered = DropLine(sql, "CREATE SCHEMA public;");
   if (!filtered.ok()) return filtered;
   ProcessSpec apply;
-  apply.argv = {"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-                "-f", prelude, "-f", sql};
+  apply.argv = {"psql", "-X",    "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                "-f",   prelude, "-f", sql};
   apply.env = LibpqEnvironment(url);
   apply.timeout = timeout;
   r = RunProcess(apply, nullptr, nullptr, nullptr);
   if (!r.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "restore of ", name, " (rolled back, the database is unchanged): psql ", r.Describe(), ": ",
-        r.output));
+    return absl::FailedPreconditionError(
+        absl::StrCat("restore of ", name, " (rolled back, the database is unchanged): psql ",
+                     r.Describe(), ": ", r.output));
   }
   return absl::OkStatus();
 }

@@ -18,9 +18,9 @@ std::string NewId(const std::string& prefix, absl::Time now) {
 }
 
 size_t StepsIn(const Rollout& r, const std::string& environment) {
-  return static_cast<size_t>(std::count_if(r.steps.begin(), r.steps.end(), [&](const RolloutStep& s) {
-    return s.environment == environment;
-  }));
+  return static_cast<size_t>(
+      std::count_if(r.steps.begin(), r.steps.end(),
+                    [&](const RolloutStep& s) { return s.environment == environment; }));
 }
 
 std::string Plural(size_t n, const std::string& noun) {
@@ -90,7 +90,8 @@ void RolloutEngine::SaveStep(Active& a, const RolloutStep& step) {
 
 void RolloutEngine::SaveStage(Active& a, size_t stage_index) {
   a.r.updated_at = absl::Now();
-  absl::Status s = store_->SaveStage(a.r.id, static_cast<int>(stage_index), a.r.stages[stage_index]);
+  absl::Status s =
+      store_->SaveStage(a.r.id, static_cast<int>(stage_index), a.r.stages[stage_index]);
   if (!s.ok() && !a.halted) {
     a.halted = true;
     a.stop_reason = absl::StrCat("halted: ", s.message());
@@ -178,9 +179,8 @@ absl::StatusOr<Rollout> RolloutEngine::Downgrade(const std::string& environment,
   if (!refreshed.ok()) return refreshed;
   std::shared_ptr<const migrations::Project> project = reconciler_->project();
   migrations::Resolver resolver(&project->graph());
-  absl::StatusOr<Rollout> plan = PlanDowngrade(environment, database, target,
-                                               *reconciler_->inventory(), resolver,
-                                               *reconciler_->Snapshot());
+  absl::StatusOr<Rollout> plan = PlanDowngrade(
+      environment, database, target, *reconciler_->inventory(), resolver, *reconciler_->Snapshot());
   if (!plan.ok()) return plan.status();
   plan->created_by = requested_by;
   return Launch(*std::move(plan), {});
@@ -213,9 +213,10 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
   std::vector<std::string> envs;
   for (const RolloutStage& s : a->r.stages) envs.push_back(s.environment);
   Emit(*a, "rollout_started", "", "",
-       absl::StrCat(a->r.kind, " to ", a->r.target, " (", absl::StrJoin(a->r.target_revisions, ", "),
-                    "): ", Plural(a->r.steps.size(), "database"), " in ", absl::StrJoin(envs, ", "),
-                    a->r.created_by.empty() ? "" : absl::StrCat("; requested by ", a->r.created_by)));
+       absl::StrCat(
+           a->r.kind, " to ", a->r.target, " (", absl::StrJoin(a->r.target_revisions, ", "),
+           "): ", Plural(a->r.steps.size(), "database"), " in ", absl::StrJoin(envs, ", "),
+           a->r.created_by.empty() ? "" : absl::StrCat("; requested by ", a->r.created_by)));
   if (!overridden.empty()) {
     Emit(*a, "override_promotion", "", "",
          absl::StrCat("promotion gate overridden by ",
@@ -273,7 +274,8 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
     s.approved_by = who.empty() ? "unnamed" : who;
     s.approved_at = absl::Now();
     SaveStage(**a, i);
-    Emit(**a, "approved", s.environment, "", absl::StrCat(s.environment, " approved by ", s.approved_by));
+    Emit(**a, "approved", s.environment, "",
+         absl::StrCat(s.environment, " approved by ", s.approved_by));
     return absl::OkStatus();
   }
   return absl::FailedPreconditionError(
@@ -284,7 +286,8 @@ absl::Status RolloutEngine::Pause(const std::string& id, const std::string& who)
   std::lock_guard<std::mutex> lock(mu_);
   absl::StatusOr<std::shared_ptr<Active>> a = Find(id);
   if (!a.ok()) return a.status();
-  if ((*a)->paused) return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is already paused"));
+  if ((*a)->paused)
+    return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is already paused"));
   (*a)->paused = true;
   (*a)->r.state = "paused";
   (*a)->r.reason = absl::StrCat("paused by ", who.empty() ? "an unnamed caller" : who);
@@ -298,12 +301,14 @@ absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who
   std::lock_guard<std::mutex> lock(mu_);
   absl::StatusOr<std::shared_ptr<Active>> a = Find(id);
   if (!a.ok()) return a.status();
-  if (!(*a)->paused) return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is not paused"));
+  if (!(*a)->paused)
+    return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is not paused"));
   (*a)->paused = false;
   (*a)->r.state = "running";
   (*a)->r.reason.clear();
   SaveHeader(**a);
-  Emit(**a, "resumed", "", "", absl::StrCat("resumed by ", who.empty() ? "an unnamed caller" : who));
+  Emit(**a, "resumed", "", "",
+       absl::StrCat("resumed by ", who.empty() ? "an unnamed caller" : who));
   UpdateGauges();
   return absl::OkStatus();
 }
@@ -316,7 +321,8 @@ absl::Status RolloutEngine::Abort(const std::string& id, const std::string& who)
   (*a)->aborted = true;
   (*a)->cancel = true;
   (*a)->stop_reason = absl::StrCat("rollout aborted by ", who.empty() ? "an unnamed caller" : who);
-  Emit(**a, "aborted", "", "", (*a)->stop_reason + "; a running Alembic is stopped and its database restored");
+  Emit(**a, "aborted", "", "",
+       (*a)->stop_reason + "; a running Alembic is stopped and its database restored");
   return absl::OkStatus();
 }
 
@@ -404,13 +410,13 @@ absl::StatusOr<std::vector<std::string>> RolloutEngine::Restore(int64_t backup_i
   absl::Status refreshed = reconciler_->Refresh();
   (void)refreshed;  // the poll loop reports refresh problems
   if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
-    return absl::UnavailableError(absl::StrCat("restored ", key, " but cannot read its version rows: ",
-                                               read.error));
+    return absl::UnavailableError(
+        absl::StrCat("restored ", key, " but cannot read its version rows: ", read.error));
   }
   if (read.rows != b->revisions) {
     return absl::DataLossError(absl::StrCat("restored ", key, " from backup ", backup_id,
-                                            " but it holds ", RowsText(read.rows), ", not the backup's ",
-                                            RowsText(b->revisions)));
+                                            " but it holds ", RowsText(read.rows),
+                                            ", not the backup's ", RowsText(b->revisions)));
   }
   return read.rows;
 }
@@ -458,7 +464,8 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
   if (st.state != "running" && has_work) {
     // The soak runs from the end of the previous stage when it moved
     // databases; otherwise the planner checked it against the fleet.
-    if (i > 0 && st.soak > absl::ZeroDuration() && StepsIn(a.r, a.r.stages[i - 1].environment) > 0) {
+    if (i > 0 && st.soak > absl::ZeroDuration() &&
+        StepsIn(a.r, a.r.stages[i - 1].environment) > 0) {
       const absl::Time until = a.r.stages[i - 1].finished_at + st.soak;
       if (absl::Now() < until) {
         st.state = "soaking";
@@ -468,7 +475,9 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
                                   " before ", st.environment);
         SaveHeader(a);
         Emit(a, "soaking", st.environment, "", a.r.reason);
-        if (!WaitUntil(lock, a, [] { return false; }, until)) return false;
+        if (!WaitUntil(
+                lock, a, [] { return false; }, until))
+          return false;
       }
     }
     if (st.approval_required && st.approved_by.empty()) {
@@ -486,9 +495,10 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
     st.state = "running";
     st.started_at = absl::Now();
     SaveStage(a, i);
-    Emit(a, "stage_started", st.environment, "",
-         absl::StrCat(st.environment, ": ", Plural(StepsIn(a.r, st.environment), "database"), " in ",
-                      Plural(waves.size(), "wave"), ", at most ", st.max_parallel, " at once"));
+    Emit(
+        a, "stage_started", st.environment, "",
+        absl::StrCat(st.environment, ": ", Plural(StepsIn(a.r, st.environment), "database"), " in ",
+                     Plural(waves.size(), "wave"), ", at most ", st.max_parallel, " at once"));
   }
   if (!a.paused) {
     a.r.state = "running";
@@ -509,12 +519,16 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
   bool unfinished = std::any_of(a.r.steps.begin(), a.r.steps.end(), [&](const RolloutStep& s) {
     return s.environment == st.environment && !s.finished();
   });
-  st.state = a.aborted ? "aborted" : a.halted ? "halted" : st.failures > 0 ? "failed"
-             : unfinished ? "failed" : "succeeded";
+  st.state = a.aborted         ? "aborted"
+             : a.halted        ? "halted"
+             : st.failures > 0 ? "failed"
+             : unfinished      ? "failed"
+                               : "succeeded";
   st.finished_at = absl::Now();
   SaveStage(a, i);
   Emit(a, "stage_finished", st.environment, "",
-       absl::StrCat(st.environment, " ", st.state, st.failures > 0 ? absl::StrCat(" (", st.failures, " failed)") : ""));
+       absl::StrCat(st.environment, " ", st.state,
+                    st.failures > 0 ? absl::StrCat(" (", st.failures, " failed)") : ""));
   return st.state == "succeeded";
 }
 
@@ -538,8 +552,8 @@ void RolloutEngine::RunWave(Active& a, size_t stage_index, const std::vector<int
   int parallel;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    parallel = std::max(1, std::min<int>(a.r.stages[stage_index].max_parallel,
-                                         static_cast<int>(steps.size())));
+    parallel = std::max(
+        1, std::min<int>(a.r.stages[stage_index].max_parallel, static_cast<int>(steps.size())));
   }
   std::vector<std::thread> pool;
   for (int t = 1; t < parallel; ++t) pool.emplace_back(worker);
@@ -634,9 +648,9 @@ void RolloutEngine::Finish(Active& a) {
   a.r.state = a.aborted ? "aborted" : a.halted ? "halted" : failed > 0 ? "failed" : "succeeded";
   a.r.reason = a.r.state == "succeeded"
                    ? absl::StrCat(Plural(a.r.steps.size(), "database"), " at ", a.r.target)
-                   : !skip_reason.empty() ? skip_reason
-                                          : absl::StrCat(failed, " of ", a.r.steps.size(),
-                                                         " databases failed");
+               : !skip_reason.empty()
+                   ? skip_reason
+                   : absl::StrCat(failed, " of ", a.r.steps.size(), " databases failed");
   a.r.finished_at = absl::Now();
   SaveHeader(a);
   Emit(a, "rollout_finished", "", "", absl::StrCat(a.r.state, ": ", a.r.reason));

@@ -131,8 +131,8 @@ class RolloutEngine {
   std::condition_variable changed_;  // any rollout changed (events, gates, pause)
   bool stopping_ = false;            // guarded by mu_
   std::map<std::string, std::shared_ptr<Active>> active_;  // guarded by mu_: not yet finished
-  std::vector<std::thread> threads_;                       // guarded by mu_: runners, joined by Stop
-  uint64_t events_emitted_ = 0;                            // guarded by mu_
+  std::vector<std::thread> threads_;  // guarded by mu_: runners, joined by Stop
+  uint64_t events_emitted_ = 0;       // guarded by mu_
   std::mutex start_mu_;  // one Start/Downgrade at a time (the one-per-environment check)
 };
 

@@ -21,9 +21,12 @@ bool Matches(const std::string& pattern, const DatabaseStatus& d) {
 
 std::string FailurePolicyName(config::FailurePolicy p) {
   switch (p) {
-    case config::FailurePolicy::kRestore: return "restore";
-    case config::FailurePolicy::kDowngrade: return "downgrade";
-    case config::FailurePolicy::kLeave: return "leave";
+    case config::FailurePolicy::kRestore:
+      return "restore";
+    case config::FailurePolicy::kDowngrade:
+      return "downgrade";
+    case config::FailurePolicy::kLeave:
+      return "leave";
   }
   return "restore";
 }
@@ -46,10 +49,9 @@ absl::Status PlanStep(const migrations::Resolver& resolver, const DatabaseStatus
                       const std::string& target, bool downgrade, RolloutStep* step) {
   if (d.state == "unreachable") return absl::UnavailableError(d.reason);
   if (!d.orphaned.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("orphaned version row", d.orphaned.size() > 1 ? "s " : " ",
-                     absl::StrJoin(d.orphaned, ", "),
-                     " (no script defines it); Alembic cannot move this database"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "orphaned version row", d.orphaned.size() > 1 ? "s " : " ", absl::StrJoin(d.orphaned, ", "),
+        " (no script defines it); Alembic cannot move this database"));
   }
   absl::StatusOr<std::vector<migrations::MigrationStep>> path =
       downgrade ? migrations::PlanDowngrade(resolver, d.revisions, target)
@@ -85,8 +87,8 @@ std::vector<std::string> PromotionProblems(const config::EnvironmentConfig& env,
     absl::Status s = PlanStep(resolver, d, target, false, &probe);
     if (!s.ok() || !probe.path.empty()) {
       problems.push_back(absl::StrCat(
-          "promotion: ", env.name, " comes after ", env.after, ", but ", d.key(),
-          " does not hold ", target, " yet (",
+          "promotion: ", env.name, " comes after ", env.after, ", but ", d.key(), " does not hold ",
+          target, " yet (",
           s.ok() ? absl::StrCat(probe.path.size(), " pending") : std::string(s.message()), ")"));
     }
     last_change = std::max(last_change, d.last_change);
@@ -96,12 +98,12 @@ std::vector<std::string> PromotionProblems(const config::EnvironmentConfig& env,
                                     ", which has no databases to prove ", target, " on"));
   }
   if (problems.empty() && last_change != absl::InfinitePast() && now - last_change < env.soak) {
-    problems.push_back(absl::StrCat("promotion: ", env.after, " has held ", target, " for ",
-                                    absl::FormatDuration(absl::Trunc(now - last_change, absl::Seconds(1))),
-                                    " of its ", absl::FormatDuration(env.soak), " soak (until ",
-                                    absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", last_change + env.soak,
-                                                     absl::UTCTimeZone()),
-                                    ")"));
+    problems.push_back(absl::StrCat(
+        "promotion: ", env.after, " has held ", target, " for ",
+        absl::FormatDuration(absl::Trunc(now - last_change, absl::Seconds(1))), " of its ",
+        absl::FormatDuration(env.soak), " soak (until ",
+        absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", last_change + env.soak, absl::UTCTimeZone()),
+        ")"));
   }
   return problems;
 }
@@ -138,9 +140,8 @@ absl::StatusOr<Rollout> PlanRollout(const RolloutRequest& request, const config:
     if (inv.FindEnvironment(e) == nullptr) {
       std::vector<std::string> names;
       for (const auto& env : inv.environments) names.push_back(env.name);
-      return absl::InvalidArgumentError(absl::StrCat("no environment '", e,
-                                                     "'; the inventory has: ",
-                                                     absl::StrJoin(names, ", ")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "no environment '", e, "'; the inventory has: ", absl::StrJoin(names, ", ")));
     }
   }
   std::vector<bool> filter_used(request.databases.size(), false);
@@ -188,7 +189,8 @@ absl::StatusOr<Rollout> PlanRollout(const RolloutRequest& request, const config:
     int wave = 0;
     int in_wave = 0;
     for (RolloutStep& step : steps) {
-      if (in_wave > 0 && (step.canary || in_wave == env.batch_size || rollout.steps.back().canary)) {
+      if (in_wave > 0 &&
+          (step.canary || in_wave == env.batch_size || rollout.steps.back().canary)) {
         ++wave;
         in_wave = 0;
       }
@@ -201,8 +203,8 @@ absl::StatusOr<Rollout> PlanRollout(const RolloutRequest& request, const config:
   }
   for (size_t i = 0; i < request.databases.size(); ++i) {
     if (!filter_used[i]) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("database filter '", request.databases[i], "' matches no database in scope"));
+      return absl::InvalidArgumentError(absl::StrCat("database filter '", request.databases[i],
+                                                     "' matches no database in scope"));
     }
   }
   if (request.override_promotion) {

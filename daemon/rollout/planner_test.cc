@@ -63,7 +63,8 @@ class PlannerTest : public ::testing::Test {
     Set("staging", "app", {"a"});
     for (const char* t : {"t1", "t2", "t3", "t4", "t5", "t6"}) Set("prod", t, {"a"});
   }
-  DatabaseStatus& Set(const std::string& env, const std::string& name, std::vector<std::string> rows) {
+  DatabaseStatus& Set(const std::string& env, const std::string& name,
+                      std::vector<std::string> rows) {
     for (DatabaseStatus& d : fleet_.databases) {
       if (d.environment == env && d.name == name) {
         d.revisions = rows;

@@ -47,8 +47,8 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
 
 std::string ProcessResult::Describe() const {
   if (!start_error.empty()) return start_error;
-  std::string out = signal != 0 ? absl::StrCat("killed by signal ", signal)
-                                 : absl::StrCat("exit ", exit_code);
+  std::string out =
+      signal != 0 ? absl::StrCat("killed by signal ", signal) : absl::StrCat("exit ", exit_code);
   if (timed_out) absl::StrAppend(&out, " (timed out after ", absl::FormatDuration(took), ")");
   if (cancelled) absl::StrAppend(&out, " (stopped on request)");
   return out;
@@ -79,7 +79,8 @@ void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time s
   std::string pending;
   auto emit = [&](absl::string_view chunk) {
     result.output.append(chunk.data(), chunk.size());
-    if (result.output.size() > 2 * kMaxOutput) result.output.erase(0, result.output.size() - kMaxOutput);
+    if (result.output.size() > 2 * kMaxOutput)
+      result.output.erase(0, result.output.size() - kMaxOutput);
     pending.append(chunk.data(), chunk.size());
     size_t nl;
     while ((nl = pending.find('\n')) != std::string::npos) {
@@ -99,7 +100,8 @@ void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time s
         emit(absl::string_view(buf, static_cast<size_t>(n)));
         continue;
       }
-      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;  // EOF: child (and heirs) done
+      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+        break;  // EOF: child (and heirs) done
     }
     const absl::Time now = absl::Now();
     bool stop = (cancel != nullptr && cancel->load()) || now - start > spec.timeout;

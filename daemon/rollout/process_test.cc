@@ -2,7 +2,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <thread>
@@ -22,8 +21,8 @@ TEST(ProcessTest, CapturesLinesExitCodeAndEnvironment) {
   spec.cwd = "/tmp";
   std::vector<std::string> lines;
   int pid = 0;
-  ProcessResult r = RunProcess(spec, nullptr, [&](int p) { pid = p; },
-                               [&](const std::string& l) { lines.push_back(l); });
+  ProcessResult r = RunProcess(
+      spec, nullptr, [&](int p) { pid = p; }, [&](const std::string& l) { lines.push_back(l); });
   EXPECT_GT(pid, 0);
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_FALSE(r.ok());

@@ -28,7 +28,8 @@ ProcessSpec AlembicSpec(const config::Inventory& inv, const config::DatabaseUrl&
   }
   config::DatabaseUrl without_password = url;
   without_password.password.reset();
-  spec.argv.insert(spec.argv.end(), {"-x", "url=" + without_password.ToSqlAlchemy(), command, target});
+  spec.argv.insert(spec.argv.end(),
+                   {"-x", "url=" + without_password.ToSqlAlchemy(), command, target});
   if (url.dialect == config::Dialect::kPostgresql) spec.env = LibpqEnvironment(url);
   spec.env.push_back("DATABASE_URL=" + url.ToSqlAlchemy());
   spec.cwd = inv.project.working_dir;
@@ -121,7 +122,9 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
     s.phase = phase;
     hooks.save(s);
   };
-  auto event = [&](const std::string& kind, const std::string& message) { hooks.event(s, kind, message); };
+  auto event = [&](const std::string& kind, const std::string& message) {
+    hooks.event(s, kind, message);
+  };
   const absl::Time started = absl::Now();
   auto finish = [&](const std::string& state, const std::string& message) {
     s.state = state;
@@ -158,12 +161,14 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   if (before.outcome != ReadOutcome::kOk && before.outcome != ReadOutcome::kNoTable) {
     return finish("failed", absl::StrCat("cannot read the version rows: ", before.error));
   }
-  if (before.rows == s.expected) return finish("succeeded", "already at the target; nothing to run");
+  if (before.rows == s.expected)
+    return finish("succeeded", "already at the target; nothing to run");
   if (before.rows != s.from) {
     std::shared_ptr<const migrations::Project> project = reconciler_->project();
     migrations::Resolver resolver(&project->graph());
-    auto path = job.kind == "downgrade" ? migrations::PlanDowngrade(resolver, before.rows, job.target)
-                                    : migrations::PlanUpgrade(resolver, before.rows, job.target);
+    auto path = job.kind == "downgrade"
+                    ? migrations::PlanDowngrade(resolver, before.rows, job.target)
+                    : migrations::PlanUpgrade(resolver, before.rows, job.target);
     if (!path.ok()) {
       return finish("failed", absl::StrCat("the database moved to ", RowsText(before.rows),
                                            " since the plan and cannot go to ", job.target, ": ",
@@ -180,20 +185,21 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   const bool want_backup = job.policy.backup_required || job.policy.on_failure == "restore";
   if (want_backup) {
     save("backup");
-    absl::StatusOr<Backup> b = TakeBackup(*target, *url, inv->server.backup_dir, inv->project.step_timeout);
+    absl::StatusOr<Backup> b =
+        TakeBackup(*target, *url, inv->server.backup_dir, inv->project.step_timeout);
     if (b.ok()) {
       b->revisions = s.from;
       b->rollout_id = job.rollout_id;
       absl::Status catalogued = store_->AddBackup(&*b);
       if (!catalogued.ok()) return finish("failed", std::string(catalogued.message()));
       s.backup_id = b->id;
-      event("backup_taken", absl::StrCat("backup ", b->id, ": ", b->size_bytes, " bytes in ",
-                                         absl::FormatDuration(absl::Trunc(b->took, absl::Milliseconds(1))),
-                                         ", sha256 ", b->sha256.substr(0, 12), "…, ", b->path));
+      event("backup_taken",
+            absl::StrCat("backup ", b->id, ": ", b->size_bytes, " bytes in ",
+                         absl::FormatDuration(absl::Trunc(b->took, absl::Milliseconds(1))),
+                         ", sha256 ", b->sha256.substr(0, 12), "…, ", b->path));
       if (hooks.backup_taken) hooks.backup_taken(*b);
       // Retention: the newest backup_keep backups of this database stay.
-      absl::StatusOr<std::vector<Backup>> all =
-          store_->Backups(s.environment, s.database, 1 << 20);
+      absl::StatusOr<std::vector<Backup>> all = store_->Backups(s.environment, s.database, 1 << 20);
       if (all.ok()) {
         for (size_t k = static_cast<size_t>(inv->server.backup_keep); k < all->size(); ++k) {
           ::unlink((*all)[k].path.c_str());
@@ -202,7 +208,8 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
         }
       }
     } else if (job.policy.backup_required) {
-      return finish("failed", absl::StrCat("backup required, and it failed: ", b.status().message()));
+      return finish("failed",
+                    absl::StrCat("backup required, and it failed: ", b.status().message()));
     } else {
       event("backup_failed", absl::StrCat("backup failed (continuing: backup is not required): ",
                                           b.status().message()));
@@ -228,21 +235,23 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   VersionRead after = ReadRows(*target);
   const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
   if (run.ok() && readable && after.rows == s.expected) {
-    return finish("succeeded", absl::StrCat("holds ", RowsText(after.rows), " as planned (Alembic took ",
-                                            absl::FormatDuration(absl::Trunc(run.took, absl::Milliseconds(1))), ")"));
+    return finish(
+        "succeeded",
+        absl::StrCat("holds ", RowsText(after.rows), " as planned (Alembic took ",
+                     absl::FormatDuration(absl::Trunc(run.took, absl::Milliseconds(1))), ")"));
   }
   std::string error;
   if (!readable) {
-    error = absl::StrCat("Alembic ", run.Describe(), "; then the version rows could not be read: ",
-                         after.error);
+    error = absl::StrCat("Alembic ", run.Describe(),
+                         "; then the version rows could not be read: ", after.error);
   } else if (run.cancelled) {
     error = absl::StrCat("stopped by abort; the database holds ", RowsText(after.rows));
   } else if (!run.ok() && after.rows == s.from) {
     error = absl::StrCat("Alembic ", run.Describe(), "; the version rows are unchanged at ",
                          RowsText(after.rows));
   } else if (!run.ok()) {
-    error = absl::StrCat("Alembic ", run.Describe(), " after the database moved from ", RowsText(s.from),
-                         " to ", RowsText(after.rows));
+    error = absl::StrCat("Alembic ", run.Describe(), " after the database moved from ",
+                         RowsText(s.from), " to ", RowsText(after.rows));
   } else {
     error = absl::StrCat("Alembic exited 0 but the database holds ", RowsText(after.rows),
                          ", not the planned ", RowsText(s.expected));
@@ -254,8 +263,9 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   std::string how = run.cancelled ? "restore" : job.policy.on_failure;
   if (how == "restore" && pg && readable && after.rows == s.from) {
     s.rollback = "rolled_back";  // PostgreSQL's transactional DDL undid it
-    event("rolled_back", absl::StrCat("PostgreSQL rolled the migration's transaction back; verified at ",
-                                      RowsText(after.rows)));
+    event("rolled_back",
+          absl::StrCat("PostgreSQL rolled the migration's transaction back; verified at ",
+                       RowsText(after.rows)));
   } else if (how == "restore") {
     absl::Status restored = absl::FailedPreconditionError("no backup was taken");
     if (s.backup_id != 0) {
@@ -265,13 +275,13 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
     }
     VersionRead check = ReadRows(*target);
     if (restored.ok() && check.rows != s.from) {
-      restored = absl::DataLossError(absl::StrCat("after the restore it holds ", RowsText(check.rows)));
+      restored =
+          absl::DataLossError(absl::StrCat("after the restore it holds ", RowsText(check.rows)));
     }
     s.rollback = restored.ok() ? "restored" : absl::StrCat("restore_failed: ", restored.message());
-    event("rolled_back", restored.ok()
-                             ? absl::StrCat("restored from backup ", s.backup_id, "; verified at ",
-                                            RowsText(check.rows))
-                             : absl::StrCat("restore failed: ", restored.message()));
+    event("rolled_back", restored.ok() ? absl::StrCat("restored from backup ", s.backup_id,
+                                                      "; verified at ", RowsText(check.rows))
+                                       : absl::StrCat("restore failed: ", restored.message()));
   } else if (how == "downgrade") {
     std::string to = s.from.empty() ? "base" : s.from.size() == 1 ? s.from[0] : "";
     if (to.empty()) {
@@ -291,7 +301,6 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   }
   finish("failed", error);
 }
-
 
 void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
   RolloutStep& s = *step;
@@ -333,7 +342,8 @@ void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
     return needs_attention(absl::StrCat("cannot read the version rows: ", read.error));
   }
   const bool sqlite = url->dialect == config::Dialect::kSqlite;
-  const bool alembic_may_have_run = s.phase == "alembic" || s.phase == "verify" || s.phase == "rollback";
+  const bool alembic_may_have_run =
+      s.phase == "alembic" || s.phase == "verify" || s.phase == "rollback";
   if (read.rows == s.expected && s.phase != "rollback") {
     s.state = "succeeded";
     s.error = "verified at the target after a restart";
@@ -348,22 +358,24 @@ void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
       absl::StatusOr<Backup> b = store_->GetBackup(s.backup_id);
       absl::Status restored = b.ok() ? VerifyBackup(*b) : b.status();
       if (restored.ok()) restored = RestoreBackup(*b, *url, inv->project.step_timeout);
-      if (!restored.ok()) return needs_attention(absl::StrCat("restore failed: ", restored.message()));
+      if (!restored.ok())
+        return needs_attention(absl::StrCat("restore failed: ", restored.message()));
     }
     if (s.phase == "rollback") {
       s.rollback = sqlite && s.backup_id != 0 ? "restored" : "rolled_back";
-      return needs_attention("the step had failed and was being rolled back; it is back at its start");
+      return needs_attention(
+          "the step had failed and was being rolled back; it is back at its start");
     }
     s.state = "pending";
     s.phase.clear();
-    return save_and_emit("recovered", absl::StrCat("still at its start ", RowsText(read.rows),
-                                                   alembic_may_have_run && sqlite && s.backup_id != 0
-                                                       ? "; restored from its backup; will retry"
-                                                       : "; will retry"));
+    return save_and_emit("recovered",
+                         absl::StrCat("still at its start ", RowsText(read.rows),
+                                      alembic_may_have_run && sqlite && s.backup_id != 0
+                                          ? "; restored from its backup; will retry"
+                                          : "; will retry"));
   }
   needs_attention(absl::StrCat("the database holds ", RowsText(read.rows), "; it was moving from ",
                                RowsText(s.from), " to ", RowsText(s.expected)));
 }
-
 
 }  // namespace lockstep::daemon

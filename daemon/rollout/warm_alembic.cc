@@ -81,11 +81,21 @@ std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           out += absl::StrCat("\\u00", absl::Hex(c, absl::kZeroPad2));
@@ -277,9 +287,7 @@ ProcessResult WarmAlembic::Run(const ProcessSpec& spec, const std::atomic<bool>*
   bool spawn = false;
   {
     std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock, [&] {
-      return !idle_.empty() || busy_ < max_workers_ || stopping_;
-    });
+    changed_.wait(lock, [&] { return !idle_.empty() || busy_ < max_workers_ || stopping_; });
     if (stopping_) {
       result.start_error = "lockstepd is shutting down";
       return result;

@@ -70,9 +70,9 @@ class WarmAlembic {
   int max_workers_ = 16;
   std::mutex mu_;
   std::condition_variable changed_;
-  std::vector<Worker> idle_;          // guarded by mu_
-  int busy_ = 0;                      // guarded by mu_
-  std::vector<int> all_pids_;         // guarded by mu_: for the destructor
+  std::vector<Worker> idle_;   // guarded by mu_
+  int busy_ = 0;               // guarded by mu_
+  std::vector<int> all_pids_;  // guarded by mu_: for the destructor
   // Spawn requests for the spawner thread.
   struct SpawnRequest {
     bool done = false;

@@ -132,7 +132,8 @@ grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
       out.set_database(e.database);
       out.set_message(e.message);
       out.set_rollout_state(state);
-      if (!writer->Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+      if (!writer->Write(out))
+        return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
       after = e.seq;
     }
     if (finished) return grpc::Status::OK;
@@ -140,7 +141,8 @@ grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
   return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
 }
 
-grpc::Status LockstepService::ApproveRollout(grpc::ServerContext*, const v1::RolloutActionRequest* req,
+grpc::Status LockstepService::ApproveRollout(grpc::ServerContext*,
+                                             const v1::RolloutActionRequest* req,
                                              v1::RolloutResponse* resp) {
   if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
   absl::Status s = engine_->Approve(req->id(), req->actor());
@@ -148,7 +150,8 @@ grpc::Status LockstepService::ApproveRollout(grpc::ServerContext*, const v1::Rol
   return Reply(engine_->Get(req->id()), resp);
 }
 
-grpc::Status LockstepService::PauseRollout(grpc::ServerContext*, const v1::RolloutActionRequest* req,
+grpc::Status LockstepService::PauseRollout(grpc::ServerContext*,
+                                           const v1::RolloutActionRequest* req,
                                            v1::RolloutResponse* resp) {
   if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
   absl::Status s = engine_->Pause(req->id(), req->actor());
@@ -156,7 +159,8 @@ grpc::Status LockstepService::PauseRollout(grpc::ServerContext*, const v1::Rollo
   return Reply(engine_->Get(req->id()), resp);
 }
 
-grpc::Status LockstepService::ResumeRollout(grpc::ServerContext*, const v1::RolloutActionRequest* req,
+grpc::Status LockstepService::ResumeRollout(grpc::ServerContext*,
+                                            const v1::RolloutActionRequest* req,
                                             v1::RolloutResponse* resp) {
   if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
   absl::Status s = engine_->Resume(req->id(), req->actor());
@@ -164,7 +168,8 @@ grpc::Status LockstepService::ResumeRollout(grpc::ServerContext*, const v1::Roll
   return Reply(engine_->Get(req->id()), resp);
 }
 
-grpc::Status LockstepService::AbortRollout(grpc::ServerContext*, const v1::RolloutActionRequest* req,
+grpc::Status LockstepService::AbortRollout(grpc::ServerContext*,
+                                           const v1::RolloutActionRequest* req,
                                            v1::RolloutResponse* resp) {
   if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
   absl::Status s = engine_->Abort(req->id(), req->actor());
@@ -174,7 +179,8 @@ grpc::Status LockstepService::AbortRollout(grpc::ServerContext*, const v1::Rollo
 
 grpc::Status LockstepService::ListRollouts(grpc::ServerContext*, const v1::ListRolloutsRequest* req,
                                            v1::ListRolloutsResponse* resp) {
-  if (req->limit() < 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
+  if (req->limit() < 0)
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
   absl::StatusOr<std::vector<Rollout>> list = engine_->List(req->limit() > 0 ? req->limit() : 20);
   if (!list.ok()) return ToGrpc(list.status());
   for (const Rollout& r : *list) ToProto(r, resp->add_rollouts());
@@ -199,7 +205,8 @@ grpc::Status LockstepService::Downgrade(grpc::ServerContext*, const v1::Downgrad
 
 grpc::Status LockstepService::ListBackups(grpc::ServerContext*, const v1::ListBackupsRequest* req,
                                           v1::ListBackupsResponse* resp) {
-  if (req->limit() < 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
+  if (req->limit() < 0)
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
   absl::StatusOr<std::vector<Backup>> list =
       engine_->Backups(req->environment(), req->database(), req->limit() > 0 ? req->limit() : 50);
   if (!list.ok()) return ToGrpc(list.status());
@@ -207,9 +214,11 @@ grpc::Status LockstepService::ListBackups(grpc::ServerContext*, const v1::ListBa
   return grpc::Status::OK;
 }
 
-grpc::Status LockstepService::RestoreBackup(grpc::ServerContext*, const v1::RestoreBackupRequest* req,
+grpc::Status LockstepService::RestoreBackup(grpc::ServerContext*,
+                                            const v1::RestoreBackupRequest* req,
                                             v1::RestoreBackupResponse* resp) {
-  if (req->id() <= 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a backup id is required");
+  if (req->id() <= 0)
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a backup id is required");
   absl::StatusOr<std::vector<std::string>> rows = engine_->Restore(req->id(), req->actor());
   if (!rows.ok()) return ToGrpc(rows.status());
   absl::StatusOr<Backup> b = store_->GetBackup(req->id());

@@ -241,8 +241,8 @@ absl::Status StateStore::AppendEvent(const std::string& rollout_id, RolloutEvent
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("append event", [&] {
     SQLite::Transaction tx(*db_);
-    SQLite::Statement next(*db_,
-                           "SELECT COALESCE(MAX(seq), 0) + 1 FROM rollout_events WHERE rollout_id = ?");
+    SQLite::Statement next(
+        *db_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM rollout_events WHERE rollout_id = ?");
     next.bind(1, rollout_id);
     next.executeStep();
     event->seq = next.getColumn(0).getInt64();
@@ -300,9 +300,10 @@ absl::StatusOr<std::vector<RolloutEvent>> StateStore::Events(const std::string& 
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<RolloutEvent> out;
   absl::Status s = Guard("read events", [&] {
-    SQLite::Statement q(*db_,
-                        "SELECT seq, at_us, kind, environment, database, message FROM rollout_events "
-                        "WHERE rollout_id = ? AND seq > ? ORDER BY seq LIMIT ?");
+    SQLite::Statement q(
+        *db_,
+        "SELECT seq, at_us, kind, environment, database, message FROM rollout_events "
+        "WHERE rollout_id = ? AND seq > ? ORDER BY seq LIMIT ?");
     q.bind(1, rollout_id);
     q.bind(2, after_seq);
     q.bind(3, limit);
