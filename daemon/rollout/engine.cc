@@ -335,6 +335,17 @@ absl::StatusOr<Rollout> RolloutEngine::Get(const std::string& id) {
   return store_->LoadRollout(id);
 }
 
+absl::StatusOr<std::string> RolloutEngine::StateOf(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = active_.find(id);
+    if (it != active_.end()) return it->second->r.state;
+  }
+  absl::StatusOr<Rollout> r = store_->LoadRollout(id);
+  if (!r.ok()) return r.status();
+  return r->state;
+}
+
 absl::StatusOr<std::vector<Rollout>> RolloutEngine::List(int limit) {
   absl::StatusOr<std::vector<Rollout>> out = store_->ListRollouts(limit);
   if (!out.ok()) return out;

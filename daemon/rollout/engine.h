@@ -75,6 +75,8 @@ class RolloutEngine {
   absl::Status Abort(const std::string& id, const std::string& who);
 
   absl::StatusOr<Rollout> Get(const std::string& id);
+  // Just the state (cheap: no copy of the steps).
+  absl::StatusOr<std::string> StateOf(const std::string& id);
   absl::StatusOr<std::vector<Rollout>> List(int limit);
   // Events after `after_seq`, waiting up to `wait` when there are none yet.
   // `*finished` is set when the rollout has ended and every event is out.

@@ -119,8 +119,8 @@ grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
     if (!events.ok()) return ToGrpc(events.status());
     std::string state;
     if (!events->empty()) {
-      absl::StatusOr<Rollout> r = engine_->Get(req->id());
-      if (r.ok()) state = r->state;
+      absl::StatusOr<std::string> now = engine_->StateOf(req->id());
+      if (now.ok()) state = *now;
     }
     for (const RolloutEvent& e : *events) {
       v1::RolloutEvent out;
