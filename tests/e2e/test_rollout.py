@@ -324,6 +324,13 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
         self.assertIn("lockstep_rollouts_active 0", metrics)
         self.assertIn('lockstep_backup_size_bytes_count{environment="prod"} 5', metrics)
         self.assertNotIn(SECRET, metrics)
+        # Every metric the shipped alert rules use is one lockstepd exports.
+        import re
+        with open(os.path.join(ROOT, "deploy", "prometheus", "lockstep-alerts.yml")) as f:
+            used = set(re.findall(r"\b(lockstep_[a-z_]+)", f.read()))
+        exported = set(re.findall(r"^(lockstep_[a-z_]+)", metrics, re.M))
+        self.assertTrue(used, "no metrics found in the alert rules")
+        self.assertEqual(used - exported, set())
         self.assertNotIn(SECRET, self.d.log())
         self.assertNotIn(SECRET, self.d.cli("rollout", r["id"], "-o", "json").stdout)
         # The password reached Alembic through its environment, never its argv.
