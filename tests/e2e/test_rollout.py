@@ -589,9 +589,12 @@ class CrashAndAbortTest(unittest.TestCase):
             running = [s for s in steps if s["state"] == "running" and s["phase"] == "alembic"]
             return done >= 2 and running
         wait_for(mid_wave, what="two steps done and one inside Alembic")
-        time.sleep(0.5)  # inside the migration's transaction
+
+        def inside_transaction():
+            return [t for t, path in self.tenants.items() if os.path.exists(path + "-journal")]
+        wait_for(inside_transaction, what="a migration inside its write transaction")
         self.d.kill9()
-        hot = [t for t, path in self.tenants.items() if os.path.exists(path + "-journal")]
+        hot = inside_transaction()
         # Alembic does not outlive lockstepd (PR_SET_PDEATHSIG).
         wait_for(lambda: not self.alembic_children(with_runner=True), timeout=10,
                  what="Alembic children to die")
