@@ -304,8 +304,19 @@ absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who
   if (!(*a)->paused)
     return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is not paused"));
   (*a)->paused = false;
-  (*a)->r.state = "running";
-  (*a)->r.reason.clear();
+  // Back to what it was doing: running, or waiting at a stage's gate.
+  Rollout& r = (*a)->r;
+  r.state = "running";
+  r.reason.clear();
+  for (const RolloutStage& st : r.stages) {
+    if (st.state == "awaiting_approval") {
+      r.state = st.state;
+      r.reason = absl::StrCat(st.environment, " waits for approval: lockstep approve ", r.id);
+    } else if (st.state == "soaking") {
+      r.state = st.state;
+      r.reason = absl::StrCat("soaking before ", st.environment);
+    }
+  }
   SaveHeader(**a);
   Emit(**a, "resumed", "", "",
        absl::StrCat("resumed by ", who.empty() ? "an unnamed caller" : who));

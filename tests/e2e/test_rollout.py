@@ -279,6 +279,11 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("already has an active rollout", p.stderr)
 
+        # Paused and resumed while it waits, it waits again (not "running").
+        self.d.cli("pause", r["id"])
+        self.assertEqual(rollout_json(self.d, "rollout", r["id"])[1]["state"], "paused")
+        self.d.cli("resume", r["id"])
+        self.assertEqual(rollout_json(self.d, "rollout", r["id"])[1]["state"], "awaiting_approval")
         self.d.cli("approve", r["id"], "--actor", "alice")
         rc, done = rollout_json(self.d, "watch", r["id"])
         self.assertEqual(rc, 0, done)
