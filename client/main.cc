@@ -31,6 +31,15 @@ default 127.0.0.1:50051):
                                         exits 3 unless all are current
   db ENV/NAME                           one database and its revision history
   refresh                               check every database now
+  plan [--to REV] [--env E,..] [--db F,..] [--override-promotion]
+                                        the rollout plan; changes nothing
+  rollout --to REV [--env ..] [--db ..] [--watch] [--override-promotion]
+                                        start a rollout (--watch: follow it)
+  watch ID                              follow a rollout (past events first)
+  rollout ID | rollouts [--limit N]     one rollout | the newest ones
+  approve|pause|resume|abort ID [--actor NAME]
+  downgrade ENV/NAME --to REV           one database, with a backup first
+  backups [ENV[/NAME]] | restore ID     the backup catalog | restore one
 
 Options:
   -c, --config FILE     alembic.ini (default: $ALEMBIC_CONFIG or ./alembic.ini)
@@ -41,7 +50,9 @@ Options:
 
   --server ADDR         lockstepd's gRPC address
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 findings/not clean.
+Exit codes: 0 ok, 1 error, 2 usage, 3 findings/not clean; rollout --watch,
+watch and downgrade: 0 succeeded, 4 failed, 5 halted, 6 awaiting approval,
+7 aborted.
 )";
 
 // Runs the online commands' executable, found beside this one.
