@@ -12,6 +12,7 @@ echo "lockstepd is starting on the demo fleet. In another terminal:"
 echo "  build/client/lockstep status          # where every database stands"
 echo "  build/client/lockstep db prod/tenant-c"
 echo "  curl -s 127.0.0.1:9187/metrics | grep ^lockstep_"
+echo "  build/client/lockstep plan --to heads  # then: rollout, approve (README: Rollouts)"
 echo "Stop with Ctrl-C."
 echo
 exec build/daemon/lockstepd --config demo/lockstep.yaml
