@@ -307,6 +307,15 @@ int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id) {
   }
 }
 
+// --limit N (N > 0), 0 when absent; false (after saying why) when bad.
+bool LimitOption(Context& c, int* limit) {
+  std::optional<std::string> l = c.args.Option("limit");
+  if (!l) return true;
+  if (absl::SimpleAtoi(*l, limit) && *limit > 0) return true;
+  c.err << "lockstep " << c.args.command << ": --limit takes a positive number\n";
+  return false;
+}
+
 int NeedId(Context& c) {
   if (c.args.positional.size() != 1) {
     c.err << "lockstep " << c.args.command << ": expects a rollout ID\n";
@@ -374,10 +383,7 @@ int Control(Context& c, v1::Lockstep::Stub& stub, Action action) {
 int Rollouts(Context& c, v1::Lockstep::Stub& stub) {
   v1::ListRolloutsRequest req;
   int limit = 0;
-  if (auto l = c.args.Option("limit"); l && (!absl::SimpleAtoi(*l, &limit) || limit <= 0)) {
-    c.err << "lockstep rollouts: --limit takes a positive number\n";
-    return kExitUsage;
-  }
+  if (!LimitOption(c, &limit)) return kExitUsage;
   req.set_limit(limit);
   v1::ListRolloutsResponse resp;
   grpc::ClientContext ctx;
@@ -434,10 +440,7 @@ int Backups(Context& c, v1::Lockstep::Stub& stub) {
     if (arg.find('/') != std::string::npos) req.set_database(arg.substr(arg.find('/') + 1));
   }
   int limit = 0;
-  if (auto l = c.args.Option("limit"); l && (!absl::SimpleAtoi(*l, &limit) || limit <= 0)) {
-    c.err << "lockstep backups: --limit takes a positive number\n";
-    return kExitUsage;
-  }
+  if (!LimitOption(c, &limit)) return kExitUsage;
   req.set_limit(limit);
   v1::ListBackupsResponse resp;
   grpc::ClientContext ctx;

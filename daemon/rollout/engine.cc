@@ -27,6 +27,11 @@ std::string Plural(size_t n, const std::string& noun) {
   return absl::StrCat(n, " ", noun, n == 1 ? "" : "s");
 }
 
+// What a rollout waiting at `environment`'s approval gate says.
+std::string ApprovalReason(const std::string& environment, const std::string& id) {
+  return absl::StrCat(environment, " waits for approval: lockstep approve ", id);
+}
+
 std::string When(absl::Time t) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone());
 }
@@ -135,14 +140,25 @@ absl::StatusOr<std::shared_ptr<RolloutEngine::Active>> RolloutEngine::Find(const
 
 // ---- planning and starting -------------------------------------------------
 
-absl::StatusOr<Rollout> RolloutEngine::Plan(const RolloutRequest& request) {
-  std::vector<std::string> overridden;
+absl::StatusOr<Rollout> RolloutEngine::PlanOnFreshFleet(const RolloutRequest& request,
+                                                        std::vector<std::string>* overridden) {
   absl::Status refreshed = reconciler_->Refresh();
   if (!refreshed.ok()) return refreshed;
   std::shared_ptr<const migrations::Project> project = reconciler_->project();
   migrations::Resolver resolver(&project->graph());
-  absl::StatusOr<Rollout> plan = PlanRollout(request, *reconciler_->inventory(), resolver,
-                                             *reconciler_->Snapshot(), absl::Now(), &overridden);
+  return PlanRollout(request, *reconciler_->inventory(), resolver, *reconciler_->Snapshot(),
+                     absl::Now(), overridden);
+}
+
+absl::Status RolloutEngine::RequireAlembicIni(const std::string& what) const {
+  if (!reconciler_->inventory()->project.alembic_ini.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " run Alembic, which needs project.alembic_ini in the inventory (not scripts)"));
+}
+
+absl::StatusOr<Rollout> RolloutEngine::Plan(const RolloutRequest& request) {
+  std::vector<std::string> overridden;
+  absl::StatusOr<Rollout> plan = PlanOnFreshFleet(request, &overridden);
   if (plan.ok() && !overridden.empty()) {
     plan->reason = absl::StrCat("promotion gate overridden: ", absl::StrJoin(overridden, "; "));
   }
@@ -151,17 +167,10 @@ absl::StatusOr<Rollout> RolloutEngine::Plan(const RolloutRequest& request) {
 
 absl::StatusOr<Rollout> RolloutEngine::Start(const RolloutRequest& request) {
   std::lock_guard<std::mutex> one_at_a_time(start_mu_);
-  if (reconciler_->inventory()->project.alembic_ini.empty()) {
-    return absl::FailedPreconditionError(
-        "rollouts run Alembic, which needs project.alembic_ini in the inventory (not scripts)");
-  }
+  absl::Status runnable = RequireAlembicIni("rollouts");
+  if (!runnable.ok()) return runnable;
   std::vector<std::string> overridden;
-  absl::Status refreshed = reconciler_->Refresh();
-  if (!refreshed.ok()) return refreshed;
-  std::shared_ptr<const migrations::Project> project = reconciler_->project();
-  migrations::Resolver resolver(&project->graph());
-  absl::StatusOr<Rollout> plan = PlanRollout(request, *reconciler_->inventory(), resolver,
-                                             *reconciler_->Snapshot(), absl::Now(), &overridden);
+  absl::StatusOr<Rollout> plan = PlanOnFreshFleet(request, &overridden);
   if (!plan.ok()) return plan.status();
   return Launch(*std::move(plan), overridden);
 }
@@ -171,10 +180,8 @@ absl::StatusOr<Rollout> RolloutEngine::Downgrade(const std::string& environment,
                                                  const std::string& target,
                                                  const std::string& requested_by) {
   std::lock_guard<std::mutex> one_at_a_time(start_mu_);
-  if (reconciler_->inventory()->project.alembic_ini.empty()) {
-    return absl::FailedPreconditionError(
-        "downgrades run Alembic, which needs project.alembic_ini in the inventory (not scripts)");
-  }
+  absl::Status runnable = RequireAlembicIni("downgrades");
+  if (!runnable.ok()) return runnable;
   absl::Status refreshed = reconciler_->Refresh();
   if (!refreshed.ok()) return refreshed;
   std::shared_ptr<const migrations::Project> project = reconciler_->project();
@@ -311,7 +318,7 @@ absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who
   for (const RolloutStage& st : r.stages) {
     if (st.state == "awaiting_approval") {
       r.state = st.state;
-      r.reason = absl::StrCat(st.environment, " waits for approval: lockstep approve ", r.id);
+      r.reason = ApprovalReason(st.environment, r.id);
     } else if (st.state == "soaking") {
       r.state = st.state;
       r.reason = absl::StrCat("soaking before ", st.environment);
@@ -506,7 +513,7 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
       st.state = "awaiting_approval";
       SaveStage(a, i);
       if (!a.paused) a.r.state = "awaiting_approval";
-      a.r.reason = absl::StrCat(st.environment, " waits for approval: lockstep approve ", a.r.id);
+      a.r.reason = ApprovalReason(st.environment, a.r.id);
       SaveHeader(a);
       Emit(a, "awaiting_approval", st.environment, "", a.r.reason);
       UpdateGauges();

@@ -99,6 +99,10 @@ class RolloutEngine {
  private:
   struct Active;
 
+  // Refreshes the fleet, then plans on it.
+  absl::StatusOr<Rollout> PlanOnFreshFleet(const RolloutRequest& request,
+                                           std::vector<std::string>* overridden);
+  absl::Status RequireAlembicIni(const std::string& what) const;
   absl::StatusOr<Rollout> Launch(Rollout rollout, const std::vector<std::string>& overridden);
   void StartRunner(std::shared_ptr<Active> active);
   void Run(std::shared_ptr<Active> active);

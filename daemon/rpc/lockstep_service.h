@@ -57,6 +57,10 @@ class LockstepService final : public lockstep::v1::Lockstep::Service {
                              v1::RestoreBackupResponse* resp) override;
 
  private:
+  grpc::Status Act(const v1::RolloutActionRequest& req,
+                   absl::Status (RolloutEngine::*action)(const std::string&, const std::string&),
+                   v1::RolloutResponse* resp);
+
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
   RolloutEngine* engine_;  // outlives the service

@@ -97,6 +97,17 @@ grpc::Status RequireId(const std::string& id) {
 
 }  // namespace
 
+// Approve, pause, resume, abort: the action, then the rollout as it is now.
+grpc::Status LockstepService::Act(const v1::RolloutActionRequest& req,
+                                  absl::Status (RolloutEngine::*action)(const std::string&,
+                                                                        const std::string&),
+                                  v1::RolloutResponse* resp) {
+  if (grpc::Status s = RequireId(req.id()); !s.ok()) return s;
+  absl::Status s = (engine_->*action)(req.id(), req.actor());
+  if (!s.ok()) return ToGrpc(s);
+  return Reply(engine_->Get(req.id()), resp);
+}
+
 grpc::Status LockstepService::PlanRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,
                                           v1::RolloutResponse* resp) {
   return Reply(engine_->Plan(FromProto(*req)), resp);
@@ -144,37 +155,25 @@ grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
 grpc::Status LockstepService::ApproveRollout(grpc::ServerContext*,
                                              const v1::RolloutActionRequest* req,
                                              v1::RolloutResponse* resp) {
-  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
-  absl::Status s = engine_->Approve(req->id(), req->actor());
-  if (!s.ok()) return ToGrpc(s);
-  return Reply(engine_->Get(req->id()), resp);
+  return Act(*req, &RolloutEngine::Approve, resp);
 }
 
 grpc::Status LockstepService::PauseRollout(grpc::ServerContext*,
                                            const v1::RolloutActionRequest* req,
                                            v1::RolloutResponse* resp) {
-  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
-  absl::Status s = engine_->Pause(req->id(), req->actor());
-  if (!s.ok()) return ToGrpc(s);
-  return Reply(engine_->Get(req->id()), resp);
+  return Act(*req, &RolloutEngine::Pause, resp);
 }
 
 grpc::Status LockstepService::ResumeRollout(grpc::ServerContext*,
                                             const v1::RolloutActionRequest* req,
                                             v1::RolloutResponse* resp) {
-  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
-  absl::Status s = engine_->Resume(req->id(), req->actor());
-  if (!s.ok()) return ToGrpc(s);
-  return Reply(engine_->Get(req->id()), resp);
+  return Act(*req, &RolloutEngine::Resume, resp);
 }
 
 grpc::Status LockstepService::AbortRollout(grpc::ServerContext*,
                                            const v1::RolloutActionRequest* req,
                                            v1::RolloutResponse* resp) {
-  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
-  absl::Status s = engine_->Abort(req->id(), req->actor());
-  if (!s.ok()) return ToGrpc(s);
-  return Reply(engine_->Get(req->id()), resp);
+  return Act(*req, &RolloutEngine::Abort, resp);
 }
 
 grpc::Status LockstepService::ListRollouts(grpc::ServerContext*, const v1::ListRolloutsRequest* req,
