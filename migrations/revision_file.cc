@@ -1,9 +1,11 @@
 #include "migrations/revision_file.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <set>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -28,8 +30,35 @@ struct LogicalLine {
   bool top_level = false;
 };
 
-bool IsNameStart(unsigned char c) { return std::isalpha(c) || c == '_' || c >= 0x80; }
-bool IsNameChar(unsigned char c) { return std::isalnum(c) || c == '_' || c >= 0x80; }
+// Character classes of the tokenizer, one table lookup each (the <cctype>
+// functions go through the locale on every call). Bytes >= 0x80 belong to
+// non-ASCII identifiers, which Python allows.
+enum CharClass : unsigned char { kNameStart = 1, kNameChar = 2, kDigit = 4, kNumberChar = 8 };
+
+constexpr std::array<unsigned char, 256> MakeCharClasses() {
+  std::array<unsigned char, 256> table{};
+  for (int c = 0; c < 256; ++c) {
+    bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+    bool digit = c >= '0' && c <= '9';
+    table[c] = static_cast<unsigned char>((alpha ? kNameStart : 0) |
+                                          (alpha || digit ? kNameChar : 0) |
+                                          (digit ? kDigit : 0) |
+                                          ((alpha || digit) && c < 0x80 ? kNumberChar : 0));
+  }
+  return table;
+}
+constexpr std::array<unsigned char, 256> kCharClasses = MakeCharClasses();
+
+bool Is(char c, CharClass cls) { return kCharClasses[static_cast<unsigned char>(c)] & cls; }
+
+// Whether `c` followed by `next` is one of Python's two-character operators.
+// Only those ending in `=` (and `->`, `**`, `//`, `<<`, `>>`) matter: they
+// keep `+=` or `==` from being read as an assignment.
+bool IsTwoCharOperator(char c, char next) {
+  if (next == '=') return absl::string_view("=!<>+-*/%&|^:@").find(c) != absl::string_view::npos;
+  return (c == '-' && next == '>') ||
+         (next == c && (c == '*' || c == '/' || c == '<' || c == '>'));
+}
 
 // Splits Python source into logical lines. Fails on unterminated strings or
 // brackets and on NUL bytes, which Python itself refuses.
@@ -47,9 +76,13 @@ class Tokenizer {
     size_t i = 0;
     // A UTF-8 byte order mark is allowed at the start.
     if (src_.substr(0, 3) == "\xEF\xBB\xBF") i = 3;
-    LogicalLine current;
+    // Reused across the files a thread parses: allocations are a large part
+    // of reading thousands of small files.
+    thread_local LogicalLine current;
+    thread_local std::vector<std::pair<char, int>> open;  // bracket, line
+    current.tokens.clear();
+    open.clear();
     int depth = 0;
-    std::vector<std::pair<char, int>> open;  // bracket, line
     bool at_line_start = true;
     while (i < src_.size()) {
       char c = src_[i];
@@ -94,9 +127,9 @@ class Tokenizer {
         }
         return Error(line_, "unexpected character after line continuation character");
       }
-      if (IsNameStart(static_cast<unsigned char>(c))) {
+      if (Is(c, kNameStart)) {
         size_t j = i;
-        while (j < src_.size() && IsNameChar(static_cast<unsigned char>(src_[j]))) ++j;
+        while (j < src_.size() && Is(src_[j], kNameChar)) ++j;
         absl::string_view word = src_.substr(i, j - i);
         if (j < src_.size() && (src_[j] == '\'' || src_[j] == '"') && IsStringPrefix(word)) {
           absl::Status s = ReadString(i, j, &current);
@@ -114,13 +147,9 @@ class Tokenizer {
         i = next_;
         continue;
       }
-      if (std::isdigit(static_cast<unsigned char>(c)) ||
-          (c == '.' && i + 1 < src_.size() && std::isdigit(static_cast<unsigned char>(src_[i + 1])))) {
+      if (Is(c, kDigit) || (c == '.' && i + 1 < src_.size() && Is(src_[i + 1], kDigit))) {
         size_t j = i;
-        while (j < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[j])) ||
-                                   src_[j] == '.' || src_[j] == '_')) {
-          ++j;
-        }
+        while (j < src_.size() && (Is(src_[j], kNumberChar) || src_[j] == '.')) ++j;
         current.tokens.push_back({TokenKind::kNumber, src_.substr(i, j - i), line_});
         i = j;
         continue;
@@ -136,15 +165,7 @@ class Tokenizer {
         open.pop_back();
         --depth;
       }
-      // Operators: two-character ones matter only so that `+=` or `==` are
-      // not read as `=`.
-      static constexpr absl::string_view kTwo[] = {"==", "!=", "<=", ">=", "+=", "-=", "*=",
-                                                  "/=", "%=", "&=", "|=", "^=", "->", ":=",
-                                                  "**", "//", "<<", ">>", "@="};
-      size_t len = 1;
-      for (absl::string_view two : kTwo) {
-        if (src_.substr(i, 2) == two) len = 2;
-      }
+      size_t len = i + 1 < src_.size() && IsTwoCharOperator(c, src_[i + 1]) ? 2 : 1;
       current.tokens.push_back({TokenKind::kOp, src_.substr(i, len), line_});
       i += len;
     }
@@ -340,6 +361,9 @@ std::string PyStrip(absl::string_view s) {
   return std::string(s.substr(b, e - b));
 }
 
+// The names a statement assigns: `a = b = value` has two.
+using Targets = absl::InlinedVector<absl::string_view, 4>;
+
 class FileParser {
  public:
   FileParser(absl::string_view path, absl::string_view filename, RevisionFile* out)
@@ -400,7 +424,7 @@ class FileParser {
       StartFunction(line);
       return absl::OkStatus();
     }
-    std::vector<absl::string_view> targets;
+    Targets targets;
     size_t value_start = 0;
     if (!SplitAssignment(line, &targets, &value_start)) {
       if (t[0].kind == TokenKind::kName && IsTracked(t[0].text) && t.size() > 1 &&
@@ -446,8 +470,10 @@ class FileParser {
     if (!line.top_level) return false;
     for (const Token& t : line.tokens) {
       if (t.kind != TokenKind::kString) return false;
-      StringValue v = DecodeString(t.text);
-      if (v.is_bytes || v.is_fstring) return false;
+      // Only a text string is a docstring: no b or f prefix.
+      for (char c : t.text.substr(0, t.text.find_first_of("'\""))) {
+        if (c == 'b' || c == 'B' || c == 'f' || c == 'F') return false;
+      }
     }
     return true;
   }
@@ -510,7 +536,7 @@ class FileParser {
 
   // `a = b = value` / `a: T = value`: fills the targets and where the value
   // starts. Returns false for anything that is not a plain assignment.
-  static bool SplitAssignment(const LogicalLine& line, std::vector<absl::string_view>* targets,
+  static bool SplitAssignment(const LogicalLine& line, Targets* targets,
                               size_t* value_start) {
     const std::vector<Token>& t = line.tokens;
     size_t k = 0;
