@@ -1,6 +1,11 @@
 // `lockstep`: the command-line client. Offline commands read an Alembic
 // project directly; online commands (added with the daemon) talk gRPC.
 #include <limits.h>
+#include <malloc.h>
+#include <sys/mman.h>
+
+#include <cstdint>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <unistd.h>
@@ -55,6 +60,27 @@ watch and downgrade: 0 succeeded, 4 failed, 5 halted, 6 awaiting approval,
 7 aborted.
 )";
 
+// Page faults are a large part of reading a big project: 10,000 revision
+// files leave ~15 MB of parsed text and graph on the heap, faulted in 4 KB at
+// a time (and each fault is a trap, in a VM also an exit: ~10 us here).
+// Grow the heap in one 64 MB step up front (only touched pages count) and
+// ask for transparent huge pages on it, so most of it arrives 2 MB at a
+// time. Where the kernel gives no huge pages this changes nothing.
+void BackHeapWithHugePages() {
+  constexpr size_t kPad = 64 << 20;
+  constexpr uintptr_t kHuge = 2 << 20;
+  mallopt(M_TOP_PAD, kPad);
+  mallopt(M_TRIM_THRESHOLD, 2 * kPad);   // keep it: no shrinking at free
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);   // big vectors too stay on the heap
+  auto* before = static_cast<char*>(::sbrk(0));
+  void* volatile grow = std::malloc(1 << 20);  // volatile: not optimised away
+  std::free(grow);
+  auto* after = static_cast<char*>(::sbrk(0));
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(before) + kHuge - 1) & ~(kHuge - 1);
+  uintptr_t end = reinterpret_cast<uintptr_t>(after) & ~(kHuge - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
 // Runs the online commands' executable, found beside this one.
 int ExecOnline(char** argv) {
   char self[PATH_MAX];
@@ -75,6 +101,7 @@ int ExecOnline(char** argv) {
 
 int main(int argc, char** argv) {
   using namespace lockstep::client;
+  BackHeapWithHugePages();
   absl::StatusOr<CliArgs> args = ParseCliArgs(argc, argv);
   if (!args.ok()) {
     std::cerr << "lockstep: " << args.status().message() << "\n" << kUsage;
