@@ -36,6 +36,9 @@ null = os.open("/dev/null", os.O_RDWR)
 os.dup2(null, 0)
 os.dup2(null, 1)
 home_err = os.dup(2)  # lockstepd's stderr, between steps
+# What alembic.config.main does per call, minus rebuilding the argparse tree
+# of every command (a third of a short step): parse_args keeps no state.
+cli = alembic.config.CommandLine(prog="alembic")
 sys.stdout.reconfigure(line_buffering=True)
 sock.send(b"ready")
 while True:
@@ -56,7 +59,7 @@ while True:
         if req["cwd"]:
             os.chdir(req["cwd"])
         sys.argv = ["alembic"] + req["argv"]
-        alembic.config.main(argv=req["argv"], prog="alembic")
+        cli.main(argv=req["argv"])
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
