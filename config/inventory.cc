@@ -190,7 +190,7 @@ class Loader {
     const std::string p = "server";
     if (!Keys(n, p, {"listen", "metrics_listen", "state", "poll_interval", "max_concurrent_checks",
                      "max_connections_per_server", "connect_timeout", "statement_timeout",
-                     "log_format", "backup_dir", "backup_keep"})) {
+                     "log_format", "backup_dir", "backup_keep", "alembic_startup_slots"})) {
       return;
     }
     if (auto v = Str(n, "listen", p)) s->listen = *v;
@@ -198,6 +198,7 @@ class Loader {
     if (auto v = Str(n, "state", p)) s->state = *v;
     if (auto v = Str(n, "backup_dir", p)) s->backup_dir = *v;
     Int(n, "backup_keep", p, &s->backup_keep, 1);
+    Int(n, "alembic_startup_slots", p, &s->alembic_startup_slots, 0);
     Duration(n, "poll_interval", p, &s->poll_interval);
     if (s->poll_interval < absl::Seconds(1)) Error(n["poll_interval"], p + ".poll_interval", "must be at least 1s");
     Int(n, "max_concurrent_checks", p, &s->max_concurrent_checks, 1);

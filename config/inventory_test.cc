@@ -15,7 +15,8 @@ using ::testing::Not;
 TEST(InventoryTest, FullExampleInAfterOrder) {
   setenv("LOCKSTEP_TEST_PW", "s3cret", 1);
   auto inv = ParseInventory(R"(
-server: {listen: 127.0.0.1:50051, state: state/lockstep.db, poll_interval: 10s}
+server: {listen: 127.0.0.1:50051, state: state/lockstep.db, poll_interval: 10s,
+         alembic_startup_slots: 3}
 project:
   alembic_ini: migrations/alembic.ini
   alembic_command: [python3, -m, alembic]
@@ -43,6 +44,7 @@ environments:
   EXPECT_THAT(order, ElementsAre("dev", "staging", "prod"));
   EXPECT_EQ(inv->server.state, "/etc/lockstep/state/lockstep.db");
   EXPECT_EQ(inv->server.poll_interval, absl::Seconds(10));
+  EXPECT_EQ(inv->server.alembic_startup_slots, 3);
   EXPECT_EQ(inv->project.alembic_ini, "/etc/lockstep/migrations/alembic.ini");
   EXPECT_THAT(inv->project.alembic_command, ElementsAre("python3", "-m", "alembic"));
   const EnvironmentConfig* prod = inv->FindEnvironment("prod");
@@ -91,6 +93,17 @@ environments:
   - {name: b, after: a, databases: []}
 )", "f.yaml");
   EXPECT_THAT(inv.status().message(), HasSubstr("promotion order has a cycle through: a -> b"));
+}
+
+TEST(InventoryTest, StartupSlotsDefaultToOnePerCpuAndRefuseNegatives) {
+  const std::string envs = "environments: [{name: dev, databases: []}]\n";
+  auto inv = ParseInventory("project: {scripts: s}\n" + envs, "f.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->server.alembic_startup_slots, 0);  // 0: one per CPU
+  inv = ParseInventory("server: {alembic_startup_slots: -1}\nproject: {scripts: s}\n" + envs,
+                       "f.yaml");
+  EXPECT_THAT(inv.status().message(),
+              HasSubstr("f.yaml:1:33: server.alembic_startup_slots: expected a whole number >= 0"));
 }
 
 TEST(InventoryTest, MalformedYamlNamesThePosition) {

@@ -1,6 +1,7 @@
 #include "daemon/rollout/step_executor.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -37,6 +38,14 @@ ProcessSpec AlembicSpec(const config::Inventory& inv, const config::DatabaseUrl&
   return spec;
 }
 
+// server.alembic_startup_slots, or one per CPU lockstepd may run on.
+int StartupSlots(const config::ServerConfig& server) {
+  if (server.alembic_startup_slots > 0) return server.alembic_startup_slots;
+  cpu_set_t cpus;
+  if (::sched_getaffinity(0, sizeof cpus, &cpus) == 0) return std::max(1, CPU_COUNT(&cpus));
+  return 1;
+}
+
 }  // namespace
 
 VersionRead StepExecutor::ReadRows(const VersionTarget& target) const {
@@ -69,19 +78,31 @@ StepExecutor::~StepExecutor() = default;
 
 ProcessResult StepExecutor::RunAlembic(
     const config::Inventory& inv, const config::DatabaseUrl& url, const std::string& command,
-    const std::string& target, const std::atomic<bool>* cancel,
+    const std::string& target, uint64_t startup_ticket, const std::atomic<bool>* cancel,
     const std::function<void(int pid)>& on_start,
     const std::function<void(const std::string& line)>& on_line) const {
+  if (startup_ticket == 0) {  // cancelled while waiting for a start-up slot
+    ProcessResult never_started;
+    never_started.cancelled = true;
+    return never_started;
+  }
+  // The run is past its start-up at its first output line (recorded first,
+  // so the next run's start always follows it in the event log).
+  std::atomic<bool> started_up{false};
+  auto line = [&](const std::string& text) {
+    on_line(text);
+    if (!started_up.exchange(true)) startup_gate_.Leave(startup_ticket);
+  };
+  ProcessResult run;
   if (inv.project.alembic_runner != "warm") {
-    return RunProcess(AlembicSpec(inv, url, command, target), cancel, on_start, on_line);
+    run = RunProcess(AlembicSpec(inv, url, command, target), cancel, on_start, line);
+  } else if (absl::StatusOr<WarmAlembic*> warm = Warm(inv); !warm.ok()) {
+    run.start_error = std::string(warm.status().message());
+  } else {
+    run = (*warm)->Run(AlembicSpec(inv, url, command, target, false), cancel, on_start, line);
   }
-  absl::StatusOr<WarmAlembic*> warm = Warm(inv);
-  if (!warm.ok()) {
-    ProcessResult failed;
-    failed.start_error = std::string(warm.status().message());
-    return failed;
-  }
-  return (*warm)->Run(AlembicSpec(inv, url, command, target, false), cancel, on_start, on_line);
+  startup_gate_.Leave(startup_ticket);
+  return run;
 }
 
 absl::StatusOr<WarmAlembic*> StepExecutor::Warm(const config::Inventory& inv) const {
@@ -219,8 +240,18 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   ++s.attempts;
   save("alembic");
   const std::string command = job.kind == "downgrade" ? "downgrade" : "upgrade";
+  // At most alembic_startup_slots runs start at once (startup_gate.h).
+  const int slots = StartupSlots(inv->server);
+  const absl::Time queued = absl::Now();
+  const uint64_t ticket = startup_gate_.Enter(slots, cancel);
+  const absl::Duration waited = absl::Now() - queued;
+  if (ticket != 0 && waited >= absl::Milliseconds(1)) {
+    event("startup_slot", absl::StrCat("waited ", absl::ToInt64Milliseconds(waited),
+                                       " ms for an Alembic start-up slot (", slots,
+                                       " at once: server.alembic_startup_slots)"));
+  }
   ProcessResult run = RunAlembic(
-      *inv, *url, command, job.target, cancel,
+      *inv, *url, command, job.target, ticket, cancel,
       [&](int pid) {
         s.pid = pid;
         save("alembic");
@@ -287,7 +318,8 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
     if (to.empty()) {
       s.rollback = "downgrade_failed: it started from several heads; restore a backup instead";
     } else {
-      ProcessResult down = RunAlembic(*inv, *url, "downgrade", to, nullptr, nullptr,
+      uint64_t ticket = startup_gate_.Enter(StartupSlots(inv->server), nullptr);
+      ProcessResult down = RunAlembic(*inv, *url, "downgrade", to, ticket, nullptr, nullptr,
                                       [&](const std::string& line) { event("output", line); });
       VersionRead check = ReadRows(*target);
       s.rollback = down.ok() && check.rows == s.from

@@ -31,6 +31,7 @@
 #include "daemon/core/rollout.h"
 #include "daemon/drivers/version_reader.h"
 #include "daemon/rollout/process.h"
+#include "daemon/rollout/startup_gate.h"
 #include "daemon/rollout/warm_alembic.h"
 #include "daemon/state/state_store.h"
 
@@ -76,16 +77,19 @@ class StepExecutor {
   VersionRead ReadRows(const VersionTarget& target) const;
   // The warm pool for inv.project.python, started on first use.
   absl::StatusOr<WarmAlembic*> Warm(const config::Inventory& inv) const;
-  // Runs Alembic for one step, as project.alembic_runner says.
+  // Runs Alembic for one step, as project.alembic_runner says, holding
+  // `startup_ticket` of startup_gate_ until Alembic's first output line (0:
+  // the wait for a slot was cancelled; nothing runs).
   ProcessResult RunAlembic(const config::Inventory& inv, const config::DatabaseUrl& url,
                            const std::string& command, const std::string& target,
-                           const std::atomic<bool>* cancel,
+                           uint64_t startup_ticket, const std::atomic<bool>* cancel,
                            const std::function<void(int pid)>& on_start,
                            const std::function<void(const std::string& line)>& on_line) const;
 
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
   VersionReader* reader_;
+  mutable StartupGate startup_gate_;
   mutable std::mutex warm_mu_;
   mutable std::unique_ptr<WarmAlembic> warm_;  // guarded by warm_mu_; started on first use
   mutable std::string warm_python_;            // guarded by warm_mu_

@@ -14,12 +14,15 @@ revisions: the orders branch, status, the merge). Figures:
   - lockstepd with max_parallel 1, 4 and 8 (batch_size = N, no backups, so
     the same work as the loop): wall time from StartRollout to the end, and
     lockstep's own overhead per step = step time (lock, read, Alembic,
-    verify, state writes) minus the Alembic process's own wall time.
+    verify, state writes) minus the Alembic process's own wall time and
+    minus the time it queued for a start-up slot (shown beside it:
+    server.alembic_startup_slots, one per CPU by default).
 The databases are copies of one made by real Alembic, reset before each run.
 """
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -124,13 +127,16 @@ environments:
             overhead = []
             for s in r["steps"]:
                 assert s["state"] == "succeeded", s
-            step_ms = step_durations(d, r["id"])
+            step_ms, waited_ms = step_durations(d, r["id"])
             for s in r["steps"]:
-                overhead.append(step_ms[s["database"]] - s["alembic_ms"])
+                db = s["database"]
+                overhead.append(step_ms[db] - s["alembic_ms"] - waited_ms.get(db, 0))
             results[parallel] = (wall, statistics.median(overhead), max(overhead))
-            print("  %-34s %8.1f s   (%.2fx the loop)   overhead per step: median %.0f ms, max %.0f ms"
+            print("  %-34s %8.1f s   (%.2fx the loop)   overhead per step: median %.0f ms, max %.0f ms;"
+                  " start-up slot wait: mean %.0f ms"
                   % ("lockstep %s, max_parallel %d" % (runner, parallel), wall, shell / wall,
-                     statistics.median(overhead), max(overhead)))
+                     statistics.median(overhead), max(overhead),
+                     sum(waited_ms.values()) / len(r["steps"])))
         finally:
             d.stop()
     if 1 in results and 4 in results:
@@ -139,19 +145,23 @@ environments:
 
 def step_durations(d, rollout_id):
     """Milliseconds from step_started to verified, per database, from the
-    event stream (millisecond timestamps, via the gRPC API)."""
+    event stream (millisecond timestamps, via the gRPC API); and the time
+    each step queued for an Alembic start-up slot (startup_slot events; not
+    lockstep's own work but the host's CPUs being shared out)."""
     from lockstepd import grpc_stubs
     import grpc
     pb2, pb2_grpc = grpc_stubs(os.path.join(os.path.dirname(d.config), "stubs"))
     stub = pb2_grpc.LockstepStub(grpc.insecure_channel(d.server))
-    started, out = {}, {}
+    started, out, waited = {}, {}, {}
     for e in stub.WatchRollout(pb2.WatchRolloutRequest(id=rollout_id), timeout=60):
         t = e.at.seconds * 1000 + e.at.nanos / 1e6
         if e.kind == "step_started":
             started[e.database] = t
         elif e.kind == "verified":
             out[e.database] = t - started[e.database]
-    return out
+        elif e.kind == "startup_slot":
+            waited[e.database] = int(re.match(r"waited (\d+) ms", e.message).group(1))
+    return out, waited
 
 
 if __name__ == "__main__":
