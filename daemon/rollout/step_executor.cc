@@ -237,10 +237,8 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
     }
   }
 
-  ++s.attempts;
-  save("alembic");
-  const std::string command = job.kind == "downgrade" ? "downgrade" : "upgrade";
-  // At most alembic_startup_slots runs start at once (startup_gate.h).
+  // At most alembic_startup_slots runs start at once (startup_gate.h); the
+  // step's phase stays what it was while it queues.
   const int slots = StartupSlots(inv->server);
   const absl::Time queued = absl::Now();
   const uint64_t ticket = startup_gate_.Enter(slots, cancel);
@@ -250,6 +248,9 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
                                        " ms for an Alembic start-up slot (", slots,
                                        " at once: server.alembic_startup_slots)"));
   }
+  ++s.attempts;
+  save("alembic");
+  const std::string command = job.kind == "downgrade" ? "downgrade" : "upgrade";
   ProcessResult run = RunAlembic(
       *inv, *url, command, job.target, ticket, cancel,
       [&](int pid) {
