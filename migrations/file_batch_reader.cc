@@ -69,8 +69,10 @@ bool FileBatchReader::ReadWithRing(const std::vector<FileRef>& files) {
     Slot& slot = slots_[k];
     slot.size = 0;
     slot.error = 0;
-    // open -> read -> close, linked: a failed open cancels the rest. Direct
-    // descriptors take no O_CLOEXEC (they are never in the process's table).
+    // open -> read -> close, linked: a failed open cancels the read; the
+    // read is hard-linked to the close, so a failed read (a folder) still
+    // frees the slot. Direct descriptors take no O_CLOEXEC (they are never
+    // in the process's table).
     io_uring_sqe* open = io_uring_get_sqe(ring);
     io_uring_prep_openat_direct(open, files[k].dir_fd, files[k].name, O_RDONLY, 0,
                                 static_cast<unsigned>(k));
@@ -79,7 +81,7 @@ bool FileBatchReader::ReadWithRing(const std::vector<FileRef>& files) {
     io_uring_sqe* read = io_uring_get_sqe(ring);
     io_uring_prep_read(read, static_cast<int>(k), slot.bytes.get(),
                        static_cast<unsigned>(slot.capacity), 0);
-    read->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
+    read->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK;
     read->user_data = Tag(k, kRead);
     io_uring_sqe* close = io_uring_get_sqe(ring);
     io_uring_prep_close_direct(close, static_cast<unsigned>(k));

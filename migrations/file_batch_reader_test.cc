@@ -82,8 +82,14 @@ TEST_P(FileBatchReaderTest, ReadsWholeFilesSmallAndLargeAndReportsMissingOnes) {
   }
   // Reading a folder as a file fails with the kernel's errno, as read(2) does.
   ::mkdir((root_ + "/sub").c_str(), 0755);
+  bool ring_before = reader.using_io_uring();
   reader.Read({{dir_fd, "sub"}});
   EXPECT_EQ(reader.error(0), EISDIR);
+  // The failed read left its slot free: the next batch still uses the ring.
+  reader.Read({{dir_fd, "small.py"}});
+  EXPECT_EQ(reader.error(0), 0);
+  EXPECT_EQ(reader.contents(0), "revision = 'a'\n");
+  EXPECT_EQ(reader.using_io_uring(), ring_before);
   ::close(dir_fd);
 }
 
