@@ -572,6 +572,16 @@ class CrashAndAbortTest(unittest.TestCase):
     def get(self, d, rid):
         return rollout_json(d, "rollout", rid)[1]
 
+    def start_tenants_rollout(self, reset=False):
+        """Starts a rollout of the tenants to heads (reset: from copies of the
+        pristine database first); returns its id."""
+        if reset:
+            for path in self.tenants.values():
+                shutil.copy(self.pristine, path)
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "tenants")
+        self.assertEqual(rc, 0, r)
+        return r["id"]
+
     @staticmethod
     def pgrep(*args):
         return subprocess.run(["pgrep"] + list(args), capture_output=True, text=True).stdout.split()
@@ -584,9 +594,7 @@ class CrashAndAbortTest(unittest.TestCase):
         return self.pgrep("-f", self.f.ini) + forked + (runners if with_runner else [])
 
     def test_1_kill9_mid_wave_then_restart_applies_each_step_once(self):
-        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "tenants")
-        self.assertEqual(rc, 0, r)
-        rid = r["id"]
+        rid = self.start_tenants_rollout()
 
         def mid_wave():
             steps = self.get(self.d, rid)["steps"]
@@ -645,11 +653,7 @@ class CrashAndAbortTest(unittest.TestCase):
         self.assertFalse(self.alembic_children())
 
     def test_3_pause_lets_running_steps_finish_and_starts_no_new_ones(self):
-        for path in self.tenants.values():
-            shutil.copy(self.pristine, path)
-        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "tenants")
-        self.assertEqual(rc, 0, r)
-        rid = r["id"]
+        rid = self.start_tenants_rollout(reset=True)
         wait_for(lambda: any(s["state"] == "running" for s in self.get(self.d, rid)["steps"]),
                  what="a running step")
         self.d.cli("pause", rid, "--actor", "oncall")
@@ -672,11 +676,7 @@ class CrashAndAbortTest(unittest.TestCase):
         self.assertIn("resumed by", events)
 
     def test_4_sigterm_mid_step_then_restart_settles_it(self):
-        for path in self.tenants.values():
-            shutil.copy(self.pristine, path)
-        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "tenants")
-        self.assertEqual(rc, 0, r)
-        rid = r["id"]
+        rid = self.start_tenants_rollout(reset=True)
         wait_for(lambda: any(s["phase"] == "alembic" for s in self.get(self.d, rid)["steps"]),
                  what="a step inside Alembic")
         started = time.time()
