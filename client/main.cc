@@ -101,7 +101,6 @@ int ExecOnline(char** argv) {
 
 int main(int argc, char** argv) {
   using namespace lockstep::client;
-  BackHeapWithHugePages();
   absl::StatusOr<CliArgs> args = ParseCliArgs(argc, argv);
   if (!args.ok()) {
     std::cerr << "lockstep: " << args.status().message() << "\n" << kUsage;
@@ -111,7 +110,10 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return args->command.empty() && !args->Flag("help") ? kExitUsage : kExitOk;
   }
-  if (IsOfflineCommand(args->command)) return RunOfflineCommand(*args, std::cout, std::cerr);
+  if (IsOfflineCommand(args->command)) {
+    BackHeapWithHugePages();
+    return RunOfflineCommand(*args, std::cout, std::cerr);
+  }
   if (IsOnlineCommand(args->command)) return ExecOnline(argv);
   std::cerr << "lockstep: unknown command '" << args->command << "'\n" << kUsage;
   return kExitUsage;
