@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -123,58 +125,125 @@ void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time s
   if (result.output.size() > kMaxOutput) result.output.erase(0, result.output.size() - kMaxOutput);
 }
 
+namespace {
+
+// What the child of SpawnChild reads (and, on failure, writes): it shares
+// this memory with its parent until it execs.
+struct ChildArgs {
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;  // null: stay
+  int stdin_fd;
+  int output_fd;
+  int fd3;
+  pid_t parent;
+  int failed_errno = 0;  // set when the child could not get to exec
+  bool failed_at_cwd = false;
+};
+
+// Runs in the child, on its own stack, before exec: system calls only.
+int ChildMain(void* raw) {
+  ChildArgs& a = *static_cast<ChildArgs*>(raw);
+  auto fail = [&](bool at_cwd) {
+    a.failed_errno = errno;
+    a.failed_at_cwd = at_cwd;
+    ::_exit(127);
+  };
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != a.parent) ::_exit(127);  // the parent died before prctl
+  ::setpgid(0, 0);
+  // CLONE_VM without CLONE_SIGHAND: this table of handlers is the child's
+  // own. A handler of lockstepd's must not run here, nor survive exec.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    struct sigaction sa;
+    if (::sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler != SIG_DFL &&
+        sa.sa_handler != SIG_IGN) {
+      sa.sa_handler = SIG_DFL;
+      sa.sa_flags = 0;
+      ::sigaction(sig, &sa, nullptr);
+    }
+  }
+  int in = a.stdin_fd >= 0 ? a.stdin_fd : ::open("/dev/null", O_RDONLY);
+  if (in >= 0 && in != 0) ::dup2(in, 0);
+  if (a.output_fd >= 0) {
+    ::dup2(a.output_fd, 1);
+    ::dup2(a.output_fd, 2);
+  }
+  if (a.fd3 >= 0) ::dup2(a.fd3, 3);  // dup2 clears FD_CLOEXEC on the copy
+  if (a.cwd != nullptr && ::chdir(a.cwd) != 0) fail(true);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execvpe(a.argv[0], a.argv, a.envp);
+  fail(false);
+  return 127;
+}
+
+}  // namespace
+
+absl::StatusOr<int> SpawnChild(const ChildSetup& setup) {
+  if (setup.argv.empty()) return absl::InvalidArgumentError("no command to run");
+  std::vector<std::string> argv_strings = setup.argv;
+  std::vector<std::string> env_strings = MergedEnvironment(setup.env);
+  std::vector<char*> argv = Pointers(argv_strings);
+  std::vector<char*> envp = Pointers(env_strings);
+  ChildArgs args{argv.data(), envp.data(), setup.cwd.empty() ? nullptr : setup.cwd.c_str(),
+                 setup.stdin_fd, setup.output_fd, setup.fd3, ::getpid()};
+  // The child's stack; it returns to us once the child has exec'd or exited.
+  constexpr size_t kStack = 256 * 1024;
+  void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  if (stack == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot start ", setup.argv[0], ": ",
+                                                     std::strerror(errno)));
+  }
+  // No signal may reach the child before it has reset its handlers.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + kStack,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  const int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ::munmap(stack, kStack);
+  if (pid < 0) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot start ", setup.argv[0], ": ",
+                                                     std::strerror(clone_errno)));
+  }
+  if (args.failed_errno != 0) {
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat(args.failed_at_cwd ? "cannot enter " + setup.cwd
+                                        : "cannot execute " + setup.argv[0],
+                     ": ", std::strerror(args.failed_errno)));
+  }
+  return pid;
+}
+
 ProcessResult RunProcess(const ProcessSpec& spec, const std::atomic<bool>* cancel,
                          const std::function<void(int pid)>& on_start,
                          const std::function<void(const std::string& line)>& on_line) {
   ProcessResult result;
   const absl::Time start = absl::Now();
-  if (spec.argv.empty()) {
-    result.start_error = "no command to run";
-    return result;
-  }
-  // Everything the child needs is prepared before fork: after it, only
-  // async-signal-safe calls.
-  std::vector<std::string> argv_strings = spec.argv;
-  std::vector<std::string> env_strings = MergedEnvironment(spec.env);
-  std::vector<char*> argv = Pointers(argv_strings);
-  std::vector<char*> envp = Pointers(env_strings);
-  std::string exec_error = absl::StrCat("lockstepd: cannot execute ", spec.argv[0], "\n");
-  std::string chdir_error = absl::StrCat("lockstepd: cannot enter ", spec.cwd, "\n");
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     result.start_error = absl::StrCat("cannot create a pipe: ", std::strerror(errno));
     return result;
   }
-  const pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    result.start_error = absl::StrCat("cannot fork: ", std::strerror(errno));
+  ChildSetup child;
+  child.argv = spec.argv;
+  child.env = spec.env;
+  child.cwd = spec.cwd;
+  child.output_fd = fds[1];
+  absl::StatusOr<int> spawned = SpawnChild(child);
+  ::close(fds[1]);
+  if (!spawned.ok()) {
     ::close(fds[0]);
-    ::close(fds[1]);
+    result.start_error = std::string(spawned.status().message());
     return result;
   }
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
-    ::setpgid(0, 0);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, 0);
-    ::dup2(fds[1], 1);
-    ::dup2(fds[1], 2);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);  // lockstepd blocks signals for its sigwait thread
-    if (!spec.cwd.empty() && ::chdir(spec.cwd.c_str()) != 0) {
-      ssize_t ignored = ::write(2, chdir_error.data(), chdir_error.size());
-      (void)ignored;
-      ::_exit(127);
-    }
-    ::execvpe(argv[0], argv.data(), envp.data());
-    ssize_t ignored = ::write(2, exec_error.data(), exec_error.size());
-    (void)ignored;
-    ::_exit(127);
-  }
-  ::close(fds[1]);
+  const int pid = *spawned;
   if (on_start) on_start(pid);
 
   SuperviseOutput(fds[0], pid, spec, start, cancel, on_line, &result);

@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <thread>
@@ -61,8 +62,41 @@ TEST(ProcessTest, MissingCommandIsAClearError) {
   ProcessSpec spec;
   spec.argv = {"/no/such/alembic", "upgrade"};
   ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
-  EXPECT_EQ(r.exit_code, 127);
-  EXPECT_THAT(r.output, HasSubstr("cannot execute /no/such/alembic"));
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.start_error, "cannot execute /no/such/alembic: No such file or directory");
+  EXPECT_EQ(r.Describe(), r.start_error);
+}
+
+TEST(ProcessTest, MissingWorkingFolderIsAClearError) {
+  ProcessSpec spec;
+  spec.argv = {"/bin/true"};
+  spec.cwd = "/no/such/folder";
+  ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
+  EXPECT_EQ(r.start_error, "cannot enter /no/such/folder: No such file or directory");
+}
+
+TEST(ProcessTest, ChildHasItsOwnGroupAndNoBlockedSignals) {
+  // lockstepd blocks signals for its sigwait thread; the child must not.
+  sigset_t term, old;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &term, &old), 0);
+  ProcessSpec spec;
+  spec.argv = {"/bin/grep", "-E", "^SigBlk", "/proc/self/status"};  // not a shell: dash clears it
+  pid_t pgid = 0;
+  int pid = 0;
+  std::vector<std::string> lines;
+  ProcessResult r = RunProcess(
+      spec, nullptr,
+      [&](int p) {
+        pid = p;
+        pgid = ::getpgid(p);
+      },
+      [&](const std::string& l) { lines.push_back(l); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  EXPECT_TRUE(r.ok()) << r.Describe() << r.output;
+  EXPECT_EQ(pgid, pid);
+  EXPECT_THAT(lines, ElementsAre("SigBlk:\t0000000000000000"));
 }
 
 // That a child dies with lockstepd (PR_SET_PDEATHSIG) is tested for real in

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -199,7 +198,7 @@ absl::StatusOr<WarmAlembic::Worker> WarmAlembic::Spawn() {
   return req.result;
 }
 
-// Workers are forked here, on a thread that lives as long as the pool:
+// Workers are started here, on a thread that lives as long as the pool:
 // PR_SET_PDEATHSIG fires when the forking *thread* ends, not the process.
 void WarmAlembic::SpawnerLoop() {
   while (true) {
@@ -216,37 +215,23 @@ void WarmAlembic::SpawnerLoop() {
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
       result = absl::InternalError(absl::StrCat("socketpair: ", std::strerror(errno)));
     } else {
-      std::vector<std::string> args = {python_, "-c", kWorker};
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      const std::string exec_error = absl::StrCat("lockstepd: cannot execute ", python_, "\n");
-      const pid_t parent = ::getpid();
-      pid_t pid = ::fork();
-      if (pid == 0) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(127);
-        ::setpgid(0, 0);
-        ::dup2(sv[1], 3);  // dup2 clears FD_CLOEXEC on the copy
-        sigset_t none;
-        sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
-        ::execvp(argv[0], argv.data());
-        ssize_t ignored = ::write(2, exec_error.data(), exec_error.size());
-        (void)ignored;
-        ::_exit(127);
-      }
+      ChildSetup worker;
+      worker.argv = {python_, "-c", kWorker};
+      worker.fd3 = sv[1];
+      absl::StatusOr<int> pid = SpawnChild(worker);
       ::close(sv[1]);
-      if (pid < 0) {
+      if (!pid.ok()) {
         ::close(sv[0]);
-        result = absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+        result = absl::FailedPreconditionError(absl::StrCat(
+            "cannot start a warm Alembic worker: ", pid.status().message(),
+            "; check project.python, or use project.alembic_runner: process"));
       } else if (Receive(sv[0], 60000) != "ready") {
-        Kill({pid, sv[0]});
+        Kill({*pid, sv[0]});
         result = absl::FailedPreconditionError(absl::StrCat(
             "cannot start a warm Alembic worker with ", python_,
             " (is Alembic installed for it?); or use project.alembic_runner: process"));
       } else {
-        result = Worker{pid, sv[0]};
+        result = Worker{*pid, sv[0]};
       }
     }
     std::lock_guard<std::mutex> lock(mu_);
