@@ -20,6 +20,7 @@ revisions: the orders branch, status, the merge). Figures:
 The databases are copies of one made by real Alembic, reset before each run.
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -109,6 +110,11 @@ environments:
 %s""" % (grpc_port, metrics_port, parallel, runner, INI, runner, len(paths), parallel,
                 "".join('      - {name: %s, url: "sqlite:///%s"}\n' % (n, p)
                         for n, p in zip(names, paths))))
+        # A fresh state store and log each run (a rerun must not find the
+        # previous run's "ready" line).
+        for stale in glob.glob(os.path.join(work, "state-%d-%s.db*" % (parallel, runner))) + \
+                glob.glob(config + ".log"):
+            os.remove(stale)
         d = Lockstepd(build, config, "127.0.0.1:%d" % grpc_port).start()
         try:
             # lockstepd is long-running: the warm runner starts its workers
