@@ -81,11 +81,6 @@ ProcessResult StepExecutor::RunAlembic(
     const std::string& target, uint64_t startup_ticket, const std::atomic<bool>* cancel,
     const std::function<void(int pid)>& on_start,
     const std::function<void(const std::string& line)>& on_line) const {
-  if (startup_ticket == 0) {  // cancelled while waiting for a start-up slot
-    ProcessResult never_started;
-    never_started.cancelled = true;
-    return never_started;
-  }
   // The run is past its start-up at its first output line (recorded first,
   // so the next run's start always follows it in the event log).
   std::atomic<bool> started_up{false};
@@ -242,8 +237,17 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   const int slots = StartupSlots(inv->server);
   const absl::Time queued = absl::Now();
   const uint64_t ticket = startup_gate_.Enter(slots, cancel);
+  if (ticket == 0) {
+    // Stopped (abort, shutdown) while it queued: Alembic never ran, so the
+    // step is as it was before it started. An aborted rollout skips it; the
+    // next lockstepd runs it.
+    s.state = "pending";
+    s.started_at = absl::InfinitePast();
+    save("");
+    return;
+  }
   const absl::Duration waited = absl::Now() - queued;
-  if (ticket != 0 && waited >= absl::Milliseconds(1)) {
+  if (waited >= absl::Milliseconds(1)) {
     event("startup_slot", absl::StrCat("waited ", absl::ToInt64Milliseconds(waited),
                                        " ms for an Alembic start-up slot (", slots,
                                        " at once: server.alembic_startup_slots)"));

@@ -78,8 +78,7 @@ class StepExecutor {
   // The warm pool for inv.project.python, started on first use.
   absl::StatusOr<WarmAlembic*> Warm(const config::Inventory& inv) const;
   // Runs Alembic for one step, as project.alembic_runner says, holding
-  // `startup_ticket` of startup_gate_ until Alembic's first output line (0:
-  // the wait for a slot was cancelled; nothing runs).
+  // `startup_ticket` of startup_gate_ until Alembic's first output line.
   ProcessResult RunAlembic(const config::Inventory& inv, const config::DatabaseUrl& url,
                            const std::string& command, const std::string& target,
                            uint64_t startup_ticket, const std::atomic<bool>* cancel,

@@ -755,6 +755,64 @@ class StartupSlotsTest(unittest.TestCase):
                                     "an Alembic started before %s's first line" % earlier)
 
 
+class AbortWhileQueuedForSlotTest(unittest.TestCase):
+    """An abort that reaches a step while it queues for a start-up slot:
+    Alembic never ran there, so the step is skipped, not failed, retried or
+    restored."""
+
+    def setUp(self):
+        self.f = Fleet()
+        self.tenants = {t: self.f.sqlite(t, AGE) for t in ("t1", "t2")}
+        silent = os.path.join(self.f.dir, "silent-alembic")
+        with open(silent, "w") as f:  # holds the only slot (silent for < 5 s)
+            f.write('#!/bin/sh\nsleep 30\nexec /usr/bin/alembic "$@"\n')
+        os.chmod(silent, 0o755)
+        self.d = self.f.daemon("""
+  - name: tenants
+    batch_size: 2
+    max_parallel: 2
+    databases:
+%s""" % "".join('      - {name: %s, url: "sqlite:///%s.db"}\n' % (t, t) for t in self.tenants),
+                               alembic_command=silent,
+                               server_extra="  alembic_startup_slots: 1\n")
+
+    def tearDown(self):
+        self.f.close()
+
+    def test_queued_step_is_skipped_without_an_attempt(self):
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads")
+        self.assertEqual(rc, 0, r)
+        rid = r["id"]
+
+        def one_in_alembic_one_queued():
+            steps = rollout_json(self.d, "rollout", rid)[1]["steps"]
+            inside = [s for s in steps if s["phase"] == "alembic"]
+            queued = [s for s in steps if s["state"] == "running" and s["phase"] == "backup"]
+            return inside and queued and (inside[0]["database"], queued[0]["database"])
+        inside, queued = wait_for(one_in_alembic_one_queued, timeout=4,
+                                  what="one step inside Alembic, the other queued")
+        self.d.cli("abort", rid, "--actor", "oncall")
+        rc, done = rollout_json(self.d, "watch", rid)
+        self.assertEqual(done["state"], "aborted", done)
+        steps = {s["database"]: s for s in done["steps"]}
+        self.assertEqual(steps[inside]["state"], "failed")
+        self.assertEqual(steps[inside]["rollback"], "restored")
+        self.assertEqual(steps[queued]["state"], "skipped", steps[queued])
+        self.assertEqual(steps[queued]["attempts"], 0)
+        self.assertIn("rollout aborted by oncall", steps[queued]["error"])
+        from lockstepd import grpc_stubs
+        import grpc
+        pb2, pb2_grpc = grpc_stubs(os.path.join(self.f.dir, "stubs"))
+        stub = pb2_grpc.LockstepStub(grpc.insecure_channel(self.d.server))
+        kinds = [e.kind for e in stub.WatchRollout(pb2.WatchRolloutRequest(id=rid), timeout=60)
+                 if e.database == queued]
+        self.assertEqual(kinds[0], "step_started", kinds)
+        self.assertEqual(kinds[-1], "step_skipped", kinds)
+        self.assertFalse({"startup_slot", "rolled_back", "step_failed"} & set(kinds), kinds)
+        for path in self.tenants.values():
+            self.assertEqual(sqlite_rows(path), [AGE])
+
+
 class WarmStartupSlotsTest(StartupSlotsTest):
     runner = "warm"
 
