@@ -87,12 +87,12 @@ void BindStep(SQLite::Statement& q, const std::string& id, const RolloutStep& s)
   q.bind(21, Micros(s.finished_at));
 }
 
-// Runs `sql` with `bind` applied, once.
+// Runs `sql` with `bind` applied, once, as a statement prepared once.
 template <typename Bind>
-void ExecOne(SQLite::Database& db, const char* sql, Bind&& bind) {
-  SQLite::Statement q(db, sql);
-  bind(q);
-  q.exec();
+void ExecOne(store_util::StatementCache& prepared, const char* sql, Bind&& bind) {
+  store_util::StatementCache::Handle q = prepared.Get(sql);
+  bind(*q);
+  q->exec();
 }
 
 void LoadChildren(SQLite::Database& db, Rollout* r) {
@@ -197,18 +197,14 @@ absl::Status StateStore::SaveRollout(const Rollout& rollout) {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("save rollout", [&] {
     SQLite::Transaction tx(*db_);
-    ExecOne(*db_, kUpsertRollout, [&](SQLite::Statement& q) { BindRollout(q, rollout); });
-    SQLite::Statement stage(*db_, kUpsertStage);
+    ExecOne(*prepared_, kUpsertRollout, [&](SQLite::Statement& q) { BindRollout(q, rollout); });
     for (size_t i = 0; i < rollout.stages.size(); ++i) {
-      BindStage(stage, rollout.id, static_cast<int>(i), rollout.stages[i]);
-      stage.exec();
-      stage.reset();
+      ExecOne(*prepared_, kUpsertStage, [&](SQLite::Statement& q) {
+        BindStage(q, rollout.id, static_cast<int>(i), rollout.stages[i]);
+      });
     }
-    SQLite::Statement step(*db_, kUpsertStep);
     for (const RolloutStep& s : rollout.steps) {
-      BindStep(step, rollout.id, s);
-      step.exec();
-      step.reset();
+      ExecOne(*prepared_, kUpsertStep, [&](SQLite::Statement& q) { BindStep(q, rollout.id, s); });
     }
     tx.commit();
   });
@@ -217,7 +213,7 @@ absl::Status StateStore::SaveRollout(const Rollout& rollout) {
 absl::Status StateStore::SaveRolloutHeader(const Rollout& rollout) {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("save rollout", [&] {
-    ExecOne(*db_, kUpsertRollout, [&](SQLite::Statement& q) { BindRollout(q, rollout); });
+    ExecOne(*prepared_, kUpsertRollout, [&](SQLite::Statement& q) { BindRollout(q, rollout); });
   });
 }
 
@@ -225,7 +221,7 @@ absl::Status StateStore::SaveStage(const std::string& rollout_id, int position,
                                    const RolloutStage& stage) {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("save stage", [&] {
-    ExecOne(*db_, kUpsertStage,
+    ExecOne(*prepared_, kUpsertStage,
             [&](SQLite::Statement& q) { BindStage(q, rollout_id, position, stage); });
   });
 }
@@ -233,7 +229,7 @@ absl::Status StateStore::SaveStage(const std::string& rollout_id, int position,
 absl::Status StateStore::SaveStep(const std::string& rollout_id, const RolloutStep& step) {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("save step", [&] {
-    ExecOne(*db_, kUpsertStep, [&](SQLite::Statement& q) { BindStep(q, rollout_id, step); });
+    ExecOne(*prepared_, kUpsertStep, [&](SQLite::Statement& q) { BindStep(q, rollout_id, step); });
   });
 }
 
@@ -241,12 +237,14 @@ absl::Status StateStore::AppendEvent(const std::string& rollout_id, RolloutEvent
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("append event", [&] {
     SQLite::Transaction tx(*db_);
-    SQLite::Statement next(
-        *db_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM rollout_events WHERE rollout_id = ?");
-    next.bind(1, rollout_id);
-    next.executeStep();
-    event->seq = next.getColumn(0).getInt64();
-    ExecOne(*db_,
+    {
+      store_util::StatementCache::Handle next = prepared_->Get(
+          "SELECT COALESCE(MAX(seq), 0) + 1 FROM rollout_events WHERE rollout_id = ?");
+      next->bind(1, rollout_id);
+      next->executeStep();
+      event->seq = next->getColumn(0).getInt64();
+    }
+    ExecOne(*prepared_,
             "INSERT INTO rollout_events (rollout_id, seq, at_us, kind, environment, database, "
             "message) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [&](SQLite::Statement& q) {
@@ -300,17 +298,16 @@ absl::StatusOr<std::vector<RolloutEvent>> StateStore::Events(const std::string& 
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<RolloutEvent> out;
   absl::Status s = Guard("read events", [&] {
-    SQLite::Statement q(
-        *db_,
+    store_util::StatementCache::Handle q = prepared_->Get(
         "SELECT seq, at_us, kind, environment, database, message FROM rollout_events "
         "WHERE rollout_id = ? AND seq > ? ORDER BY seq LIMIT ?");
-    q.bind(1, rollout_id);
-    q.bind(2, after_seq);
-    q.bind(3, limit);
-    while (q.executeStep()) {
-      out.push_back({q.getColumn(0).getInt64(), FromMicros(q.getColumn(1).getInt64()),
-                     q.getColumn(2).getString(), q.getColumn(3).getString(),
-                     q.getColumn(4).getString(), q.getColumn(5).getString()});
+    q->bind(1, rollout_id);
+    q->bind(2, after_seq);
+    q->bind(3, limit);
+    while (q->executeStep()) {
+      out.push_back({q->getColumn(0).getInt64(), FromMicros(q->getColumn(1).getInt64()),
+                     q->getColumn(2).getString(), q->getColumn(3).getString(),
+                     q->getColumn(4).getString(), q->getColumn(5).getString()});
     }
   });
   if (!s.ok()) return s;
@@ -320,7 +317,7 @@ absl::StatusOr<std::vector<RolloutEvent>> StateStore::Events(const std::string& 
 absl::Status StateStore::AddBackup(Backup* b) {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("add backup", [&] {
-    ExecOne(*db_,
+    ExecOne(*prepared_,
             "INSERT INTO backups (environment, database, revisions, path, size_bytes, sha256, "
             "rollout_id, created_at_us, took_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [&](SQLite::Statement& q) {
@@ -371,7 +368,7 @@ absl::StatusOr<std::vector<Backup>> StateStore::Backups(const std::string& envir
 absl::Status StateStore::DeleteBackup(int64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("delete backup", [&] {
-    ExecOne(*db_, "DELETE FROM backups WHERE id = ?", [&](SQLite::Statement& q) { q.bind(1, id); });
+    ExecOne(*prepared_, "DELETE FROM backups WHERE id = ?", [&](SQLite::Statement& q) { q.bind(1, id); });
   });
 }
 

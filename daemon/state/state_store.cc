@@ -124,7 +124,8 @@ CREATE INDEX backups_by_database ON backups (environment, database, id);
 
 }  // namespace
 
-StateStore::StateStore(std::unique_ptr<SQLite::Database> db) : db_(std::move(db)) {}
+StateStore::StateStore(std::unique_ptr<SQLite::Database> db)
+    : db_(std::move(db)), prepared_(std::make_unique<store_util::StatementCache>(db_.get())) {}
 StateStore::~StateStore() = default;
 
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {

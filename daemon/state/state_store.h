@@ -23,6 +23,9 @@
 namespace SQLite {
 class Database;
 }
+namespace lockstep::daemon::store_util {
+class StatementCache;
+}
 
 namespace lockstep::daemon {
 
@@ -99,6 +102,8 @@ class StateStore {
 
   std::mutex mu_;
   std::unique_ptr<SQLite::Database> db_;  // guarded by mu_
+  // db_'s statements of the hot path; declared after it, so destroyed first.
+  std::unique_ptr<store_util::StatementCache> prepared_;  // guarded by mu_
 };
 
 }  // namespace lockstep::daemon

@@ -168,6 +168,32 @@ TEST_F(StateStoreTest, RolloutsStepsEventsAndBackupsRoundTrip) {
   EXPECT_THAT(*(*store)->ListRollouts(0, true), IsEmpty());
 }
 
+TEST_F(StateStoreTest, ReusedStatementsHoldNoReadSnapshotBetweenCalls) {
+  // The hot writes reuse prepared statements; one left stepped would keep a
+  // read snapshot open and the WAL could never be checkpointed.
+  auto store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok());
+  Rollout r;
+  r.id = "r-1";
+  ASSERT_TRUE((*store)->SaveRollout(r).ok());
+  for (int i = 0; i < 3; ++i) {
+    RolloutEvent e{0, absl::FromUnixSeconds(100 + i), "output", "prod", "t1", "line"};
+    ASSERT_TRUE((*store)->AppendEvent("r-1", &e).ok());
+    EXPECT_EQ(e.seq, i + 1);
+  }
+  auto first = (*store)->Events("r-1", 0, 1);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 1u);
+  SQLite::Database other(path_, SQLite::OPEN_READWRITE);
+  SQLite::Statement checkpoint(other, "PRAGMA wal_checkpoint(TRUNCATE)");
+  ASSERT_TRUE(checkpoint.executeStep());
+  EXPECT_EQ(checkpoint.getColumn(0).getInt(), 0) << "a reader blocked the checkpoint";
+  EXPECT_EQ(std::filesystem::file_size(path_ + "-wal"), 0u);
+  auto rest = (*store)->Events("r-1", 1, 10);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(rest->size(), 2u);
+}
+
 TEST_F(StateStoreTest, UnwritablePathIsAClearError) {
   EXPECT_THAT(StateStore::Open(dir_ + "/no/such/dir/state.db").status().message(),
               HasSubstr("cannot open the state store"));
