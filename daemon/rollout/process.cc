@@ -164,7 +164,10 @@ int ChildMain(void* raw) {
     }
   }
   int in = a.stdin_fd >= 0 ? a.stdin_fd : ::open("/dev/null", O_RDONLY);
-  if (in >= 0 && in != 0) ::dup2(in, 0);
+  if (in > 0) {
+    ::dup2(in, 0);
+    if (in != a.stdin_fd && in > 2) ::close(in);  // ours: not for the program
+  }
   if (a.output_fd >= 0) {
     ::dup2(a.output_fd, 1);
     ::dup2(a.output_fd, 2);

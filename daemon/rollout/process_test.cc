@@ -1,10 +1,13 @@
 #include "daemon/rollout/process.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <set>
 #include <thread>
 
 #include "absl/time/clock.h"
@@ -97,6 +100,29 @@ TEST(ProcessTest, ChildHasItsOwnGroupAndNoBlockedSignals) {
   EXPECT_TRUE(r.ok()) << r.Describe() << r.output;
   EXPECT_EQ(pgid, pid);
   EXPECT_THAT(lines, ElementsAre("SigBlk:\t0000000000000000"));
+}
+
+TEST(ProcessTest, StdinIsDevNullAndNothingElseLeaks) {
+  // Descriptors this test process passes on to any child (not close-on-exec).
+  std::set<std::string> inherited = {"0", "1", "2"};
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::string fd = entry.path().filename();
+    int flags = ::fcntl(std::stoi(fd), F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC)) inherited.insert(fd);
+  }
+  ProcessSpec spec;
+  spec.argv = {"/bin/ls", "/proc/self/fd"};
+  std::vector<std::string> extra;
+  ProcessResult r = RunProcess(spec, nullptr, nullptr, [&](const std::string& fd) {
+    if (!inherited.count(fd)) extra.push_back(fd);
+  });
+  EXPECT_TRUE(r.ok()) << r.Describe() << r.output;
+  EXPECT_EQ(extra.size(), 1u) << "besides ls's own listing: " << ::testing::PrintToString(extra);
+  // The child's stdin, as the child sees it.
+  spec.argv = {"/usr/bin/readlink", "/proc/self/fd/0"};
+  std::vector<std::string> lines;
+  r = RunProcess(spec, nullptr, nullptr, [&](const std::string& l) { lines.push_back(l); });
+  EXPECT_THAT(lines, ElementsAre("/dev/null"));
 }
 
 // That a child dies with lockstepd (PR_SET_PDEATHSIG) is tested for real in
