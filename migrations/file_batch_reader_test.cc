@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/temp_dir.h"
 
 namespace lockstep::migrations {
 namespace {
@@ -22,16 +23,12 @@ namespace fs = std::filesystem;
 // the same bytes and the same errors.
 class FileBatchReaderTest : public ::testing::TestWithParam<bool> {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/lockstep-fbr-XXXXXX";
-    root_ = ::mkdtemp(tmpl);
-  }
-  void TearDown() override { fs::remove_all(root_); }
   void Write(const std::string& name, const std::string& text) {
     std::ofstream(root_ + "/" + name, std::ios::binary) << text;
   }
 
-  std::string root_;
+  lockstep::testing::TempDir tmp_{"lockstep-fbr"};
+  std::string root_ = tmp_.path();
 };
 
 TEST_P(FileBatchReaderTest, ReadsWholeFilesSmallAndLargeAndReportsMissingOnes) {

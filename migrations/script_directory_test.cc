@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "migrations/project.h"
+#include "tests/support/temp_dir.h"
 
 namespace lockstep::migrations {
 namespace {
@@ -18,12 +19,6 @@ using ::testing::HasSubstr;
 
 class ScriptDirectoryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/lockstep-sd-XXXXXX";
-    root_ = ::mkdtemp(tmpl);
-  }
-  void TearDown() override { fs::remove_all(root_); }
-
   void Write(const std::string& rel, const std::string& text) {
     fs::path p = fs::path(root_) / rel;
     fs::create_directories(p.parent_path());
@@ -43,7 +38,8 @@ class ScriptDirectoryTest : public ::testing::Test {
     return ids;
   }
 
-  std::string root_;
+  lockstep::testing::TempDir tmp_{"lockstep-sd"};
+  std::string root_ = tmp_.path();
 };
 
 TEST_F(ScriptDirectoryTest, DefaultVersionsFolderSortedAndFiltered) {

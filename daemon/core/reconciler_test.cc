@@ -12,6 +12,7 @@
 
 #include "tests/support/alembic.h"
 #include "tests/support/postgres_server.h"
+#include "tests/support/temp_dir.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -41,11 +42,8 @@ class ReconcilerTest : public ::testing::Test {
   static void TearDownTestSuite() { delete pg_; }
 
   void SetUp() override {
-    char tmpl[] = "/tmp/lockstep-rec-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
     fs::copy(lockstep::testing::ExampleProjectDir(), dir_ + "/project", fs::copy_options::recursive);
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   void Alembic(const std::string& url, const std::vector<std::string>& args) {
     std::string out;
@@ -74,7 +72,8 @@ class ReconcilerTest : public ::testing::Test {
   }
 
   static PostgresServer* pg_;
-  std::string dir_;
+  lockstep::testing::TempDir tmp_{"lockstep-rec"};
+  std::string dir_ = tmp_.path();
   std::unique_ptr<StateStore> store_;
 };
 PostgresServer* ReconcilerTest::pg_ = nullptr;

@@ -13,6 +13,7 @@
 
 #include "tests/support/alembic.h"
 #include "tests/support/postgres_server.h"
+#include "tests/support/temp_dir.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -52,12 +53,8 @@ ReaderOptions FastOptions() {
 
 class SqliteReaderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/lockstep-sqlite-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  lockstep::testing::TempDir tmp_{"lockstep-sqlite"};
+  std::string dir_ = tmp_.path();
   std::unique_ptr<VersionReader> reader_ = MakeSqliteReader(FastOptions());
 };
 

@@ -8,6 +8,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/support/temp_dir.h"
+
 namespace lockstep::daemon {
 namespace {
 
@@ -17,17 +19,13 @@ using ::testing::IsEmpty;
 
 class StateStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/lockstep-state-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    path_ = dir_ + "/state.db";
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   CheckRecord Check(const std::string& db, std::vector<std::string> rows, bool known, int t) {
     return {db, "prod", known, std::move(rows), known ? "current" : "unreachable", known ? "ok" : "unreachable",
             known ? "" : "refused", absl::FromUnixSeconds(1000 + t)};
   }
-  std::string dir_, path_;
+  lockstep::testing::TempDir tmp_{"lockstep-state"};
+  std::string dir_ = tmp_.path();
+  std::string path_ = dir_ + "/state.db";
 };
 
 TEST_F(StateStoreTest, RecordsChangesAndSurvivesReopen) {
