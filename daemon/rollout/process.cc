@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -190,15 +190,21 @@ absl::StatusOr<int> SpawnChild(const ChildSetup& setup) {
   std::vector<std::string> env_strings = MergedEnvironment(setup.env);
   std::vector<char*> argv = Pointers(argv_strings);
   std::vector<char*> envp = Pointers(env_strings);
-  ChildArgs args{argv.data(), envp.data(), setup.cwd.empty() ? nullptr : setup.cwd.c_str(),
-                 setup.stdin_fd, setup.output_fd, setup.fd3, ::getpid()};
+  ChildArgs args;
+  args.argv = argv.data();
+  args.envp = envp.data();
+  args.cwd = setup.cwd.empty() ? nullptr : setup.cwd.c_str();
+  args.stdin_fd = setup.stdin_fd;
+  args.output_fd = setup.output_fd;
+  args.fd3 = setup.fd3;
+  args.parent = ::getpid();
   // The child's stack; it returns to us once the child has exec'd or exited.
   constexpr size_t kStack = 256 * 1024;
   void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
   if (stack == MAP_FAILED) {
-    return absl::ResourceExhaustedError(absl::StrCat("cannot start ", setup.argv[0], ": ",
-                                                     std::strerror(errno)));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot start ", setup.argv[0], ": ", std::strerror(errno)));
   }
   // No signal may reach the child before it has reset its handlers.
   sigset_t all, old;
@@ -210,16 +216,15 @@ absl::StatusOr<int> SpawnChild(const ChildSetup& setup) {
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::munmap(stack, kStack);
   if (pid < 0) {
-    return absl::ResourceExhaustedError(absl::StrCat("cannot start ", setup.argv[0], ": ",
-                                                     std::strerror(clone_errno)));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot start ", setup.argv[0], ": ", std::strerror(clone_errno)));
   }
   if (args.failed_errno != 0) {
     while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
-    return absl::FailedPreconditionError(
-        absl::StrCat(args.failed_at_cwd ? "cannot enter " + setup.cwd
-                                        : "cannot execute " + setup.argv[0],
-                     ": ", std::strerror(args.failed_errno)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        args.failed_at_cwd ? "cannot enter " + setup.cwd : "cannot execute " + setup.argv[0], ": ",
+        std::strerror(args.failed_errno)));
   }
   return pid;
 }

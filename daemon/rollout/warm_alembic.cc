@@ -222,9 +222,9 @@ void WarmAlembic::SpawnerLoop() {
       ::close(sv[1]);
       if (!pid.ok()) {
         ::close(sv[0]);
-        result = absl::FailedPreconditionError(absl::StrCat(
-            "cannot start a warm Alembic worker: ", pid.status().message(),
-            "; check project.python, or use project.alembic_runner: process"));
+        result = absl::FailedPreconditionError(
+            absl::StrCat("cannot start a warm Alembic worker: ", pid.status().message(),
+                         "; check project.python, or use project.alembic_runner: process"));
       } else if (Receive(sv[0], 60000) != "ready") {
         Kill({*pid, sv[0]});
         result = absl::FailedPreconditionError(absl::StrCat(

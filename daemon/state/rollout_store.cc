@@ -368,7 +368,8 @@ absl::StatusOr<std::vector<Backup>> StateStore::Backups(const std::string& envir
 absl::Status StateStore::DeleteBackup(int64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("delete backup", [&] {
-    ExecOne(*prepared_, "DELETE FROM backups WHERE id = ?", [&](SQLite::Statement& q) { q.bind(1, id); });
+    ExecOne(*prepared_, "DELETE FROM backups WHERE id = ?",
+            [&](SQLite::Statement& q) { q.bind(1, id); });
   });
 }
 
