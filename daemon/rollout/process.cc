@@ -133,7 +133,6 @@ struct ChildArgs {
   char* const* argv;
   char* const* envp;
   const char* cwd;  // null: stay
-  int stdin_fd;
   int output_fd;
   int fd3;
   pid_t parent;
@@ -163,10 +162,10 @@ int ChildMain(void* raw) {
       ::sigaction(sig, &sa, nullptr);
     }
   }
-  int in = a.stdin_fd >= 0 ? a.stdin_fd : ::open("/dev/null", O_RDONLY);
-  if (in > 0) {
-    ::dup2(in, 0);
-    if (in != a.stdin_fd && in > 2) ::close(in);  // ours: not for the program
+  int null = ::open("/dev/null", O_RDONLY);
+  if (null > 0) {
+    ::dup2(null, 0);
+    if (null > 2) ::close(null);  // not for the program
   }
   if (a.output_fd >= 0) {
     ::dup2(a.output_fd, 1);
@@ -194,7 +193,6 @@ absl::StatusOr<int> SpawnChild(const ChildSetup& setup) {
   args.argv = argv.data();
   args.envp = envp.data();
   args.cwd = setup.cwd.empty() ? nullptr : setup.cwd.c_str();
-  args.stdin_fd = setup.stdin_fd;
   args.output_fd = setup.output_fd;
   args.fd3 = setup.fd3;
   args.parent = ::getpid();

@@ -62,13 +62,13 @@ struct ChildSetup {
   std::vector<std::string> argv;  // argv[0] is looked up in PATH
   std::vector<std::string> env;   // "KEY=value", added to (and overriding) lockstepd's own
   std::string cwd;                // empty: lockstepd's
-  int stdin_fd = -1;              // -1: /dev/null
   int output_fd = -1;             // stdout and stderr; -1: lockstepd's
   int fd3 = -1;                   // installed as fd 3 when set
 };
 
-// Starts `setup` in its own process group, with SIGKILL when the calling
-// thread ends (PR_SET_PDEATHSIG), every signal unblocked and at its default.
+// Starts `setup` in its own process group, stdin /dev/null, with SIGKILL
+// when the calling thread ends (PR_SET_PDEATHSIG), every signal unblocked
+// and at its default.
 // The child shares lockstepd's memory until it execs (clone with CLONE_VM |
 // CLONE_VFORK, as posix_spawn does): a fork of the multi-threaded daemon
 // would copy its page tables and leave every thread to fault its pages back
