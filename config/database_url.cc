@@ -1,6 +1,7 @@
 #include "config/database_url.h"
 
 #include <cctype>
+#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -113,7 +114,8 @@ absl::StatusOr<DatabaseUrl> ParseDatabaseUrl(absl::string_view url, absl::string
     } else if (path[0] == '/' || base_dir.empty()) {
       out.database = path;
     } else {
-      out.database = absl::StrCat(base_dir, "/", path);
+      out.database =
+          (std::filesystem::path(std::string(base_dir)) / path).lexically_normal().string();
     }
     return out;
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -17,15 +18,20 @@
 namespace lockstep::config {
 namespace {
 
-std::string DirName(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
+// The inventory's folder as an absolute, normalized path. Every relative path
+// in the file is resolved against it once, here: lockstepd hands paths on to
+// Alembic (which runs in `working_dir`), to pg_dump and to the state store, and
+// none of them must depend on the folder lockstepd was started from.
+std::string AbsoluteDirOf(const std::string& file) {
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(file, ec);
+  if (ec) abs = file;
+  return abs.lexically_normal().parent_path().string();
 }
 
 std::string Resolve(const std::string& base, const std::string& p) {
-  if (p.empty() || p[0] == '/') return p;
-  return base + "/" + p;
+  if (p.empty()) return p;
+  return (std::filesystem::path(base) / p).lexically_normal().string();
 }
 
 int EditDistance(const std::string& a, const std::string& b) {
@@ -44,7 +50,7 @@ int EditDistance(const std::string& a, const std::string& b) {
 // Walks the YAML tree, collecting every error with its position and key path.
 class Loader {
  public:
-  Loader(std::string file) : file_(std::move(file)), base_(DirName(file_)) {}
+  Loader(std::string file) : file_(std::move(file)), base_(AbsoluteDirOf(file_)) {}
 
   absl::StatusOr<Inventory> Load(const std::string& text) {
     YAML::Node root;
@@ -384,6 +390,40 @@ class Loader {
       }
     }
     inv.environments = std::move(ordered);
+    DuplicateDatabases(inv);
+  }
+
+  // One database listed twice (in one environment or two) would be checked
+  // and migrated twice, possibly by two rollouts at once: an error naming
+  // both entries. "The same" is the same server and database (or the same
+  // SQLite file, symbolic links resolved) and the same version table; the
+  // user and options of the URL do not make it another database.
+  void DuplicateDatabases(const Inventory& inv) {
+    std::map<std::string, std::string> seen;  // identity -> "env/name (line N)"
+    for (const EnvironmentConfig& env : inv.environments) {
+      for (const DatabaseConfig& db : env.databases) {
+        const DatabaseUrl& u = db.url;
+        std::string where = u.database;
+        if (u.dialect == Dialect::kSqlite) {
+          if (where == ":memory:") continue;
+          std::error_code ec;
+          std::filesystem::path canonical = std::filesystem::weakly_canonical(where, ec);
+          if (!ec) where = canonical.string();
+        } else {
+          where = absl::StrCat(u.host, ":", u.port, "/", u.database);
+        }
+        std::string identity = absl::StrCat(static_cast<int>(u.dialect), "|", where, "|",
+                                            db.version_table_schema, ".", db.version_table);
+        std::string entry = absl::StrCat(env.name, "/", db.name, " (", file_, ":", db.line, ")");
+        auto [it, fresh] = seen.emplace(identity, entry);
+        if (!fresh) {
+          errors_.push_back(absl::StrCat(file_, ":", db.line, ": environments[", env.name,
+                                         "].databases: ", env.name, "/", db.name,
+                                         " is the same database as ", it->second, ": ",
+                                         u.Redacted(), "; list each database once"));
+        }
+      }
+    }
   }
 
   void Databases(const YAML::Node& e, const std::string& env_path, const ProjectConfig& project,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 
 namespace lockstep::config {
 namespace {
@@ -109,6 +110,51 @@ TEST(InventoryTest, StartupSlotsDefaultToOnePerCpuAndRefuseNegatives) {
 TEST(InventoryTest, MalformedYamlNamesThePosition) {
   auto inv = ParseInventory("project: {scripts: s\nenvironments: [\n", "f.yaml");
   EXPECT_THAT(inv.status().message(), HasSubstr("f.yaml:"));
+}
+
+// lockstepd hands these paths to Alembic (run in working_dir), pg_dump and
+// the state store: each must be absolute whatever folder lockstepd started in.
+TEST(InventoryTest, RelativeInventoryPathGivesAbsolutePaths) {
+  auto inv = ParseInventory(R"(
+server: {state: state.db, backup_dir: ./backups}
+project: {alembic_ini: ../migrations/alembic.ini}
+environments:
+  - name: dev
+    databases: [{name: app, url: "sqlite:///data/../dev.db"}]
+    canary: [app]
+)",
+                            "demo/lockstep.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  const std::string cwd = std::filesystem::current_path().lexically_normal().string();
+  EXPECT_EQ(inv->server.state, cwd + "/demo/state.db");
+  EXPECT_EQ(inv->server.backup_dir, cwd + "/demo/backups");
+  EXPECT_EQ(inv->project.alembic_ini, cwd + "/migrations/alembic.ini");
+  EXPECT_EQ(inv->project.working_dir, cwd + "/demo");
+  EXPECT_EQ(inv->FindEnvironment("dev")->databases[0].url.database, cwd + "/demo/dev.db");
+}
+
+TEST(InventoryTest, SameDatabaseListedTwiceNamesBothEntries) {
+  auto inv = ParseInventory(R"(project: {scripts: s}
+environments:
+  - name: dev
+    databases:
+      - {name: app, url: "sqlite:///app.db"}
+  - name: prod
+    databases:
+      - {name: main, url: "sqlite:///sub/../app.db"}
+      - {name: pg1, url: "postgresql://app@db:5432/t1"}
+      - {name: pg2, url: "postgresql://other:pw@db:5432/t1?sslmode=require"}
+      - {name: pg3, url: "postgresql://app@db:5432/t2"}
+      - {name: pg4, url: "postgresql://app@db:5432/t1", version_table: other_version}
+)",
+                            "/srv/f.yaml");
+  ASSERT_FALSE(inv.ok());
+  const std::string m(inv.status().message());
+  EXPECT_THAT(m, HasSubstr("prod/main is the same database as dev/app (/srv/f.yaml:5)"));
+  EXPECT_THAT(m, HasSubstr("prod/pg2 is the same database as prod/pg1 (/srv/f.yaml:9)"));
+  EXPECT_THAT(m, Not(HasSubstr("pg3")));
+  EXPECT_THAT(m, Not(HasSubstr("pg4")));  // another version table: another Alembic project
+  EXPECT_THAT(m, Not(HasSubstr(":pw@")));
 }
 
 TEST(DurationTest, Forms) {
