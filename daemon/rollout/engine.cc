@@ -603,7 +603,7 @@ void RolloutEngine::RunStep(Active& a, size_t stage_index, int index) {
   if (!step.finished()) return;  // lockstepd is stopping
   std::lock_guard<std::mutex> lock(mu_);
   if (hooks_.on_step_finished) hooks_.on_step_finished(step, step.finished_at - started);
-  if (step.state == "failed" && !a.aborted) CountFailure(a, stage_index);
+  if (step.state == "failed" && !a.aborted) CountFailure(a, stage_index, step);
 }
 
 StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
@@ -628,14 +628,16 @@ StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
   return hooks;
 }
 
-void RolloutEngine::CountFailure(Active& a, size_t stage_index) {
+void RolloutEngine::CountFailure(Active& a, size_t stage_index, const RolloutStep& failed) {
   RolloutStage& st = a.r.stages[stage_index];
   ++st.failures;
   SaveStage(a, stage_index);
   if (st.failures > st.max_failures && !a.halted) {
     a.halted = true;
+    // The failure that tipped it, so every view of the rollout says why.
     a.stop_reason = absl::StrCat("rollout halted: ", st.failures, " failed in ", st.environment,
-                                 ", more than max_failures ", st.max_failures);
+                                 ", more than max_failures ", st.max_failures, "; ", failed.key(),
+                                 ": ", failed.error);
     Emit(a, "halted", st.environment, "", a.stop_reason);
   }
 }
@@ -645,7 +647,7 @@ void RolloutEngine::Settle(Active& a, RolloutStep* step) {
   if (step->state != "failed") return;
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t i = 0; i < a.r.stages.size(); ++i) {
-    if (a.r.stages[i].environment == step->environment) CountFailure(a, i);
+    if (a.r.stages[i].environment == step->environment) CountFailure(a, i, *step);
   }
 }
 
@@ -654,7 +656,11 @@ void RolloutEngine::Finish(Active& a) {
   if (stopping_) return;  // not finished: the next lockstepd continues it
   std::string skip_reason = a.stop_reason;
   int failed = 0;
-  for (const RolloutStep& s : a.r.steps) failed += s.state == "failed" ? 1 : 0;
+  const RolloutStep* first_failure = nullptr;
+  for (const RolloutStep& s : a.r.steps) {
+    if (s.state != "failed") continue;
+    if (failed++ == 0) first_failure = &s;
+  }
   for (size_t i = 0; i < a.r.stages.size(); ++i) {
     RolloutStage& st = a.r.stages[i];
     if (skip_reason.empty() && i > 0 && st.state == "pending" &&
@@ -679,7 +685,8 @@ void RolloutEngine::Finish(Active& a) {
                    ? absl::StrCat(Plural(a.r.steps.size(), "database"), " at ", a.r.target)
                : !skip_reason.empty()
                    ? skip_reason
-                   : absl::StrCat(failed, " of ", a.r.steps.size(), " databases failed");
+                   : absl::StrCat(failed, " of ", a.r.steps.size(), " databases failed; ",
+                                  first_failure->key(), ": ", first_failure->error);
   a.r.finished_at = absl::Now();
   SaveHeader(a);
   Emit(a, "rollout_finished", "", "", absl::StrCat(a.r.state, ": ", a.r.reason));

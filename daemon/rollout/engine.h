@@ -112,7 +112,8 @@ class RolloutEngine {
   StepExecutor::Hooks StepHooks(Active& a);
   void Settle(Active& a, RolloutStep* step);  // after a restart
   void Finish(Active& a);
-  void CountFailure(Active& a, size_t stage_index);  // mu_ held; halts past max_failures
+  // mu_ held; halts past max_failures, naming `failed` in the reason.
+  void CountFailure(Active& a, size_t stage_index, const RolloutStep& failed);
   // Waits (lock held) until `ready` or the rollout is aborted or the engine
   // stops; false in the latter cases.
   bool WaitUntil(std::unique_lock<std::mutex>& lock, Active& a, const std::function<bool()>& ready,

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "daemon/rollout/alembic_output.h"
 #include "daemon/rollout/database_ops.h"
 #include "daemon/rollout/process.h"
 #include "migrations/migration_plan.h"
@@ -64,6 +65,13 @@ VersionRead StepExecutor::ReadRows(const VersionTarget& target) const {
     read = reader_->Read(target);
   }
   return read;
+}
+
+// How an Alembic run failed, with the line of its output that says why:
+// "exit 1: sqlite3.OperationalError: unable to open database file".
+std::string AlembicFailure(const ProcessResult& run) {
+  std::string why = run.start_error.empty() ? ErrorLine(run.output) : "";
+  return why.empty() ? run.Describe() : absl::StrCat(run.Describe(), ": ", why);
 }
 
 std::string RowsText(const std::vector<std::string>& rows) {
@@ -278,15 +286,15 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   }
   std::string error;
   if (!readable) {
-    error = absl::StrCat("Alembic ", run.Describe(),
+    error = absl::StrCat("Alembic ", AlembicFailure(run),
                          "; then the version rows could not be read: ", after.error);
   } else if (run.cancelled) {
     error = absl::StrCat("stopped by abort; the database holds ", RowsText(after.rows));
   } else if (!run.ok() && after.rows == s.from) {
-    error = absl::StrCat("Alembic ", run.Describe(), "; the version rows are unchanged at ",
+    error = absl::StrCat("Alembic ", AlembicFailure(run), "; the version rows are unchanged at ",
                          RowsText(after.rows));
   } else if (!run.ok()) {
-    error = absl::StrCat("Alembic ", run.Describe(), " after the database moved from ",
+    error = absl::StrCat("Alembic ", AlembicFailure(run), " after the database moved from ",
                          RowsText(s.from), " to ", RowsText(after.rows));
   } else {
     error = absl::StrCat("Alembic exited 0 but the database holds ", RowsText(after.rows),
@@ -329,7 +337,7 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
       VersionRead check = ReadRows(*target);
       s.rollback = down.ok() && check.rows == s.from
                        ? "downgraded"
-                       : absl::StrCat("downgrade_failed: Alembic ", down.Describe(),
+                       : absl::StrCat("downgrade_failed: Alembic ", AlembicFailure(down),
                                       ", the database holds ", RowsText(check.rows));
     }
     event("rolled_back", s.rollback);

@@ -478,10 +478,14 @@ class FailureAndLockTest(unittest.TestCase):
         steps = steps_by_db(r)
         failed = steps[("lite", "a-lite")]
         self.assertEqual(failed["state"], "failed")
-        self.assertIn("Alembic exit 1; the version rows are unchanged", failed["error"])
+        # The cause, from Alembic's output, in every view of the rollout.
+        cause = "sqlite3.OperationalError: no such column: no_such_column"
+        self.assertIn("Alembic exit 1: " + cause + "; the version rows are unchanged", failed["error"])
         self.assertEqual(failed["rollback"], "restored")
         self.assertEqual(failed["exit_code"], 1)
-        self.assertIn("no_such_column", self.d.cli("rollout", r["id"], "-o", "json").stdout)
+        self.assertIn(cause, r["reason"])
+        for view in (("rollout", r["id"]), ("watch", r["id"]), ("rollouts",)):
+            self.assertIn(cause, self.d.cli(*view, check=False).stdout, view)
         self.assertNotIn("half_done", sqlite_tables(self.lite))
         self.assertEqual(sqlite_rows(self.lite), [HEAD])
         skipped = steps[("lite", "b-other")]
@@ -494,6 +498,8 @@ class FailureAndLockTest(unittest.TestCase):
         self.assertEqual(rc, 5, r)
         step = r["steps"][0]
         self.assertEqual(step["state"], "failed")
+        self.assertIn("psycopg2.errors.UndefinedColumn: column \"no_such_column\" does not exist",
+                      step["error"])
         self.assertEqual(step["rollback"], "rolled_back")
         tables = self.pg.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
                               db="prod_app").split()
