@@ -37,9 +37,12 @@ default 127.0.0.1:50051):
   db ENV/NAME                           one database and its revision history
   refresh                               check every database now
   plan [--to REV] [--env E,..] [--db F,..] [--override-promotion]
-                                        the rollout plan; changes nothing
-  rollout --to REV [--env ..] [--db ..] [--watch] [--override-promotion]
-                                        start a rollout (--watch: follow it)
+       [--allow-lint CODE,..]           the rollout plan and what blocks it;
+                                        changes nothing
+  rollout --to REV [--env ..] [--db ..] [--watch|--wait]
+          [--override-promotion] [--allow-lint CODE,..]
+                                        start a rollout (--watch: follow it;
+                                        --wait: the same, quietly)
   watch ID                              follow a rollout (past events first)
   rollout ID | rollouts [--limit N]     one rollout | the newest ones
   approve|pause|resume|abort ID [--actor NAME]

@@ -45,6 +45,40 @@ std::vector<std::string> CommaList(const CliArgs& args, const std::string& name)
 
 // ---- JSON (field names are documented in the README) ------------------------
 
+// A stage or step of a plan carries what would be done; of a rollout, also
+// what happened (state, times, errors).
+void WriteStage(JsonWriter& w, const v1::RolloutStage& s, bool plan) {
+  w.BeginObject().Key("environment").String(s.environment());
+  if (!plan) w.Key("state").String(s.state());
+  w.Key("soak_seconds").Int(static_cast<long>(s.soak().seconds()));
+  w.Key("approval_required").Bool(s.approval_required());
+  if (!plan) w.Key("approved_by").String(s.approved_by()).Key("approved_at").String(Time(s.approved_at()));
+  w.Key("batch_size").Int(s.batch_size()).Key("max_parallel").Int(s.max_parallel());
+  w.Key("max_failures").Int(s.max_failures()).Key("on_failure").String(s.on_failure());
+  w.Key("backup_required").Bool(s.backup_required());
+  if (!plan) {
+    w.Key("failures").Int(s.failures());
+    w.Key("started_at").String(Time(s.started_at())).Key("finished_at").String(Time(s.finished_at()));
+  }
+  w.EndObject();
+}
+
+void WriteStep(JsonWriter& w, const v1::RolloutStep& s, bool plan) {
+  w.BeginObject().Key("index").Int(s.index()).Key("environment").String(s.environment());
+  w.Key("database").String(s.database()).Key("wave").Int(s.wave()).Key("canary").Bool(s.canary());
+  w.Key("from").StringArray(List(s.from())).Key("expected").StringArray(List(s.expected()));
+  w.Key("path").StringArray(List(s.path()));
+  if (!plan) {
+    w.Key("state").String(s.state()).Key("phase").String(s.phase());
+    w.Key("error").String(s.error()).Key("rollback").String(s.rollback());
+    w.Key("exit_code").Int(s.exit_code()).Key("backup_id").Int(static_cast<long>(s.backup_id()));
+    w.Key("attempts").Int(s.attempts()).Key("alembic_ms").Int(Millis(s.alembic_duration()));
+    w.Key("output").String(s.output());
+    w.Key("started_at").String(Time(s.started_at())).Key("finished_at").String(Time(s.finished_at()));
+  }
+  w.EndObject();
+}
+
 void WriteRollout(JsonWriter& w, const v1::Rollout& r) {
   w.BeginObject();
   w.Key("id").String(r.id()).Key("kind").String(r.kind()).Key("target").String(r.target());
@@ -54,44 +88,36 @@ void WriteRollout(JsonWriter& w, const v1::Rollout& r) {
   w.Key("created_at").String(Time(r.created_at())).Key("updated_at").String(Time(r.updated_at()));
   w.Key("finished_at").String(Time(r.finished_at()));
   w.Key("stages").BeginArray();
-  for (const v1::RolloutStage& s : r.stages()) {
-    w.BeginObject().Key("environment").String(s.environment()).Key("state").String(s.state());
-    w.Key("soak_seconds").Int(static_cast<long>(s.soak().seconds()));
-    w.Key("approval_required")
-        .Bool(s.approval_required())
-        .Key("approved_by")
-        .String(s.approved_by());
-    w.Key("approved_at").String(Time(s.approved_at()));
-    w.Key("batch_size").Int(s.batch_size()).Key("max_parallel").Int(s.max_parallel());
-    w.Key("max_failures").Int(s.max_failures()).Key("on_failure").String(s.on_failure());
-    w.Key("backup_required").Bool(s.backup_required()).Key("failures").Int(s.failures());
-    w.Key("started_at")
-        .String(Time(s.started_at()))
-        .Key("finished_at")
-        .String(Time(s.finished_at()));
-    w.EndObject();
-  }
+  for (const v1::RolloutStage& s : r.stages()) WriteStage(w, s, false);
   w.EndArray().Key("steps").BeginArray();
-  for (const v1::RolloutStep& s : r.steps()) {
-    w.BeginObject().Key("index").Int(s.index()).Key("environment").String(s.environment());
-    w.Key("database").String(s.database()).Key("wave").Int(s.wave()).Key("canary").Bool(s.canary());
-    w.Key("from").StringArray(List(s.from())).Key("expected").StringArray(List(s.expected()));
-    w.Key("path").StringArray(List(s.path())).Key("state").String(s.state());
-    w.Key("phase")
-        .String(s.phase())
-        .Key("error")
-        .String(s.error())
-        .Key("rollback")
-        .String(s.rollback());
-    w.Key("exit_code").Int(s.exit_code()).Key("backup_id").Int(static_cast<long>(s.backup_id()));
-    w.Key("attempts").Int(s.attempts()).Key("alembic_ms").Int(Millis(s.alembic_duration()));
-    w.Key("output").String(s.output());
-    w.Key("started_at")
-        .String(Time(s.started_at()))
-        .Key("finished_at")
-        .String(Time(s.finished_at()));
-    w.EndObject();
+  for (const v1::RolloutStep& s : r.steps()) WriteStep(w, s, false);
+  w.EndArray().EndObject();
+}
+
+void WriteProblems(JsonWriter& w, const std::string& key,
+                   const google::protobuf::RepeatedPtrField<v1::PlanProblem>& problems) {
+  w.Key(key).BeginArray();
+  for (const v1::PlanProblem& p : problems) {
+    w.BeginObject().Key("database").String(p.database()).Key("code").String(p.code());
+    w.Key("message").String(p.message()).EndObject();
   }
+  w.EndArray();
+}
+
+// A plan: what a rollout would do, and what blocks it. No id, no state.
+void WritePlan(JsonWriter& w, const v1::PlanRolloutResponse& resp) {
+  const v1::Rollout& r = resp.plan();
+  w.BeginObject();
+  w.Key("kind").String(r.kind()).Key("target").String(r.target());
+  w.Key("target_revisions").StringArray(List(r.target_revisions()));
+  w.Key("blocked").Bool(resp.problems_size() > 0);
+  WriteProblems(w, "problems", resp.problems());
+  WriteProblems(w, "overridden", resp.overridden());
+  w.Key("notes").StringArray(List(resp.notes()));
+  w.Key("stages").BeginArray();
+  for (const v1::RolloutStage& s : r.stages()) WriteStage(w, s, true);
+  w.EndArray().Key("steps").BeginArray();
+  for (const v1::RolloutStep& s : r.steps()) WriteStep(w, s, true);
   w.EndArray().EndObject();
 }
 
@@ -335,27 +361,66 @@ int ShowRollout(Context& c, const v1::Rollout& r, bool plan) {
   return kExitOk;
 }
 
-int PlanOrStart(Context& c, v1::Lockstep::Stub& stub, bool start) {
+v1::StartRolloutRequest RolloutRequestFrom(const CliArgs& args) {
   v1::StartRolloutRequest req;
-  req.set_target(c.args.Option("to").value_or("heads"));
-  for (const std::string& e : CommaList(c.args, "env")) req.add_environments(e);
-  for (const std::string& d : CommaList(c.args, "db")) req.add_databases(d);
-  req.set_override_promotion(c.args.Flag("override-promotion"));
-  req.set_actor(Actor(c.args));
+  req.set_target(args.Option("to").value_or("heads"));
+  for (const std::string& e : CommaList(args, "env")) req.add_environments(e);
+  for (const std::string& d : CommaList(args, "db")) req.add_databases(d);
+  for (const std::string& l : CommaList(args, "allow-lint")) req.add_allow_lint(l);
+  req.set_override_promotion(args.Flag("override-promotion"));
+  req.set_actor(Actor(args));
+  return req;
+}
+
+std::string ProblemText(const v1::PlanProblem& p) {
+  return absl::StrCat(p.database().empty() ? p.code() : p.database(), ": ", p.message());
+}
+
+// `plan`: the plan, then what blocks it (exit 1), as `rollout` would refuse.
+int Plan(Context& c, v1::Lockstep::Stub& stub) {
+  v1::PlanRolloutResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(120));
+  grpc::Status s = stub.PlanRollout(&ctx, RolloutRequestFrom(c.args), &resp);
+  if (!s.ok()) return RpcFailure(c, s);
+  if (c.json) {
+    JsonWriter w;
+    WritePlan(w, resp);
+    c.out << w.Finish();
+    return resp.problems_size() > 0 ? kExitError : kExitOk;
+  }
+  if (resp.problems_size() > 0) {
+    c.err << "FAILED: cannot roll out " << resp.plan().target() << ":\n";
+    for (const v1::PlanProblem& p : resp.problems()) {
+      c.err << ProblemText(p) << "\n";
+    }
+    return kExitError;
+  }
+  PrintRollout(c, resp.plan(), true);
+  for (const v1::PlanProblem& p : resp.overridden()) {
+    c.out << "\noverridden: " << ProblemText(p);
+  }
+  if (resp.overridden_size() > 0) c.out << "\n";
+  for (const std::string& note : resp.notes()) c.out << "\nnote: " << note;
+  if (resp.notes_size() > 0) c.out << "\n";
+  return kExitOk;
+}
+
+int Start(Context& c, v1::Lockstep::Stub& stub) {
   v1::RolloutResponse resp;
   grpc::ClientContext ctx;
   ctx.set_deadline(Deadline(120));
-  grpc::Status s = start ? stub.StartRollout(&ctx, req, &resp) : stub.PlanRollout(&ctx, req, &resp);
+  grpc::Status s = stub.StartRollout(&ctx, RolloutRequestFrom(c.args), &resp);
   if (!s.ok()) return RpcFailure(c, s);
-  if (start && (c.args.Flag("watch") || c.args.Flag("wait"))) {
+  if (c.args.Flag("watch") || c.args.Flag("wait")) {
     if (!c.json) c.out << "rollout " << resp.rollout().id() << " started\n";
     return Watch(c, stub, resp.rollout().id());
   }
-  if (start && !c.json) {
+  if (!c.json) {
     c.out << "rollout " << resp.rollout().id() << " started; follow it with: lockstep watch "
           << resp.rollout().id() << "\n\n";
   }
-  return ShowRollout(c, resp.rollout(), !start);
+  return ShowRollout(c, resp.rollout(), false);
 }
 
 using Action = grpc::Status (v1::Lockstep::Stub::*)(grpc::ClientContext*,
@@ -497,7 +562,7 @@ int Restore(Context& c, v1::Lockstep::Stub& stub) {
 
 int RunRolloutCommand(Context& c, v1::Lockstep::Stub& stub) {
   const std::string& cmd = c.args.command;
-  if (cmd == "plan") return PlanOrStart(c, stub, false);
+  if (cmd == "plan") return Plan(c, stub);
   if (cmd == "rollout") {
     if (c.args.positional.size() == 1 && !c.args.Option("to")) {
       grpc::Status s;
@@ -509,7 +574,7 @@ int RunRolloutCommand(Context& c, v1::Lockstep::Stub& stub) {
       c.err << "lockstep rollout: use --to REV to start one, or give one ID to show it\n";
       return kExitUsage;
     }
-    return PlanOrStart(c, stub, true);
+    return Start(c, stub);
   }
   if (cmd == "watch") {
     if (int u = NeedId(c); u != kExitOk) return u;

@@ -7,6 +7,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "daemon/rollout/database_ops.h"
+#include "migrations/lint.h"
+#include "migrations/project.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -140,14 +142,23 @@ absl::StatusOr<std::shared_ptr<RolloutEngine::Active>> RolloutEngine::Find(const
 
 // ---- planning and starting -------------------------------------------------
 
-absl::StatusOr<Rollout> RolloutEngine::PlanOnFreshFleet(const RolloutRequest& request,
-                                                        std::vector<std::string>* overridden) {
+absl::StatusOr<RolloutPlan> RolloutEngine::PlanOnFreshFleet(const RolloutRequest& request) {
   absl::Status refreshed = reconciler_->Refresh();
   if (!refreshed.ok()) return refreshed;
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
   std::shared_ptr<const migrations::Project> project = reconciler_->project();
   migrations::Resolver resolver(&project->graph());
-  return PlanRollout(request, *reconciler_->inventory(), resolver, *reconciler_->Snapshot(),
-                     absl::Now(), overridden);
+  // Lint the files as they are on disk now (a tolerant load: a file that
+  // does not parse is a finding, not an error).
+  std::vector<migrations::LintFinding> lint;
+  absl::StatusOr<migrations::Project> linted =
+      migrations::Project::Load(ProjectSourceOf(*inv), /*tolerate_file_errors=*/true);
+  if (linted.ok()) {
+    lint = migrations::LintProject(*linted);
+  } else {
+    lint.push_back(migrations::LoadFailureFinding(project->location().script_dir, linted.status()));
+  }
+  return PlanRollout(request, *inv, resolver, *reconciler_->Snapshot(), absl::Now(), lint);
 }
 
 absl::Status RolloutEngine::RequireAlembicIni(const std::string& what) const {
@@ -156,23 +167,18 @@ absl::Status RolloutEngine::RequireAlembicIni(const std::string& what) const {
       what, " run Alembic, which needs project.alembic_ini in the inventory (not scripts)"));
 }
 
-absl::StatusOr<Rollout> RolloutEngine::Plan(const RolloutRequest& request) {
-  std::vector<std::string> overridden;
-  absl::StatusOr<Rollout> plan = PlanOnFreshFleet(request, &overridden);
-  if (plan.ok() && !overridden.empty()) {
-    plan->reason = absl::StrCat("promotion gate overridden: ", absl::StrJoin(overridden, "; "));
-  }
-  return plan;
+absl::StatusOr<RolloutPlan> RolloutEngine::Plan(const RolloutRequest& request) {
+  return PlanOnFreshFleet(request);
 }
 
 absl::StatusOr<Rollout> RolloutEngine::Start(const RolloutRequest& request) {
   std::lock_guard<std::mutex> one_at_a_time(start_mu_);
   absl::Status runnable = RequireAlembicIni("rollouts");
   if (!runnable.ok()) return runnable;
-  std::vector<std::string> overridden;
-  absl::StatusOr<Rollout> plan = PlanOnFreshFleet(request, &overridden);
+  absl::StatusOr<RolloutPlan> plan = PlanOnFreshFleet(request);
   if (!plan.ok()) return plan.status();
-  return Launch(*std::move(plan), overridden);
+  if (absl::Status blocked = plan->BlockingStatus(); !blocked.ok()) return blocked;
+  return Launch(std::move(plan->rollout), plan->overridden);
 }
 
 absl::StatusOr<Rollout> RolloutEngine::Downgrade(const std::string& environment,
@@ -194,7 +200,7 @@ absl::StatusOr<Rollout> RolloutEngine::Downgrade(const std::string& environment,
 }
 
 absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
-                                              const std::vector<std::string>& overridden) {
+                                              const std::vector<PlanProblem>& overridden) {
   auto a = std::make_shared<Active>();
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return absl::UnavailableError("lockstepd is shutting down");
@@ -224,11 +230,20 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
            a->r.kind, " to ", a->r.target, " (", absl::StrJoin(a->r.target_revisions, ", "),
            "): ", Plural(a->r.steps.size(), "database"), " in ", absl::StrJoin(envs, ", "),
            a->r.created_by.empty() ? "" : absl::StrCat("; requested by ", a->r.created_by)));
-  if (!overridden.empty()) {
+  // Who overrode which gate, in the rollout's durable record.
+  const std::string who = a->r.created_by.empty() ? "an unnamed caller" : a->r.created_by;
+  std::vector<std::string> promotion;
+  for (const PlanProblem& p : overridden) {
+    if (p.code == "promotion") {
+      promotion.push_back(p.message);
+    } else {
+      Emit(*a, "override_lint", "", "",
+           absl::StrCat("lint ", p.code, " overridden by ", who, " (--allow-lint): ", p.message));
+    }
+  }
+  if (!promotion.empty()) {
     Emit(*a, "override_promotion", "", "",
-         absl::StrCat("promotion gate overridden by ",
-                      a->r.created_by.empty() ? "an unnamed caller" : a->r.created_by, ": ",
-                      absl::StrJoin(overridden, "; ")));
+         absl::StrCat("promotion gate overridden by ", who, ": ", absl::StrJoin(promotion, "; ")));
   }
   UpdateGauges();
   StartRunner(a);

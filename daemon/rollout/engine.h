@@ -59,8 +59,9 @@ class RolloutEngine {
   // retried; anywhere else: failed, needs attention).
   absl::Status Recover();
 
-  // A dry run on a fresh check of the fleet. See PlanRollout for errors.
-  absl::StatusOr<Rollout> Plan(const RolloutRequest& request);
+  // A dry run on a fresh check of the fleet and a lint of the scripts. See
+  // PlanRollout for errors; blocking problems are in the plan.
+  absl::StatusOr<RolloutPlan> Plan(const RolloutRequest& request);
   // Plans and starts. FAILED_PRECONDITION when an environment in scope has
   // an active rollout, or a pre-check fails.
   absl::StatusOr<Rollout> Start(const RolloutRequest& request);
@@ -99,11 +100,10 @@ class RolloutEngine {
  private:
   struct Active;
 
-  // Refreshes the fleet, then plans on it.
-  absl::StatusOr<Rollout> PlanOnFreshFleet(const RolloutRequest& request,
-                                           std::vector<std::string>* overridden);
+  // Refreshes the fleet and lints the scripts, then plans on both.
+  absl::StatusOr<RolloutPlan> PlanOnFreshFleet(const RolloutRequest& request);
   absl::Status RequireAlembicIni(const std::string& what) const;
-  absl::StatusOr<Rollout> Launch(Rollout rollout, const std::vector<std::string>& overridden);
+  absl::StatusOr<Rollout> Launch(Rollout rollout, const std::vector<PlanProblem>& overridden);
   void StartRunner(std::shared_ptr<Active> active);
   void Run(std::shared_ptr<Active> active);
   bool RunStage(Active& a, size_t stage_index);

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "migrations/migration_plan.h"
@@ -44,14 +46,22 @@ RolloutStage StageFor(const config::EnvironmentConfig& env) {
   return s;
 }
 
-// The path from `rows` to `target` and the rows after it, or why not.
-absl::Status PlanStep(const migrations::Resolver& resolver, const DatabaseStatus& d,
-                      const std::string& target, bool downgrade, RolloutStep* step) {
-  if (d.state == "unreachable") return absl::UnavailableError(d.reason);
+// The path from `rows` to `target` and the rows after it, or why not (a
+// problem with its code; `database` is left for the caller).
+std::optional<PlanProblem> PlanStep(const migrations::Resolver& resolver, const DatabaseStatus& d,
+                                    const std::string& target, bool downgrade, RolloutStep* step) {
+  if (d.state == "unreachable") return PlanProblem{"", "unreachable", d.reason};
+  if (d.state == "version_rows_lost") {
+    return PlanProblem{"", "version_rows_lost",
+                       absl::StrCat(d.reason,
+                                    "; restore the database or stamp it by hand before a rollout")};
+  }
   if (!d.orphaned.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "orphaned version row", d.orphaned.size() > 1 ? "s " : " ", absl::StrJoin(d.orphaned, ", "),
-        " (no script defines it); Alembic cannot move this database"));
+    return PlanProblem{
+        "", "orphaned",
+        absl::StrCat("orphaned version row", d.orphaned.size() > 1 ? "s " : " ",
+                     absl::StrJoin(d.orphaned, ", "),
+                     " (no script defines it); Alembic cannot move this database")};
   }
   absl::StatusOr<std::vector<migrations::MigrationStep>> path =
       downgrade ? migrations::PlanDowngrade(resolver, d.revisions, target)
@@ -59,7 +69,8 @@ absl::Status PlanStep(const migrations::Resolver& resolver, const DatabaseStatus
   if (!path.ok()) {
     migrations::CommandErrorContext context = downgrade ? migrations::DowngradeErrorContext(target)
                                                         : migrations::UpgradeErrorContext(target);
-    return absl::FailedPreconditionError(migrations::CommandErrorMessage(path.status(), context));
+    return PlanProblem{"", "cannot-plan",
+                       migrations::CommandErrorMessage(path.status(), context)};
   }
   step->environment = d.environment;
   step->database = d.name;
@@ -68,44 +79,80 @@ absl::Status PlanStep(const migrations::Resolver& resolver, const DatabaseStatus
   for (const migrations::MigrationStep& s : *path) {
     step->path.push_back(resolver.graph().id(s.revision));
   }
-  return absl::OkStatus();
+  return std::nullopt;
 }
 
 // Why `env` may not be promoted now, judged on the databases of the
 // environment it comes after; empty when it may.
-std::vector<std::string> PromotionProblems(const config::EnvironmentConfig& env,
+std::vector<PlanProblem> PromotionProblems(const config::EnvironmentConfig& env,
                                            const migrations::Resolver& resolver,
                                            const std::string& target, const FleetSnapshot& fleet,
                                            absl::Time now) {
-  std::vector<std::string> problems;
+  std::vector<PlanProblem> problems;
+  auto problem = [&](std::string message) {
+    problems.push_back({"", "promotion", std::move(message)});
+  };
   absl::Time last_change = absl::InfinitePast();
   int databases = 0;
   for (const DatabaseStatus& d : fleet.databases) {
     if (d.environment != env.after) continue;
     ++databases;
     RolloutStep probe;
-    absl::Status s = PlanStep(resolver, d, target, false, &probe);
-    if (!s.ok() || !probe.path.empty()) {
-      problems.push_back(absl::StrCat(
-          "promotion: ", env.name, " comes after ", env.after, ", but ", d.key(), " does not hold ",
-          target, " yet (",
-          s.ok() ? absl::StrCat(probe.path.size(), " pending") : std::string(s.message()), ")"));
+    std::optional<PlanProblem> p = PlanStep(resolver, d, target, false, &probe);
+    if (p || !probe.path.empty()) {
+      problem(absl::StrCat(env.name, " comes after ", env.after, ", but ", d.key(),
+                           " does not hold ", target, " yet (",
+                           p ? p->message : absl::StrCat(probe.path.size(), " pending"), ")"));
     }
     last_change = std::max(last_change, d.last_change);
   }
   if (databases == 0) {
-    problems.push_back(absl::StrCat("promotion: ", env.name, " comes after ", env.after,
-                                    ", which has no databases to prove ", target, " on"));
+    problem(absl::StrCat(env.name, " comes after ", env.after, ", which has no databases to prove ",
+                         target, " on"));
   }
   if (problems.empty() && last_change != absl::InfinitePast() && now - last_change < env.soak) {
-    problems.push_back(absl::StrCat(
-        "promotion: ", env.after, " has held ", target, " for ",
+    problem(absl::StrCat(
+        env.after, " has held ", target, " for ",
         absl::FormatDuration(absl::Trunc(now - last_change, absl::Seconds(1))), " of its ",
         absl::FormatDuration(env.soak), " soak (until ",
         absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", last_change + env.soak, absl::UTCTimeZone()),
         ")"));
   }
   return problems;
+}
+
+// The lint findings that concern this rollout (see PlanRollout).
+std::vector<PlanProblem> LintProblems(const std::vector<migrations::LintFinding>& lint,
+                                      const migrations::Resolver& resolver, const Rollout& rollout) {
+  std::set<std::string> in_path;               // files of revisions some step runs
+  std::set<std::string> in_downgrade_policy;   // ... in a stage that rolls back by downgrade
+  const migrations::RevisionGraph& g = resolver.graph();
+  std::map<std::string, const RolloutStage*> stages;
+  for (const RolloutStage& st : rollout.stages) stages[st.environment] = &st;
+  for (const RolloutStep& step : rollout.steps) {
+    const bool downgrades = stages[step.environment]->on_failure == "downgrade";
+    for (const std::string& id : step.path) {
+      std::optional<int> idx = g.Find(id);
+      if (!idx) continue;
+      in_path.insert(g.node(*idx).file->path);
+      if (downgrades) in_downgrade_policy.insert(g.node(*idx).file->path);
+    }
+  }
+  std::vector<PlanProblem> out;
+  for (const migrations::LintFinding& f : lint) {
+    bool blocks = false;
+    if (f.code == "duplicate-revision" || f.code == "unreadable" || f.code == "graph-error") {
+      blocks = true;
+    } else if (f.code == "empty-upgrade" || f.code == "filename-mismatch") {
+      blocks = in_path.count(f.path) > 0;
+    } else if (f.code == "empty-downgrade") {
+      blocks = in_downgrade_policy.count(f.path) > 0;
+    }
+    if (!blocks) continue;
+    std::string where = f.line > 0 ? absl::StrCat(f.path, ":", f.line) : f.path;
+    out.push_back({"", f.code, absl::StrCat(f.message, " (", where, ")")});
+  }
+  return out;
 }
 
 absl::Status TargetExists(const migrations::Resolver& resolver, const std::string& target,
@@ -123,17 +170,38 @@ absl::Status TargetExists(const migrations::Resolver& resolver, const std::strin
 
 }  // namespace
 
-absl::StatusOr<Rollout> PlanRollout(const RolloutRequest& request, const config::Inventory& inv,
-                                    const migrations::Resolver& resolver,
-                                    const FleetSnapshot& fleet, absl::Time now,
-                                    std::vector<std::string>* overridden) {
-  Rollout rollout;
+std::string PlanProblem::Text() const {
+  return absl::StrCat(database.empty() ? code : database, ": ", message);
+}
+
+absl::Status RolloutPlan::BlockingStatus() const {
+  if (problems.empty()) return absl::OkStatus();
+  std::vector<std::string> lines;
+  for (const PlanProblem& p : problems) lines.push_back(p.Text());
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot roll out ", rollout.target, ":\n", absl::StrJoin(lines, "\n")));
+}
+
+absl::StatusOr<RolloutPlan> PlanRollout(const RolloutRequest& request,
+                                        const config::Inventory& inv,
+                                        const migrations::Resolver& resolver,
+                                        const FleetSnapshot& fleet, absl::Time now,
+                                        const std::vector<migrations::LintFinding>& lint) {
+  RolloutPlan plan;
+  Rollout& rollout = plan.rollout;
   rollout.kind = "upgrade";
+  rollout.state = "planned";
   rollout.target = request.target.empty() ? "heads" : request.target;
   rollout.created_by = request.requested_by;
   rollout.override_promotion = request.override_promotion;
   absl::Status exists = TargetExists(resolver, rollout.target, &rollout.target_revisions);
   if (!exists.ok()) return exists;
+  if (rollout.target == "heads" && rollout.target_revisions.size() > 1) {
+    plan.notes.push_back(absl::StrCat(
+        "heads is ", rollout.target_revisions.size(), " revisions (",
+        absl::StrJoin(rollout.target_revisions, ", "),
+        "): the graph has unmerged branches, and each database gets every branch"));
+  }
 
   std::set<std::string> scope(request.environments.begin(), request.environments.end());
   for (const std::string& e : scope) {
@@ -145,34 +213,65 @@ absl::StatusOr<Rollout> PlanRollout(const RolloutRequest& request, const config:
     }
   }
   std::vector<bool> filter_used(request.databases.size(), false);
-  std::vector<std::string> problems;
-  std::vector<std::string> promotion;
+  std::vector<PlanProblem>& problems = plan.problems;
+  std::vector<PlanProblem> promotion;
   std::set<std::string> moving_envs;
+  if (fleet.graph.broken) {
+    problems.push_back({"", "scripts-broken",
+                        absl::StrCat("the revision scripts do not load: ", fleet.graph.error,
+                                     " (lockstep still shows the last good graph; Alembic would "
+                                     "fail on these files)")});
+  }
   for (const config::EnvironmentConfig& env : inv.environments) {
     if (!scope.empty() && !scope.count(env.name)) continue;
     RolloutStage stage = StageFor(env);
     std::vector<RolloutStep> steps;
+    std::set<std::string> names;  // every database of the environment, listed or discovered
+    std::set<std::string> selected_names;
     for (const DatabaseStatus& d : fleet.databases) {
       if (d.environment != env.name) continue;
+      names.insert(d.name);
       bool selected = request.databases.empty();
       for (size_t i = 0; i < request.databases.size(); ++i) {
         if (Matches(request.databases[i], d)) selected = filter_used[i] = true;
       }
       if (!selected) continue;
+      selected_names.insert(d.name);
       RolloutStep step;
-      absl::Status s = PlanStep(resolver, d, rollout.target, false, &step);
-      if (!s.ok()) {
-        problems.push_back(absl::StrCat(d.key(), ": ", s.message()));
+      if (std::optional<PlanProblem> p = PlanStep(resolver, d, rollout.target, false, &step)) {
+        p->database = d.key();
+        problems.push_back(*std::move(p));
         continue;
       }
       if (step.path.empty()) continue;  // already there
       step.canary = std::find(env.canary.begin(), env.canary.end(), d.name) != env.canary.end();
       steps.push_back(std::move(step));
     }
+    // A canary is named by its database name, listed or discovered; a name
+    // that matches nothing would silently leave the stage without canaries.
+    for (const std::string& c : env.canary) {
+      if (!names.count(c)) {
+        std::string hint;  // "tenant-a.db" for the discovered "tenant-a", and the like
+        for (const std::string& n : names) {
+          if (absl::StartsWith(c, n) || absl::StartsWith(n, c)) {
+            hint = absl::StrCat("; did you mean '", n, "'?");
+          }
+        }
+        problems.push_back(
+            {"", "canary-unknown",
+             absl::StrCat(env.name, ": canary '", c, "' matches no database (it has ",
+                          names.size(), names.size() == 1 ? " database" : " databases", hint,
+                          ")")});
+      } else if (!selected_names.count(c) && !steps.empty()) {
+        plan.notes.push_back(absl::StrCat(env.name, ": canary ", c,
+                                          " is not in this rollout (--db), so ", env.name,
+                                          " starts without it"));
+      }
+    }
     // An `after` environment moved by this rollout is gated at run time
     // (its stage must succeed and soak); one that is not is checked now.
     if (!env.after.empty() && !moving_envs.count(env.after) && !steps.empty()) {
-      std::vector<std::string> p = PromotionProblems(env, resolver, rollout.target, fleet, now);
+      std::vector<PlanProblem> p = PromotionProblems(env, resolver, rollout.target, fleet, now);
       promotion.insert(promotion.end(), p.begin(), p.end());
     }
     if (!steps.empty()) moving_envs.insert(env.name);
@@ -207,16 +306,14 @@ absl::StatusOr<Rollout> PlanRollout(const RolloutRequest& request, const config:
                                                      "' matches no database in scope"));
     }
   }
-  if (request.override_promotion) {
-    if (overridden != nullptr) *overridden = promotion;
-  } else {
-    problems.insert(problems.end(), promotion.begin(), promotion.end());
+  std::vector<PlanProblem>& promotion_to =
+      request.override_promotion ? plan.overridden : plan.problems;
+  promotion_to.insert(promotion_to.end(), promotion.begin(), promotion.end());
+  const std::set<std::string> allowed(request.allow_lint.begin(), request.allow_lint.end());
+  for (PlanProblem& p : LintProblems(lint, resolver, rollout)) {
+    (allowed.count(p.code) ? plan.overridden : plan.problems).push_back(std::move(p));
   }
-  if (!problems.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot roll out ", rollout.target, ":\n", absl::StrJoin(problems, "\n")));
-  }
-  return rollout;
+  return plan;
 }
 
 absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std::string& database,
@@ -234,8 +331,9 @@ absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std:
   absl::Status exists = TargetExists(resolver, target, &rollout.target_revisions);
   if (!exists.ok() && target != "base") return exists;
   RolloutStep step;
-  absl::Status s = PlanStep(resolver, *d, target, true, &step);
-  if (!s.ok()) return absl::FailedPreconditionError(absl::StrCat(d->key(), ": ", s.message()));
+  if (std::optional<PlanProblem> p = PlanStep(resolver, *d, target, true, &step)) {
+    return absl::FailedPreconditionError(absl::StrCat(d->key(), ": ", p->message));
+  }
   if (step.path.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat(d->key(), " is already at ", target, "; nothing to downgrade"));

@@ -5,10 +5,10 @@
 //
 // Example:
 //   RolloutRequest req{.target = "heads", .environments = {"staging"}};
-//   absl::StatusOr<Rollout> plan = PlanRollout(req, inv, resolver, snapshot, absl::Now());
-//   // FAILED_PRECONDITION lists every blocking problem, one per line:
-//   //   "prod/tenant-7: unreachable (connection refused)"
-//   //   "promotion: prod comes after staging, but staging/app does not hold heads"
+//   absl::StatusOr<RolloutPlan> plan = PlanRollout(req, inv, resolver, snapshot, absl::Now());
+//   // plan->problems lists every blocking problem:
+//   //   {"prod/tenant-7", "unreachable", "connection refused"}
+//   //   {"", "promotion", "prod comes after staging, but staging/app does not hold heads"}
 #ifndef LOCKSTEP_DAEMON_ROLLOUT_PLANNER_H_
 #define LOCKSTEP_DAEMON_ROLLOUT_PLANNER_H_
 
@@ -20,6 +20,7 @@
 #include "config/inventory.h"
 #include "daemon/core/fleet.h"
 #include "daemon/core/rollout.h"
+#include "migrations/lint.h"
 #include "migrations/resolver.h"
 
 namespace lockstep::daemon {
@@ -30,18 +31,53 @@ struct RolloutRequest {
   // Database filters: "name", "env/name", globs ("tenant-*"); empty: all.
   std::vector<std::string> databases;
   bool override_promotion = false;  // start although the promotion gate is closed
+  // Lint codes (empty-upgrade, filename-mismatch, ...) that do not block
+  // this rollout; each overridden finding is recorded in its events.
+  std::vector<std::string> allow_lint;
   std::string requested_by;
+};
+
+// Why a rollout may not start. `code` is stable (README: plan -o json):
+// unreachable, orphaned, version_rows_lost, cannot-plan, canary-unknown,
+// scripts-broken, promotion, or a lint code (empty-upgrade, empty-downgrade,
+// filename-mismatch, duplicate-revision, unreadable, graph-error).
+struct PlanProblem {
+  std::string database;  // env/name, or empty for a project or environment problem
+  std::string code;
+  std::string message;
+
+  // "prod/tenant-c: orphaned version row ..." or "promotion: dev has held ...".
+  std::string Text() const;
+};
+
+struct RolloutPlan {
+  Rollout rollout;                       // stages and steps; no id, not started
+  std::vector<PlanProblem> problems;     // each one blocks the rollout
+  std::vector<PlanProblem> overridden;   // would block; the request overrode them
+  std::vector<std::string> notes;        // worth knowing, not blocking
+
+  bool blocked() const { return !problems.empty(); }
+  // FAILED_PRECONDITION listing every problem, one per line; OK when none.
+  absl::Status BlockingStatus() const;
 };
 
 // Stages, waves and steps for an upgrade. Databases already at the target
 // get no step. Errors: INVALID_ARGUMENT (unknown or ambiguous target, unknown
-// environment, a filter matching nothing), FAILED_PRECONDITION (blocking
-// problems, all listed). With override_promotion, promotion problems do not
-// block; they are returned in `overridden` for the audit trail.
-absl::StatusOr<Rollout> PlanRollout(const RolloutRequest& request, const config::Inventory& inv,
-                                    const migrations::Resolver& resolver,
-                                    const FleetSnapshot& fleet, absl::Time now,
-                                    std::vector<std::string>* overridden = nullptr);
+// environment, a filter matching nothing). Everything that blocks the
+// rollout (unreachable or orphaned databases, no path, promotion, scripts
+// that do not load, lint findings on the revisions it would run) is listed
+// in the plan's `problems`. With override_promotion and allow_lint, those
+// problems move to `overridden` for the audit trail.
+//
+// `lint` holds the project's lint findings (LintProject); those that concern
+// the rollout block it: empty-upgrade and filename-mismatch on a revision in
+// a step's path, empty-downgrade there when on_failure is downgrade, and
+// duplicate-revision, unreadable and graph-error anywhere.
+absl::StatusOr<RolloutPlan> PlanRollout(const RolloutRequest& request,
+                                        const config::Inventory& inv,
+                                        const migrations::Resolver& resolver,
+                                        const FleetSnapshot& fleet, absl::Time now,
+                                        const std::vector<migrations::LintFinding>& lint = {});
 
 // One database downgraded (or upgraded) to `target`, always with a backup:
 // a one-step rollout of kind "downgrade" for incident work.

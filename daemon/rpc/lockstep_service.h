@@ -32,7 +32,7 @@ class LockstepService final : public lockstep::v1::Lockstep::Service {
 
   // Rollouts and backups (rollout_service.cc).
   grpc::Status PlanRollout(grpc::ServerContext* ctx, const v1::StartRolloutRequest* req,
-                           v1::RolloutResponse* resp) override;
+                           v1::PlanRolloutResponse* resp) override;
   grpc::Status StartRollout(grpc::ServerContext* ctx, const v1::StartRolloutRequest* req,
                             v1::RolloutResponse* resp) override;
   grpc::Status WatchRollout(grpc::ServerContext* ctx, const v1::WatchRolloutRequest* req,

@@ -80,8 +80,15 @@ RolloutRequest FromProto(const v1::StartRolloutRequest& req) {
   r.environments.assign(req.environments().begin(), req.environments().end());
   r.databases.assign(req.databases().begin(), req.databases().end());
   r.override_promotion = req.override_promotion();
+  r.allow_lint.assign(req.allow_lint().begin(), req.allow_lint().end());
   r.requested_by = req.actor();
   return r;
+}
+
+void ToProto(const PlanProblem& p, v1::PlanProblem* out) {
+  out->set_database(p.database);
+  out->set_code(p.code);
+  out->set_message(p.message);
 }
 
 grpc::Status Reply(const absl::StatusOr<Rollout>& r, v1::RolloutResponse* resp) {
@@ -109,8 +116,14 @@ grpc::Status LockstepService::Act(const v1::RolloutActionRequest& req,
 }
 
 grpc::Status LockstepService::PlanRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,
-                                          v1::RolloutResponse* resp) {
-  return Reply(engine_->Plan(FromProto(*req)), resp);
+                                          v1::PlanRolloutResponse* resp) {
+  absl::StatusOr<RolloutPlan> plan = engine_->Plan(FromProto(*req));
+  if (!plan.ok()) return ToGrpc(plan.status());
+  ToProto(plan->rollout, resp->mutable_plan());
+  for (const PlanProblem& p : plan->problems) ToProto(p, resp->add_problems());
+  for (const PlanProblem& p : plan->overridden) ToProto(p, resp->add_overridden());
+  Copy(plan->notes, resp->mutable_notes());
+  return grpc::Status::OK;
 }
 
 grpc::Status LockstepService::StartRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,

@@ -231,6 +231,11 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
     def test_1_plan_shows_stages_and_changes_nothing(self):
         rc, plan = rollout_json(self.d, "plan", "--to", "heads")
         self.assertEqual(rc, 0, plan)
+        # A plan, not a rollout: no id, no state, nothing that happened yet.
+        self.assertEqual(sorted(plan), ["blocked", "kind", "notes", "overridden", "problems",
+                                        "stages", "steps", "target", "target_revisions"])
+        self.assertNotIn("state", plan["steps"][0])
+        self.assertNotIn("state", plan["stages"][0])
         self.assertEqual([s["environment"] for s in plan["stages"]], ["dev", "staging", "prod"])
         prod = [s for s in plan["steps"] if s["environment"] == "prod"]
         self.assertEqual([(s["database"], s["wave"], s["canary"]) for s in prod],
@@ -244,10 +249,19 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
         p = self.d.cli("plan", "--to", "heads", "--env", "prod", check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("promotion: prod comes after staging, but staging/app does not hold heads", p.stderr)
+        rc, blocked = rollout_json(self.d, "plan", "--to", "heads", "--env", "prod")
+        self.assertEqual(rc, 1)
+        self.assertTrue(blocked["blocked"])
+        self.assertEqual(blocked["problems"], [{
+            "database": "", "code": "promotion",
+            "message": "prod comes after staging, but staging/app does not hold heads yet (3 pending)"}])
+        self.assertEqual(len(blocked["steps"]), 5)  # what it would do, once unblocked
         # ... unless overridden, which is said in the plan.
         rc, plan = rollout_json(self.d, "plan", "--to", "heads", "--env", "prod", "--override-promotion")
         self.assertEqual(rc, 0)
-        self.assertIn("promotion gate overridden", plan["reason"])
+        self.assertFalse(plan["blocked"])
+        self.assertEqual([p["code"] for p in plan["overridden"]], ["promotion"])
+        self.assertIn("staging/app does not hold heads", plan["overridden"][0]["message"])
         # Unknown targets and environments name what is wrong.
         p = self.d.cli("plan", "--to", "nosuchrev", check=False)
         self.assertEqual(p.returncode, 1)
