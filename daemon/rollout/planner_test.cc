@@ -80,9 +80,22 @@ class PlannerTest : public ::testing::Test {
     fleet_.databases.push_back(d);
     return fleet_.databases.back();
   }
+  // The rollout, or what StartRollout would refuse with.
   absl::StatusOr<Rollout> Plan(RolloutRequest req, std::vector<std::string>* overridden = nullptr) {
-    return PlanRollout(req, inv_, *resolver_, fleet_, now_, overridden);
+    absl::StatusOr<RolloutPlan> plan = PlanRollout(req, inv_, *resolver_, fleet_, now_, lint_);
+    if (!plan.ok()) return plan.status();
+    if (absl::Status blocked = plan->BlockingStatus(); !blocked.ok()) return blocked;
+    for (const PlanProblem& p : plan->overridden) {
+      if (overridden != nullptr) overridden->push_back(p.Text());
+    }
+    return plan->rollout;
   }
+  RolloutPlan FullPlan(RolloutRequest req) {
+    absl::StatusOr<RolloutPlan> plan = PlanRollout(req, inv_, *resolver_, fleet_, now_, lint_);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return plan.ok() ? *std::move(plan) : RolloutPlan{};
+  }
+  std::vector<migrations::LintFinding> lint_;
 
   std::unique_ptr<migrations::RevisionGraph> graph_;
   std::unique_ptr<migrations::Resolver> resolver_;
@@ -187,6 +200,91 @@ TEST_F(PlannerTest, DowngradeIsOneStepWithABackup) {
             absl::StatusCode::kNotFound);
   EXPECT_THAT(PlanDowngrade("prod", "t2", "a", inv_, *resolver_, fleet_).status().message(),
               HasSubstr("already at a"));
+}
+
+TEST_F(PlannerTest, ProblemsCarryDatabaseAndCode) {
+  Set("prod", "t3", {"zzz"}).orphaned = {"zzz"};
+  RolloutPlan plan = FullPlan(Req("heads", {"prod"}));
+  ASSERT_TRUE(plan.blocked());
+  ASSERT_EQ(plan.problems.size(), 2u);
+  EXPECT_EQ(plan.problems[0].database, "prod/t3");
+  EXPECT_EQ(plan.problems[0].code, "orphaned");
+  EXPECT_EQ(plan.problems[1].database, "");
+  EXPECT_EQ(plan.problems[1].code, "promotion");
+  EXPECT_THAT(plan.problems[1].Text(), HasSubstr("promotion: prod comes after staging"));
+  EXPECT_EQ(plan.rollout.id, "");
+  EXPECT_EQ(plan.rollout.state, "planned");
+  EXPECT_FALSE(plan.rollout.steps.empty());  // the plan is still shown
+}
+
+// The scripts on disk no longer load: lockstep plans on the last good graph,
+// but Alembic would fail on them, so nothing may start.
+TEST_F(PlannerTest, BrokenScriptsBlock) {
+  fleet_.graph.broken = true;
+  fleet_.graph.error = "versions/x.py:3: cannot parse";
+  RolloutPlan plan = FullPlan(Req("heads", {"dev"}));
+  ASSERT_EQ(plan.problems.size(), 1u);
+  EXPECT_EQ(plan.problems[0].code, "scripts-broken");
+  EXPECT_THAT(plan.problems[0].message, HasSubstr("versions/x.py:3: cannot parse"));
+}
+
+TEST_F(PlannerTest, LintFindingsOnThePathBlockUnlessAllowed) {
+  Set("dev", "app", {"b"});  // dev runs only c
+  lint_ = {{"/versions/b_.py", 7, "empty-upgrade", "upgrade() of b does nothing"},
+           {"/versions/c_.py", 3, "filename-mismatch", "revision id 'c' ..."},
+           {"/versions/c_.py", 9, "revises-mismatch", "docstring says ..."},
+           {"/versions/c_.py", 12, "empty-downgrade", "downgrade() of c does nothing"}};
+  RolloutPlan plan = FullPlan(Req("heads", {"dev"}));
+  // b is not on dev's path; revises-mismatch never blocks; dev restores on failure.
+  ASSERT_EQ(plan.problems.size(), 1u);
+  EXPECT_EQ(plan.problems[0].code, "filename-mismatch");
+  EXPECT_THAT(plan.problems[0].message, HasSubstr("(/versions/c_.py:3)"));
+  // prod rolls back by downgrade: an empty downgrade on its path blocks too;
+  // staging runs b and c.
+  plan = FullPlan(Req("heads", {}, {}, true));
+  std::vector<std::string> codes;
+  for (const PlanProblem& p : plan.problems) codes.push_back(p.code);
+  EXPECT_THAT(codes, ElementsAre("empty-upgrade", "filename-mismatch", "empty-downgrade"));
+  RolloutRequest allow = Req("heads", {"dev"});
+  allow.allow_lint = {"filename-mismatch"};
+  plan = FullPlan(allow);
+  EXPECT_FALSE(plan.blocked());
+  ASSERT_EQ(plan.overridden.size(), 1u);
+  EXPECT_EQ(plan.overridden[0].code, "filename-mismatch");
+}
+
+TEST_F(PlannerTest, CanaryMatchingNothingBlocksAndADiscoveredOneCounts) {
+  // t5 is discovered at refresh time (not listed): it is a canary by that name.
+  fleet_.databases.erase(std::remove_if(fleet_.databases.begin(), fleet_.databases.end(),
+                                        [](const DatabaseStatus& d) { return d.name == "t2"; }),
+                         fleet_.databases.end());
+  Set("prod", "t5", {"a"}).discovered = true;
+  RolloutPlan plan = FullPlan(Req("heads", {"prod"}, {}, true));
+  ASSERT_EQ(plan.problems.size(), 1u);
+  EXPECT_EQ(plan.problems[0].code, "canary-unknown");
+  EXPECT_THAT(plan.problems[0].message,
+              HasSubstr("prod: canary 't2' matches no database (it has 5 databases)"));
+  ASSERT_FALSE(plan.rollout.steps.empty());
+  EXPECT_EQ(plan.rollout.steps[0].database, "t5");
+  EXPECT_TRUE(plan.rollout.steps[0].canary);
+  // A canary left out by --db is said, not silently dropped.
+  Set("prod", "t2", {"a"});
+  plan = FullPlan(Req("heads", {"prod"}, {"t1"}, true));
+  EXPECT_FALSE(plan.blocked());
+  EXPECT_THAT(plan.notes, ElementsAre(HasSubstr("canary t5 is not in this rollout"),
+                                      HasSubstr("canary t2 is not in this rollout")));
+}
+
+TEST_F(PlannerTest, SeveralHeadsAreSaid) {
+  auto g = migrations::testing::BuildGraph({{"a", {}}, {"b", {"a"}}, {"x", {"a"}}});
+  ASSERT_TRUE(g.ok());
+  graph_ = std::make_unique<migrations::RevisionGraph>(*std::move(g));
+  resolver_ = std::make_unique<migrations::Resolver>(graph_.get());
+  RolloutPlan plan = FullPlan(Req("heads", {"dev"}));
+  EXPECT_THAT(plan.notes, ElementsAre(HasSubstr("heads is 2 revisions (b, x)")));
+  EXPECT_THAT(plan.rollout.steps[0].expected, ElementsAre("b", "x"));
+  // `head` with two heads is Alembic's own error.
+  EXPECT_THAT(Plan(Req("head", {"dev"})).status().message(), HasSubstr("Multiple head revisions"));
 }
 
 }  // namespace
