@@ -56,7 +56,11 @@ void WriteStage(JsonWriter& w, const v1::RolloutStage& s, bool plan) {
   w.Key("batch_size").Int(s.batch_size()).Key("max_parallel").Int(s.max_parallel());
   w.Key("max_failures").Int(s.max_failures()).Key("on_failure").String(s.on_failure());
   w.Key("backup_required").Bool(s.backup_required());
+  w.Key("canary_soak_seconds").Int(static_cast<long>(s.canary_soak().seconds()));
+  w.Key("canary_approval_required").Bool(s.canary_approval_required());
   if (!plan) {
+    w.Key("canary_approved_by").String(s.canary_approved_by());
+    w.Key("canary_approved_at").String(Time(s.canary_approved_at()));
     w.Key("failures").Int(s.failures());
     w.Key("started_at").String(Time(s.started_at())).Key("finished_at").String(Time(s.finished_at()));
   }
@@ -180,6 +184,15 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
           absl::StrCat("soak ", absl::FormatDuration(absl::Seconds(st.soak().seconds()))));
     }
     if (st.backup_required()) policy.push_back("backup required");
+    if (st.canary_soak().seconds() > 0) {
+      policy.push_back(absl::StrCat("canaries soak ",
+                                    absl::FormatDuration(absl::Seconds(st.canary_soak().seconds()))));
+    }
+    if (st.canary_approval_required()) {
+      policy.push_back(st.canary_approved_by().empty()
+                           ? "canary approval required"
+                           : "canaries approved by " + st.canary_approved_by());
+    }
     policy.push_back(absl::StrCat("batch ", st.batch_size(), ", ", st.max_parallel(), " at once"));
     policy.push_back(absl::StrCat("max_failures ", st.max_failures()));
     policy.push_back("on_failure " + st.on_failure());

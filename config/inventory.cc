@@ -305,8 +305,9 @@ class Loader {
     for (size_t i = 0; i < n.size(); ++i) {
       const YAML::Node e = n[i];
       std::string p = absl::StrCat("environments[", i, "]");
-      if (!Keys(e, p, {"name", "after", "soak", "approval", "backup", "canary", "batch_size",
-                       "max_parallel", "max_failures", "on_failure", "target", "databases"})) {
+      if (!Keys(e, p, {"name", "after", "soak", "approval", "backup", "canary", "canary_soak",
+                       "canary_approval", "batch_size", "max_parallel", "max_failures",
+                       "on_failure", "target", "databases"})) {
         continue;
       }
       EnvironmentConfig env;
@@ -349,6 +350,12 @@ class Loader {
         } else {
           Error(c, p + ".canary", "expected a database name or a list of names");
         }
+      }
+      Duration(e, "canary_soak", p, &env.canary_soak);
+      Required(e, "canary_approval", p, &env.canary_approval_required);
+      if (env.canary.empty() && (e["canary_soak"] || e["canary_approval"])) {
+        Error(e[e["canary_soak"] ? "canary_soak" : "canary_approval"], p,
+              "canary_soak and canary_approval need canary (the databases that go first)");
       }
       Databases(e, p, inv.project, &env);
       std::set<std::string> names;

@@ -93,6 +93,11 @@ struct EnvironmentConfig {
   bool approval_required = false;
   bool backup_required = false;
   std::vector<std::string> canary;
+  // The canary gate, between the canary waves and the rest of the stage:
+  // how long the canaries must hold the target (checked again at the end),
+  // and whether someone must approve the rest once they did.
+  absl::Duration canary_soak = absl::ZeroDuration();
+  bool canary_approval_required = false;
   int batch_size = 10;
   int max_parallel = 4;
   int max_failures = 0;

@@ -63,6 +63,12 @@ struct RolloutStage {
   int failures = 0;
   std::string approved_by;
   absl::Time approved_at = absl::InfinitePast();
+  // The canary gate (see EnvironmentConfig): after the canary waves, hold
+  // for canary_soak, then wait for an approval when required.
+  absl::Duration canary_soak;
+  bool canary_approval_required = false;
+  std::string canary_approved_by;
+  absl::Time canary_approved_at = absl::InfinitePast();
   absl::Time started_at = absl::InfinitePast();
   absl::Time finished_at = absl::InfinitePast();
 };

@@ -1,6 +1,7 @@
 #include "daemon/rollout/engine.h"
 
 #include <algorithm>
+#include <set>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -47,6 +48,7 @@ struct RolloutEngine::Active {
   bool halted = false;
   std::string stop_reason;          // why pending steps are skipped
   std::atomic<bool> cancel{false};  // stops running Alembic processes (abort, Stop)
+  std::set<size_t> canary_gates_passed;  // stages whose canary gate is behind them
 };
 
 RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore* store,
@@ -298,6 +300,23 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
     SaveStage(**a, i);
     Emit(**a, "approved", s.environment, "",
          absl::StrCat(s.environment, " approved by ", s.approved_by));
+    return absl::OkStatus();
+  }
+  // The canary gate is approved only once the canaries are done and held:
+  // an approval given before would vouch for nothing.
+  for (size_t i = 0; i < r.stages.size(); ++i) {
+    RolloutStage& s = r.stages[i];
+    if (!s.canary_approval_required || !s.canary_approved_by.empty() ||
+        s.state != "awaiting_approval") {
+      continue;
+    }
+    s.canary_approved_by = who.empty() ? "unnamed" : who;
+    s.canary_approved_at = absl::Now();
+    SaveStage(**a, i);
+    Emit(**a, "approved", s.environment, "",
+         absl::StrCat(s.environment, " canaries approved by ", s.canary_approved_by,
+                      "; the other databases start"));
+    changed_.notify_all();
     return absl::OkStatus();
   }
   return absl::FailedPreconditionError(
@@ -552,6 +571,8 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
   UpdateGauges();
   lock.unlock();
   for (const auto& [wave, steps] : waves) {
+    const bool canary_wave = a.r.steps[static_cast<size_t>(steps.front())].canary;
+    if (!canary_wave && !CanaryGate(a, i)) break;
     RunWave(a, i, steps);
     lock.lock();
     bool stop = a.aborted || a.halted || stopping_;
@@ -641,6 +662,101 @@ StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
     return stopping_;
   };
   return hooks;
+}
+
+bool RolloutEngine::CanaryGate(Active& a, size_t i) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (a.canary_gates_passed.count(i)) return true;
+  RolloutStage& st = a.r.stages[i];
+  std::vector<RolloutStep> canaries;
+  absl::Time done = absl::InfinitePast();
+  int rest = 0;
+  for (const RolloutStep& s : a.r.steps) {
+    if (s.environment != st.environment) continue;
+    if (!s.canary) {
+      ++rest;
+      continue;
+    }
+    canaries.push_back(s);
+    done = std::max(done, s.finished_at);
+  }
+  auto halt = [&](const std::string& why) {
+    a.halted = true;
+    a.stop_reason = absl::StrCat("rollout halted: ", why);
+    Emit(a, "halted", st.environment, "", a.stop_reason);
+    return false;
+  };
+  // A canary that failed stops the stage, whatever max_failures allows:
+  // that is what it went first for.
+  for (const RolloutStep& c : canaries) {
+    if (c.state != "succeeded") {
+      return halt(absl::StrCat("canary ", c.key(), " ", c.state, ": ", c.error));
+    }
+  }
+  const std::string others = Plural(static_cast<size_t>(rest), "other database");
+  if (!canaries.empty() && st.canary_soak > absl::ZeroDuration()) {
+    const absl::Time until = done + st.canary_soak;
+    if (absl::Now() < until) {
+      st.state = "soaking";
+      SaveStage(a, i);
+      if (!a.paused) a.r.state = "soaking";
+      a.r.reason = absl::StrCat(st.environment, " canaries soak until ", When(until), " before the ",
+                                others);
+      SaveHeader(a);
+      Emit(a, "canary_soaking", st.environment, "", a.r.reason);
+      UpdateGauges();
+      if (!WaitUntil(lock, a, [] { return false; }, until)) return false;
+    }
+    // Healthy: each canary still holds what its step left there.
+    lock.unlock();
+    std::vector<std::string> unhealthy;
+    for (const RolloutStep& c : canaries) {
+      std::optional<VersionTarget> target = reconciler_->Target(c.key());
+      if (!target) {
+        unhealthy.push_back(absl::StrCat(c.key(), " is no longer in the inventory"));
+        continue;
+      }
+      VersionRead read = reader_->Read(*target);
+      if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
+        unhealthy.push_back(absl::StrCat(c.key(), " cannot be read: ", read.error));
+      } else if (read.rows != c.expected) {
+        unhealthy.push_back(absl::StrCat(c.key(), " holds [", absl::StrJoin(read.rows, ", "),
+                                         "], not [", absl::StrJoin(c.expected, ", "), "]"));
+      }
+    }
+    lock.lock();
+    if (stopping_ || a.aborted) return false;
+    if (!unhealthy.empty()) {
+      return halt(absl::StrCat("canaries did not hold through their soak: ",
+                               absl::StrJoin(unhealthy, "; ")));
+    }
+    Emit(a, "canary_soaked", st.environment, "",
+         absl::StrCat(st.environment, " canaries held the target for ",
+                      absl::FormatDuration(st.canary_soak)));
+  }
+  if (!canaries.empty() && st.canary_approval_required && st.canary_approved_by.empty()) {
+    st.state = "awaiting_approval";
+    SaveStage(a, i);
+    if (!a.paused) a.r.state = "awaiting_approval";
+    a.r.reason = absl::StrCat(st.environment, " canaries hold the target; the ", others,
+                              " wait for approval: lockstep approve ", a.r.id);
+    SaveHeader(a);
+    Emit(a, "awaiting_approval", st.environment, "", a.r.reason);
+    UpdateGauges();
+    if (!WaitUntil(lock, a, [&st] { return !st.canary_approved_by.empty(); })) return false;
+  }
+  if (st.state != "running") {
+    st.state = "running";
+    SaveStage(a, i);
+  }
+  if (!a.paused) {
+    a.r.state = "running";
+    a.r.reason.clear();
+    SaveHeader(a);
+  }
+  UpdateGauges();
+  a.canary_gates_passed.insert(i);
+  return true;
 }
 
 void RolloutEngine::CountFailure(Active& a, size_t stage_index, const RolloutStep& failed) {

@@ -109,6 +109,10 @@ class RolloutEngine {
   bool RunStage(Active& a, size_t stage_index);
   void RunWave(Active& a, size_t stage_index, const std::vector<int>& steps);
   void RunStep(Active& a, size_t stage_index, int step_index);
+  // Between a stage's canary waves and the rest: canaries that all
+  // succeeded, held their revisions through canary_soak, and (when
+  // required) an approval. False when the rollout halts or stops there.
+  bool CanaryGate(Active& a, size_t stage_index);
   StepExecutor::Hooks StepHooks(Active& a);
   void Settle(Active& a, RolloutStep* step);  // after a restart
   void Finish(Active& a);

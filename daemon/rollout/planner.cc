@@ -43,6 +43,8 @@ RolloutStage StageFor(const config::EnvironmentConfig& env) {
   s.max_failures = env.max_failures;
   s.on_failure = FailurePolicyName(env.on_failure);
   s.backup_required = env.backup_required;
+  s.canary_soak = env.canary_soak;
+  s.canary_approval_required = env.canary_approval_required;
   return s;
 }
 

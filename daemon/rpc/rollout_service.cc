@@ -21,6 +21,10 @@ void ToProto(const RolloutStage& s, v1::RolloutStage* out) {
   SetTime(s.approved_at, out->mutable_approved_at());
   SetTime(s.started_at, out->mutable_started_at());
   SetTime(s.finished_at, out->mutable_finished_at());
+  SetDuration(s.canary_soak, out->mutable_canary_soak());
+  out->set_canary_approval_required(s.canary_approval_required);
+  out->set_canary_approved_by(s.canary_approved_by);
+  SetTime(s.canary_approved_at, out->mutable_canary_approved_at());
 }
 
 void ToProto(const RolloutStep& s, v1::RolloutStep* out) {

@@ -1,4 +1,4 @@
-// The state store's rollout tables and backup catalog (schema version 2).
+// The state store's rollout tables and backup catalog (schema versions 2 and 3).
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "daemon/state/state_store.h"
@@ -21,8 +21,9 @@ constexpr const char* kUpsertRollout = R"sql(
 constexpr const char* kUpsertStage = R"sql(
   INSERT OR REPLACE INTO rollout_stages (rollout_id, position, environment, state, soak_us,
       approval_required, batch_size, max_parallel, max_failures, on_failure, backup_required,
-      failures, approved_by, approved_at_us, started_at_us, finished_at_us)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
+      failures, approved_by, approved_at_us, started_at_us, finished_at_us, canary_soak_us,
+      canary_approval_required, canary_approved_by, canary_approved_at_us)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
 
 constexpr const char* kUpsertStep = R"sql(
   INSERT OR REPLACE INTO rollout_steps (rollout_id, position, environment, database, wave, canary,
@@ -61,6 +62,10 @@ void BindStage(SQLite::Statement& q, const std::string& id, int position, const 
   q.bind(14, Micros(s.approved_at));
   q.bind(15, Micros(s.started_at));
   q.bind(16, Micros(s.finished_at));
+  q.bind(17, absl::ToInt64Microseconds(s.canary_soak));
+  q.bind(18, s.canary_approval_required ? 1 : 0);
+  q.bind(19, s.canary_approved_by);
+  q.bind(20, Micros(s.canary_approved_at));
 }
 
 void BindStep(SQLite::Statement& q, const std::string& id, const RolloutStep& s) {
@@ -99,7 +104,8 @@ void LoadChildren(SQLite::Database& db, Rollout* r) {
   SQLite::Statement stages(db, R"sql(
     SELECT environment, state, soak_us, approval_required, batch_size, max_parallel, max_failures,
            on_failure, backup_required, failures, approved_by, approved_at_us, started_at_us,
-           finished_at_us
+           finished_at_us, canary_soak_us, canary_approval_required, canary_approved_by,
+           canary_approved_at_us
     FROM rollout_stages WHERE rollout_id = ? ORDER BY position)sql");
   stages.bind(1, r->id);
   while (stages.executeStep()) {
@@ -118,6 +124,10 @@ void LoadChildren(SQLite::Database& db, Rollout* r) {
     s.approved_at = FromMicros(stages.getColumn(11).getInt64());
     s.started_at = FromMicros(stages.getColumn(12).getInt64());
     s.finished_at = FromMicros(stages.getColumn(13).getInt64());
+    s.canary_soak = absl::Microseconds(stages.getColumn(14).getInt64());
+    s.canary_approval_required = stages.getColumn(15).getInt() != 0;
+    s.canary_approved_by = stages.getColumn(16).getString();
+    s.canary_approved_at = FromMicros(stages.getColumn(17).getInt64());
     r->stages.push_back(std::move(s));
   }
   SQLite::Statement steps(db, R"sql(

@@ -120,6 +120,13 @@ CREATE TABLE backups (
 );
 CREATE INDEX backups_by_database ON backups (environment, database, id);
 )sql",
+    // 3: the canary gate of a stage.
+    R"sql(
+ALTER TABLE rollout_stages ADD COLUMN canary_soak_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollout_stages ADD COLUMN canary_approval_required INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollout_stages ADD COLUMN canary_approved_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE rollout_stages ADD COLUMN canary_approved_at_us INTEGER NOT NULL DEFAULT -9223372036854775808;
+)sql",
 };
 
 }  // namespace

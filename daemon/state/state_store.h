@@ -59,7 +59,7 @@ struct RevisionChange {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& path);
   ~StateStore();
