@@ -1,5 +1,7 @@
 #include "daemon/rollout/engine.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <random>
 
@@ -7,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "daemon/rollout/database_ops.h"
+#include "daemon/rollout/restore_check.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -413,8 +416,9 @@ absl::StatusOr<std::vector<Backup>> RolloutEngine::Backups(const std::string& en
   return store_->Backups(environment, database, limit);
 }
 
-absl::StatusOr<std::vector<std::string>> RolloutEngine::Restore(int64_t backup_id,
-                                                                const std::string& who) {
+absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const std::string& who,
+                                                     bool yes) {
+  const std::string actor = who.empty() ? "unnamed" : who;
   absl::StatusOr<Backup> b = store_->GetBackup(backup_id);
   if (!b.ok()) return b.status();
   absl::Status verified = VerifyBackup(*b);
@@ -431,23 +435,83 @@ absl::StatusOr<std::vector<std::string>> RolloutEngine::Restore(int64_t backup_i
   absl::StatusOr<std::unique_ptr<DatabaseLock>> lock =
       DatabaseLock::Acquire(*target, *url, inv->server.connect_timeout);
   if (!lock.ok()) return lock.status();
+
+  // Under the lock nothing moves between this look and the restore. A
+  // database that cannot be read cannot be compared or backed up: refused,
+  // even with `yes` (restore such a one by hand).
+  VersionRead before = reader_->Read(*target);
+  if (before.outcome != ReadOutcome::kOk && before.outcome != ReadOutcome::kNoTable) {
+    return absl::UnavailableError(absl::StrCat("cannot read the version rows of ", key,
+                                               ", so cannot tell what restoring backup ", backup_id,
+                                               " would lose: ", before.error));
+  }
+  absl::StatusOr<BackupComparison> diff = CompareWithBackup(
+      *b, *url, before.rows, inv->server.connect_timeout, inv->project.step_timeout);
+  if (!diff.ok()) return diff.status();
+  if (diff->changed() && !yes) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        key, " changed since backup ", backup_id, " was taken; restoring it would lose:\n  ",
+        absl::StrJoin(diff->Describe(), "\n  "),
+        "\nNothing was changed. To restore anyway (a safety backup of what is there now is "
+        "taken first), confirm with --yes"));
+  }
+
+  // The safety backup goes through the same machinery as a step's, so that
+  // `lockstep restore <its id>` undoes this restore.
+  absl::StatusOr<Backup> safety =
+      TakeBackup(*target, *url, inv->server.backup_dir, inv->project.step_timeout);
+  if (!safety.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("nothing restored: the safety backup of ",
+                                                      key, " failed: ", safety.status().message()));
+  }
+  safety->revisions = before.rows;
+  safety->safety_for = backup_id;
+  safety->note = absl::StrCat("safety copy taken before ", actor, " restored backup ", backup_id);
+  absl::Status catalogued = store_->AddBackup(&*safety);
+  if (!catalogued.ok()) {
+    ::unlink(safety->path.c_str());
+    return absl::InternalError(absl::StrCat(
+        "nothing restored: cannot catalogue the safety backup: ", catalogued.message()));
+  }
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (hooks_.on_backup) hooks_.on_backup(*safety);
+  }
   absl::Status restored = RestoreBackup(*b, *url, inv->project.step_timeout);
-  if (!restored.ok()) return restored;
+  if (!restored.ok()) {
+    return absl::Status(restored.code(), absl::StrCat(restored.message(), " (safety backup ",
+                                                      safety->id, " was taken first)"));
+  }
+  const absl::Time restored_at = absl::Now();
+  absl::Status marked = store_->MarkRestored(backup_id, actor, restored_at);
+  (void)marked;  // the restore happened; lockstepd's log still says who did it
   VersionRead read = reader_->Read(*target);
   lock->reset();
-  (void)who;
   absl::Status refreshed = reconciler_->Refresh();
   (void)refreshed;  // the poll loop reports refresh problems
+
+  RestoreResult result;
+  result.restored = *b;
+  result.restored.restored_by = actor;
+  result.restored.restored_at = restored_at;
+  result.safety = *safety;
+  result.revisions = read.rows;
+  result.changed = diff->changed();
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (hooks_.on_restore) hooks_.on_restore(result);
+  }
   if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
-    return absl::UnavailableError(
-        absl::StrCat("restored ", key, " but cannot read its version rows: ", read.error));
+    return absl::UnavailableError(absl::StrCat("restored ", key, " (safety backup ", safety->id,
+                                               ") but cannot read its version rows: ", read.error));
   }
   if (read.rows != b->revisions) {
-    return absl::DataLossError(absl::StrCat("restored ", key, " from backup ", backup_id,
-                                            " but it holds ", RowsText(read.rows),
-                                            ", not the backup's ", RowsText(b->revisions)));
+    return absl::DataLossError(
+        absl::StrCat("restored ", key, " from backup ", backup_id, " but it holds ",
+                     RowsText(read.rows), ", not the backup's ", RowsText(b->revisions),
+                     "; safety backup ", safety->id, " holds what was there before"));
   }
-  return read.rows;
+  return result;
 }
 
 // ---- running ---------------------------------------------------------------
