@@ -499,7 +499,11 @@ int Restore(Context& c, v1::Lockstep::Stub& stub) {
     WriteBackup(w, resp.backup());
     w.Key("revisions").StringArray(List(resp.revisions()));
     w.Key("safety_backup");
-    WriteBackup(w, resp.safety_backup());
+    if (resp.has_safety_backup()) {
+      WriteBackup(w, resp.safety_backup());
+    } else {
+      w.Null();  // the database file was gone: nothing to back up
+    }
     w.Key("changed").Bool(resp.changed()).EndObject();
     c.out << w.Finish();
     return kExitOk;
@@ -507,6 +511,10 @@ int Restore(Context& c, v1::Lockstep::Stub& stub) {
   c.out << "restored " << resp.backup().environment() << "/" << resp.backup().database()
         << " from backup " << id << " (by " << resp.backup().restored_by() << "); it now holds "
         << Rows(resp.revisions()) << "\n";
+  if (!resp.has_safety_backup()) {
+    c.out << "no safety backup: the database file was gone\n";
+    return kExitOk;
+  }
   c.out << "safety backup " << resp.safety_backup().id() << " holds what it held before ("
         << Rows(resp.safety_backup().revisions()) << "); undo with: lockstep restore "
         << (resp.changed() ? "--yes " : "") << resp.safety_backup().id() << "\n";

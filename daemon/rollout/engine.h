@@ -41,7 +41,9 @@ namespace lockstep::daemon {
 // What a restore did (RolloutEngine::Restore).
 struct RestoreResult {
   Backup restored;  // the backup put back, with restored_by and restored_at
-  Backup safety;    // the database as it was just before (safety_for = restored.id)
+  // The database as it was just before (safety_for = restored.id); id 0
+  // when there was nothing to back up (a SQLite file that was gone).
+  Backup safety;
   std::vector<std::string> revisions;  // version rows read after the restore
   bool changed = false;                // the database differed from the backup: it took `yes`
 };
@@ -102,6 +104,7 @@ class RolloutEngine {
   // restores, records `who` on the backup, re-reads the version rows.
   // When the database changed since the backup and `yes` is false:
   // FAILED_PRECONDITION listing what would be lost, and nothing is written.
+  // A SQLite file that is gone is recreated without either (nothing to lose).
   absl::StatusOr<RestoreResult> Restore(int64_t backup_id, const std::string& who, bool yes);
 
   // Starts the warm Alembic workers (alembic_runner: warm) on a background
@@ -119,6 +122,12 @@ class RolloutEngine {
                                            std::vector<std::string>* overridden);
   absl::Status RequireAlembicIni(const std::string& what) const;
   absl::StatusOr<Rollout> Launch(Rollout rollout, const std::vector<std::string>& overridden);
+  // Restore's check and safety backup, under the database's lock: compares
+  // the database with `backup` (a changed one needs `yes`; *changed says
+  // whether it was), then takes and catalogues the safety backup.
+  absl::StatusOr<Backup> TakeSafetyBackup(const Backup& backup, const VersionTarget& target,
+                                          const config::DatabaseUrl& url, const std::string& actor,
+                                          bool yes, bool* changed);
   void StartRunner(std::shared_ptr<Active> active);
   void Run(std::shared_ptr<Active> active);
   bool RunStage(Active& a, size_t stage_index);

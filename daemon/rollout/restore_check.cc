@@ -3,6 +3,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <pqxx/pqxx>
 
@@ -42,11 +43,17 @@ TableCounts SqliteCounts(const std::string& path) {
   return out;
 }
 
-TableCounts PostgresCounts(const config::DatabaseUrl& url, absl::Duration connect_timeout) {
+TableCounts PostgresCounts(const config::DatabaseUrl& url, absl::Duration connect_timeout,
+                           absl::Duration timeout) {
   pqxx::connection c(absl::StrCat(url.LibpqConninfo(), " connect_timeout=",
                                   std::max<int64_t>(2, absl::ToInt64Seconds(connect_timeout)),
                                   " application_name=lockstepd-restore-check"));
   pqxx::read_transaction tx(c);
+  // COUNT(*) reads every row: bounded like the restore it precedes (0, no
+  // bound, past what statement_timeout can hold).
+  const int64_t ms = absl::ToInt64Milliseconds(timeout);
+  tx.exec(absl::StrCat("SET LOCAL statement_timeout = ",
+                       ms > std::numeric_limits<int32_t>::max() ? 0 : std::max<int64_t>(1, ms)));
   // Ordinary tables only: what pg_dump writes a COPY block for.
   pqxx::result tables = tx.exec(R"sql(
     SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
@@ -155,7 +162,7 @@ absl::StatusOr<BackupComparison> CompareWithBackup(const Backup& backup,
     }
   } else {
     try {
-      now = PostgresCounts(url, connect_timeout);
+      now = PostgresCounts(url, connect_timeout, timeout);
     } catch (const std::exception& e) {
       return absl::UnavailableError(
           absl::StrCat("cannot count the rows of ", name, "'s tables: ", e.what()));

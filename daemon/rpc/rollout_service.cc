@@ -225,7 +225,7 @@ grpc::Status LockstepService::RestoreBackup(grpc::ServerContext*,
   absl::StatusOr<RestoreResult> r = engine_->Restore(req->id(), req->actor(), req->yes());
   if (!r.ok()) return ToGrpc(r.status());
   ToProto(r->restored, resp->mutable_backup());
-  ToProto(r->safety, resp->mutable_safety_backup());
+  if (r->safety.id != 0) ToProto(r->safety, resp->mutable_safety_backup());
   Copy(r->revisions, resp->mutable_revisions());
   resp->set_changed(r->changed);
   return grpc::Status::OK;

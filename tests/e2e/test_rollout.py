@@ -908,7 +908,7 @@ class RestoreSafetyTest(unittest.TestCase):
         self.assertEqual(sql("SELECT COUNT(*) FROM users"), 3)
         self.assertEqual(self.backups(env)[safety["id"]]["restored_by"], "carol")
 
-    def test_sqlite(self):
+    def test_1_sqlite(self):
         def sql(statement):
             with sqlite3.connect(self.lite) as c:
                 rows = c.execute(statement).fetchall()
@@ -917,7 +917,19 @@ class RestoreSafetyTest(unittest.TestCase):
                                  "users: 3 rows now, 0 in the backup",
                                  "orders: 0 rows now, not in the backup")
 
-    def test_postgresql(self):
+    def test_3_sqlite_file_gone_is_recreated_without_yes(self):
+        gone = self.backups("lite")  # test_1's
+        self.assertTrue(gone)
+        taken = min(gone)  # any backup of lite/app: the file will not be there
+        os.unlink(self.lite)
+        rc, out = rollout_json(self.d, "restore", str(taken), "--actor", "dave")
+        self.assertEqual(rc, 0, out)
+        self.assertIsNone(out["safety_backup"])
+        self.assertEqual(sqlite_rows(self.lite), out["backup"]["revisions"])
+        self.assertEqual(set(self.backups("lite")), set(gone))  # nothing to back up
+        self.assertEqual(self.backups("lite")[taken]["restored_by"], "dave")
+
+    def test_2_postgresql(self):
         def sql(statement):
             out = self.pg.psql(statement, db="app").strip()
             return int(out) if out else None
@@ -926,7 +938,7 @@ class RestoreSafetyTest(unittest.TestCase):
             sql, "public.users: 3 rows now, 0 in the backup",
             "public.orders: 0 rows now, not in the backup")
 
-    def test_help_lists_yes(self):
+    def test_4_help_lists_yes(self):
         p = subprocess.run([os.path.join(BUILD, "client", "lockstep"), "--help"],
                            capture_output=True, text=True)
         self.assertIn("restore ID [--yes] [--actor NAME]", p.stdout + p.stderr)
