@@ -20,6 +20,7 @@ constexpr Spec kSpecs[] = {
     {"to", 0, true},              {"env", 0, true},           {"db", 0, true},
     {"watch", 0, false},          {"wait", 0, false},         {"override-promotion", 0, false},
     {"actor", 0, true},           {"limit", 0, true},         {"allow-lint", 0, true},
+    {"yes", 0, false},
 };
 
 const Spec* FindLong(const std::string& name) {

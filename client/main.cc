@@ -47,7 +47,10 @@ default 127.0.0.1:50051):
   rollout ID | rollouts [--limit N]     one rollout | the newest ones
   approve|pause|resume|abort ID [--actor NAME]
   downgrade ENV/NAME --to REV           one database, with a backup first
-  backups [ENV[/NAME]] | restore ID     the backup catalog | restore one
+  backups [ENV[/NAME]] [--limit N]      the backup catalog
+  restore ID [--yes] [--actor NAME]     put a backup back, after a safety backup
+                                        of what is there; --yes: even though
+                                        the database changed since the backup
 
 Options:
   -c, --config FILE     alembic.ini (default: $ALEMBIC_CONFIG or ./alembic.ini)

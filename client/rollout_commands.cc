@@ -135,7 +135,16 @@ void WriteBackup(JsonWriter& w, const v1::Backup& b) {
   w.Key("path").String(b.path()).Key("size_bytes").Int(static_cast<long>(b.size_bytes()));
   w.Key("sha256").String(b.sha256()).Key("created_at").String(Time(b.created_at()));
   w.Key("rollout_id").String(b.rollout_id()).Key("took_ms").Int(Millis(b.took()));
+  w.Key("safety_for").Int(static_cast<long>(b.safety_for())).Key("note").String(b.note());
+  w.Key("restored_by").String(b.restored_by()).Key("restored_at").String(Time(b.restored_at()));
   w.EndObject();
+}
+
+// Where a backup came from: its rollout, or the restore it is the safety
+// copy of.
+std::string Origin(const v1::Backup& b) {
+  if (b.safety_for() > 0) return absl::StrCat("safety for ", b.safety_for());
+  return b.rollout_id().empty() ? "-" : b.rollout_id();
 }
 
 // ---- text ---------------------------------------------------------------------
@@ -534,11 +543,14 @@ int Backups(Context& c, v1::Lockstep::Stub& stub) {
     return kExitOk;
   }
   std::vector<std::vector<std::string>> rows = {
-      {"ID", "DATABASE", "REVISIONS", "SIZE", "CREATED", "SHA256", "PATH"}};
+      {"ID", "DATABASE", "REVISIONS", "SIZE", "CREATED", "FROM", "RESTORED", "SHA256", "PATH"}};
   for (const v1::Backup& b : resp.backups()) {
+    const std::string restored = b.restored_by().empty()
+                                     ? "-"
+                                     : absl::StrCat(Time(b.restored_at()), " by ", b.restored_by());
     rows.push_back({std::to_string(b.id()), absl::StrCat(b.environment(), "/", b.database()),
                     Rows(b.revisions()), absl::StrCat(b.size_bytes()), Time(b.created_at()),
-                    b.sha256().substr(0, 12), b.path()});
+                    Origin(b), restored, b.sha256().substr(0, 12), b.path()});
   }
   PrintTable(c.out, rows, rows);
   return kExitOk;
@@ -553,6 +565,7 @@ int Restore(Context& c, v1::Lockstep::Stub& stub) {
   v1::RestoreBackupRequest req;
   req.set_id(id);
   req.set_actor(Actor(c.args));
+  req.set_yes(c.args.Flag("yes"));
   v1::RestoreBackupResponse resp;
   grpc::ClientContext ctx;
   ctx.set_deadline(Deadline(3600));
@@ -562,12 +575,27 @@ int Restore(Context& c, v1::Lockstep::Stub& stub) {
     JsonWriter w;
     w.BeginObject().Key("backup");
     WriteBackup(w, resp.backup());
-    w.Key("revisions").StringArray(List(resp.revisions())).EndObject();
+    w.Key("revisions").StringArray(List(resp.revisions()));
+    w.Key("safety_backup");
+    if (resp.has_safety_backup()) {
+      WriteBackup(w, resp.safety_backup());
+    } else {
+      w.Null();  // the database file was gone: nothing to back up
+    }
+    w.Key("changed").Bool(resp.changed()).EndObject();
     c.out << w.Finish();
     return kExitOk;
   }
   c.out << "restored " << resp.backup().environment() << "/" << resp.backup().database()
-        << " from backup " << id << "; it now holds " << Rows(resp.revisions()) << "\n";
+        << " from backup " << id << " (by " << resp.backup().restored_by() << "); it now holds "
+        << Rows(resp.revisions()) << "\n";
+  if (!resp.has_safety_backup()) {
+    c.out << "no safety backup: the database file was gone\n";
+    return kExitOk;
+  }
+  c.out << "safety backup " << resp.safety_backup().id() << " holds what it held before ("
+        << Rows(resp.safety_backup().revisions()) << "); undo with: lockstep restore "
+        << (resp.changed() ? "--yes " : "") << resp.safety_backup().id() << "\n";
   return kExitOk;
 }
 

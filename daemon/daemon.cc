@@ -75,6 +75,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   };
   hooks.on_backup = [self](const Backup& b) { self->rollout_metrics_->BackupTaken(b); };
   hooks.on_rollout_finished = [self](const Rollout& r) { self->rollout_metrics_->RolloutFinished(r); };
+  hooks.on_restore = [self](const RestoreResult& r) {
+    const std::string safety =
+        r.safety.id == 0
+            ? "no safety backup: its file was gone"
+            : absl::StrCat("safety backup ", r.safety.id, " holds what it held before (",
+                           absl::StrJoin(r.safety.revisions, ","), ")");
+    self->log_->warn("{}/{} restored from backup {} by {}{}; {}", r.restored.environment,
+                     r.restored.database, r.restored.id, r.restored.restored_by,
+                     r.changed ? " (confirmed: it had changed)" : "", safety);
+  };
   hooks.on_gauges = [self](int active, int awaiting) {
     self->rollout_metrics_->Gauges(active, awaiting);
   };

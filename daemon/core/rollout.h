@@ -117,6 +117,15 @@ struct Backup {
   std::string rollout_id;
   absl::Time created_at;
   absl::Duration took;
+  // Backups a restore takes of the database it is about to overwrite (so
+  // that the restore can be undone) have no rollout: safety_for names the
+  // backup being restored, and note says so in words.
+  int64_t safety_for = 0;
+  std::string note;
+  // The last restore of this backup, kept so that `lockstep backups` says
+  // who put it back (InfinitePast: never restored).
+  std::string restored_by;
+  absl::Time restored_at = absl::InfinitePast();
 };
 
 }  // namespace lockstep::daemon

@@ -1,13 +1,17 @@
 #include "daemon/rollout/engine.h"
 
+#include <unistd.h>
+
 #include <algorithm>
-#include <set>
+#include <cerrno>
 #include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "daemon/rollout/database_ops.h"
+#include "daemon/rollout/restore_check.h"
 #include "migrations/lint.h"
 #include "migrations/project.h"
 
@@ -447,8 +451,9 @@ absl::StatusOr<std::vector<Backup>> RolloutEngine::Backups(const std::string& en
   return store_->Backups(environment, database, limit);
 }
 
-absl::StatusOr<std::vector<std::string>> RolloutEngine::Restore(int64_t backup_id,
-                                                                const std::string& who) {
+absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const std::string& who,
+                                                     bool yes) {
+  const std::string actor = who.empty() ? "unnamed" : who;
   absl::StatusOr<Backup> b = store_->GetBackup(backup_id);
   if (!b.ok()) return b.status();
   absl::Status verified = VerifyBackup(*b);
@@ -465,23 +470,104 @@ absl::StatusOr<std::vector<std::string>> RolloutEngine::Restore(int64_t backup_i
   absl::StatusOr<std::unique_ptr<DatabaseLock>> lock =
       DatabaseLock::Acquire(*target, *url, inv->server.connect_timeout);
   if (!lock.ok()) return lock.status();
+
+  RestoreResult result;
+  // A SQLite file that is gone holds nothing to lose and nothing to back
+  // up: the restore recreates it.
+  const bool file_gone = url->dialect == config::Dialect::kSqlite &&
+                         ::access(url->database.c_str(), F_OK) != 0 && errno == ENOENT;
+  if (file_gone) {
+    result.changed = true;
+  } else {
+    absl::StatusOr<Backup> safety =
+        TakeSafetyBackup(*b, *target, *url, actor, yes, &result.changed);
+    if (!safety.ok()) return safety.status();
+    result.safety = *std::move(safety);
+  }
   absl::Status restored = RestoreBackup(*b, *url, inv->project.step_timeout);
-  if (!restored.ok()) return restored;
+  if (!restored.ok()) {
+    if (result.safety.id == 0) return restored;
+    return absl::Status(restored.code(), absl::StrCat(restored.message(), " (safety backup ",
+                                                      result.safety.id, " was taken first)"));
+  }
+  const absl::Time restored_at = absl::Now();
+  absl::Status marked = store_->MarkRestored(backup_id, actor, restored_at);
+  (void)marked;  // the restore happened; lockstepd's log still says who did it
   VersionRead read = reader_->Read(*target);
   lock->reset();
-  (void)who;
   absl::Status refreshed = reconciler_->Refresh();
   (void)refreshed;  // the poll loop reports refresh problems
+
+  result.restored = *b;
+  result.restored.restored_by = actor;
+  result.restored.restored_at = restored_at;
+  result.revisions = read.rows;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (hooks_.on_restore) hooks_.on_restore(result);
+  }
+  const std::string undo =
+      result.safety.id == 0
+          ? ""
+          : absl::StrCat("; safety backup ", result.safety.id, " holds what was there before");
   if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
     return absl::UnavailableError(
-        absl::StrCat("restored ", key, " but cannot read its version rows: ", read.error));
+        absl::StrCat("restored ", key, " but cannot read its version rows: ", read.error, undo));
   }
   if (read.rows != b->revisions) {
     return absl::DataLossError(absl::StrCat("restored ", key, " from backup ", backup_id,
                                             " but it holds ", RowsText(read.rows),
-                                            ", not the backup's ", RowsText(b->revisions)));
+                                            ", not the backup's ", RowsText(b->revisions), undo));
   }
-  return read.rows;
+  return result;
+}
+
+absl::StatusOr<Backup> RolloutEngine::TakeSafetyBackup(const Backup& backup,
+                                                       const VersionTarget& target,
+                                                       const config::DatabaseUrl& url,
+                                                       const std::string& actor, bool yes,
+                                                       bool* changed) {
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
+  // A database that cannot be read cannot be compared or backed up: refused,
+  // even with `yes` (restore such a one by hand).
+  VersionRead before = reader_->Read(target);
+  if (before.outcome != ReadOutcome::kOk && before.outcome != ReadOutcome::kNoTable) {
+    return absl::UnavailableError(absl::StrCat("cannot read the version rows of ", target.name,
+                                               ", so cannot tell what restoring backup ", backup.id,
+                                               " would lose: ", before.error));
+  }
+  absl::StatusOr<BackupComparison> diff = CompareWithBackup(
+      backup, url, before.rows, inv->server.connect_timeout, inv->project.step_timeout);
+  if (!diff.ok()) return diff.status();
+  *changed = diff->changed();
+  if (*changed && !yes) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        target.name, " changed since backup ", backup.id,
+        " was taken; restoring it would lose:\n  ", absl::StrJoin(diff->Describe(), "\n  "),
+        "\nNothing was changed. To restore anyway (a safety backup of what is there now is "
+        "taken first), confirm with --yes"));
+  }
+  // The same machinery as a step's backup, so that `lockstep restore <its
+  // id>` undoes this restore.
+  absl::StatusOr<Backup> safety =
+      TakeBackup(target, url, inv->server.backup_dir, inv->project.step_timeout);
+  if (!safety.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("nothing restored: the safety backup of ",
+                                                      target.name,
+                                                      " failed: ", safety.status().message()));
+  }
+  safety->revisions = before.rows;
+  safety->safety_for = backup.id;
+  safety->note = absl::StrCat("safety copy taken before ", actor, " restored backup ", backup.id);
+  absl::Status catalogued = store_->AddBackup(&*safety);
+  if (!catalogued.ok()) {
+    ::unlink(safety->path.c_str());
+    return absl::InternalError(absl::StrCat(
+        "nothing restored: cannot catalogue the safety backup: ", catalogued.message()));
+  }
+  std::lock_guard<std::mutex> guard(mu_);
+  if (hooks_.on_backup) hooks_.on_backup(*safety);
+  return safety;
 }
 
 // ---- running ---------------------------------------------------------------

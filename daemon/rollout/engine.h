@@ -38,12 +38,24 @@
 
 namespace lockstep::daemon {
 
+// What a restore did (RolloutEngine::Restore).
+struct RestoreResult {
+  Backup restored;  // the backup put back, with restored_by and restored_at
+  // The database as it was just before (safety_for = restored.id); id 0
+  // when there was nothing to back up (a SQLite file that was gone).
+  Backup safety;
+  std::vector<std::string> revisions;  // version rows read after the restore
+  bool changed = false;                // the database differed from the backup: it took `yes`
+};
+
 // Callbacks for logs and metrics; called with the engine's lock held, so
 // they must not call back into the engine.
 struct RolloutHooks {
   std::function<void(const Rollout&, const RolloutEvent&)> on_event;
   std::function<void(const RolloutStep&, absl::Duration took)> on_step_finished;
   std::function<void(const Backup&)> on_backup;
+  // After a restore (its safety backup also goes to on_backup).
+  std::function<void(const RestoreResult&)> on_restore;
   std::function<void(const Rollout&)> on_rollout_finished;
   std::function<void(int active, int awaiting_approval)> on_gauges;
 };
@@ -86,9 +98,15 @@ class RolloutEngine {
 
   absl::StatusOr<std::vector<Backup>> Backups(const std::string& environment,
                                               const std::string& database, int limit);
-  // Checks the checksum, takes the database's lock, restores, re-reads the
-  // version rows (returned).
-  absl::StatusOr<std::vector<std::string>> Restore(int64_t backup_id, const std::string& who);
+  // Puts backup `backup_id` back, so that it can be undone: checks the
+  // checksum, takes the database's lock, compares the database with the
+  // backup (restore_check.h), takes a safety backup of the database as it is
+  // (catalogued with safety_for = backup_id: restoring it undoes this),
+  // restores, records `who` on the backup, re-reads the version rows.
+  // When the database changed since the backup and `yes` is false:
+  // FAILED_PRECONDITION listing what would be lost, and nothing is written.
+  // A SQLite file that is gone is recreated without either (nothing to lose).
+  absl::StatusOr<RestoreResult> Restore(int64_t backup_id, const std::string& who, bool yes);
 
   // Starts the warm Alembic workers (alembic_runner: warm) on a background
   // thread; `done` gets the outcome.
@@ -104,6 +122,12 @@ class RolloutEngine {
   absl::StatusOr<RolloutPlan> PlanOnFreshFleet(const RolloutRequest& request);
   absl::Status RequireAlembicIni(const std::string& what) const;
   absl::StatusOr<Rollout> Launch(Rollout rollout, const std::vector<PlanProblem>& overridden);
+  // Restore's check and safety backup, under the database's lock: compares
+  // the database with `backup` (a changed one needs `yes`; *changed says
+  // whether it was), then takes and catalogues the safety backup.
+  absl::StatusOr<Backup> TakeSafetyBackup(const Backup& backup, const VersionTarget& target,
+                                          const config::DatabaseUrl& url, const std::string& actor,
+                                          bool yes, bool* changed);
   void StartRunner(std::shared_ptr<Active> active);
   void Run(std::shared_ptr<Active> active);
   bool RunStage(Active& a, size_t stage_index);

@@ -76,6 +76,10 @@ void ToProto(const Backup& b, v1::Backup* out) {
   SetTime(b.created_at, out->mutable_created_at());
   out->set_rollout_id(b.rollout_id);
   SetDuration(b.took, out->mutable_took());
+  out->set_safety_for(b.safety_for);
+  out->set_note(b.note);
+  out->set_restored_by(b.restored_by);
+  SetTime(b.restored_at, out->mutable_restored_at());
 }
 
 RolloutRequest FromProto(const v1::StartRolloutRequest& req) {
@@ -235,11 +239,12 @@ grpc::Status LockstepService::RestoreBackup(grpc::ServerContext*,
                                             v1::RestoreBackupResponse* resp) {
   if (req->id() <= 0)
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a backup id is required");
-  absl::StatusOr<std::vector<std::string>> rows = engine_->Restore(req->id(), req->actor());
-  if (!rows.ok()) return ToGrpc(rows.status());
-  absl::StatusOr<Backup> b = store_->GetBackup(req->id());
-  if (b.ok()) ToProto(*b, resp->mutable_backup());
-  Copy(*rows, resp->mutable_revisions());
+  absl::StatusOr<RestoreResult> r = engine_->Restore(req->id(), req->actor(), req->yes());
+  if (!r.ok()) return ToGrpc(r.status());
+  ToProto(r->restored, resp->mutable_backup());
+  if (r->safety.id != 0) ToProto(r->safety, resp->mutable_safety_backup());
+  Copy(r->revisions, resp->mutable_revisions());
+  resp->set_changed(r->changed);
   return grpc::Status::OK;
 }
 

@@ -1,4 +1,4 @@
-// The state store's rollout tables and backup catalog (schema versions 2 and 3).
+// The state store's rollout tables and backup catalog (schema versions 2 to 4).
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "daemon/state/state_store.h"
@@ -194,12 +194,16 @@ Backup BackupFromRow(SQLite::Statement& q) {
   b.rollout_id = q.getColumn(7).getString();
   b.created_at = FromMicros(q.getColumn(8).getInt64());
   b.took = absl::Microseconds(q.getColumn(9).getInt64());
+  b.safety_for = q.getColumn(10).getInt64();
+  b.note = q.getColumn(11).getString();
+  b.restored_by = q.getColumn(12).getString();
+  b.restored_at = FromMicros(q.getColumn(13).getInt64());
   return b;
 }
 
 constexpr const char* kBackupColumns =
     "SELECT id, environment, database, revisions, path, size_bytes, sha256, rollout_id, "
-    "created_at_us, took_us FROM backups ";
+    "created_at_us, took_us, safety_for, note, restored_by, restored_at_us FROM backups ";
 
 }  // namespace
 
@@ -329,7 +333,8 @@ absl::Status StateStore::AddBackup(Backup* b) {
   return Guard("add backup", [&] {
     ExecOne(*prepared_,
             "INSERT INTO backups (environment, database, revisions, path, size_bytes, sha256, "
-            "rollout_id, created_at_us, took_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "rollout_id, created_at_us, took_us, safety_for, note, restored_by, restored_at_us) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [&](SQLite::Statement& q) {
               q.bind(1, b->environment);
               q.bind(2, b->database);
@@ -340,6 +345,10 @@ absl::Status StateStore::AddBackup(Backup* b) {
               q.bind(7, b->rollout_id);
               q.bind(8, Micros(b->created_at));
               q.bind(9, absl::ToInt64Microseconds(b->took));
+              q.bind(10, b->safety_for);
+              q.bind(11, b->note);
+              q.bind(12, b->restored_by);
+              q.bind(13, Micros(b->restored_at));
             });
     b->id = db_->getLastInsertRowid();
   });
@@ -381,6 +390,23 @@ absl::Status StateStore::DeleteBackup(int64_t id) {
     ExecOne(*prepared_, "DELETE FROM backups WHERE id = ?",
             [&](SQLite::Statement& q) { q.bind(1, id); });
   });
+}
+
+absl::Status StateStore::MarkRestored(int64_t id, const std::string& who, absl::Time at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int changed = 0;
+  absl::Status s = Guard("record restore", [&] {
+    ExecOne(*prepared_, "UPDATE backups SET restored_by = ?, restored_at_us = ? WHERE id = ?",
+            [&](SQLite::Statement& q) {
+              q.bind(1, who);
+              q.bind(2, Micros(at));
+              q.bind(3, id);
+            });
+    changed = db_->getChanges();
+  });
+  if (!s.ok()) return s;
+  if (changed == 0) return absl::NotFoundError(absl::StrCat("no backup ", id));
+  return absl::OkStatus();
 }
 
 }  // namespace lockstep::daemon

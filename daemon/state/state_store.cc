@@ -127,6 +127,14 @@ ALTER TABLE rollout_stages ADD COLUMN canary_approval_required INTEGER NOT NULL 
 ALTER TABLE rollout_stages ADD COLUMN canary_approved_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE rollout_stages ADD COLUMN canary_approved_at_us INTEGER NOT NULL DEFAULT -9223372036854775808;
 )sql",
+    // 4: restore takes a safety backup first and records who restored; older
+    // rows get "no note, never restored" (INT64_MIN is how "never" is kept).
+    R"sql(
+ALTER TABLE backups ADD COLUMN safety_for INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE backups ADD COLUMN note TEXT NOT NULL DEFAULT '';
+ALTER TABLE backups ADD COLUMN restored_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE backups ADD COLUMN restored_at_us INTEGER NOT NULL DEFAULT -9223372036854775808;
+)sql",
 };
 
 }  // namespace

@@ -59,7 +59,7 @@ struct RevisionChange {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& path);
   ~StateStore();
@@ -95,6 +95,8 @@ class StateStore {
   absl::StatusOr<std::vector<Backup>> Backups(const std::string& environment,
                                               const std::string& database, int limit);
   absl::Status DeleteBackup(int64_t id);
+  // Records the latest restore of backup `id`: who asked for it, and when.
+  absl::Status MarkRestored(int64_t id, const std::string& who, absl::Time at);
 
  private:
   explicit StateStore(std::unique_ptr<SQLite::Database> db);

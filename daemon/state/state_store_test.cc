@@ -166,6 +166,48 @@ TEST_F(StateStoreTest, RolloutsStepsEventsAndBackupsRoundTrip) {
   EXPECT_THAT(*(*store)->ListRollouts(0, true), IsEmpty());
 }
 
+TEST_F(StateStoreTest, UpgradesAVersionThreeBackupCatalogAndRecordsRestores) {
+  {
+    // The backups table as lockstepd with schema 3 left it (unchanged since
+    // 2), with one row.
+    SQLite::Database db(path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec(R"sql(
+      CREATE TABLE backups (id INTEGER PRIMARY KEY AUTOINCREMENT, environment TEXT NOT NULL,
+        database TEXT NOT NULL, revisions TEXT NOT NULL, path TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, rollout_id TEXT NOT NULL,
+        created_at_us INTEGER NOT NULL, took_us INTEGER NOT NULL);
+      INSERT INTO backups VALUES (1, 'prod', 't1', 'a', '/b/1', 10, 'ab', 'r-1', 5, 6);
+      PRAGMA user_version = 3;)sql");
+  }
+  auto store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto old = (*store)->GetBackup(1);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->rollout_id, "r-1");
+  EXPECT_EQ(old->safety_for, 0);
+  EXPECT_EQ(old->note, "");
+  EXPECT_EQ(old->restored_by, "");
+  EXPECT_EQ(old->restored_at, absl::InfinitePast());
+
+  Backup safety;
+  safety.environment = "prod";
+  safety.database = "t1";
+  safety.safety_for = 1;
+  safety.note = "safety copy before restoring backup 1";
+  ASSERT_TRUE((*store)->AddBackup(&safety).ok());
+  ASSERT_TRUE((*store)->MarkRestored(1, "alice@vm", absl::FromUnixSeconds(2000)).ok());
+  EXPECT_EQ((*store)->MarkRestored(99, "alice@vm", absl::FromUnixSeconds(2000)).code(),
+            absl::StatusCode::kNotFound);
+  auto backups = (*store)->Backups("prod", "t1", 10);
+  ASSERT_TRUE(backups.ok()) << backups.status();
+  ASSERT_EQ(backups->size(), 2u);
+  EXPECT_EQ((*backups)[0].safety_for, 1);
+  EXPECT_EQ((*backups)[0].note, "safety copy before restoring backup 1");
+  EXPECT_EQ((*backups)[0].restored_at, absl::InfinitePast());
+  EXPECT_EQ((*backups)[1].restored_by, "alice@vm");
+  EXPECT_EQ((*backups)[1].restored_at, absl::FromUnixSeconds(2000));
+}
+
 TEST_F(StateStoreTest, ReusedStatementsHoldNoReadSnapshotBetweenCalls) {
   // The hot writes reuse prepared statements; one left stepped would keep a
   // read snapshot open and the WAL could never be checkpointed.

@@ -7,7 +7,8 @@ restored from its backup; PostgreSQL rolls back); the target lock (held by
 another process, by a second lockstepd, and by a PostgreSQL session);
 kill -9 of lockstepd mid-wave and a restart (every step applied exactly
 once, no Alembic left behind); abort during a long migration; downgrade;
-restore, and a corrupted backup refused.
+restore (refused without --yes when the database changed; a safety backup
+first; who restored), and a corrupted backup refused.
 
 Run: LOCKSTEP_BUILD=build python3 -m unittest -v tests/e2e/test_rollout.py
 """
@@ -372,7 +373,7 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
         backup_id = r["steps"][0]["backup_id"]
         self.assertGreater(backup_id, 0)
         # Restoring the backup taken before the downgrade brings HEAD back.
-        rc, out = rollout_json(self.d, "restore", str(backup_id))
+        rc, out = rollout_json(self.d, "restore", str(backup_id), "--yes")
         self.assertEqual(rc, 0, out)
         self.assertEqual(out["revisions"], [HEAD])
         self.assertEqual(sqlite_rows(self.tenants["t1"]), [HEAD])
@@ -381,7 +382,7 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
         backups = rollout_json(self.d, "backups", "staging/app")[1]["backups"]
         self.assertEqual(len(backups), 1)
         self.assertTrue(backups[0]["path"].endswith(".pgdump"))
-        rc, out = rollout_json(self.d, "restore", str(backups[0]["id"]))
+        rc, out = rollout_json(self.d, "restore", str(backups[0]["id"]), "--yes")
         self.assertEqual(rc, 0, out)
         self.assertEqual(out["revisions"], [AGE])
         self.assertEqual(self.pg.psql("SELECT version_num FROM alembic_version", db="staging_app").split(),
@@ -831,6 +832,136 @@ class AbortWhileQueuedForSlotTest(unittest.TestCase):
         self.assertFalse({"startup_slot", "rolled_back", "step_failed"} & set(kinds), kinds)
         for path in self.tenants.values():
             self.assertEqual(sqlite_rows(path), [AGE])
+
+
+class RestoreSafetyTest(unittest.TestCase):
+    """restore: refused without --yes when the database changed since the
+    backup (saying what would be lost), a safety backup before every restore
+    that undoes it, and who restored, on SQLite and PostgreSQL."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.f = Fleet()
+        cls.pg = PgServer().__enter__()
+        cls.pg.create_database("app")
+        cls.f.alembic(cls.pg.url("app"), "upgrade", AGE)
+        cls.lite = cls.f.sqlite("lite", AGE)
+        cls.d = cls.f.daemon("""
+  - name: lite
+    backup: required
+    databases: [{name: app, url: "sqlite:///lite.db"}]
+  - name: pg
+    backup: required
+    databases: [{name: app, url: "postgresql://postgres@127.0.0.1:%d/app"}]
+""" % cls.pg.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.f.close()
+        cls.pg.__exit__(None, None, None)
+
+    def backups(self, env):
+        return {b["id"]: b for b in rollout_json(self.d, "backups", env + "/app")[1]["backups"]}
+
+    def check_restore_cycle(self, env, rows, sql, users_line, orders_line):
+        """rows(): the version rows; sql(statement): runs it on the database."""
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", env, "--watch")
+        self.assertEqual(rc, 0, r)
+        taken = r["steps"][0]["backup_id"]  # the database at AGE, before the rollout
+        self.assertEqual(rows(), [HEAD])
+        sql("INSERT INTO users (name, email) VALUES ('a', 'a@x'), ('b', 'b@x'), ('c', 'c@x')")
+        before = self.backups(env)
+
+        # Changed since the backup: refused, with what would be lost; nothing written.
+        p = self.d.cli("restore", str(taken), "--actor", "alice", check=False)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("%s/app changed since backup %d was taken; restoring it would lose:"
+                      % (env, taken), p.stderr)
+        self.assertIn("version rows: %s now, %s in the backup" % (HEAD, AGE), p.stderr)
+        self.assertIn(users_line, p.stderr)
+        self.assertIn(orders_line, p.stderr)
+        self.assertIn("--yes", p.stderr)
+        self.assertEqual(rows(), [HEAD])
+        self.assertEqual(sql("SELECT COUNT(*) FROM users"), 3)
+        self.assertEqual(self.backups(env), before)  # no safety backup either
+
+        # With --yes: a safety backup of the changed database, then the restore.
+        rc, out = rollout_json(self.d, "restore", str(taken), "--yes", "--actor", "alice")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out["revisions"], [AGE])
+        self.assertTrue(out["changed"])
+        safety = out["safety_backup"]
+        self.assertEqual(safety["safety_for"], taken)
+        self.assertEqual(safety["revisions"], [HEAD])
+        self.assertEqual(safety["rollout_id"], "")
+        self.assertIn("before alice restored backup %d" % taken, safety["note"])
+        self.assertEqual(out["backup"]["restored_by"], "alice")
+        self.assertEqual(rows(), [AGE])
+        self.assertEqual(sql("SELECT COUNT(*) FROM users"), 0)
+        # Who restored is in the catalog and in lockstepd's log.
+        after = self.backups(env)
+        self.assertEqual(after[taken]["restored_by"], "alice")
+        self.assertTrue(after[taken]["restored_at"])
+        self.assertEqual(after[safety["id"]]["safety_for"], taken)
+        self.assertEqual(after[safety["id"]]["restored_by"], "")
+        self.assertIn("%s/app restored from backup %d by alice" % (env, taken), self.d.log())
+        table = self.d.cli("backups", env + "/app").stdout
+        self.assertIn("safety for %d" % taken, table)
+        self.assertIn("by alice", table)
+
+        # Unchanged since the backup: no --yes needed; a safety backup still.
+        rc, again = rollout_json(self.d, "restore", str(taken), "--actor", "bob")
+        self.assertEqual(rc, 0, again)
+        self.assertFalse(again["changed"])
+        self.assertEqual(again["safety_backup"]["safety_for"], taken)
+        self.assertEqual(again["safety_backup"]["revisions"], [AGE])
+        self.assertEqual(self.backups(env)[taken]["restored_by"], "bob")
+
+        # The first safety backup undoes the restore: HEAD and the three rows.
+        p = self.d.cli("restore", str(safety["id"]), "--actor", "carol", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("version rows: %s now, %s in the backup" % (AGE, HEAD), p.stderr)
+        p = self.d.cli("restore", str(safety["id"]), "--yes", "--actor", "carol")
+        self.assertIn("from backup %d (by carol)" % safety["id"], p.stdout)
+        self.assertIn("undo with: lockstep restore --yes ", p.stdout)
+        self.assertEqual(rows(), [HEAD])
+        self.assertEqual(sql("SELECT COUNT(*) FROM users"), 3)
+        self.assertEqual(self.backups(env)[safety["id"]]["restored_by"], "carol")
+
+    def test_1_sqlite(self):
+        def sql(statement):
+            with sqlite3.connect(self.lite) as c:
+                rows = c.execute(statement).fetchall()
+            return rows[0][0] if rows else None
+        self.check_restore_cycle("lite", lambda: sqlite_rows(self.lite), sql,
+                                 "users: 3 rows now, 0 in the backup",
+                                 "orders: 0 rows now, not in the backup")
+
+    def test_3_sqlite_file_gone_is_recreated_without_yes(self):
+        gone = self.backups("lite")  # test_1's
+        self.assertTrue(gone)
+        taken = min(gone)  # any backup of lite/app: the file will not be there
+        os.unlink(self.lite)
+        rc, out = rollout_json(self.d, "restore", str(taken), "--actor", "dave")
+        self.assertEqual(rc, 0, out)
+        self.assertIsNone(out["safety_backup"])
+        self.assertEqual(sqlite_rows(self.lite), out["backup"]["revisions"])
+        self.assertEqual(set(self.backups("lite")), set(gone))  # nothing to back up
+        self.assertEqual(self.backups("lite")[taken]["restored_by"], "dave")
+
+    def test_2_postgresql(self):
+        def sql(statement):
+            out = self.pg.psql(statement, db="app").strip()
+            return int(out) if out else None
+        self.check_restore_cycle(
+            "pg", lambda: self.pg.psql("SELECT version_num FROM alembic_version", db="app").split(),
+            sql, "public.users: 3 rows now, 0 in the backup",
+            "public.orders: 0 rows now, not in the backup")
+
+    def test_4_help_lists_yes(self):
+        p = subprocess.run([os.path.join(BUILD, "client", "lockstep"), "--help"],
+                           capture_output=True, text=True)
+        self.assertIn("restore ID [--yes] [--actor NAME]", p.stdout + p.stderr)
 
 
 class WarmStartupSlotsTest(StartupSlotsTest):
