@@ -1,0 +1,148 @@
+"""End to end: the README, typed as a newcomer types it.
+
+From the checkout's root: `bash deploy/scripts/quickstart.sh` (install
+check, build, the demo fleet, lockstepd with the relative
+`--config demo/lockstep.yaml`) in one process; then every `$ ` command of
+the README's status example and of its rollout walkthrough, in order, in
+another, exactly as written (relative paths). Each command must exit as
+the README shows (FAILED lines mean exit 1, `echo $?` states the code) and
+print the lines the README shows, once times, ids, checksums, sizes and
+durations are masked.
+
+The README is the script: change the walkthrough and this test follows it.
+
+Needs: ports 50051 and 9187 free (the demo's), writes ./demo.
+Run: /usr/bin/python3 -m unittest -v tests/e2e/test_walkthrough.py
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+README = os.path.join(ROOT, "README.md")
+
+
+def readme_blocks():
+    """The status example and the rollout walkthrough: lists of
+    (command, expected output lines)."""
+    with open(README) as f:
+        text = f.read()
+    blocks = []
+    for anchor in ("With the daemon running (command 1), in another terminal:",
+                   "### Walkthrough on the demo fleet"):
+        start = text.index("```", text.index(anchor))
+        body = text[text.index("\n", start) + 1:text.index("\n```", start)]
+        blocks.append(body)
+    steps = []
+    for body in blocks:
+        for line in body.splitlines():
+            if line.startswith("$ "):
+                steps.append([line[2:], []])
+            elif steps:
+                steps[-1][1].append(line)
+    return steps
+
+
+MASKS = [
+    (re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?Z?( UTC)?"), "<time>"),
+    (re.compile(r"\b\d\d:\d\d:\d\d\b"), "<time>"),
+    (re.compile(r"\b[rd]-\d{8}-\d{6}-[0-9a-f]{4}\b"), "<rollout>"),
+    (re.compile(r"\b\d{8}T\d{6}\.\d+Z"), "<stamp>"),
+    (re.compile(r"/\S*/demo/"), "<demo>/"),
+    (re.compile(r"\b\d+(\.\d+)?(ms|s)\b(?! of| soak)"), "<dur>"),
+    (re.compile(r"sha256 [0-9a-f]{12}"), "sha256 <sha>"),
+    (re.compile(r"(?<![0-9a-f])[0-9a-f]{12}(?=\s+<demo>)"), "<sha>"),
+    (re.compile(r"\b\d+ bytes\b"), "<n> bytes"),
+    (re.compile(r"(?<=\s)\d{4,6}(?=\s+<time>)"), "<size>"),
+    (re.compile(r"held heads for \S+ of"), "held heads for <dur> of"),
+    (re.compile(r"\s+"), " "),
+]
+
+
+def mask(line):
+    for pattern, repl in MASKS:
+        line = pattern.sub(repl, line)
+    return line.strip()
+
+
+def port_free(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+class ReadmeWalkthroughTest(unittest.TestCase):
+    def setUp(self):
+        for port in (50051, 9187):
+            if not port_free(port):
+                self.fail("port %d is taken: stop the other lockstepd (the demo's ports)" % port)
+        self.log = open(os.path.join(ROOT, "build", "walkthrough-lockstepd.log"), "w")
+        self.daemon = subprocess.Popen(["bash", "deploy/scripts/quickstart.sh"], cwd=ROOT,
+                                       stdout=self.log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        self.env = dict(os.environ, LOCKSTEP_ACTOR="alice@vm")
+        self.env.pop("LOCKSTEP_SERVER", None)
+        deadline = time.time() + 900  # a first build on a fresh clone is part of the command
+        while time.time() < deadline:
+            self.assertIsNone(self.daemon.poll(), self.daemon_log())
+            if self.sh("build/client/lockstep status").returncode == 0:
+                return
+            time.sleep(0.5)
+        self.fail("lockstepd did not answer:\n" + self.daemon_log())
+
+    def tearDown(self):
+        os.killpg(self.daemon.pid, signal.SIGTERM)
+        self.daemon.wait(timeout=20)
+        self.log.close()
+
+    def daemon_log(self):
+        with open(self.log.name) as f:
+            return f.read()[-4000:]
+
+    def sh(self, command):
+        return subprocess.run(["bash", "-c", "L=build/client/lockstep\n" + command], cwd=ROOT,
+                              env=self.env, capture_output=True, text=True, timeout=300)
+
+    def test_readme_as_written(self):
+        steps = readme_blocks()
+        self.assertGreater(len(steps), 8)
+        previous_rc = None
+        rollout_id = None
+        for i, (command, expected) in enumerate(steps):
+            if command.startswith("L="):
+                continue
+            if command == "echo $?":
+                self.assertEqual(str(previous_rc), expected[0].strip(), "exit code before `echo $?`")
+                continue
+            if "30 s later" in command:  # the walkthrough waits for staging's soak
+                deadline = time.time() + 60
+                while self.sh(command).returncode != 0 and time.time() < deadline:
+                    time.sleep(1)
+            typed = command
+            if rollout_id:
+                typed = re.sub(r"\br-\d{8}-\d{6}-[0-9a-f]{4}\b", rollout_id, typed)
+            p = self.sh(typed)
+            out = p.stdout + p.stderr
+            found = re.search(r"rollout (r-\d{8}-\d{6}-[0-9a-f]{4}) started", out)
+            if found:
+                rollout_id = found.group(1)
+            previous_rc = p.returncode
+            checked_by_echo = i + 1 < len(steps) and steps[i + 1][0] == "echo $?"
+            if any(line.startswith("FAILED") for line in expected):
+                self.assertEqual(p.returncode, 1, "%s\n%s" % (command, out))
+            elif not checked_by_echo:
+                self.assertEqual(p.returncode, 0, "%s\n%s\n%s" % (command, out, self.daemon_log()))
+            actual = [mask(line) for line in out.splitlines()]
+            for line in expected:
+                if not line.strip() or line.strip() == "...":
+                    continue
+                self.assertIn(mask(line), actual,
+                              "README line not printed by `%s`:\n  %s\nprinted:\n%s" % (
+                                  command, line, out))
+
+
+if __name__ == "__main__":
+    unittest.main()
