@@ -157,6 +157,37 @@ environments:
   EXPECT_THAT(m, Not(HasSubstr(":pw@")));
 }
 
+TEST(InventoryTest, CanaryGateKeysNeedCanaries) {
+  auto inv = ParseInventory(R"(project: {scripts: s}
+environments:
+  - name: prod
+    canary: [a]
+    canary_soak: 10m
+    canary_approval: required
+    databases: [{name: a, url: "sqlite:///a.db"}]
+  - name: qa
+    canary_soak: 5m
+    databases: [{name: b, url: "sqlite:///b.db"}]
+)",
+                            "f.yaml");
+  ASSERT_FALSE(inv.ok());
+  EXPECT_THAT(inv.status().message(),
+              HasSubstr("f.yaml:9:18: environments[qa]: canary_soak and canary_approval need "
+                        "canary"));
+  inv = ParseInventory(R"(project: {scripts: s}
+environments:
+  - name: prod
+    canary: [a]
+    canary_soak: 10m
+    canary_approval: required
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)",
+                       "f.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->environments[0].canary_soak, absl::Minutes(10));
+  EXPECT_TRUE(inv->environments[0].canary_approval_required);
+}
+
 TEST(DurationTest, Forms) {
   EXPECT_EQ(*ParseDurationText("90"), absl::Seconds(90));
   EXPECT_EQ(*ParseDurationText("1h30m"), absl::Minutes(90));

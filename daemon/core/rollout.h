@@ -96,7 +96,8 @@ struct Rollout {
 struct RolloutEvent {
   int64_t seq = 0;  // per rollout, from 1
   absl::Time at;
-  // rollout_started, stage_started, soaking, awaiting_approval, approved,
+  // rollout_started, stage_started, soaking, canary_soaking, canary_soaked,
+  // awaiting_approval, approved, override_lint,
   // step_started, backup_taken, output, verified, step_failed, rolled_back,
   // step_skipped, stage_finished, paused, resumed, aborted, halted,
   // recovered, rollout_finished, override_promotion
