@@ -56,12 +56,14 @@ struct RolloutEngine::Active {
 };
 
 RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore* store,
-                             std::unique_ptr<VersionReader> reader, RolloutHooks hooks)
+                             std::unique_ptr<VersionReader> reader, RolloutHooks hooks,
+                             Options options)
     : reconciler_(std::move(reconciler)),
       store_(store),
       reader_(std::move(reader)),
       hooks_(std::move(hooks)),
-      executor_(reconciler_, store_, reader_.get()) {}
+      clock_(options.clock != nullptr ? options.clock : &real_clock_),
+      executor_(reconciler_, store_, reader_.get(), {clock_, std::move(options.alembic)}) {}
 
 RolloutEngine::~RolloutEngine() { Stop(); }
 
@@ -82,7 +84,7 @@ void RolloutEngine::Stop() {
 
 void RolloutEngine::Emit(Active& a, const std::string& kind, const std::string& environment,
                          const std::string& database, const std::string& message) {
-  RolloutEvent e{0, absl::Now(), kind, environment, database, message};
+  RolloutEvent e{0, clock_->Now(), kind, environment, database, message};
   absl::Status s = store_->AppendEvent(a.r.id, &e);
   if (!s.ok()) e.message += absl::StrCat(" (not recorded: ", s.message(), ")");
   ++events_emitted_;
@@ -92,7 +94,7 @@ void RolloutEngine::Emit(Active& a, const std::string& kind, const std::string& 
 
 void RolloutEngine::SaveStep(Active& a, const RolloutStep& step) {
   a.r.steps[static_cast<size_t>(step.index)] = step;
-  a.r.updated_at = absl::Now();
+  a.r.updated_at = clock_->Now();
   absl::Status s = store_->SaveStep(a.r.id, step);
   if (!s.ok() && !a.halted) {
     // Without the write-ahead record nothing more may be done.
@@ -102,7 +104,7 @@ void RolloutEngine::SaveStep(Active& a, const RolloutStep& step) {
 }
 
 void RolloutEngine::SaveStage(Active& a, size_t stage_index) {
-  a.r.updated_at = absl::Now();
+  a.r.updated_at = clock_->Now();
   absl::Status s =
       store_->SaveStage(a.r.id, static_cast<int>(stage_index), a.r.stages[stage_index]);
   if (!s.ok() && !a.halted) {
@@ -112,7 +114,7 @@ void RolloutEngine::SaveStage(Active& a, size_t stage_index) {
 }
 
 void RolloutEngine::SaveHeader(Active& a) {
-  a.r.updated_at = absl::Now();
+  a.r.updated_at = clock_->Now();
   absl::Status s = store_->SaveRolloutHeader(a.r);
   if (!s.ok() && !a.halted) {
     a.halted = true;
@@ -131,9 +133,8 @@ bool RolloutEngine::WaitUntil(std::unique_lock<std::mutex>& lock, Active& a,
                               const std::function<bool()>& ready, absl::Time deadline) {
   while (true) {
     if (stopping_ || a.aborted) return false;
-    if (!a.paused && (ready() || absl::Now() >= deadline)) return true;
-    absl::Time wake = std::min(deadline, absl::Now() + absl::Seconds(1));
-    changed_.wait_until(lock, absl::ToChronoTime(wake));
+    if (!a.paused && (ready() || clock_->Now() >= deadline)) return true;
+    clock_->WaitUntil(changed_, lock, std::min(deadline, clock_->Now() + absl::Seconds(1)));
   }
 }
 
@@ -164,7 +165,7 @@ absl::StatusOr<RolloutPlan> RolloutEngine::PlanOnFreshFleet(const RolloutRequest
   } else {
     lint.push_back(migrations::LoadFailureFinding(project->location().script_dir, linted.status()));
   }
-  return PlanRollout(request, *inv, resolver, *reconciler_->Snapshot(), absl::Now(), lint);
+  return PlanRollout(request, *inv, resolver, *reconciler_->Snapshot(), clock_->Now(), lint);
 }
 
 absl::Status RolloutEngine::RequireAlembicIni(const std::string& what) const {
@@ -221,7 +222,7 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
       }
     }
   }
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_->Now();
   rollout.id = NewId(rollout.kind == "downgrade" ? "d-" : "r-", now);
   rollout.created_at = rollout.updated_at = now;
   rollout.state = "running";
@@ -300,7 +301,7 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
     if (!s.approval_required || !s.approved_by.empty()) continue;
     if (s.state != "pending" && s.state != "soaking" && s.state != "awaiting_approval") continue;
     s.approved_by = who.empty() ? "unnamed" : who;
-    s.approved_at = absl::Now();
+    s.approved_at = clock_->Now();
     SaveStage(**a, i);
     Emit(**a, "approved", s.environment, "",
          absl::StrCat(s.environment, " approved by ", s.approved_by));
@@ -315,7 +316,7 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
       continue;
     }
     s.canary_approved_by = who.empty() ? "unnamed" : who;
-    s.canary_approved_at = absl::Now();
+    s.canary_approved_at = clock_->Now();
     SaveStage(**a, i);
     Emit(**a, "approved", s.environment, "",
          absl::StrCat(s.environment, " canaries approved by ", s.canary_approved_by,
@@ -490,7 +491,7 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
     return absl::Status(restored.code(), absl::StrCat(restored.message(), " (safety backup ",
                                                       result.safety.id, " was taken first)"));
   }
-  const absl::Time restored_at = absl::Now();
+  const absl::Time restored_at = clock_->Now();
   absl::Status marked = store_->MarkRestored(backup_id, actor, restored_at);
   (void)marked;  // the restore happened; lockstepd's log still says who did it
   VersionRead read = reader_->Read(*target);
@@ -616,7 +617,7 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
     if (i > 0 && st.soak > absl::ZeroDuration() &&
         StepsIn(a.r, a.r.stages[i - 1].environment) > 0) {
       const absl::Time until = a.r.stages[i - 1].finished_at + st.soak;
-      if (absl::Now() < until) {
+      if (clock_->Now() < until) {
         st.state = "soaking";
         SaveStage(a, i);
         if (!a.paused) a.r.state = "soaking";
@@ -642,7 +643,7 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
   }
   if (st.state != "running") {
     st.state = "running";
-    st.started_at = absl::Now();
+    st.started_at = clock_->Now();
     SaveStage(a, i);
     Emit(
         a, "stage_started", st.environment, "",
@@ -675,7 +676,7 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
              : st.failures > 0 ? "failed"
              : unfinished      ? "failed"
                                : "succeeded";
-  st.finished_at = absl::Now();
+  st.finished_at = clock_->Now();
   SaveStage(a, i);
   Emit(a, "stage_finished", st.environment, "",
        absl::StrCat(st.environment, " ", st.state,
@@ -720,7 +721,7 @@ void RolloutEngine::RunStep(Active& a, size_t stage_index, int index) {
     step = a.r.steps[static_cast<size_t>(index)];
     job = {a.r.id, a.r.kind, a.r.target, a.r.stages[stage_index]};
   }
-  const absl::Time started = absl::Now();
+  const absl::Time started = clock_->Now();
   executor_.Run(job, &step, &a.cancel, StepHooks(a));
   if (!step.finished()) return;  // lockstepd is stopping
   std::lock_guard<std::mutex> lock(mu_);
@@ -782,7 +783,7 @@ bool RolloutEngine::CanaryGate(Active& a, size_t i) {
   const std::string others = Plural(static_cast<size_t>(rest), "other database");
   if (!canaries.empty() && st.canary_soak > absl::ZeroDuration()) {
     const absl::Time until = done + st.canary_soak;
-    if (absl::Now() < until) {
+    if (clock_->Now() < until) {
       st.state = "soaking";
       SaveStage(a, i);
       if (!a.paused) a.r.state = "soaking";
@@ -904,7 +905,7 @@ void RolloutEngine::Finish(Active& a) {
                    ? skip_reason
                    : absl::StrCat(failed, " of ", a.r.steps.size(), " databases failed; ",
                                   first_failure->key(), ": ", first_failure->error);
-  a.r.finished_at = absl::Now();
+  a.r.finished_at = clock_->Now();
   SaveHeader(a);
   Emit(a, "rollout_finished", "", "", absl::StrCat(a.r.state, ": ", a.r.reason));
   if (hooks_.on_rollout_finished) hooks_.on_rollout_finished(a.r);

@@ -60,10 +60,20 @@ struct RolloutHooks {
   std::function<void(int active, int awaiting_approval)> on_gauges;
 };
 
+struct RolloutEngineOptions {
+  // Soaks, gates and every recorded time; nullptr: the wall clock. Must
+  // outlive the engine.
+  const Clock* clock = nullptr;
+  AlembicRunFn alembic;  // empty: project.alembic_runner (tests: a fake)
+};
+
 class RolloutEngine {
  public:
+  using Options = RolloutEngineOptions;
+
   RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore* store,
-                std::unique_ptr<VersionReader> reader, RolloutHooks hooks = {});
+                std::unique_ptr<VersionReader> reader, RolloutHooks hooks = {},
+                Options options = {});
   ~RolloutEngine();
 
   // Continues every unfinished rollout in the store; a step that was running
@@ -160,6 +170,8 @@ class RolloutEngine {
   StateStore* store_;
   std::unique_ptr<VersionReader> reader_;
   RolloutHooks hooks_;
+  RealClock real_clock_;
+  const Clock* clock_;  // options.clock or &real_clock_
   StepExecutor executor_;
 
   std::mutex mu_;

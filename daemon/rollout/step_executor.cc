@@ -79,8 +79,12 @@ std::string RowsText(const std::vector<std::string>& rows) {
 }
 
 StepExecutor::StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* store,
-                           VersionReader* reader)
-    : reconciler_(std::move(reconciler)), store_(store), reader_(reader) {}
+                           VersionReader* reader, Options options)
+    : reconciler_(std::move(reconciler)),
+      store_(store),
+      reader_(reader),
+      clock_(options.clock != nullptr ? options.clock : &real_clock_),
+      alembic_(std::move(options.alembic)) {}
 
 StepExecutor::~StepExecutor() = default;
 
@@ -97,7 +101,9 @@ ProcessResult StepExecutor::RunAlembic(
     if (!started_up.exchange(true)) startup_gate_.Leave(startup_ticket);
   };
   ProcessResult run;
-  if (inv.project.alembic_runner != "warm") {
+  if (alembic_) {
+    run = alembic_(AlembicSpec(inv, url, command, target), cancel, on_start, line);
+  } else if (inv.project.alembic_runner != "warm") {
     run = RunProcess(AlembicSpec(inv, url, command, target), cancel, on_start, line);
   } else if (absl::StatusOr<WarmAlembic*> warm = Warm(inv); !warm.ok()) {
     run.start_error = std::string(warm.status().message());
@@ -149,11 +155,11 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   auto event = [&](const std::string& kind, const std::string& message) {
     hooks.event(s, kind, message);
   };
-  const absl::Time started = absl::Now();
+  const absl::Time started = clock_->Now();
   auto finish = [&](const std::string& state, const std::string& message) {
     s.state = state;
     s.error = state == "failed" ? message : "";
-    s.finished_at = absl::Now();
+    s.finished_at = clock_->Now();
     s.pid = 0;
     s.phase.clear();
     hooks.save(s);
@@ -364,7 +370,7 @@ void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
   auto needs_attention = [&](const std::string& why) {
     s.state = "failed";
     s.error = absl::StrCat("needs attention after a restart: ", why);
-    s.finished_at = absl::Now();
+    s.finished_at = clock_->Now();
     s.phase.clear();
     save_and_emit("step_failed", s.error);
   };
@@ -392,7 +398,7 @@ void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
   if (read.rows == s.expected && s.phase != "rollback") {
     s.state = "succeeded";
     s.error = "verified at the target after a restart";
-    s.finished_at = absl::Now();
+    s.finished_at = clock_->Now();
     s.phase.clear();
     return save_and_emit("verified", absl::StrCat("holds ", RowsText(read.rows),
                                                   " as planned (settled after a restart)"));

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/core/clock.h"
 #include "daemon/core/reconciler.h"
 #include "daemon/core/rollout.h"
 #include "daemon/drivers/version_reader.h"
@@ -37,8 +38,23 @@
 
 namespace lockstep::daemon {
 
+// Runs one Alembic command line (`spec`: argv, environment, folder,
+// timeout), reporting its pid and each output line. The process and warm
+// runners are the real ones; tests give a fake that moves a database's
+// version rows without Python.
+using AlembicRunFn = std::function<ProcessResult(
+    const ProcessSpec& spec, const std::atomic<bool>* cancel,
+    const std::function<void(int pid)>& on_start,
+    const std::function<void(const std::string& line)>& on_line)>;
+
+struct StepExecutorOptions {
+  const Clock* clock = nullptr;  // step times; nullptr: the wall clock
+  AlembicRunFn alembic;          // empty: project.alembic_runner decides
+};
+
 class StepExecutor {
  public:
+  using Options = StepExecutorOptions;
   struct Job {
     std::string rollout_id;
     std::string kind;    // upgrade or downgrade
@@ -55,7 +71,8 @@ class StepExecutor {
 
   // The reconciler gives database targets, the graph and the inventory;
   // `store` catalogues backups; all must outlive the executor.
-  StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* store, VersionReader* reader);
+  StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* store, VersionReader* reader,
+               Options options = {});
   ~StepExecutor();
 
   // Leaves `step` succeeded or failed; or still running when stopping.
@@ -88,6 +105,9 @@ class StepExecutor {
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
   VersionReader* reader_;
+  RealClock real_clock_;
+  const Clock* clock_;  // options.clock or &real_clock_
+  AlembicRunFn alembic_;
   mutable StartupGate startup_gate_;
   mutable std::mutex warm_mu_;
   mutable std::unique_ptr<WarmAlembic> warm_;  // guarded by warm_mu_; started on first use

@@ -1,0 +1,495 @@
+// RolloutEngine without Python: a FakeClock drives soaks and gates, and a
+// fake Alembic moves each SQLite database's version rows the way `alembic
+// upgrade heads` would (or fails, or blocks until released). The store,
+// reconciler, planner, executor, locks and backups are the real ones.
+#include "daemon/rollout/engine.h"
+
+#include <sqlite3.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "tests/support/alembic.h"
+#include "tests/support/temp_dir.h"
+
+namespace lockstep::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr char kAge[] = "7c4e2d8a9b22";   // users + age: two revisions from heads
+constexpr char kHead[] = "e9a8c6b4d244";  // the example project's head (a merge)
+
+void Sql(const std::string& file, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK) << error;
+  sqlite3_close(db);
+}
+
+std::vector<std::string> Rows(const std::string& file) {
+  sqlite3* db = nullptr;
+  std::vector<std::string> rows;
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT version_num FROM alembic_version ORDER BY 1", -1, &q,
+                           nullptr) == SQLITE_OK) {
+      while (sqlite3_step(q) == SQLITE_ROW) {
+        rows.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)));
+      }
+      sqlite3_finalize(q);
+    }
+  }
+  sqlite3_close(db);
+  return rows;
+}
+
+// Alembic, faked: `upgrade heads` leaves the database at kHead; a database
+// named in `fail` exits 1 with a traceback and leaves it as it was; one in
+// `block` waits until released (or cancelled, like a killed process).
+class FakeAlembic {
+ public:
+  ProcessResult Run(const ProcessSpec& spec, const std::atomic<bool>* cancel,
+                    const std::function<void(int)>& on_start,
+                    const std::function<void(const std::string&)>& on_line) {
+    std::string file;
+    for (const std::string& arg : spec.argv) {
+      if (absl::StartsWith(arg, "url=sqlite:///")) file = arg.substr(strlen("url=sqlite:///"));
+    }
+    const std::string name = fs::path(file).stem().string();
+    ProcessResult r;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      calls_.push_back(name);
+      ++running_;
+      max_running_ = std::max(max_running_, running_);
+      changed_.notify_all();
+      while (block_.count(name) && !(cancel != nullptr && *cancel)) {
+        changed_.wait_for(lock, std::chrono::milliseconds(2));
+      }
+      --running_;
+      if (cancel != nullptr && *cancel) {
+        r.cancelled = true;
+        r.signal = 15;
+        return r;
+      }
+      if (fail_.count(name)) {
+        on_line("Traceback (most recent call last):");
+        on_line("sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) no such table: x");
+        r.exit_code = 1;
+        r.output = "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) no such table: x\n";
+        return r;
+      }
+    }
+    if (on_start) on_start(0);
+    on_line("INFO  [alembic.runtime.migration] Context impl SQLiteImpl.");
+    Sql(file, absl::StrCat("DELETE FROM alembic_version; INSERT INTO alembic_version VALUES ('",
+                           kHead, "')"));
+    r.exit_code = 0;
+    return r;
+  }
+
+  void Fail(const std::string& name) {
+    std::lock_guard<std::mutex> l(mu_);
+    fail_.insert(name);
+  }
+  void Block(const std::string& name) {
+    std::lock_guard<std::mutex> l(mu_);
+    block_.insert(name);
+  }
+  void Release(const std::string& name) {
+    std::lock_guard<std::mutex> l(mu_);
+    block_.erase(name);
+    changed_.notify_all();
+  }
+  // Waits (real time) until `name` has been started.
+  bool WaitStarted(const std::string& name) {
+    std::unique_lock<std::mutex> l(mu_);
+    return changed_.wait_for(l, std::chrono::seconds(20), [&] {
+      return std::find(calls_.begin(), calls_.end(), name) != calls_.end();
+    });
+  }
+  std::vector<std::string> calls() {
+    std::lock_guard<std::mutex> l(mu_);
+    return calls_;
+  }
+  int max_running() {
+    std::lock_guard<std::mutex> l(mu_);
+    return max_running_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::set<std::string> fail_, block_;
+  std::vector<std::string> calls_;
+  int running_ = 0, max_running_ = 0;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::copy(lockstep::testing::ExampleProjectDir(), dir_ + "/project",
+             fs::copy_options::recursive);
+  }
+  void TearDown() override {
+    if (engine_) engine_->Stop();
+  }
+
+  std::string Db(const std::string& name, const std::vector<std::string>& rows) {
+    std::string file = dir_ + "/" + name + ".db";
+    Sql(file, "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)");
+    for (const std::string& r : rows) {
+      Sql(file, absl::StrCat("INSERT INTO alembic_version VALUES ('", r, "')"));
+    }
+    return file;
+  }
+
+  // lockstepd's parts on `environments` (YAML), with the fake clock and Alembic.
+  void Start(const std::string& environments) {
+    std::ofstream(dir_ + "/fleet.yaml") << "project: {alembic_ini: project/alembic.ini}\n"
+                                        << "server: {backup_dir: backups}\n"
+                                        << "environments:\n"
+                                        << environments;
+    auto inv = config::LoadInventory(dir_ + "/fleet.yaml");
+    ASSERT_TRUE(inv.ok()) << inv.status();
+    auto store = StateStore::Open(dir_ + "/state.db");
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    auto r = Reconciler::Create(std::make_shared<config::Inventory>(*inv), MakeReader({}),
+                                store_.get());
+    ASSERT_TRUE(r.ok()) << r.status();
+    reconciler_ = *std::move(r);
+    RolloutEngine::Options options;
+    options.clock = &clock_;
+    options.alembic = [this](const ProcessSpec& spec, const std::atomic<bool>* cancel,
+                             const std::function<void(int)>& on_start,
+                             const std::function<void(const std::string&)>& on_line) {
+      return alembic_.Run(spec, cancel, on_start, on_line);
+    };
+    engine_ = std::make_unique<RolloutEngine>(reconciler_, store_.get(), MakeReader({}),
+                                              RolloutHooks{}, std::move(options));
+    ASSERT_TRUE(engine_->Recover().ok());
+  }
+
+  std::string Launch(const std::string& target = "heads") {
+    RolloutRequest req;
+    req.target = target;
+    req.requested_by = "test";
+    absl::StatusOr<Rollout> r = engine_->Start(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->id : "";
+  }
+  std::string StateOf(const std::string& id) { return *engine_->StateOf(id); }
+  // Waits (real time) until the rollout's state is `state`.
+  bool WaitFor(const std::string& id, const std::string& state) {
+    for (int i = 0; i < 4000; ++i) {
+      if (StateOf(id) == state) return true;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ADD_FAILURE() << id << " stayed " << StateOf(id) << ", not " << state;
+    return false;
+  }
+  const RolloutStep& Step(const Rollout& r, const std::string& name) {
+    for (const RolloutStep& s : r.steps) {
+      if (s.database == name) return s;
+    }
+    static RolloutStep none;
+    ADD_FAILURE() << "no step " << name;
+    return none;
+  }
+  std::vector<std::string> EventKinds(const std::string& id) {
+    std::vector<std::string> kinds;
+    absl::StatusOr<std::vector<RolloutEvent>> events = store_->Events(id, 0, 10000);
+    EXPECT_TRUE(events.ok()) << events.status();
+    for (const RolloutEvent& e : *events) kinds.push_back(e.kind);
+    return kinds;
+  }
+
+  lockstep::testing::TempDir tmp_{"lockstep-engine"};
+  std::string dir_ = tmp_.path();
+  FakeClock clock_{absl::Now()};
+  FakeAlembic alembic_;
+  std::unique_ptr<StateStore> store_;
+  std::shared_ptr<Reconciler> reconciler_;
+  std::unique_ptr<RolloutEngine> engine_;
+};
+
+TEST_F(EngineTest, SoaksBetweenEnvironmentsOnItsClock) {
+  Db("dev", {kAge});
+  Db("prod", {kAge});
+  Start(R"(
+  - name: dev
+    databases: [{name: app, url: "sqlite:///dev.db"}]
+  - name: prod
+    after: dev
+    soak: 10m
+    databases: [{name: app, url: "sqlite:///prod.db"}]
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "soaking"));
+  EXPECT_THAT(Rows(dir_ + "/dev.db"), ElementsAre(kHead));
+  EXPECT_THAT(Rows(dir_ + "/prod.db"), ElementsAre(kAge));
+  clock_.Advance(absl::Minutes(9));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(StateOf(id), "soaking");
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_TRUE(WaitFor(id, "succeeded"));
+  EXPECT_THAT(Rows(dir_ + "/prod.db"), ElementsAre(kHead));
+  Rollout r = *engine_->Get(id);
+  EXPECT_GE(r.stages[1].started_at - r.stages[0].finished_at, absl::Minutes(10));
+}
+
+TEST_F(EngineTest, CanarySoakAndApprovalHoldTheRest) {
+  for (const char* t : {"t1", "t2", "t3"}) Db(t, {kAge});
+  Start(R"(
+  - name: prod
+    canary: [t2]
+    canary_soak: 5m
+    canary_approval: required
+    databases:
+      - {name: t1, url: "sqlite:///t1.db"}
+      - {name: t2, url: "sqlite:///t2.db"}
+      - {name: t3, url: "sqlite:///t3.db"}
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "soaking"));
+  EXPECT_THAT(alembic_.calls(), ElementsAre("t2"));
+  // An approval before the canaries are through vouches for nothing.
+  EXPECT_EQ(engine_->Approve(id, "eager").code(), absl::StatusCode::kFailedPrecondition);
+  clock_.Advance(absl::Minutes(5));
+  ASSERT_TRUE(WaitFor(id, "awaiting_approval"));
+  EXPECT_THAT(alembic_.calls(), ElementsAre("t2"));
+  ASSERT_TRUE(engine_->Approve(id, "carol").ok());
+  ASSERT_TRUE(WaitFor(id, "succeeded"));
+  std::vector<std::string> calls = alembic_.calls();
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[0], "t2");
+  EXPECT_THAT(std::vector<std::string>(calls.begin() + 1, calls.end()),
+              ::testing::UnorderedElementsAre("t1", "t3"));
+  Rollout r = *engine_->Get(id);
+  EXPECT_EQ(r.stages[0].canary_approved_by, "carol");
+  EXPECT_GE(Step(r, "t1").started_at - Step(r, "t2").finished_at, absl::Minutes(5));
+  EXPECT_THAT(EventKinds(id), ::testing::IsSupersetOf({"canary_soaking", "canary_soaked",
+                                                       "awaiting_approval", "approved"}));
+}
+
+TEST_F(EngineTest, ACanaryThatMovesDuringItsSoakHalts) {
+  for (const char* t : {"t1", "t2"}) Db(t, {kAge});
+  Start(R"(
+  - name: prod
+    canary: [t1]
+    canary_soak: 5m
+    databases:
+      - {name: t1, url: "sqlite:///t1.db"}
+      - {name: t2, url: "sqlite:///t2.db"}
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "soaking"));
+  Sql(dir_ + "/t1.db", absl::StrCat("UPDATE alembic_version SET version_num = '", kAge, "'"));
+  clock_.Advance(absl::Minutes(5));
+  ASSERT_TRUE(WaitFor(id, "halted"));
+  Rollout r = *engine_->Get(id);
+  EXPECT_THAT(r.reason, HasSubstr("canaries did not hold through their soak: prod/t1 holds"));
+  EXPECT_EQ(Step(r, "t2").state, "skipped");
+  EXPECT_THAT(alembic_.calls(), ElementsAre("t1"));
+}
+
+TEST_F(EngineTest, ApprovalGatesAProtectedEnvironment) {
+  Db("app", {kAge});
+  Start(R"(
+  - name: prod
+    approval: required
+    databases: [{name: app, url: "sqlite:///app.db"}]
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "awaiting_approval"));
+  EXPECT_TRUE(alembic_.calls().empty());
+  ASSERT_TRUE(engine_->Approve(id, "dave").ok());
+  ASSERT_TRUE(WaitFor(id, "succeeded"));
+  EXPECT_EQ(engine_->Get(id)->stages[0].approved_by, "dave");
+}
+
+TEST_F(EngineTest, HaltsPastMaxFailuresWithTheCause) {
+  for (const char* t : {"a", "b", "c", "d"}) Db(t, {kAge});
+  alembic_.Fail("a");
+  alembic_.Fail("b");
+  Start(R"(
+  - name: prod
+    max_failures: 1
+    max_parallel: 1
+    on_failure: leave
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+      - {name: b, url: "sqlite:///b.db"}
+      - {name: c, url: "sqlite:///c.db"}
+      - {name: d, url: "sqlite:///d.db"}
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "halted"));
+  Rollout r = *engine_->Get(id);
+  EXPECT_EQ(Step(r, "a").state, "failed");
+  EXPECT_THAT(Step(r, "a").error,
+              HasSubstr("Alembic exit 1: sqlite3.OperationalError: no such table: x"));
+  EXPECT_EQ(Step(r, "b").state, "failed");
+  EXPECT_EQ(Step(r, "c").state, "skipped");
+  EXPECT_EQ(Step(r, "d").state, "skipped");
+  EXPECT_THAT(r.reason, HasSubstr("2 failed in prod, more than max_failures 1; prod/b: Alembic "
+                                  "exit 1: sqlite3.OperationalError"));
+}
+
+TEST_F(EngineTest, MaxParallelIsABound) {
+  for (int i = 0; i < 6; ++i) Db(absl::StrCat("t", i), {kAge});
+  std::string dbs;
+  for (int i = 0; i < 6; ++i) {
+    absl::StrAppend(&dbs, "      - {name: t", i, ", url: \"sqlite:///t", i, ".db\"}\n");
+    alembic_.Block(absl::StrCat("t", i));
+  }
+  Start("  - name: prod\n    max_parallel: 2\n    batch_size: 6\n    databases:\n" + dbs);
+  std::string id = Launch();
+  ASSERT_TRUE(alembic_.WaitStarted("t0"));
+  ASSERT_TRUE(alembic_.WaitStarted("t1"));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(alembic_.calls().size(), 2u);  // two at once, the third waits
+  for (int i = 0; i < 6; ++i) alembic_.Release(absl::StrCat("t", i));
+  ASSERT_TRUE(WaitFor(id, "succeeded"));
+  EXPECT_EQ(alembic_.max_running(), 2);
+}
+
+TEST_F(EngineTest, PauseLetsRunningStepsFinishResumeGoesOnAbortStops) {
+  for (const char* t : {"a", "b", "c"}) Db(t, {kAge});
+  alembic_.Block("a");
+  alembic_.Block("c");
+  Start(R"(
+  - name: prod
+    max_parallel: 1
+    on_failure: leave
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+      - {name: b, url: "sqlite:///b.db"}
+      - {name: c, url: "sqlite:///c.db"}
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(alembic_.WaitStarted("a"));
+  ASSERT_TRUE(engine_->Pause(id, "erin").ok());
+  EXPECT_EQ(StateOf(id), "paused");
+  alembic_.Release("a");
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_THAT(alembic_.calls(), ElementsAre("a"));  // b does not start while paused
+  EXPECT_EQ(Step(*engine_->Get(id), "a").state, "succeeded");
+  ASSERT_TRUE(engine_->Resume(id, "erin").ok());
+  ASSERT_TRUE(alembic_.WaitStarted("c"));
+  ASSERT_TRUE(engine_->Abort(id, "erin").ok());
+  ASSERT_TRUE(WaitFor(id, "aborted"));
+  Rollout r = *engine_->Get(id);
+  EXPECT_EQ(Step(r, "b").state, "succeeded");
+  EXPECT_EQ(Step(r, "c").state, "failed");
+  EXPECT_THAT(Step(r, "c").error, HasSubstr("stopped by abort"));
+  EXPECT_THAT(Rows(dir_ + "/c.db"), ElementsAre(kAge));
+  // Controls after the end are refused.
+  EXPECT_EQ(engine_->Pause(id, "erin").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine_->Resume(id, "erin").code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// A rollout left by a killed lockstepd, its step in `phase`, the database
+// holding `rows`: what Recover makes of it.
+struct SettleCase {
+  std::string phase;
+  std::vector<std::string> rows;
+  std::string state;     // the step's state after Recover (and the rollout's end)
+  std::string contains;  // in the step's error or the recovered event
+};
+void PrintTo(const SettleCase& c, std::ostream* os) {
+  *os << "phase " << c.phase << ", rows " << ::testing::PrintToString(c.rows) << " -> " << c.state;
+}
+
+class EngineSettleTest : public EngineTest, public ::testing::WithParamInterface<SettleCase> {};
+
+TEST_P(EngineSettleTest, SettlesFromWhatTheDatabaseHolds) {
+  const SettleCase& c = GetParam();
+  Db("app", c.rows);
+  Start(R"(
+  - name: prod
+    on_failure: leave
+    databases: [{name: app, url: "sqlite:///app.db"}]
+)");
+  // What the dead lockstepd had written ahead of its action.
+  Rollout r;
+  r.id = "r-crashed";
+  r.target = "heads";
+  r.target_revisions = {kHead};
+  r.state = "running";
+  r.created_at = r.updated_at = clock_.Now();
+  RolloutStage st;
+  st.environment = "prod";
+  st.state = "running";
+  st.on_failure = "leave";
+  r.stages.push_back(st);
+  RolloutStep s;
+  s.environment = "prod";
+  s.database = "app";
+  s.from = {kAge};
+  s.expected = {kHead};
+  s.path = {"b5d1e7f3a033", "c2e4a6b8d055", kHead};
+  s.state = "running";
+  s.phase = c.phase;
+  s.attempts = 1;
+  r.steps.push_back(s);
+  ASSERT_TRUE(store_->SaveRollout(r).ok());
+  engine_->Stop();
+  engine_.reset();
+  RolloutEngine::Options options;
+  options.clock = &clock_;
+  options.alembic = [this](const ProcessSpec& spec, const std::atomic<bool>* cancel,
+                           const std::function<void(int)>& on_start,
+                           const std::function<void(const std::string&)>& on_line) {
+    return alembic_.Run(spec, cancel, on_start, on_line);
+  };
+  engine_ = std::make_unique<RolloutEngine>(reconciler_, store_.get(), MakeReader({}),
+                                            RolloutHooks{}, std::move(options));
+  ASSERT_TRUE(engine_->Recover().ok());
+  // One failed step is past max_failures 0: the rollout halts.
+  const std::string end = c.state == "failed" ? "halted" : "succeeded";
+  ASSERT_TRUE(WaitFor("r-crashed", end));
+  Rollout after = *engine_->Get("r-crashed");
+  EXPECT_EQ(after.steps[0].state, c.state);
+  std::string said = after.steps[0].error;
+  absl::StatusOr<std::vector<RolloutEvent>> events = store_->Events("r-crashed", 0, 100);
+  ASSERT_TRUE(events.ok()) << events.status();
+  for (const RolloutEvent& e : *events) said += "\n" + e.message;
+  EXPECT_THAT(said, HasSubstr(c.contains));
+  EXPECT_EQ(Rows(dir_ + "/app.db"),
+            c.state == "failed" ? c.rows : std::vector<std::string>{kHead});  // rows sorted
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryPhase, EngineSettleTest,
+    ::testing::Values(
+        // Killed before Alembic ran: at its start, retried (the fake runs it).
+        SettleCase{"lock", {kAge}, "succeeded", "will retry"},
+        SettleCase{"backup", {kAge}, "succeeded", "will retry"},
+        // Alembic had finished: verified at the target, not run again.
+        SettleCase{"alembic", {kHead}, "succeeded", "settled after a restart"},
+        SettleCase{"verify", {kHead}, "succeeded", "settled after a restart"},
+        // Somewhere else on the path with no backup to go back to.
+        SettleCase{"alembic", {kAge, "c2e4a6b8d055"}, "failed", "needs attention"},
+        // It had failed and was being rolled back; back at its start.
+        SettleCase{"rollback", {kAge}, "failed", "it is back at its start"}),
+    [](const ::testing::TestParamInfo<SettleCase>& info) {
+      return absl::StrCat(info.param.phase, "_", info.index);
+    });
+
+}  // namespace
+}  // namespace lockstep::daemon
