@@ -23,9 +23,9 @@ namespace {
 std::string Colored(const Context& c, const std::string& state) {
   if (!c.color) return state;
   static const std::map<std::string, const char*> kColors = {
-      {"current", "\033[32m"}, {"behind", "\033[33m"}, {"ahead", "\033[35m"},
-      {"diverged", "\033[35m"}, {"orphaned", "\033[31m"}, {"uninitialized", "\033[36m"},
-      {"unreachable", "\033[31m"}};
+      {"current", "\033[32m"},           {"behind", "\033[33m"},     {"ahead", "\033[35m"},
+      {"diverged", "\033[35m"},          {"orphaned", "\033[31m"},   {"uninitialized", "\033[36m"},
+      {"version_rows_lost", "\033[31m"}, {"unreachable", "\033[31m"}};
   auto it = kColors.find(state);
   return it == kColors.end() ? state : absl::StrCat(it->second, state, "\033[0m");
 }

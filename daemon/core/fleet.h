@@ -12,7 +12,10 @@
 namespace lockstep::daemon {
 
 // States a database can be in (DESIGN.md), as stable strings:
-// current, behind, ahead, diverged, orphaned, uninitialized, unreachable.
+// current, behind, ahead, diverged, orphaned, uninitialized,
+// version_rows_lost, unreachable. `uninitialized` is a database lockstep
+// never saw version rows in; `version_rows_lost` one that has none now but
+// held some when lockstep looked before.
 struct DatabaseStatus {
   std::string environment;
   std::string name;

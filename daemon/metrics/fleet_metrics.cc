@@ -14,8 +14,9 @@ using prometheus::Family;
 using prometheus::Gauge;
 using prometheus::Labels;
 
-const char* const kStates[] = {"current",  "behind",        "ahead",      "diverged",
-                               "orphaned", "uninitialized", "unreachable"};
+const char* const kStates[] = {"current",           "behind",     "ahead",
+                               "diverged",          "orphaned",   "uninitialized",
+                               "version_rows_lost", "unreachable"};
 
 double Seconds(absl::Time t) {
   return t == absl::InfinitePast() ? 0 : absl::ToDoubleSeconds(t - absl::UnixEpoch());

@@ -48,6 +48,14 @@ RolloutStage StageFor(const config::EnvironmentConfig& env) {
 absl::Status PlanStep(const migrations::Resolver& resolver, const DatabaseStatus& d,
                       const std::string& target, bool downgrade, RolloutStep* step) {
   if (d.state == "unreachable") return absl::UnavailableError(d.reason);
+  if (d.state == "version_rows_lost") {
+    // Alembic would run every migration from the start over tables that are
+    // likely still there. Only a person knows what the database holds.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "version_rows_lost: ", d.reason,
+        "; lockstep will not migrate it from nothing: which to do is a person's decision "
+        "(then lockstep refresh)"));
+  }
   if (!d.orphaned.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "orphaned version row", d.orphaned.size() > 1 ? "s " : " ", absl::StrJoin(d.orphaned, ", "),

@@ -136,6 +136,24 @@ TEST_F(PlannerTest, EveryBlockingProblemIsListed) {
   EXPECT_THAT(r.status().message(), HasSubstr("prod/t4: unreachable: connection refused"));
 }
 
+TEST_F(PlannerTest, LostVersionRowsBlockTheRolloutForAPersonToDecide) {
+  DatabaseStatus& lost = Set("prod", "t2", {});
+  lost.state = "version_rows_lost";
+  lost.reason = "no version rows now; held c until 2026-12-02T17:01:00Z (lockstep saw it)";
+  auto r = Plan(Req("heads"));
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("prod/t2: version_rows_lost: no version rows now; held c until "
+                        "2026-12-02T17:01:00Z (lockstep saw it); lockstep will not migrate it "
+                        "from nothing: which to do is a person's decision"));
+  EXPECT_EQ(PlanDowngrade("prod", "t2", "base", inv_, *resolver_, fleet_).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // An uninitialized database (never seen with rows) is migrated from scratch.
+  lost.state = "uninitialized";
+  r = Plan(Req("heads"));
+  ASSERT_TRUE(r.ok()) << r.status();
+}
+
 TEST_F(PlannerTest, PromotionGateWhenTheEarlierEnvironmentIsNotInScope) {
   auto r = Plan(Req("heads", {"prod"}));
   ASSERT_FALSE(r.ok());

@@ -13,8 +13,9 @@
 namespace lockstep::daemon {
 namespace {
 
-const std::set<std::string> kStates = {"current",  "behind",        "ahead",      "diverged",
-                                       "orphaned", "uninitialized", "unreachable"};
+const std::set<std::string> kStates = {"current",           "behind",     "ahead",
+                                       "diverged",          "orphaned",   "uninitialized",
+                                       "version_rows_lost", "unreachable"};
 
 void ToProto(const DatabaseStatus& d, v1::Database* out) {
   out->set_environment(d.environment);
@@ -70,7 +71,7 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("unknown state '", req->state(),
                                      "'; states: current, behind, ahead, diverged, orphaned, "
-                                     "uninitialized, unreachable"));
+                                     "uninitialized, version_rows_lost, unreachable"));
   }
   bool env_found = req->environment().empty();
   for (const EnvironmentStatus& e : s->environments) {
