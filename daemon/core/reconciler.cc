@@ -358,8 +358,12 @@ absl::Status Reconciler::Refresh() {
     for (DatabaseStatus& d : snapshot->databases) {
       if (d.environment != env.name) continue;
       ++es.databases;
-      bool reachable = d.state != "unreachable";
-      if (reachable && d.state != "orphaned") {
+      // Rows unknown (unreachable), meaningless to the graph (orphaned) or
+      // gone (version_rows_lost): not comparable, and not in lockstep.
+      bool comparable =
+          d.state != "unreachable" && d.state != "orphaned" && d.state != "version_rows_lost";
+      if (!comparable) es.in_lockstep = false;
+      if (comparable) {
         sets.insert(d.revisions);
         std::set<int> applied = Applied(resolver, d.revisions);
         if (!common) {
@@ -386,6 +390,7 @@ absl::Status Reconciler::Refresh() {
       ++es.by_state[d.state];
     }
     es.revision_sets.assign(sets.begin(), sets.end());
+    if (es.revision_sets.size() > 1) es.in_lockstep = false;
     es.promotion_violations.assign(violations.begin(), violations.end());
     promoted[env.name] = common.value_or(std::set<int>());
     snapshot->environments.push_back(std::move(es));

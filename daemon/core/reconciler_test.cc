@@ -268,6 +268,47 @@ TEST_F(ReconcilerTest, RowsALockstepRolloutRemovedAreNotLost) {
   EXPECT_THAT(r->Snapshot()->Find("dev", "app")->reason, HasSubstr(absl::StrCat("held ", kUsers)));
 }
 
+TEST_F(ReconcilerTest, OrphanedUnreachableAndLostDatabasesAreNotInLockstep) {
+  std::string d = dir_;
+  for (const char* db : {"a", "b", "c"}) {
+    Alembic("sqlite:///" + d + "/" + db + ".db", {"upgrade", "heads"});
+  }
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini}
+environments:
+  - name: unreachable
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+      - {name: gone, url: "sqlite:///missing.db"}
+  - name: orphaned
+    databases:
+      - {name: b, url: "sqlite:///b.db"}
+      - {name: odd, url: "sqlite:///odd.db"}
+  - name: lost
+    databases:
+      - {name: c, url: "sqlite:///c.db"}
+      - {name: emptied, url: "sqlite:///emptied.db"}
+  - name: fine
+    databases: [{name: c, url: "sqlite:///c.db"}]
+)");
+  Alembic("sqlite:///" + d + "/odd.db", {"upgrade", "heads"});
+  Sql(d + "/odd.db", "UPDATE alembic_version SET version_num = 'deadbeef0000'");
+  Alembic("sqlite:///" + d + "/emptied.db", {"upgrade", "heads"});
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  Sql(d + "/emptied.db", "DELETE FROM alembic_version");
+  ASSERT_TRUE(r->Refresh().ok());
+  auto s = r->Snapshot();
+  ASSERT_EQ(s->environments.size(), 4u);
+  for (int i = 0; i < 3; ++i) {
+    // The one comparable database holds one revision set, and yet.
+    EXPECT_EQ(s->environments[i].revision_sets.size(), 1u) << s->environments[i].name;
+    EXPECT_FALSE(s->environments[i].in_lockstep) << s->environments[i].name;
+  }
+  EXPECT_EQ(s->Find("lost", "emptied")->state, "version_rows_lost");
+  EXPECT_TRUE(s->environments[3].in_lockstep);
+}
+
 TEST_F(ReconcilerTest, ClosedReconcilerRefusesToRefresh) {
   Alembic("sqlite:///" + dir_ + "/app.db", {"upgrade", "heads"});
   auto r = Start(kOneDatabase);

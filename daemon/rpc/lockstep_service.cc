@@ -82,6 +82,7 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
     out->set_after(e.after);
     out->set_target(e.target);
     out->set_database_count(e.databases);
+    out->set_in_lockstep(e.in_lockstep);
     for (const auto& [k, v] : e.by_state) (*out->mutable_by_state())[k] = v;
     for (const auto& set : e.revision_sets) Copy(set, out->add_revision_sets()->mutable_revisions());
     Copy(e.promotion_violations, out->mutable_promotion_violations());

@@ -329,6 +329,23 @@ environments:
                       "lockstep will not migrate it from nothing: which to do is a person's "
                       "decision", p.stdout + p.stderr)
 
+    def test_2_unknown_or_meaningless_rows_are_not_in_lockstep(self):
+        envs = {e["name"]: e for e in self.status()["environments"]}
+        self.assertTrue(envs["dev"]["in_lockstep"])
+        self.assertFalse(envs["prod"]["in_lockstep"])
+        self.assertFalse(envs["qa"]["in_lockstep"])  # one revision set, one database unreachable
+        text = self.d.cli("status", check=False).stdout
+        self.assertIn("prod: not in lockstep (3 different revision sets; "
+                      "1 database version_rows_lost)", text)
+        self.assertIn("qa: not in lockstep (1 database unreachable)", text)
+        self.assertNotIn("dev: not in lockstep", text)
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                      timeout=5).read().decode()
+        self.assertIn('lockstep_environment_in_lockstep{environment="qa"} 0', body)
+        self.assertIn('lockstep_environment_in_lockstep{environment="dev"} 1', body)
+        self.assertIn('lockstep_database_state{database="b",environment="prod",'
+                      'state="version_rows_lost"} 1', body)
+
     def test_4_a_restarted_lockstepd_still_knows_the_rows_were_lost(self):
         self.d.stop()
         self.d.start()
