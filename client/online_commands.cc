@@ -191,7 +191,8 @@ int Refresh(Context& c, v1::Lockstep::Stub& stub) {
                  .Key("databases").Int(resp.databases()).Key("took_ms").Int(static_cast<long>(took * 1000))
                  .EndObject().Finish();
   } else {
-    c.out << "refreshed " << resp.databases() << " databases in " << static_cast<long>(took * 1000) << " ms\n";
+    c.out << "refreshed " << Plural(resp.databases(), "database") << " in "
+          << static_cast<long>(took * 1000) << " ms\n";
   }
   return kExitOk;
 }

@@ -304,7 +304,7 @@ absl::Status Reconciler::Refresh() {
       d.reason = c.reason;
       if (read.outcome == ReadOutcome::kNoTable) {
         d.reason = absl::StrCat("no ", p.target.version_table, " table (never migrated); ",
-                                c.pending.size(), " revisions to apply");
+                                Plural(c.pending.size(), "revision"), " to apply");
       }
       d.pending = std::move(c.pending);
       d.orphaned = std::move(c.orphaned);

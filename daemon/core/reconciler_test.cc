@@ -309,6 +309,21 @@ environments:
   EXPECT_TRUE(s->environments[3].in_lockstep);
 }
 
+TEST_F(ReconcilerTest, ReasonsCountRight) {
+  Sql(dir_ + "/fresh.db", "CREATE TABLE t (x)");  // no version table
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini}
+environments:
+  - name: dev
+    target: )" + std::string(kUsers) + R"(
+    databases: [{name: fresh, url: "sqlite:///fresh.db"}]
+)");
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_EQ(r->Snapshot()->Find("dev", "fresh")->reason,
+            "no alembic_version table (never migrated); 1 revision to apply");
+}
+
 TEST_F(ReconcilerTest, ClosedReconcilerRefusesToRefresh) {
   Alembic("sqlite:///" + dir_ + "/app.db", {"upgrade", "heads"});
   auto r = Start(kOneDatabase);

@@ -679,7 +679,7 @@ void RolloutEngine::Finish(Active& a) {
                    ? absl::StrCat(Plural(a.r.steps.size(), "database"), " at ", a.r.target)
                : !skip_reason.empty()
                    ? skip_reason
-                   : absl::StrCat(failed, " of ", a.r.steps.size(), " databases failed");
+                   : absl::StrCat(failed, " of ", Plural(a.r.steps.size(), "database"), " failed");
   a.r.finished_at = absl::Now();
   SaveHeader(a);
   Emit(a, "rollout_finished", "", "", absl::StrCat(a.r.state, ": ", a.r.reason));

@@ -346,6 +346,12 @@ environments:
         self.assertIn('lockstep_database_state{database="b",environment="prod",'
                       'state="version_rows_lost"} 1', body)
 
+    def test_3_messages_count_right(self):
+        self.assertRegex(self.refresh, r"^refreshed 8 databases in \d+ ms")
+        plan = self.d.cli("plan", "--env", "solo").stdout
+        self.assertIn("plan: upgrade to heads (%s), 1 database\n" % HEAD, plan)
+        self.assertIn("3 revisions", plan)
+
     def test_4_a_restarted_lockstepd_still_knows_the_rows_were_lost(self):
         self.d.stop()
         self.d.start()
