@@ -239,8 +239,11 @@ absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std:
   Rollout rollout;
   rollout.kind = "downgrade";
   rollout.target = target;
-  absl::Status exists = TargetExists(resolver, target, &rollout.target_revisions);
-  if (!exists.ok() && target != "base") return exists;
+  if (target != "base" && !migrations::MatchRelative(target)) {
+    std::vector<std::string> resolved;  // replaced by what the database will hold
+    absl::Status exists = TargetExists(resolver, target, &resolved);
+    if (!exists.ok()) return exists;
+  }
   RolloutStep step;
   absl::Status s = PlanStep(resolver, *d, target, true, &step);
   if (!s.ok()) return absl::FailedPreconditionError(absl::StrCat(d->key(), ": ", s.message()));
@@ -248,6 +251,10 @@ absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std:
     return absl::FailedPreconditionError(
         absl::StrCat(d->key(), " is already at ", target, "; nothing to downgrade"));
   }
+  // What this database holds after it: a relative target ("-1") means
+  // nothing alone, and resolving it from the graph's heads names revisions
+  // of other databases.
+  rollout.target_revisions = step.expected;
   RolloutStage stage = StageFor(*env);
   stage.approval_required = false;  // incident work: the caller is the approval
   stage.soak = absl::ZeroDuration();

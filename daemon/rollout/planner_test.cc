@@ -199,12 +199,24 @@ TEST_F(PlannerTest, DowngradeIsOneStepWithABackup) {
   ASSERT_EQ(r->steps.size(), 1u);
   EXPECT_THAT(r->steps[0].path, ElementsAre("c", "b"));
   EXPECT_THAT(r->steps[0].expected, ElementsAre("a"));
+  EXPECT_THAT(r->target_revisions, ElementsAre("a"));
   EXPECT_TRUE(r->stages[0].backup_required);
   EXPECT_FALSE(r->stages[0].approval_required);
   EXPECT_EQ(PlanDowngrade("prod", "t9", "a", inv_, *resolver_, fleet_).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_THAT(PlanDowngrade("prod", "t2", "a", inv_, *resolver_, fleet_).status().message(),
               HasSubstr("already at a"));
+}
+
+TEST_F(PlannerTest, RelativeDowngradeNamesWhatThisDatabaseWillHold) {
+  // Relative to t1 (at b), not to the graph's head c.
+  Set("prod", "t1", {"b"});
+  auto r = PlanDowngrade("prod", "t1", "-1", inv_, *resolver_, fleet_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->target, "-1");
+  EXPECT_THAT(r->steps[0].path, ElementsAre("b"));
+  EXPECT_THAT(r->target_revisions, ElementsAre("a"));
+  EXPECT_THAT(r->steps[0].expected, ElementsAre("a"));
 }
 
 }  // namespace

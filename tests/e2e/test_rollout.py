@@ -813,6 +813,64 @@ class AbortWhileQueuedForSlotTest(unittest.TestCase):
             self.assertEqual(sqlite_rows(path), [AGE])
 
 
+class ReportsWhatTheDatabaseHoldsTest(unittest.TestCase):
+    """A relative downgrade and an abort mid-path report the rows each
+    database holds afterwards, read from it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.f = Fleet([("5105105105aa_slow.py", SLOW)])
+        cls.age = cls.f.sqlite("age", AGE)
+        cls.age2 = cls.f.sqlite("age2", AGE)
+        cls.merged = cls.f.sqlite("merged", HEAD)
+        # From AGE to the slow head: three revisions commit (SQLite: one
+        # transaction per migration), then the slow one sleeps.
+        cls.mid = cls.f.sqlite("mid", AGE)
+        with open(cls.mid + ".slow", "w") as f:
+            f.write("60")
+        cls.d = cls.f.daemon("""
+  - name: prod
+    databases:
+      - {name: age, url: "sqlite:///age.db"}
+      - {name: age2, url: "sqlite:///age2.db"}
+      - {name: merged, url: "sqlite:///merged.db"}
+  - name: long
+    databases: [{name: mid, url: "sqlite:///mid.db"}]
+""")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.f.close()
+
+    def test_1_downgrade_minus_one_reports_the_revisions_it_now_holds(self):
+        p = self.d.cli("downgrade", "prod/age", "--to", "-1", check=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(sqlite_rows(self.age), [USERS])
+        self.assertIn("downgrade to -1 (%s)" % USERS, p.stdout)
+        self.assertIn("prod/age now holds [%s]" % USERS, p.stdout)
+        rc, r = rollout_json(self.d, "downgrade", "prod/age2", "--to", "-1")
+        self.assertEqual(rc, 0, r)
+        self.assertEqual(sqlite_rows(self.age2), [USERS])
+        self.assertEqual(r["target"], "-1")
+        self.assertEqual(r["target_revisions"], [USERS])
+        self.assertEqual(r["reason"], "prod/age2 now holds [%s]" % USERS)
+        # At the merge head, -1 is ambiguous, as Alembic says.
+        rc, r = rollout_json(self.d, "downgrade", "prod/merged", "--to", "-1")
+        self.assertNotEqual(rc, 0, r)
+        self.assertIn("Ambiguous walk", r["error"])
+        self.assertEqual(sqlite_rows(self.merged), [HEAD])
+
+    def test_1b_downgrade_to_base_is_not_lost_rows(self):
+        rc, r = rollout_json(self.d, "downgrade", "prod/age", "--to", "base")
+        self.assertEqual(rc, 0, r)
+        self.assertEqual(r["reason"], "prod/age now holds [] (no version rows)")
+        self.assertEqual(sqlite_rows(self.age), [])
+        status = json.loads(self.d.cli("status", "-o", "json", check=False).stdout)
+        age = [d for d in status["databases"] if d["database"] == "age"][0]
+        self.assertEqual(age["state"], "uninitialized")
+        self.assertIn("no version rows: rollout %s left it so" % r["id"], age["reason"])
+        self.assertEqual(self.d.cli("plan", "--db", "prod/age", check=False).returncode, 0)
+
 class WarmStartupSlotsTest(StartupSlotsTest):
     runner = "warm"
 
