@@ -871,6 +871,23 @@ class ReportsWhatTheDatabaseHoldsTest(unittest.TestCase):
         self.assertIn("no version rows: rollout %s left it so" % r["id"], age["reason"])
         self.assertEqual(self.d.cli("plan", "--db", "prod/age", check=False).returncode, 0)
 
+    def test_2_abort_mid_path_reports_the_rows_after_the_restore(self):
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "long")
+        self.assertEqual(rc, 0, r)
+        rid = r["id"]
+        # Mid-path: the merge is committed, the slow revision sleeps.
+        wait_for(lambda: sqlite_rows(self.mid) == [HEAD], what="the rows mid-path")
+        self.d.cli("abort", rid, "--actor", "oncall")
+        rc, done = rollout_json(self.d, "watch", rid)
+        self.assertEqual(rc, 7, done)
+        step = done["steps"][0]
+        self.assertEqual(step["rollback"], "restored")
+        self.assertEqual(sqlite_rows(self.mid), [AGE])
+        self.assertIn("stopped by abort; restored from backup %d, the database holds [%s]"
+                      % (step["backup_id"], AGE), step["error"])
+        self.assertNotIn(HEAD, step["error"])
+
+
 class WarmStartupSlotsTest(StartupSlotsTest):
     runner = "warm"
 
