@@ -23,9 +23,9 @@ namespace {
 std::string Colored(const Context& c, const std::string& state) {
   if (!c.color) return state;
   static const std::map<std::string, const char*> kColors = {
-      {"current", "\033[32m"}, {"behind", "\033[33m"}, {"ahead", "\033[35m"},
-      {"diverged", "\033[35m"}, {"orphaned", "\033[31m"}, {"uninitialized", "\033[36m"},
-      {"unreachable", "\033[31m"}};
+      {"current", "\033[32m"},           {"behind", "\033[33m"},     {"ahead", "\033[35m"},
+      {"diverged", "\033[35m"},          {"orphaned", "\033[31m"},   {"uninitialized", "\033[36m"},
+      {"version_rows_lost", "\033[31m"}, {"unreachable", "\033[31m"}};
   auto it = kColors.find(state);
   return it == kColors.end() ? state : absl::StrCat(it->second, state, "\033[0m");
 }
@@ -75,7 +75,7 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
     for (const v1::Environment& e : resp.environments()) {
       w.BeginObject().Key("name").String(e.name()).Key("after").String(e.after());
       w.Key("target").String(e.target()).Key("databases").Int(e.database_count());
-      w.Key("in_lockstep").Bool(e.revision_sets_size() <= 1);
+      w.Key("in_lockstep").Bool(e.in_lockstep());
       w.Key("promotion_violations")
           .StringArray({e.promotion_violations().begin(), e.promotion_violations().end()});
       w.EndObject();
@@ -102,9 +102,20 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
     }
     PrintTable(c.out, rows, shown);
     for (const v1::Environment& e : resp.environments()) {
-      if (e.revision_sets_size() > 1) {
-        c.out << "\n" << e.name() << ": not in lockstep (" << e.revision_sets_size()
-              << " different revision sets)";
+      if (!e.in_lockstep()) {
+        // Why, in counts: the revision sets, then the databases whose rows
+        // are unknown or meaningless.
+        std::vector<std::string> why;
+        if (e.revision_sets_size() > 1) {
+          why.push_back(absl::StrCat(e.revision_sets_size(), " different revision sets"));
+        }
+        for (const char* state : {"orphaned", "version_rows_lost", "unreachable"}) {
+          auto it = e.by_state().find(state);
+          if (it != e.by_state().end() && it->second > 0) {
+            why.push_back(absl::StrCat(Plural(it->second, "database"), " ", state));
+          }
+        }
+        c.out << "\n" << e.name() << ": not in lockstep (" << absl::StrJoin(why, "; ") << ")";
       }
       if (e.promotion_violations_size() > 0) {
         c.out << "\n" << e.name() << ": promotion order: " << absl::StrJoin(e.promotion_violations(), ", ")
@@ -180,7 +191,8 @@ int Refresh(Context& c, v1::Lockstep::Stub& stub) {
                  .Key("databases").Int(resp.databases()).Key("took_ms").Int(static_cast<long>(took * 1000))
                  .EndObject().Finish();
   } else {
-    c.out << "refreshed " << resp.databases() << " databases in " << static_cast<long>(took * 1000) << " ms\n";
+    c.out << "refreshed " << Plural(resp.databases(), "database") << " in "
+          << static_cast<long>(took * 1000) << " ms\n";
   }
   return kExitOk;
 }

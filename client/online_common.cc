@@ -36,6 +36,10 @@ int RpcFailure(Context& c, const grpc::Status& s) {
   return Fail(c, s.error_message());
 }
 
+std::string Plural(long n, const std::string& noun) {
+  return absl::StrCat(n, " ", noun, n == 1 ? "" : "s");
+}
+
 std::string Time(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(t.seconds()),

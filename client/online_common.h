@@ -34,6 +34,8 @@ std::string Time(const google::protobuf::Timestamp& t);
 // `shown` is `rows` with colours added (same visible widths).
 void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
                 const std::vector<std::vector<std::string>>& shown);
+// "1 database", "3 databases".
+std::string Plural(long n, const std::string& noun);
 // A deadline `seconds` from now.
 std::chrono::system_clock::time_point Deadline(int seconds);
 

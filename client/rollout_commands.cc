@@ -169,7 +169,8 @@ Counts CountSteps(const v1::Rollout& r, const std::string& environment) {
 void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
   if (plan) {
     c.out << "plan: " << r.kind() << " to " << r.target() << " ("
-          << absl::StrJoin(r.target_revisions(), ", ") << "), " << r.steps_size() << " databases\n";
+          << absl::StrJoin(r.target_revisions(), ", ") << "), "
+          << Plural(r.steps_size(), "database") << "\n";
   } else {
     c.out << "rollout " << r.id() << "  " << r.state() << "  " << r.kind() << " to " << r.target()
           << " (" << absl::StrJoin(r.target_revisions(), ", ") << ")\n";
@@ -217,7 +218,7 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
       std::vector<std::string> row = {
           absl::StrCat("  wave ", s.wave() + 1, s.canary() ? " (canary)" : ""), s.database(),
           absl::StrCat(Rows(s.from()), " -> ", Rows(s.expected())),
-          absl::StrCat(s.path_size(), s.path_size() == 1 ? " revision" : " revisions")};
+          Plural(s.path_size(), "revision")};
       if (!plan) {
         row.push_back(s.state());
         std::string note = s.error();

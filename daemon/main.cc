@@ -87,8 +87,11 @@ int CheckConfig(const std::string& path) {
             << ", state: " << inv->server.state << "\n";
   for (const auto& e : inv->environments) {
     std::cout << "  " << e.name << (e.after.empty() ? "" : " (after " + e.after + ")") << ": "
-              << e.databases.size() << " databases";
-    if (!e.discover.empty()) std::cout << " + " << e.discover.size() << " discover rules";
+              << e.databases.size() << (e.databases.size() == 1 ? " database" : " databases");
+    if (!e.discover.empty()) {
+      std::cout << " + " << e.discover.size()
+                << (e.discover.size() == 1 ? " discover rule" : " discover rules");
+    }
     if (e.approval_required) std::cout << ", approval required";
     std::cout << "\n";
   }

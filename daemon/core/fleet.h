@@ -12,7 +12,10 @@
 namespace lockstep::daemon {
 
 // States a database can be in (DESIGN.md), as stable strings:
-// current, behind, ahead, diverged, orphaned, uninitialized, unreachable.
+// current, behind, ahead, diverged, orphaned, uninitialized,
+// version_rows_lost, unreachable. `uninitialized` is a database lockstep
+// never saw version rows in; `version_rows_lost` one that has none now but
+// held some when lockstep looked before.
 struct DatabaseStatus {
   std::string environment;
   std::string name;
@@ -40,9 +43,13 @@ struct EnvironmentStatus {
   std::string target;
   int databases = 0;
   std::map<std::string, int> by_state;
-  // Distinct revision sets among reachable databases; more than one means
-  // the environment is not in lockstep.
+  // Distinct revision sets among the databases whose rows are known and
+  // meaningful (not orphaned, unreachable or version_rows_lost).
   std::vector<std::vector<std::string>> revision_sets;
+  // One revision set, and no database orphaned, unreachable or
+  // version_rows_lost: a database whose rows are unknown or meaningless
+  // cannot be shown to be in step with the others.
+  bool in_lockstep = true;
   // Revisions applied here but not yet in every database of `after`.
   std::vector<std::string> promotion_violations;
   std::vector<std::string> discover_errors;

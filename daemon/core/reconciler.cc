@@ -83,6 +83,57 @@ std::set<int> Applied(const migrations::Resolver& r, const std::vector<std::stri
   return std::set<int>(all.begin(), all.end());
 }
 
+// The rows lockstep last saw in a database that has none now, and when it
+// first saw them gone.
+struct LostRows {
+  std::vector<std::string> held;
+  absl::Time gone_at;
+  // Set when a lockstep rollout removed them itself: a downgrade to base,
+  // or a step from no rows brought back to its start.
+  std::string by_rollout;
+};
+
+// Whether the empty database `d` held rows when lockstep looked before: in
+// the previous check (they are gone as of `now`), or in its history (the
+// newest change emptied it). Never seen with rows: nullopt.
+std::optional<LostRows> FindLostRows(StateStore* store, const DatabaseStatus& d,
+                                     const std::map<std::string, LastCheck>& previous,
+                                     absl::Time now) {
+  auto it = previous.find(d.key());
+  if (it == previous.end() || !it->second.revisions_known) return std::nullopt;
+  LostRows lost;
+  absl::Time arrived;  // when the rows it held were first seen
+  if (!it->second.revisions.empty()) {
+    lost = {it->second.revisions, now, ""};
+    arrived = it->second.changed_at;
+  } else {
+    absl::StatusOr<std::vector<RevisionChange>> newest = store->Changes(d.key(), 2);
+    if (!newest.ok() || newest->empty()) return std::nullopt;
+    const RevisionChange& c = newest->front();
+    if (!c.to.empty() || c.from.empty()) return std::nullopt;
+    lost = {c.from, c.observed_at, ""};
+    arrived = newest->size() > 1 ? (*newest)[1].observed_at : absl::InfinitePast();
+  }
+  // The last step on it ended after those rows appeared, began before they
+  // were seen gone, and left no rows by design.
+  absl::StatusOr<std::optional<FinishedStep>> last = store->LastFinishedStep(d.environment, d.name);
+  if (last.ok() && last->has_value()) {
+    const RolloutStep& s = (*last)->step;
+    bool left_empty =
+        (s.state == "succeeded" && s.expected.empty()) ||
+        (s.state == "failed" && s.from.empty() &&
+         (s.rollback == "restored" || s.rollback == "rolled_back" || s.rollback == "downgraded"));
+    if (left_empty && s.finished_at >= arrived && s.started_at <= lost.gone_at) {
+      lost.by_rollout = (*last)->rollout_id;
+    }
+  }
+  return lost;
+}
+
+std::string Plural(size_t n, const std::string& noun) {
+  return absl::StrCat(n, " ", noun, n == 1 ? "" : "s");
+}
+
 }  // namespace
 
 const DatabaseStatus* FleetSnapshot::Find(const std::string& environment,
@@ -219,8 +270,18 @@ absl::Status Reconciler::Refresh() {
   if (threads > 0) work();
   for (std::thread& t : pool) t.join();
 
-  // Classify.
+  // Classify. An empty database is told apart by what lockstep saw there
+  // before, so the previous checks are read (once) when any database is empty.
   const absl::Time checked_at = absl::Now();
+  std::optional<std::map<std::string, LastCheck>> previous;
+  for (const VersionRead& read : reads) {
+    bool empty = read.outcome == ReadOutcome::kNoTable ||
+                 (read.outcome == ReadOutcome::kOk && read.rows.empty());
+    if (!empty) continue;
+    absl::StatusOr<std::map<std::string, LastCheck>> last = store_->LastChecks();
+    previous = last.ok() ? *std::move(last) : std::map<std::string, LastCheck>();
+    break;
+  }
   std::vector<CheckRecord> records;
   for (size_t i = 0; i < plan.size(); ++i) {
     const Planned& p = plan[i];
@@ -243,11 +304,34 @@ absl::Status Reconciler::Refresh() {
       d.reason = c.reason;
       if (read.outcome == ReadOutcome::kNoTable) {
         d.reason = absl::StrCat("no ", p.target.version_table, " table (never migrated); ",
-                                c.pending.size(), " revisions to apply");
+                                Plural(c.pending.size(), "revision"), " to apply");
       }
       d.pending = std::move(c.pending);
       d.orphaned = std::move(c.orphaned);
       d.beyond = std::move(c.beyond);
+      std::optional<LostRows> lost;
+      if (read.rows.empty() && previous) {
+        lost = FindLostRows(store_, d, *previous, checked_at);
+      }
+      if (lost && !lost->by_rollout.empty()) {
+        // Still uninitialized (a rollout may build it again), but not
+        // "never migrated".
+        d.reason = absl::StrCat(
+            "no version rows: rollout ", lost->by_rollout, " left it so (it held ",
+            absl::StrJoin(lost->held, ", "), " until ",
+            absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", lost->gone_at, absl::UTCTimeZone()), "); ",
+            Plural(d.pending.size(), "revision"), " to apply to reach ", p.env->target);
+      } else if (lost) {
+        // Not "never migrated": upgrading it from nothing would run every
+        // migration over tables that may still be there.
+        d.state = "version_rows_lost";
+        d.reason = absl::StrCat(
+            "no version rows now; held ", absl::StrJoin(lost->held, ", "), " until ",
+            absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", lost->gone_at, absl::UTCTimeZone()),
+            " (lockstep saw it); restore a backup or `alembic stamp` the revisions it really "
+            "holds");
+        d.pending.clear();  // lockstep will not run them (the planner refuses)
+      }
     } else {
       d.state = "unreachable";
       d.reason = absl::StrCat(ReadOutcomeName(read.outcome), ": ", read.error);
@@ -274,8 +358,12 @@ absl::Status Reconciler::Refresh() {
     for (DatabaseStatus& d : snapshot->databases) {
       if (d.environment != env.name) continue;
       ++es.databases;
-      bool reachable = d.state != "unreachable";
-      if (reachable && d.state != "orphaned") {
+      // Rows unknown (unreachable), meaningless to the graph (orphaned) or
+      // gone (version_rows_lost): not comparable, and not in lockstep.
+      bool comparable =
+          d.state != "unreachable" && d.state != "orphaned" && d.state != "version_rows_lost";
+      if (!comparable) es.in_lockstep = false;
+      if (comparable) {
         sets.insert(d.revisions);
         std::set<int> applied = Applied(resolver, d.revisions);
         if (!common) {
@@ -302,6 +390,7 @@ absl::Status Reconciler::Refresh() {
       ++es.by_state[d.state];
     }
     es.revision_sets.assign(sets.begin(), sets.end());
+    if (es.revision_sets.size() > 1) es.in_lockstep = false;
     es.promotion_violations.assign(violations.begin(), violations.end());
     promoted[env.name] = common.value_or(std::set<int>());
     snapshot->environments.push_back(std::move(es));

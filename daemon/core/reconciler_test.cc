@@ -10,6 +10,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "tests/support/alembic.h"
 #include "tests/support/postgres_server.h"
 #include "tests/support/temp_dir.h"
@@ -167,6 +169,159 @@ TEST_F(ReconcilerTest, NoticesChangesMadeByHandAndNewRevisionFiles) {
   fs::remove(dir_ + "/project/versions/badbad000002_x.py");
   ASSERT_TRUE(r->Refresh().ok());
   EXPECT_FALSE(r->Snapshot()->graph.broken);
+}
+
+TEST_F(ReconcilerTest, RowsThatWentAwayAreLostNotNeverMigrated) {
+  std::string d = dir_;
+  Alembic("sqlite:///" + d + "/app.db", {"upgrade", "heads"});
+  Sql(d + "/fresh.db", "CREATE TABLE t (x)");
+  const std::string yaml = R"(
+project: {alembic_ini: project/alembic.ini}
+environments:
+  - name: dev
+    databases:
+      - {name: app, url: "sqlite:///app.db"}
+      - {name: fresh, url: "sqlite:///fresh.db"}
+)";
+  auto r = Start(yaml);
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "current");
+  EXPECT_EQ(r->Snapshot()->Find("dev", "fresh")->state, "uninitialized");
+
+  Sql(d + "/app.db", "DELETE FROM alembic_version");  // someone emptied the table
+  ASSERT_TRUE(r->Refresh().ok());
+  auto s = r->Snapshot();
+  const DatabaseStatus* app = s->Find("dev", "app");
+  EXPECT_EQ(app->state, "version_rows_lost");
+  const std::string until =
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", s->refreshed_at, absl::UTCTimeZone());
+  EXPECT_THAT(app->reason, HasSubstr(absl::StrCat("no version rows now; held ", kHead, " until ",
+                                                  until, " (lockstep saw it)")));
+  EXPECT_THAT(app->pending, IsEmpty());
+  EXPECT_EQ(s->Find("dev", "fresh")->state, "uninitialized");
+  EXPECT_THAT(s->Find("dev", "fresh")->reason, HasSubstr("never migrated"));
+  EXPECT_EQ(s->environments[0].by_state.at("version_rows_lost"), 1);
+
+  // Later passes, the table dropped too, and a new lockstepd on the same
+  // store: the history still says what it held and when it was seen gone.
+  Sql(d + "/app.db", "DROP TABLE alembic_version");
+  ASSERT_TRUE(r->Refresh().ok());
+  r.reset();
+  r = Start(yaml);
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  app = r->Snapshot()->Find("dev", "app");
+  EXPECT_EQ(app->state, "version_rows_lost");
+  EXPECT_THAT(app->reason, HasSubstr(absl::StrCat("held ", kHead, " until ", until)));
+  EXPECT_EQ(r->Snapshot()->Find("dev", "fresh")->state, "uninitialized");
+
+  // Rows back (stamped by a person): an ordinary state again.
+  Alembic("sqlite:///" + d + "/app.db", {"stamp", kHead});
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "current");
+  auto changes = store_->Changes("dev/app", 10);
+  ASSERT_TRUE(changes.ok());
+  ASSERT_EQ(changes->size(), 3u);  // none -> head -> none -> head
+  EXPECT_THAT((*changes)[1].from, ElementsAre(kHead));
+  EXPECT_THAT((*changes)[1].to, IsEmpty());
+  EXPECT_THAT(*store_->Changes("dev/fresh", 10), IsEmpty());  // no "<none> -> <none>"
+}
+
+TEST_F(ReconcilerTest, RowsALockstepRolloutRemovedAreNotLost) {
+  std::string db = "sqlite:///" + dir_ + "/app.db";
+  Alembic(db, {"upgrade", "heads"});
+  auto r = Start(kOneDatabase);
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  // A rollout takes it to base (lockstep downgrade dev/app --to base).
+  Rollout down;
+  down.id = "d-1";
+  down.kind = "downgrade";
+  down.target = "base";
+  down.stages.push_back(RolloutStage{.environment = "dev"});
+  RolloutStep step;
+  step.environment = "dev";
+  step.database = "app";
+  step.from = {kHead};
+  step.state = "succeeded";
+  step.started_at = absl::Now();
+  Alembic(db, {"downgrade", "base"});
+  step.finished_at = absl::Now();
+  down.steps.push_back(step);
+  ASSERT_TRUE(store_->SaveRollout(down).ok());
+  for (int pass = 0; pass < 2; ++pass) {  // seen gone now, then from the history
+    ASSERT_TRUE(r->Refresh().ok());
+    const DatabaseStatus* app = r->Snapshot()->Find("dev", "app");
+    EXPECT_EQ(app->state, "uninitialized") << pass;
+    EXPECT_THAT(app->reason,
+                HasSubstr(absl::StrCat("no version rows: rollout d-1 left it so (it held ", kHead,
+                                       " until ")));
+    EXPECT_THAT(app->reason, HasSubstr("5 revisions to apply to reach heads"));
+  }
+  // Later, rows back and removed by hand: that step is older than those rows.
+  Alembic(db, {"upgrade", kUsers});
+  ASSERT_TRUE(r->Refresh().ok());
+  Sql(dir_ + "/app.db", "DELETE FROM alembic_version");
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "version_rows_lost");
+  EXPECT_THAT(r->Snapshot()->Find("dev", "app")->reason, HasSubstr(absl::StrCat("held ", kUsers)));
+}
+
+TEST_F(ReconcilerTest, OrphanedUnreachableAndLostDatabasesAreNotInLockstep) {
+  std::string d = dir_;
+  for (const char* db : {"a", "b", "c", "f"}) {
+    Alembic("sqlite:///" + d + "/" + db + ".db", {"upgrade", "heads"});
+  }
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini}
+environments:
+  - name: unreachable
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+      - {name: gone, url: "sqlite:///missing.db"}
+  - name: orphaned
+    databases:
+      - {name: b, url: "sqlite:///b.db"}
+      - {name: odd, url: "sqlite:///odd.db"}
+  - name: lost
+    databases:
+      - {name: c, url: "sqlite:///c.db"}
+      - {name: emptied, url: "sqlite:///emptied.db"}
+  - name: fine
+    databases: [{name: c, url: "sqlite:///f.db"}]
+)");
+  Alembic("sqlite:///" + d + "/odd.db", {"upgrade", "heads"});
+  Sql(d + "/odd.db", "UPDATE alembic_version SET version_num = 'deadbeef0000'");
+  Alembic("sqlite:///" + d + "/emptied.db", {"upgrade", "heads"});
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  Sql(d + "/emptied.db", "DELETE FROM alembic_version");
+  ASSERT_TRUE(r->Refresh().ok());
+  auto s = r->Snapshot();
+  ASSERT_EQ(s->environments.size(), 4u);
+  for (int i = 0; i < 3; ++i) {
+    // The one comparable database holds one revision set, and yet.
+    EXPECT_EQ(s->environments[i].revision_sets.size(), 1u) << s->environments[i].name;
+    EXPECT_FALSE(s->environments[i].in_lockstep) << s->environments[i].name;
+  }
+  EXPECT_EQ(s->Find("lost", "emptied")->state, "version_rows_lost");
+  EXPECT_TRUE(s->environments[3].in_lockstep);
+}
+
+TEST_F(ReconcilerTest, ReasonsCountRight) {
+  Sql(dir_ + "/fresh.db", "CREATE TABLE t (x)");  // no version table
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini}
+environments:
+  - name: dev
+    target: )" + std::string(kUsers) + R"(
+    databases: [{name: fresh, url: "sqlite:///fresh.db"}]
+)");
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_EQ(r->Snapshot()->Find("dev", "fresh")->reason,
+            "no alembic_version table (never migrated); 1 revision to apply");
 }
 
 TEST_F(ReconcilerTest, ClosedReconcilerRefusesToRefresh) {

@@ -14,8 +14,9 @@ using prometheus::Family;
 using prometheus::Gauge;
 using prometheus::Labels;
 
-const char* const kStates[] = {"current",  "behind",        "ahead",      "diverged",
-                               "orphaned", "uninitialized", "unreachable"};
+const char* const kStates[] = {"current",           "behind",     "ahead",
+                               "diverged",          "orphaned",   "uninitialized",
+                               "version_rows_lost", "unreachable"};
 
 double Seconds(absl::Time t) {
   return t == absl::InfinitePast() ? 0 : absl::ToDoubleSeconds(t - absl::UnixEpoch());
@@ -47,8 +48,10 @@ struct FleetMetrics::Families {
                                      "Duration of the last full refresh")),
         refresh_time(GaugeFamily(r, "lockstep_refresh_timestamp_seconds",
                                  "When the last full refresh finished")),
-        in_lockstep(GaugeFamily(r, "lockstep_environment_in_lockstep",
-                                "1 when every reachable database of the environment holds the same revisions")),
+        in_lockstep(
+            GaugeFamily(r, "lockstep_environment_in_lockstep",
+                        "1 when every database of the environment is reachable and holds the same "
+                        "known revisions (none orphaned or version_rows_lost)")),
         violations(GaugeFamily(r, "lockstep_environment_promotion_violations",
                                "Revisions applied before the environment they must follow has them")),
         check_duration(prometheus::BuildHistogram()
@@ -108,7 +111,7 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
         .Observe(absl::ToDoubleSeconds(d.check_duration));
   }
   for (const EnvironmentStatus& e : s.environments) {
-    set(f.in_lockstep, {{"environment", e.name}}, e.revision_sets.size() <= 1 ? 1 : 0);
+    set(f.in_lockstep, {{"environment", e.name}}, e.in_lockstep ? 1 : 0);
     set(f.violations, {{"environment", e.name}},
         static_cast<double>(e.promotion_violations.size()));
   }

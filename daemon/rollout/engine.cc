@@ -903,8 +903,14 @@ void RolloutEngine::Finish(Active& a) {
                    ? absl::StrCat(Plural(a.r.steps.size(), "database"), " at ", a.r.target)
                : !skip_reason.empty()
                    ? skip_reason
-                   : absl::StrCat(failed, " of ", a.r.steps.size(), " databases failed; ",
-                                  first_failure->key(), ": ", first_failure->error);
+                   : absl::StrCat(failed, " of ", Plural(a.r.steps.size(), "database"),
+                                  " failed; ", first_failure->key(), ": ", first_failure->error);
+  if (a.r.state == "succeeded" && a.r.kind == "downgrade" && a.r.steps.size() == 1) {
+    // The revisions it holds, not the target as given ("-1"): a step
+    // succeeds only when the rows read after it are the expected ones.
+    const RolloutStep& step = a.r.steps[0];
+    a.r.reason = absl::StrCat(step.key(), " now holds ", RowsText(step.expected));
+  }
   a.r.finished_at = clock_->Now();
   SaveHeader(a);
   Emit(a, "rollout_finished", "", "", absl::StrCat(a.r.state, ": ", a.r.reason));

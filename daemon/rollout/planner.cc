@@ -54,9 +54,12 @@ std::optional<PlanProblem> PlanStep(const migrations::Resolver& resolver, const 
                                     const std::string& target, bool downgrade, RolloutStep* step) {
   if (d.state == "unreachable") return PlanProblem{"", "unreachable", d.reason};
   if (d.state == "version_rows_lost") {
+    // Alembic would run every migration from the start over tables that are
+    // likely still there. Only a person knows what the database holds.
     return PlanProblem{"", "version_rows_lost",
                        absl::StrCat(d.reason,
-                                    "; restore the database or stamp it by hand before a rollout")};
+                                    "; lockstep will not migrate it from nothing: which to do is a "
+                                    "person's decision (then lockstep refresh)")};
   }
   if (!d.orphaned.empty()) {
     return PlanProblem{
@@ -330,8 +333,11 @@ absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std:
   Rollout rollout;
   rollout.kind = "downgrade";
   rollout.target = target;
-  absl::Status exists = TargetExists(resolver, target, &rollout.target_revisions);
-  if (!exists.ok() && target != "base") return exists;
+  if (target != "base" && !migrations::MatchRelative(target)) {
+    std::vector<std::string> resolved;  // replaced by what the database will hold
+    absl::Status exists = TargetExists(resolver, target, &resolved);
+    if (!exists.ok()) return exists;
+  }
   RolloutStep step;
   if (std::optional<PlanProblem> p = PlanStep(resolver, *d, target, true, &step)) {
     return absl::FailedPreconditionError(absl::StrCat(d->key(), ": ", p->message));
@@ -340,6 +346,10 @@ absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std:
     return absl::FailedPreconditionError(
         absl::StrCat(d->key(), " is already at ", target, "; nothing to downgrade"));
   }
+  // What this database holds after it: a relative target ("-1") means
+  // nothing alone, and resolving it from the graph's heads names revisions
+  // of other databases.
+  rollout.target_revisions = step.expected;
   RolloutStage stage = StageFor(*env);
   stage.approval_required = false;  // incident work: the caller is the approval
   stage.soak = absl::ZeroDuration();

@@ -149,6 +149,25 @@ TEST_F(PlannerTest, EveryBlockingProblemIsListed) {
   EXPECT_THAT(r.status().message(), HasSubstr("prod/t4: unreachable: connection refused"));
 }
 
+TEST_F(PlannerTest, LostVersionRowsBlockTheRolloutForAPersonToDecide) {
+  DatabaseStatus& lost = Set("prod", "t2", {});
+  lost.state = "version_rows_lost";
+  lost.reason = "no version rows now; held c until 2026-12-02T17:01:00Z (lockstep saw it)";
+  auto r = Plan(Req("heads"));
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("prod/t2: no version rows now; held c until "
+                        "2026-12-02T17:01:00Z (lockstep saw it); lockstep will not migrate it "
+                        "from nothing: which to do is a person's decision"));
+  EXPECT_EQ(FullPlan(Req("heads")).problems[0].code, "version_rows_lost");
+  EXPECT_EQ(PlanDowngrade("prod", "t2", "base", inv_, *resolver_, fleet_).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // An uninitialized database (never seen with rows) is migrated from scratch.
+  lost.state = "uninitialized";
+  r = Plan(Req("heads"));
+  ASSERT_TRUE(r.ok()) << r.status();
+}
+
 TEST_F(PlannerTest, PromotionGateWhenTheEarlierEnvironmentIsNotInScope) {
   auto r = Plan(Req("heads", {"prod"}));
   ASSERT_FALSE(r.ok());
@@ -194,6 +213,7 @@ TEST_F(PlannerTest, DowngradeIsOneStepWithABackup) {
   ASSERT_EQ(r->steps.size(), 1u);
   EXPECT_THAT(r->steps[0].path, ElementsAre("c", "b"));
   EXPECT_THAT(r->steps[0].expected, ElementsAre("a"));
+  EXPECT_THAT(r->target_revisions, ElementsAre("a"));
   EXPECT_TRUE(r->stages[0].backup_required);
   EXPECT_FALSE(r->stages[0].approval_required);
   EXPECT_EQ(PlanDowngrade("prod", "t9", "a", inv_, *resolver_, fleet_).status().code(),
@@ -285,6 +305,17 @@ TEST_F(PlannerTest, SeveralHeadsAreSaid) {
   EXPECT_THAT(plan.rollout.steps[0].expected, ElementsAre("b", "x"));
   // `head` with two heads is Alembic's own error.
   EXPECT_THAT(Plan(Req("head", {"dev"})).status().message(), HasSubstr("Multiple head revisions"));
+}
+
+TEST_F(PlannerTest, RelativeDowngradeNamesWhatThisDatabaseWillHold) {
+  // Relative to t1 (at b), not to the graph's head c.
+  Set("prod", "t1", {"b"});
+  auto r = PlanDowngrade("prod", "t1", "-1", inv_, *resolver_, fleet_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->target, "-1");
+  EXPECT_THAT(r->steps[0].path, ElementsAre("b"));
+  EXPECT_THAT(r->target_revisions, ElementsAre("a"));
+  EXPECT_THAT(r->steps[0].expected, ElementsAre("a"));
 }
 
 }  // namespace

@@ -332,6 +332,17 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
     event("rolled_back", restored.ok() ? absl::StrCat("restored from backup ", s.backup_id,
                                                       "; verified at ", RowsText(check.rows))
                                        : absl::StrCat("restore failed: ", restored.message()));
+    if (run.cancelled) {
+      // What it held when Alembic was stopped is gone: say what is there now.
+      const bool check_ok =
+          check.outcome == ReadOutcome::kOk || check.outcome == ReadOutcome::kNoTable;
+      error = absl::StrCat("stopped by abort; ",
+                           restored.ok() ? absl::StrCat("restored from backup ", s.backup_id,
+                                                        ", the database holds ")
+                                         : "the restore failed, the database holds ",
+                           check_ok ? RowsText(check.rows)
+                                    : absl::StrCat("rows that cannot be read: ", check.error));
+    }
   } else if (how == "downgrade") {
     std::string to = s.from.empty() ? "base" : s.from.size() == 1 ? s.from[0] : "";
     if (to.empty()) {

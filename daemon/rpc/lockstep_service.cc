@@ -13,8 +13,9 @@
 namespace lockstep::daemon {
 namespace {
 
-const std::set<std::string> kStates = {"current",  "behind",        "ahead",      "diverged",
-                                       "orphaned", "uninitialized", "unreachable"};
+const std::set<std::string> kStates = {"current",           "behind",     "ahead",
+                                       "diverged",          "orphaned",   "uninitialized",
+                                       "version_rows_lost", "unreachable"};
 
 void ToProto(const DatabaseStatus& d, v1::Database* out) {
   out->set_environment(d.environment);
@@ -70,7 +71,7 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("unknown state '", req->state(),
                                      "'; states: current, behind, ahead, diverged, orphaned, "
-                                     "uninitialized, unreachable"));
+                                     "uninitialized, version_rows_lost, unreachable"));
   }
   bool env_found = req->environment().empty();
   for (const EnvironmentStatus& e : s->environments) {
@@ -81,6 +82,7 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
     out->set_after(e.after);
     out->set_target(e.target);
     out->set_database_count(e.databases);
+    out->set_in_lockstep(e.in_lockstep);
     for (const auto& [k, v] : e.by_state) (*out->mutable_by_state())[k] = v;
     for (const auto& set : e.revision_sets) Copy(set, out->add_revision_sets()->mutable_revisions());
     Copy(e.promotion_violations, out->mutable_promotion_violations());

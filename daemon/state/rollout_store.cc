@@ -328,6 +328,36 @@ absl::StatusOr<std::vector<RolloutEvent>> StateStore::Events(const std::string& 
   return out;
 }
 
+absl::StatusOr<std::optional<FinishedStep>> StateStore::LastFinishedStep(
+    const std::string& environment, const std::string& database) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::optional<FinishedStep> out;
+  absl::Status s = Guard("read the last step", [&] {
+    SQLite::Statement q(*db_, R"sql(
+      SELECT rollout_id, from_revisions, expected_revisions, state, rollback, started_at_us,
+             finished_at_us
+      FROM rollout_steps
+      WHERE environment = ? AND database = ? AND state IN ('succeeded', 'failed')
+      ORDER BY finished_at_us DESC LIMIT 1)sql");
+    q.bind(1, environment);
+    q.bind(2, database);
+    if (!q.executeStep()) return;
+    FinishedStep f;
+    f.rollout_id = q.getColumn(0).getString();
+    f.step.environment = environment;
+    f.step.database = database;
+    f.step.from = Split(q.getColumn(1).getString());
+    f.step.expected = Split(q.getColumn(2).getString());
+    f.step.state = q.getColumn(3).getString();
+    f.step.rollback = q.getColumn(4).getString();
+    f.step.started_at = FromMicros(q.getColumn(5).getInt64());
+    f.step.finished_at = FromMicros(q.getColumn(6).getInt64());
+    out = std::move(f);
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 absl::Status StateStore::AddBackup(Backup* b) {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("add backup", [&] {

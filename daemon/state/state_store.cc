@@ -216,13 +216,18 @@ absl::Status StateStore::RecordChecks(const std::vector<CheckRecord>& checks) {
       std::string now = Join(c.revisions);
       std::string revisions = c.rows_known ? now : before;
       bool known = c.rows_known || before_known;
+      // Never known before, `before` is empty: a first sight of rows is a
+      // change from none; a first sight of none is no change, so the history
+      // holds no "<none> -> <none>" line (changed_at still starts there).
       if (c.rows_known && (!had_before || !before_known || before != now)) {
-        change.bind(1, c.database);
-        change.bind(2, before);
-        change.bind(3, now);
-        change.bind(4, static_cast<int64_t>(Micros(c.checked_at)));
-        change.exec();
-        change.reset();
+        if (before != now) {
+          change.bind(1, c.database);
+          change.bind(2, before);
+          change.bind(3, now);
+          change.bind(4, static_cast<int64_t>(Micros(c.checked_at)));
+          change.exec();
+          change.reset();
+        }
         changed_at = Micros(c.checked_at);
       }
       upsert.bind(1, c.database);
@@ -271,7 +276,10 @@ absl::StatusOr<std::vector<RevisionChange>> StateStore::Changes(const std::strin
   absl::Status s = Guard("read changes", [&] {
     SQLite::Statement q(*db_,
                         "SELECT from_revisions, to_revisions, observed_at_us FROM revision_changes "
-                        "WHERE database = ? ORDER BY id DESC LIMIT ?");
+                        // Older lockstepd recorded a first sight of an empty
+                        // database as a change from none to none: not one.
+                        "WHERE database = ? AND from_revisions != to_revisions "
+                        "ORDER BY id DESC LIMIT ?");
     q.bind(1, database);
     q.bind(2, limit);
     while (q.executeStep()) {

@@ -50,6 +50,12 @@ struct LastCheck {
   absl::Time changed_at;  // when the revisions last changed (InfinitePast: never seen)
 };
 
+// A rollout step that ended (succeeded or failed), and its rollout.
+struct FinishedStep {
+  std::string rollout_id;
+  RolloutStep step;
+};
+
 struct RevisionChange {
   std::string database;
   std::vector<std::string> from;
@@ -87,6 +93,10 @@ class StateStore {
   // Events with seq > after_seq, in order, at most `limit`.
   absl::StatusOr<std::vector<RolloutEvent>> Events(const std::string& rollout_id, int64_t after_seq,
                                                    int limit);
+  // The step of any rollout that ended last on `environment`/`database`
+  // (its from, expected, state, rollback and times), or nullopt.
+  absl::StatusOr<std::optional<FinishedStep>> LastFinishedStep(const std::string& environment,
+                                                               const std::string& database);
 
   // Backups: AddBackup sets `backup->id`.
   absl::Status AddBackup(Backup* backup);

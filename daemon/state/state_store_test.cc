@@ -62,6 +62,33 @@ TEST_F(StateStoreTest, UnreachableKeepsLastKnownRevisions) {
   EXPECT_EQ(last->at("prod/a").checked_at, absl::FromUnixSeconds(1005));
 }
 
+TEST_F(StateStoreTest, AnEmptyDatabaseSeenFirstIsNoChange) {
+  {
+    auto store = StateStore::Open(path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->RecordChecks({Check("prod/a", {}, true, 0)}).ok());  // never migrated
+    auto changes = (*store)->Changes("prod/a", 10);
+    ASSERT_TRUE(changes.ok());
+    EXPECT_THAT(*changes, IsEmpty());
+    // It still counts as seen: last_change starts at the first sight.
+    EXPECT_EQ((*store)->LastChecks()->at("prod/a").changed_at, absl::FromUnixSeconds(1000));
+    ASSERT_TRUE((*store)->RecordChecks({Check("prod/a", {"r1"}, true, 1)}).ok());
+  }
+  // A row an older lockstepd wrote for the same first sight is not shown.
+  {
+    SQLite::Database db(path_, SQLite::OPEN_READWRITE);
+    db.exec(
+        "INSERT INTO revision_changes (database, from_revisions, to_revisions, observed_at_us) "
+        "VALUES ('prod/a', '', '', 500)");
+  }
+  auto store = StateStore::Open(path_);
+  auto changes = (*store)->Changes("prod/a", 10);
+  ASSERT_TRUE(changes.ok());
+  ASSERT_EQ(changes->size(), 1u);
+  EXPECT_THAT((*changes)[0].from, IsEmpty());
+  EXPECT_THAT((*changes)[0].to, ElementsAre("r1"));
+}
+
 TEST_F(StateStoreTest, RefusesANewerSchema) {
   {
     SQLite::Database db(path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);

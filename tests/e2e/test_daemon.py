@@ -245,5 +245,120 @@ environments:
         self.assertEqual(self.proc.returncode, 0)
 
 
+class StatesTellTheTruthTest(unittest.TestCase):
+    """Lost version rows, in_lockstep with unknown or meaningless rows, and
+    messages that count right: SQLite only, on its own lockstepd."""
+
+    @classmethod
+    def setUpClass(cls):
+        from lockstepd import Lockstepd
+        cls.dir = tempfile.mkdtemp(prefix="lockstep-states-")
+        cls.project = os.path.join(cls.dir, "project")
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"), cls.project)
+        cls.ini = os.path.join(cls.project, "alembic.ini")
+        for name, rev in (("a", "heads"), ("b", "heads"), ("c", AGE), ("x", "heads"),
+                          ("q1", "heads"), ("solo", AGE)):
+            subprocess.run(["/usr/bin/alembic", "-c", cls.ini, "-x",
+                            "url=sqlite:///%s/%s.db" % (cls.dir, name), "upgrade", rev],
+                           check=True, capture_output=True)
+        with sqlite3.connect(os.path.join(cls.dir, "fresh.db")) as c:
+            c.execute("CREATE TABLE t (x)")
+        grpc_port, cls.metrics_port = free_port(), free_port()
+        config = os.path.join(cls.dir, "fleet.yaml")
+        with open(config, "w") as f:
+            f.write("""
+server:
+  listen: 127.0.0.1:%d
+  metrics_listen: 127.0.0.1:%d
+  state: state.db
+  poll_interval: 1h
+project:
+  alembic_ini: project/alembic.ini
+environments:
+  - name: dev
+    databases: [{name: x, url: "sqlite:///x.db"}]
+  - name: prod
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+      - {name: b, url: "sqlite:///b.db"}
+      - {name: c, url: "sqlite:///c.db"}
+      - {name: fresh, url: "sqlite:///fresh.db"}
+  - name: qa
+    databases:
+      - {name: q1, url: "sqlite:///q1.db"}
+      - {name: gone, url: "sqlite:///missing.db"}
+  - name: solo
+    databases: [{name: app, url: "sqlite:///solo.db"}]
+""" % (grpc_port, cls.metrics_port))
+        cls.d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port).start()
+        # Someone empties prod/b's version table after lockstep saw it at head.
+        with sqlite3.connect(os.path.join(cls.dir, "b.db")) as c:
+            c.execute("DELETE FROM alembic_version")
+        cls.refresh = cls.d.cli("refresh").stdout
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def status(self):
+        return json.loads(self.d.cli("status", "-o", "json", check=False).stdout)
+
+    def test_1_rows_seen_before_are_lost_not_never_migrated(self):
+        dbs = {(d["environment"], d["database"]): d for d in self.status()["databases"]}
+        b = dbs[("prod", "b")]
+        self.assertEqual(b["state"], "version_rows_lost")
+        self.assertRegex(b["reason"], r"^no version rows now; held %s until "
+                         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(lockstep saw it\)" % HEAD)
+        self.assertEqual(b["pending"], [])
+        self.assertEqual(dbs[("prod", "fresh")]["state"], "uninitialized")
+        self.assertIn("never migrated", dbs[("prod", "fresh")]["reason"])
+        self.assertIn("version_rows_lost", self.d.cli("status", check=False).stdout)
+        # The history line it is judged on; no "<none> -> <none>" for fresh.
+        history = self.d.cli("db", "prod/b").stdout
+        self.assertRegex(history, r"\d\dZ  %s -> <none>" % HEAD)
+        self.assertNotIn("<none> -> <none>", self.d.cli("db", "prod/fresh").stdout)
+        fresh = json.loads(self.d.cli("db", "prod/fresh", "-o", "json").stdout)
+        self.assertEqual(fresh["changes"], [])
+        # A rollout refuses it: a person decides.
+        p = self.d.cli("plan", "--env", "prod", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("prod/b: version_rows_lost: no version rows now; held %s until" % HEAD,
+                      p.stdout + p.stderr)
+        self.assertIn("restore a backup or `alembic stamp` the revisions it really holds; "
+                      "lockstep will not migrate it from nothing: which to do is a person's "
+                      "decision", p.stdout + p.stderr)
+
+    def test_2_unknown_or_meaningless_rows_are_not_in_lockstep(self):
+        envs = {e["name"]: e for e in self.status()["environments"]}
+        self.assertTrue(envs["dev"]["in_lockstep"])
+        self.assertFalse(envs["prod"]["in_lockstep"])
+        self.assertFalse(envs["qa"]["in_lockstep"])  # one revision set, one database unreachable
+        text = self.d.cli("status", check=False).stdout
+        self.assertIn("prod: not in lockstep (3 different revision sets; "
+                      "1 database version_rows_lost)", text)
+        self.assertIn("qa: not in lockstep (1 database unreachable)", text)
+        self.assertNotIn("dev: not in lockstep", text)
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                      timeout=5).read().decode()
+        self.assertIn('lockstep_environment_in_lockstep{environment="qa"} 0', body)
+        self.assertIn('lockstep_environment_in_lockstep{environment="dev"} 1', body)
+        self.assertIn('lockstep_database_state{database="b",environment="prod",'
+                      'state="version_rows_lost"} 1', body)
+
+    def test_3_messages_count_right(self):
+        self.assertRegex(self.refresh, r"^refreshed 8 databases in \d+ ms")
+        plan = self.d.cli("plan", "--env", "solo").stdout
+        self.assertIn("plan: upgrade to heads (%s), 1 database\n" % HEAD, plan)
+        self.assertIn("3 revisions", plan)
+
+    def test_4_a_restarted_lockstepd_still_knows_the_rows_were_lost(self):
+        self.d.stop()
+        self.d.start()
+        dbs = {(d["environment"], d["database"]): d for d in self.status()["databases"]}
+        self.assertEqual(dbs[("prod", "b")]["state"], "version_rows_lost")
+        self.assertEqual(dbs[("prod", "fresh")]["state"], "uninitialized")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -964,6 +964,81 @@ class RestoreSafetyTest(unittest.TestCase):
         self.assertIn("restore ID [--yes] [--actor NAME]", p.stdout + p.stderr)
 
 
+class ReportsWhatTheDatabaseHoldsTest(unittest.TestCase):
+    """A relative downgrade and an abort mid-path report the rows each
+    database holds afterwards, read from it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.f = Fleet([("5105105105aa_slow.py", SLOW)])
+        cls.age = cls.f.sqlite("age", AGE)
+        cls.age2 = cls.f.sqlite("age2", AGE)
+        cls.merged = cls.f.sqlite("merged", HEAD)
+        # From AGE to the slow head: three revisions commit (SQLite: one
+        # transaction per migration), then the slow one sleeps.
+        cls.mid = cls.f.sqlite("mid", AGE)
+        with open(cls.mid + ".slow", "w") as f:
+            f.write("60")
+        cls.d = cls.f.daemon("""
+  - name: prod
+    databases:
+      - {name: age, url: "sqlite:///age.db"}
+      - {name: age2, url: "sqlite:///age2.db"}
+      - {name: merged, url: "sqlite:///merged.db"}
+  - name: long
+    databases: [{name: mid, url: "sqlite:///mid.db"}]
+""")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.f.close()
+
+    def test_1_downgrade_minus_one_reports_the_revisions_it_now_holds(self):
+        p = self.d.cli("downgrade", "prod/age", "--to", "-1", check=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(sqlite_rows(self.age), [USERS])
+        self.assertIn("downgrade to -1 (%s)" % USERS, p.stdout)
+        self.assertIn("prod/age now holds [%s]" % USERS, p.stdout)
+        rc, r = rollout_json(self.d, "downgrade", "prod/age2", "--to", "-1")
+        self.assertEqual(rc, 0, r)
+        self.assertEqual(sqlite_rows(self.age2), [USERS])
+        self.assertEqual(r["target"], "-1")
+        self.assertEqual(r["target_revisions"], [USERS])
+        self.assertEqual(r["reason"], "prod/age2 now holds [%s]" % USERS)
+        # At the merge head, -1 is ambiguous, as Alembic says.
+        rc, r = rollout_json(self.d, "downgrade", "prod/merged", "--to", "-1")
+        self.assertNotEqual(rc, 0, r)
+        self.assertIn("Ambiguous walk", r["error"])
+        self.assertEqual(sqlite_rows(self.merged), [HEAD])
+
+    def test_1b_downgrade_to_base_is_not_lost_rows(self):
+        rc, r = rollout_json(self.d, "downgrade", "prod/age", "--to", "base")
+        self.assertEqual(rc, 0, r)
+        self.assertEqual(r["reason"], "prod/age now holds [] (no version rows)")
+        self.assertEqual(sqlite_rows(self.age), [])
+        status = json.loads(self.d.cli("status", "-o", "json", check=False).stdout)
+        age = [d for d in status["databases"] if d["database"] == "age"][0]
+        self.assertEqual(age["state"], "uninitialized")
+        self.assertIn("no version rows: rollout %s left it so" % r["id"], age["reason"])
+        self.assertEqual(self.d.cli("plan", "--db", "prod/age", check=False).returncode, 0)
+
+    def test_2_abort_mid_path_reports_the_rows_after_the_restore(self):
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "long")
+        self.assertEqual(rc, 0, r)
+        rid = r["id"]
+        # Mid-path: the merge is committed, the slow revision sleeps.
+        wait_for(lambda: sqlite_rows(self.mid) == [HEAD], what="the rows mid-path")
+        self.d.cli("abort", rid, "--actor", "oncall")
+        rc, done = rollout_json(self.d, "watch", rid)
+        self.assertEqual(rc, 7, done)
+        step = done["steps"][0]
+        self.assertEqual(step["rollback"], "restored")
+        self.assertEqual(sqlite_rows(self.mid), [AGE])
+        self.assertIn("stopped by abort; restored from backup %d, the database holds [%s]"
+                      % (step["backup_id"], AGE), step["error"])
+        self.assertNotIn(HEAD, step["error"])
+
+
 class WarmStartupSlotsTest(StartupSlotsTest):
     runner = "warm"
 
