@@ -138,9 +138,9 @@ absl::StatusOr<std::unique_ptr<DatabaseLock>> DatabaseLock::Acquire(
     absl::StatusOr<std::unique_ptr<SqliteFileLock>> file =
         SqliteFileLock::Acquire(url.database, if_missing);
     if (absl::IsAborted(file.status())) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          target.name, " is locked by another rollout or lockstepd (", file.status().message(),
-          ")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(target.name, " is locked by another rollout or lockstepd (",
+                       file.status().message(), ")"));
     }
     if (!file.ok()) {
       return absl::Status(file.status().code(),

@@ -55,7 +55,8 @@ std::string DescribeHolder(dev_t dev, ino_t ino) {
 }
 
 absl::Status Unavailable(const std::string& what, const std::string& path) {
-  return absl::UnavailableError(absl::StrCat("cannot ", what, " ", path, ": ", std::strerror(errno)));
+  return absl::UnavailableError(
+      absl::StrCat("cannot ", what, " ", path, ": ", std::strerror(errno)));
 }
 
 // Removes the lock file older lockstepd versions made beside the database,
@@ -68,9 +69,9 @@ absl::Status RemoveLegacyLockFile(const std::string& path) {
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     struct stat st {};
     ::fstat(fd, &st);
-    status = absl::AbortedError(
-        absl::StrCat("flock on ", legacy, " held by ", DescribeHolder(st.st_dev, st.st_ino),
-                     ": a lockstepd older than this one is working on it"));
+    status = absl::AbortedError(absl::StrCat("flock on ", legacy, " held by ",
+                                             DescribeHolder(st.st_dev, st.st_ino),
+                                             ": a lockstepd older than this one is working on it"));
   } else {
     ::unlink(legacy.c_str());  // under its lock: an older lockstepd opening it now finds it gone
   }
@@ -139,8 +140,8 @@ absl::StatusOr<std::unique_ptr<SqliteFileLock>> SqliteFileLock::Acquire(const st
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       absl::Status error =
           errno == EWOULDBLOCK
-              ? absl::AbortedError(absl::StrCat(
-                    "flock on ", path, " held by ", DescribeHolder(locked.st_dev, locked.st_ino)))
+              ? absl::AbortedError(absl::StrCat("flock on ", path, " held by ",
+                                                DescribeHolder(locked.st_dev, locked.st_ino)))
               : Unavailable("flock", path);
       ::close(fd);  // someone else's file now (even one we created): never removed
       return error;
@@ -176,7 +177,8 @@ SqliteFileLock::~SqliteFileLock() {
   if (created_) {
     // Still empty and still the file at path: nothing was restored into it,
     // so leave the folder as it was. Removed while still locked.
-    struct stat st {}, now {};
+    struct stat st {
+    }, now{};
     if (::fstat(fd_, &st) == 0 && st.st_size == 0 && ::stat(path_.c_str(), &now) == 0 &&
         now.st_dev == dev_ && now.st_ino == ino_) {
       ::unlink(path_.c_str());
