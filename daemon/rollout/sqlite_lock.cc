@@ -60,7 +60,9 @@ absl::Status Unavailable(const std::string& what, const std::string& path) {
 }
 
 // Removes the lock file older lockstepd versions made beside the database,
-// unless one of them holds it now.
+// unless one of them holds it now. Only a best effort at living with them:
+// an older lockstepd does not see the new lock (and makes its file again),
+// so a fleet runs one version of lockstepd.
 absl::Status RemoveLegacyLockFile(const std::string& path) {
   const std::string legacy = LegacyLockFileOf(path);
   const int fd = ::open(legacy.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -73,7 +75,7 @@ absl::Status RemoveLegacyLockFile(const std::string& path) {
                                              DescribeHolder(st.st_dev, st.st_ino),
                                              ": a lockstepd older than this one is working on it"));
   } else {
-    ::unlink(legacy.c_str());  // under its lock: an older lockstepd opening it now finds it gone
+    ::unlink(legacy.c_str());
   }
   ::close(fd);
   return status;
