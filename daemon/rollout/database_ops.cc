@@ -130,22 +130,23 @@ struct DatabaseLock::Pg {
   std::unique_ptr<pqxx::connection> conn;
 };
 
-std::string LockFileOf(const std::string& sqlite_path) { return sqlite_path + ".lockstep-lock"; }
-
 absl::StatusOr<std::unique_ptr<DatabaseLock>> DatabaseLock::Acquire(
-    const VersionTarget& target, const config::DatabaseUrl& url, absl::Duration connect_timeout) {
+    const VersionTarget& target, const config::DatabaseUrl& url, absl::Duration connect_timeout,
+    SqliteFileLock::IfMissing if_missing) {
   std::unique_ptr<DatabaseLock> lock(new DatabaseLock());
   if (url.dialect == config::Dialect::kSqlite) {
-    const std::string path = LockFileOf(url.database);
-    lock->fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock->fd_ < 0) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot open the lock file ", path, ": ", std::strerror(errno)));
-    }
-    if (::flock(lock->fd_, LOCK_EX | LOCK_NB) != 0) {
+    absl::StatusOr<std::unique_ptr<SqliteFileLock>> file =
+        SqliteFileLock::Acquire(url.database, if_missing);
+    if (absl::IsAborted(file.status())) {
       return absl::FailedPreconditionError(
-          absl::StrCat(target.name, " is locked by another rollout or lockstepd (", path, ")"));
+          absl::StrCat(target.name, " is locked by another rollout or lockstepd (",
+                       file.status().message(), ")"));
     }
+    if (!file.ok()) {
+      return absl::Status(file.status().code(),
+                          absl::StrCat("cannot lock ", target.name, ": ", file.status().message()));
+    }
+    lock->sqlite_ = *std::move(file);
     return lock;
   }
   try {
@@ -168,8 +169,8 @@ absl::StatusOr<std::unique_ptr<DatabaseLock>> DatabaseLock::Acquire(
 }
 
 DatabaseLock::~DatabaseLock() {
-  if (fd_ >= 0) ::close(fd_);  // releases the flock
-  // Closing the session releases the advisory lock.
+  // Destroying sqlite_ releases the flock; closing the session releases the
+  // advisory lock.
 }
 
 absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {

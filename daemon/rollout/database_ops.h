@@ -3,9 +3,9 @@
 //
 // Locks: PostgreSQL, a session-level advisory lock on a dedicated connection
 // held for the whole step (every lockstepd uses the same key, so a second
-// daemon is refused too); SQLite, flock() on "<file>.lockstep-lock" beside
-// the database. Both die with the process that holds them, so a killed
-// lockstepd never leaves a database locked.
+// daemon is refused too); SQLite, flock() on the database file itself
+// (sqlite_lock.h says why). Both die with the process that holds them, so a
+// killed lockstepd never leaves a database locked.
 //
 // Backups: SQLite through the online backup API; PostgreSQL with
 // `pg_dump -Fc`, password through PGPASSWORD. Files are written under a
@@ -22,6 +22,7 @@
 #include "config/database_url.h"
 #include "daemon/core/rollout.h"
 #include "daemon/drivers/version_reader.h"
+#include "daemon/rollout/sqlite_lock.h"
 
 namespace lockstep::daemon {
 
@@ -35,23 +36,25 @@ std::vector<std::string> LibpqEnvironment(const config::DatabaseUrl& url);
 
 class DatabaseLock {
  public:
-  // Does not wait: FAILED_PRECONDITION when someone else holds it.
-  static absl::StatusOr<std::unique_ptr<DatabaseLock>> Acquire(const VersionTarget& target,
-                                                               const config::DatabaseUrl& url,
-                                                               absl::Duration connect_timeout);
+  // Does not wait: FAILED_PRECONDITION when someone else holds it. A SQLite
+  // file that does not exist is refused (nothing to migrate) unless
+  // `if_missing` is kCreate (a restore recreates it).
+  static absl::StatusOr<std::unique_ptr<DatabaseLock>> Acquire(
+      const VersionTarget& target, const config::DatabaseUrl& url, absl::Duration connect_timeout,
+      SqliteFileLock::IfMissing if_missing = SqliteFileLock::IfMissing::kRefuse);
   ~DatabaseLock();
   DatabaseLock(const DatabaseLock&) = delete;
   DatabaseLock& operator=(const DatabaseLock&) = delete;
 
+  // Whether the SQLite file was missing and Acquire created it (empty).
+  bool created_sqlite_file() const { return sqlite_ != nullptr && sqlite_->created(); }
+
  private:
   struct Pg;
   DatabaseLock() = default;
-  int fd_ = -1;
+  std::unique_ptr<SqliteFileLock> sqlite_;
   std::unique_ptr<Pg> pg_;
 };
-
-// The SQLite lock file of a database file.
-std::string LockFileOf(const std::string& sqlite_path);
 
 // Writes a backup of `target` under `dir` and fills path, size, checksum,
 // creation time and duration (the caller catalogues it).

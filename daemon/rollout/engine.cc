@@ -468,15 +468,15 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
   absl::StatusOr<config::DatabaseUrl> url = ConnectUrl(*target);
   if (!url.ok()) return url.status();
   std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
-  absl::StatusOr<std::unique_ptr<DatabaseLock>> lock =
-      DatabaseLock::Acquire(*target, *url, inv->server.connect_timeout);
+  // A SQLite file that is gone holds nothing to lose and nothing to back
+  // up: the lock creates it empty (and removes it again if the restore
+  // fails), the restore fills it.
+  absl::StatusOr<std::unique_ptr<DatabaseLock>> lock = DatabaseLock::Acquire(
+      *target, *url, inv->server.connect_timeout, SqliteFileLock::IfMissing::kCreate);
   if (!lock.ok()) return lock.status();
 
   RestoreResult result;
-  // A SQLite file that is gone holds nothing to lose and nothing to back
-  // up: the restore recreates it.
-  const bool file_gone = url->dialect == config::Dialect::kSqlite &&
-                         ::access(url->database.c_str(), F_OK) != 0 && errno == ENOENT;
+  const bool file_gone = (*lock)->created_sqlite_file();
   if (file_gone) {
     result.changed = true;
   } else {

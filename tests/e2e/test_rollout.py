@@ -3,8 +3,9 @@ moving real SQLite files and real PostgreSQL databases with real Alembic.
 
 Covers: a three-environment rollout (canary, waves, soak, promotion gate,
 approval); a migration failing half-way (SQLite keeps the partial DDL and is
-restored from its backup; PostgreSQL rolls back); the target lock (held by
-another process, by a second lockstepd, and by a PostgreSQL session);
+restored from its backup; PostgreSQL rolls back); the target lock (flock on
+the SQLite file held by another process, with Alembic still free to run; a
+legacy .lockstep-lock; a second lockstepd; a PostgreSQL session);
 kill -9 of lockstepd mid-wave and a restart (every step applied exactly
 once, no Alembic left behind); abort during a long migration; downgrade;
 restore (refused without --yes when the database changed; a safety backup
@@ -532,13 +533,46 @@ class FailureAndLockTest(unittest.TestCase):
 
     def test_3_lock_held_by_another_process_refuses_the_step(self):
         import fcntl
-        with open(self.locked + ".lockstep-lock", "w") as lock:
+        # The lock is flock() on the database file itself.
+        with open(self.locked, "rb") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             rc, r = rollout_json(self.d, "downgrade", "locks/app", "--to", AGE)
+            # flock() does not get in SQLite's way: real Alembic moves the
+            # database while the flock is held.
+            self.f.alembic("sqlite:///" + self.locked, "downgrade", "base")
+            self.assertNotIn("users", sqlite_tables(self.locked))
+            self.f.alembic("sqlite:///" + self.locked, "upgrade", HEAD)
         self.assertEqual(rc, 5, r)
-        self.assertIn("locks/app is locked by another rollout or lockstepd", r["steps"][0]["error"])
+        error = r["steps"][0]["error"]
+        self.assertIn("locks/app is locked by another rollout or lockstepd (flock on %s held by "
+                      "pid %d (" % (self.locked, os.getpid()), error)
         self.assertEqual(r["steps"][0]["backup_id"], 0)  # refused before anything was done
         self.assertEqual(sqlite_rows(self.locked), [HEAD])
+        self.assertFalse(os.path.exists(self.locked + ".lockstep-lock"))
+
+    def test_3b_legacy_lock_file_is_removed_and_no_lock_file_is_left_anywhere(self):
+        import fcntl
+        legacy = self.locked + ".lockstep-lock"  # what lockstepd made up to now
+        with open(legacy, "w") as held:
+            # Held: a lockstepd older than this one is at work; refused.
+            fcntl.flock(held, fcntl.LOCK_EX)
+            rc, r = rollout_json(self.d, "downgrade", "locks/app", "--to", AGE)
+        self.assertEqual(rc, 5, r)
+        self.assertIn("is locked by another rollout or lockstepd (flock on %s held by pid %d"
+                      % (legacy, os.getpid()), r["steps"][0]["error"])
+        self.assertIn("a lockstepd older than this one", r["steps"][0]["error"])
+        self.assertEqual(sqlite_rows(self.locked), [HEAD])
+        # Not held: removed, and the step runs.
+        rc, r = rollout_json(self.d, "downgrade", "locks/app", "--to", AGE)
+        self.assertEqual(rc, 0, r)
+        self.assertEqual(sqlite_rows(self.locked), r["steps"][0]["expected"])
+        self.assertIn(AGE, r["steps"][0]["expected"])
+        self.assertFalse(os.path.exists(legacy))
+        # Steps ran on most SQLite databases of this fleet by now: the old
+        # lock left a file beside each.
+        left = [os.path.join(d, n) for d, _, names in os.walk(self.f.dir) for n in names
+                if n.endswith(".lockstep-lock")]
+        self.assertEqual(left, [])
 
     def test_4_postgresql_advisory_lock_held_elsewhere(self):
         holder = subprocess.Popen(
@@ -655,7 +689,11 @@ class CrashAndAbortTest(unittest.TestCase):
         other = self.f.daemon(self.envs, state="second-state.db", name="second", runner=self.runner)
         rc, r2 = rollout_json(other, "rollout", "--to", "heads", "--env", "long", "--watch")
         self.assertEqual(rc, 5, r2)
-        self.assertIn("long/app is locked by another rollout or lockstepd", r2["steps"][0]["error"])
+        # A different state store, the same database: the flock on the file
+        # names the lockstepd that runs the migration.
+        self.assertIn("long/app is locked by another rollout or lockstepd (flock on %s held by "
+                      "pid %d (lockstepd))" % (self.long, self.d.proc.pid), r2["steps"][0]["error"])
+        self.assertEqual(r2["steps"][0]["backup_id"], 0)
         other.stop()
 
         started = time.time()
@@ -946,6 +984,7 @@ class RestoreSafetyTest(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         self.assertIsNone(out["safety_backup"])
         self.assertEqual(sqlite_rows(self.lite), out["backup"]["revisions"])
+        self.assertFalse(os.path.exists(self.lite + ".lockstep-lock"))  # the lock is the file
         self.assertEqual(set(self.backups("lite")), set(gone))  # nothing to back up
         self.assertEqual(self.backups("lite")[taken]["restored_by"], "dave")
 
