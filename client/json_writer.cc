@@ -1,30 +1,15 @@
 #include "client/json_writer.h"
 
-#include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace lockstep::client {
 
+// nlohmann's string encoder: the escapes JSON needs, and bytes that are not
+// UTF-8 (a revision id or a file name on disk can hold anything) replaced
+// with U+FFFD instead of making the whole document invalid.
 std::string JsonEscape(absl::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out += "\"";
-  return out;
+  return nlohmann::json(std::string(s)).dump(-1, ' ', false,
+                                             nlohmann::json::error_handler_t::replace);
 }
 
 void JsonWriter::Separate() {

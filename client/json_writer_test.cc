@@ -15,6 +15,9 @@ TEST(JsonWriterTest, NestedDocument) {
 
 TEST(JsonWriterTest, Escapes) {
   EXPECT_EQ(JsonEscape("q\"b\\n\nt\t\x01 \xc3\xa9"), "\"q\\\"b\\\\n\\nt\\t\\u0001 \xc3\xa9\"");
+  // Bytes that are not UTF-8 (a revision id or file name on disk) become
+  // U+FFFD: the document stays valid JSON.
+  EXPECT_EQ(JsonEscape("ab\xff\xfe"), "\"ab\xef\xbf\xbd\xef\xbf\xbd\"");
 }
 
 }  // namespace

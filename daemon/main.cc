@@ -9,6 +9,7 @@
 #include <iostream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -30,22 +31,11 @@ constexpr char kUsage[] =
 class JsonMessage : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
-      switch (c) {
-        case '"': dest.append(std::string_view("\\\"")); break;
-        case '\\': dest.append(std::string_view("\\\\")); break;
-        case '\n': dest.append(std::string_view("\\n")); break;
-        case '\t': dest.append(std::string_view("\\t")); break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            dest.append(std::string_view(buf));
-          } else {
-            dest.push_back(c);
-          }
-      }
-    }
+    // nlohmann's encoder, without the quotes the pattern already has; bytes
+    // that are not UTF-8 become U+FFFD, so every line stays valid JSON.
+    std::string quoted = nlohmann::json(std::string(msg.payload.data(), msg.payload.size()))
+                             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    dest.append(std::string_view(quoted).substr(1, quoted.size() - 2));
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
     return std::make_unique<JsonMessage>();

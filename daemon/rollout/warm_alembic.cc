@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -79,48 +81,15 @@ while True:
     sock.send(("exit %d" % (code & 0xFF)).encode())
 )py";
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += absl::StrCat("\\u00", absl::Hex(c, absl::kZeroPad2));
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
+// The worker's request: {"argv": [...], "env": {...}, "cwd": "..."}.
 std::string Request(const ProcessSpec& spec) {
-  std::string argv = "[";
-  for (size_t i = 0; i < spec.argv.size(); ++i) argv += (i ? "," : "") + JsonString(spec.argv[i]);
-  argv += "]";
-  std::string env = "{";
-  for (size_t i = 0; i < spec.env.size(); ++i) {
-    size_t eq = spec.env[i].find('=');
-    env += (i ? "," : "") + JsonString(spec.env[i].substr(0, eq)) + ":" +
-           JsonString(eq == std::string::npos ? "" : spec.env[i].substr(eq + 1));
+  nlohmann::json env = nlohmann::json::object();
+  for (const std::string& kv : spec.env) {
+    size_t eq = kv.find('=');
+    env[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
   }
-  env += "}";
-  return absl::StrCat("{\"argv\":", argv, ",\"env\":", env, ",\"cwd\":", JsonString(spec.cwd), "}");
+  nlohmann::json request = {{"argv", spec.argv}, {"env", env}, {"cwd", spec.cwd}};
+  return request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // Sends `text` with `fd` attached.
