@@ -136,14 +136,6 @@ std::string Plural(size_t n, const std::string& noun) {
 
 }  // namespace
 
-const DatabaseStatus* FleetSnapshot::Find(const std::string& environment,
-                                          const std::string& name) const {
-  for (const DatabaseStatus& d : databases) {
-    if (d.environment == environment && d.name == name) return &d;
-  }
-  return nullptr;
-}
-
 migrations::ProjectSource ProjectSourceOf(const config::Inventory& inv) {
   migrations::ProjectSource s;
   s.config_file = inv.project.alembic_ini;

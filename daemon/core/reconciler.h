@@ -22,7 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "config/inventory.h"
-#include "daemon/core/fleet.h"
+#include "daemon/model/fleet.h"
 #include "daemon/drivers/version_reader.h"
 #include "daemon/state/state_store.h"
 #include "migrations/project.h"

@@ -17,7 +17,7 @@
 #include <mutex>
 #include <vector>
 
-#include "daemon/core/fleet.h"
+#include "daemon/model/fleet.h"
 
 namespace prometheus {
 class Registry;

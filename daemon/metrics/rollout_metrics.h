@@ -13,7 +13,7 @@
 
 #include <memory>
 
-#include "daemon/core/rollout.h"
+#include "daemon/model/rollout.h"
 
 namespace prometheus {
 class Registry;

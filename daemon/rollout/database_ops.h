@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "config/database_url.h"
-#include "daemon/core/rollout.h"
+#include "daemon/model/rollout.h"
 #include "daemon/drivers/version_reader.h"
 #include "daemon/rollout/sqlite_lock.h"
 

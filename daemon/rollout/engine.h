@@ -31,7 +31,7 @@
 
 #include "absl/status/statusor.h"
 #include "daemon/core/reconciler.h"
-#include "daemon/core/rollout.h"
+#include "daemon/model/rollout.h"
 #include "daemon/rollout/planner.h"
 #include "daemon/rollout/step_executor.h"
 #include "daemon/state/state_store.h"

@@ -18,8 +18,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "config/inventory.h"
-#include "daemon/core/fleet.h"
-#include "daemon/core/rollout.h"
+#include "daemon/model/fleet.h"
+#include "daemon/model/rollout.h"
 #include "migrations/lint.h"
 #include "migrations/resolver.h"
 

@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "daemon/core/clock.h"
+#include "daemon/model/clock.h"
 #include "daemon/core/reconciler.h"
-#include "daemon/core/rollout.h"
+#include "daemon/model/rollout.h"
 #include "daemon/drivers/version_reader.h"
 #include "daemon/rollout/process.h"
 #include "daemon/rollout/startup_gate.h"

@@ -18,7 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "daemon/core/rollout.h"
+#include "daemon/model/rollout.h"
 
 namespace SQLite {
 class Database;

@@ -1,7 +1,11 @@
 // What lockstepd knows about the fleet at one moment: an immutable snapshot
 // the reconciler publishes after every refresh, read by the API and metrics.
-#ifndef LOCKSTEP_DAEMON_CORE_FLEET_H_
-#define LOCKSTEP_DAEMON_CORE_FLEET_H_
+//
+// daemon/model holds the plain data types (and the Clock) that every layer
+// of the daemon shares: state (the store), core (the reconciler), rollout
+// and rpc include it; it includes none of them.
+#ifndef LOCKSTEP_DAEMON_MODEL_FLEET_H_
+#define LOCKSTEP_DAEMON_MODEL_FLEET_H_
 
 #include <map>
 #include <string>
@@ -70,9 +74,15 @@ struct FleetSnapshot {
   std::vector<EnvironmentStatus> environments;  // in promotion order
   std::vector<DatabaseStatus> databases;        // grouped by environment, by name
 
-  const DatabaseStatus* Find(const std::string& environment, const std::string& name) const;
+  // The database, or nullptr. Linear: callers look up a few at a time.
+  const DatabaseStatus* Find(const std::string& environment, const std::string& name) const {
+    for (const DatabaseStatus& d : databases) {
+      if (d.environment == environment && d.name == name) return &d;
+    }
+    return nullptr;
+  }
 };
 
 }  // namespace lockstep::daemon
 
-#endif  // LOCKSTEP_DAEMON_CORE_FLEET_H_
+#endif  // LOCKSTEP_DAEMON_MODEL_FLEET_H_

@@ -7,8 +7,8 @@
 //   RolloutEngine engine(reconciler, store, reader, {}, {.clock = &clock});
 //   ...                                   // the rollout soaks for 10m
 //   clock.Advance(absl::Minutes(10));     // and goes on at once
-#ifndef LOCKSTEP_DAEMON_CORE_CLOCK_H_
-#define LOCKSTEP_DAEMON_CORE_CLOCK_H_
+#ifndef LOCKSTEP_DAEMON_MODEL_CLOCK_H_
+#define LOCKSTEP_DAEMON_MODEL_CLOCK_H_
 
 #include <condition_variable>
 #include <mutex>
@@ -66,4 +66,4 @@ class FakeClock : public Clock {
 
 }  // namespace lockstep::daemon
 
-#endif  // LOCKSTEP_DAEMON_CORE_CLOCK_H_
+#endif  // LOCKSTEP_DAEMON_MODEL_CLOCK_H_

@@ -11,8 +11,8 @@
 //   stage:   pending, soaking, awaiting_approval, running, succeeded, failed,
 //            halted, skipped, aborted
 //   step:    pending, running, succeeded, failed, skipped
-#ifndef LOCKSTEP_DAEMON_CORE_ROLLOUT_H_
-#define LOCKSTEP_DAEMON_CORE_ROLLOUT_H_
+#ifndef LOCKSTEP_DAEMON_MODEL_ROLLOUT_H_
+#define LOCKSTEP_DAEMON_MODEL_ROLLOUT_H_
 
 #include <cstdint>
 #include <string>
@@ -131,4 +131,4 @@ struct Backup {
 
 }  // namespace lockstep::daemon
 
-#endif  // LOCKSTEP_DAEMON_CORE_ROLLOUT_H_
+#endif  // LOCKSTEP_DAEMON_MODEL_ROLLOUT_H_
