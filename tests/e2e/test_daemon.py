@@ -323,8 +323,10 @@ environments:
         # A rollout refuses it: a person decides.
         p = self.d.cli("plan", "--env", "prod", check=False)
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn("prod/b: version_rows_lost: no version rows now; held %s until" % HEAD,
-                      p.stdout + p.stderr)
+        self.assertIn("prod/b: no version rows now; held %s until" % HEAD, p.stdout + p.stderr)
+        plan = json.loads(self.d.cli("plan", "--env", "prod", "-o", "json", check=False).stdout)
+        self.assertIn({"database": "prod/b", "code": "version_rows_lost"},
+                      [{k: p[k] for k in ("database", "code")} for p in plan["problems"]])
         self.assertIn("restore a backup or `alembic stamp` the revisions it really holds; "
                       "lockstep will not migrate it from nothing: which to do is a person's "
                       "decision", p.stdout + p.stderr)
