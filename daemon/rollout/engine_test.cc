@@ -172,6 +172,10 @@ class EngineTest : public ::testing::Test {
                                 store_.get());
     ASSERT_TRUE(r.ok()) << r.status();
     reconciler_ = *std::move(r);
+    StartEngine();
+  }
+  // A new engine on the same store, as a restarted lockstepd has.
+  void StartEngine() {
     RolloutEngine::Options options;
     options.clock = &clock_;
     options.alembic = [this](const ProcessSpec& spec, const std::atomic<bool>* cancel,
@@ -450,16 +454,7 @@ TEST_P(EngineSettleTest, SettlesFromWhatTheDatabaseHolds) {
   ASSERT_TRUE(store_->SaveRollout(r).ok());
   engine_->Stop();
   engine_.reset();
-  RolloutEngine::Options options;
-  options.clock = &clock_;
-  options.alembic = [this](const ProcessSpec& spec, const std::atomic<bool>* cancel,
-                           const std::function<void(int)>& on_start,
-                           const std::function<void(const std::string&)>& on_line) {
-    return alembic_.Run(spec, cancel, on_start, on_line);
-  };
-  engine_ = std::make_unique<RolloutEngine>(reconciler_, store_.get(), MakeReader({}),
-                                            RolloutHooks{}, std::move(options));
-  ASSERT_TRUE(engine_->Recover().ok());
+  StartEngine();
   // One failed step is past max_failures 0: the rollout halts.
   const std::string end = c.state == "failed" ? "halted" : "succeeded";
   ASSERT_TRUE(WaitFor("r-crashed", end));
