@@ -36,6 +36,14 @@ int RpcFailure(Context& c, const grpc::Status& s) {
   return Fail(c, s.error_message());
 }
 
+int CallFailure(Context& c, const grpc::Status& s, int seconds) {
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return Fail(c, absl::StrCat("lockstepd at ", c.server, " did not answer within ", seconds,
+                                " s (", s.error_message(), ")"));
+  }
+  return RpcFailure(c, s);
+}
+
 std::string Time(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(t.seconds()),
