@@ -1,10 +1,10 @@
 #include "client/cli_args.h"
 
-#include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <memory>
 #include <string_view>
+
+#include <CLI/CLI.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -83,7 +83,8 @@ constexpr CommandDef kCommands[] = {
     {"show", kOffline, "show one revision (or several: heads)",
      [](CLI::App* c) { Argument(c, "REV", true, "a revision identifier"); }},
     {"lint", kOffline, "report problems; exit 3 on findings", [](CLI::App*) {}},
-    {"path", kOffline, "the steps and version-table changes `alembic upgrade|downgrade TARGET` runs",
+    {"path", kOffline,
+     "the steps and version-table changes `alembic upgrade|downgrade TARGET` runs",
      [](CLI::App* c) {
        Argument(c, "TARGET", true, "what to upgrade (or downgrade) to");
        Value(c, "--from", "R1,R2", "the version rows the database holds (default: none)");
@@ -102,8 +103,8 @@ constexpr CommandDef kCommands[] = {
      [](CLI::App* c) {
        Argument(c, "ID", false, "the rollout to show");
        AddRolloutRequest(c);
-       CLI::Option* watch = Flag(c, "--watch", "follow it to the end (exit code: how it ended)");
-       Flag(c, "--wait", "the same as --watch, quietly")->excludes(watch);
+       Flag(c, "--watch", "follow it to the end (exit code: how it ended)");
+       Flag(c, "--wait", "the same as --watch");
      }},
     {"watch", kOnline, "follow a rollout (past events first)",
      [](CLI::App* c) { Argument(c, "ID", true, "the rollout"); }},
@@ -144,11 +145,13 @@ std::unique_ptr<CLI::App> Globals() {
   app->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app->footer(kExitCodes);
 
-  Value(app.get(), "-c,--config", "FILE", "alembic.ini (default: $ALEMBIC_CONFIG, else ./alembic.ini)");
+  Value(app.get(), "-c,--config", "FILE",
+        "alembic.ini (default: $ALEMBIC_CONFIG, else ./alembic.ini)");
   Value(app.get(), "--scripts", "DIR", "a script directory instead of an ini file");
   Value(app.get(), "-n,--name", "SECTION", "the ini section (default: alembic)");
   Value(app.get(), "-o,--output", "FORMAT", "text (default) or json");
-  Value(app.get(), "--server", "ADDR", "lockstepd's gRPC address (default: $LOCKSTEP_SERVER, else 127.0.0.1:50051)");
+  Value(app.get(), "--server", "ADDR",
+        "lockstepd's gRPC address (default: $LOCKSTEP_SERVER, else 127.0.0.1:50051)");
   Flag(app.get(), "-v,--verbose",
        "more detail: heads, branches and history as Alembic's -v; rollout --watch, "
        "watch and downgrade add Alembic's output lines");
@@ -167,6 +170,7 @@ void AddCommands(CLI::App* app, const std::string& only) {
   }
 }
 
+// Everything: for help, and for error messages that look across commands.
 std::unique_ptr<CLI::App> Definitions() {
   std::unique_ptr<CLI::App> app = Globals();
   AddCommands(app.get(), "");
@@ -209,7 +213,9 @@ std::string OptionName(const CLI::Option* o) {
 
 // How the option stands in a synopsis: "[--to REV]", "--to REV", "[--yes]".
 std::string Synopsis(const CLI::Option* o) {
-  if (o->get_positional()) return o->get_required() ? o->get_name() : absl::StrCat("[", o->get_name(), "]");
+  if (o->get_positional()) {
+    return o->get_required() ? o->get_name() : absl::StrCat("[", o->get_name(), "]");
+  }
   std::string s = o->get_snames().empty() ? absl::StrCat("--", o->get_lnames().front())
                                           : absl::StrCat("-", o->get_snames().front());
   if (o->get_expected_max() > 0) absl::StrAppend(&s, " ", o->get_type_name());
@@ -354,9 +360,12 @@ std::string UnexpectedWord(const CLI::App& app, const std::string& command, cons
   if (command.empty() || !AnyCommandTakes(app, name)) {
     return absl::StrCat(command, command.empty() ? "" : ": ", "unknown option '", name, "' ", hint);
   }
-  auto at = [&](const std::string& w) { return std::find(argv.begin(), argv.end(), w) - argv.begin(); };
+  auto at = [&](const std::string& w) {
+    return std::find(argv.begin(), argv.end(), w) - argv.begin();
+  };
   if (at(word) < at(command)) {
-    return absl::StrCat("option '", name, "' belongs after the command: lockstep ", command, " ", name);
+    return absl::StrCat("option '", name, "' belongs after the command: lockstep ", command, " ",
+                        name);
   }
   return absl::StrCat(command, " does not take option '", name, "' ", hint);
 }
@@ -367,7 +376,8 @@ std::string ParseErrorMessage(const std::string& command, const CLI::ParseError&
   std::string what = e.what();
   constexpr absl::string_view kOverride = " was given a disallowed flag override";
   if (absl::EndsWith(what, kOverride)) {  // --verbose=1
-    what = absl::StrCat("option '--", what.substr(0, what.size() - kOverride.size()), "' takes no value");
+    what = absl::StrCat("option '--", what.substr(0, what.size() - kOverride.size()),
+                        "' takes no value");
   }
   return absl::StrCat(command, command.empty() ? "" : ": ", what, " ", Hint(command));
 }
@@ -404,8 +414,8 @@ absl::StatusOr<CliArgs> ParseCliArgs(int argc, char** argv) {
   if (command != nullptr) out.command = command->get_name();
   for (const std::string& word : app->remaining(true)) {
     if (word == "--") continue;  // CLI11 passes the end-of-options mark on
-    return absl::InvalidArgumentError(
-        UnexpectedWord(*Definitions(), out.command, word, std::vector<std::string>(argv + 1, argv + argc)));
+    return absl::InvalidArgumentError(UnexpectedWord(
+        *Definitions(), out.command, word, std::vector<std::string>(argv + 1, argv + argc)));
   }
   for (const CLI::App* a : {static_cast<const CLI::App*>(app.get()), command}) {
     if (a == nullptr) continue;
@@ -425,7 +435,8 @@ absl::StatusOr<CliArgs> ParseCliArgs(int argc, char** argv) {
     out.command = out.positional.empty() ? "" : out.positional.front();
     out.positional.clear();
     if (!out.command.empty() && HelpText(out.command).empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown command '", out.command, "' (lockstep --help)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown command '", out.command, "' (lockstep --help)"));
     }
   }
   return out;
