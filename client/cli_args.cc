@@ -1,40 +1,385 @@
 #include "client/cli_args.h"
 
+#include <algorithm>
+#include <memory>
+#include <string_view>
+
+#include <CLI/CLI.hpp>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace lockstep::client {
 namespace {
 
-struct Spec {
-  const char* long_name;
-  char short_name;
-  bool takes_value;
-};
+constexpr char kOffline[] = "Offline commands (read alembic.ini like Alembic, or --scripts DIR):";
+constexpr char kOnline[] =
+    "Online commands (ask lockstepd at --server ADDR, else $LOCKSTEP_SERVER,\n"
+    "else 127.0.0.1:50051):";
+constexpr char kExitCodes[] =
+    "Exit codes: 0 ok, 1 error, 2 usage, 3 findings/not clean; rollout --watch,\n"
+    "watch and downgrade: 0 succeeded, 4 failed, 5 halted, 6 awaiting approval,\n"
+    "7 aborted.\n";
 
-constexpr Spec kSpecs[] = {
-    {"config", 'c', true},        {"scripts", 0, true},       {"name", 'n', true},
-    {"output", 'o', true},        {"rev-range", 'r', true},   {"from", 0, true},
-    {"server", 0, true},          {"verbose", 'v', false},    {"resolve-dependencies", 0, false},
-    {"help", 'h', false},         {"check", 0, false},        {"downgrade", 0, false},
-    {"to", 0, true},              {"env", 0, true},           {"db", 0, true},
-    {"watch", 0, false},          {"wait", 0, false},         {"override-promotion", 0, false},
-    {"actor", 0, true},           {"limit", 0, true},         {"allow-lint", 0, true},
-    {"yes", 0, false},
-};
-
-const Spec* FindLong(const std::string& name) {
-  for (const Spec& s : kSpecs) {
-    if (name == s.long_name) return &s;
-  }
-  return nullptr;
+// Small wrappers over CLI11's builders, so that each definition below reads
+// as one line: names, value name, help.
+CLI::Option* Value(CLI::App* app, const std::string& names, const std::string& value_name,
+                   const std::string& help) {
+  return app->add_option(names, CLI::callback_t(), help)->type_name(value_name);
 }
 
-const Spec* FindShort(char c) {
-  for (const Spec& s : kSpecs) {
-    if (s.short_name == c) return &s;
+CLI::Option* Flag(CLI::App* app, const std::string& names, const std::string& help) {
+  return app->add_flag(names, help)->disable_flag_override();
+}
+
+// The command's one argument (positional); `required` or optional.
+CLI::Option* Argument(CLI::App* app, const std::string& name, bool required,
+                      const std::string& help) {
+  CLI::Option* o = app->add_option(name, CLI::callback_t(), help);
+  return required ? o->required() : o;
+}
+
+void AddActor(CLI::App* c) {
+  Value(c, "--actor", "NAME", "who does it, recorded (default: $LOCKSTEP_ACTOR, else $USER@host)");
+}
+
+// What `plan` and `rollout` both take: the request for a rollout.
+void AddRolloutRequest(CLI::App* c) {
+  Value(c, "--to", "REV", "the target (default: heads)");
+  Value(c, "--env", "E,..", "only these environments");
+  Value(c, "--db", "F,..", "only these databases (NAME or ENV/NAME filters)");
+  Flag(c, "--override-promotion", "go ahead although the promotion order forbids it");
+  Value(c, "--allow-lint", "CODE,..", "go ahead despite lint findings of these codes");
+  AddActor(c);
+}
+
+void AddControl(CLI::App* c) {
+  Argument(c, "ID", true, "the rollout");
+  AddActor(c);
+}
+
+void AddLimit(CLI::App* c) { Value(c, "--limit", "N", "at most N"); }
+
+// Every command: where the overview lists it, its one-line description and
+// its arguments and options. The overview lists them in this order.
+struct CommandDef {
+  const char* name;
+  const char* group;  // "": not listed
+  const char* description;
+  void (*add)(CLI::App*);
+};
+
+constexpr CommandDef kCommands[] = {
+    {"heads", kOffline, "show current heads",
+     [](CLI::App* c) {
+       Flag(c, "--resolve-dependencies", "treat dependencies as down revisions (as Alembic)");
+     }},
+    {"branches", kOffline, "show branch points", [](CLI::App*) {}},
+    {"history", kOffline, "list revisions, newest first",
+     [](CLI::App* c) {
+       Value(c, "-r,--rev-range", "START:END", "only these (base:heads, ae10:, -3:, :label@head)");
+     }},
+    {"show", kOffline, "show one revision (or several: heads)",
+     [](CLI::App* c) { Argument(c, "REV", true, "a revision identifier"); }},
+    {"lint", kOffline, "report problems; exit 3 on findings", [](CLI::App*) {}},
+    {"path", kOffline,
+     "the steps and version-table changes `alembic upgrade|downgrade TARGET` runs",
+     [](CLI::App* c) {
+       Argument(c, "TARGET", true, "what to upgrade (or downgrade) to");
+       Value(c, "--from", "R1,R2", "the version rows the database holds (default: none)");
+       Flag(c, "--downgrade", "what `alembic downgrade TARGET` runs");
+     }},
+    {"status", kOnline, "where every database stands",
+     [](CLI::App* c) {
+       Argument(c, "ENV", false, "only this environment");
+       Flag(c, "--check", "exit 3 unless every database is current");
+     }},
+    {"db", kOnline, "one database and its revision history",
+     [](CLI::App* c) { Argument(c, "ENV/NAME", true, "the database"); }},
+    {"refresh", kOnline, "check every database now", [](CLI::App*) {}},
+    {"plan", kOnline, "the rollout plan and what blocks it; changes nothing", AddRolloutRequest},
+    {"rollout", kOnline, "start a rollout (--to REV), or show one (ID)",
+     [](CLI::App* c) {
+       Argument(c, "ID", false, "the rollout to show");
+       AddRolloutRequest(c);
+       Flag(c, "--watch", "follow it to the end (exit code: how it ended)");
+       Flag(c, "--wait", "the same as --watch");
+     }},
+    {"watch", kOnline, "follow a rollout (past events first)",
+     [](CLI::App* c) { Argument(c, "ID", true, "the rollout"); }},
+    {"rollouts", kOnline, "the newest rollouts", AddLimit},
+    {"approve", kOnline, "approve a rollout waiting for approval", AddControl},
+    {"pause", kOnline, "pause a rollout", AddControl},
+    {"resume", kOnline, "resume a paused rollout", AddControl},
+    {"abort", kOnline, "abort a rollout", AddControl},
+    {"downgrade", kOnline, "one database, with a backup first, followed to the end",
+     [](CLI::App* c) {
+       Argument(c, "ENV/NAME", true, "the database");
+       Value(c, "--to", "REV", "the revision to downgrade to")->required();
+       AddActor(c);
+     }},
+    {"backups", kOnline, "the backup catalog, newest first",
+     [](CLI::App* c) {
+       Argument(c, "ENV[/NAME]", false, "only this environment or database");
+       AddLimit(c);
+     }},
+    {"restore", kOnline, "put a backup back, after a safety backup of what is there",
+     [](CLI::App* c) {
+       Argument(c, "ID", true, "the backup (lockstep backups lists them)");
+       Flag(c, "--yes", "even though the database changed since the backup");
+       AddActor(c);
+     }},
+    {"help", "", "this help, or one command's",
+     [](CLI::App* c) { Argument(c, "COMMAND", false, "the command"); }},
+};
+
+// The app with its global options; AddCommands() adds the commands.
+std::unique_ptr<CLI::App> Globals() {
+  auto app = std::make_unique<CLI::App>("", "lockstep");
+  // Inherited by the commands added below.
+  app->set_help_flag("-h,--help", "this help (lockstep COMMAND --help: one command's)");
+  app->fallthrough();             // a global option after the command reaches the app
+  app->allow_extras();            // unknown words are reported by ParseCliArgs, naming the command
+  app->require_subcommand(0, 1);  // a command name after the command is an argument
+  app->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app->footer(kExitCodes);
+
+  Value(app.get(), "-c,--config", "FILE",
+        "alembic.ini (default: $ALEMBIC_CONFIG, else ./alembic.ini)");
+  Value(app.get(), "--scripts", "DIR", "a script directory instead of an ini file");
+  Value(app.get(), "-n,--name", "SECTION", "the ini section (default: alembic)");
+  Value(app.get(), "-o,--output", "FORMAT", "text (default) or json");
+  Value(app.get(), "--server", "ADDR",
+        "lockstepd's gRPC address (default: $LOCKSTEP_SERVER, else 127.0.0.1:50051)");
+  Flag(app.get(), "-v,--verbose",
+       "more detail: heads, branches and history as Alembic's -v; rollout --watch, "
+       "watch and downgrade add Alembic's output lines");
+  return app;
+}
+
+// Every command (`only` empty) or just the command `only`: parsing needs only
+// the command given, and building all of them costs ~90 us, a few per cent
+// of `lockstep heads` on a small project.
+void AddCommands(CLI::App* app, const std::string& only) {
+  for (const CommandDef& d : kCommands) {
+    if (!only.empty() && only != d.name) continue;
+    CLI::App* c = app->add_subcommand(d.name, d.description);
+    c->group(d.group);
+    d.add(c);
   }
-  return nullptr;
+}
+
+// Everything: for help, and for error messages that look across commands.
+std::unique_ptr<CLI::App> Definitions() {
+  std::unique_ptr<CLI::App> app = Globals();
+  AddCommands(app.get(), "");
+  return app;
+}
+
+// The command word in argv, skipping global options and their values; ""
+// when there is none, or it is no command.
+std::string FindCommand(const CLI::App& globals, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--") return "";
+    if (arg.size() < 2 || arg[0] != '-') {
+      for (const CommandDef& d : kCommands) {
+        if (arg == d.name) return d.name;
+      }
+      return "";
+    }
+    // "--config=x", "-cx": the value is in the word.
+    if (arg.find('=') != std::string_view::npos || (arg[1] != '-' && arg.size() > 2)) continue;
+    const CLI::Option* o = globals.get_option_no_throw(std::string(arg));
+    if (o != nullptr && o->get_expected_max() > 0) ++i;
+  }
+  return "";
+}
+
+// ---- Help, generated from the definitions ----------------------------------
+
+constexpr size_t kColumn = 38;  // where descriptions start
+constexpr size_t kWidth = 79;
+
+// "-c, --config FILE"
+std::string OptionName(const CLI::Option* o) {
+  std::string s;
+  for (const std::string& n : o->get_snames()) absl::StrAppend(&s, s.empty() ? "" : ", ", "-", n);
+  for (const std::string& n : o->get_lnames()) absl::StrAppend(&s, s.empty() ? "" : ", ", "--", n);
+  if (o->get_expected_max() > 0) absl::StrAppend(&s, " ", o->get_type_name());
+  return s;
+}
+
+// How the option stands in a synopsis: "[--to REV]", "--to REV", "[--yes]".
+std::string Synopsis(const CLI::Option* o) {
+  if (o->get_positional()) {
+    return o->get_required() ? o->get_name() : absl::StrCat("[", o->get_name(), "]");
+  }
+  std::string s = o->get_snames().empty() ? absl::StrCat("--", o->get_lnames().front())
+                                          : absl::StrCat("-", o->get_snames().front());
+  if (o->get_expected_max() > 0) absl::StrAppend(&s, " ", o->get_type_name());
+  return o->get_required() ? s : absl::StrCat("[", s, "]");
+}
+
+// "  name ARG [--opt V] ..." wrapped at kWidth, continuation lines under the
+// first argument; then `description` at kColumn (on a line of its own when
+// the synopsis reaches it), wrapped at kWidth.
+void AppendEntry(std::string* out, const std::string& head, const std::vector<std::string>& words,
+                 const std::string& description) {
+  std::string line = absl::StrCat("  ", head);
+  const size_t indent = line.size() + 1;
+  for (const std::string& w : words) {
+    if (line.size() + 1 + w.size() > kWidth) {
+      absl::StrAppend(out, line, "\n");
+      line = std::string(indent, ' ') + w;
+    } else {
+      absl::StrAppend(&line, " ", w);
+    }
+  }
+  if (line.size() + 2 > kColumn) {
+    absl::StrAppend(out, line, "\n");
+    line.clear();
+  }
+  line.resize(kColumn, ' ');
+  bool first = true;
+  for (absl::string_view word : absl::StrSplit(description, ' ', absl::SkipEmpty())) {
+    if (!first && line.size() + 1 + word.size() > kWidth) {
+      absl::StrAppend(out, line, "\n");
+      line = std::string(kColumn, ' ');
+      first = true;
+    }
+    absl::StrAppend(&line, first ? "" : " ", word);
+    first = false;
+  }
+  absl::StrAppend(out, line, "\n");
+}
+
+std::vector<const CLI::Option*> Options(const CLI::App& app, bool positional) {
+  std::vector<const CLI::Option*> out;
+  for (const CLI::Option* o : app.get_options()) {
+    if (o->get_positional() == positional && o != app.get_help_ptr()) out.push_back(o);
+  }
+  return out;
+}
+
+std::vector<std::string> CommandSynopsis(const CLI::App& command) {
+  std::vector<std::string> words;
+  for (const CLI::Option* o : Options(command, true)) words.push_back(Synopsis(o));
+  for (const CLI::Option* o : Options(command, false)) words.push_back(Synopsis(o));
+  return words;
+}
+
+void AppendGlobalOptions(std::string* out, const CLI::App& app) {
+  absl::StrAppend(out, "Global options (before or after the command):\n");
+  for (const CLI::Option* o : Options(app, false)) {
+    AppendEntry(out, OptionName(o), {}, o->get_description());
+  }
+  AppendEntry(out, OptionName(app.get_help_ptr()), {}, app.get_help_ptr()->get_description());
+}
+
+std::string Overview(const CLI::App& app) {
+  std::string out =
+      "usage: lockstep [options] COMMAND [ARGS]   (lockstep COMMAND --help: its own)\n";
+  std::string group;
+  for (const CLI::App* c : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (c->get_group().empty()) continue;
+    if (c->get_group() != group) {
+      group = c->get_group();
+      absl::StrAppend(&out, "\n", group, "\n");
+    }
+    AppendEntry(&out, c->get_name(), CommandSynopsis(*c), c->get_description());
+  }
+  absl::StrAppend(&out, "\n");
+  AppendGlobalOptions(&out, app);
+  absl::StrAppend(&out, "\n", app.get_footer());
+  return out;
+}
+
+std::string CommandHelp(const CLI::App& app, const CLI::App& command) {
+  std::string out;
+  std::vector<std::string> words = {command.get_name()};
+  for (const std::string& w : CommandSynopsis(command)) words.push_back(w);
+  std::string line = "usage: lockstep";
+  for (const std::string& w : words) {
+    if (line.size() + 1 + w.size() > kWidth) {
+      absl::StrAppend(&out, line, "\n");
+      line = std::string(16, ' ') + w;
+    } else {
+      absl::StrAppend(&line, " ", w);
+    }
+  }
+  absl::StrAppend(&out, line, "\n\n", command.get_description(), "\n");
+  if (auto args = Options(command, true); !args.empty()) {
+    absl::StrAppend(&out, "\nArguments:\n");
+    for (const CLI::Option* o : args) AppendEntry(&out, o->get_name(), {}, o->get_description());
+  }
+  if (auto opts = Options(command, false); !opts.empty()) {
+    absl::StrAppend(&out, "\nOptions:\n");
+    for (const CLI::Option* o : opts) AppendEntry(&out, OptionName(o), {}, o->get_description());
+  }
+  absl::StrAppend(&out, "\n");
+  AppendGlobalOptions(&out, app);
+  return out;
+}
+
+// ---- Usage errors, naming the option and the command ------------------------
+
+// True when some command (or the app) declares `--name` / `-n`.
+bool AnyCommandTakes(const CLI::App& app, const std::string& name) {
+  auto declares = [&](const CLI::App& a) {
+    for (const CLI::Option* o : a.get_options()) {
+      if (!o->get_positional() && o->check_name(name)) return true;
+    }
+    return false;
+  };
+  if (declares(app)) return true;
+  for (const CLI::App* c : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (declares(*c)) return true;
+  }
+  return false;
+}
+
+std::string Hint(const std::string& command) {
+  return command.empty() ? "(lockstep --help)" : absl::StrCat("(lockstep ", command, " --help)");
+}
+
+// A word CLI11 left over (allow_extras): an unknown command, an extra
+// argument, or an option the command does not take. `argv` tells whether it
+// stood before the command.
+std::string UnexpectedWord(const CLI::App& app, const std::string& command, const std::string& word,
+                           const std::vector<std::string>& argv) {
+  const std::string hint = Hint(command);
+  const bool is_option = word.size() > 1 && word[0] == '-';
+  if (!is_option) {
+    if (command.empty()) return absl::StrCat("unknown command '", word, "' ", hint);
+    return absl::StrCat(command, ": unexpected argument '", word, "' ", hint);
+  }
+  std::string name = word.substr(0, word.find('='));
+  if (!absl::StartsWith(name, "--")) name = name.substr(0, 2);  // -xVALUE
+  if (command.empty() || !AnyCommandTakes(app, name)) {
+    return absl::StrCat(command, command.empty() ? "" : ": ", "unknown option '", name, "' ", hint);
+  }
+  auto at = [&](const std::string& w) {
+    return std::find(argv.begin(), argv.end(), w) - argv.begin();
+  };
+  if (at(word) < at(command)) {
+    return absl::StrCat("option '", name, "' belongs after the command: lockstep ", command, " ",
+                        name);
+  }
+  return absl::StrCat(command, " does not take option '", name, "' ", hint);
+}
+
+// CLI11's own message, with the command in front and a pointer to its help:
+// "restore: ID is required (lockstep restore --help)".
+std::string ParseErrorMessage(const std::string& command, const CLI::ParseError& e) {
+  std::string what = e.what();
+  constexpr absl::string_view kOverride = " was given a disallowed flag override";
+  if (absl::EndsWith(what, kOverride)) {  // --verbose=1
+    what = absl::StrCat("option '--", what.substr(0, what.size() - kOverride.size()),
+                        "' takes no value");
+  }
+  return absl::StrCat(command, command.empty() ? "" : ": ", what, " ", Hint(command));
 }
 
 }  // namespace
@@ -46,62 +391,64 @@ std::optional<std::string> CliArgs::Option(const std::string& name) const {
 }
 
 absl::StatusOr<CliArgs> ParseCliArgs(int argc, char** argv) {
+  // Only the command given; all of them when it is not clear which (then
+  // the parse fails and the error message needs them anyway).
+  std::unique_ptr<CLI::App> app = Globals();
+  AddCommands(app.get(), FindCommand(*app, argc, argv));
   CliArgs out;
-  bool only_positional = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    const Spec* spec = nullptr;
-    std::optional<std::string> inline_value;
-    if (!only_positional && arg == "--") {
-      only_positional = true;
-      continue;
-    }
-    // A lone "-N" is a relative revision, not an option.
-    bool looks_numeric = arg.size() > 1 && arg[0] == '-' && std::isdigit(static_cast<unsigned char>(arg[1]));
-    if (!only_positional && absl::StartsWith(arg, "--")) {
-      std::string name = arg.substr(2);
-      size_t eq = name.find('=');
-      if (eq != std::string::npos) {
-        inline_value = name.substr(eq + 1);
-        name = name.substr(0, eq);
-      }
-      spec = FindLong(name);
-      if (spec == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown option '--", name, "'"));
-    } else if (!only_positional && arg.size() >= 2 && arg[0] == '-' && !looks_numeric) {
-      spec = FindShort(arg[1]);
-      if (spec == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown option '", arg, "'"));
-      if (arg.size() > 2) {
-        if (!spec->takes_value) {
-          return absl::InvalidArgumentError(absl::StrCat("option '-", std::string(1, arg[1]),
-                                                         "' takes no value"));
-        }
-        inline_value = arg.substr(2);
-      }
-    }
-    if (spec == nullptr) {
-      if (out.command.empty()) {
-        out.command = arg;
+  auto command_of = [&]() -> const CLI::App* {
+    std::vector<CLI::App*> parsed = app->get_subcommands();
+    return parsed.empty() ? nullptr : parsed.front();
+  };
+  try {
+    app->parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    out.help = true;
+    if (const CLI::App* c = command_of()) out.command = c->get_name();
+    return out;
+  } catch (const CLI::ParseError& e) {
+    const CLI::App* c = command_of();
+    return absl::InvalidArgumentError(ParseErrorMessage(c ? c->get_name() : "", e));
+  }
+  const CLI::App* command = command_of();
+  if (command != nullptr) out.command = command->get_name();
+  for (const std::string& word : app->remaining(true)) {
+    if (word == "--") continue;  // CLI11 passes the end-of-options mark on
+    return absl::InvalidArgumentError(UnexpectedWord(
+        *Definitions(), out.command, word, std::vector<std::string>(argv + 1, argv + argc)));
+  }
+  for (const CLI::App* a : {static_cast<const CLI::App*>(app.get()), command}) {
+    if (a == nullptr) continue;
+    for (const CLI::Option* o : a->get_options()) {
+      if (o->count() == 0 || o == a->get_help_ptr()) continue;
+      if (o->get_positional()) {
+        for (const std::string& r : o->results()) out.positional.push_back(r);
+      } else if (o->get_expected_max() == 0) {
+        out.flags.insert(o->get_single_name());
       } else {
-        out.positional.push_back(arg);
+        out.options[o->get_single_name()] = o->results().back();
       }
-      continue;
     }
-    if (!spec->takes_value) {
-      if (inline_value.has_value()) {
-        return absl::InvalidArgumentError(absl::StrCat("option '--", spec->long_name, "' takes no value"));
-      }
-      out.flags.insert(spec->long_name);
-      continue;
+  }
+  if (out.command == "help") {
+    out.help = true;
+    out.command = out.positional.empty() ? "" : out.positional.front();
+    out.positional.clear();
+    if (!out.command.empty() && HelpText(out.command).empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown command '", out.command, "' (lockstep --help)"));
     }
-    if (!inline_value.has_value()) {
-      if (i + 1 >= argc) {
-        return absl::InvalidArgumentError(absl::StrCat("option '--", spec->long_name, "' needs a value"));
-      }
-      inline_value = argv[++i];
-    }
-    out.options[spec->long_name] = *inline_value;
   }
   return out;
+}
+
+std::string HelpText(const std::string& command) {
+  std::unique_ptr<CLI::App> app = Definitions();
+  if (command.empty()) return Overview(*app);
+  for (const CLI::App* c : app->get_subcommands([](const CLI::App*) { return true; })) {
+    if (c->get_name() == command) return CommandHelp(*app, *c);
+  }
+  return "";
 }
 
 }  // namespace lockstep::client

@@ -4,6 +4,9 @@
 
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+
 namespace lockstep::client {
 namespace {
 
@@ -13,7 +16,15 @@ absl::StatusOr<CliArgs> Parse(std::vector<std::string> args) {
   return ParseCliArgs(static_cast<int>(argv.size()), argv.data());
 }
 
-TEST(CliArgsTest, OptionsBeforeAndAfterTheCommand) {
+std::string Error(std::vector<std::string> args) {
+  absl::StatusOr<CliArgs> a = Parse(std::move(args));
+  EXPECT_FALSE(a.ok());
+  if (a.ok()) return "";
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(a.status().message());
+}
+
+TEST(CliArgsTest, GlobalOptionsBeforeAndAfterTheCommand) {
   auto a = Parse({"-c", "x.ini", "history", "-r", "a:b", "--verbose", "-o", "json"});
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->command, "history");
@@ -22,6 +33,24 @@ TEST(CliArgsTest, OptionsBeforeAndAfterTheCommand) {
   EXPECT_EQ(*a->Option("output"), "json");
   EXPECT_TRUE(a->Flag("verbose"));
   EXPECT_FALSE(a->Flag("resolve-dependencies"));
+  EXPECT_FALSE(a->help);
+
+  a = Parse({"heads", "--scripts", "dir", "-n", "second", "--server", "h:1", "-v",
+             "--resolve-dependencies"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(*a->Option("scripts"), "dir");
+  EXPECT_EQ(*a->Option("name"), "second");
+  EXPECT_EQ(*a->Option("server"), "h:1");
+  EXPECT_TRUE(a->Flag("verbose"));
+  EXPECT_TRUE(a->Flag("resolve-dependencies"));
+  EXPECT_TRUE(a->positional.empty());
+
+  a = Parse({"--server=h:2", "-v", "status", "prod", "--check"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->command, "status");
+  EXPECT_EQ(*a->Option("server"), "h:2");
+  EXPECT_EQ(a->positional, std::vector<std::string>{"prod"});
+  EXPECT_TRUE(a->Flag("check"));
 }
 
 TEST(CliArgsTest, InlineValuesAndRelativeRevisions) {
@@ -31,19 +60,157 @@ TEST(CliArgsTest, InlineValuesAndRelativeRevisions) {
   ASSERT_EQ(a->positional.size(), 1u);
   EXPECT_EQ(a->positional[0], "-1");  // a relative revision, not an option
   a = Parse({"history", "--rev-range=-2:", "-cz.ini"});
-  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(*a->Option("rev-range"), "-2:");
   EXPECT_EQ(*a->Option("config"), "z.ini");
+  a = Parse({"history", "-r", "-3:"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(*a->Option("rev-range"), "-3:");
   a = Parse({"show", "--", "--weird"});
-  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->positional[0], "--weird");
 }
 
-TEST(CliArgsTest, Errors) {
-  EXPECT_EQ(Parse({"heads", "--bogus"}).status().message(), "unknown option '--bogus'");
-  EXPECT_EQ(Parse({"heads", "-x"}).status().message(), "unknown option '-x'");
-  EXPECT_EQ(Parse({"heads", "-c"}).status().message(), "option '--config' needs a value");
-  EXPECT_EQ(Parse({"heads", "--verbose=1"}).status().message(), "option '--verbose' takes no value");
+TEST(CliArgsTest, ACommandNameAsAnArgument) {
+  auto a = Parse({"show", "heads"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->command, "show");
+  EXPECT_EQ(a->positional, std::vector<std::string>{"heads"});
+  a = Parse({"path", "heads", "--from", "a,b", "--downgrade"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->positional, std::vector<std::string>{"heads"});
+  EXPECT_EQ(*a->Option("from"), "a,b");
+  EXPECT_TRUE(a->Flag("downgrade"));
+}
+
+TEST(CliArgsTest, EveryCommandsOwnOptions) {
+  auto a = Parse({"rollout", "--to", "heads", "--env", "a,b", "--db", "x", "--override-promotion",
+                  "--allow-lint", "empty-upgrade", "--wait", "--actor", "carol"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(*a->Option("to"), "heads");
+  EXPECT_EQ(*a->Option("env"), "a,b");
+  EXPECT_EQ(*a->Option("db"), "x");
+  EXPECT_EQ(*a->Option("allow-lint"), "empty-upgrade");
+  EXPECT_EQ(*a->Option("actor"), "carol");
+  EXPECT_TRUE(a->Flag("override-promotion"));
+  EXPECT_TRUE(a->Flag("wait"));
+  EXPECT_FALSE(a->Flag("watch"));
+
+  a = Parse({"rollout", "r-1"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->positional, std::vector<std::string>{"r-1"});
+
+  a = Parse({"restore", "4", "--yes", "--actor", "alice"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->positional, std::vector<std::string>{"4"});
+  EXPECT_TRUE(a->Flag("yes"));
+  EXPECT_EQ(*a->Option("actor"), "alice");
+
+  a = Parse({"downgrade", "prod/app", "--to", "ae10"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(*a->Option("to"), "ae10");
+
+  for (const char* limited : {"rollouts", "backups"}) {
+    a = Parse({limited, "--limit", "5"});
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_EQ(*a->Option("limit"), "5");
+  }
+  for (const char* control : {"approve", "pause", "resume", "abort"}) {
+    a = Parse({control, "r-1", "--actor", "oncall"});
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_EQ(a->command, control);
+    EXPECT_EQ(*a->Option("actor"), "oncall");
+  }
+  // The last value given wins, as before.
+  a = Parse({"plan", "--to", "a", "--to", "b"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(*a->Option("to"), "b");
+}
+
+TEST(CliArgsTest, AnOptionOfAnotherCommandNamesBoth) {
+  EXPECT_EQ(Error({"heads", "--to", "x"}),
+            "heads does not take option '--to' (lockstep heads --help)");
+  EXPECT_EQ(Error({"status", "--yes"}),
+            "status does not take option '--yes' (lockstep status --help)");
+  EXPECT_EQ(Error({"plan", "--watch"}),
+            "plan does not take option '--watch' (lockstep plan --help)");
+  EXPECT_EQ(Error({"heads", "--bogus"}), "heads: unknown option '--bogus' (lockstep heads --help)");
+  EXPECT_EQ(Error({"heads", "-x"}), "heads: unknown option '-x' (lockstep heads --help)");
+  EXPECT_EQ(Error({"--bogus", "heads"}), "heads: unknown option '--bogus' (lockstep heads --help)");
+  EXPECT_EQ(Error({"--bogus"}), "unknown option '--bogus' (lockstep --help)");
+  EXPECT_EQ(Error({"--to", "x", "rollout"}),
+            "option '--to' belongs after the command: lockstep rollout --to");
+}
+
+TEST(CliArgsTest, OtherUsageErrors) {
+  EXPECT_EQ(Error({"frobnicate"}), "unknown command 'frobnicate' (lockstep --help)");
+  EXPECT_EQ(Error({"heads", "extra"}),
+            "heads: unexpected argument 'extra' (lockstep heads --help)");
+  EXPECT_EQ(Error({"show", "a", "b"}), "show: unexpected argument 'b' (lockstep show --help)");
+  EXPECT_TRUE(absl::StrContains(Error({"show"}), "REV is required")) << Error({"show"});
+  EXPECT_TRUE(absl::StrContains(Error({"downgrade", "prod/app"}), "--to is required"));
+  EXPECT_TRUE(absl::StartsWith(Error({"heads", "-c"}), "heads: "));
+  EXPECT_TRUE(absl::StrContains(Error({"heads", "-c"}), "--config"));
+  EXPECT_EQ(Error({"heads", "--verbose=1"}),
+            "heads: option '--verbose' takes no value (lockstep heads --help)");
+}
+
+TEST(CliArgsTest, HelpWherever) {
+  auto a = Parse({"--help"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(a->help);
+  EXPECT_EQ(a->command, "");
+  for (std::vector<std::string> args : {std::vector<std::string>{"rollout", "--help"},
+                                        {"-h", "rollout"},
+                                        {"help", "rollout"},
+                                        {"-c", "x.ini", "rollout", "-h"}}) {
+    a = Parse(args);
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_TRUE(a->help);
+    EXPECT_EQ(a->command, "rollout");
+  }
+  a = Parse({"show", "--help"});  // before its required REV is checked
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(a->help);
+  EXPECT_EQ(Error({"help", "frobnicate"}), "unknown command 'frobnicate' (lockstep --help)");
+}
+
+TEST(CliArgsTest, HelpListsEveryOptionOfTheCommand) {
+  const std::string rollout = HelpText("rollout");
+  for (const char* o : {"--to REV", "--env", "--db", "--override-promotion", "--allow-lint",
+                        "--actor NAME", "--watch", "--wait", "ID",
+                        // and the global ones
+                        "-c, --config FILE", "--scripts DIR", "-n, --name SECTION",
+                        "-o, --output FORMAT", "--server ADDR", "-v, --verbose", "-h, --help"}) {
+    EXPECT_TRUE(absl::StrContains(rollout, o)) << o << " missing from\n" << rollout;
+  }
+  EXPECT_TRUE(absl::StartsWith(rollout, "usage: lockstep rollout [ID] [--to REV]")) << rollout;
+  EXPECT_TRUE(absl::StrContains(HelpText("history"), "-r, --rev-range START:END"));
+  EXPECT_TRUE(
+      absl::StrContains(HelpText("downgrade"), "usage: lockstep downgrade ENV/NAME --to REV"));
+  EXPECT_EQ(HelpText("frobnicate"), "");
+}
+
+TEST(CliArgsTest, OverviewListsEveryCommandThenGlobalOptionsThenExitCodes) {
+  const std::string help = HelpText("");
+  for (const char* line :
+       {"  heads [--resolve-dependencies]", "  history [-r START:END]", "  show REV", "  lint",
+        "  path TARGET [--from R1,R2] [--downgrade]", "  status [ENV] [--check]", "  db ENV/NAME",
+        "  refresh", "  watch ID", "  rollouts [--limit N]", "  approve ID [--actor NAME]",
+        "  downgrade ENV/NAME --to REV [--actor NAME]", "  backups [ENV[/NAME]] [--limit N]",
+        "  restore ID [--yes] [--actor NAME]"}) {
+    EXPECT_TRUE(absl::StrContains(help, line)) << line << " missing from\n" << help;
+  }
+  EXPECT_FALSE(absl::StrContains(help, "  help"));
+  const size_t commands = help.find("Offline commands");
+  const size_t options = help.find("Global options");
+  const size_t exits = help.find("Exit codes");
+  EXPECT_LT(commands, options);
+  EXPECT_LT(options, exits);
+  EXPECT_NE(exits, std::string::npos);
+  for (absl::string_view line : absl::StrSplit(help, '\n')) {
+    EXPECT_LE(line.size(), 79u) << line;
+  }
 }
 
 }  // namespace

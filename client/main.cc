@@ -18,54 +18,6 @@
 
 namespace {
 
-constexpr char kUsage[] = R"(usage: lockstep [options] COMMAND [ARGS]
-
-Offline commands (read alembic.ini like Alembic, or --scripts DIR):
-  heads [--resolve-dependencies] [-v]   show current heads
-  branches [-v]                         show branch points
-  history [-r START:END] [-v]           list revisions, newest first
-  show REV                              show one revision (or several: heads)
-  lint                                  report problems; exit 3 on findings
-  path TARGET [--from R1,R2] [--downgrade]
-                                        the steps and version-table changes
-                                        `alembic upgrade|downgrade TARGET` runs
-
-Online commands (ask lockstepd; --server ADDR or $LOCKSTEP_SERVER,
-default 127.0.0.1:50051):
-  status [ENV] [--check]                where every database stands; --check
-                                        exits 3 unless all are current
-  db ENV/NAME                           one database and its revision history
-  refresh                               check every database now
-  plan [--to REV] [--env E,..] [--db F,..] [--override-promotion]
-       [--allow-lint CODE,..]           the rollout plan and what blocks it;
-                                        changes nothing
-  rollout --to REV [--env ..] [--db ..] [--watch|--wait]
-          [--override-promotion] [--allow-lint CODE,..]
-                                        start a rollout (--watch: follow it;
-                                        --wait: the same, quietly)
-  watch ID                              follow a rollout (past events first)
-  rollout ID | rollouts [--limit N]     one rollout | the newest ones
-  approve|pause|resume|abort ID [--actor NAME]
-  downgrade ENV/NAME --to REV           one database, with a backup first
-  backups [ENV[/NAME]] [--limit N]      the backup catalog
-  restore ID [--yes] [--actor NAME]     put a backup back, after a safety backup
-                                        of what is there; --yes: even though
-                                        the database changed since the backup
-
-Options:
-  -c, --config FILE     alembic.ini (default: $ALEMBIC_CONFIG or ./alembic.ini)
-  --scripts DIR         a script directory instead of an ini file
-  -n, --name SECTION    the ini section (default: alembic)
-  -o, --output FORMAT   text (default) or json
-  -h, --help            this help
-
-  --server ADDR         lockstepd's gRPC address
-
-Exit codes: 0 ok, 1 error, 2 usage, 3 findings/not clean; rollout --watch,
-watch and downgrade: 0 succeeded, 4 failed, 5 halted, 6 awaiting approval,
-7 aborted.
-)";
-
 // Page faults are a large part of reading a big project: 10,000 revision
 // files leave ~15 MB of parsed text and graph on the heap, faulted in 4 KB at
 // a time (and each fault is a trap, in a VM also an exit: ~10 us here).
@@ -109,18 +61,22 @@ int main(int argc, char** argv) {
   using namespace lockstep::client;
   absl::StatusOr<CliArgs> args = ParseCliArgs(argc, argv);
   if (!args.ok()) {
-    std::cerr << "lockstep: " << args.status().message() << "\n" << kUsage;
+    std::cerr << "lockstep: " << args.status().message() << "\n";
     return kExitUsage;
   }
-  if (args->Flag("help") || args->command.empty() || args->command == "help") {
-    std::cout << kUsage;
-    return args->command.empty() && !args->Flag("help") ? kExitUsage : kExitOk;
+  if (args->help) {
+    std::cout << HelpText(args->command);
+    return kExitOk;
+  }
+  if (args->command.empty()) {
+    std::cout << HelpText("");
+    return kExitUsage;
   }
   if (IsOfflineCommand(args->command)) {
     BackHeapWithHugePages();
     return RunOfflineCommand(*args, std::cout, std::cerr);
   }
   if (IsOnlineCommand(args->command)) return ExecOnline(argv);
-  std::cerr << "lockstep: unknown command '" << args->command << "'\n" << kUsage;
+  std::cerr << "lockstep: unknown command '" << args->command << "'\n";
   return kExitUsage;
 }

@@ -58,10 +58,8 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
   v1::GetFleetRequest req;
   if (!c.args.positional.empty()) req.set_environment(c.args.positional[0]);
   v1::GetFleetResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::Status s = stub.GetFleet(&ctx, req, &resp);
-  if (!s.ok()) return RpcFailure(c, s);
+  int rc = Call(c, stub, &v1::Lockstep::Stub::GetFleet, req, &resp, kReadSeconds);
+  if (rc != kExitOk) return rc;
   bool clean = true;
   for (const v1::Database& d : resp.databases()) clean &= d.state() == "current";
   if (c.json) {
@@ -138,10 +136,8 @@ int Db(Context& c, v1::Lockstep::Stub& stub) {
   req.set_environment(arg.substr(0, arg.find('/')));
   req.set_database(arg.substr(arg.find('/') + 1));
   v1::GetDatabaseResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::Status s = stub.GetDatabase(&ctx, req, &resp);
-  if (!s.ok()) return RpcFailure(c, s);
+  int rc = Call(c, stub, &v1::Lockstep::Stub::GetDatabase, req, &resp, kReadSeconds);
+  if (rc != kExitOk) return rc;
   const v1::Database& d = resp.database();
   if (c.json) {
     JsonWriter w;
@@ -181,10 +177,8 @@ int Db(Context& c, v1::Lockstep::Stub& stub) {
 
 int Refresh(Context& c, v1::Lockstep::Stub& stub) {
   v1::RefreshResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-  grpc::Status s = stub.Refresh(&ctx, v1::RefreshRequest(), &resp);
-  if (!s.ok()) return RpcFailure(c, s);
+  int rc = Call(c, stub, &v1::Lockstep::Stub::Refresh, v1::RefreshRequest(), &resp, kChangeSeconds);
+  if (rc != kExitOk) return rc;
   double took = static_cast<double>(resp.took().seconds()) + resp.took().nanos() / 1e9;
   if (c.json) {
     c.out << JsonWriter().BeginObject().Key("refreshed_at").String(Time(resp.refreshed_at()))

@@ -40,6 +40,14 @@ std::string Plural(long n, const std::string& noun) {
   return absl::StrCat(n, " ", noun, n == 1 ? "" : "s");
 }
 
+int CallFailure(Context& c, const grpc::Status& s, int seconds) {
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return Fail(c, absl::StrCat("lockstepd at ", c.server, " did not answer within ", seconds,
+                                " s (", s.error_message(), ")"));
+  }
+  return RpcFailure(c, s);
+}
+
 std::string Time(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(t.seconds()),

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "client/cli_args.h"
+#include "client/offline_commands.h"  // the exit codes
 
 namespace lockstep::client {
 
@@ -38,6 +39,34 @@ void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& 
 std::string Plural(long n, const std::string& noun);
 // A deadline `seconds` from now.
 std::chrono::system_clock::time_point Deadline(int seconds);
+
+// How long a call may take: a read; a change lockstepd plans or starts
+// before it answers (a plan reads every database); a restore, which copies
+// a whole database back.
+inline constexpr int kReadSeconds = 10;
+inline constexpr int kChangeSeconds = 120;
+inline constexpr int kRestoreSeconds = 3600;
+
+// RpcFailure() for a call that failed; a deadline that passed is said as such.
+int CallFailure(Context& c, const grpc::Status& s, int seconds);
+
+// Every unary call of lockstepd: a deadline `seconds` from now, and a
+// failure printed and mapped to its exit code (CallFailure). Returns kExitOk
+// when the call succeeded; `*resp` then holds the answer.
+//
+// Example:
+//   v1::ListBackupsResponse resp;
+//   int rc = Call(c, stub, &v1::Lockstep::Stub::ListBackups, req, &resp, kReadSeconds);
+//   if (rc != kExitOk) return rc;
+template <typename Stub, typename Request, typename Response>
+int Call(Context& c, Stub& stub,
+         grpc::Status (Stub::*rpc)(grpc::ClientContext*, const Request&, Response*),
+         const Request& req, Response* resp, int seconds) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(seconds));
+  grpc::Status s = (stub.*rpc)(&ctx, req, resp);
+  return s.ok() ? kExitOk : CallFailure(c, s, seconds);
+}
 
 }  // namespace lockstep::client
 

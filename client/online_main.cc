@@ -1,4 +1,4 @@
-// `lockstep-online`: the gRPC commands of `lockstep` (status, db, refresh).
+// `lockstep-online`: the gRPC commands of `lockstep` (status, plan, rollout...).
 // `lockstep` executes it in place so that the offline commands never pay
 // gRPC's start-up cost; it can also be run directly.
 #include <iostream>
@@ -14,8 +14,12 @@ int main(int argc, char** argv) {
     std::cerr << "lockstep: " << args.status().message() << "\n";
     return kExitUsage;
   }
+  if (args->help) {
+    std::cout << HelpText(args->command);
+    return kExitOk;
+  }
   if (!IsOnlineCommand(args->command)) {
-    std::cerr << "lockstep-online: runs status, db and refresh; see lockstep --help\n";
+    std::cerr << "lockstep-online: runs the online commands; see lockstep --help\n";
     return kExitUsage;
   }
   return RunOnlineCommand(*args, std::cout, std::cerr);

@@ -246,7 +246,7 @@ absl::StatusOr<v1::Rollout> GetRollout(Context& c, v1::Lockstep::Stub& stub, con
   req.set_id(id);
   v1::RolloutResponse resp;
   grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(10));
+  ctx.set_deadline(Deadline(kReadSeconds));
   *status = stub.GetRollout(&ctx, req, &resp);
   (void)c;
   if (!status->ok()) return absl::UnavailableError(status->error_message());
@@ -402,10 +402,9 @@ std::string ProblemText(const v1::PlanProblem& p) {
 // `plan`: the plan, then what blocks it (exit 1), as `rollout` would refuse.
 int Plan(Context& c, v1::Lockstep::Stub& stub) {
   v1::PlanRolloutResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(120));
-  grpc::Status s = stub.PlanRollout(&ctx, RolloutRequestFrom(c.args), &resp);
-  if (!s.ok()) return RpcFailure(c, s);
+  int rc = Call(c, stub, &v1::Lockstep::Stub::PlanRollout, RolloutRequestFrom(c.args), &resp,
+                kChangeSeconds);
+  if (rc != kExitOk) return rc;
   if (c.json) {
     JsonWriter w;
     WritePlan(w, resp);
@@ -430,11 +429,17 @@ int Plan(Context& c, v1::Lockstep::Stub& stub) {
 }
 
 int Start(Context& c, v1::Lockstep::Stub& stub) {
+  // A rollout changes databases: where to is said, never defaulted (plan,
+  // which changes nothing, defaults to heads).
+  if (!c.args.Option("to")) {
+    c.err << "lockstep rollout: --to REV is required (e.g. --to heads); `lockstep plan` shows "
+             "what it would do\n";
+    return kExitUsage;
+  }
   v1::RolloutResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(120));
-  grpc::Status s = stub.StartRollout(&ctx, RolloutRequestFrom(c.args), &resp);
-  if (!s.ok()) return RpcFailure(c, s);
+  int rc = Call(c, stub, &v1::Lockstep::Stub::StartRollout, RolloutRequestFrom(c.args), &resp,
+                kChangeSeconds);
+  if (rc != kExitOk) return rc;
   if (c.args.Flag("watch") || c.args.Flag("wait")) {
     if (!c.json) c.out << "rollout " << resp.rollout().id() << " started\n";
     return Watch(c, stub, resp.rollout().id());
@@ -456,10 +461,8 @@ int Control(Context& c, v1::Lockstep::Stub& stub, Action action) {
   req.set_id(c.args.positional[0]);
   req.set_actor(Actor(c.args));
   v1::RolloutResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(10));
-  grpc::Status s = (stub.*action)(&ctx, req, &resp);
-  if (!s.ok()) return RpcFailure(c, s);
+  int rc = Call(c, stub, action, req, &resp, kReadSeconds);
+  if (rc != kExitOk) return rc;
   if (c.json) return ShowRollout(c, resp.rollout(), false);
   static const std::map<std::string, std::string> kDone = {
       {"approve", "approved"}, {"pause", "paused"}, {"resume", "resumed"}, {"abort", "aborting"}};
@@ -474,10 +477,8 @@ int Rollouts(Context& c, v1::Lockstep::Stub& stub) {
   if (!LimitOption(c, &limit)) return kExitUsage;
   req.set_limit(limit);
   v1::ListRolloutsResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(10));
-  grpc::Status s = stub.ListRollouts(&ctx, req, &resp);
-  if (!s.ok()) return RpcFailure(c, s);
+  int rc = Call(c, stub, &v1::Lockstep::Stub::ListRollouts, req, &resp, kReadSeconds);
+  if (rc != kExitOk) return rc;
   if (c.json) {
     JsonWriter w;
     w.BeginObject().Key("rollouts").BeginArray();
@@ -512,10 +513,8 @@ int Downgrade(Context& c, v1::Lockstep::Stub& stub) {
   req.set_target(*c.args.Option("to"));
   req.set_actor(Actor(c.args));
   v1::RolloutResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(120));
-  grpc::Status s = stub.Downgrade(&ctx, req, &resp);
-  if (!s.ok()) return RpcFailure(c, s);
+  int rc = Call(c, stub, &v1::Lockstep::Stub::Downgrade, req, &resp, kChangeSeconds);
+  if (rc != kExitOk) return rc;
   if (!c.json) c.out << "downgrade " << resp.rollout().id() << " started\n";
   return Watch(c, stub, resp.rollout().id());
 }
@@ -531,10 +530,8 @@ int Backups(Context& c, v1::Lockstep::Stub& stub) {
   if (!LimitOption(c, &limit)) return kExitUsage;
   req.set_limit(limit);
   v1::ListBackupsResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(10));
-  grpc::Status s = stub.ListBackups(&ctx, req, &resp);
-  if (!s.ok()) return RpcFailure(c, s);
+  int rc = Call(c, stub, &v1::Lockstep::Stub::ListBackups, req, &resp, kReadSeconds);
+  if (rc != kExitOk) return rc;
   if (c.json) {
     JsonWriter w;
     w.BeginObject().Key("backups").BeginArray();
@@ -568,10 +565,8 @@ int Restore(Context& c, v1::Lockstep::Stub& stub) {
   req.set_actor(Actor(c.args));
   req.set_yes(c.args.Flag("yes"));
   v1::RestoreBackupResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(3600));
-  grpc::Status s = stub.RestoreBackup(&ctx, req, &resp);
-  if (!s.ok()) return RpcFailure(c, s);
+  int rc = Call(c, stub, &v1::Lockstep::Stub::RestoreBackup, req, &resp, kRestoreSeconds);
+  if (rc != kExitOk) return rc;
   if (c.json) {
     JsonWriter w;
     w.BeginObject().Key("backup");

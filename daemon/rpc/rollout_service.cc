@@ -136,6 +136,10 @@ grpc::Status LockstepService::PlanRollout(grpc::ServerContext*, const v1::StartR
 
 grpc::Status LockstepService::StartRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,
                                            v1::RolloutResponse* resp) {
+  if (req->target().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "target is required to start a rollout (e.g. heads)");
+  }
   return Reply(engine_->Start(FromProto(*req)), resp);
 }
 

@@ -7,7 +7,7 @@ PACKAGES=(
   cmake ninja-build ccache g++ clang libclang-rt-14-dev pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libpqxx-dev libsqlitecpp-dev libyaml-cpp-dev libspdlog-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libabsl-dev liburing-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libabsl-dev liburing-dev libcli11-dev nlohmann-json3-dev
   # real components the tests and the quick start use
   postgresql sqlite3 alembic python3-psycopg2 python3-sqlalchemy
   python3-grpcio python3-grpc-tools prometheus

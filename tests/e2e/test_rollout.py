@@ -415,7 +415,13 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
             (lambda: stub.StartRollout(pb2.StartRolloutRequest(target="heads", databases=["zz*"]),
                                        timeout=30),
              grpc.StatusCode.INVALID_ARGUMENT, "matches no database"),
+            (lambda: stub.StartRollout(pb2.StartRolloutRequest(environments=["prod"]), timeout=30),
+             grpc.StatusCode.INVALID_ARGUMENT, "target is required"),
         ]
+        # Starting without --to is a usage error: a rollout is never defaulted.
+        p = self.d.cli("rollout", "--env", "prod", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--to REV is required", p.stderr)
         for call, code, text in cases:
             with self.assertRaises(grpc.RpcError) as e:
                 call()
