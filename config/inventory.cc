@@ -16,6 +16,29 @@
 #include "absl/strings/strip.h"
 
 namespace lockstep::config {
+
+// Environment and database names appear in `ENV/NAME` arguments, metric
+// labels, backup folders and JSON: one pattern for all of them, so that
+// none is ambiguous, a path or invalid UTF-8.
+bool IsValidName(const std::string& name) {
+  if (name.empty() || name.size() > kMaxNameLength) return false;
+  if (!absl::ascii_isalnum(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Printable(const std::string& text) {
+  std::string shown = text.substr(0, 64);
+  for (char& c : shown) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+  }
+  return text.size() > 64 ? shown + "..." : shown;
+}
+
 namespace {
 
 // The inventory's folder as an absolute, normalized path. Every relative path
@@ -32,6 +55,15 @@ std::string AbsoluteDirOf(const std::string& file) {
 std::string Resolve(const std::string& base, const std::string& p) {
   if (p.empty()) return p;
   return (std::filesystem::path(base) / p).lexically_normal().string();
+}
+
+// "host:port", "[v6]:port": the port a number from 0 (any free port) to 65535.
+bool IsValidListen(const std::string& listen) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon + 1 == listen.size()) return false;
+  int port = 0;
+  if (!absl::SimpleAtoi(listen.substr(colon + 1), &port)) return false;
+  return port >= 0 && port <= 65535 && listen.find_first_of(" /") == std::string::npos;
 }
 
 int EditDistance(const std::string& a, const std::string& b) {
@@ -199,8 +231,15 @@ class Loader {
                      "log_format", "backup_dir", "backup_keep", "alembic_startup_slots"})) {
       return;
     }
-    if (auto v = Str(n, "listen", p)) s->listen = *v;
-    if (auto v = Str(n, "metrics_listen", p)) s->metrics_listen = *v;
+    for (auto [key, out] : {std::pair{"listen", &s->listen}, {"metrics_listen", &s->metrics_listen}}) {
+      std::optional<std::string> v = Str(n, key, p);
+      if (!v) continue;
+      if (!IsValidListen(*v)) {
+        Error(n[key], Join(p, key),
+              absl::StrCat("expected HOST:PORT with a port from 0 to 65535, not '", *v, "'"));
+      }
+      *out = *v;
+    }
     if (auto v = Str(n, "state", p)) s->state = *v;
     if (auto v = Str(n, "backup_dir", p)) s->backup_dir = *v;
     Int(n, "backup_keep", p, &s->backup_keep, 1);
@@ -317,6 +356,11 @@ class Loader {
         continue;
       }
       env.name = *name;
+      if (!IsValidName(env.name)) {
+        Error(e["name"], p + ".name", absl::StrCat("'", Printable(env.name), "' is not a valid name: ",
+                                                   kNamePatternText));
+        continue;
+      }
       p = absl::StrCat("environments[", env.name, "]");
       if (nodes.count(env.name)) {
         Error(e["name"], p, "duplicate environment name");
@@ -488,8 +532,9 @@ class Loader {
         continue;
       }
       db.name = *name;
-      if (db.name.find('/') != std::string::npos) {
-        Error(d["name"], p + ".name", "a database name may not contain '/'");
+      if (!IsValidName(db.name)) {
+        Error(d["name"], p + ".name",
+              absl::StrCat("'", Printable(db.name), "' is not a valid name: ", kNamePatternText));
       }
       if (!names.insert(db.name).second) {
         Error(d["name"], p + ".name", "duplicate database name '" + db.name + "' in " + env->name);

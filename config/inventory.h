@@ -23,6 +23,17 @@
 
 namespace lockstep::config {
 
+// Environment and database names (listed or discovered): a letter or digit,
+// then letters, digits, '-', '_' and '.', at most kMaxNameLength characters.
+inline constexpr size_t kMaxNameLength = 128;
+inline constexpr char kNamePatternText[] =
+    "a name starts with a letter or digit and has only letters, digits, '-', '_' and '.' "
+    "(at most 128 characters)";
+bool IsValidName(const std::string& name);
+// `text` cut to 64 bytes with every byte outside printable ASCII shown as
+// '?': safe to echo in an error, a log line or a reply.
+std::string Printable(const std::string& text);
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9187";

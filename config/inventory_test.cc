@@ -188,6 +188,34 @@ environments:
   EXPECT_TRUE(inv->environments[0].canary_approval_required);
 }
 
+TEST(InventoryTest, NamesFollowOnePatternAndListenAddressesAreChecked) {
+  auto inv = ParseInventory(R"(server: {listen: "127.0.0.1:99999", metrics_listen: "nowhere"}
+project: {scripts: s}
+environments:
+  - name: prod/eu
+    databases: [{name: a, url: "sqlite:///a.db"}]
+  - name: qa
+    databases:
+      - {name: "tenant 1", url: "sqlite:///b.db"}
+      - {name: "-x", url: "sqlite:///c.db"}
+      - {name: "t\xff", url: "sqlite:///d.db"}
+      - {name: tenant-2.eu_1, url: "sqlite:///e.db"}
+)",
+                            "f.yaml");
+  ASSERT_FALSE(inv.ok());
+  const std::string m(inv.status().message());
+  EXPECT_THAT(m, HasSubstr("server.listen: expected HOST:PORT with a port from 0 to 65535, not "
+                           "'127.0.0.1:99999'"));
+  EXPECT_THAT(m, HasSubstr("server.metrics_listen: expected HOST:PORT"));
+  EXPECT_THAT(m, HasSubstr("environments[0].name: 'prod/eu' is not a valid name"));
+  EXPECT_THAT(m, HasSubstr("environments[qa].databases[0].name: 'tenant 1' is not a valid name"));
+  EXPECT_THAT(m, HasSubstr("environments[qa].databases[1].name: '-x' is not a valid name"));
+  EXPECT_THAT(m, HasSubstr("environments[qa].databases[2].name: 't??' is not a valid name"));
+  EXPECT_THAT(m, Not(HasSubstr("tenant-2.eu_1")));
+  EXPECT_TRUE(IsValidName("a"));
+  EXPECT_FALSE(IsValidName(std::string(129, 'a')));
+}
+
 TEST(DurationTest, Forms) {
   EXPECT_EQ(*ParseDurationText("90"), absl::Seconds(90));
   EXPECT_EQ(*ParseDurationText("1h30m"), absl::Minutes(90));

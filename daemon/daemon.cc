@@ -104,17 +104,25 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second lockstepd on the same
+  // address would start and take half of the requests. Refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int port = 0;
   builder.AddListeningPort(inventory->server.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(d->service_.get());
   d->server_ = builder.BuildAndStart();
   if (!d->server_ || port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen for gRPC on ", inventory->server.listen));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen for gRPC on ", inventory->server.listen,
+        " (in use by another process, e.g. a second lockstepd, or not an address of this host)"));
   }
+  // The address as bound: with port 0 the system chose one.
+  const std::string listen =
+      absl::StrCat(inventory->server.listen.substr(0, inventory->server.listen.rfind(':')), ":",
+                   port);
   d->log_->info("lockstepd serving gRPC on {} and metrics on {}; inventory {}: {} environments, "
                 "{} databases (+ discovered), state {}",
-                inventory->server.listen, inventory->server.metrics_listen, config_path,
+                listen, inventory->server.metrics_listen, config_path,
                 inventory->environments.size(), CountDatabases(*inventory), inventory->server.state);
   return d;
 }

@@ -242,6 +242,14 @@ absl::Status Reconciler::Refresh() {
           p.target.url.database = item;
           p.target.secret = rule.secret;
         }
+        if (!config::IsValidName(p.name)) {
+          // Bytes from a file name or pg_database are not trusted to be a
+          // name: said once per pass, never put in a reply or a label.
+          discover_errors[env.name].push_back(absl::StrCat("discovered database '",
+                                                           config::Printable(p.name),
+                                                           "' skipped: ", config::kNamePatternText));
+          continue;
+        }
         if (!names.insert(p.name).second) continue;  // listed explicitly already
         p.target.name = env.name + "/" + p.name;
         plan.push_back(std::move(p));

@@ -237,6 +237,37 @@ environments:
             self.assertNotIn(SECRET, out)
         self.assertIn("postgresql://app@127.0.0.1", self.cli("db", "prod/app").stdout)
 
+    def test_7b_a_second_lockstepd_on_the_same_address_is_refused(self):
+        # gRPC would share the port (SO_REUSEPORT) and split the requests.
+        other = os.path.join(self.dir, "other.yaml")
+        with open(self.config) as f:
+            text = f.read()
+        with open(other, "w") as f:
+            f.write(text.replace("state: state.db", "state: other-state.db")
+                    .replace("127.0.0.1:%d\n  state" % self.metrics_port, "127.0.0.1:0\n  state"))
+        p = subprocess.run([LOCKSTEPD, "--config", other], capture_output=True, text=True,
+                           timeout=30, env=dict(os.environ, PROD_PW=SECRET))
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("cannot listen for gRPC on 127.0.0.1:%d (in use by another process" %
+                      self.grpc_port, p.stdout + p.stderr)
+        # Port 0: the system picks one, and the log says which.
+        with open(other, "w") as f:
+            f.write(text.replace("state: state.db", "state: other-state.db")
+                    .replace("listen: 127.0.0.1:%d" % self.grpc_port, "listen: 127.0.0.1:0")
+                    .replace("metrics_listen: 127.0.0.1:%d" % self.metrics_port,
+                             "metrics_listen: 127.0.0.1:%d" % free_port()))
+        proc = subprocess.Popen([LOCKSTEPD, "--config", other], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PROD_PW=SECRET))
+        try:
+            line = ""
+            deadline = time.time() + 20
+            while "serving gRPC on" not in line and time.time() < deadline:
+                line = proc.stdout.readline()
+            self.assertRegex(line, r"serving gRPC on 127\.0\.0\.1:[1-9][0-9]+ ")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
     def test_8_sigterm_stops_within_bound(self):
         start = time.time()
         self.proc.send_signal(signal.SIGTERM)
