@@ -74,7 +74,7 @@ bool FileBatchReader::ReadWithRing(const std::vector<FileRef>& files) {
     // frees the slot. Direct descriptors take no O_CLOEXEC (they are never
     // in the process's table).
     io_uring_sqe* open = io_uring_get_sqe(ring);
-    io_uring_prep_openat_direct(open, files[k].dir_fd, files[k].name, O_RDONLY, 0,
+    io_uring_prep_openat_direct(open, files[k].dir_fd, files[k].name, O_RDONLY | O_NONBLOCK, 0,
                                 static_cast<unsigned>(k));
     open->flags |= IOSQE_IO_LINK;
     open->user_data = Tag(k, kOpen);
@@ -136,7 +136,7 @@ bool FileBatchReader::ReadWithRing(const std::vector<FileRef>& files) {
 void FileBatchReader::ReadPlain(const FileRef& file, Slot* slot) {
   slot->size = 0;
   slot->error = 0;
-  int fd = ::openat(file.dir_fd, file.name, O_RDONLY | O_CLOEXEC);
+  int fd = ::openat(file.dir_fd, file.name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     slot->error = errno;
     return;

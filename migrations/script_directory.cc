@@ -55,10 +55,21 @@ bool IsRevisionFileName(absl::string_view name, bool sourceless) {
   return sourceless && (absl::EndsWith(name, ".pyc") || absl::EndsWith(name, ".pyo"));
 }
 
+// What a directory entry that is neither a file nor a folder is, for a
+// warning: reading a FIFO blocks, and a device or socket is no source file.
+const char* SpecialKind(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  return "not a regular file";
+}
+
 // Lists `dir`: regular entries into `files` (names of symbolic links also
-// into `links`), folders into `subdirs`; each sorted.
+// into `links`), folders into `subdirs`, anything else (FIFOs, sockets,
+// devices, dangling links) into `special` as "name (kind)"; each sorted.
 absl::Status ListDir(const std::string& dir, std::vector<std::string>* files,
-                     std::vector<std::string>* subdirs, std::set<std::string>* links) {
+                     std::vector<std::string>* subdirs, std::set<std::string>* links,
+                     std::vector<std::pair<std::string, std::string>>* special) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) {
     return absl::NotFoundError(
@@ -69,14 +80,29 @@ absl::Status ListDir(const std::string& dir, std::vector<std::string>* files,
     if (name == "." || name == "..") continue;
     bool is_dir = e->d_type == DT_DIR;
     if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
-      is_dir = IsDir(dir + "/" + name);
-      if (!is_dir) links->insert(name);
+      struct stat st;
+      if (::stat((dir + "/" + name).c_str(), &st) != 0) {
+        special->emplace_back(std::move(name), "a dangling link");
+        continue;
+      }
+      is_dir = S_ISDIR(st.st_mode);
+      if (!is_dir && !S_ISREG(st.st_mode)) {
+        special->emplace_back(std::move(name), SpecialKind(st.st_mode));
+        continue;
+      }
+      if (!is_dir && e->d_type == DT_LNK) links->insert(name);
+    } else if (e->d_type != DT_DIR && e->d_type != DT_REG) {
+      struct stat st;
+      mode_t mode = ::lstat((dir + "/" + name).c_str(), &st) == 0 ? st.st_mode : 0;
+      special->emplace_back(std::move(name), SpecialKind(mode));
+      continue;
     }
     (is_dir ? subdirs : files)->push_back(std::move(name));
   }
   ::closedir(d);
   std::sort(files->begin(), files->end());
   std::sort(subdirs->begin(), subdirs->end());
+  std::sort(special->begin(), special->end());
   return absl::OkStatus();
 }
 
@@ -245,8 +271,16 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
     std::vector<std::string>& files = listings.emplace_back();
     std::vector<std::string> subdirs;
     std::set<std::string> links;
-    absl::Status listed = ListDir(dir, &files, &subdirs, &links);
+    std::vector<std::pair<std::string, std::string>> special;
+    absl::Status listed = ListDir(dir, &files, &subdirs, &links, &special);
     if (!listed.ok()) return listed;
+    // Never opened: a FIFO would block every reader (refresh, plan, the
+    // offline CLI) until someone writes to it. Alembic cannot import one.
+    for (const auto& [name, kind] : special) {
+      if (!IsRevisionFileName(name, location.sourceless)) continue;
+      out.warnings.push_back(
+          absl::StrCat(dir, "/", name, " is ", kind, ", not a revision file; skipped"));
+    }
     // Alembic skips a file reached twice (by its real path). Resolve the
     // folder once; only a symbolic link needs resolving on its own.
     char real[PATH_MAX];

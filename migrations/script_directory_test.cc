@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -53,6 +55,26 @@ TEST_F(ScriptDirectoryTest, DefaultVersionsFolderSortedAndFiltered) {
   ASSERT_TRUE(loc.ok()) << loc.status();
   EXPECT_EQ(loc->script_dir, root_ + "/mig");
   EXPECT_THAT(LoadedIds(*loc), ElementsAre("aaaa", "bbbb"));
+}
+
+// A FIFO (or socket, or dangling link) named *.py would block every reader
+// until someone writes to it: never opened, said in a warning.
+TEST_F(ScriptDirectoryTest, SpecialFilesAreSkippedWithAWarning) {
+  Write("alembic.ini", "[alembic]\nscript_location = %(here)s/mig\n");
+  Rev("mig/versions", "aaaa", "");
+  Rev("mig/versions", "bbbb", "aaaa");
+  ASSERT_EQ(::mkfifo((root_ + "/mig/versions/cccc_fifo.py").c_str(), 0644), 0);
+  fs::create_symlink(root_ + "/nowhere.py", root_ + "/mig/versions/dddd_dangling.py");
+  auto loc = LocateScriptsFromIni(root_ + "/alembic.ini", "/");
+  ASSERT_TRUE(loc.ok()) << loc.status();
+  auto loaded = LoadScripts(*loc);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  std::vector<std::string> ids;
+  for (const RevisionFile& f : loaded->files) ids.push_back(f.revision);
+  EXPECT_THAT(ids, ElementsAre("aaaa", "bbbb"));
+  EXPECT_THAT(loaded->warnings,
+              ElementsAre(HasSubstr("cccc_fifo.py is a FIFO, not a revision file; skipped"),
+                          HasSubstr("dddd_dangling.py is a dangling link, not a revision file")));
 }
 
 TEST_F(ScriptDirectoryTest, VersionLocationsEverySeparator) {
