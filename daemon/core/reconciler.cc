@@ -176,7 +176,10 @@ void Reconciler::MaybeReloadProject(const config::Inventory& inv, GraphStatus* g
   std::string signature = ScriptsSignature(current->location());
   bool source_changed = ProjectSourceOf(inv).config_file != current->location().config_file &&
                         !inv.project.alembic_ini.empty();
-  if (signature == project_signature_ && !source_changed) return;
+  // A reloaded inventory (SIGHUP) reloads the scripts too: the ini or its
+  // version_locations may be what was fixed, with no version file touched.
+  const bool requested = reload_requested_.exchange(false);
+  if (signature == project_signature_ && !source_changed && !requested) return;
   absl::StatusOr<migrations::Project> loaded = migrations::Project::Load(ProjectSourceOf(inv));
   project_signature_ = signature;
   if (!loaded.ok()) {
@@ -450,6 +453,7 @@ std::optional<VersionTarget> Reconciler::Target(const std::string& key) const {
 void Reconciler::SetInventory(std::shared_ptr<const config::Inventory> inventory) {
   std::lock_guard<std::mutex> lock(mu_);
   inventory_ = std::move(inventory);
+  reload_requested_ = true;
 }
 
 void Reconciler::Close() {

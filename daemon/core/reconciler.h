@@ -13,6 +13,7 @@
 #ifndef LOCKSTEP_DAEMON_CORE_RECONCILER_H_
 #define LOCKSTEP_DAEMON_CORE_RECONCILER_H_
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <optional>
@@ -73,6 +74,7 @@ class Reconciler {
   std::shared_ptr<const config::Inventory> inventory_;   // guarded by mu_
   std::shared_ptr<const migrations::Project> project_;   // guarded by mu_
   std::string project_signature_;                        // guarded by refresh_mu_
+  std::atomic<bool> reload_requested_{false};  // SetInventory: reload the scripts next pass
   GraphStatus graph_;                                    // guarded by refresh_mu_
   std::shared_ptr<const FleetSnapshot> snapshot_;        // guarded by mu_
   std::map<std::string, VersionTarget> targets_;         // guarded by mu_

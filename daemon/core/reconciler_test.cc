@@ -171,6 +171,33 @@ TEST_F(ReconcilerTest, NoticesChangesMadeByHandAndNewRevisionFiles) {
   EXPECT_FALSE(r->Snapshot()->graph.broken);
 }
 
+// SIGHUP (SetInventory) re-reads the scripts: a fixed alembic.ini touches
+// no version file, so the folder signature alone would never notice.
+TEST_F(ReconcilerTest, ReloadingTheInventoryReloadsTheScripts) {
+  Alembic("sqlite:///" + dir_ + "/app.db", {"upgrade", "heads"});
+  auto r = Start(kOneDatabase);
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());
+  const std::string ini = dir_ + "/project/alembic.ini";
+  std::string good;
+  {
+    std::ifstream in(ini);
+    good.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::ofstream(ini) << "[alembic]\nscript_location = %(here)s/nowhere\n";
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_FALSE(r->Snapshot()->graph.broken);  // nothing said to look again
+  r->SetInventory(r->inventory());
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_TRUE(r->Snapshot()->graph.broken);
+  EXPECT_THAT(r->Snapshot()->graph.error, HasSubstr("nowhere"));
+  std::ofstream(ini) << good;  // fixed, and SIGHUP
+  r->SetInventory(r->inventory());
+  ASSERT_TRUE(r->Refresh().ok());
+  EXPECT_FALSE(r->Snapshot()->graph.broken) << r->Snapshot()->graph.error;
+  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "current");
+}
+
 TEST_F(ReconcilerTest, RowsThatWentAwayAreLostNotNeverMigrated) {
   std::string d = dir_;
   Alembic("sqlite:///" + d + "/app.db", {"upgrade", "heads"});
