@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <random>
 #include <set>
 
@@ -136,6 +137,17 @@ bool RolloutEngine::WaitUntil(std::unique_lock<std::mutex>& lock, Active& a,
     if (!a.paused && (ready() || clock_->Now() >= deadline)) return true;
     clock_->WaitUntil(changed_, lock, std::min(deadline, clock_->Now() + absl::Seconds(1)));
   }
+}
+
+absl::StatusOr<std::shared_ptr<RolloutEngine::Active>> RolloutEngine::FindControllable(
+    const std::string& id) {
+  absl::StatusOr<std::shared_ptr<Active>> a = Find(id);
+  if (a.ok() && (*a)->aborted) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("rollout ", id, " is being aborted (", (*a)->stop_reason,
+                     "); it can no longer be approved, paused or resumed"));
+  }
+  return a;
 }
 
 absl::StatusOr<std::shared_ptr<RolloutEngine::Active>> RolloutEngine::Find(const std::string& id) {
@@ -272,7 +284,25 @@ void RolloutEngine::StartRunner(std::shared_ptr<Active> active) {
   threads_.emplace_back([this, active] { Run(active); });
 }
 
+// A backup is written as "<file>.partial" and renamed once complete; one
+// still there is what a killed lockstepd was writing: never catalogued, never
+// complete. Returns how many were removed.
+int RemovePartialBackups(const std::string& backup_dir) {
+  std::error_code ec;
+  int removed = 0;
+  std::vector<std::filesystem::path> partial;
+  for (auto it = std::filesystem::recursive_directory_iterator(backup_dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec) && it->path().extension() == ".partial") {
+      partial.push_back(it->path());
+    }
+  }
+  for (const std::filesystem::path& p : partial) removed += std::filesystem::remove(p, ec) ? 1 : 0;
+  return removed;
+}
+
 absl::Status RolloutEngine::Recover() {
+  RemovePartialBackups(reconciler_->inventory()->server.backup_dir);
   absl::StatusOr<std::vector<Rollout>> unfinished = store_->ListRollouts(0, true);
   if (!unfinished.ok()) return unfinished.status();
   std::lock_guard<std::mutex> lock(mu_);
@@ -293,7 +323,7 @@ absl::Status RolloutEngine::Recover() {
 
 absl::Status RolloutEngine::Approve(const std::string& id, const std::string& who) {
   std::lock_guard<std::mutex> lock(mu_);
-  absl::StatusOr<std::shared_ptr<Active>> a = Find(id);
+  absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
   if (!a.ok()) return a.status();
   Rollout& r = (*a)->r;
   for (size_t i = 0; i < r.stages.size(); ++i) {
@@ -330,7 +360,7 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
 
 absl::Status RolloutEngine::Pause(const std::string& id, const std::string& who) {
   std::lock_guard<std::mutex> lock(mu_);
-  absl::StatusOr<std::shared_ptr<Active>> a = Find(id);
+  absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
   if (!a.ok()) return a.status();
   if ((*a)->paused)
     return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is already paused"));
@@ -345,7 +375,7 @@ absl::Status RolloutEngine::Pause(const std::string& id, const std::string& who)
 
 absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who) {
   std::lock_guard<std::mutex> lock(mu_);
-  absl::StatusOr<std::shared_ptr<Active>> a = Find(id);
+  absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
   if (!a.ok()) return a.status();
   if (!(*a)->paused)
     return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is not paused"));

@@ -67,6 +67,10 @@ struct RolloutEngineOptions {
   AlembicRunFn alembic;  // empty: project.alembic_runner (tests: a fake)
 };
 
+// Removes "<file>.partial" backups under `backup_dir` (what a killed
+// lockstepd was writing); Recover() calls it. Returns how many it removed.
+int RemovePartialBackups(const std::string& backup_dir);
+
 class RolloutEngine {
  public:
   using Options = RolloutEngineOptions;
@@ -165,6 +169,8 @@ class RolloutEngine {
   void SaveHeader(Active& a);
   void UpdateGauges();
   absl::StatusOr<std::shared_ptr<Active>> Find(const std::string& id);
+  // Find, and FAILED_PRECONDITION once the rollout is being aborted.
+  absl::StatusOr<std::shared_ptr<Active>> FindControllable(const std::string& id);
 
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;

@@ -76,7 +76,8 @@ class FakeAlembic {
       ++running_;
       max_running_ = std::max(max_running_, running_);
       changed_.notify_all();
-      while (block_.count(name) && !(cancel != nullptr && *cancel)) {
+      while (block_.count(name) &&
+             (stubborn_.count(name) || !(cancel != nullptr && *cancel))) {
         changed_.wait_for(lock, std::chrono::milliseconds(2));
       }
       --running_;
@@ -109,6 +110,12 @@ class FakeAlembic {
     std::lock_guard<std::mutex> l(mu_);
     block_.insert(name);
   }
+  // Blocks even when cancelled, like an Alembic slow to die.
+  void BlockStubbornly(const std::string& name) {
+    std::lock_guard<std::mutex> l(mu_);
+    block_.insert(name);
+    stubborn_.insert(name);
+  }
   void Release(const std::string& name) {
     std::lock_guard<std::mutex> l(mu_);
     block_.erase(name);
@@ -133,7 +140,7 @@ class FakeAlembic {
  private:
   std::mutex mu_;
   std::condition_variable changed_;
-  std::set<std::string> fail_, block_;
+  std::set<std::string> fail_, block_, stubborn_;
   std::vector<std::string> calls_;
   int running_ = 0, max_running_ = 0;
 };
@@ -405,6 +412,48 @@ TEST_F(EngineTest, PauseLetsRunningStepsFinishResumeGoesOnAbortStops) {
   // Controls after the end are refused.
   EXPECT_EQ(engine_->Pause(id, "erin").code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(engine_->Resume(id, "erin").code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(EngineTest, ControlsAfterAbortAreRefused) {
+  Db("a", {kAge});
+  Db("b", {kAge});
+  alembic_.BlockStubbornly("a");
+  Start(R"(
+  - name: prod
+    approval: required
+    max_parallel: 1
+    on_failure: leave
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+      - {name: b, url: "sqlite:///b.db"}
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "awaiting_approval"));
+  ASSERT_TRUE(engine_->Approve(id, "ann").ok());
+  ASSERT_TRUE(alembic_.WaitStarted("a"));
+  ASSERT_TRUE(engine_->Abort(id, "ann").ok());
+  // Still running its Alembic, but aborted: nothing more may be asked of it.
+  for (absl::Status s : {engine_->Pause(id, "bob"), engine_->Resume(id, "bob"),
+                         engine_->Approve(id, "bob")}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(s.message(), HasSubstr("is being aborted"));
+  }
+  alembic_.Release("a");
+  ASSERT_TRUE(WaitFor(id, "aborted"));
+  EXPECT_EQ(Step(*engine_->Get(id), "b").state, "skipped");
+  EXPECT_THAT(alembic_.calls(), ElementsAre("a"));
+}
+
+TEST(RemovePartialBackupsTest, RemovesOnlyPartialFiles) {
+  lockstep::testing::TempDir tmp("lockstep-partial");
+  fs::create_directories(tmp.path() + "/prod/t1");
+  std::ofstream(tmp.path() + "/prod/t1/20261202T1.sqlite3") << "done";
+  std::ofstream(tmp.path() + "/prod/t1/20261202T2.sqlite3.partial") << "half";
+  std::ofstream(tmp.path() + "/prod/t2.dump.partial") << "half";
+  EXPECT_EQ(RemovePartialBackups(tmp.path()), 2);
+  EXPECT_TRUE(fs::exists(tmp.path() + "/prod/t1/20261202T1.sqlite3"));
+  EXPECT_FALSE(fs::exists(tmp.path() + "/prod/t1/20261202T2.sqlite3.partial"));
+  EXPECT_EQ(RemovePartialBackups(tmp.path() + "/missing"), 0);
 }
 
 // A rollout left by a killed lockstepd, its step in `phase`, the database

@@ -212,6 +212,15 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
     if (!path->empty()) s.expected = path->back().rows_after;
   }
 
+  // Aborted (or stopping) while it locked and re-read: nothing has been
+  // done to the database yet, so the step goes back to pending (an aborted
+  // rollout skips it) instead of taking a backup nobody will use.
+  if (cancel != nullptr && *cancel) {
+    s.state = "pending";
+    s.started_at = absl::InfinitePast();
+    save("");
+    return;
+  }
   const bool want_backup = job.policy.backup_required || job.policy.on_failure == "restore";
   if (want_backup) {
     save("backup");
