@@ -61,7 +61,32 @@ absl::string_view DialectName(Dialect d) {
   return "unknown";
 }
 
+namespace {
+absl::StatusOr<DatabaseUrl> ParseUrlParts(absl::string_view url, absl::string_view base_dir);
+}  // namespace
+
+// A password in the query (`?password=...`, as libpq and SQLAlchemy accept)
+// is a password like the one in the userinfo: taken out of the query, so it
+// is redacted everywhere and reaches Alembic and pg_dump by the environment
+// only, never in argv.
 absl::StatusOr<DatabaseUrl> ParseDatabaseUrl(absl::string_view url, absl::string_view base_dir) {
+  absl::StatusOr<DatabaseUrl> out = ParseUrlParts(url, base_dir);
+  if (!out.ok()) return out;
+  auto it = out->query.find("password");
+  if (it == out->query.end()) return out;
+  if (out->password.has_value()) {
+    return absl::InvalidArgumentError(
+        "the password is given twice (in the userinfo and as ?password=); give it once");
+  }
+  std::optional<std::string> decoded = PercentDecode(it->second);
+  if (!decoded) return absl::InvalidArgumentError("bad percent-encoding in the password");
+  out->password = *decoded;
+  out->query.erase(it);
+  return out;
+}
+
+namespace {
+absl::StatusOr<DatabaseUrl> ParseUrlParts(absl::string_view url, absl::string_view base_dir) {
   DatabaseUrl out;
   size_t scheme_end = url.find("://");
   if (scheme_end == absl::string_view::npos) {
@@ -165,6 +190,7 @@ absl::StatusOr<DatabaseUrl> ParseDatabaseUrl(absl::string_view url, absl::string
   }
   return out;
 }
+}  // namespace
 
 std::string DatabaseUrl::Redacted() const {
   std::string scheme(DialectName(dialect));

@@ -38,6 +38,21 @@ TEST(DatabaseUrlTest, PostgresWithDriverAndEncodedPassword) {
   EXPECT_EQ(ParseDatabaseUrl(u->ToSqlAlchemy())->password, u->password);
 }
 
+// ?password= is a password: out of the query, redacted, in the environment only.
+TEST(DatabaseUrlTest, PasswordInTheQueryIsAPassword) {
+  auto u = ParseDatabaseUrl("postgresql://app@db/t1?sslmode=require&password=s%40cret");
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->password, "s@cret");
+  EXPECT_EQ(u->query.count("password"), 0u);
+  EXPECT_EQ(u->query.at("sslmode"), "require");
+  EXPECT_THAT(u->Redacted(), Not(HasSubstr("cret")));
+  DatabaseUrl without = *u;
+  without.password.reset();
+  EXPECT_THAT(without.ToSqlAlchemy(), Not(HasSubstr("cret")));  // what Alembic's argv gets
+  EXPECT_THAT(ParseDatabaseUrl("postgresql://app:a@db/t1?password=b").status().message(),
+              HasSubstr("given twice"));
+}
+
 TEST(DatabaseUrlTest, Errors) {
   EXPECT_THAT(ParseDatabaseUrl("oracle://x/y").status().message(), HasSubstr("unsupported"));
   EXPECT_THAT(ParseDatabaseUrl("postgresql://u:secret@h:99999/db").status().message(),
