@@ -19,7 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "config/inventory.h"
-#include "daemon/rollout/process.h"
+#include "daemon/process/process.h"
 
 namespace lockstep::daemon {
 namespace {

@@ -12,7 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "daemon/rollout/database_ops.h"
-#include "daemon/rollout/process.h"
+#include "daemon/process/process.h"
 
 namespace lockstep::daemon {
 namespace {

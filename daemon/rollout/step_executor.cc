@@ -10,7 +10,7 @@
 #include "absl/time/clock.h"
 #include "daemon/rollout/alembic_output.h"
 #include "daemon/rollout/database_ops.h"
-#include "daemon/rollout/process.h"
+#include "daemon/process/process.h"
 #include "migrations/migration_plan.h"
 #include "migrations/revision_error.h"
 

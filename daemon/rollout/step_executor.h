@@ -31,7 +31,7 @@
 #include "daemon/core/reconciler.h"
 #include "daemon/model/rollout.h"
 #include "daemon/drivers/version_reader.h"
-#include "daemon/rollout/process.h"
+#include "daemon/process/process.h"
 #include "daemon/rollout/startup_gate.h"
 #include "daemon/rollout/warm_alembic.h"
 #include "daemon/state/state_store.h"
