@@ -22,7 +22,7 @@
 #include "config/database_url.h"
 #include "daemon/model/rollout.h"
 #include "daemon/drivers/version_reader.h"
-#include "daemon/rollout/sqlite_lock.h"
+#include "daemon/drivers/sqlite_lock.h"
 
 namespace lockstep::daemon {
 

@@ -11,7 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "daemon/rollout/database_ops.h"
-#include "daemon/rollout/restore_check.h"
+#include "daemon/drivers/restore_check.h"
 #include "migrations/lint.h"
 #include "migrations/project.h"
 

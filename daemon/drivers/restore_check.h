@@ -10,8 +10,8 @@
 // place, nor changes outside tables (views, functions, sequences): the
 // check is there to stop an operator overwriting work by mistake, and the
 // safety backup taken before every restore covers the rest.
-#ifndef LOCKSTEP_DAEMON_ROLLOUT_RESTORE_CHECK_H_
-#define LOCKSTEP_DAEMON_ROLLOUT_RESTORE_CHECK_H_
+#ifndef LOCKSTEP_DAEMON_DRIVERS_RESTORE_CHECK_H_
+#define LOCKSTEP_DAEMON_DRIVERS_RESTORE_CHECK_H_
 
 #include <cstdint>
 #include <string>
@@ -56,4 +56,4 @@ absl::StatusOr<BackupComparison> CompareWithBackup(const Backup& backup,
 
 }  // namespace lockstep::daemon
 
-#endif  // LOCKSTEP_DAEMON_ROLLOUT_RESTORE_CHECK_H_
+#endif  // LOCKSTEP_DAEMON_DRIVERS_RESTORE_CHECK_H_

@@ -1,4 +1,4 @@
-#include "daemon/rollout/restore_check.h"
+#include "daemon/drivers/restore_check.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -11,7 +11,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "daemon/rollout/database_ops.h"
 #include "daemon/process/process.h"
 
 namespace lockstep::daemon {

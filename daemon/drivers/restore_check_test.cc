@@ -1,4 +1,4 @@
-#include "daemon/rollout/restore_check.h"
+#include "daemon/drivers/restore_check.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gmock/gmock.h>
