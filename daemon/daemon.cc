@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "daemon/core/reconciler.h"
+#include "daemon/drivers/driver.h"
 #include "daemon/metrics/fleet_metrics.h"
 #include "daemon/metrics/rollout_metrics.h"
 #include "daemon/rollout/engine.h"
@@ -44,8 +45,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
 
   ReaderOptions reader_options{inventory->server.connect_timeout, inventory->server.statement_timeout,
                                inventory->server.max_connections_per_server};
+  d->drivers_ = MakeDrivers(reader_options);
   absl::StatusOr<std::unique_ptr<Reconciler>> reconciler =
-      Reconciler::Create(inventory, MakeReader(reader_options), d->store_.get());
+      Reconciler::Create(inventory, d->drivers_, d->store_.get());
   if (!reconciler.ok()) return reconciler.status();
   d->reconciler_ = *std::move(reconciler);
 
@@ -89,7 +91,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
     self->rollout_metrics_->Gauges(active, awaiting);
   };
   d->engine_ = std::make_unique<RolloutEngine>(d->reconciler_, d->store_.get(),
-                                               MakeReader(reader_options), std::move(hooks));
+                                               d->drivers_, std::move(hooks));
   absl::Status recovered = d->engine_->Recover();
   if (!recovered.ok()) return recovered;
   d->engine_->Prewarm([self](const absl::Status& s, absl::Duration took) {

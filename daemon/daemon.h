@@ -1,5 +1,6 @@
 // lockstepd's process: owns, in construction order, the state store, the
-// reconciler, the metrics registry and exposer, the rollout engine, and the
+// database drivers (one per dialect, shared by the reconciler and the
+// rollout engine), the reconciler, the metrics registry and exposer, the rollout engine, and the
 // gRPC server; continues unfinished rollouts at start; polls
 // every server.poll_interval; reloads the inventory on request (SIGHUP).
 // Run() blocks until Shutdown(); Shutdown() and Reload() may be called from
@@ -29,6 +30,7 @@ class Server;
 
 namespace lockstep::daemon {
 
+class Drivers;
 class FleetMetrics;
 class LockstepService;
 class Reconciler;
@@ -59,6 +61,7 @@ class Daemon {
   std::string config_path_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<StateStore> store_;
+  std::shared_ptr<Drivers> drivers_;  // shared with the reconciler and the engine
   std::shared_ptr<Reconciler> reconciler_;  // shared with Refresh RPC threads
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<FleetMetrics> metrics_;

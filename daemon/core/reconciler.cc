@@ -152,7 +152,7 @@ std::string ScriptsSignature(const migrations::ScriptLocation& location) {
 }
 
 absl::StatusOr<std::unique_ptr<Reconciler>> Reconciler::Create(
-    std::shared_ptr<const config::Inventory> inventory, std::unique_ptr<VersionReader> reader,
+    std::shared_ptr<const config::Inventory> inventory, std::shared_ptr<VersionReader> reader,
     StateStore* store) {
   absl::StatusOr<migrations::Project> project = migrations::Project::Load(ProjectSourceOf(*inventory));
   if (!project.ok()) {

@@ -2,7 +2,7 @@
 // graph and its environment's target, and publishes a FleetSnapshot.
 //
 // Example:
-//   auto r = Reconciler::Create(inventory, MakeReader(opts), store.get());
+//   auto r = Reconciler::Create(inventory, drivers, store.get());  // a Drivers reads
 //   (*r)->Refresh();                     // at start, every poll, on Refresh()
 //   auto snapshot = (*r)->Snapshot();    // cheap; immutable
 //
@@ -34,7 +34,7 @@ class Reconciler {
  public:
   // Fails when the project cannot be loaded at all at start.
   static absl::StatusOr<std::unique_ptr<Reconciler>> Create(
-      std::shared_ptr<const config::Inventory> inventory, std::unique_ptr<VersionReader> reader,
+      std::shared_ptr<const config::Inventory> inventory, std::shared_ptr<VersionReader> reader,
       StateStore* store);
 
   // One full pass: reload the scripts if they changed, expand discover rules,
@@ -65,7 +65,7 @@ class Reconciler {
   // good graph (and reports the error) when the new one does not load.
   void MaybeReloadProject(const config::Inventory& inv, GraphStatus* graph);
 
-  std::unique_ptr<VersionReader> reader_;
+  std::shared_ptr<VersionReader> reader_;  // shared with the rollout engine (daemon: the Drivers)
   StateStore* store_ = nullptr;
 
   std::mutex refresh_mu_;  // one pass at a time

@@ -3,13 +3,11 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/drivers/driver.h"
+#include "daemon/drivers/postgres_driver.h"
 #include "daemon/drivers/version_reader.h"
 
 namespace lockstep::daemon {
-
-absl::StatusOr<std::vector<std::string>> ListPostgresDatabases(const config::DatabaseUrl& url,
-                                                               const std::string& query,
-                                                               const ReaderOptions& options);
 
 absl::string_view ReadOutcomeName(ReadOutcome outcome) {
   switch (outcome) {
@@ -23,33 +21,8 @@ absl::string_view ReadOutcomeName(ReadOutcome outcome) {
   return "error";
 }
 
-namespace {
-
-class DialectReader : public VersionReader {
- public:
-  explicit DialectReader(const ReaderOptions& o)
-      : postgres_(MakePostgresReader(o)), sqlite_(MakeSqliteReader(o)) {}
-
- private:
-  VersionRead ReadRows(const VersionTarget& t) override {
-    switch (t.url.dialect) {
-      case config::Dialect::kPostgresql: return postgres_->Read(t);
-      case config::Dialect::kSqlite: return sqlite_->Read(t);
-      case config::Dialect::kMysql: break;
-    }
-    VersionRead out;
-    out.error = "MySQL is not supported yet";
-    return out;
-  }
-
-  std::unique_ptr<VersionReader> postgres_;
-  std::unique_ptr<VersionReader> sqlite_;
-};
-
-}  // namespace
-
 std::unique_ptr<VersionReader> MakeReader(const ReaderOptions& options) {
-  return std::make_unique<DialectReader>(options);
+  return MakeDrivers(options);
 }
 
 absl::StatusOr<std::vector<std::string>> DiscoverDatabases(const config::DiscoverRule& rule,

@@ -2,8 +2,9 @@
 // can go wrong: no version table, unreachable, permission denied, timed out.
 //
 // A VersionReader is thread-safe: the reconciler calls Read() from many
-// threads at once. Implementations catch their library's exceptions here and
-// never put a password into a message.
+// threads at once. Every Driver (driver.h) is one, for its dialect.
+// Implementations catch their library's exceptions here and never put a
+// password into a message.
 #ifndef LOCKSTEP_DAEMON_DRIVERS_VERSION_READER_H_
 #define LOCKSTEP_DAEMON_DRIVERS_VERSION_READER_H_
 
@@ -68,13 +69,9 @@ class VersionReader {
   virtual VersionRead ReadRows(const VersionTarget& target) = 0;
 };
 
-// PostgreSQL through libpq (libpqxx), with a bounded pool of connections per
-// server reused across reads; no transaction is left open.
-std::unique_ptr<VersionReader> MakePostgresReader(const ReaderOptions& options);
-// SQLite files, opened read-only for each read, waiting at most the
-// statement timeout for a lock.
-std::unique_ptr<VersionReader> MakeSqliteReader(const ReaderOptions& options);
-// Dispatches on the URL's dialect.
+// Reads through the URL's dialect's driver: MakeDrivers (driver.h) as a
+// plain VersionReader, for code that only reads. Each dialect's driver
+// (postgres_driver.h, sqlite_driver.h) says how it reads.
 std::unique_ptr<VersionReader> MakeReader(const ReaderOptions& options);
 
 // Expands a discover rule: the database names a PostgreSQL query returns

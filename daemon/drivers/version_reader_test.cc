@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include "daemon/drivers/postgres_driver.h"
+#include "daemon/drivers/sqlite_driver.h"
 #include "tests/support/alembic.h"
 #include "tests/support/postgres_server.h"
 #include "tests/support/temp_dir.h"
@@ -55,7 +57,7 @@ class SqliteReaderTest : public ::testing::Test {
  protected:
   lockstep::testing::TempDir tmp_{"lockstep-sqlite"};
   std::string dir_ = tmp_.path();
-  std::unique_ptr<VersionReader> reader_ = MakeSqliteReader(FastOptions());
+  std::unique_ptr<Driver> reader_ = MakeSqliteDriver(FastOptions());
 };
 
 TEST_F(SqliteReaderTest, MigratedEmptyMissingAndJunk) {
@@ -115,7 +117,7 @@ class PostgresReaderTest : public ::testing::Test {
   static void TearDownTestSuite() { delete server_; }
 
   static PostgresServer* server_;
-  std::unique_ptr<VersionReader> reader_ = MakePostgresReader(FastOptions());
+  std::unique_ptr<Driver> reader_ = MakePostgresDriver(FastOptions());
 };
 PostgresServer* PostgresReaderTest::server_ = nullptr;
 

@@ -11,8 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "daemon/rollout/database_ops.h"
-#include "daemon/rollout/restore_check.h"
+#include "daemon/drivers/backup_files.h"
+#include "daemon/drivers/driver.h"
 #include "migrations/lint.h"
 #include "migrations/project.h"
 
@@ -57,14 +57,14 @@ struct RolloutEngine::Active {
 };
 
 RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore* store,
-                             std::unique_ptr<VersionReader> reader, RolloutHooks hooks,
+                             std::shared_ptr<Drivers> drivers, RolloutHooks hooks,
                              Options options)
     : reconciler_(std::move(reconciler)),
       store_(store),
-      reader_(std::move(reader)),
+      drivers_(std::move(drivers)),
       hooks_(std::move(hooks)),
       clock_(options.clock != nullptr ? options.clock : &real_clock_),
-      executor_(reconciler_, store_, reader_.get(), {clock_, std::move(options.alembic)}) {}
+      executor_(reconciler_, store_, drivers_.get(), {clock_, std::move(options.alembic)}) {}
 
 RolloutEngine::~RolloutEngine() { Stop(); }
 
@@ -501,12 +501,12 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
   // A SQLite file that is gone holds nothing to lose and nothing to back
   // up: the lock creates it empty (and removes it again if the restore
   // fails), the restore fills it.
-  absl::StatusOr<std::unique_ptr<DatabaseLock>> lock = DatabaseLock::Acquire(
-      *target, *url, inv->server.connect_timeout, SqliteFileLock::IfMissing::kCreate);
+  absl::StatusOr<std::unique_ptr<DatabaseLock>> lock = drivers_->For(*url).Lock(
+      *target, *url, inv->server.connect_timeout, IfMissing::kCreate);
   if (!lock.ok()) return lock.status();
 
   RestoreResult result;
-  const bool file_gone = (*lock)->created_sqlite_file();
+  const bool file_gone = (*lock)->created();
   if (file_gone) {
     result.changed = true;
   } else {
@@ -515,7 +515,7 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
     if (!safety.ok()) return safety.status();
     result.safety = *std::move(safety);
   }
-  absl::Status restored = RestoreBackup(*b, *url, inv->project.step_timeout);
+  absl::Status restored = drivers_->For(*url).RestoreBackup(*b, *url, inv->project.step_timeout);
   if (!restored.ok()) {
     if (result.safety.id == 0) return restored;
     return absl::Status(restored.code(), absl::StrCat(restored.message(), " (safety backup ",
@@ -524,7 +524,7 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
   const absl::Time restored_at = clock_->Now();
   absl::Status marked = store_->MarkRestored(backup_id, actor, restored_at);
   (void)marked;  // the restore happened; lockstepd's log still says who did it
-  VersionRead read = reader_->Read(*target);
+  VersionRead read = drivers_->Read(*target);
   lock->reset();
   absl::Status refreshed = reconciler_->Refresh();
   (void)refreshed;  // the poll loop reports refresh problems
@@ -561,13 +561,13 @@ absl::StatusOr<Backup> RolloutEngine::TakeSafetyBackup(const Backup& backup,
   std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
   // A database that cannot be read cannot be compared or backed up: refused,
   // even with `yes` (restore such a one by hand).
-  VersionRead before = reader_->Read(target);
+  VersionRead before = drivers_->Read(target);
   if (before.outcome != ReadOutcome::kOk && before.outcome != ReadOutcome::kNoTable) {
     return absl::UnavailableError(absl::StrCat("cannot read the version rows of ", target.name,
                                                ", so cannot tell what restoring backup ", backup.id,
                                                " would lose: ", before.error));
   }
-  absl::StatusOr<BackupComparison> diff = CompareWithBackup(
+  absl::StatusOr<BackupComparison> diff = drivers_->For(url).CompareWithBackup(
       backup, url, before.rows, inv->server.connect_timeout, inv->project.step_timeout);
   if (!diff.ok()) return diff.status();
   *changed = diff->changed();
@@ -581,7 +581,7 @@ absl::StatusOr<Backup> RolloutEngine::TakeSafetyBackup(const Backup& backup,
   // The same machinery as a step's backup, so that `lockstep restore <its
   // id>` undoes this restore.
   absl::StatusOr<Backup> safety =
-      TakeBackup(target, url, inv->server.backup_dir, inv->project.step_timeout);
+      drivers_->For(url).TakeBackup(target, url, inv->server.backup_dir, inv->project.step_timeout);
   if (!safety.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("nothing restored: the safety backup of ",
                                                       target.name,
@@ -833,7 +833,7 @@ bool RolloutEngine::CanaryGate(Active& a, size_t i) {
         unhealthy.push_back(absl::StrCat(c.key(), " is no longer in the inventory"));
         continue;
       }
-      VersionRead read = reader_->Read(*target);
+      VersionRead read = drivers_->Read(*target);
       if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
         unhealthy.push_back(absl::StrCat(c.key(), " cannot be read: ", read.error));
       } else if (read.rows != c.expected) {

@@ -3,7 +3,7 @@
 // picks unfinished rollouts up again after a restart or a crash.
 //
 // Example:
-//   RolloutEngine engine(reconciler, store.get(), MakeReader(opts));
+//   RolloutEngine engine(reconciler, store.get(), MakeDrivers(opts));
 //   engine.Recover();                         // at start: continue what was running
 //   absl::StatusOr<Rollout> r = engine.Start({.target = "heads"});
 //   engine.Approve(r->id, "alice");           // protected environments wait for this
@@ -31,6 +31,7 @@
 
 #include "absl/status/statusor.h"
 #include "daemon/core/reconciler.h"
+#include "daemon/drivers/driver.h"
 #include "daemon/model/rollout.h"
 #include "daemon/rollout/planner.h"
 #include "daemon/rollout/step_executor.h"
@@ -76,7 +77,7 @@ class RolloutEngine {
   using Options = RolloutEngineOptions;
 
   RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore* store,
-                std::unique_ptr<VersionReader> reader, RolloutHooks hooks = {},
+                std::shared_ptr<Drivers> drivers, RolloutHooks hooks = {},
                 Options options = {});
   ~RolloutEngine();
 
@@ -114,9 +115,10 @@ class RolloutEngine {
                                               const std::string& database, int limit);
   // Puts backup `backup_id` back, so that it can be undone: checks the
   // checksum, takes the database's lock, compares the database with the
-  // backup (restore_check.h), takes a safety backup of the database as it is
-  // (catalogued with safety_for = backup_id: restoring it undoes this),
-  // restores, records `who` on the backup, re-reads the version rows.
+  // backup (Driver::CompareWithBackup), takes a safety backup of the
+  // database as it is (catalogued with safety_for = backup_id: restoring it
+  // undoes this), restores, records `who` on the backup, re-reads the
+  // version rows.
   // When the database changed since the backup and `yes` is false:
   // FAILED_PRECONDITION listing what would be lost, and nothing is written.
   // A SQLite file that is gone is recreated without either (nothing to lose).
@@ -174,7 +176,7 @@ class RolloutEngine {
 
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
-  std::unique_ptr<VersionReader> reader_;
+  std::shared_ptr<Drivers> drivers_;  // every database I/O goes through one of them
   RolloutHooks hooks_;
   RealClock real_clock_;
   const Clock* clock_;  // options.clock or &real_clock_

@@ -175,7 +175,7 @@ class EngineTest : public ::testing::Test {
     auto store = StateStore::Open(dir_ + "/state.db");
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
-    auto r = Reconciler::Create(std::make_shared<config::Inventory>(*inv), MakeReader({}),
+    auto r = Reconciler::Create(std::make_shared<config::Inventory>(*inv), MakeDrivers({}),
                                 store_.get());
     ASSERT_TRUE(r.ok()) << r.status();
     reconciler_ = *std::move(r);
@@ -190,7 +190,7 @@ class EngineTest : public ::testing::Test {
                              const std::function<void(const std::string&)>& on_line) {
       return alembic_.Run(spec, cancel, on_start, on_line);
     };
-    engine_ = std::make_unique<RolloutEngine>(reconciler_, store_.get(), MakeReader({}),
+    engine_ = std::make_unique<RolloutEngine>(reconciler_, store_.get(), MakeDrivers({}),
                                               RolloutHooks{}, std::move(options));
     ASSERT_TRUE(engine_->Recover().ok());
   }

@@ -1,6 +1,5 @@
 #include "daemon/rollout/step_executor.h"
 
-#include <SQLiteCpp/SQLiteCpp.h>
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
@@ -9,8 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "daemon/rollout/alembic_output.h"
-#include "daemon/rollout/database_ops.h"
-#include "daemon/rollout/process.h"
+#include "daemon/drivers/backup_files.h"
+#include "daemon/process/process.h"
 #include "migrations/migration_plan.h"
 #include "migrations/revision_error.h"
 
@@ -19,9 +18,9 @@ namespace {
 
 // The Alembic command line for one database; the password stays out of it.
 // With `with_command` false, only Alembic's own arguments (warm runner).
-ProcessSpec AlembicSpec(const config::Inventory& inv, const config::DatabaseUrl& url,
-                        const std::string& command, const std::string& target,
-                        bool with_command = true) {
+ProcessSpec AlembicSpec(const config::Inventory& inv, const Driver& driver,
+                        const config::DatabaseUrl& url, const std::string& command,
+                        const std::string& target, bool with_command = true) {
   ProcessSpec spec;
   if (with_command) spec.argv = inv.project.alembic_command;
   spec.argv.insert(spec.argv.end(), {"-c", inv.project.alembic_ini});
@@ -32,7 +31,7 @@ ProcessSpec AlembicSpec(const config::Inventory& inv, const config::DatabaseUrl&
   without_password.password.reset();
   spec.argv.insert(spec.argv.end(),
                    {"-x", "url=" + without_password.ToSqlAlchemy(), command, target});
-  if (url.dialect == config::Dialect::kPostgresql) spec.env = LibpqEnvironment(url);
+  spec.env = driver.ChildEnvironment(url);
   spec.env.push_back("DATABASE_URL=" + url.ToSqlAlchemy());
   spec.cwd = inv.project.working_dir;
   spec.timeout = inv.project.step_timeout;
@@ -50,20 +49,12 @@ int StartupSlots(const config::ServerConfig& server) {
 }  // namespace
 
 VersionRead StepExecutor::ReadRows(const VersionTarget& target) const {
-  VersionRead read = reader_->Read(target);
-  // A SQLite writer killed mid-transaction (Alembic, stopped or crashed)
-  // leaves a hot journal that a read-only connection cannot roll back. The
-  // caller holds the database's lock: roll it back, as any writer would.
-  if (target.url.dialect == config::Dialect::kSqlite && read.outcome == ReadOutcome::kError &&
-      read.error.find("readonly database") != std::string::npos) {
-    try {
-      SQLite::Database db(target.url.database, SQLite::OPEN_READWRITE, 10000);
-      db.exec("SELECT count(*) FROM sqlite_master");
-    } catch (const std::exception&) {
-      return read;
-    }
-    read = reader_->Read(target);
-  }
+  Driver& driver = drivers_->For(target.url);
+  VersionRead read = driver.Read(target);
+  // A writer killed mid-transaction (Alembic, stopped or crashed) may leave
+  // what a reader cannot clear (a SQLite hot journal). The caller holds the
+  // database's lock: repair it, as any writer would, and read again.
+  if (driver.RepairAfterKilledWriter(target, read)) read = driver.Read(target);
   return read;
 }
 
@@ -79,10 +70,10 @@ std::string RowsText(const std::vector<std::string>& rows) {
 }
 
 StepExecutor::StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* store,
-                           VersionReader* reader, Options options)
+                           Drivers* drivers, Options options)
     : reconciler_(std::move(reconciler)),
       store_(store),
-      reader_(reader),
+      drivers_(drivers),
       clock_(options.clock != nullptr ? options.clock : &real_clock_),
       alembic_(std::move(options.alembic)) {}
 
@@ -102,13 +93,16 @@ ProcessResult StepExecutor::RunAlembic(
   };
   ProcessResult run;
   if (alembic_) {
-    run = alembic_(AlembicSpec(inv, url, command, target), cancel, on_start, line);
+    run = alembic_(AlembicSpec(inv, drivers_->For(url), url, command, target), cancel, on_start,
+                   line);
   } else if (inv.project.alembic_runner != "warm") {
-    run = RunProcess(AlembicSpec(inv, url, command, target), cancel, on_start, line);
+    run = RunProcess(AlembicSpec(inv, drivers_->For(url), url, command, target), cancel, on_start,
+                     line);
   } else if (absl::StatusOr<WarmAlembic*> warm = Warm(inv); !warm.ok()) {
     run.start_error = std::string(warm.status().message());
   } else {
-    run = (*warm)->Run(AlembicSpec(inv, url, command, target, false), cancel, on_start, line);
+    run = (*warm)->Run(AlembicSpec(inv, drivers_->For(url), url, command, target, false), cancel,
+                       on_start, line);
   }
   startup_gate_.Leave(startup_ticket);
   return run;
@@ -183,7 +177,7 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   absl::StatusOr<config::DatabaseUrl> url = ConnectUrl(*target);
   if (!url.ok()) return finish("failed", std::string(url.status().message()));
   absl::StatusOr<std::unique_ptr<DatabaseLock>> db_lock =
-      DatabaseLock::Acquire(*target, *url, inv->server.connect_timeout);
+      drivers_->For(*url).Lock(*target, *url, inv->server.connect_timeout, IfMissing::kRefuse);
   if (!db_lock.ok()) return finish("failed", std::string(db_lock.status().message()));
 
   // The database may have moved since the plan (by hand, or a retry).
@@ -225,7 +219,8 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   if (want_backup) {
     save("backup");
     absl::StatusOr<Backup> b =
-        TakeBackup(*target, *url, inv->server.backup_dir, inv->project.step_timeout);
+        drivers_->For(*url).TakeBackup(*target, *url, inv->server.backup_dir,
+                                       inv->project.step_timeout);
     if (b.ok()) {
       b->revisions = s.from;
       b->rollout_id = job.rollout_id;
@@ -330,7 +325,9 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
     if (s.backup_id != 0) {
       absl::StatusOr<Backup> b = store_->GetBackup(s.backup_id);
       restored = b.ok() ? VerifyBackup(*b) : b.status();
-      if (restored.ok()) restored = RestoreBackup(*b, *url, inv->project.step_timeout);
+      if (restored.ok()) {
+        restored = drivers_->For(*url).RestoreBackup(*b, *url, inv->project.step_timeout);
+      }
     }
     VersionRead check = ReadRows(*target);
     if (restored.ok() && check.rows != s.from) {
@@ -406,7 +403,7 @@ void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
   absl::StatusOr<config::DatabaseUrl> url = ConnectUrl(*target);
   if (!url.ok()) return needs_attention(std::string(url.status().message()));
   absl::StatusOr<std::unique_ptr<DatabaseLock>> db_lock =
-      DatabaseLock::Acquire(*target, *url, inv->server.connect_timeout);
+      drivers_->For(*url).Lock(*target, *url, inv->server.connect_timeout, IfMissing::kRefuse);
   if (!db_lock.ok()) return needs_attention(std::string(db_lock.status().message()));
   VersionRead read = ReadRows(*target);
   if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
@@ -428,7 +425,9 @@ void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
     if (sqlite && alembic_may_have_run && s.backup_id != 0) {
       absl::StatusOr<Backup> b = store_->GetBackup(s.backup_id);
       absl::Status restored = b.ok() ? VerifyBackup(*b) : b.status();
-      if (restored.ok()) restored = RestoreBackup(*b, *url, inv->project.step_timeout);
+      if (restored.ok()) {
+        restored = drivers_->For(*url).RestoreBackup(*b, *url, inv->project.step_timeout);
+      }
       if (!restored.ok())
         return needs_attention(absl::StrCat("restore failed: ", restored.message()));
     }

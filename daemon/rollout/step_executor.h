@@ -30,8 +30,8 @@
 #include "daemon/model/clock.h"
 #include "daemon/core/reconciler.h"
 #include "daemon/model/rollout.h"
-#include "daemon/drivers/version_reader.h"
-#include "daemon/rollout/process.h"
+#include "daemon/drivers/driver.h"
+#include "daemon/process/process.h"
 #include "daemon/rollout/startup_gate.h"
 #include "daemon/rollout/warm_alembic.h"
 #include "daemon/state/state_store.h"
@@ -70,8 +70,9 @@ class StepExecutor {
   };
 
   // The reconciler gives database targets, the graph and the inventory;
-  // `store` catalogues backups; all must outlive the executor.
-  StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* store, VersionReader* reader,
+  // `store` catalogues backups; `drivers` does every database I/O (read,
+  // lock, backup, restore); all must outlive the executor.
+  StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* store, Drivers* drivers,
                Options options = {});
   ~StepExecutor();
 
@@ -89,8 +90,8 @@ class StepExecutor {
   void Stop() const;
 
  private:
-  // The version rows; a SQLite hot journal left by a killed writer is rolled
-  // back first (the caller holds the database's lock).
+  // The version rows; what a killed writer left behind (a SQLite hot
+  // journal) is repaired first (the caller holds the database's lock).
   VersionRead ReadRows(const VersionTarget& target) const;
   // The warm pool for inv.project.python, started on first use.
   absl::StatusOr<WarmAlembic*> Warm(const config::Inventory& inv) const;
@@ -104,7 +105,7 @@ class StepExecutor {
 
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
-  VersionReader* reader_;
+  Drivers* drivers_;
   RealClock real_clock_;
   const Clock* clock_;  // options.clock or &real_clock_
   AlembicRunFn alembic_;

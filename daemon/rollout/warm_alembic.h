@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "daemon/rollout/process.h"
+#include "daemon/process/process.h"
 
 namespace lockstep::daemon {
 

@@ -1,4 +1,4 @@
-#include "daemon/rollout/process.h"
+#include "daemon/process/process.h"
 
 #include <fcntl.h>
 #include <poll.h>

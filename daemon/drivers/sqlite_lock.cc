@@ -1,4 +1,4 @@
-#include "daemon/rollout/sqlite_lock.h"
+#include "daemon/drivers/sqlite_lock.h"
 
 #include <fcntl.h>
 #include <sys/file.h>

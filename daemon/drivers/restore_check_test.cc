@@ -1,9 +1,10 @@
-#include "daemon/rollout/restore_check.h"
+#include "daemon/drivers/restore_check.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "daemon/drivers/sqlite_driver.h"
 #include "tests/support/temp_dir.h"
 
 namespace lockstep::daemon {
@@ -32,14 +33,15 @@ class RestoreCheckTest : public ::testing::Test {
     db.exec("INSERT INTO users (name) VALUES ('a'), ('b')");
   }
   absl::StatusOr<BackupComparison> Compare(std::vector<std::string> rows_now) {
-    return CompareWithBackup(backup_, url_, std::move(rows_now), absl::Seconds(5),
-                             absl::Seconds(30));
+    return driver_->CompareWithBackup(backup_, url_, std::move(rows_now), absl::Seconds(5),
+                                      absl::Seconds(30));
   }
 
   lockstep::testing::TempDir tmp_{"lockstep-restore-check"};
   std::string live_ = tmp_.path() + "/live.db";
   Backup backup_{.path = tmp_.path() + "/backup.sqlite3"};
   config::DatabaseUrl url_;
+  std::unique_ptr<Driver> driver_ = MakeSqliteDriver({});
 };
 
 TEST_F(RestoreCheckTest, SameRowsAndCountsIsUnchanged) {

@@ -5,8 +5,8 @@
 //
 // Secrets go in `env`, never in `argv` (argv is visible to every local user
 // in /proc and in `ps`).
-#ifndef LOCKSTEP_DAEMON_ROLLOUT_PROCESS_H_
-#define LOCKSTEP_DAEMON_ROLLOUT_PROCESS_H_
+#ifndef LOCKSTEP_DAEMON_PROCESS_PROCESS_H_
+#define LOCKSTEP_DAEMON_PROCESS_PROCESS_H_
 
 #include <atomic>
 #include <functional>
@@ -81,4 +81,4 @@ bool ProcessAlive(int pid);
 
 }  // namespace lockstep::daemon
 
-#endif  // LOCKSTEP_DAEMON_ROLLOUT_PROCESS_H_
+#endif  // LOCKSTEP_DAEMON_PROCESS_PROCESS_H_

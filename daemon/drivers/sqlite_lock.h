@@ -29,8 +29,8 @@
 // file, never by renaming another file over it. Acquire checks that the path
 // still names the inode it locked, and retries when the file was replaced
 // between open() and flock().
-#ifndef LOCKSTEP_DAEMON_ROLLOUT_SQLITE_LOCK_H_
-#define LOCKSTEP_DAEMON_ROLLOUT_SQLITE_LOCK_H_
+#ifndef LOCKSTEP_DAEMON_DRIVERS_SQLITE_LOCK_H_
+#define LOCKSTEP_DAEMON_DRIVERS_SQLITE_LOCK_H_
 
 #include <sys/types.h>
 
@@ -95,4 +95,4 @@ std::string LegacyLockFileOf(const std::string& sqlite_path);
 
 }  // namespace lockstep::daemon
 
-#endif  // LOCKSTEP_DAEMON_ROLLOUT_SQLITE_LOCK_H_
+#endif  // LOCKSTEP_DAEMON_DRIVERS_SQLITE_LOCK_H_

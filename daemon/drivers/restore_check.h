@@ -10,16 +10,17 @@
 // place, nor changes outside tables (views, functions, sequences): the
 // check is there to stop an operator overwriting work by mistake, and the
 // safety backup taken before every restore covers the rest.
-#ifndef LOCKSTEP_DAEMON_ROLLOUT_RESTORE_CHECK_H_
-#define LOCKSTEP_DAEMON_ROLLOUT_RESTORE_CHECK_H_
+//
+// Each driver counts its dialect's tables (Driver::CompareWithBackup); this
+// file holds the comparison they share.
+#ifndef LOCKSTEP_DAEMON_DRIVERS_RESTORE_CHECK_H_
+#define LOCKSTEP_DAEMON_DRIVERS_RESTORE_CHECK_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
-#include "absl/time/time.h"
-#include "config/database_url.h"
 #include "daemon/model/rollout.h"
 
 namespace lockstep::daemon {
@@ -45,15 +46,15 @@ struct BackupComparison {
   std::vector<std::string> Describe() const;
 };
 
-// Compares the database at `url` (whose version rows are `rows_now`) with
-// `backup` (checked with VerifyBackup first). Changes nothing. The caller
-// holds the database's lock, so nothing moves between this and the restore.
-absl::StatusOr<BackupComparison> CompareWithBackup(const Backup& backup,
-                                                   const config::DatabaseUrl& url,
-                                                   std::vector<std::string> rows_now,
-                                                   absl::Duration connect_timeout,
-                                                   absl::Duration timeout);
+// Row counts by table name (as TableCountDiff::table spells it).
+using TableCounts = std::map<std::string, int64_t>;
+
+// Compares a database (whose version rows are `rows_now` and whose tables
+// hold `now`) with `backup` (whose tables hold `then`): what a driver's
+// CompareWithBackup returns once it has counted both sides.
+BackupComparison CompareTableCounts(const Backup& backup, std::vector<std::string> rows_now,
+                                    const TableCounts& now, const TableCounts& then);
 
 }  // namespace lockstep::daemon
 
-#endif  // LOCKSTEP_DAEMON_ROLLOUT_RESTORE_CHECK_H_
+#endif  // LOCKSTEP_DAEMON_DRIVERS_RESTORE_CHECK_H_

@@ -1,0 +1,90 @@
+#include "daemon/drivers/driver.h"
+
+#include "absl/strings/str_cat.h"
+#include "config/inventory.h"
+#include "daemon/drivers/postgres_driver.h"
+#include "daemon/drivers/sqlite_driver.h"
+
+namespace lockstep::daemon {
+namespace {
+
+// Stands in for a dialect lockstep has no driver for yet (MySQL): every
+// call fails, so callers need no special case.
+class UnsupportedDriver : public Driver {
+ public:
+  explicit UnsupportedDriver(config::Dialect dialect) : dialect_(dialect) {}
+
+  config::Dialect dialect() const override { return dialect_; }
+  absl::StatusOr<std::unique_ptr<DatabaseLock>> Lock(const VersionTarget&,
+                                                     const config::DatabaseUrl&, absl::Duration,
+                                                     IfMissing) override {
+    return Unsupported();
+  }
+  absl::StatusOr<Backup> TakeBackup(const VersionTarget&, const config::DatabaseUrl&,
+                                    const std::string&, absl::Duration) override {
+    return Unsupported();
+  }
+  absl::Status RestoreBackup(const Backup&, const config::DatabaseUrl&, absl::Duration) override {
+    return Unsupported();
+  }
+  absl::StatusOr<BackupComparison> CompareWithBackup(const Backup&, const config::DatabaseUrl&,
+                                                     std::vector<std::string>, absl::Duration,
+                                                     absl::Duration) override {
+    return Unsupported();
+  }
+  bool RepairAfterKilledWriter(const VersionTarget&, const VersionRead&) override { return false; }
+  std::vector<std::string> ChildEnvironment(const config::DatabaseUrl&) const override {
+    return {};
+  }
+
+ protected:
+  VersionRead ReadRows(const VersionTarget&) override {
+    VersionRead out;
+    out.error = absl::StrCat(Name(), " is not supported yet");
+    return out;
+  }
+
+ private:
+  std::string Name() const {
+    return dialect_ == config::Dialect::kMysql ? "MySQL"
+                                               : std::string(config::DialectName(dialect_));
+  }
+  absl::Status Unsupported() const {
+    return absl::UnimplementedError(absl::StrCat(Name(), " is not supported yet"));
+  }
+
+  const config::Dialect dialect_;
+};
+
+}  // namespace
+
+absl::StatusOr<config::DatabaseUrl> ConnectUrl(const VersionTarget& target) {
+  absl::StatusOr<std::optional<std::string>> password =
+      config::ResolvePassword(target.url, target.secret, target.name);
+  if (!password.ok()) return password.status();
+  config::DatabaseUrl url = target.url;
+  url.password = *password;
+  return url;
+}
+
+Drivers::Drivers(std::vector<std::unique_ptr<Driver>> drivers) {
+  for (std::unique_ptr<Driver>& d : drivers) {
+    const config::Dialect dialect = d->dialect();
+    drivers_[dialect] = std::move(d);
+  }
+  for (config::Dialect d :
+       {config::Dialect::kSqlite, config::Dialect::kPostgresql, config::Dialect::kMysql}) {
+    if (drivers_.count(d) == 0) drivers_[d] = std::make_unique<UnsupportedDriver>(d);
+  }
+}
+
+Driver& Drivers::For(config::Dialect dialect) const { return *drivers_.at(dialect); }
+
+std::unique_ptr<Drivers> MakeDrivers(const ReaderOptions& options) {
+  std::vector<std::unique_ptr<Driver>> drivers;
+  drivers.push_back(MakePostgresDriver(options));
+  drivers.push_back(MakeSqliteDriver(options));
+  return std::make_unique<Drivers>(std::move(drivers));
+}
+
+}  // namespace lockstep::daemon

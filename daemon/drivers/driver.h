@@ -1,0 +1,154 @@
+// One driver per SQL dialect: everything lockstep does to a database itself,
+// as opposed to what Alembic does to it. A Driver reads the version rows,
+// takes the database's lock, backs it up, compares it with a backup,
+// restores one, and repairs what a writer killed mid-transaction left
+// behind. Drivers holds one per dialect and is the only way the layers above
+// (reconciler, rollout) reach a database; nothing outside daemon/drivers/
+// links a database client library (libpqxx, SQLiteCpp).
+//
+// Ownership: the daemon creates one Drivers at start (MakeDrivers) and
+// passes it to the reconciler and the rollout engine; there is no global.
+// Every Driver is thread-safe: the reconciler reads from many threads while
+// rollout steps lock, back up and restore on others. Drivers catch their
+// library's exceptions and return a Status (or a VersionRead) whose message
+// a person can act on and which never holds a password.
+//
+// Example:
+//   std::shared_ptr<Drivers> drivers = MakeDrivers(options);
+//   Driver& driver = drivers->For(url);
+//   absl::StatusOr<std::unique_ptr<DatabaseLock>> lock =
+//       driver.Lock(target, url, absl::Seconds(5), IfMissing::kRefuse);
+//   absl::StatusOr<Backup> backup = driver.TakeBackup(target, url, dir, timeout);
+//
+// Adding a dialect (MySQL, say): write daemon/drivers/mysql_driver.{h,cc}
+// with a class implementing Driver and a `MakeMysqlDriver(options)` factory
+// (the client library linked PRIVATE to lockstep_drivers in
+// daemon/CMakeLists.txt, its exceptions caught in mysql_driver.cc); add it
+// to the list in MakeDrivers (driver.cc); test it beside it
+// (mysql_driver_test.cc in lockstep_drivers_test, as version_reader_test.cc
+// and sqlite_lock_test.cc do for the others). Until then For(kMysql) gives
+// a driver whose every call fails with UNIMPLEMENTED, so callers need no
+// special case. Shared pieces: backup_files.h (backup file names, fsync and
+// rename, SHA-256, verification) and restore_check.h (comparing table row
+// counts).
+#ifndef LOCKSTEP_DAEMON_DRIVERS_DRIVER_H_
+#define LOCKSTEP_DAEMON_DRIVERS_DRIVER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "config/database_url.h"
+#include "daemon/drivers/restore_check.h"
+#include "daemon/drivers/version_reader.h"
+#include "daemon/model/rollout.h"
+
+namespace lockstep::daemon {
+
+// The target's URL with its password resolved (from password_env,
+// password_file or the URL). Never print it: use Redacted().
+absl::StatusOr<config::DatabaseUrl> ConnectUrl(const VersionTarget& target);
+
+// What Driver::Lock does when the database does not exist (only a SQLite
+// file can be missing; a PostgreSQL database that is not there fails to
+// connect either way).
+enum class IfMissing {
+  kRefuse,  // FAILED_PRECONDITION, nothing created: a step has nothing to migrate
+  kCreate,  // create it empty and lock it: a restore into a file that is gone
+};
+
+// A held database lock; destroying it releases the lock. Every lock dies
+// with the process holding it, so a killed lockstepd never leaves a
+// database locked. Not thread-safe: one owner.
+class DatabaseLock {
+ public:
+  virtual ~DatabaseLock() = default;
+  // Whether the database was missing and Lock created it (empty).
+  virtual bool created() const { return false; }
+};
+
+class Driver : public VersionReader {
+ public:
+  // Read() (VersionReader) reads the version rows.
+
+  virtual config::Dialect dialect() const = 0;
+
+  // Takes `target`'s lock (`url`: ConnectUrl(target)), held until the
+  // returned lock is destroyed. Does not wait: FAILED_PRECONDITION when
+  // another rollout or lockstepd holds it; UNAVAILABLE when the database
+  // cannot be reached within `connect_timeout`.
+  virtual absl::StatusOr<std::unique_ptr<DatabaseLock>> Lock(const VersionTarget& target,
+                                                             const config::DatabaseUrl& url,
+                                                             absl::Duration connect_timeout,
+                                                             IfMissing if_missing) = 0;
+
+  // Writes a backup of `target` under `dir` (backup_files.h: one folder per
+  // database, written under a temporary name, renamed once complete) and
+  // fills path, size, checksum, creation time and duration; the caller
+  // catalogues it. FAILED_PRECONDITION when the backup fails.
+  virtual absl::StatusOr<Backup> TakeBackup(const VersionTarget& target,
+                                            const config::DatabaseUrl& url,
+                                            const std::string& dir, absl::Duration timeout) = 0;
+
+  // Puts `backup` (checked with VerifyBackup first) back into the database
+  // at `url`, so that it holds exactly what the backup holds; a failed
+  // restore changes nothing where the dialect allows it. The caller holds
+  // the database's lock.
+  virtual absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl& url,
+                                     absl::Duration timeout) = 0;
+
+  // What restoring `backup` would overwrite (restore_check.h): the database
+  // at `url`, whose version rows are `rows_now`, against the backup. Changes
+  // nothing; the caller holds the database's lock.
+  virtual absl::StatusOr<BackupComparison> CompareWithBackup(const Backup& backup,
+                                                             const config::DatabaseUrl& url,
+                                                             std::vector<std::string> rows_now,
+                                                             absl::Duration connect_timeout,
+                                                             absl::Duration timeout) = 0;
+
+  // Given `read`, a read of `target` that failed, repairs what a writer
+  // killed mid-transaction (Alembic, stopped or crashed) left behind if that
+  // is why it failed; true when it did, and the caller reads again. SQLite:
+  // rolls back a hot journal, which a read-only connection cannot.
+  // PostgreSQL: the server already did; always false. The caller holds the
+  // database's lock.
+  virtual bool RepairAfterKilledWriter(const VersionTarget& target, const VersionRead& read) = 0;
+
+  // The environment a child process (Alembic) needs to reach the database
+  // at `url`, secrets included ("KEY=value"; never put them in argv).
+  virtual std::vector<std::string> ChildEnvironment(const config::DatabaseUrl& url) const = 0;
+};
+
+// One Driver per dialect, created once; Read() reads through the target's
+// dialect's driver. Thread-safe; the drivers are constant after
+// construction.
+class Drivers : public VersionReader {
+ public:
+  // `drivers`: at most one per dialect. Dialects without one get a driver
+  // that fails every call with UNIMPLEMENTED.
+  explicit Drivers(std::vector<std::unique_ptr<Driver>> drivers);
+
+  // The driver for `dialect` (never null; lives as long as this object).
+  Driver& For(config::Dialect dialect) const;
+  Driver& For(const config::DatabaseUrl& url) const { return For(url.dialect); }
+
+ protected:
+  VersionRead ReadRows(const VersionTarget& target) override {
+    return For(target.url).Read(target);
+  }
+
+ private:
+  std::map<config::Dialect, std::unique_ptr<Driver>> drivers_;  // constant after construction
+};
+
+// A driver for every dialect lockstep supports (PostgreSQL, SQLite). The
+// daemon shares it (std::shared_ptr) between the reconciler and the engine.
+std::unique_ptr<Drivers> MakeDrivers(const ReaderOptions& options);
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_DRIVERS_DRIVER_H_

@@ -1,0 +1,137 @@
+#include "daemon/drivers/driver.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "daemon/drivers/backup_files.h"
+#include "daemon/drivers/postgres_driver.h"
+#include "tests/support/temp_dir.h"
+
+namespace lockstep::daemon {
+namespace {
+
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class SqliteDriverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SQLite::Database db(db_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("CREATE TABLE alembic_version (version_num TEXT PRIMARY KEY)");
+    db.exec("INSERT INTO alembic_version VALUES ('r1')");
+    target_.name = "prod/app";
+    target_.url = *config::ParseDatabaseUrl("sqlite:///" + db_);
+  }
+  static void SetVersion(const std::string& path, const std::string& revision) {
+    SQLite::Database db(path, SQLite::OPEN_READWRITE);
+    db.exec("UPDATE alembic_version SET version_num = '" + revision + "'");
+  }
+
+  lockstep::testing::TempDir tmp_{"lockstep-driver"};
+  std::string db_ = tmp_.path() + "/app.db";
+  VersionTarget target_;
+  std::unique_ptr<Drivers> drivers_ = MakeDrivers({});
+  Driver& driver_ = drivers_->For(config::Dialect::kSqlite);
+};
+
+TEST_F(SqliteDriverTest, DriversDispatchOnTheDialect) {
+  EXPECT_EQ(drivers_->For(target_.url).dialect(), config::Dialect::kSqlite);
+  EXPECT_EQ(drivers_->For(config::Dialect::kPostgresql).dialect(), config::Dialect::kPostgresql);
+  VersionRead read = drivers_->Read(target_);
+  EXPECT_EQ(read.outcome, ReadOutcome::kOk);
+  EXPECT_THAT(read.rows, ElementsAre("r1"));
+}
+
+TEST_F(SqliteDriverTest, ADialectWithoutADriverFailsEveryCall) {
+  Driver& mysql = drivers_->For(config::Dialect::kMysql);
+  EXPECT_EQ(mysql.dialect(), config::Dialect::kMysql);
+  config::DatabaseUrl url = *config::ParseDatabaseUrl("mysql://u@h/db");
+  VersionTarget t{.name = "prod/my", .url = url};
+  EXPECT_EQ(mysql.Read(t).outcome, ReadOutcome::kError);
+  EXPECT_THAT(mysql.Read(t).error, HasSubstr("MySQL is not supported yet"));
+  EXPECT_TRUE(absl::IsUnimplemented(
+      mysql.Lock(t, url, absl::Seconds(1), IfMissing::kRefuse).status()));
+  EXPECT_TRUE(absl::IsUnimplemented(
+      mysql.TakeBackup(t, url, tmp_.path(), absl::Seconds(1)).status()));
+}
+
+TEST_F(SqliteDriverTest, LockIsExclusiveAndReleasedWithTheObject) {
+  auto first = driver_.Lock(target_, target_.url, absl::Seconds(1), IfMissing::kRefuse);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE((*first)->created());
+  auto second = driver_.Lock(target_, target_.url, absl::Seconds(1), IfMissing::kRefuse);
+  EXPECT_TRUE(absl::IsFailedPrecondition(second.status())) << second.status();
+  EXPECT_THAT(second.status().message(), HasSubstr("prod/app is locked by another rollout"));
+  first->reset();
+  EXPECT_TRUE(driver_.Lock(target_, target_.url, absl::Seconds(1), IfMissing::kRefuse).ok());
+}
+
+TEST_F(SqliteDriverTest, LockOnAMissingFileRefusesOrCreates) {
+  VersionTarget gone = target_;
+  gone.url.database = tmp_.path() + "/gone.db";
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      driver_.Lock(gone, gone.url, absl::Seconds(1), IfMissing::kRefuse).status()));
+  EXPECT_FALSE(std::filesystem::exists(gone.url.database));
+  auto lock = driver_.Lock(gone, gone.url, absl::Seconds(1), IfMissing::kCreate);
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  EXPECT_TRUE((*lock)->created());
+}
+
+TEST_F(SqliteDriverTest, BackupVerifyCompareRestore) {
+  absl::StatusOr<Backup> b =
+      driver_.TakeBackup(target_, target_.url, tmp_.path() + "/backups", absl::Seconds(30));
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->environment, "prod");
+  EXPECT_EQ(b->database, "app");
+  EXPECT_THAT(b->path, HasSubstr("/backups/prod/app/"));
+  EXPECT_FALSE(std::filesystem::exists(b->path + ".partial"));
+  EXPECT_EQ(b->sha256, *Sha256OfFile(b->path));
+  EXPECT_TRUE(VerifyBackup(*b).ok());
+  b->revisions = {"r1"};
+
+  SetVersion(db_, "r2");
+  absl::StatusOr<BackupComparison> diff = driver_.CompareWithBackup(
+      *b, target_.url, {"r2"}, absl::Seconds(1), absl::Seconds(30));
+  ASSERT_TRUE(diff.ok()) << diff.status();
+  EXPECT_TRUE(diff->changed());
+
+  ASSERT_TRUE(driver_.RestoreBackup(*b, target_.url, absl::Seconds(30)).ok());
+  EXPECT_THAT(driver_.Read(target_).rows, ElementsAre("r1"));
+
+  SetVersion(b->path, "tampered");
+  EXPECT_TRUE(absl::IsFailedPrecondition(VerifyBackup(*b)));
+}
+
+TEST_F(SqliteDriverTest, RepairOnlyAfterAHotJournalRead) {
+  VersionRead ok = driver_.Read(target_);
+  EXPECT_FALSE(driver_.RepairAfterKilledWriter(target_, ok));
+  VersionRead other_error;
+  other_error.outcome = ReadOutcome::kError;
+  other_error.error = "file is not a database";
+  EXPECT_FALSE(driver_.RepairAfterKilledWriter(target_, other_error));
+  VersionRead hot;
+  hot.outcome = ReadOutcome::kError;
+  hot.error = "attempt to write a readonly database: it has a hot journal";
+  EXPECT_TRUE(driver_.RepairAfterKilledWriter(target_, hot));
+}
+
+TEST(PostgresDriverTest, ChildEnvironmentCarriesTheSecretsNotTheSqliteOne) {
+  std::unique_ptr<Drivers> drivers = MakeDrivers({});
+  config::DatabaseUrl pg = *config::ParseDatabaseUrl("postgresql://app@db.example:5433/shop");
+  pg.password = "s3cret";
+  std::vector<std::string> env = drivers->For(pg).ChildEnvironment(pg);
+  EXPECT_THAT(env, Contains("PGPASSWORD=s3cret"));
+  EXPECT_THAT(env, Contains("PGHOST=db.example"));
+  EXPECT_THAT(env, Contains("PGDATABASE=shop"));
+  EXPECT_EQ(env, LibpqEnvironment(pg));
+  config::DatabaseUrl lite = *config::ParseDatabaseUrl("sqlite:////tmp/x.db");
+  EXPECT_TRUE(drivers->For(lite).ChildEnvironment(lite).empty());
+  EXPECT_FALSE(drivers->For(pg).RepairAfterKilledWriter(VersionTarget{.url = pg}, VersionRead{}));
+}
+
+}  // namespace
+}  // namespace lockstep::daemon

@@ -1,0 +1,488 @@
+// The PostgreSQL driver. All pqxx exceptions stop here.
+#include "daemon/drivers/postgres_driver.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <limits>
+#include <list>
+#include <map>
+#include <mutex>
+
+#include <pqxx/pqxx>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "daemon/drivers/backup_files.h"
+#include "daemon/process/process.h"
+
+namespace lockstep::daemon {
+namespace {
+
+// One line, no trailing newline, for messages.
+std::string OneLine(absl::string_view s) {
+  std::string out = absl::StrReplaceAll(absl::StripTrailingAsciiWhitespace(s), {{"\n", " "}, {"\t", " "}});
+  return out;
+}
+
+ReadOutcome ClassifyConnectError(absl::string_view msg) {
+  if (absl::StrContains(msg, "authentication failed") || absl::StrContains(msg, "permission denied") ||
+      absl::StrContains(msg, "no pg_hba.conf entry") || absl::StrContains(msg, "password")) {
+    return ReadOutcome::kPermissionDenied;
+  }
+  if (absl::StrContains(msg, "timeout expired") || absl::StrContains(msg, "timed out")) {
+    return ReadOutcome::kTimedOut;
+  }
+  return ReadOutcome::kUnreachable;
+}
+
+// "lockstep" in ASCII: the advisory-lock key every lockstepd uses.
+constexpr int64_t kAdvisoryLockKey = 0x6C6F636B73746570;
+
+// Runs before a PostgreSQL dump is replayed, in the same transaction.
+constexpr char kPostgresRestorePrelude[] = R"sql(
+SET client_min_messages = warning;
+DO $lockstep$
+DECLARE s name;
+BEGIN
+  FOR s IN SELECT nspname FROM pg_namespace
+           WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+             AND nspname NOT LIKE 'pg\_temp\_%' AND nspname NOT LIKE 'pg\_toast\_temp\_%'
+  LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', s);
+  END LOOP;
+END
+$lockstep$;
+CREATE SCHEMA public;
+DO $lockstep$
+BEGIN
+  IF current_setting('server_version_num')::int >= 150000 THEN
+    EXECUTE 'ALTER SCHEMA public OWNER TO pg_database_owner';
+    EXECUTE 'GRANT USAGE ON SCHEMA public TO PUBLIC';
+  ELSE
+    EXECUTE 'GRANT ALL ON SCHEMA public TO PUBLIC';
+  END IF;
+END
+$lockstep$;
+)sql";
+
+// Removes every line equal to `line` from a file (in place).
+absl::Status DropLine(const std::string& path, const std::string& line) {
+  std::ifstream in(path);
+  if (!in) return absl::InternalError(absl::StrCat("cannot read ", path));
+  std::string text, l;
+  while (std::getline(in, l)) {
+    if (l != line) text += l + "\n";
+  }
+  in.close();
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+TableCounts PostgresCounts(const config::DatabaseUrl& url, absl::Duration connect_timeout,
+                           absl::Duration timeout) {
+  pqxx::connection c(absl::StrCat(url.LibpqConninfo(), " connect_timeout=",
+                                  std::max<int64_t>(2, absl::ToInt64Seconds(connect_timeout)),
+                                  " application_name=lockstepd-restore-check"));
+  pqxx::read_transaction tx(c);
+  // COUNT(*) reads every row: bounded like the restore it precedes (0, no
+  // bound, past what statement_timeout can hold).
+  const int64_t ms = absl::ToInt64Milliseconds(timeout);
+  tx.exec(absl::StrCat("SET LOCAL statement_timeout = ",
+                       ms > std::numeric_limits<int32_t>::max() ? 0 : std::max<int64_t>(1, ms)));
+  // Ordinary tables only: what pg_dump writes a COPY block for.
+  pqxx::result tables = tx.exec(R"sql(
+    SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%')sql");
+  TableCounts out;
+  for (const auto& row : tables) {
+    const std::string name = row[0].as<std::string>();
+    out[name] = tx.exec(absl::StrCat("SELECT COUNT(*) FROM ", name))[0][0].as<int64_t>();
+  }
+  return out;
+}
+
+// Counts the rows of each COPY block `pg_restore --data-only` prints: one
+// line per row (COPY's text format escapes newlines inside values) up to
+// the "\." that ends the block.
+class CopyCounter {
+ public:
+  void Line(const std::string& line) {
+    if (!table_.empty()) {
+      if (line == "\\.") {
+        table_.clear();
+      } else {
+        ++counts_[table_];
+      }
+      return;
+    }
+    if (!absl::StartsWith(line, "COPY ")) return;
+    size_t end = line.find(" (");
+    if (end == std::string::npos) end = line.find(" FROM stdin;");
+    if (end == std::string::npos) return;
+    table_ = line.substr(5, end - 5);
+    counts_[table_];  // an empty table is still a table
+  }
+  const TableCounts& counts() const { return counts_; }
+
+ private:
+  std::string table_;  // inside this table's COPY block, when not empty
+  TableCounts counts_;
+};
+
+absl::StatusOr<TableCounts> PostgresBackupCounts(const Backup& backup, absl::Duration timeout) {
+  ProcessSpec spec;
+  spec.argv = {"pg_restore", "--data-only", "--file=-", backup.path};
+  spec.timeout = timeout;
+  CopyCounter counter;
+  ProcessResult r =
+      RunProcess(spec, nullptr, nullptr, [&](const std::string& l) { counter.Line(l); });
+  if (!r.ok()) {
+    // The output is mostly the backup's data: only its end says why.
+    const std::string tail =
+        r.output.size() > 500 ? r.output.substr(r.output.size() - 500) : r.output;
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read backup ", backup.id, ": pg_restore ", r.Describe(), ": ", tail));
+  }
+  return counter.counts();
+}
+
+// Holds the advisory lock: closing the session releases it.
+class PostgresLock : public DatabaseLock {
+ public:
+  explicit PostgresLock(std::unique_ptr<pqxx::connection> conn) : conn_(std::move(conn)) {}
+
+ private:
+  std::unique_ptr<pqxx::connection> conn_;
+};
+
+// libpqxx prints server notices and errors to stderr unless told otherwise;
+// lockstepd reports them itself.
+class QuietErrors : public pqxx::errorhandler {
+ public:
+  explicit QuietErrors(pqxx::connection_base& c) : pqxx::errorhandler(c) {}
+  bool operator()(const char[]) noexcept override { return false; }
+};
+
+// A connection with its error handler (which must not outlive it).
+struct Conn {
+  explicit Conn(const std::string& conninfo)
+      : c(std::make_unique<pqxx::connection>(conninfo)), quiet(std::make_unique<QuietErrors>(*c)) {}
+  ~Conn() { quiet.reset(); }
+  std::unique_ptr<pqxx::connection> c;
+  std::unique_ptr<QuietErrors> quiet;
+};
+
+// A bounded pool of connections to one server (host, port, user). A libpq
+// connection serves one database; idle ones are reused for the same
+// database and evicted, oldest first, when another database needs a slot.
+class ServerPool {
+ public:
+  explicit ServerPool(int max) : max_(max) {}
+
+  // Returns a connection for `db` (opening one with `conninfo` if needed).
+  std::unique_ptr<Conn> Acquire(const std::string& db, const std::string& conninfo,
+                                            absl::Duration statement_timeout) {
+    std::unique_ptr<Conn> evicted;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (true) {
+        for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+          if (it->first == db) {
+            std::unique_ptr<Conn> c = std::move(it->second);
+            idle_.erase(it);
+            return c;
+          }
+        }
+        if (open_ < max_) break;
+        if (!idle_.empty()) {
+          evicted = std::move(idle_.back().second);
+          idle_.pop_back();
+          --open_;
+          break;
+        }
+        cv_.wait(lock);
+      }
+      ++open_;
+    }
+    evicted.reset();  // closed outside the lock
+    try {
+      auto c = std::make_unique<Conn>(conninfo);
+      pqxx::nontransaction w(*c->c);
+      w.exec(absl::StrCat("SET statement_timeout = ", absl::ToInt64Milliseconds(statement_timeout)));
+      return c;
+    } catch (...) {
+      Release(db, nullptr);
+      throw;
+    }
+  }
+
+  // Gives a connection back; nullptr (or a broken one) frees its slot.
+  void Release(const std::string& db, std::unique_ptr<Conn> c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (c && c->c->is_open()) {
+      idle_.emplace_front(db, std::move(c));
+    } else {
+      --open_;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  const int max_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int open_ = 0;  // guarded by mu_: idle plus in use
+  std::list<std::pair<std::string, std::unique_ptr<Conn>>> idle_;  // guarded by mu_
+};
+
+class PostgresDriver : public Driver {
+ public:
+  explicit PostgresDriver(const ReaderOptions& o) : options_(o) {}
+
+  config::Dialect dialect() const override { return config::Dialect::kPostgresql; }
+
+  absl::StatusOr<std::unique_ptr<DatabaseLock>> Lock(const VersionTarget& target,
+                                                     const config::DatabaseUrl& url,
+                                                     absl::Duration connect_timeout,
+                                                     IfMissing /*if_missing*/) override {
+    try {
+      auto conn = std::make_unique<pqxx::connection>(absl::StrCat(
+          url.LibpqConninfo(),
+          " connect_timeout=", std::max<int64_t>(2, absl::ToInt64Seconds(connect_timeout)),
+          " application_name=lockstepd-lock"));
+      pqxx::nontransaction w(*conn);
+      pqxx::result r = w.exec(absl::StrCat("SELECT pg_try_advisory_lock(", kAdvisoryLockKey, ")"));
+      if (!r[0][0].as<bool>()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            target.name, " is locked by another rollout or lockstepd (PostgreSQL advisory lock ",
+            kAdvisoryLockKey, " is held; see pg_locks)"));
+      }
+      return std::make_unique<PostgresLock>(std::move(conn));
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("cannot lock ", target.name, ": ", e.what()));
+    }
+  }
+
+  absl::StatusOr<Backup> TakeBackup(const VersionTarget& target, const config::DatabaseUrl& url,
+                                    const std::string& dir, absl::Duration timeout) override {
+    absl::StatusOr<BackupFile> file = NewBackupFile(target.name, dir, ".pgdump", absl::Now());
+    if (!file.ok()) return file.status();
+    ProcessSpec spec;
+    spec.argv = {"pg_dump", "--format=custom", "--file", file->partial};
+    spec.env = LibpqEnvironment(url);
+    spec.timeout = timeout;
+    ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
+    if (!r.ok()) {
+      ::unlink(file->partial.c_str());
+      return absl::FailedPreconditionError(
+          absl::StrCat("backup of ", target.name, ": pg_dump ", r.Describe(), ": ", r.output));
+    }
+    return FinishBackupFile(*std::move(file));
+  }
+
+  absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl& url,
+                             absl::Duration timeout) override {
+    const std::string name = absl::StrCat(backup.environment, "/", backup.database);
+    // The database must end up exactly as the backup: objects a failed
+    // migration created after it must go too (pg_restore --clean alone would
+    // keep them, and fails on their dependencies). So, in one transaction:
+    // drop every user schema, recreate public, replay the dump.
+    const std::string sql = backup.path + ".restore.sql";
+    const std::string prelude = backup.path + ".prelude.sql";
+    struct Cleanup {
+      std::vector<std::string> files;
+      ~Cleanup() {
+        for (const std::string& f : files) ::unlink(f.c_str());
+      }
+    } cleanup{{sql, prelude}};
+    ProcessSpec to_sql;
+    to_sql.argv = {"pg_restore", "--no-owner", "--file", sql, backup.path};
+    to_sql.timeout = timeout;
+    ProcessResult r = RunProcess(to_sql, nullptr, nullptr, nullptr);
+    if (!r.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("restore of ", name, ": pg_restore ", r.Describe(), ": ", r.output));
+    }
+    {
+      std::ofstream out(prelude);
+      out << kPostgresRestorePrelude;
+      if (!out) return absl::InternalError(absl::StrCat("cannot write ", prelude));
+    }
+    absl::Status filtered = DropLine(sql, "CREATE SCHEMA public;");
+    if (!filtered.ok()) return filtered;
+    ProcessSpec apply;
+    apply.argv = {"psql", "-X",    "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                  "-f",   prelude, "-f", sql};
+    apply.env = LibpqEnvironment(url);
+    apply.timeout = timeout;
+    r = RunProcess(apply, nullptr, nullptr, nullptr);
+    if (!r.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("restore of ", name, " (rolled back, the database is unchanged): psql ",
+                       r.Describe(), ": ", r.output));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<BackupComparison> CompareWithBackup(const Backup& backup,
+                                                     const config::DatabaseUrl& url,
+                                                     std::vector<std::string> rows_now,
+                                                     absl::Duration connect_timeout,
+                                                     absl::Duration timeout) override {
+    TableCounts now;
+    try {
+      now = PostgresCounts(url, connect_timeout, timeout);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("cannot count the rows of ", backup.environment,
+                                                 "/", backup.database,
+                                                 "'s tables: ", e.what()));
+    }
+    absl::StatusOr<TableCounts> then = PostgresBackupCounts(backup, timeout);
+    if (!then.ok()) return then.status();
+    return CompareTableCounts(backup, std::move(rows_now), now, *then);
+  }
+
+  bool RepairAfterKilledWriter(const VersionTarget&, const VersionRead&) override {
+    return false;  // the server rolled the killed session's transaction back
+  }
+
+  std::vector<std::string> ChildEnvironment(const config::DatabaseUrl& url) const override {
+    return LibpqEnvironment(url);
+  }
+
+ protected:
+  VersionRead ReadRows(const VersionTarget& t) override {
+    VersionRead out;
+    absl::StatusOr<std::optional<std::string>> password =
+        config::ResolvePassword(t.url, t.secret, t.name);
+    if (!password.ok()) {
+      out.outcome = ReadOutcome::kPermissionDenied;
+      out.error = std::string(password.status().message());
+      return out;
+    }
+    config::DatabaseUrl url = t.url;
+    url.password = *password;
+    std::string conninfo = absl::StrCat(
+        url.LibpqConninfo(), " connect_timeout=",
+        std::max<int64_t>(2, absl::ToInt64Seconds(options_.connect_timeout)),
+        " application_name=lockstepd");
+    std::string server = absl::StrCat(url.host, ":", url.port, ":", url.user);
+    ServerPool* pool = PoolFor(server);
+    std::unique_ptr<Conn> conn;
+    try {
+      conn = pool->Acquire(url.database, conninfo, options_.statement_timeout);
+    } catch (const std::exception& e) {
+      out.error = OneLine(e.what());
+      out.outcome = ClassifyConnectError(out.error);
+      return out;
+    }
+    try {
+      pqxx::connection& c = *conn->c;
+      std::string table = c.quote_name(t.version_table);
+      if (!t.version_table_schema.empty()) {
+        table = absl::StrCat(c.quote_name(t.version_table_schema), ".", table);
+      }
+      pqxx::nontransaction w(c);
+      pqxx::result r = w.exec(absl::StrCat("SELECT version_num FROM ", table));
+      for (const auto& row : r) out.rows.push_back(row[0].c_str());
+      out.outcome = ReadOutcome::kOk;
+    } catch (const pqxx::sql_error& e) {
+      // libpqxx 6.4 leaves sqlstate() empty for some classes: trust the
+      // exception's type first.
+      const std::string& state = e.sqlstate();
+      out.error = OneLine(e.what());
+      if (dynamic_cast<const pqxx::undefined_table*>(&e) || state == "42P01" || state == "3F000") {
+        out.outcome = ReadOutcome::kNoTable;  // undefined table or schema
+      } else if (dynamic_cast<const pqxx::insufficient_privilege*>(&e) || state == "42501") {
+        out.outcome = ReadOutcome::kPermissionDenied;
+      } else if (state == "57014" ||
+                 state == "55P03") {
+        out.outcome = ReadOutcome::kTimedOut;  // statement or lock timeout
+        out.error = absl::StrCat("timed out after ", absl::FormatDuration(options_.statement_timeout),
+                                 " reading the version table (", out.error, ")");
+      } else {
+        out.outcome = ReadOutcome::kError;
+      }
+    } catch (const pqxx::broken_connection& e) {
+      out.error = OneLine(e.what());
+      out.outcome = ReadOutcome::kUnreachable;
+      conn.reset();
+    } catch (const std::exception& e) {
+      out.error = OneLine(e.what());
+      out.outcome = ReadOutcome::kError;
+      conn.reset();
+    }
+    pool->Release(url.database, std::move(conn));
+    return out;
+  }
+
+ private:
+  ServerPool* PoolFor(const std::string& server) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_ptr<ServerPool>& p = pools_[server];
+    if (!p) p = std::make_unique<ServerPool>(options_.max_connections_per_server);
+    return p.get();
+  }
+
+  const ReaderOptions options_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<ServerPool>> pools_;  // guarded by mu_
+};
+
+}  // namespace
+
+std::unique_ptr<Driver> MakePostgresDriver(const ReaderOptions& options) {
+  return std::make_unique<PostgresDriver>(options);
+}
+
+std::vector<std::string> LibpqEnvironment(const config::DatabaseUrl& url) {
+  std::vector<std::string> env;
+  if (!url.host.empty()) env.push_back("PGHOST=" + url.host);
+  if (url.port != 0) env.push_back(absl::StrCat("PGPORT=", url.port));
+  if (!url.user.empty()) env.push_back("PGUSER=" + url.user);
+  env.push_back("PGDATABASE=" + url.database);
+  if (url.password.has_value()) env.push_back("PGPASSWORD=" + *url.password);
+  static const std::map<std::string, std::string> kQueryVars = {
+      {"sslmode", "PGSSLMODE"}, {"sslrootcert", "PGSSLROOTCERT"},  {"sslcert", "PGSSLCERT"},
+      {"sslkey", "PGSSLKEY"},   {"application_name", "PGAPPNAME"}, {"options", "PGOPTIONS"}};
+  for (const auto& [k, v] : url.query) {
+    auto it = kQueryVars.find(k);
+    if (it != kQueryVars.end()) env.push_back(it->second + "=" + v);
+  }
+  return env;
+}
+
+// Used by DiscoverDatabases (reader.cc): one query on a short-lived connection.
+absl::StatusOr<std::vector<std::string>> ListPostgresDatabases(const config::DatabaseUrl& url,
+                                                               const std::string& query,
+                                                               const ReaderOptions& options) {
+  try {
+    pqxx::connection c(absl::StrCat(url.LibpqConninfo(), " connect_timeout=",
+                                    std::max<int64_t>(2, absl::ToInt64Seconds(options.connect_timeout))));
+    pqxx::nontransaction w(c);
+    w.exec(absl::StrCat("SET statement_timeout = ", absl::ToInt64Milliseconds(options.statement_timeout)));
+    pqxx::result r = w.exec(query);
+    std::vector<std::string> out;
+    for (const auto& row : r) {
+      if (!row[0].is_null()) out.push_back(row[0].c_str());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("discover query on ", url.Redacted(), " failed: ",
+                                               OneLine(e.what())));
+  }
+}
+
+}  // namespace lockstep::daemon
