@@ -109,6 +109,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   // gRPC sets SO_REUSEPORT by default: a second lockstepd on the same
   // address would start and take half of the requests. Refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // No request needs more (CheckRequestBounds bounds each field further).
+  builder.SetMaxReceiveMessageSize(1 << 20);
   int port = 0;
   builder.AddListeningPort(inventory->server.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(d->service_.get());

@@ -9,6 +9,7 @@
 #include "migrations/revision_error.h"
 #include "migrations/traversal.h"
 #include "daemon/rpc/proto_convert.h"
+#include "daemon/rpc/request_bounds.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -66,6 +67,7 @@ grpc::Status ToGrpc(const absl::Status& status) {
 
 grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetRequest* req,
                                        v1::GetFleetResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   std::shared_ptr<const FleetSnapshot> s = reconciler_->Snapshot();
   if (!req->state().empty() && !kStates.count(req->state())) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -110,6 +112,7 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
 
 grpc::Status LockstepService::GetDatabase(grpc::ServerContext*, const v1::GetDatabaseRequest* req,
                                           v1::GetDatabaseResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->environment().empty() || req->database().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "environment and database are required (ENV/NAME)");
@@ -169,6 +172,7 @@ grpc::Status LockstepService::GetGraph(grpc::ServerContext*, const v1::GetGraphR
 
 grpc::Status LockstepService::GetHistory(grpc::ServerContext*, const v1::GetHistoryRequest* req,
                                          v1::GetHistoryResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   std::string base = "base", head = "heads";
   if (!req->range().empty()) {
     std::vector<std::string> parts = absl::StrSplit(req->range(), ':');

@@ -2,6 +2,7 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/rpc/lockstep_service.h"
 #include "daemon/rpc/proto_convert.h"
+#include "daemon/rpc/request_bounds.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -125,6 +126,7 @@ grpc::Status LockstepService::Act(const v1::RolloutActionRequest& req,
 
 grpc::Status LockstepService::PlanRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,
                                           v1::PlanRolloutResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   absl::StatusOr<RolloutPlan> plan = engine_->Plan(FromProto(*req));
   if (!plan.ok()) return ToGrpc(plan.status());
   ToProto(plan->rollout, resp->mutable_plan());
@@ -136,6 +138,7 @@ grpc::Status LockstepService::PlanRollout(grpc::ServerContext*, const v1::StartR
 
 grpc::Status LockstepService::StartRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,
                                            v1::RolloutResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->target().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "target is required to start a rollout (e.g. heads)");
@@ -146,6 +149,7 @@ grpc::Status LockstepService::StartRollout(grpc::ServerContext*, const v1::Start
 grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
                                            const v1::WatchRolloutRequest* req,
                                            grpc::ServerWriter<v1::RolloutEvent>* writer) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
   int64_t after = req->after_seq();
   while (!ctx->IsCancelled()) {
@@ -180,29 +184,34 @@ grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
 grpc::Status LockstepService::ApproveRollout(grpc::ServerContext*,
                                              const v1::RolloutActionRequest* req,
                                              v1::RolloutResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   return Act(*req, &RolloutEngine::Approve, resp);
 }
 
 grpc::Status LockstepService::PauseRollout(grpc::ServerContext*,
                                            const v1::RolloutActionRequest* req,
                                            v1::RolloutResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   return Act(*req, &RolloutEngine::Pause, resp);
 }
 
 grpc::Status LockstepService::ResumeRollout(grpc::ServerContext*,
                                             const v1::RolloutActionRequest* req,
                                             v1::RolloutResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   return Act(*req, &RolloutEngine::Resume, resp);
 }
 
 grpc::Status LockstepService::AbortRollout(grpc::ServerContext*,
                                            const v1::RolloutActionRequest* req,
                                            v1::RolloutResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   return Act(*req, &RolloutEngine::Abort, resp);
 }
 
 grpc::Status LockstepService::ListRollouts(grpc::ServerContext*, const v1::ListRolloutsRequest* req,
                                            v1::ListRolloutsResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->limit() < 0)
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
   absl::StatusOr<std::vector<Rollout>> list = engine_->List(req->limit() > 0 ? req->limit() : 20);
@@ -213,12 +222,14 @@ grpc::Status LockstepService::ListRollouts(grpc::ServerContext*, const v1::ListR
 
 grpc::Status LockstepService::GetRollout(grpc::ServerContext*, const v1::GetRolloutRequest* req,
                                          v1::RolloutResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
   return Reply(engine_->Get(req->id()), resp);
 }
 
 grpc::Status LockstepService::Downgrade(grpc::ServerContext*, const v1::DowngradeRequest* req,
                                         v1::RolloutResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->environment().empty() || req->database().empty() || req->target().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "environment, database and target are required");
@@ -229,6 +240,7 @@ grpc::Status LockstepService::Downgrade(grpc::ServerContext*, const v1::Downgrad
 
 grpc::Status LockstepService::ListBackups(grpc::ServerContext*, const v1::ListBackupsRequest* req,
                                           v1::ListBackupsResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->limit() < 0)
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
   absl::StatusOr<std::vector<Backup>> list =
@@ -241,6 +253,7 @@ grpc::Status LockstepService::ListBackups(grpc::ServerContext*, const v1::ListBa
 grpc::Status LockstepService::RestoreBackup(grpc::ServerContext*,
                                             const v1::RestoreBackupRequest* req,
                                             v1::RestoreBackupResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->id() <= 0)
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a backup id is required");
   absl::StatusOr<RestoreResult> r = engine_->Restore(req->id(), req->actor(), req->yes());

@@ -417,6 +417,15 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
              grpc.StatusCode.INVALID_ARGUMENT, "matches no database"),
             (lambda: stub.StartRollout(pb2.StartRolloutRequest(environments=["prod"]), timeout=30),
              grpc.StatusCode.INVALID_ARGUMENT, "target is required"),
+            # Oversize input is refused at once, named, never echoed.
+            (lambda: stub.PlanRollout(pb2.StartRolloutRequest(target="x" * 600), timeout=5),
+             grpc.StatusCode.INVALID_ARGUMENT, "target is 600 bytes; at most 512"),
+            (lambda: stub.PlanRollout(pb2.StartRolloutRequest(databases=["t*"] * 5000), timeout=5),
+             grpc.StatusCode.INVALID_ARGUMENT, "databases has 5000 entries; at most 1000"),
+            (lambda: stub.GetFleet(pb2.GetFleetRequest(labels={"k": "v" * 900}), timeout=5),
+             grpc.StatusCode.INVALID_ARGUMENT, "labels[0].value is 900 bytes"),
+            (lambda: stub.PlanRollout(pb2.StartRolloutRequest(target="x" * 3_000_000), timeout=5),
+             grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
         ]
         # Starting without --to is a usage error: a rollout is never defaulted.
         p = self.d.cli("rollout", "--env", "prod", check=False)
