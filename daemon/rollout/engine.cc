@@ -64,6 +64,7 @@ RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore*
       drivers_(std::move(drivers)),
       hooks_(std::move(hooks)),
       clock_(options.clock != nullptr ? options.clock : &real_clock_),
+      backups_(store_, drivers_.get()),
       executor_(reconciler_, store_, drivers_.get(), {clock_, std::move(options.alembic)}) {}
 
 RolloutEngine::~RolloutEngine() { Stop(); }
@@ -487,7 +488,7 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
   const std::string actor = who.empty() ? "unnamed" : who;
   absl::StatusOr<Backup> b = store_->GetBackup(backup_id);
   if (!b.ok()) return b.status();
-  absl::Status verified = VerifyBackup(*b);
+  absl::Status verified = backups_.Verify(*b);
   if (!verified.ok()) return verified;
   const std::string key = absl::StrCat(b->environment, "/", b->database);
   std::optional<VersionTarget> target = reconciler_->Target(key);
@@ -515,7 +516,7 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
     if (!safety.ok()) return safety.status();
     result.safety = *std::move(safety);
   }
-  absl::Status restored = drivers_->For(*url).RestoreBackup(*b, *url, inv->project.step_timeout);
+  absl::Status restored = backups_.Restore(*b, *url, *inv);
   if (!restored.ok()) {
     if (result.safety.id == 0) return restored;
     return absl::Status(restored.code(), absl::StrCat(restored.message(), " (safety backup ",
@@ -580,21 +581,15 @@ absl::StatusOr<Backup> RolloutEngine::TakeSafetyBackup(const Backup& backup,
   }
   // The same machinery as a step's backup, so that `lockstep restore <its
   // id>` undoes this restore.
-  absl::StatusOr<Backup> safety =
-      drivers_->For(url).TakeBackup(target, url, inv->server.backup_dir, inv->project.step_timeout);
+  Backup meta;
+  meta.revisions = before.rows;
+  meta.safety_for = backup.id;
+  meta.note = absl::StrCat("safety copy taken before ", actor, " restored backup ", backup.id);
+  absl::StatusOr<Backup> safety = backups_.Take(target, url, *inv, meta);
   if (!safety.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("nothing restored: the safety backup of ",
                                                       target.name,
                                                       " failed: ", safety.status().message()));
-  }
-  safety->revisions = before.rows;
-  safety->safety_for = backup.id;
-  safety->note = absl::StrCat("safety copy taken before ", actor, " restored backup ", backup.id);
-  absl::Status catalogued = store_->AddBackup(&*safety);
-  if (!catalogued.ok()) {
-    ::unlink(safety->path.c_str());
-    return absl::InternalError(absl::StrCat(
-        "nothing restored: cannot catalogue the safety backup: ", catalogued.message()));
   }
   std::lock_guard<std::mutex> guard(mu_);
   if (hooks_.on_backup) hooks_.on_backup(*safety);

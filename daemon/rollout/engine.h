@@ -180,6 +180,7 @@ class RolloutEngine {
   RolloutHooks hooks_;
   RealClock real_clock_;
   const Clock* clock_;  // options.clock or &real_clock_
+  BackupService backups_;
   StepExecutor executor_;
 
   std::mutex mu_;

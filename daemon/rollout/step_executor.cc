@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "daemon/rollout/alembic_output.h"
+#include "daemon/rollout/step_journal.h"
 #include "daemon/drivers/backup_files.h"
 #include "daemon/process/process.h"
 #include "migrations/migration_plan.h"
@@ -75,7 +76,8 @@ StepExecutor::StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* s
       store_(store),
       drivers_(drivers),
       clock_(options.clock != nullptr ? options.clock : &real_clock_),
-      alembic_(std::move(options.alembic)) {}
+      alembic_(std::move(options.alembic)),
+      backups_(store, drivers) {}
 
 StepExecutor::~StepExecutor() = default;
 
@@ -136,208 +138,209 @@ absl::Status StepExecutor::Prewarm(const config::Inventory& inv) const {
   return (*warm)->Prewarm(widest);
 }
 
-// One database, start to end: every change to the step is saved before the
-// action it announces.
+// What one Run works with; filled in by the phases in order.
+struct StepExecutor::StepContext {
+  const Job& job;
+  StepJournal& journal;
+  const std::atomic<bool>* cancel;
+  const Hooks& hooks;
+  std::shared_ptr<const config::Inventory> inv;
+  std::optional<VersionTarget> target;
+  config::DatabaseUrl url;
+  std::unique_ptr<DatabaseLock> lock;  // held from the lock phase to the end
+  RolloutStep& step() { return journal.step(); }
+};
+
+// One database, start to end, as a sequence of phases. The journal saves
+// each phase before its action (write-ahead); each phase returns why the
+// step fails, if it does.
 void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool>* cancel,
                        const Hooks& hooks) const {
-  RolloutStep& s = *step;
-  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
-  auto save = [&](const std::string& phase) {
-    s.phase = phase;
-    hooks.save(s);
-  };
-  auto event = [&](const std::string& kind, const std::string& message) {
-    hooks.event(s, kind, message);
-  };
-  const absl::Time started = clock_->Now();
-  auto finish = [&](const std::string& state, const std::string& message) {
-    s.state = state;
-    s.error = state == "failed" ? message : "";
-    s.finished_at = clock_->Now();
-    s.pid = 0;
-    s.phase.clear();
-    hooks.save(s);
-    if (state == "failed") {
-      event("step_failed",
-            absl::StrCat(message, s.rollback.empty() ? "" : absl::StrCat(" [", s.rollback, "]")));
-    } else {
-      event("verified", message);
-    }
-  };
-
-  s.state = "running";
-  s.started_at = started;
-  s.error.clear();
-  s.rollback.clear();
-  save("lock");
-  event("step_started", absl::StrCat("from ", RowsText(s.from), " to ", RowsText(s.expected), ": ",
-                                     absl::StrJoin(s.path, ", ")));
-  std::optional<VersionTarget> target = reconciler_->Target(s.key());
-  if (!target) return finish("failed", "no longer in the inventory");
-  absl::StatusOr<config::DatabaseUrl> url = ConnectUrl(*target);
-  if (!url.ok()) return finish("failed", std::string(url.status().message()));
-  absl::StatusOr<std::unique_ptr<DatabaseLock>> db_lock =
-      drivers_->For(*url).Lock(*target, *url, inv->server.connect_timeout, IfMissing::kRefuse);
-  if (!db_lock.ok()) return finish("failed", std::string(db_lock.status().message()));
-
-  // The database may have moved since the plan (by hand, or a retry).
-  VersionRead before = ReadRows(*target);
-  if (before.outcome != ReadOutcome::kOk && before.outcome != ReadOutcome::kNoTable) {
-    return finish("failed", absl::StrCat("cannot read the version rows: ", before.error));
+  StepJournal journal(step, clock_, hooks.save, hooks.event);
+  StepContext c{job, journal, cancel, hooks, reconciler_->inventory()};
+  RolloutStep& s = c.step();
+  journal.Begin(absl::StrCat("from ", RowsText(s.from), " to ", RowsText(s.expected), ": ",
+                             absl::StrJoin(s.path, ", ")));
+  if (absl::Status locked = LockPhase(c); !locked.ok()) {
+    return journal.Fail(std::string(locked.message()));
   }
-  if (before.rows == s.expected)
-    return finish("succeeded", "already at the target; nothing to run");
-  if (before.rows != s.from) {
-    std::shared_ptr<const migrations::Project> project = reconciler_->project();
-    migrations::Resolver resolver(&project->graph());
-    auto path = job.kind == "downgrade"
-                    ? migrations::PlanDowngrade(resolver, before.rows, job.target)
-                    : migrations::PlanUpgrade(resolver, before.rows, job.target);
-    if (!path.ok()) {
-      return finish("failed", absl::StrCat("the database moved to ", RowsText(before.rows),
-                                           " since the plan and cannot go to ", job.target, ": ",
-                                           migrations::CommandErrorMessage(path.status())));
-    }
-    event("replanned", absl::StrCat("the database moved from ", RowsText(s.from), " to ",
-                                    RowsText(before.rows), " since the plan; new path"));
-    s.from = before.rows;
-    s.path.clear();
-    for (const auto& step : *path) s.path.push_back(project->graph().id(step.revision));
-    if (!path->empty()) s.expected = path->back().rows_after;
-  }
-
+  absl::StatusOr<bool> already_there = ReplanPhase(c);
+  if (!already_there.ok()) return journal.Fail(std::string(already_there.status().message()));
+  if (*already_there) return journal.Succeed("already at the target; nothing to run");
   // Aborted (or stopping) while it locked and re-read: nothing has been
   // done to the database yet, so the step goes back to pending (an aborted
   // rollout skips it) instead of taking a backup nobody will use.
-  if (cancel != nullptr && *cancel) {
-    s.state = "pending";
-    s.started_at = absl::InfinitePast();
-    save("");
-    return;
+  if (cancel != nullptr && *cancel) return journal.Requeue();
+  if (absl::Status backed_up = BackupPhase(c); !backed_up.ok()) {
+    return journal.Fail(std::string(backed_up.message()));
   }
-  const bool want_backup = job.policy.backup_required || job.policy.on_failure == "restore";
-  if (want_backup) {
-    save("backup");
-    absl::StatusOr<Backup> b =
-        drivers_->For(*url).TakeBackup(*target, *url, inv->server.backup_dir,
-                                       inv->project.step_timeout);
-    if (b.ok()) {
-      b->revisions = s.from;
-      b->rollout_id = job.rollout_id;
-      absl::Status catalogued = store_->AddBackup(&*b);
-      if (!catalogued.ok()) return finish("failed", std::string(catalogued.message()));
-      s.backup_id = b->id;
-      event("backup_taken",
-            absl::StrCat("backup ", b->id, ": ", b->size_bytes, " bytes in ",
-                         absl::FormatDuration(absl::Trunc(b->took, absl::Milliseconds(1))),
-                         ", sha256 ", b->sha256.substr(0, 12), "…, ", b->path));
-      if (hooks.backup_taken) hooks.backup_taken(*b);
-      // Retention: the newest backup_keep backups of this database stay.
-      absl::StatusOr<std::vector<Backup>> all = store_->Backups(s.environment, s.database, 1 << 20);
-      if (all.ok()) {
-        for (size_t k = static_cast<size_t>(inv->server.backup_keep); k < all->size(); ++k) {
-          ::unlink((*all)[k].path.c_str());
-          absl::Status deleted = store_->DeleteBackup((*all)[k].id);
-          (void)deleted;  // a catalog row left behind is refused at restore (file missing)
-        }
-      }
-    } else if (job.policy.backup_required) {
-      return finish("failed",
-                    absl::StrCat("backup required, and it failed: ", b.status().message()));
-    } else {
-      event("backup_failed", absl::StrCat("backup failed (continuing: backup is not required): ",
-                                          b.status().message()));
-    }
+  std::optional<ProcessResult> run = AlembicPhase(c);
+  // Stopped (abort, shutdown) while it queued for a start-up slot: Alembic
+  // never ran, the step is as it was. An aborted rollout skips it; the
+  // next lockstepd runs it.
+  if (!run) return journal.Requeue();
+  if (hooks.stopping()) return;  // as if killed: the next start settles it from the database
+  journal.Enter(StepPhase::kVerify);
+  VersionRead after = ReadRows(*c.target);
+  std::string error = VerifyPhase(c, *run, after);
+  if (error.empty()) {
+    return journal.Succeed(absl::StrCat(
+        "holds ", RowsText(after.rows), " as planned (Alembic took ",
+        absl::FormatDuration(absl::Trunc(run->took, absl::Milliseconds(1))), ")"));
   }
+  journal.Enter(StepPhase::kRollback);
+  journal.Fail(RollbackPhase(c, *run, after, std::move(error)));
+}
 
-  // At most alembic_startup_slots runs start at once (startup_gate.h); the
-  // step's phase stays what it was while it queues.
-  const int slots = StartupSlots(inv->server);
-  const absl::Time queued = absl::Now();
-  const uint64_t ticket = startup_gate_.Enter(slots, cancel);
-  if (ticket == 0) {
-    // Stopped (abort, shutdown) while it queued: Alembic never ran, so the
-    // step is as it was before it started. An aborted rollout skips it; the
-    // next lockstepd runs it.
-    s.state = "pending";
-    s.started_at = absl::InfinitePast();
-    save("");
-    return;
+absl::Status StepExecutor::LockPhase(StepContext& c) const {
+  c.target = reconciler_->Target(c.step().key());
+  if (!c.target) return absl::NotFoundError("no longer in the inventory");
+  absl::StatusOr<config::DatabaseUrl> url = ConnectUrl(*c.target);
+  if (!url.ok()) return url.status();
+  c.url = *std::move(url);
+  absl::StatusOr<std::unique_ptr<DatabaseLock>> lock = drivers_->For(c.url).Lock(
+      *c.target, c.url, c.inv->server.connect_timeout, IfMissing::kRefuse);
+  if (!lock.ok()) return lock.status();
+  c.lock = *std::move(lock);
+  return absl::OkStatus();
+}
+
+// The database may have moved since the plan (by hand, or a retry): a new
+// path from where it is. True when it is already at the target.
+absl::StatusOr<bool> StepExecutor::ReplanPhase(StepContext& c) const {
+  RolloutStep& s = c.step();
+  VersionRead before = ReadRows(*c.target);
+  if (before.outcome != ReadOutcome::kOk && before.outcome != ReadOutcome::kNoTable) {
+    return absl::UnavailableError(absl::StrCat("cannot read the version rows: ", before.error));
   }
+  if (before.rows == s.expected) return true;
+  if (before.rows == s.from) return false;
+  std::shared_ptr<const migrations::Project> project = reconciler_->project();
+  migrations::Resolver resolver(&project->graph());
+  auto path = c.job.kind == "downgrade"
+                  ? migrations::PlanDowngrade(resolver, before.rows, c.job.target)
+                  : migrations::PlanUpgrade(resolver, before.rows, c.job.target);
+  if (!path.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the database moved to ", RowsText(before.rows), " since the plan and cannot go to ",
+        c.job.target, ": ", migrations::CommandErrorMessage(path.status())));
+  }
+  c.journal.Event("replanned", absl::StrCat("the database moved from ", RowsText(s.from), " to ",
+                                            RowsText(before.rows), " since the plan; new path"));
+  s.from = before.rows;
+  s.path.clear();
+  for (const auto& step : *path) s.path.push_back(project->graph().id(step.revision));
+  if (!path->empty()) s.expected = path->back().rows_after;
+  return false;
+}
+
+// When `backup: required` or `on_failure: restore`. A failed backup fails
+// the step when required, else it is an event and the step goes on.
+absl::Status StepExecutor::BackupPhase(StepContext& c) const {
+  RolloutStep& s = c.step();
+  const RolloutStage& policy = c.job.policy;
+  if (!policy.backup_required && policy.on_failure != "restore") return absl::OkStatus();
+  c.journal.Enter(StepPhase::kBackup);
+  Backup meta;
+  meta.revisions = s.from;
+  meta.rollout_id = c.job.rollout_id;
+  absl::StatusOr<Backup> b = backups_.Take(*c.target, c.url, *c.inv, meta);
+  if (!b.ok()) {
+    if (policy.backup_required) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("backup required, and it failed: ", b.status().message()));
+    }
+    c.journal.Event("backup_failed", absl::StrCat("backup failed (continuing: backup is not "
+                                                  "required): ",
+                                                  b.status().message()));
+    return absl::OkStatus();
+  }
+  s.backup_id = b->id;
+  c.journal.Event("backup_taken",
+                  absl::StrCat("backup ", b->id, ": ", b->size_bytes, " bytes in ",
+                               absl::FormatDuration(absl::Trunc(b->took, absl::Milliseconds(1))),
+                               ", sha256 ", b->sha256.substr(0, 12), "…, ", b->path));
+  if (c.hooks.backup_taken) c.hooks.backup_taken(*b);
+  return absl::OkStatus();
+}
+
+// Queues for a start-up slot (its phase stays what it was), then runs
+// Alembic. nullopt when stopped while it queued.
+std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
+  RolloutStep& s = c.step();
+  const int slots = StartupSlots(c.inv->server);
+  const absl::Time queued = absl::Now();
+  const uint64_t ticket = startup_gate_.Enter(slots, c.cancel);
+  if (ticket == 0) return std::nullopt;
   const absl::Duration waited = absl::Now() - queued;
   if (waited >= absl::Milliseconds(1)) {
-    event("startup_slot", absl::StrCat("waited ", absl::ToInt64Milliseconds(waited),
-                                       " ms for an Alembic start-up slot (", slots,
-                                       " at once: server.alembic_startup_slots)"));
+    c.journal.Event("startup_slot", absl::StrCat("waited ", absl::ToInt64Milliseconds(waited),
+                                                 " ms for an Alembic start-up slot (", slots,
+                                                 " at once: server.alembic_startup_slots)"));
   }
   ++s.attempts;
-  save("alembic");
-  const std::string command = job.kind == "downgrade" ? "downgrade" : "upgrade";
+  c.journal.Enter(StepPhase::kAlembic);
+  const std::string command = c.job.kind == "downgrade" ? "downgrade" : "upgrade";
   ProcessResult run = RunAlembic(
-      *inv, *url, command, job.target, ticket, cancel,
-      [&](int pid) {
-        s.pid = pid;
-        save("alembic");
-      },
-      [&](const std::string& line) { event("output", line); });
+      *c.inv, c.url, command, c.job.target, ticket, c.cancel,
+      [&](int pid) { c.journal.Pid(pid); },
+      [&](const std::string& line) { c.journal.Event("output", line); });
   s.pid = 0;
   s.exit_code = run.exit_code;
   s.alembic_time = run.took;
   s.output = run.output;
-  if (hooks.stopping()) return;  // as if killed: the next start settles it from the database
-  save("verify");
-  VersionRead after = ReadRows(*target);
-  const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
-  if (run.ok() && readable && after.rows == s.expected) {
-    return finish(
-        "succeeded",
-        absl::StrCat("holds ", RowsText(after.rows), " as planned (Alembic took ",
-                     absl::FormatDuration(absl::Trunc(run.took, absl::Milliseconds(1))), ")"));
-  }
-  std::string error;
-  if (!readable) {
-    error = absl::StrCat("Alembic ", AlembicFailure(run),
-                         "; then the version rows could not be read: ", after.error);
-  } else if (run.cancelled) {
-    error = absl::StrCat("stopped by abort; the database holds ", RowsText(after.rows));
-  } else if (!run.ok() && after.rows == s.from) {
-    error = absl::StrCat("Alembic ", AlembicFailure(run), "; the version rows are unchanged at ",
-                         RowsText(after.rows));
-  } else if (!run.ok()) {
-    error = absl::StrCat("Alembic ", AlembicFailure(run), " after the database moved from ",
-                         RowsText(s.from), " to ", RowsText(after.rows));
-  } else {
-    error = absl::StrCat("Alembic exited 0 but the database holds ", RowsText(after.rows),
-                         ", not the planned ", RowsText(s.expected));
-  }
+  return run;
+}
 
-  // Bring it back to where it started, as the policy says, and check.
-  save("rollback");
-  const bool pg = url->dialect == config::Dialect::kPostgresql;
-  std::string how = run.cancelled ? "restore" : job.policy.on_failure;
+// "" when Alembic succeeded and the database holds what was planned; else
+// what went wrong, in words.
+std::string StepExecutor::VerifyPhase(StepContext& c, const ProcessResult& run,
+                                      const VersionRead& after) const {
+  const RolloutStep& s = c.step();
+  const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
+  if (run.ok() && readable && after.rows == s.expected) return "";
+  if (!readable) {
+    return absl::StrCat("Alembic ", AlembicFailure(run),
+                        "; then the version rows could not be read: ", after.error);
+  }
+  if (run.cancelled) return absl::StrCat("stopped by abort; the database holds ", RowsText(after.rows));
+  if (!run.ok() && after.rows == s.from) {
+    return absl::StrCat("Alembic ", AlembicFailure(run), "; the version rows are unchanged at ",
+                        RowsText(after.rows));
+  }
+  if (!run.ok()) {
+    return absl::StrCat("Alembic ", AlembicFailure(run), " after the database moved from ",
+                        RowsText(s.from), " to ", RowsText(after.rows));
+  }
+  return absl::StrCat("Alembic exited 0 but the database holds ", RowsText(after.rows),
+                      ", not the planned ", RowsText(s.expected));
+}
+
+// Brings a failed step back to where it started, as the policy says (an
+// aborted one always restored), and checks. Returns the step's error.
+std::string StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& run,
+                                        const VersionRead& after, std::string error) const {
+  RolloutStep& s = c.step();
+  const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
+  const bool pg = c.url.dialect == config::Dialect::kPostgresql;
+  const std::string how = run.cancelled ? "restore" : c.job.policy.on_failure;
   if (how == "restore" && pg && readable && after.rows == s.from) {
     s.rollback = "rolled_back";  // PostgreSQL's transactional DDL undid it
-    event("rolled_back",
-          absl::StrCat("PostgreSQL rolled the migration's transaction back; verified at ",
-                       RowsText(after.rows)));
+    c.journal.Event("rolled_back",
+                    absl::StrCat("PostgreSQL rolled the migration's transaction back; verified at ",
+                                 RowsText(after.rows)));
   } else if (how == "restore") {
-    absl::Status restored = absl::FailedPreconditionError("no backup was taken");
-    if (s.backup_id != 0) {
-      absl::StatusOr<Backup> b = store_->GetBackup(s.backup_id);
-      restored = b.ok() ? VerifyBackup(*b) : b.status();
-      if (restored.ok()) {
-        restored = drivers_->For(*url).RestoreBackup(*b, *url, inv->project.step_timeout);
-      }
-    }
-    VersionRead check = ReadRows(*target);
+    absl::Status restored = backups_.Restore(s.backup_id, c.url, *c.inv);
+    VersionRead check = ReadRows(*c.target);
     if (restored.ok() && check.rows != s.from) {
       restored =
           absl::DataLossError(absl::StrCat("after the restore it holds ", RowsText(check.rows)));
     }
     s.rollback = restored.ok() ? "restored" : absl::StrCat("restore_failed: ", restored.message());
-    event("rolled_back", restored.ok() ? absl::StrCat("restored from backup ", s.backup_id,
-                                                      "; verified at ", RowsText(check.rows))
-                                       : absl::StrCat("restore failed: ", restored.message()));
+    c.journal.Event("rolled_back",
+                    restored.ok() ? absl::StrCat("restored from backup ", s.backup_id,
+                                                 "; verified at ", RowsText(check.rows))
+                                  : absl::StrCat("restore failed: ", restored.message()));
     if (run.cancelled) {
       // What it held when Alembic was stopped is gone: say what is there now.
       const bool check_ok =
@@ -354,20 +357,21 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
     if (to.empty()) {
       s.rollback = "downgrade_failed: it started from several heads; restore a backup instead";
     } else {
-      uint64_t ticket = startup_gate_.Enter(StartupSlots(inv->server), nullptr);
-      ProcessResult down = RunAlembic(*inv, *url, "downgrade", to, ticket, nullptr, nullptr,
-                                      [&](const std::string& line) { event("output", line); });
-      VersionRead check = ReadRows(*target);
+      uint64_t ticket = startup_gate_.Enter(StartupSlots(c.inv->server), nullptr);
+      ProcessResult down =
+          RunAlembic(*c.inv, c.url, "downgrade", to, ticket, nullptr, nullptr,
+                     [&](const std::string& line) { c.journal.Event("output", line); });
+      VersionRead check = ReadRows(*c.target);
       s.rollback = down.ok() && check.rows == s.from
                        ? "downgraded"
                        : absl::StrCat("downgrade_failed: Alembic ", AlembicFailure(down),
                                       ", the database holds ", RowsText(check.rows));
     }
-    event("rolled_back", s.rollback);
+    c.journal.Event("rolled_back", s.rollback);
   } else {
     s.rollback = "left";
   }
-  finish("failed", error);
+  return error;
 }
 
 void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
@@ -423,11 +427,7 @@ void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
   if (read.rows == s.from) {
     // SQLite keeps whatever DDL ran before the kill: go back to the backup.
     if (sqlite && alembic_may_have_run && s.backup_id != 0) {
-      absl::StatusOr<Backup> b = store_->GetBackup(s.backup_id);
-      absl::Status restored = b.ok() ? VerifyBackup(*b) : b.status();
-      if (restored.ok()) {
-        restored = drivers_->For(*url).RestoreBackup(*b, *url, inv->project.step_timeout);
-      }
+      absl::Status restored = backups_.Restore(s.backup_id, *url, *inv);
       if (!restored.ok())
         return needs_attention(absl::StrCat("restore failed: ", restored.message()));
     }

@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@
 #include "daemon/model/rollout.h"
 #include "daemon/drivers/driver.h"
 #include "daemon/process/process.h"
+#include "daemon/rollout/backup_service.h"
 #include "daemon/rollout/startup_gate.h"
 #include "daemon/rollout/warm_alembic.h"
 #include "daemon/state/state_store.h"
@@ -90,6 +92,17 @@ class StepExecutor {
   void Stop() const;
 
  private:
+  // The phases of Run, in order (step_executor.cc says what each does).
+  struct StepContext;
+  absl::Status LockPhase(StepContext& c) const;
+  absl::StatusOr<bool> ReplanPhase(StepContext& c) const;  // true: already at the target
+  absl::Status BackupPhase(StepContext& c) const;
+  std::optional<ProcessResult> AlembicPhase(StepContext& c) const;
+  std::string VerifyPhase(StepContext& c, const ProcessResult& run,
+                          const VersionRead& after) const;
+  std::string RollbackPhase(StepContext& c, const ProcessResult& run, const VersionRead& after,
+                            std::string error) const;
+
   // The version rows; what a killed writer left behind (a SQLite hot
   // journal) is repaired first (the caller holds the database's lock).
   VersionRead ReadRows(const VersionTarget& target) const;
@@ -109,6 +122,7 @@ class StepExecutor {
   RealClock real_clock_;
   const Clock* clock_;  // options.clock or &real_clock_
   AlembicRunFn alembic_;
+  BackupService backups_;
   mutable StartupGate startup_gate_;
   mutable std::mutex warm_mu_;
   mutable std::unique_ptr<WarmAlembic> warm_;  // guarded by warm_mu_; started on first use

@@ -1,0 +1,54 @@
+// Backups as every caller needs them: a step before Alembic runs, the
+// settling of a step after a crash, and `lockstep restore`. One place takes
+// a backup, catalogues it (deleting the oldest past server.backup_keep), and
+// puts one back (its size and SHA-256 checked first).
+//
+// Example:
+//   BackupService backups(store, drivers);
+//   Backup meta{.revisions = step.from, .rollout_id = id};
+//   absl::StatusOr<Backup> b = backups.Take(target, url, inv, meta);
+//   ...
+//   absl::Status s = backups.Restore(*b, url, inv);   // verified, then restored
+//
+// Thread-safe: the store and drivers are; both must outlive the service.
+#ifndef LOCKSTEP_DAEMON_ROLLOUT_BACKUP_SERVICE_H_
+#define LOCKSTEP_DAEMON_ROLLOUT_BACKUP_SERVICE_H_
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "config/inventory.h"
+#include "daemon/drivers/driver.h"
+#include "daemon/model/rollout.h"
+#include "daemon/state/state_store.h"
+
+namespace lockstep::daemon {
+
+class BackupService {
+ public:
+  BackupService(StateStore* store, Drivers* drivers) : store_(store), drivers_(drivers) {}
+
+  // Writes a backup of the database (the caller holds its lock) under
+  // inv.server.backup_dir and catalogues it with `meta`'s revisions,
+  // rollout_id, safety_for and note; then (not for a safety backup, whose
+  // restore may be of the oldest one) deletes this database's backups past
+  // the newest inv.server.backup_keep. A backup that cannot be
+  // catalogued is deleted: no file is left that the catalog does not know.
+  absl::StatusOr<Backup> Take(const VersionTarget& target, const config::DatabaseUrl& url,
+                              const config::Inventory& inv, const Backup& meta) const;
+  // The backup's file has the catalogued size and SHA-256.
+  absl::Status Verify(const Backup& backup) const;
+  // Verify, then restore into the database (the caller holds its lock).
+  absl::Status Restore(const Backup& backup, const config::DatabaseUrl& url,
+                       const config::Inventory& inv) const;
+  // Restore by catalog id.
+  absl::Status Restore(int64_t backup_id, const config::DatabaseUrl& url,
+                       const config::Inventory& inv) const;
+
+ private:
+  StateStore* store_;
+  Drivers* drivers_;
+};
+
+}  // namespace lockstep::daemon
+
+#endif  // LOCKSTEP_DAEMON_ROLLOUT_BACKUP_SERVICE_H_
