@@ -57,9 +57,24 @@ absl::StatusOr<BackupFile> NewBackupFile(const std::string& name, const std::str
   b.path =
       absl::StrCat(folder, "/", absl::FormatTime("%Y%m%dT%H%M%E6SZ", start, absl::UTCTimeZone()),
                    extension);
-  f.partial = b.path + ".partial";
+  f.partial = b.path + kPartialSuffix;
   return f;
 }
+
+int RemovePartialBackups(const std::string& backup_dir) {
+  std::error_code ec;
+  int removed = 0;
+  std::vector<std::filesystem::path> partial;
+  for (auto it = std::filesystem::recursive_directory_iterator(backup_dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec) && it->path().extension() == kPartialSuffix) {
+      partial.push_back(it->path());
+    }
+  }
+  for (const std::filesystem::path& p : partial) removed += std::filesystem::remove(p, ec) ? 1 : 0;
+  return removed;
+}
+
 
 absl::StatusOr<Backup> FinishBackupFile(BackupFile file) {
   Backup& b = file.backup;

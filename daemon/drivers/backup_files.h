@@ -18,9 +18,12 @@
 
 namespace lockstep::daemon {
 
+// The suffix of a backup file still being written.
+inline constexpr char kPartialSuffix[] = ".partial";
+
 struct BackupFile {
   Backup backup;        // environment, database, created_at and path filled
-  std::string partial;  // where the driver writes it: path + ".partial"
+  std::string partial;  // where the driver writes it: path + kPartialSuffix
 };
 
 // Names the backup of database `name` ("env/db") taken at `start`, with
@@ -36,6 +39,11 @@ absl::StatusOr<Backup> FinishBackupFile(BackupFile file);
 // Checks the file is there with the catalogued size and SHA-256:
 // FAILED_PRECONDITION, saying which, when not.
 absl::Status VerifyBackup(const Backup& backup);
+
+// Removes the partial files under `backup_dir`: what a killed lockstepd was
+// writing, never catalogued, never complete (RolloutEngine::Recover calls
+// it at start). Returns how many it removed.
+int RemovePartialBackups(const std::string& backup_dir);
 
 // Lowercase hex SHA-256 of a file's bytes.
 absl::StatusOr<std::string> Sha256OfFile(const std::string& path);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "daemon/drivers/backup_files.h"
 #include "daemon/drivers/postgres_driver.h"
@@ -131,6 +132,20 @@ TEST(PostgresDriverTest, ChildEnvironmentCarriesTheSecretsNotTheSqliteOne) {
   config::DatabaseUrl lite = *config::ParseDatabaseUrl("sqlite:////tmp/x.db");
   EXPECT_TRUE(drivers->For(lite).ChildEnvironment(lite).empty());
   EXPECT_FALSE(drivers->For(pg).RepairAfterKilledWriter(VersionTarget{.url = pg}, VersionRead{}));
+}
+
+// What a killed lockstepd was writing goes at the next start; finished
+// backups stay.
+TEST(RemovePartialBackupsTest, RemovesOnlyPartialFiles) {
+  lockstep::testing::TempDir tmp("lockstep-partial");
+  std::filesystem::create_directories(tmp.path() + "/prod/t1");
+  std::ofstream(tmp.path() + "/prod/t1/20261202T1.sqlite3") << "done";
+  std::ofstream(tmp.path() + "/prod/t1/20261202T2.sqlite3.partial") << "half";
+  std::ofstream(tmp.path() + "/prod/t2.dump.partial") << "half";
+  EXPECT_EQ(RemovePartialBackups(tmp.path()), 2);
+  EXPECT_TRUE(std::filesystem::exists(tmp.path() + "/prod/t1/20261202T1.sqlite3"));
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() + "/prod/t1/20261202T2.sqlite3.partial"));
+  EXPECT_EQ(RemovePartialBackups(tmp.path() + "/missing"), 0);
 }
 
 }  // namespace

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <filesystem>
 #include <random>
 #include <set>
 
@@ -283,23 +282,6 @@ void RolloutEngine::Prewarm(std::function<void(const absl::Status&, absl::Durati
 
 void RolloutEngine::StartRunner(std::shared_ptr<Active> active) {
   threads_.emplace_back([this, active] { Run(active); });
-}
-
-// A backup is written as "<file>.partial" and renamed once complete; one
-// still there is what a killed lockstepd was writing: never catalogued, never
-// complete. Returns how many were removed.
-int RemovePartialBackups(const std::string& backup_dir) {
-  std::error_code ec;
-  int removed = 0;
-  std::vector<std::filesystem::path> partial;
-  for (auto it = std::filesystem::recursive_directory_iterator(backup_dir, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_regular_file(ec) && it->path().extension() == ".partial") {
-      partial.push_back(it->path());
-    }
-  }
-  for (const std::filesystem::path& p : partial) removed += std::filesystem::remove(p, ec) ? 1 : 0;
-  return removed;
 }
 
 absl::Status RolloutEngine::Recover() {

@@ -68,10 +68,6 @@ struct RolloutEngineOptions {
   AlembicRunFn alembic;  // empty: project.alembic_runner (tests: a fake)
 };
 
-// Removes "<file>.partial" backups under `backup_dir` (what a killed
-// lockstepd was writing); Recover() calls it. Returns how many it removed.
-int RemovePartialBackups(const std::string& backup_dir);
-
 class RolloutEngine {
  public:
   using Options = RolloutEngineOptions;

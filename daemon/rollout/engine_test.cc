@@ -444,18 +444,6 @@ TEST_F(EngineTest, ControlsAfterAbortAreRefused) {
   EXPECT_THAT(alembic_.calls(), ElementsAre("a"));
 }
 
-TEST(RemovePartialBackupsTest, RemovesOnlyPartialFiles) {
-  lockstep::testing::TempDir tmp("lockstep-partial");
-  fs::create_directories(tmp.path() + "/prod/t1");
-  std::ofstream(tmp.path() + "/prod/t1/20261202T1.sqlite3") << "done";
-  std::ofstream(tmp.path() + "/prod/t1/20261202T2.sqlite3.partial") << "half";
-  std::ofstream(tmp.path() + "/prod/t2.dump.partial") << "half";
-  EXPECT_EQ(RemovePartialBackups(tmp.path()), 2);
-  EXPECT_TRUE(fs::exists(tmp.path() + "/prod/t1/20261202T1.sqlite3"));
-  EXPECT_FALSE(fs::exists(tmp.path() + "/prod/t1/20261202T2.sqlite3.partial"));
-  EXPECT_EQ(RemovePartialBackups(tmp.path() + "/missing"), 0);
-}
-
 // A rollout left by a killed lockstepd, its step in `phase`, the database
 // holding `rows`: what Recover makes of it.
 struct SettleCase {
