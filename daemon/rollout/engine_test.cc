@@ -361,6 +361,47 @@ TEST_F(EngineTest, HaltsPastMaxFailuresWithTheCause) {
                                   "exit 1: sqlite3.OperationalError"));
 }
 
+// Issue 11 #2: no backup, no migration. The backup folder cannot be made
+// (a file stands where it should be; root ignores read-only modes), so no
+// backup can be taken: a step whose policy restores from one must fail
+// before Alembic runs; a step that restores nothing runs without one.
+TEST_F(EngineTest, NoBackupNoMigrationWhenTheFailurePolicyRestores) {
+  Db("a", {kAge});
+  Db("b", {kAge});
+  std::ofstream(dir_ + "/backups") << "not a folder\n";
+  Start(R"(
+  - name: dev
+    on_failure: restore
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+  - name: prod
+    after: dev
+    on_failure: leave
+    databases:
+      - {name: b, url: "sqlite:///b.db"}
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "halted"));  // max_failures 0
+  Rollout r = *engine_->Get(id);
+  EXPECT_EQ(Step(r, "a").state, "failed");
+  EXPECT_THAT(Step(r, "a").error,
+              HasSubstr("on_failure: restore needs a backup, and it failed (Alembic did not run)"));
+  EXPECT_EQ(Step(r, "a").rollback, "");  // nothing ran, nothing to undo
+  EXPECT_THAT(alembic_.calls(), ::testing::IsEmpty());
+  EXPECT_THAT(EventKinds(id), ::testing::Contains("backup_failed"));
+
+  // The same folder, and a policy that needs no backup: Alembic runs.
+  RolloutRequest req;
+  req.target = "heads";
+  req.requested_by = "test";
+  req.environments = {"prod"};
+  req.override_promotion = true;
+  absl::StatusOr<Rollout> started = engine_->Start(req);
+  ASSERT_TRUE(started.ok()) << started.status();
+  ASSERT_TRUE(WaitFor(started->id, "succeeded"));
+  EXPECT_THAT(alembic_.calls(), ::testing::ElementsAre("b"));
+}
+
 TEST_F(EngineTest, MaxParallelIsABound) {
   for (int i = 0; i < 6; ++i) Db(absl::StrCat("t", i), {kAge});
   std::string dbs;

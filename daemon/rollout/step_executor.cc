@@ -234,26 +234,27 @@ absl::StatusOr<bool> StepExecutor::ReplanPhase(StepContext& c) const {
   return false;
 }
 
-// When `backup: required` or `on_failure: restore`. A failed backup fails
-// the step when required, else it is an event and the step goes on.
+// When `backup: required` or `on_failure: restore`. No backup, no
+// migration: a failed backup fails the step before Alembic runs when the
+// backup is required, or when the failure policy would need it to restore
+// (a migration that failed half-way could not be undone). Only a backup
+// that nothing depends on may fail as an event, the step going on.
 absl::Status StepExecutor::BackupPhase(StepContext& c) const {
   RolloutStep& s = c.step();
   const RolloutStage& policy = c.job.policy;
-  if (!policy.backup_required && policy.on_failure != "restore") return absl::OkStatus();
+  const bool restore_needs_it = policy.on_failure == "restore";
+  if (!policy.backup_required && !restore_needs_it) return absl::OkStatus();
   c.journal.Enter(StepPhase::kBackup);
   Backup meta;
   meta.revisions = s.from;
   meta.rollout_id = c.job.rollout_id;
   absl::StatusOr<Backup> b = backups_.Take(*c.target, c.url, *c.inv, meta);
   if (!b.ok()) {
-    if (policy.backup_required) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("backup required, and it failed: ", b.status().message()));
-    }
-    c.journal.Event("backup_failed", absl::StrCat("backup failed (continuing: backup is not "
-                                                  "required): ",
-                                                  b.status().message()));
-    return absl::OkStatus();
+    std::string why = absl::StrCat(
+        policy.backup_required ? "backup required" : "on_failure: restore needs a backup",
+        ", and it failed (Alembic did not run): ", b.status().message());
+    c.journal.Event("backup_failed", why);
+    return absl::FailedPreconditionError(why);
   }
   s.backup_id = b->id;
   c.journal.Event("backup_taken",
