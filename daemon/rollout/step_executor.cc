@@ -237,8 +237,8 @@ absl::StatusOr<bool> StepExecutor::ReplanPhase(StepContext& c) const {
 // When `backup: required` or `on_failure: restore`. No backup, no
 // migration: a failed backup fails the step before Alembic runs when the
 // backup is required, or when the failure policy would need it to restore
-// (a migration that failed half-way could not be undone). Only a backup
-// that nothing depends on may fail as an event, the step going on.
+// (a migration that failed half-way could not be undone). Under any other
+// policy no backup is taken at all, so a failed backup always fails the step.
 absl::Status StepExecutor::BackupPhase(StepContext& c) const {
   RolloutStep& s = c.step();
   const RolloutStage& policy = c.job.policy;
