@@ -6,6 +6,7 @@
 #include <prometheus/registry.h>
 
 #include "absl/strings/str_join.h"
+#include "daemon/model/utf8.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -98,7 +99,8 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
     set(f.up, base, d.check_outcome == "ok" || d.check_outcome == "no_table" ? 1 : 0);
     set(f.pending, base, static_cast<double>(d.pending.size()));
     Labels info = base;
-    info["revision"] = d.revisions.empty() ? "none" : absl::StrJoin(d.revisions, ",");
+    // Version rows are bytes from the database: a label is valid UTF-8.
+    info["revision"] = d.revisions.empty() ? "none" : ValidUtf8(absl::StrJoin(d.revisions, ","));
     set(f.info, info, 1);
     for (const char* st : kStates) {
       Labels l = base;

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "daemon/model/utf8.h"
 
 extern char** environ;
 
@@ -23,6 +24,12 @@ namespace lockstep::daemon {
 namespace {
 
 constexpr size_t kMaxOutput = 64 * 1024;
+constexpr size_t kMaxLine = 4 * 1024;  // one output line passed to on_line
+
+// Keeps the last `max` bytes of `s`, starting on a character boundary.
+void KeepTail(std::string* s, size_t max) {
+  *s = std::string(CutUtf8Front(*s, max));
+}
 
 std::vector<std::string> MergedEnvironment(const std::vector<std::string>& extra) {
   std::map<std::string, std::string> vars;
@@ -78,16 +85,30 @@ void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time s
                      const std::function<void(const std::string& line)>& on_line,
                      ProcessResult* out) {
   ProcessResult& result = *out;
-  std::string pending;
+  std::string pending;    // the line being read, at most kMaxLine bytes of it
+  bool overlong = false;  // the line being read was cut; skip to its end
   auto emit = [&](absl::string_view chunk) {
     result.output.append(chunk.data(), chunk.size());
-    if (result.output.size() > 2 * kMaxOutput)
-      result.output.erase(0, result.output.size() - kMaxOutput);
-    pending.append(chunk.data(), chunk.size());
-    size_t nl;
-    while ((nl = pending.find('\n')) != std::string::npos) {
-      if (on_line) on_line(pending.substr(0, nl));
-      pending.erase(0, nl + 1);
+    if (result.output.size() > 2 * kMaxOutput) KeepTail(&result.output, kMaxOutput);
+    while (!chunk.empty()) {
+      size_t nl = chunk.find('\n');
+      absl::string_view part = chunk.substr(0, nl);
+      if (!overlong) pending.append(part.data(), part.size());
+      if (pending.size() > kMaxLine) {
+        // One line as long as a whole output would be one event as large
+        // as a reply may be: pass its start on, drop the rest.
+        if (on_line && !overlong) {
+          on_line(absl::StrCat(std::string(CutUtf8(pending, kMaxLine)), " … (line cut at ", kMaxLine,
+                               " bytes)"));
+        }
+        overlong = true;
+        pending.clear();
+      }
+      if (nl == absl::string_view::npos) break;
+      if (on_line && !overlong) on_line(pending);
+      pending.clear();
+      overlong = false;
+      chunk.remove_prefix(nl + 1);
     }
   };
   absl::Time term_sent = absl::InfiniteFuture();
@@ -121,8 +142,8 @@ void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time s
     }
   }
   ::close(read_fd);
-  if (!pending.empty() && on_line) on_line(pending);
-  if (result.output.size() > kMaxOutput) result.output.erase(0, result.output.size() - kMaxOutput);
+  if (!pending.empty() && !overlong && on_line) on_line(pending);
+  if (result.output.size() > kMaxOutput) KeepTail(&result.output, kMaxOutput);
 }
 
 namespace {

@@ -44,7 +44,8 @@ struct ProcessResult {
 
 // Runs `spec` to the end. `cancel` (may be null) is polled every 100 ms; when
 // it turns true the child gets SIGTERM, then SIGKILL after the grace time.
-// `on_start` gets the pid once the child runs; `on_line` every output line.
+// `on_start` gets the pid once the child runs; `on_line` every output line
+// (a line over 4 KiB: its start, marked as cut).
 ProcessResult RunProcess(const ProcessSpec& spec, const std::atomic<bool>* cancel,
                          const std::function<void(int pid)>& on_start,
                          const std::function<void(const std::string& line)>& on_line);

@@ -10,7 +10,9 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
+#include "daemon/model/utf8.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -32,6 +34,31 @@ TEST(ProcessTest, CapturesLinesExitCodeAndEnvironment) {
   EXPECT_FALSE(r.ok());
   EXPECT_THAT(lines, ElementsAre("one", "two secret-in-env"));
   EXPECT_EQ(r.Describe(), "exit 3");
+}
+
+// One long line (a migration printing a blob) is one event, not 1 MB of
+// it: its start, marked, then the next lines as they are. The output kept
+// is its last 64 KiB, cut on a character boundary.
+TEST(ProcessTest, AnOverlongLineIsCutAndTheOutputKeepsWholeCharacters) {
+  ProcessSpec spec;
+  // 300,000 two-byte characters (é) without a newline, then two lines.
+  spec.argv = {"/usr/bin/python3", "-c",
+               "import sys; sys.stdout.write('\u00e9' * 300000 + 'x\\nnext\\nlast'); "
+               "sys.stdout.flush()"};
+  spec.env = {"PYTHONIOENCODING=utf-8"};
+  std::vector<std::string> lines;
+  ProcessResult r =
+      RunProcess(spec, nullptr, nullptr, [&](const std::string& l) { lines.push_back(l); });
+  ASSERT_EQ(r.exit_code, 0) << r.output.substr(0, 200);
+  ASSERT_THAT(lines, ::testing::SizeIs(3));
+  EXPECT_LE(lines[0].size(), 4096u + 40u);
+  EXPECT_THAT(lines[0], HasSubstr("(line cut at 4096 bytes)"));
+  EXPECT_TRUE(IsValidUtf8(lines[0]));
+  EXPECT_EQ(lines[1], "next");
+  EXPECT_EQ(lines[2], "last");
+  EXPECT_LE(r.output.size(), 64u * 1024u);
+  EXPECT_TRUE(IsValidUtf8(r.output));
+  EXPECT_TRUE(absl::EndsWith(r.output, "x\nnext\nlast"));
 }
 
 TEST(ProcessTest, TimeoutStopsTheWholeGroup) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "daemon/model/utf8.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -51,7 +52,7 @@ std::string Unwrap(absl::string_view line) {
 }
 
 std::string Shorten(std::string line) {
-  if (line.size() > kMaxLength) line = absl::StrCat(line.substr(0, kMaxLength), "…");
+  if (line.size() > kMaxLength) line = absl::StrCat(std::string(CutUtf8(line, kMaxLength)), "…");
   return line;
 }
 

@@ -8,7 +8,9 @@
 #include "migrations/resolver.h"
 #include "migrations/revision_error.h"
 #include "migrations/traversal.h"
+#include "daemon/model/utf8.h"
 #include "daemon/rpc/proto_convert.h"
+#include "daemon/rpc/reply_text.h"
 #include "daemon/rpc/request_bounds.h"
 
 namespace lockstep::daemon {
@@ -62,7 +64,7 @@ void ToProto(const migrations::RevisionGraph& g, int i, v1::Revision* out) {
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), ValidUtf8(std::string(status.message())));
 }
 
 grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetRequest* req,
@@ -107,7 +109,7 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
   }
   ToProto(s->graph, resp->mutable_graph());
   SetTime(s->refreshed_at, resp->mutable_refreshed_at());
-  return grpc::Status::OK;
+  return FinishReply(resp);
 }
 
 grpc::Status LockstepService::GetDatabase(grpc::ServerContext*, const v1::GetDatabaseRequest* req,
@@ -134,7 +136,7 @@ grpc::Status LockstepService::GetDatabase(grpc::ServerContext*, const v1::GetDat
     Copy(c.to, out->mutable_to());
     SetTime(c.observed_at, out->mutable_observed_at());
   }
-  return grpc::Status::OK;
+  return FinishReply(resp);
 }
 
 grpc::Status LockstepService::Refresh(grpc::ServerContext* ctx, const v1::RefreshRequest*,
@@ -167,7 +169,7 @@ grpc::Status LockstepService::GetGraph(grpc::ServerContext*, const v1::GetGraphR
   Copy(g.Ids(g.heads()), resp->mutable_heads());
   Copy(g.Ids(g.bases()), resp->mutable_bases());
   ToProto(reconciler_->Snapshot()->graph, resp->mutable_status());
-  return grpc::Status::OK;
+  return FinishReply(resp);
 }
 
 grpc::Status LockstepService::GetHistory(grpc::ServerContext*, const v1::GetHistoryRequest* req,
@@ -198,7 +200,7 @@ grpc::Status LockstepService::GetHistory(grpc::ServerContext*, const v1::GetHist
                         migrations::CommandErrorMessage(revs.status(), c));
   }
   for (int i : *revs) ToProto(p->graph(), i, resp->add_revisions());
-  return grpc::Status::OK;
+  return FinishReply(resp);
 }
 
 }  // namespace lockstep::daemon

@@ -2,6 +2,7 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/rpc/lockstep_service.h"
 #include "daemon/rpc/proto_convert.h"
+#include "daemon/rpc/reply_text.h"
 #include "daemon/rpc/request_bounds.h"
 
 namespace lockstep::daemon {
@@ -103,7 +104,7 @@ void ToProto(const PlanProblem& p, v1::PlanProblem* out) {
 grpc::Status Reply(const absl::StatusOr<Rollout>& r, v1::RolloutResponse* resp) {
   if (!r.ok()) return ToGrpc(r.status());
   ToProto(*r, resp->mutable_rollout());
-  return grpc::Status::OK;
+  return FinishReply(resp);
 }
 
 grpc::Status RequireId(const std::string& id) {
@@ -133,7 +134,7 @@ grpc::Status LockstepService::PlanRollout(grpc::ServerContext*, const v1::StartR
   for (const PlanProblem& p : plan->problems) ToProto(p, resp->add_problems());
   for (const PlanProblem& p : plan->overridden) ToProto(p, resp->add_overridden());
   Copy(plan->notes, resp->mutable_notes());
-  return grpc::Status::OK;
+  return FinishReply(resp);
 }
 
 grpc::Status LockstepService::StartRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,
@@ -172,6 +173,7 @@ grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
       out.set_database(e.database);
       out.set_message(e.message);
       out.set_rollout_state(state);
+      MakeValidUtf8(&out);
       if (!writer->Write(out))
         return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
       after = e.seq;
@@ -217,7 +219,7 @@ grpc::Status LockstepService::ListRollouts(grpc::ServerContext*, const v1::ListR
   absl::StatusOr<std::vector<Rollout>> list = engine_->List(req->limit() > 0 ? req->limit() : 20);
   if (!list.ok()) return ToGrpc(list.status());
   for (const Rollout& r : *list) ToProto(r, resp->add_rollouts());
-  return grpc::Status::OK;
+  return FinishReply(resp);
 }
 
 grpc::Status LockstepService::GetRollout(grpc::ServerContext*, const v1::GetRolloutRequest* req,
@@ -247,7 +249,7 @@ grpc::Status LockstepService::ListBackups(grpc::ServerContext*, const v1::ListBa
       engine_->Backups(req->environment(), req->database(), req->limit() > 0 ? req->limit() : 50);
   if (!list.ok()) return ToGrpc(list.status());
   for (const Backup& b : *list) ToProto(b, resp->add_backups());
-  return grpc::Status::OK;
+  return FinishReply(resp);
 }
 
 grpc::Status LockstepService::RestoreBackup(grpc::ServerContext*,
@@ -262,7 +264,7 @@ grpc::Status LockstepService::RestoreBackup(grpc::ServerContext*,
   if (r->safety.id != 0) ToProto(r->safety, resp->mutable_safety_backup());
   Copy(r->revisions, resp->mutable_revisions());
   resp->set_changed(r->changed);
-  return grpc::Status::OK;
+  return FinishReply(resp);
 }
 
 }  // namespace lockstep::daemon
