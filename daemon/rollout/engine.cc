@@ -53,6 +53,12 @@ struct RolloutEngine::Active {
   std::string stop_reason;          // why pending steps are skipped
   std::atomic<bool> cancel{false};  // stops running Alembic processes (abort, Stop)
   std::set<size_t> canary_gates_passed;  // stages whose canary gate is behind them
+  // The approval gate the runner waits at now, if any: an approval applies
+  // to it alone (never to a gate ahead), so a second `approve` cannot vouch
+  // for canaries that have not run yet.
+  enum class Gate { kNone, kStage, kCanaries };
+  Gate waiting = Gate::kNone;
+  size_t waiting_stage = 0;
 };
 
 RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore* store,
@@ -308,37 +314,32 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
   std::lock_guard<std::mutex> lock(mu_);
   absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
   if (!a.ok()) return a.status();
-  Rollout& r = (*a)->r;
-  for (size_t i = 0; i < r.stages.size(); ++i) {
-    RolloutStage& s = r.stages[i];
-    if (!s.approval_required || !s.approved_by.empty()) continue;
-    if (s.state != "pending" && s.state != "soaking" && s.state != "awaiting_approval") continue;
-    s.approved_by = who.empty() ? "unnamed" : who;
+  Active& active = **a;
+  // Only the gate waiting at this moment: a stage gate ahead, or the canary
+  // gate of a stage whose canaries have not run, is not approved in advance.
+  if (active.waiting == Active::Gate::kNone) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("rollout ", id, " has no stage waiting for approval"));
+  }
+  const size_t i = active.waiting_stage;
+  RolloutStage& s = active.r.stages[i];
+  const std::string by = who.empty() ? "unnamed" : who;
+  if (active.waiting == Active::Gate::kStage) {
+    s.approved_by = by;
     s.approved_at = clock_->Now();
-    SaveStage(**a, i);
-    Emit(**a, "approved", s.environment, "",
-         absl::StrCat(s.environment, " approved by ", s.approved_by));
-    return absl::OkStatus();
-  }
-  // The canary gate is approved only once the canaries are done and held:
-  // an approval given before would vouch for nothing.
-  for (size_t i = 0; i < r.stages.size(); ++i) {
-    RolloutStage& s = r.stages[i];
-    if (!s.canary_approval_required || !s.canary_approved_by.empty() ||
-        s.state != "awaiting_approval") {
-      continue;
-    }
-    s.canary_approved_by = who.empty() ? "unnamed" : who;
+    SaveStage(active, i);
+    Emit(active, "approved", s.environment, "", absl::StrCat(s.environment, " approved by ", by));
+  } else {
+    s.canary_approved_by = by;
     s.canary_approved_at = clock_->Now();
-    SaveStage(**a, i);
-    Emit(**a, "approved", s.environment, "",
-         absl::StrCat(s.environment, " canaries approved by ", s.canary_approved_by,
+    SaveStage(active, i);
+    Emit(active, "approved", s.environment, "",
+         absl::StrCat(s.environment, " canaries approved by ", by,
                       "; the other databases start"));
-    changed_.notify_all();
-    return absl::OkStatus();
   }
-  return absl::FailedPreconditionError(
-      absl::StrCat("rollout ", id, " has no stage waiting for approval"));
+  active.waiting = Active::Gate::kNone;  // one approval per gate
+  changed_.notify_all();
+  return absl::OkStatus();
 }
 
 absl::Status RolloutEngine::Pause(const std::string& id, const std::string& who) {
@@ -392,7 +393,8 @@ absl::Status RolloutEngine::Abort(const std::string& id, const std::string& who)
   (*a)->cancel = true;
   (*a)->stop_reason = absl::StrCat("rollout aborted by ", who.empty() ? "an unnamed caller" : who);
   Emit(**a, "aborted", "", "",
-       (*a)->stop_reason + "; a running Alembic is stopped and its database restored");
+       (*a)->stop_reason +
+           "; a running Alembic is stopped and its database rolled back as on_failure says");
   return absl::OkStatus();
 }
 
@@ -645,7 +647,11 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
       SaveHeader(a);
       Emit(a, "awaiting_approval", st.environment, "", a.r.reason);
       UpdateGauges();
-      if (!WaitUntil(lock, a, [&st] { return !st.approved_by.empty(); })) return false;
+      a.waiting = Active::Gate::kStage;
+      a.waiting_stage = i;
+      const bool approved = WaitUntil(lock, a, [&st] { return !st.approved_by.empty(); });
+      a.waiting = Active::Gate::kNone;
+      if (!approved) return false;
     }
   }
   if (st.state != "running") {
@@ -837,7 +843,11 @@ bool RolloutEngine::CanaryGate(Active& a, size_t i) {
     SaveHeader(a);
     Emit(a, "awaiting_approval", st.environment, "", a.r.reason);
     UpdateGauges();
-    if (!WaitUntil(lock, a, [&st] { return !st.canary_approved_by.empty(); })) return false;
+    a.waiting = Active::Gate::kCanaries;
+    a.waiting_stage = i;
+    const bool approved = WaitUntil(lock, a, [&st] { return !st.canary_approved_by.empty(); });
+    a.waiting = Active::Gate::kNone;
+    if (!approved) return false;
   }
   if (st.state != "running") {
     st.state = "running";

@@ -6,12 +6,14 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -297,6 +299,52 @@ TEST_F(EngineTest, CanarySoakAndApprovalHoldTheRest) {
                                                        "awaiting_approval", "approved"}));
 }
 
+// An approval applies to the gate waiting at that moment, once: a second
+// `approve` (or ten at once, or pause, approve, approve, resume) given at the
+// stage gate must not pre-approve the canary gate ahead of it.
+TEST_F(EngineTest, AnApprovalAppliesToTheOneGateWaiting) {
+  for (const char* t : {"t1", "t2", "t3"}) Db(t, {kAge});
+  Start(R"(
+  - name: prod
+    approval: required
+    canary: [t2]
+    canary_approval: required
+    databases:
+      - {name: t1, url: "sqlite:///t1.db"}
+      - {name: t2, url: "sqlite:///t2.db"}
+      - {name: t3, url: "sqlite:///t3.db"}
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "awaiting_approval"));
+  ASSERT_TRUE(engine_->Pause(id, "ops").ok());
+  std::vector<std::thread> approvers;
+  std::atomic<int> approved{0}, refused{0};
+  for (int i = 0; i < 10; ++i) {
+    approvers.emplace_back([&, i] {
+      absl::Status s = engine_->Approve(id, absl::StrCat("approver-", i));
+      (s.ok() ? approved : refused)++;
+      if (!s.ok()) EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    });
+  }
+  for (std::thread& t : approvers) t.join();
+  EXPECT_EQ(approved.load(), 1);
+  EXPECT_EQ(refused.load(), 9);
+  ASSERT_TRUE(engine_->Resume(id, "ops").ok());
+  // The canary runs, then the rollout waits at the canary gate: nobody has
+  // approved that one.
+  ASSERT_TRUE(alembic_.WaitStarted("t2"));
+  ASSERT_TRUE(WaitFor(id, "awaiting_approval"));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_THAT(alembic_.calls(), ElementsAre("t2"));
+  Rollout r = *engine_->Get(id);
+  EXPECT_THAT(r.stages[0].approved_by, HasSubstr("approver-"));
+  EXPECT_EQ(r.stages[0].canary_approved_by, "");
+  ASSERT_TRUE(engine_->Approve(id, "carol").ok());
+  ASSERT_TRUE(WaitFor(id, "succeeded"));
+  EXPECT_EQ(engine_->Get(id)->stages[0].canary_approved_by, "carol");
+  EXPECT_EQ(alembic_.calls().size(), 3u);
+}
+
 TEST_F(EngineTest, ACanaryThatMovesDuringItsSoakHalts) {
   for (const char* t : {"t1", "t2"}) Db(t, {kAge});
   Start(R"(
@@ -449,6 +497,9 @@ TEST_F(EngineTest, PauseLetsRunningStepsFinishResumeGoesOnAbortStops) {
   EXPECT_EQ(Step(r, "b").state, "succeeded");
   EXPECT_EQ(Step(r, "c").state, "failed");
   EXPECT_THAT(Step(r, "c").error, HasSubstr("stopped by abort"));
+  // Rolled back as on_failure says (leave), not "restored" from a backup
+  // that on_failure: leave never took.
+  EXPECT_EQ(Step(r, "c").rollback, "left");
   EXPECT_THAT(Rows(dir_ + "/c.db"), ElementsAre(kAge));
   // Controls after the end are refused.
   EXPECT_EQ(engine_->Pause(id, "erin").code(), absl::StatusCode::kFailedPrecondition);

@@ -317,14 +317,14 @@ std::string StepExecutor::VerifyPhase(StepContext& c, const ProcessResult& run,
                       ", not the planned ", RowsText(s.expected));
 }
 
-// Brings a failed step back to where it started, as the policy says (an
-// aborted one always restored), and checks. Returns the step's error.
+// Brings a failed (or aborted) step back to where it started, as the
+// stage's on_failure says, and checks. Returns the step's error.
 std::string StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& run,
                                         const VersionRead& after, std::string error) const {
   RolloutStep& s = c.step();
   const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
   const bool pg = c.url.dialect == config::Dialect::kPostgresql;
-  const std::string how = run.cancelled ? "restore" : c.job.policy.on_failure;
+  const std::string& how = c.job.policy.on_failure;
   if (how == "restore" && pg && readable && after.rows == s.from) {
     s.rollback = "rolled_back";  // PostgreSQL's transactional DDL undid it
     c.journal.Event("rolled_back",
