@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "config/database_identity.h"
 
 namespace lockstep::config {
 
@@ -446,31 +447,29 @@ class Loader {
 
   // One database listed twice (in one environment or two) would be checked
   // and migrated twice, possibly by two rollouts at once: an error naming
-  // both entries. "The same" is the same server and database (or the same
-  // SQLite file, symbolic links resolved) and the same version table; the
-  // user and options of the URL do not make it another database.
+  // both entries (DatabaseIdentity says what "the same" is). lockstepd's own
+  // files are never fleet databases.
   void DuplicateDatabases(const Inventory& inv) {
     std::map<std::string, std::string> seen;  // identity -> "env/name (line N)"
     for (const EnvironmentConfig& env : inv.environments) {
       for (const DatabaseConfig& db : env.databases) {
         const DatabaseUrl& u = db.url;
-        std::string where = u.database;
+        const std::string entry = absl::StrCat(env.name, "/", db.name);
+        const std::string at =
+            absl::StrCat(file_, ":", db.line, ": environments[", env.name, "].databases: ");
         if (u.dialect == Dialect::kSqlite) {
-          if (where == ":memory:") continue;
-          std::error_code ec;
-          std::filesystem::path canonical = std::filesystem::weakly_canonical(where, ec);
-          if (!ec) where = canonical.string();
-        } else {
-          where = absl::StrCat(u.host, ":", u.port, "/", u.database);
+          if (std::string why = OwnFileReason(inv.server, u.database); !why.empty()) {
+            errors_.push_back(absl::StrCat(at, entry, " is ", u.database, ", but ", why,
+                                           "; lockstepd never migrates its own files"));
+            continue;
+          }
         }
-        std::string identity = absl::StrCat(static_cast<int>(u.dialect), "|", where, "|",
-                                            db.version_table_schema, ".", db.version_table);
-        std::string entry = absl::StrCat(env.name, "/", db.name, " (", file_, ":", db.line, ")");
-        auto [it, fresh] = seen.emplace(identity, entry);
+        std::string identity = DatabaseIdentity(u, db.version_table_schema, db.version_table);
+        if (identity.empty()) continue;
+        auto [it, fresh] =
+            seen.emplace(identity, absl::StrCat(entry, " (", file_, ":", db.line, ")"));
         if (!fresh) {
-          errors_.push_back(absl::StrCat(file_, ":", db.line, ": environments[", env.name,
-                                         "].databases: ", env.name, "/", db.name,
-                                         " is the same database as ", it->second, ": ",
+          errors_.push_back(absl::StrCat(at, entry, " is the same database as ", it->second, ": ",
                                          u.Redacted(), "; list each database once"));
         }
       }

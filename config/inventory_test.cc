@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 namespace lockstep::config {
 namespace {
@@ -155,6 +156,36 @@ environments:
   EXPECT_THAT(m, Not(HasSubstr("pg3")));
   EXPECT_THAT(m, Not(HasSubstr("pg4")));  // another version table: another Alembic project
   EXPECT_THAT(m, Not(HasSubstr(":pw@")));
+}
+
+TEST(InventoryTest, LockstepdsOwnFilesAreNeverFleetDatabases) {
+  const std::string dir = (std::filesystem::temp_directory_path() / "lockstep-own-files").string();
+  std::filesystem::create_directories(dir + "/backups");
+  std::ofstream(dir + "/t1.db") << "";
+  std::filesystem::remove(dir + "/t1-link.db");
+  std::filesystem::create_hard_link(dir + "/t1.db", dir + "/t1-link.db");
+  auto inv = ParseInventory(R"(
+server: {state: state.db, backup_dir: backups}
+project: {scripts: s}
+environments:
+  - name: prod
+    databases:
+      - {name: store, url: "sqlite:///state.db"}
+      - {name: wal, url: "sqlite:///./state.db-wal"}
+      - {name: old, url: "sqlite:///backups/prod/t1/1.db"}
+      - {name: t1, url: "sqlite:///t1.db"}
+      - {name: t1b, url: "sqlite:///t1-link.db"}
+)",
+                            dir + "/f.yaml");
+  ASSERT_FALSE(inv.ok());
+  const std::string m(inv.status().message());
+  EXPECT_THAT(m, HasSubstr("f.yaml:7: environments[prod].databases: prod/store is " + dir +
+                           "/state.db, but it is lockstepd's state store (server.state"));
+  EXPECT_THAT(m, HasSubstr("prod/wal is " + dir + "/state.db-wal, but it is lockstepd's state "
+                           "store-wal"));
+  EXPECT_THAT(m, HasSubstr("prod/old is " + dir +
+                           "/backups/prod/t1/1.db, but it is in lockstepd's backup folder"));
+  EXPECT_THAT(m, HasSubstr("prod/t1b is the same database as prod/t1"));  // a hard link
 }
 
 TEST(InventoryTest, CanaryGateKeysNeedCanaries) {

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "config/database_identity.h"
 #include "migrations/classify.h"
 #include "migrations/resolver.h"
 #include "migrations/revision_error.h"
@@ -214,14 +215,25 @@ absl::Status Reconciler::Refresh() {
                                inv->server.max_connections_per_server};
   std::vector<Planned> plan;
   std::map<std::string, std::vector<std::string>> discover_errors;
+  // Who claims each database (DatabaseIdentity) and each name: listed
+  // databases first, in every environment, so that a listed database wins
+  // over a discovered one; then discovered ones, first claim wins. A
+  // discovered database that another entry already claims is left out with
+  // an error naming both: it is never checked or migrated twice, nor by the
+  // rollout of an environment it was not given to.
+  std::map<std::string, std::string> claimed;  // identity -> "env/name"
+  std::map<std::string, std::set<std::string>> names;  // env -> names
   for (const config::EnvironmentConfig& env : inv->environments) {
-    std::set<std::string> names;
     for (const config::DatabaseConfig& db : env.databases) {
-      names.insert(db.name);
-      plan.push_back({{env.name + "/" + db.name, db.url, db.secret, db.version_table,
-                       db.version_table_schema},
+      names[env.name].insert(db.name);
+      const std::string key = env.name + "/" + db.name;
+      claimed.emplace(config::DatabaseIdentity(db.url, db.version_table_schema, db.version_table),
+                      key);
+      plan.push_back({{key, db.url, db.secret, db.version_table, db.version_table_schema},
                       &env, db.name, db.labels, false});
     }
+  }
+  for (const config::EnvironmentConfig& env : inv->environments) {
     for (const config::DiscoverRule& rule : env.discover) {
       absl::StatusOr<std::vector<std::string>> found = DiscoverDatabases(rule, reader_options);
       if (!found.ok()) {
@@ -253,12 +265,42 @@ absl::Status Reconciler::Refresh() {
                                                            "' skipped: ", config::kNamePatternText));
           continue;
         }
-        if (!names.insert(p.name).second) continue;  // listed explicitly already
-        p.target.name = env.name + "/" + p.name;
+        const std::string key = env.name + "/" + p.name;
+        const std::string shown = rule.glob.empty() ? p.name : config::Printable(item);
+        if (!rule.glob.empty()) {
+          if (std::string why = config::OwnFileReason(inv->server, item); !why.empty()) {
+            discover_errors[env.name].push_back(
+                absl::StrCat("discovered ", shown, " skipped: ", why,
+                             "; lockstepd never migrates its own files"));
+            continue;
+          }
+        }
+        const std::string identity = config::DatabaseIdentity(
+            p.target.url, p.target.version_table_schema, p.target.version_table);
+        if (auto it = claimed.find(identity); it != claimed.end()) {
+          if (it->second != key) {
+            discover_errors[env.name].push_back(absl::StrCat(
+                "discovered ", shown, " skipped: it is the same database as ", it->second,
+                "; each database belongs to one entry"));
+          }
+          continue;
+        }
+        if (!names[env.name].insert(p.name).second) {
+          discover_errors[env.name].push_back(
+              absl::StrCat("discovered ", shown, " skipped: ", key,
+                           " names another database already; rename one of them"));
+          continue;
+        }
+        claimed.emplace(identity, key);
+        p.target.name = key;
         plan.push_back(std::move(p));
       }
     }
   }
+  // Shown environment by environment, listed before discovered.
+  std::stable_sort(plan.begin(), plan.end(), [](const Planned& a, const Planned& b) {
+    return std::less<const config::EnvironmentConfig*>()(a.env, b.env);
+  });
 
   // Check with bounded concurrency.
   std::vector<VersionRead> reads(plan.size());

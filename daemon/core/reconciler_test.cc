@@ -383,5 +383,45 @@ environments:
   EXPECT_EQ(s->Find("prod", "initech")->labels.at("tier"), "tenant");
 }
 
+// A glob never takes lockstepd's own files, nor a database another entry
+// has: the state store in the tenants' folder (the demo's own layout), a
+// file listed in another environment, a hard link to it, or a name that
+// two folders share. Each is left out with an error that names both.
+TEST_F(ReconcilerTest, DiscoveryTakesNoOwnFileAndNoDatabaseTwice) {
+  fs::create_directories(dir_ + "/a");
+  fs::create_directories(dir_ + "/b");
+  for (const char* f : {"acme.db", "a/t1.db", "b/t1.db", "listed.db"}) {
+    Alembic("sqlite:///" + dir_ + "/" + f, {"upgrade", "heads"});
+  }
+  fs::create_hard_link(dir_ + "/listed.db", dir_ + "/alias.db");
+  auto r = Start(R"(
+server: {state: state.db, backup_dir: backups}
+project: {alembic_ini: project/alembic.ini}
+environments:
+  - name: staging
+    databases: [{discover: {glob: "*.db"}}, {discover: {glob: "a/*.db"}}, {discover: {glob: "b/*.db"}}]
+  - name: prod
+    after: staging
+    databases: [{name: main, url: "sqlite:///listed.db"}]
+)");
+  ASSERT_NE(r, nullptr);
+  fs::create_directories(dir_ + "/backups");
+  std::ofstream(dir_ + "/backups/note.db") << "";
+  ASSERT_TRUE(r->Refresh().ok());
+  auto s = r->Snapshot();
+  std::vector<std::string> keys;
+  for (const DatabaseStatus& d : s->databases) keys.push_back(d.key());
+  EXPECT_THAT(keys, ElementsAre("staging/acme", "staging/t1", "prod/main"));
+  EXPECT_EQ(s->Find("staging", "t1")->url, "sqlite:///" + dir_ + "/a/t1.db");
+  std::string errors;
+  for (const EnvironmentStatus& e : s->environments) {
+    for (const std::string& m : e.discover_errors) errors += m + "\n";
+  }
+  EXPECT_THAT(errors, HasSubstr("state.db skipped: it is lockstepd's state store"));
+  EXPECT_THAT(errors, HasSubstr("alias.db skipped: it is the same database as prod/main"));
+  EXPECT_THAT(errors, HasSubstr("listed.db skipped: it is the same database as prod/main"));
+  EXPECT_THAT(errors, HasSubstr("b/t1.db skipped: staging/t1 names another database already"));
+}
+
 }  // namespace
 }  // namespace lockstep::daemon
