@@ -61,6 +61,12 @@ void AddControl(CLI::App* c) {
 
 void AddLimit(CLI::App* c) { Value(c, "--limit", "N", "at most N"); }
 
+void AddRetryFor(CLI::App* c) {
+  Value(c, "--retry-for", "DURATION",
+        "while following, reconnect to an unavailable lockstepd this long, then fail "
+        "(default 60s)");
+}
+
 // Every command: where the overview lists it, its one-line description and
 // its arguments and options. The overview lists them in this order.
 struct CommandDef {
@@ -105,9 +111,13 @@ constexpr CommandDef kCommands[] = {
        AddRolloutRequest(c);
        Flag(c, "--watch", "follow it to the end (exit code: how it ended)");
        Flag(c, "--wait", "the same as --watch");
+       AddRetryFor(c);
      }},
     {"watch", kOnline, "follow a rollout (past events first)",
-     [](CLI::App* c) { Argument(c, "ID", true, "the rollout"); }},
+     [](CLI::App* c) {
+       Argument(c, "ID", true, "the rollout");
+       AddRetryFor(c);
+     }},
     {"rollouts", kOnline, "the newest rollouts", AddLimit},
     {"approve", kOnline, "approve a rollout waiting for approval", AddControl},
     {"pause", kOnline, "pause a rollout", AddControl},
@@ -118,6 +128,7 @@ constexpr CommandDef kCommands[] = {
        Argument(c, "ENV/NAME", true, "the database");
        Value(c, "--to", "REV", "the revision to downgrade to")->required();
        AddActor(c);
+       AddRetryFor(c);
      }},
     {"backups", kOnline, "the backup catalog, newest first",
      [](CLI::App* c) {

@@ -4,11 +4,14 @@
 
 #include <cstdlib>
 #include <map>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/json_writer.h"
 #include "client/offline_commands.h"
 
@@ -287,8 +290,28 @@ class Progress {
 
 // Follows a rollout's events until it ends (or waits for approval, which a
 // pipeline cannot give itself). Returns the exit code for its final state.
-int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id) {
+// --retry-for DURATION (default 60s): how long a follower keeps
+// reconnecting to a lockstepd that does not answer. False (after saying
+// why) when malformed.
+bool RetryFor(Context& c, absl::Duration* retry_for) {
+  *retry_for = absl::Seconds(60);
+  std::optional<std::string> v = c.args.Option("retry-for");
+  if (!v) return true;
+  int64_t seconds = 0;
+  if (absl::SimpleAtoi(*v, &seconds) && seconds >= 0) {
+    *retry_for = absl::Seconds(seconds);
+    return true;
+  }
+  if (absl::ParseDuration(*v, retry_for) && *retry_for >= absl::ZeroDuration()) return true;
+  c.err << "lockstep " << c.args.command << ": --retry-for takes a duration (60s, 5m) or "
+        << "seconds, not '" << *v << "'\n";
+  return false;
+}
+
+int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id, absl::Duration retry_for) {
   const bool tty = ::isatty(1) && !c.json;
+  // Since when lockstepd has not answered (InfiniteFuture: it answers).
+  absl::Time unavailable_since = absl::InfiniteFuture();
   const bool verbose = c.args.Flag("verbose");
   Progress progress(c.out);
   int64_t after = 0;
@@ -302,6 +325,7 @@ int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id) {
     v1::RolloutEvent e;
     bool awaiting = false;
     while (reader->Read(&e)) {
+      unavailable_since = absl::InfiniteFuture();
       after = e.seq();
       last_state = e.rollout_state();
       if (!c.json && (e.kind() != "output" || verbose)) {
@@ -327,7 +351,16 @@ int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id) {
     grpc::Status s = reader->Finish();
     if (!awaiting && !s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
       if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
-        // lockstepd restarted (or is restarting): follow again from where we were.
+        // lockstepd restarted (or is restarting): follow again from where
+        // we were, for a while; a wrong --server must not hang forever.
+        const absl::Time now = absl::Now();
+        if (unavailable_since == absl::InfiniteFuture()) {
+          unavailable_since = now;
+          c.err << "lockstep " << c.args.command << ": lockstepd at " << c.server
+                << " is unavailable; reconnecting for up to " << absl::FormatDuration(retry_for)
+                << " (--retry-for)\n";
+        }
+        if (now - unavailable_since >= retry_for) return RpcFailure(c, s);
         ::sleep(1);
         continue;
       }
@@ -436,13 +469,15 @@ int Start(Context& c, v1::Lockstep::Stub& stub) {
              "what it would do\n";
     return kExitUsage;
   }
+  absl::Duration retry_for;
+  if (!RetryFor(c, &retry_for)) return kExitUsage;
   v1::RolloutResponse resp;
   int rc = Call(c, stub, &v1::Lockstep::Stub::StartRollout, RolloutRequestFrom(c.args), &resp,
                 kChangeSeconds);
   if (rc != kExitOk) return rc;
   if (c.args.Flag("watch") || c.args.Flag("wait")) {
     if (!c.json) c.out << "rollout " << resp.rollout().id() << " started\n";
-    return Watch(c, stub, resp.rollout().id());
+    return Watch(c, stub, resp.rollout().id(), retry_for);
   }
   if (!c.json) {
     c.out << "rollout " << resp.rollout().id() << " started; follow it with: lockstep watch "
@@ -506,6 +541,8 @@ int Downgrade(Context& c, v1::Lockstep::Stub& stub) {
     c.err << "lockstep downgrade: expects ENV/NAME --to REV\n";
     return kExitUsage;
   }
+  absl::Duration retry_for;
+  if (!RetryFor(c, &retry_for)) return kExitUsage;
   const std::string& arg = c.args.positional[0];
   v1::DowngradeRequest req;
   req.set_environment(arg.substr(0, arg.find('/')));
@@ -516,7 +553,7 @@ int Downgrade(Context& c, v1::Lockstep::Stub& stub) {
   int rc = Call(c, stub, &v1::Lockstep::Stub::Downgrade, req, &resp, kChangeSeconds);
   if (rc != kExitOk) return rc;
   if (!c.json) c.out << "downgrade " << resp.rollout().id() << " started\n";
-  return Watch(c, stub, resp.rollout().id());
+  return Watch(c, stub, resp.rollout().id(), retry_for);
 }
 
 int Backups(Context& c, v1::Lockstep::Stub& stub) {
@@ -615,7 +652,9 @@ int RunRolloutCommand(Context& c, v1::Lockstep::Stub& stub) {
   }
   if (cmd == "watch") {
     if (int u = NeedId(c); u != kExitOk) return u;
-    return Watch(c, stub, c.args.positional[0]);
+    absl::Duration retry_for;
+    if (!RetryFor(c, &retry_for)) return kExitUsage;
+    return Watch(c, stub, c.args.positional[0], retry_for);
   }
   if (cmd == "rollouts") return Rollouts(c, stub);
   if (cmd == "approve") return Control(c, stub, &v1::Lockstep::Stub::ApproveRollout);

@@ -217,6 +217,25 @@ environments:
                 f.write(good)
             self.proc.send_signal(signal.SIGHUP)
 
+    def test_4c_watch_gives_up_on_an_unavailable_server(self):
+        # A wrong --server: watch says it reconnects, then fails with the
+        # connection error after --retry-for, instead of hanging.
+        port = free_port()
+        start = time.time()
+        p = subprocess.run([LOCKSTEP, "--server", "127.0.0.1:%d" % port, "watch", "r-x",
+                            "--retry-for", "2s"], capture_output=True, text=True, timeout=60)
+        took = time.time() - start
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("lockstepd at 127.0.0.1:%d is unavailable; reconnecting for up to 2s "
+                      "(--retry-for)" % port, p.stderr)
+        self.assertIn("127.0.0.1:%d" % port, p.stdout + p.stderr)
+        self.assertGreaterEqual(took, 2)
+        self.assertLess(took, 20)
+        bad = subprocess.run([LOCKSTEP, "--server", self.server, "watch", "r-x",
+                              "--retry-for", "soon"], capture_output=True, text=True)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--retry-for takes a duration (60s, 5m) or seconds, not 'soon'", bad.stderr)
+
     def test_4b_reflection_lists_the_service(self):
         import grpc
         channel = grpc.insecure_channel(self.server)
@@ -392,6 +411,22 @@ environments:
         self.assertEqual(dbs[("prod", "b")]["state"], "version_rows_lost")
         self.assertEqual(dbs[("prod", "fresh")]["state"], "uninitialized")
 
+    def test_5_a_version_row_that_is_not_utf8_leaves_every_reply_readable(self):
+        # A Latin-1 byte in a version row (bytes from the database): replies
+        # carry it as U+FFFD instead of becoming unreadable for the client.
+        with sqlite3.connect(os.path.join(self.dir, "solo.db")) as c:
+            c.execute("UPDATE alembic_version SET version_num = CAST(X'636166E9' AS TEXT)")
+        self.d.cli("refresh")
+        dbs = {(d["environment"], d["database"]): d for d in self.status()["databases"]}
+        solo = dbs[("solo", "app")]
+        self.assertEqual(solo["state"], "orphaned")
+        self.assertEqual(solo["revisions"], ["caf\ufffd"])
+        self.assertIn("caf\ufffd", self.d.cli("status", check=False).stdout)
+        history = json.loads(self.d.cli("db", "solo/app", "-o", "json").stdout)
+        self.assertIn(["caf\ufffd"], [c["to"] for c in history["changes"]])
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                      timeout=5).read()
+        self.assertIn('revision="caf\ufffd"', body.decode("utf-8"))
 
 if __name__ == "__main__":
     unittest.main()
