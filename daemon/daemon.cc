@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "daemon/core/reconciler.h"
 #include "daemon/drivers/driver.h"
+#include "daemon/drivers/sqlite_lock.h"
 #include "daemon/metrics/fleet_metrics.h"
 #include "daemon/metrics/rollout_metrics.h"
 #include "daemon/rollout/engine.h"
@@ -39,6 +40,17 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   d->log_ = std::move(log);
   auto inventory = std::make_shared<const config::Inventory>(*std::move(inv));
 
+  // One lockstepd per state store, before anything reads it: a second one
+  // would settle the first one's running steps (kill its Alembic, restore
+  // its databases) as if it had crashed.
+  absl::StatusOr<std::unique_ptr<SqliteFileLock>> state_lock =
+      SqliteFileLock::Acquire(inventory->server.state, SqliteFileLock::IfMissing::kCreate);
+  if (!state_lock.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the state store ", inventory->server.state, " is in use: ", state_lock.status().message(),
+        "; one lockstepd per state store (stop the other one, or point server.state elsewhere)"));
+  }
+  d->state_lock_ = *std::move(state_lock);
   absl::StatusOr<std::unique_ptr<StateStore>> store = StateStore::Open(inventory->server.state);
   if (!store.ok()) return store.status();
   d->store_ = *std::move(store);

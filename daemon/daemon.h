@@ -36,6 +36,7 @@ class LockstepService;
 class Reconciler;
 class RolloutEngine;
 class RolloutMetrics;
+class SqliteFileLock;
 class StateStore;
 struct FleetSnapshot;
 struct Rollout;
@@ -60,6 +61,9 @@ class Daemon {
 
   std::string config_path_;
   std::shared_ptr<spdlog::logger> log_;
+  // flock on the state store file, held for the daemon's life (released
+  // after the store closes): one lockstepd per state store.
+  std::unique_ptr<SqliteFileLock> state_lock_;
   std::unique_ptr<StateStore> store_;
   std::shared_ptr<Drivers> drivers_;  // shared with the reconciler and the engine
   std::shared_ptr<Reconciler> reconciler_;  // shared with Refresh RPC threads

@@ -41,6 +41,9 @@ struct RolloutStep {
   int exit_code = -1;    // Alembic's, -1 when it did not run or was killed
   int64_t backup_id = 0;
   int pid = 0;  // Alembic's process while it runs
+  // ProcessIdentity(pid) when it started: a restarted lockstepd kills that
+  // process only if the pid still names it.
+  std::string pid_identity;
   int attempts = 0;
   absl::Duration alembic_time;  // wall time of Alembic's process
   absl::Time started_at = absl::InfinitePast();

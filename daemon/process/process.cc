@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -69,6 +70,29 @@ void ProcessResult::SetStatus(int wait_status) {
   } else if (WIFSIGNALED(wait_status)) {
     signal = WTERMSIG(wait_status);
   }
+}
+
+std::string ProcessIdentity(int pid) {
+  if (pid <= 0) return "";
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return "";
+  // Fields after the command's closing parenthesis start at field 3
+  // (state); field 22 is the start time in clock ticks since boot.
+  size_t close = line.rfind(')');
+  if (close == std::string::npos) return "";
+  std::istringstream rest(line.substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= 22 && (rest >> field); ++i) {
+    if (i == 3 && field == "Z") return "";  // a zombie is not running anything
+    if (i == 22) {
+      std::ifstream boot("/proc/sys/kernel/random/boot_id");
+      std::string boot_id;
+      std::getline(boot, boot_id);
+      return absl::StrCat(boot_id, "/", field);
+    }
+  }
+  return "";
 }
 
 bool ProcessAlive(int pid) {

@@ -79,6 +79,12 @@ absl::StatusOr<int> SpawnChild(const ChildSetup& setup);
 
 // Whether process `pid` exists (and is not a zombie of ours).
 bool ProcessAlive(int pid);
+// What tells the process `pid` is from any later one with the same number:
+// this boot's id and the process's start time ("<boot_id>/<ticks>"); empty
+// when no such process runs. Stored beside a child's pid, so that a
+// restarted lockstepd kills its old Alembic and never an unrelated process
+// that got the number after a reboot or a long time.
+std::string ProcessIdentity(int pid);
 
 }  // namespace lockstep::daemon
 

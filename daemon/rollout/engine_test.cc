@@ -4,7 +4,10 @@
 // reconciler, planner, executor, locks and backups are the real ones.
 #include "daemon/rollout/engine.h"
 
+#include <signal.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -548,6 +551,87 @@ void PrintTo(const SettleCase& c, std::ostream* os) {
   *os << "phase " << c.phase << ", rows " << ::testing::PrintToString(c.rows) << " -> " << c.state;
 }
 
+// What a lockstepd killed in `phase` of its one step (ENV/DB from kAge to
+// kHead) had written ahead of its action.
+Rollout Crashed(const std::string& id, const std::string& env, const std::string& db,
+                const std::string& phase) {
+  Rollout r;
+  r.id = id;
+  r.target = "heads";
+  r.target_revisions = {kHead};
+  r.state = "running";
+  r.created_at = r.updated_at = absl::Now();
+  RolloutStage st;
+  st.environment = env;
+  st.state = "running";
+  st.on_failure = "leave";
+  r.stages.push_back(st);
+  RolloutStep s;
+  s.environment = env;
+  s.database = db;
+  s.from = {kAge};
+  s.expected = {kHead};
+  s.path = {"b5d1e7f3a033", "c2e4a6b8d055", kHead};
+  s.state = "running";
+  s.phase = phase;
+  s.attempts = 1;
+  r.steps.push_back(s);
+  return r;
+}
+
+// A process in a group of its own, like a step's Alembic: `sleep 60`.
+int Sleeper() {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);
+  return pid;
+}
+
+// After a restart, the old step's Alembic is killed only if its stored pid
+// still names that process: a pid now used by something else (after a
+// reboot, or another lockstepd's Alembic) is left alone.
+TEST_F(EngineTest, SettleKillsOnlyTheProcessItStarted) {
+  Db("a", {kHead});
+  Db("b", {kHead});
+  Start(R"(
+  - name: one
+    databases: [{name: a, url: "sqlite:///a.db"}]
+  - name: two
+    databases: [{name: b, url: "sqlite:///b.db"}]
+)");
+  const int ours = Sleeper();
+  const int unrelated = Sleeper();
+  ASSERT_GT(ours, 0);
+  ASSERT_GT(unrelated, 0);
+  ASSERT_FALSE(ProcessIdentity(ours).empty());
+  Rollout r1 = Crashed("r-ours", "one", "a", "alembic");
+  r1.steps[0].pid = ours;
+  r1.steps[0].pid_identity = ProcessIdentity(ours);
+  Rollout r2 = Crashed("r-unrelated", "two", "b", "alembic");
+  r2.steps[0].pid = unrelated;
+  // The number of a process that started at another moment (tick 1 of this
+  // boot): not the one running under that number now.
+  const std::string id = ProcessIdentity(unrelated);
+  r2.steps[0].pid_identity = id.substr(0, id.find('/')) + "/1";
+  ASSERT_TRUE(store_->SaveRollout(r1).ok());
+  ASSERT_TRUE(store_->SaveRollout(r2).ok());
+  engine_->Stop();
+  engine_.reset();
+  StartEngine();
+  ASSERT_TRUE(WaitFor("r-ours", "succeeded"));
+  ASSERT_TRUE(WaitFor("r-unrelated", "succeeded"));
+  int status = 0;
+  EXPECT_EQ(::waitpid(ours, &status, 0), ours);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_EQ(::waitpid(unrelated, &status, WNOHANG), 0);  // still running
+  ::kill(unrelated, SIGKILL);
+  ::waitpid(unrelated, &status, 0);
+}
+
 class EngineSettleTest : public EngineTest, public ::testing::WithParamInterface<SettleCase> {};
 
 TEST_P(EngineSettleTest, SettlesFromWhatTheDatabaseHolds) {
@@ -558,29 +642,7 @@ TEST_P(EngineSettleTest, SettlesFromWhatTheDatabaseHolds) {
     on_failure: leave
     databases: [{name: app, url: "sqlite:///app.db"}]
 )");
-  // What the dead lockstepd had written ahead of its action.
-  Rollout r;
-  r.id = "r-crashed";
-  r.target = "heads";
-  r.target_revisions = {kHead};
-  r.state = "running";
-  r.created_at = r.updated_at = clock_.Now();
-  RolloutStage st;
-  st.environment = "prod";
-  st.state = "running";
-  st.on_failure = "leave";
-  r.stages.push_back(st);
-  RolloutStep s;
-  s.environment = "prod";
-  s.database = "app";
-  s.from = {kAge};
-  s.expected = {kHead};
-  s.path = {"b5d1e7f3a033", "c2e4a6b8d055", kHead};
-  s.state = "running";
-  s.phase = c.phase;
-  s.attempts = 1;
-  r.steps.push_back(s);
-  ASSERT_TRUE(store_->SaveRollout(r).ok());
+  ASSERT_TRUE(store_->SaveRollout(Crashed("r-crashed", "prod", "app", c.phase)).ok());
   engine_->Stop();
   engine_.reset();
   StartEngine();

@@ -287,6 +287,7 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
       [&](int pid) { c.journal.Pid(pid); },
       [&](const std::string& line) { c.journal.Event("output", line); });
   s.pid = 0;
+  s.pid_identity.clear();
   s.exit_code = run.exit_code;
   s.alembic_time = run.took;
   s.output = run.output;
@@ -382,13 +383,16 @@ void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
     hooks.event(s, kind, message);
   };
   // An Alembic the dead lockstepd started normally died with it
-  // (PR_SET_PDEATHSIG); if it is still there, stop it before looking.
-  if (s.pid > 0 && ProcessAlive(s.pid)) {
+  // (PR_SET_PDEATHSIG); if it is still there, stop it before looking. Only
+  // if the pid still names that process (same boot, same start time): after
+  // a reboot or a long time the number may belong to anything.
+  if (s.pid > 0 && !s.pid_identity.empty() && ProcessIdentity(s.pid) == s.pid_identity) {
     ::kill(-s.pid, SIGKILL);
     ::kill(s.pid, SIGKILL);
     for (int i = 0; i < 100 && ProcessAlive(s.pid); ++i) absl::SleepFor(absl::Milliseconds(100));
   }
   s.pid = 0;
+  s.pid_identity.clear();
   auto needs_attention = [&](const std::string& why) {
     s.state = "failed";
     s.error = absl::StrCat("needs attention after a restart: ", why);

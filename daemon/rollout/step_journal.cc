@@ -1,6 +1,7 @@
 #include "daemon/rollout/step_journal.h"
 
 #include "absl/strings/str_cat.h"
+#include "daemon/process/process.h"
 
 namespace lockstep::daemon {
 
@@ -45,6 +46,7 @@ void StepJournal::Enter(StepPhase phase) {
 
 void StepJournal::Pid(int pid) {
   step_.pid = pid;
+  step_.pid_identity = ProcessIdentity(pid);
   save_(step_);
 }
 
@@ -57,6 +59,7 @@ void StepJournal::Succeed(const std::string& message) {
   step_.error.clear();
   step_.finished_at = clock_->Now();
   step_.pid = 0;
+  step_.pid_identity.clear();
   step_.phase.clear();
   save_(step_);
   Event("verified", message);
@@ -67,6 +70,7 @@ void StepJournal::Fail(const std::string& message) {
   step_.error = message;
   step_.finished_at = clock_->Now();
   step_.pid = 0;
+  step_.pid_identity.clear();
   step_.phase.clear();
   save_(step_);
   Event("step_failed", step_.rollback.empty()
@@ -78,6 +82,7 @@ void StepJournal::Requeue() {
   step_.state = "pending";
   step_.started_at = absl::InfinitePast();
   step_.pid = 0;
+  step_.pid_identity.clear();
   step_.phase.clear();
   save_(step_);
 }

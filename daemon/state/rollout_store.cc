@@ -1,4 +1,4 @@
-// The state store's rollout tables and backup catalog (schema versions 2 to 4).
+// The state store's rollout tables and backup catalog (schema versions 2 to 5).
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "daemon/state/state_store.h"
@@ -28,8 +28,8 @@ constexpr const char* kUpsertStage = R"sql(
 constexpr const char* kUpsertStep = R"sql(
   INSERT OR REPLACE INTO rollout_steps (rollout_id, position, environment, database, wave, canary,
       from_revisions, expected_revisions, path, state, phase, error, rollback, output, exit_code,
-      backup_id, pid, attempts, alembic_us, started_at_us, finished_at_us)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
+      backup_id, pid, attempts, alembic_us, started_at_us, finished_at_us, pid_identity)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
 
 void BindRollout(SQLite::Statement& q, const Rollout& r) {
   q.bind(1, r.id);
@@ -90,6 +90,7 @@ void BindStep(SQLite::Statement& q, const std::string& id, const RolloutStep& s)
   q.bind(19, absl::ToInt64Microseconds(s.alembic_time));
   q.bind(20, Micros(s.started_at));
   q.bind(21, Micros(s.finished_at));
+  q.bind(22, s.pid_identity);
 }
 
 // Runs `sql` with `bind` applied, once, as a statement prepared once.
@@ -133,7 +134,7 @@ void LoadChildren(SQLite::Database& db, Rollout* r) {
   SQLite::Statement steps(db, R"sql(
     SELECT position, environment, database, wave, canary, from_revisions, expected_revisions, path,
            state, phase, error, rollback, output, exit_code, backup_id, pid, attempts, alembic_us,
-           started_at_us, finished_at_us
+           started_at_us, finished_at_us, pid_identity
     FROM rollout_steps WHERE rollout_id = ? ORDER BY position)sql");
   steps.bind(1, r->id);
   while (steps.executeStep()) {
@@ -158,6 +159,7 @@ void LoadChildren(SQLite::Database& db, Rollout* r) {
     s.alembic_time = absl::Microseconds(steps.getColumn(17).getInt64());
     s.started_at = FromMicros(steps.getColumn(18).getInt64());
     s.finished_at = FromMicros(steps.getColumn(19).getInt64());
+    s.pid_identity = steps.getColumn(20).getString();
     r->steps.push_back(std::move(s));
   }
 }

@@ -135,6 +135,10 @@ ALTER TABLE backups ADD COLUMN note TEXT NOT NULL DEFAULT '';
 ALTER TABLE backups ADD COLUMN restored_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE backups ADD COLUMN restored_at_us INTEGER NOT NULL DEFAULT -9223372036854775808;
 )sql",
+    // 5: what tells a step's Alembic from a later process with its pid.
+    R"sql(
+ALTER TABLE rollout_steps ADD COLUMN pid_identity TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 }  // namespace

@@ -144,6 +144,7 @@ TEST_F(StateStoreTest, RolloutsStepsEventsAndBackupsRoundTrip) {
     step.state = "running";
     step.phase = "alembic";
     step.pid = 4242;
+    step.pid_identity = "boot/123";
     step.backup_id = 7;
     ASSERT_TRUE((*store)->SaveStep("r-1", step).ok());
     r.stages[0].approved_by = "alice";
@@ -178,6 +179,7 @@ TEST_F(StateStoreTest, RolloutsStepsEventsAndBackupsRoundTrip) {
   ASSERT_EQ(back.steps.size(), 1u);
   EXPECT_EQ(back.steps[0].phase, "alembic");
   EXPECT_EQ(back.steps[0].pid, 4242);
+  EXPECT_EQ(back.steps[0].pid_identity, "boot/123");
   EXPECT_EQ(back.steps[0].backup_id, 7);
   EXPECT_THAT(back.steps[0].path, ElementsAre("b", "h1", "h2"));
   auto events = (*store)->Events("r-1", 1, 10);
@@ -204,6 +206,7 @@ TEST_F(StateStoreTest, UpgradesAVersionThreeBackupCatalogAndRecordsRestores) {
         size_bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, rollout_id TEXT NOT NULL,
         created_at_us INTEGER NOT NULL, took_us INTEGER NOT NULL);
       INSERT INTO backups VALUES (1, 'prod', 't1', 'a', '/b/1', 10, 'ab', 'r-1', 5, 6);
+      CREATE TABLE rollout_steps (rollout_id TEXT NOT NULL, pid INTEGER NOT NULL);
       PRAGMA user_version = 3;)sql");
   }
   auto store = StateStore::Open(path_);

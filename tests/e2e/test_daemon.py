@@ -287,6 +287,26 @@ environments:
             proc.terminate()
             proc.wait(timeout=10)
 
+    def test_7c_a_second_lockstepd_on_the_same_state_store_is_refused(self):
+        # Other addresses, the same state store: refused before it reads
+        # the store, so it never settles the first one's running steps.
+        other = os.path.join(self.dir, "same-state.yaml")
+        with open(self.config) as f:
+            text = f.read()
+        with open(other, "w") as f:
+            f.write(text.replace("listen: 127.0.0.1:%d" % self.grpc_port, "listen: 127.0.0.1:0")
+                    .replace("metrics_listen: 127.0.0.1:%d" % self.metrics_port,
+                             "metrics_listen: 127.0.0.1:%d" % free_port()))
+        p = subprocess.run([LOCKSTEPD, "--config", other], capture_output=True, text=True,
+                           timeout=30, env=dict(os.environ, PROD_PW=SECRET))
+        self.assertNotEqual(p.returncode, 0)
+        out = p.stdout + p.stderr
+        self.assertIn("the state store %s is in use: flock on %s held by pid %d" %
+                      (os.path.join(self.dir, "state.db"), os.path.join(self.dir, "state.db"),
+                       self.proc.pid), out)
+        self.assertIn("one lockstepd per state store", out)
+        self.assertEqual(self.cli("rollouts").returncode, 0)  # the first one still serves
+
     def test_8_sigterm_stops_within_bound(self):
         start = time.time()
         self.proc.send_signal(signal.SIGTERM)

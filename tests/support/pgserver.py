@@ -9,6 +9,7 @@ as root the server runs as the `postgres` user.
 import glob
 import os
 import shutil
+import random
 import socket
 import subprocess
 import tempfile
@@ -23,9 +24,19 @@ def _bindir():
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, from below the kernel's ephemeral range
+    (32768-60999): a port from bind(0) is an ephemeral one, which any
+    outgoing connection of a test running beside this one (ctest -j2) may
+    take as its source port before the server here binds it."""
+    for _ in range(200):
+        port = random.randint(15000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 15000 and 32000")
 
 
 class PgServer:

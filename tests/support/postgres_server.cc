@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <random>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -16,16 +17,25 @@
 
 namespace lockstep::testing {
 
+// A port nothing listens on, from below the kernel's ephemeral range
+// (32768-60999): a port from bind(0) is an ephemeral one, which an outgoing
+// connection of a test running beside this one may take first.
 int FreePort() {
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(s);
-  return ntohs(addr.sin_port);
+  std::random_device seed;
+  std::mt19937 pick(seed());
+  std::uniform_int_distribution<int> ports(15000, 32000);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int port = ports(pick);
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(s);
+    if (free) return port;
+  }
+  return 0;
 }
 
 int RunCommand(const std::vector<std::string>& argv, std::string* out) {
