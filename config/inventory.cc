@@ -229,7 +229,8 @@ class Loader {
     const std::string p = "server";
     if (!Keys(n, p, {"listen", "metrics_listen", "state", "poll_interval", "max_concurrent_checks",
                      "max_connections_per_server", "connect_timeout", "statement_timeout",
-                     "log_format", "backup_dir", "backup_keep", "alembic_startup_slots"})) {
+                     "log_format", "backup_dir", "backup_keep", "alembic_startup_slots",
+                     "lock_wait"})) {
       return;
     }
     for (auto [key, out] : {std::pair{"listen", &s->listen}, {"metrics_listen", &s->metrics_listen}}) {
@@ -251,6 +252,7 @@ class Loader {
     Int(n, "max_connections_per_server", p, &s->max_connections_per_server, 1);
     Duration(n, "connect_timeout", p, &s->connect_timeout);
     Duration(n, "statement_timeout", p, &s->statement_timeout);
+    Duration(n, "lock_wait", p, &s->lock_wait);
     if (auto v = Str(n, "log_format", p)) {
       if (*v != "text" && *v != "json") {
         Error(n["log_format"], p + ".log_format", "expected 'text' or 'json'");

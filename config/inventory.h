@@ -43,6 +43,9 @@ struct ServerConfig {
   int max_connections_per_server = 8;
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration statement_timeout = absl::Seconds(5);
+  // How long a SQLite backup or restore waits for another connection's
+  // lock (an application's transaction) before it fails.
+  absl::Duration lock_wait = absl::Seconds(30);
   std::string log_format = "text";  // or "json"
   std::string backup_dir = "lockstep-backups";  // where backups are written
   int backup_keep = 5;  // backups kept per database; older ones are deleted

@@ -56,7 +56,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   d->store_ = *std::move(store);
 
   ReaderOptions reader_options{inventory->server.connect_timeout, inventory->server.statement_timeout,
-                               inventory->server.max_connections_per_server};
+                               inventory->server.max_connections_per_server,
+                               inventory->server.lock_wait};
   d->drivers_ = MakeDrivers(reader_options);
   absl::StatusOr<std::unique_ptr<Reconciler>> reconciler =
       Reconciler::Create(inventory, d->drivers_, d->store_.get());
@@ -182,6 +183,9 @@ absl::Status Daemon::Reload() {
       inv->server.metrics_listen != old->server.metrics_listen) {
     log_->warn("reload: server.listen, server.metrics_listen and server.state take effect only "
                "after a restart");
+  }
+  if (inv->server.lock_wait != old->server.lock_wait) {
+    log_->warn("reload: server.lock_wait takes effect only after a restart");
   }
   log_->info("reloaded {}: {} environments, {} databases (+ discovered)", config_path_,
              inv->environments.size(), CountDatabases(*inv));

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "daemon/drivers/backup_files.h"
 #include "daemon/drivers/postgres_driver.h"
@@ -105,6 +106,47 @@ TEST_F(SqliteDriverTest, BackupVerifyCompareRestore) {
 
   SetVersion(b->path, "tampered");
   EXPECT_TRUE(absl::IsFailedPrecondition(VerifyBackup(*b)));
+}
+
+// An application's open read transaction blocks a restore into its
+// database. The restore waits up to server.lock_wait and then fails, saying
+// so; it never reports a restore it did not make (SQLite's backup step
+// returned SQLITE_BUSY, and lockstep used to take that for done).
+TEST_F(SqliteDriverTest, RestoreWaitsForAnApplicationsTransactionThenFailsNeverLies) {
+  ReaderOptions o;
+  o.lock_wait = absl::Milliseconds(400);
+  std::unique_ptr<Drivers> drivers = MakeDrivers(o);
+  Driver& driver = drivers->For(config::Dialect::kSqlite);
+  absl::StatusOr<Backup> b =
+      driver.TakeBackup(target_, target_.url, tmp_.path() + "/backups", absl::Seconds(30));
+  ASSERT_TRUE(b.ok()) << b.status();
+  SetVersion(db_, "r2");
+  {
+    SQLite::Database app(db_, SQLite::OPEN_READONLY);
+    app.exec("BEGIN");
+    EXPECT_EQ(app.execAndGet("SELECT COUNT(*) FROM alembic_version").getInt(), 1);
+    const absl::Time start = absl::Now();
+    absl::Status s = driver.RestoreBackup(*b, target_.url, absl::Seconds(30));
+    EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+    EXPECT_THAT(s.message(), HasSubstr("held a lock on " + db_ + " for 400ms (server.lock_wait)"));
+    EXPECT_THAT(s.message(), HasSubstr("nothing was copied"));
+    EXPECT_GE(absl::Now() - start, absl::Milliseconds(400));
+    app.exec("COMMIT");
+  }
+  EXPECT_THAT(driver.Read(target_).rows, ElementsAre("r2"));
+  // A transaction that ends within lock_wait: the restore waits for it.
+  std::thread reader([&] {
+    SQLite::Database app(db_, SQLite::OPEN_READONLY);
+    app.exec("BEGIN");
+    app.execAndGet("SELECT COUNT(*) FROM alembic_version");
+    absl::SleepFor(absl::Milliseconds(150));
+    app.exec("COMMIT");
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  absl::Status s = driver.RestoreBackup(*b, target_.url, absl::Seconds(30));
+  reader.join();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_THAT(driver.Read(target_).rows, ElementsAre("r1"));
 }
 
 TEST_F(SqliteDriverTest, RepairOnlyAfterAHotJournalRead) {

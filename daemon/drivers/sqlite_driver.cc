@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include <SQLiteCpp/Backup.h>
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include "absl/strings/match.h"
@@ -26,13 +29,85 @@ std::string QuoteIdent(absl::string_view s) {
   return absl::StrCat("\"", absl::StrReplaceAll(s, {{"\"", "\"\""}}), "\"");
 }
 
+// A digest of what a SQLite database holds: its schema and every row of
+// every table, in storage order (a copy made by the backup API has the same
+// pages, so the same order). Two databases with the same digest hold the
+// same data, whatever their file headers or WAL state say.
+std::string ContentDigest(SQLite::Database& db) {
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  auto add = [&](const void* data, size_t n) {
+    const uint64_t size = n;
+    EVP_DigestUpdate(ctx.get(), &size, sizeof size);  // lengths keep values apart
+    EVP_DigestUpdate(ctx.get(), data, n);
+  };
+  std::vector<std::string> tables;
+  SQLite::Statement schema(
+      db, "SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_master ORDER BY type, name");
+  while (schema.executeStep()) {
+    for (int i = 0; i < 4; ++i) {
+      const std::string v = schema.getColumn(i).getString();
+      add(v.data(), v.size());
+    }
+    if (schema.getColumn(0).getString() == "table") tables.push_back(schema.getColumn(1));
+  }
+  for (const std::string& t : tables) {
+    if (absl::StartsWith(t, "sqlite_")) continue;  // SQLite's own bookkeeping
+    SQLite::Statement rows(db, absl::StrCat("SELECT * FROM ", QuoteIdent(t)));
+    while (rows.executeStep()) {
+      for (int i = 0; i < rows.getColumnCount(); ++i) {
+        SQLite::Column c = rows.getColumn(i);
+        const int type = c.getType();
+        add(&type, sizeof type);
+        add(c.getBlob(), static_cast<size_t>(c.getBytes()));
+      }
+    }
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &len);
+  return std::string(reinterpret_cast<const char*>(digest), len);
+}
+
 // Copies one SQLite database into another (created if missing) with the
-// online backup API.
-void SqliteCopy(const std::string& from, const std::string& to) {
-  SQLite::Database src(from, SQLite::OPEN_READONLY, 10000);
-  SQLite::Database dst(to, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 10000);
-  SQLite::Backup backup(dst, src);
-  backup.executeStep();
+// online backup API, through SQLite's own locking: while another connection
+// (an application's transaction, a hand-run Alembic) holds a lock on either
+// side, it waits, up to `lock_wait`, then fails; it never reports a copy it
+// did not make. Checked afterwards: the copy's page count and content digest
+// must be the source's.
+absl::Status SqliteCopy(const std::string& from, const std::string& to, absl::Duration lock_wait) {
+  // Each attempt waits briefly in SQLite's busy handler; the loop below
+  // keeps the whole wait within lock_wait.
+  const int busy_ms =
+      static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(lock_wait), 0, 100));
+  SQLite::Database src(from, SQLite::OPEN_READONLY, busy_ms);
+  SQLite::Database dst(to, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, busy_ms);
+  {
+    SQLite::Backup backup(dst, src);
+    const absl::Time deadline = absl::Now() + lock_wait;
+    while (true) {
+      const int rc = backup.executeStep(-1);  // throws on errors but these
+      if (rc == SQLITE_DONE) break;
+      if (rc == SQLITE_OK) continue;
+      // SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.
+      if (absl::Now() >= deadline) {
+        return absl::UnavailableError(absl::StrCat(
+            "another connection held a lock on ", rc == SQLITE_LOCKED ? from : to, " for ",
+            absl::FormatDuration(lock_wait),
+            " (server.lock_wait): an application's open transaction or a running Alembic; "
+            "nothing was copied"));
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+  const int64_t pages_from = src.execAndGet("PRAGMA page_count").getInt64();
+  const int64_t pages_to = dst.execAndGet("PRAGMA page_count").getInt64();
+  if (pages_from != pages_to || ContentDigest(src) != ContentDigest(dst)) {
+    return absl::DataLossError(absl::StrCat(
+        "the copy of ", from, " into ", to, " does not hold what the original holds (",
+        pages_to, " pages, not ", pages_from, ", or other content)"));
+  }
+  return absl::OkStatus();
 }
 
 // Every table's row count; SQLite's own tables (sqlite_sequence, ...) are
@@ -90,23 +165,31 @@ class SqliteDriver : public Driver {
                                     const std::string& dir, absl::Duration /*timeout*/) override {
     absl::StatusOr<BackupFile> file = NewBackupFile(target.name, dir, ".sqlite3", absl::Now());
     if (!file.ok()) return file.status();
+    absl::Status copied;
     try {
-      SqliteCopy(url.database, file->partial);
+      copied = SqliteCopy(url.database, file->partial, options_.lock_wait);
     } catch (const std::exception& e) {
+      copied = absl::UnknownError(e.what());
+    }
+    if (!copied.ok()) {
       ::unlink(file->partial.c_str());
       return absl::FailedPreconditionError(
-          absl::StrCat("backup of ", target.name, " failed: ", e.what()));
+          absl::StrCat("backup of ", target.name, " failed: ", copied.message()));
     }
     return FinishBackupFile(*std::move(file));
   }
 
   absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl& url,
                              absl::Duration /*timeout*/) override {
+    absl::Status copied;
     try {
-      SqliteCopy(backup.path, url.database);
+      copied = SqliteCopy(backup.path, url.database, options_.lock_wait);
     } catch (const std::exception& e) {
+      copied = absl::UnknownError(e.what());
+    }
+    if (!copied.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "restore of ", backup.environment, "/", backup.database, " failed: ", e.what()));
+          "restore of ", backup.environment, "/", backup.database, " failed: ", copied.message()));
     }
     return absl::OkStatus();
   }

@@ -51,6 +51,9 @@ struct ReaderOptions {
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration statement_timeout = absl::Seconds(5);
   int max_connections_per_server = 8;
+  // How long a SQLite backup or restore waits for locks other connections
+  // hold (server.lock_wait), then fails.
+  absl::Duration lock_wait = absl::Seconds(30);
 };
 
 class VersionReader {
