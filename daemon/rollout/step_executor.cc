@@ -100,7 +100,7 @@ ProcessResult StepExecutor::RunAlembic(
   } else if (inv.project.alembic_runner != "warm") {
     run = RunProcess(AlembicSpec(inv, drivers_->For(url), url, command, target), cancel, on_start,
                      line);
-  } else if (absl::StatusOr<WarmAlembic*> warm = Warm(inv); !warm.ok()) {
+  } else if (absl::StatusOr<std::shared_ptr<WarmAlembic>> warm = Warm(inv); !warm.ok()) {
     run.start_error = std::string(warm.status().message());
   } else {
     run = (*warm)->Run(AlembicSpec(inv, drivers_->For(url), url, command, target, false), cancel,
@@ -110,21 +110,28 @@ ProcessResult StepExecutor::RunAlembic(
   return run;
 }
 
-absl::StatusOr<WarmAlembic*> StepExecutor::Warm(const config::Inventory& inv) const {
+absl::StatusOr<std::shared_ptr<WarmAlembic>> StepExecutor::Warm(
+    const config::Inventory& inv) const {
   std::lock_guard<std::mutex> lock(warm_mu_);
   if (!warm_ || warm_python_ != inv.project.python) {
-    warm_.reset();
+    // The old pool (another python) is dropped here, not destroyed: a step
+    // still running holds it, and it goes when that step lets go.
     absl::StatusOr<std::unique_ptr<WarmAlembic>> started = WarmAlembic::Start(inv.project.python);
     if (!started.ok()) return started.status();
-    warm_ = *std::move(started);
+    if (warm_) retired_.push_back(warm_);
+    std::erase_if(retired_, [](const std::weak_ptr<WarmAlembic>& w) { return w.expired(); });
+    warm_ = std::shared_ptr<WarmAlembic>(*std::move(started));
     warm_python_ = inv.project.python;
   }
-  return warm_.get();
+  return warm_;
 }
 
 void StepExecutor::Stop() const {
   std::lock_guard<std::mutex> lock(warm_mu_);
   if (warm_) warm_->Stop();
+  for (const std::weak_ptr<WarmAlembic>& w : retired_) {
+    if (std::shared_ptr<WarmAlembic> pool = w.lock()) pool->Stop();
+  }
 }
 
 absl::Status StepExecutor::Prewarm(const config::Inventory& inv) const {
@@ -133,7 +140,7 @@ absl::Status StepExecutor::Prewarm(const config::Inventory& inv) const {
   for (const config::EnvironmentConfig& env : inv.environments) {
     widest = std::max(widest, env.max_parallel);
   }
-  absl::StatusOr<WarmAlembic*> warm = Warm(inv);
+  absl::StatusOr<std::shared_ptr<WarmAlembic>> warm = Warm(inv);
   if (!warm.ok()) return warm.status();
   return (*warm)->Prewarm(widest);
 }

@@ -106,8 +106,10 @@ class StepExecutor {
   // The version rows; what a killed writer left behind (a SQLite hot
   // journal) is repaired first (the caller holds the database's lock).
   VersionRead ReadRows(const VersionTarget& target) const;
-  // The warm pool for inv.project.python, started on first use.
-  absl::StatusOr<WarmAlembic*> Warm(const config::Inventory& inv) const;
+  // The warm pool for inv.project.python, started on first use. Shared:
+  // when a reload changes project.python, steps still running keep the old
+  // pool alive until they finish; it is stopped when the last lets go.
+  absl::StatusOr<std::shared_ptr<WarmAlembic>> Warm(const config::Inventory& inv) const;
   // Runs Alembic for one step, as project.alembic_runner says, holding
   // `startup_ticket` of startup_gate_ until Alembic's first output line.
   ProcessResult RunAlembic(const config::Inventory& inv, const config::DatabaseUrl& url,
@@ -125,8 +127,11 @@ class StepExecutor {
   BackupService backups_;
   mutable StartupGate startup_gate_;
   mutable std::mutex warm_mu_;
-  mutable std::unique_ptr<WarmAlembic> warm_;  // guarded by warm_mu_; started on first use
+  mutable std::shared_ptr<WarmAlembic> warm_;  // guarded by warm_mu_; started on first use
   mutable std::string warm_python_;            // guarded by warm_mu_
+  // Pools replaced by a reload, still held by running steps: Stop() stops
+  // them too. Guarded by warm_mu_.
+  mutable std::vector<std::weak_ptr<WarmAlembic>> retired_;
 };
 
 // "[a, b]", or "[] (no version rows)".

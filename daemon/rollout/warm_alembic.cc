@@ -161,6 +161,9 @@ void WarmAlembic::Kill(const Worker& w) {
 absl::StatusOr<WarmAlembic::Worker> WarmAlembic::Spawn() {
   SpawnRequest req;
   std::unique_lock<std::mutex> lock(mu_);
+  // Once stopping, the spawner serves no request (it may have ended
+  // already): a request queued now would wait forever.
+  if (stopping_) return absl::UnavailableError("lockstepd is shutting down");
   spawn_queue_.push_back(&req);
   changed_.notify_all();
   changed_.wait(lock, [&] { return req.done; });
@@ -175,7 +178,16 @@ void WarmAlembic::SpawnerLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       changed_.wait(lock, [&] { return stopping_ || !spawn_queue_.empty(); });
-      if (spawn_queue_.empty()) return;  // stopping
+      if (stopping_) {
+        // Every request still queued is answered, so no Spawn() waits on.
+        for (SpawnRequest* r : spawn_queue_) {
+          r->result = absl::UnavailableError("lockstepd is shutting down");
+          r->done = true;
+        }
+        spawn_queue_.clear();
+        changed_.notify_all();
+        return;
+      }
       req = spawn_queue_.front();
       spawn_queue_.pop_front();
     }
