@@ -190,17 +190,20 @@ class ServerPool {
  public:
   explicit ServerPool(int max) : max_(max) {}
 
-  // Returns a connection for `db` (opening one with `conninfo` if needed).
+  // Returns a connection for `db`: an idle one (*reused = true), or a new
+  // one opened with `conninfo`. `fresh` skips the idle ones.
   std::unique_ptr<Conn> Acquire(const std::string& db, const std::string& conninfo,
-                                            absl::Duration statement_timeout) {
+                                absl::Duration statement_timeout, bool fresh, bool* reused) {
+    *reused = false;
     std::unique_ptr<Conn> evicted;
     {
       std::unique_lock<std::mutex> lock(mu_);
       while (true) {
-        for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+        for (auto it = idle_.begin(); !fresh && it != idle_.end(); ++it) {
           if (it->first == db) {
             std::unique_ptr<Conn> c = std::move(it->second);
             idle_.erase(it);
+            *reused = true;
             return c;
           }
         }
@@ -379,9 +382,27 @@ class PostgresDriver : public Driver {
         " application_name=lockstepd");
     std::string server = absl::StrCat(url.host, ":", url.port, ":", url.user);
     ServerPool* pool = PoolFor(server);
+    // A pooled connection the server has ended meanwhile (a restart,
+    // idle_session_timeout, pg_terminate_backend) says nothing about the
+    // database: read again once on a new connection before calling it
+    // unreachable.
+    bool stale = false;
+    VersionRead first = ReadOnce(t, url, conninfo, pool, /*fresh=*/false, &stale);
+    if (!stale) return first;
+    return ReadOnce(t, url, conninfo, pool, /*fresh=*/true, &stale);
+  }
+
+ private:
+  // One read; *stale says it failed on a pooled connection the server had
+  // ended, so a new connection may well succeed.
+  VersionRead ReadOnce(const VersionTarget& t, const config::DatabaseUrl& url,
+                       const std::string& conninfo, ServerPool* pool, bool fresh, bool* stale) {
+    *stale = false;
+    VersionRead out;
     std::unique_ptr<Conn> conn;
+    bool reused = false;
     try {
-      conn = pool->Acquire(url.database, conninfo, options_.statement_timeout);
+      conn = pool->Acquire(url.database, conninfo, options_.statement_timeout, fresh, &reused);
     } catch (const std::exception& e) {
       out.error = OneLine(e.what());
       out.outcome = ClassifyConnectError(out.error);
@@ -402,6 +423,10 @@ class PostgresDriver : public Driver {
       // exception's type first.
       const std::string& state = e.sqlstate();
       out.error = OneLine(e.what());
+      // The server ended the session (57P01-57P05: shutdown, idle timeout,
+      // pg_terminate_backend) or lost it (class 08).
+      *stale = reused && (absl::StartsWith(state, "57P") || absl::StartsWith(state, "08") ||
+                          absl::StrContains(out.error, "terminating connection"));
       if (dynamic_cast<const pqxx::undefined_table*>(&e) || state == "42P01" || state == "3F000") {
         out.outcome = ReadOutcome::kNoTable;  // undefined table or schema
       } else if (dynamic_cast<const pqxx::insufficient_privilege*>(&e) || state == "42501") {
@@ -417,17 +442,22 @@ class PostgresDriver : public Driver {
     } catch (const pqxx::broken_connection& e) {
       out.error = OneLine(e.what());
       out.outcome = ReadOutcome::kUnreachable;
+      *stale = reused;
       conn.reset();
     } catch (const std::exception& e) {
       out.error = OneLine(e.what());
       out.outcome = ReadOutcome::kError;
+      // "terminating connection due to ..." (57P01-57P05) and other
+      // connection-class failures on a pooled connection.
+      *stale = reused && (!conn->c->is_open() ||
+                          absl::StrContains(out.error, "terminating connection") ||
+                          absl::StrContains(out.error, "server closed the connection"));
       conn.reset();
     }
     pool->Release(url.database, std::move(conn));
     return out;
   }
 
- private:
   ServerPool* PoolFor(const std::string& server) {
     std::lock_guard<std::mutex> lock(mu_);
     std::unique_ptr<ServerPool>& p = pools_[server];

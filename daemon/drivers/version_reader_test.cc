@@ -135,6 +135,26 @@ TEST_F(PostgresReaderTest, ReadsRowsAndReusesTheConnection) {
   EXPECT_EQ(*idle, "idle\n");
 }
 
+// The server ends lockstepd's idle pooled connection (a restart,
+// idle_session_timeout, pg_terminate_backend): the next read goes again on
+// a new connection instead of reporting a reachable database unreachable.
+TEST_F(PostgresReaderTest, AConnectionTheServerEndedIsNotAnUnreachableDatabase) {
+  ASSERT_EQ(reader_->Read(Target(server_->Url("app"))).outcome, ReadOutcome::kOk);
+  auto killed = server_->Psql(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+      "WHERE application_name = 'lockstepd'");
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  EXPECT_EQ(*killed, "1\n");
+  for (int i = 0; i < 3; ++i) {
+    VersionRead r = reader_->Read(Target(server_->Url("app")));
+    EXPECT_EQ(r.outcome, ReadOutcome::kOk) << r.error;
+    EXPECT_THAT(r.rows, ElementsAre(kHead));
+  }
+  auto n = server_->Psql(
+      "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lockstepd'");
+  EXPECT_EQ(*n, "1\n");
+}
+
 TEST_F(PostgresReaderTest, NoTableAndUnknownSchema) {
   EXPECT_EQ(reader_->Read(Target(server_->Url("empty"))).outcome, ReadOutcome::kNoTable);
   VersionTarget t = Target(server_->Url("app"));
