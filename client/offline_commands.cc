@@ -248,8 +248,8 @@ int Lint(Context& c) {
   std::vector<migrations::LintFinding> findings;
   if (!p.ok()) {
     findings.push_back(migrations::LoadFailureFinding(
-        source.scripts_dir.empty() ? source.config_file : source.scripts_dir,
-        absl::Status(p.status().code(), CommandErrorMessage(p.status()))));
+        source.scripts_dir.empty() ? source.config_file : source.scripts_dir, p.status(),
+        CommandErrorMessage(p.status())));
   } else {
     findings = migrations::LintProject(*p);
   }

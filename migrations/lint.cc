@@ -1,6 +1,7 @@
 #include "migrations/lint.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -8,44 +9,41 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "migrations/revision_error.h"
 
 namespace lockstep::migrations {
 namespace {
 
 // Splits "path:line: message" as our parser words its errors.
+// A file that could not be read or parsed: its path and line come from
+// the error's FileLocation payload (never parsed out of the text).
 LintFinding FromFileError(const absl::Status& status) {
   LintFinding f;
   f.code = "unreadable";
-  std::string msg(status.message());
-  size_t py = msg.find(".py");
-  if (py != std::string::npos) {
-    f.path = msg.substr(0, py + 3);
-    absl::string_view rest = absl::string_view(msg).substr(py + 3);
-    if (absl::ConsumePrefix(&rest, ":")) {
-      size_t colon = rest.find(':');
-      int line = 0;
-      for (char c : rest.substr(0, colon)) {
-        if (c < '0' || c > '9') {
-          line = -1;
-          break;
-        }
-        line = line * 10 + (c - '0');
-      }
-      if (line > 0 && colon != absl::string_view::npos) {
-        f.line = line;
-        rest = rest.substr(colon + 1);
-      }
-    }
-    f.message = std::string(absl::StripLeadingAsciiWhitespace(rest));
+  if (std::optional<FileLocation> where = GetFileLocation(status)) {
+    f.path = where->path;
+    f.line = where->line;
+    f.message = where->message;
   } else {
-    f.message = msg;
+    f.message = std::string(status.message());
   }
   return f;
 }
 
+// The revisions a "Revises:" line names: "a, b" as Alembic's template
+// writes it, or the tuple older merge templates wrote,
+// "('1f002cab0a7', '28a7e805fd0')".
 std::set<std::string> SplitRevises(absl::string_view value) {
   std::set<std::string> out;
   for (absl::string_view part : absl::StrSplit(value, absl::ByAnyChar(", "))) {
+    part = absl::StripAsciiWhitespace(part);
+    absl::ConsumePrefix(&part, "(");
+    absl::ConsumeSuffix(&part, ")");
+    for (absl::string_view quote : {"'", "\""}) {
+      if (part.size() >= 2 && absl::StartsWith(part, quote) && absl::EndsWith(part, quote)) {
+        part = part.substr(1, part.size() - 2);
+      }
+    }
     if (!part.empty() && part != "None" && part != "<base>") out.emplace(part);
   }
   return out;
@@ -53,11 +51,21 @@ std::set<std::string> SplitRevises(absl::string_view value) {
 
 }  // namespace
 
-LintFinding LoadFailureFinding(const std::string& where, const absl::Status& status) {
-  LintFinding f = FromFileError(status);
-  if (f.path.empty()) {
-    f.path = where;
-    f.code = "graph-error";
+LintFinding LoadFailureFinding(const std::string& where, const absl::Status& status,
+                               const std::string& message) {
+  LintFinding f;
+  f.code = "graph-error";
+  f.path = where;
+  f.message = message.empty() ? std::string(status.message()) : message;
+  if (std::optional<FileLocation> at = GetFileLocation(status)) {
+    // A graph error names the file that refers to nothing; a file that does
+    // not parse at all is unreadable.
+    f.path = at->path;
+    f.line = at->line;
+    if (!GetRevisionError(status)) {
+      f.code = "unreadable";
+      f.message = at->message;
+    }
   }
   return f;
 }

@@ -24,8 +24,12 @@ struct LintFinding {
 
 // Lints a project loaded with tolerate_file_errors.
 std::vector<LintFinding> LintProject(const Project& project);
-// A finding for a project that could not be loaded at all.
-LintFinding LoadFailureFinding(const std::string& where, const absl::Status& status);
+// A finding for a project that could not be loaded at all: `graph-error`
+// at the file the status's FileLocation names (else at `where`), or
+// `unreadable` for a file that does not parse. `message`, when given,
+// replaces the status's message (the CLI words it as Alembic's command does).
+LintFinding LoadFailureFinding(const std::string& where, const absl::Status& status,
+                               const std::string& message = "");
 
 }  // namespace lockstep::migrations
 

@@ -3,6 +3,7 @@
 #include "absl/strings/string_view.h"
 
 #include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -111,6 +112,37 @@ std::string CommandErrorMessage(const absl::Status& status, const CommandErrorCo
       break;
   }
   return error->message;
+}
+
+namespace {
+constexpr char kLocationUrl[] = "type.lockstep.dev/FileLocation";
+}  // namespace
+
+absl::Status WithFileLocation(absl::Status status, const FileLocation& where) {
+  // "<line> <path length> <path><message>": any bytes in either.
+  status.SetPayload(kLocationUrl, absl::Cord(absl::StrCat(where.line, " ", where.path.size(), " ",
+                                                          where.path, where.message)));
+  return status;
+}
+
+std::optional<FileLocation> GetFileLocation(const absl::Status& status) {
+  auto payload = status.GetPayload(kLocationUrl);
+  if (!payload.has_value()) return std::nullopt;
+  const std::string text(*payload);
+  FileLocation where;
+  size_t first = text.find(' ');
+  size_t second = first == std::string::npos ? first : text.find(' ', first + 1);
+  size_t path_size = 0;
+  if (second == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(text).substr(0, first), &where.line) ||
+      !absl::SimpleAtoi(absl::string_view(text).substr(first + 1, second - first - 1),
+                        &path_size) ||
+      second + 1 + path_size > text.size()) {
+    return std::nullopt;
+  }
+  where.path = text.substr(second + 1, path_size);
+  where.message = text.substr(second + 1 + path_size);
+  return where;
 }
 
 }  // namespace lockstep::migrations

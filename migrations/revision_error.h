@@ -54,6 +54,18 @@ struct CommandErrorContext {
 std::string CommandErrorMessage(const absl::Status& status,
                                 const CommandErrorContext& context = {});
 
+// Where in the project's files an error was found, carried as a second
+// payload: lint and the API show the file and the line as fields instead of
+// parsing them back out of the text (a message naming a .py file in the
+// middle used to be split there).
+struct FileLocation {
+  std::string path;
+  int line = 0;         // 0: the file as a whole
+  std::string message;  // without the location
+};
+absl::Status WithFileLocation(absl::Status status, const FileLocation& where);
+std::optional<FileLocation> GetFileLocation(const absl::Status& status);
+
 }  // namespace lockstep::migrations
 
 #endif  // LOCKSTEP_MIGRATIONS_REVISION_ERROR_H_

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "migrations/revision_error.h"
 
 namespace lockstep::migrations {
 namespace {
@@ -228,7 +229,8 @@ class Tokenizer {
   }
 
   absl::Status Error(int line, absl::string_view message) const {
-    return absl::InvalidArgumentError(absl::StrCat(path_, ":", line, ": ", message));
+    return WithFileLocation(absl::InvalidArgumentError(absl::StrCat(path_, ":", line, ": ", message)),
+                            {std::string(path_), line, std::string(message)});
   }
 
   absl::string_view src_;
@@ -638,8 +640,10 @@ class FileParser {
   }
 
   absl::Status Error(int line, absl::string_view message) const {
-    if (line <= 0) return absl::InvalidArgumentError(absl::StrCat(result_.path, ": ", message));
-    return absl::InvalidArgumentError(absl::StrCat(result_.path, ":", line, ": ", message));
+    const std::string text = line <= 0 ? absl::StrCat(result_.path, ": ", message)
+                                       : absl::StrCat(result_.path, ":", line, ": ", message);
+    return WithFileLocation(absl::InvalidArgumentError(text),
+                            {result_.path, std::max(line, 0), std::string(message)});
   }
 
   RevisionFile& result_;

@@ -98,18 +98,24 @@ absl::Status RevisionGraph::Link() {
     for (const std::string& dep : node.file->has_dependencies() ? node.file->depends_on : no_deps) {
       auto it = index_.find(dep);
       if (it == index_.end()) {
-        return GenericRevisionError(absl::StrCat("Revision ", dep, " referenced from ", id(i),
-                                                 " is not present (depends_on in ",
-                                                 node.file->path, ")"));
+        return WithFileLocation(
+            GenericRevisionError(absl::StrCat("Revision ", dep, " referenced from ", id(i),
+                                              " is not present (depends_on in ", node.file->path,
+                                              ")")),
+            {node.file->path, 0,
+             absl::StrCat("depends_on ", dep, " of ", id(i), " is not a revision of this project")});
       }
       AppendUnique(&node.resolved_deps, it->second);
     }
     for (const std::string& d : node.file->down_revisions) {
       auto it = index_.find(d);
       if (it == index_.end()) {
-        return GenericRevisionError(absl::StrCat("Revision ", d, " referenced from ", id(i),
-                                                 " is not present (down_revision in ",
-                                                 node.file->path, ")"));
+        return WithFileLocation(
+            GenericRevisionError(absl::StrCat("Revision ", d, " referenced from ", id(i),
+                                              " is not present (down_revision in ", node.file->path,
+                                              ")")),
+            {node.file->path, 0,
+             absl::StrCat("down_revision ", d, " of ", id(i), " is not a revision of this project")});
       }
       // Alembic looks parents up in a map that includes branch labels.
       AppendUnique(&node.down, it->second);

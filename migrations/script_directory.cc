@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "migrations/file_batch_reader.h"
 #include "migrations/ini_file.h"
+#include "migrations/revision_error.h"
 
 namespace lockstep::migrations {
 namespace {
@@ -314,9 +315,12 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
         if (std::binary_search(files.begin(), files.end(), name.substr(0, name.size() - 1))) {
           continue;
         }
-        absl::Status sourceless = absl::UnimplementedError(
-            absl::StrCat(dir, "/", name, ": sourceless revision files (.pyc/.pyo) cannot be read "
-                               "statically; keep the .py source beside it"));
+        const std::string why =
+            "sourceless revision files (.pyc/.pyo) cannot be read statically; keep the .py "
+            "source beside it";
+        absl::Status sourceless = WithFileLocation(
+            absl::UnimplementedError(absl::StrCat(dir, "/", name, ": ", why)),
+            {absl::StrCat(dir, "/", name), 0, why});
         pending.push_back({dir_fd, &dir, &name, std::move(sourceless)});
         continue;
       }
@@ -375,8 +379,9 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
         const Pending& p = pending[i];
         path.assign(*p.dir).append("/").append(*p.name);
         if (reader.error(k) != 0) {
-          failed[i] = absl::PermissionDeniedError(
-              absl::StrCat(path, ": cannot read file: ", std::strerror(reader.error(k))));
+          const std::string why = absl::StrCat("cannot read file: ", std::strerror(reader.error(k)));
+          failed[i] = WithFileLocation(absl::PermissionDeniedError(absl::StrCat(path, ": ", why)),
+                                       {path, 0, why});
           continue;
         }
         absl::Status s = ParseRevisionFileInto(reader.contents(k), path, *p.name, &parsed[i]);

@@ -3,6 +3,7 @@ the test starts itself, and the lockstep CLI against the real `alembic` CLI.
 
 Run: LOCKSTEP_BIN=build/client/lockstep python3 -m unittest tests/integration/test_example_project.py
 """
+import json
 import os
 import re
 import shutil
@@ -220,6 +221,54 @@ class LintTest(unittest.TestCase):
                          "filename-mismatch", "unreadable"):
                 self.assertIn(": %s: " % code, p.stdout)
             self.assertIn("dddd4444_broken.py:2: unreadable:", p.stdout)
+        finally:
+            shutil.rmtree(d)
+
+    def test_a_parent_that_is_missing_is_a_graph_error_at_its_file(self):
+        # The finding's path is the file and its message Alembic's, whole
+        # (it used to be split at the first ".py": path = the message,
+        # code unreadable, message ")").
+        d = tempfile.mkdtemp()
+        try:
+            os.makedirs(d + "/versions")
+            with open(d + "/alembic.ini", "w") as f:
+                f.write("[alembic]\nscript_location = %(here)s\n")
+            with open(d + "/versions/bbbb2222_child.py", "w") as f:
+                f.write('revision = "bbbb2222"\ndown_revision = "zzzz9999"\n')
+            p = run([LOCKSTEP, "-c", d + "/alembic.ini", "lint", "-o", "json"], check=False)
+            self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+            findings = json.loads(p.stdout)["findings"]
+            self.assertEqual(len(findings), 1, findings)
+            self.assertEqual(findings[0]["path"], d + "/versions/bbbb2222_child.py")
+            self.assertEqual(findings[0]["code"], "graph-error")
+            self.assertIn("zzzz9999", findings[0]["message"])
+            self.assertIn("bbbb2222_child.py", findings[0]["message"])
+        finally:
+            shutil.rmtree(d)
+
+    def test_an_old_merge_templates_revises_tuple_is_no_mismatch(self):
+        d = tempfile.mkdtemp()
+        try:
+            os.makedirs(d + "/versions")
+            with open(d + "/alembic.ini", "w") as f:
+                f.write("[alembic]\nscript_location = %(here)s\n")
+            files = {
+                "aaaa_base.py": '"""base\n\nRevises:\n"""\nrevision = "aaaa"\ndown_revision = None\n',
+                "bbbb_left.py": '"""l\n\nRevises: aaaa\n"""\nrevision = "bbbb"\ndown_revision = "aaaa"\n',
+                "cccc_right.py": '"""r\n\nRevises: aaaa\n"""\nrevision = "cccc"\ndown_revision = "aaaa"\n',
+                "dddd_merge.py": '"""merge\n\nRevises: (\'bbbb\', \'cccc\')\n"""\nrevision = "dddd"\n'
+                                 'down_revision = ("bbbb", "cccc")\n',
+            }
+            for name, text in files.items():
+                with open(os.path.join(d, "versions", name), "w") as f:
+                    f.write(text)
+            p = run([LOCKSTEP, "-c", d + "/alembic.ini", "lint"], check=False)
+            self.assertNotIn("revises-mismatch", p.stdout)
+            with open(os.path.join(d, "versions", "dddd_merge.py"), "w") as f:
+                f.write('"""merge\n\nRevises: (\'bbbb\', \'eeee\')\n"""\nrevision = "dddd"\n'
+                        'down_revision = ("bbbb", "cccc")\n')
+            p = run([LOCKSTEP, "-c", d + "/alembic.ini", "lint"], check=False)
+            self.assertIn("revises-mismatch", p.stdout)
         finally:
             shutil.rmtree(d)
 
