@@ -69,6 +69,7 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
     w.Key("heads").StringArray({resp.graph().heads().begin(), resp.graph().heads().end()});
     w.Key("broken").Bool(resp.graph().broken()).Key("error").String(resp.graph().error());
     w.EndObject();
+    w.Key("state_store_error").String(resp.state_store_error());
     w.Key("environments").BeginArray();
     for (const v1::Environment& e : resp.environments()) {
       w.BeginObject().Key("name").String(e.name()).Key("after").String(e.after());
@@ -86,6 +87,10 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
     c.out << "heads: " << absl::StrJoin(resp.graph().heads(), ", ") << "    refreshed "
           << Time(resp.refreshed_at()) << "\n";
     if (resp.graph().broken()) c.out << "scripts do not load (last good graph in use): " << resp.graph().error() << "\n";
+    if (!resp.state_store_error().empty()) {
+      c.out << "NOT ACTING: " << resp.state_store_error()
+            << "; rollouts are halted and none starts until it can\n";
+    }
     c.out << "\n";
     std::vector<std::vector<std::string>> rows = {
         {"ENVIRONMENT", "DATABASE", "STATE", "REVISIONS", "PENDING", "REASON"}};

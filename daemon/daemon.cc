@@ -133,6 +133,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
         "cannot listen for gRPC on ", inventory->server.listen,
         " (in use by another process, e.g. a second lockstepd, or not an address of this host)"));
   }
+  d->server_->GetHealthCheckService()->SetServingStatus(kRolloutsHealth, true);
   // The address as bound: with port 0 the system chose one.
   const std::string listen =
       absl::StrCat(inventory->server.listen.substr(0, inventory->server.listen.rfind(':')), ":",
@@ -213,12 +214,29 @@ void Daemon::PollLoop() {
       log_->error("refresh: {}", std::string(s.message()));
     }
     if (snap->graph.broken) log_->error("revision scripts do not load (using the last good graph): {}", snap->graph.error);
+    CheckStateStore();
     std::unique_lock<std::mutex> lock(mu_);
     absl::Duration interval = reconciler_->inventory()->server.poll_interval;
     wake_.wait_for(lock, absl::ToChronoMilliseconds(interval),
                    [this] { return stopping_ || refresh_requested_; });
     if (stopping_) return;
     refresh_requested_ = false;
+  }
+}
+
+void Daemon::CheckStateStore() {
+  absl::Status store = engine_->CheckStore();
+  if (store.ok() != store_ok_) {
+    if (store.ok()) {
+      log_->info("the state store takes writes again; rollouts may start");
+    } else {
+      log_->error("{}; rollouts are halted and none starts until it can",
+                  std::string(store.message()));
+    }
+    store_ok_ = store.ok();
+  }
+  if (server_ && server_->GetHealthCheckService() != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(kRolloutsHealth, store.ok());
   }
 }
 

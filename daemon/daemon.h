@@ -42,6 +42,11 @@ struct FleetSnapshot;
 struct Rollout;
 struct RolloutEvent;
 
+// The gRPC health service name that reads NOT_SERVING while lockstepd may
+// not start or continue rollouts (its state store refuses writes); the
+// service itself ("" and lockstep.v1.Lockstep) keeps serving status.
+inline constexpr char kRolloutsHealth[] = "lockstep.v1.Lockstep/rollouts";
+
 class Daemon {
  public:
   static absl::StatusOr<std::unique_ptr<Daemon>> Create(const std::string& config_path,
@@ -58,6 +63,9 @@ class Daemon {
   void PollLoop();
   void LogChanges(const FleetSnapshot& before, const FleetSnapshot& after);
   void LogEvent(const Rollout& rollout, const RolloutEvent& event);
+  // RolloutEngine::CheckStore, logged when it changes, and the gRPC health
+  // of kRolloutsHealth (NOT_SERVING while lockstepd may not act).
+  void CheckStateStore();
 
   std::string config_path_;
   std::shared_ptr<spdlog::logger> log_;
@@ -80,6 +88,7 @@ class Daemon {
   std::condition_variable wake_;
   bool stopping_ = false;           // guarded by mu_
   bool refresh_requested_ = false;  // guarded by mu_: poll now, not at the interval
+  bool store_ok_ = true;            // the poller's own: the last CheckStore's outcome
 };
 
 }  // namespace lockstep::daemon

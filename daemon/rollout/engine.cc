@@ -59,6 +59,9 @@ struct RolloutEngine::Active {
   enum class Gate { kNone, kStage, kCanaries };
   Gate waiting = Gate::kNone;
   size_t waiting_stage = 0;
+  // Finished while the state store refused writes: kept among the active
+  // ones (its environments stay busy) until CheckStore records its end.
+  bool unrecorded = false;
 };
 
 RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore* store,
@@ -89,11 +92,67 @@ void RolloutEngine::Stop() {
 
 // ---- persistence and events (mu_ held) -------------------------------------
 
+void RolloutEngine::StoreFailed(const absl::Status& status, bool write) {
+  if (store_error_.empty()) {
+    store_error_ = write ? absl::StrCat("lockstepd cannot write its state store: ",
+                                        status.message())
+                         : std::string(status.message());
+  }
+  // Without the write-ahead record nothing more may be done, by any
+  // rollout: running steps finish, no new one starts.
+  for (auto& [id, other] : active_) {
+    if (other->halted) continue;
+    other->halted = true;
+    other->stop_reason =
+        absl::StrCat("halted: ", store_error_, "; nothing more is done until it can");
+  }
+  changed_.notify_all();
+}
+
+std::string RolloutEngine::StoreError() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return store_error_;
+}
+
+absl::Status RolloutEngine::CheckStore() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return CheckStoreLocked();
+}
+
+absl::Status RolloutEngine::CheckStoreLocked() {
+  if (absl::Status file = store_->CheckFile(); !file.ok()) {
+    StoreFailed(file, /*write=*/false);
+    return absl::UnavailableError(store_error_);
+  }
+  if (store_error_.empty()) return absl::OkStatus();
+  // Write again what could not be written: each active rollout as it is in
+  // memory (halted), so that a restart continues from the truth.
+  for (const auto& [id, a] : active_) {
+    absl::Status saved = store_->SaveRollout(a->r);
+    if (!saved.ok()) return absl::UnavailableError(store_error_);
+  }
+  store_error_.clear();
+  for (auto it = active_.begin(); it != active_.end();) {
+    if (!it->second->unrecorded) {
+      ++it;
+      continue;
+    }
+    Emit(*it->second, "recovered", "", "",
+         absl::StrCat("the state store takes writes again; ", it->second->r.state, " recorded"));
+    it = active_.erase(it);
+  }
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
 void RolloutEngine::Emit(Active& a, const std::string& kind, const std::string& environment,
                          const std::string& database, const std::string& message) {
   RolloutEvent e{0, clock_->Now(), kind, environment, database, message};
   absl::Status s = store_->AppendEvent(a.r.id, &e);
-  if (!s.ok()) e.message += absl::StrCat(" (not recorded: ", s.message(), ")");
+  if (!s.ok()) {
+    e.message += absl::StrCat(" (not recorded: ", s.message(), ")");
+    StoreFailed(s);
+  }
   ++events_emitted_;
   if (hooks_.on_event) hooks_.on_event(a.r, e);
   changed_.notify_all();
@@ -103,30 +162,20 @@ void RolloutEngine::SaveStep(Active& a, const RolloutStep& step) {
   a.r.steps[static_cast<size_t>(step.index)] = step;
   a.r.updated_at = clock_->Now();
   absl::Status s = store_->SaveStep(a.r.id, step);
-  if (!s.ok() && !a.halted) {
-    // Without the write-ahead record nothing more may be done.
-    a.halted = true;
-    a.stop_reason = absl::StrCat("halted: ", s.message());
-  }
+  if (!s.ok()) StoreFailed(s);
 }
 
 void RolloutEngine::SaveStage(Active& a, size_t stage_index) {
   a.r.updated_at = clock_->Now();
   absl::Status s =
       store_->SaveStage(a.r.id, static_cast<int>(stage_index), a.r.stages[stage_index]);
-  if (!s.ok() && !a.halted) {
-    a.halted = true;
-    a.stop_reason = absl::StrCat("halted: ", s.message());
-  }
+  if (!s.ok()) StoreFailed(s);
 }
 
 void RolloutEngine::SaveHeader(Active& a) {
   a.r.updated_at = clock_->Now();
   absl::Status s = store_->SaveRolloutHeader(a.r);
-  if (!s.ok() && !a.halted) {
-    a.halted = true;
-    a.stop_reason = absl::StrCat("halted: ", s.message());
-  }
+  if (!s.ok()) StoreFailed(s);
   changed_.notify_all();
 }
 
@@ -139,7 +188,7 @@ void RolloutEngine::UpdateGauges() {
 bool RolloutEngine::WaitUntil(std::unique_lock<std::mutex>& lock, Active& a,
                               const std::function<bool()>& ready, absl::Time deadline) {
   while (true) {
-    if (stopping_ || a.aborted) return false;
+    if (stopping_ || a.aborted || a.halted) return false;
     if (!a.paused && (ready() || clock_->Now() >= deadline)) return true;
     clock_->WaitUntil(changed_, lock, std::min(deadline, clock_->Now() + absl::Seconds(1)));
   }
@@ -196,8 +245,16 @@ absl::StatusOr<RolloutPlan> RolloutEngine::Plan(const RolloutRequest& request) {
   return PlanOnFreshFleet(request);
 }
 
+absl::Status RolloutEngine::RequireStore() {
+  absl::Status store = CheckStore();
+  if (store.ok()) return store;
+  return absl::UnavailableError(
+      absl::StrCat(store.message(), "; no rollout starts until it can (lockstep status)"));
+}
+
 absl::StatusOr<Rollout> RolloutEngine::Start(const RolloutRequest& request) {
   std::lock_guard<std::mutex> one_at_a_time(start_mu_);
+  if (absl::Status store = RequireStore(); !store.ok()) return store;
   absl::Status runnable = RequireAlembicIni("rollouts");
   if (!runnable.ok()) return runnable;
   absl::StatusOr<RolloutPlan> plan = PlanOnFreshFleet(request);
@@ -211,6 +268,7 @@ absl::StatusOr<Rollout> RolloutEngine::Downgrade(const std::string& environment,
                                                  const std::string& target,
                                                  const std::string& requested_by) {
   std::lock_guard<std::mutex> one_at_a_time(start_mu_);
+  if (absl::Status store = RequireStore(); !store.ok()) return store;
   absl::Status runnable = RequireAlembicIni("downgrades");
   if (!runnable.ok()) return runnable;
   absl::Status refreshed = reconciler_->Refresh();
@@ -229,6 +287,10 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
   auto a = std::make_shared<Active>();
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return absl::UnavailableError("lockstepd is shutting down");
+  if (absl::Status store = CheckStoreLocked(); !store.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat(store.message(), "; no rollout starts until it can (lockstep status)"));
+  }
   for (const RolloutStage& stage : rollout.stages) {
     for (const auto& [id, other] : active_) {
       for (const RolloutStage& busy : other->r.stages) {
@@ -246,7 +308,11 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
   rollout.state = "running";
   a->r = std::move(rollout);
   absl::Status saved = store_->SaveRollout(a->r);
-  if (!saved.ok()) return saved;
+  if (!saved.ok()) {
+    StoreFailed(saved);
+    return absl::UnavailableError(
+        absl::StrCat(store_error_, "; no rollout starts until it can (lockstep status)"));
+  }
   active_[a->r.id] = a;
   std::vector<std::string> envs;
   for (const RolloutStage& s : a->r.stages) envs.push_back(s.environment);
@@ -314,6 +380,7 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
   std::lock_guard<std::mutex> lock(mu_);
   absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
   if (!a.ok()) return a.status();
+  if (!store_error_.empty()) return absl::UnavailableError(store_error_);
   Active& active = **a;
   // Only the gate waiting at this moment: a stage gate ahead, or the canary
   // gate of a stage whose canaries have not run, is not approved in advance.
@@ -363,6 +430,7 @@ absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who
   if (!a.ok()) return a.status();
   if (!(*a)->paused)
     return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is not paused"));
+  if (!store_error_.empty()) return absl::UnavailableError(store_error_);
   (*a)->paused = false;
   // Back to what it was doing: running, or waiting at a stage's gate.
   Rollout& r = (*a)->r;
@@ -470,6 +538,7 @@ absl::StatusOr<std::vector<Backup>> RolloutEngine::Backups(const std::string& en
 absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const std::string& who,
                                                      bool yes) {
   const std::string actor = who.empty() ? "unnamed" : who;
+  if (absl::Status store = CheckStore(); !store.ok()) return store;
   absl::StatusOr<Backup> b = store_->GetBackup(backup_id);
   if (!b.ok()) return b.status();
   absl::Status verified = backups_.Verify(*b);
@@ -933,7 +1002,11 @@ void RolloutEngine::Finish(Active& a) {
   Emit(a, "rollout_finished", "", "", absl::StrCat(a.r.state, ": ", a.r.reason));
   if (hooks_.on_rollout_finished) hooks_.on_rollout_finished(a.r);
   std::shared_ptr<Active> keep = active_[a.r.id];  // `a` lives on until this returns
-  active_.erase(a.r.id);
+  if (store_error_.empty()) {
+    active_.erase(a.r.id);
+  } else {
+    a.unrecorded = true;  // CheckStore records its end once the store takes writes
+  }
   UpdateGauges();
   changed_.notify_all();
   lock.unlock();

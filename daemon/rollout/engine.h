@@ -127,12 +127,25 @@ class RolloutEngine {
   // Ends every runner (see above). Idempotent.
   void Stop();
 
+  // Why lockstepd may not act now: its state store refused a write, or the
+  // file was deleted or replaced underneath it; empty when it may. While
+  // set, every active rollout is halted (running steps finish, none start),
+  // and Start, Downgrade, Approve, Resume and Restore are refused.
+  std::string StoreError() const;
+  // Checks that the state store file is still the one open, and, after a
+  // failed write, writes every active rollout again; OK (and StoreError()
+  // empty) once the store takes writes. Called by the poll loop and before
+  // each rollout starts.
+  absl::Status CheckStore();
+
  private:
   struct Active;
 
   // Refreshes the fleet and lints the scripts, then plans on both.
   absl::StatusOr<RolloutPlan> PlanOnFreshFleet(const RolloutRequest& request);
   absl::Status RequireAlembicIni(const std::string& what) const;
+  // CheckStore, worded for a refused start (UNAVAILABLE).
+  absl::Status RequireStore();
   absl::StatusOr<Rollout> Launch(Rollout rollout, const std::vector<PlanProblem>& overridden);
   // Restore's check and safety backup, under the database's lock: compares
   // the database with `backup` (a changed one needs `yes`; *changed says
@@ -159,6 +172,12 @@ class RolloutEngine {
   bool WaitUntil(std::unique_lock<std::mutex>& lock, Active& a, const std::function<bool()>& ready,
                  absl::Time deadline = absl::InfiniteFuture());
 
+  // Must hold mu_. The state store refused a write: every active rollout
+  // halts (running steps finish, no new ones start) and new rollouts are
+  // refused until CheckStore succeeds.
+  // `write`: a write failed (else the file check did).
+  void StoreFailed(const absl::Status& status, bool write = true);
+  absl::Status CheckStoreLocked();
   // Must hold mu_.
   void Emit(Active& a, const std::string& kind, const std::string& environment,
             const std::string& database, const std::string& message);
@@ -179,9 +198,10 @@ class RolloutEngine {
   BackupService backups_;
   StepExecutor executor_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable changed_;  // any rollout changed (events, gates, pause)
   bool stopping_ = false;            // guarded by mu_
+  std::string store_error_;          // guarded by mu_: see StoreError()
   std::map<std::string, std::shared_ptr<Active>> active_;  // guarded by mu_: not yet finished
   std::vector<std::thread> threads_;  // guarded by mu_: runners, joined by Stop
   uint64_t events_emitted_ = 0;       // guarded by mu_

@@ -177,7 +177,7 @@ class EngineTest : public ::testing::Test {
                                         << environments;
     auto inv = config::LoadInventory(dir_ + "/fleet.yaml");
     ASSERT_TRUE(inv.ok()) << inv.status();
-    auto store = StateStore::Open(dir_ + "/state.db");
+    auto store = StateStore::Open(dir_ + "/state.db", absl::Milliseconds(100));
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
     auto r = Reconciler::Create(std::make_shared<config::Inventory>(*inv), MakeDrivers({}),
@@ -537,6 +537,55 @@ TEST_F(EngineTest, ControlsAfterAbortAreRefused) {
   ASSERT_TRUE(WaitFor(id, "aborted"));
   EXPECT_EQ(Step(*engine_->Get(id), "b").state, "skipped");
   EXPECT_THAT(alembic_.calls(), ElementsAre("a"));
+}
+
+// The state store refuses writes (another process holds its write lock; a
+// full disk looks the same): lockstepd stops acting. The rollout halts, no
+// new step, rollout or approval happens, and the store still says what it
+// last recorded. Once it takes writes again the halt is recorded, and a
+// restart follows the store: nothing is resumed behind anyone's back.
+TEST_F(EngineTest, AStateStoreThatRefusesWritesStopsEveryAction) {
+  Db("a", {kAge});
+  Db("b", {kAge});
+  alembic_.Block("a");
+  Start(R"(
+  - name: prod
+    max_parallel: 1
+    on_failure: leave
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+      - {name: b, url: "sqlite:///b.db"}
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(alembic_.WaitStarted("a"));
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/state.db").c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  alembic_.Release("a");
+  ASSERT_TRUE(WaitFor(id, "halted"));
+  EXPECT_THAT(alembic_.calls(), ElementsAre("a"));  // b never started
+  EXPECT_THAT(engine_->StoreError(), HasSubstr("lockstepd cannot write its state store"));
+  EXPECT_EQ(store_->LoadRollout(id)->state, "running");  // the halt is not recorded yet
+  RolloutRequest req;
+  req.target = "heads";
+  EXPECT_FALSE(engine_->Start(req).ok());
+  EXPECT_FALSE(engine_->CheckStore().ok());
+
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  ASSERT_TRUE(engine_->CheckStore().ok());
+  EXPECT_EQ(engine_->StoreError(), "");
+  EXPECT_EQ(store_->LoadRollout(id)->state, "halted");
+  EXPECT_EQ(Step(*store_->LoadRollout(id), "a").state, "succeeded");  // what a really did
+
+  engine_->Stop();
+  engine_.reset();
+  StartEngine();
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_THAT(alembic_.calls(), ElementsAre("a"));  // the restart resumed nothing
+  std::string again = Launch();
+  ASSERT_TRUE(WaitFor(again, "succeeded"));
+  EXPECT_THAT(alembic_.calls(), ElementsAre("a", "b"));
 }
 
 // A rollout left by a killed lockstepd, its step in `phase`, the database

@@ -109,6 +109,10 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
   }
   ToProto(s->graph, resp->mutable_graph());
   SetTime(s->refreshed_at, resp->mutable_refreshed_at());
+  // Checked now (a stat of the file; more only while it refuses writes),
+  // so status says at once when the store was deleted or replaced.
+  absl::Status store = engine_->CheckStore();
+  resp->set_state_store_error(store.ok() ? "" : engine_->StoreError());
   return FinishReply(resp);
 }
 

@@ -1,5 +1,10 @@
 #include "daemon/state/state_store.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "absl/strings/str_cat.h"
@@ -147,10 +152,13 @@ StateStore::StateStore(std::unique_ptr<SQLite::Database> db)
     : db_(std::move(db)), prepared_(std::make_unique<store_util::StatementCache>(db_.get())) {}
 StateStore::~StateStore() = default;
 
-absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path,
+                                                             absl::Duration busy_timeout) {
   std::unique_ptr<SQLite::Database> db;
   try {
-    db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 5000);
+    db = std::make_unique<SQLite::Database>(
+        path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+        static_cast<int>(absl::ToInt64Milliseconds(busy_timeout)));
     db->exec("PRAGMA journal_mode = WAL");
     // WAL + NORMAL: a commit survives lockstepd being killed (it is in the
     // OS's cache); only an OS crash can lose the last few. Rollouts stay
@@ -162,9 +170,31 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
     return absl::UnavailableError(absl::StrCat("cannot open the state store ", path, ": ", e.what()));
   }
   std::unique_ptr<StateStore> store(new StateStore(std::move(db)));
+  store->path_ = path;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    store->device_ = st.st_dev;
+    store->inode_ = st.st_ino;
+  }
   absl::Status migrated = store->Migrate();
   if (!migrated.ok()) return migrated;
   return store;
+}
+
+absl::Status StateStore::CheckFile() const {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "the state store file ", path_, " is gone (deleted while lockstepd runs): ",
+        std::strerror(errno), "; what lockstepd records now would be lost, and a restart would "
+        "start without its rollouts and backup catalog: put the file back where it was"));
+  }
+  if (static_cast<uint64_t>(st.st_dev) != device_ || static_cast<uint64_t>(st.st_ino) != inode_) {
+    return absl::UnavailableError(absl::StrCat(
+        "the state store file ", path_, " was replaced by another file while lockstepd runs; "
+        "what lockstepd records goes to the old one. Restart lockstepd on the right file"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status StateStore::Migrate() {

@@ -9,6 +9,7 @@
 #ifndef LOCKSTEP_DAEMON_STATE_STATE_STORE_H_
 #define LOCKSTEP_DAEMON_STATE_STATE_STORE_H_
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,10 +68,16 @@ class StateStore {
  public:
   static constexpr int kSchemaVersion = 5;
 
-  static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& path);
+  // `busy_timeout`: how long a write waits for another connection's lock
+  // on the file before it fails.
+  static absl::StatusOr<std::unique_ptr<StateStore>> Open(
+      const std::string& path, absl::Duration busy_timeout = absl::Seconds(5));
   ~StateStore();
 
-  int schema_version() const { return kSchemaVersion; }
+  // UNAVAILABLE when the file at the store's path is gone or another file
+  // (deleted, replaced, restored underneath a running lockstepd): what it
+  // writes from then on would be lost, and a restart would start afresh.
+  absl::Status CheckFile() const;
 
   // Records checks in one transaction; a database whose known revisions
   // differ from the last known ones gets a RevisionChange.
@@ -112,6 +119,10 @@ class StateStore {
   explicit StateStore(std::unique_ptr<SQLite::Database> db);
   absl::Status Migrate();
 
+  // Constant after Open: the path and the file it named when opened.
+  std::string path_;
+  uint64_t device_ = 0;
+  uint64_t inode_ = 0;
   std::mutex mu_;
   std::unique_ptr<SQLite::Database> db_;  // guarded by mu_
   // db_'s statements of the hot path; declared after it, so destroyed first.

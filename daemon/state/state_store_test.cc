@@ -195,6 +195,24 @@ TEST_F(StateStoreTest, RolloutsStepsEventsAndBackupsRoundTrip) {
   EXPECT_THAT(*(*store)->ListRollouts(0, true), IsEmpty());
 }
 
+// The file deleted or replaced while lockstepd runs is noticed, never a
+// silent fresh start.
+TEST_F(StateStoreTest, AFileDeletedOrReplacedUnderneathIsAnAlarm) {
+  auto store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->CheckFile().ok());
+  std::filesystem::rename(path_, path_ + ".moved");
+  absl::Status gone = (*store)->CheckFile();
+  EXPECT_TRUE(absl::IsUnavailable(gone)) << gone;
+  EXPECT_THAT(gone.message(), HasSubstr("is gone (deleted while lockstepd runs)"));
+  std::filesystem::copy_file(path_ + ".moved", path_);
+  absl::Status replaced = (*store)->CheckFile();
+  EXPECT_THAT(replaced.message(), HasSubstr("was replaced by another file"));
+  std::filesystem::remove(path_);
+  std::filesystem::rename(path_ + ".moved", path_);
+  EXPECT_TRUE((*store)->CheckFile().ok());
+}
+
 TEST_F(StateStoreTest, UpgradesAVersionThreeBackupCatalogAndRecordsRestores) {
   {
     // The backups table as lockstepd with schema 3 left it (unchanged since

@@ -448,5 +448,24 @@ environments:
                                       timeout=5).read()
         self.assertIn('revision="caf\ufffd"', body.decode("utf-8"))
 
+    def test_6_a_state_store_deleted_underneath_stops_lockstepd_acting(self):
+        # Deleted while lockstepd runs: an alarm in status, and no rollout
+        # starts (it would be recorded nowhere); put back, all is well.
+        state = os.path.join(self.dir, "state.db")
+        os.rename(state, state + ".away")
+        try:
+            text = self.d.cli("status", check=False).stdout
+            self.assertIn("NOT ACTING: the state store file %s is gone (deleted while lockstepd "
+                          "runs)" % state, text)
+            self.assertIn("is gone (deleted while lockstepd runs)",
+                          self.status()["state_store_error"])
+            p = self.d.cli("rollout", "--to", "heads", "--env", "solo", check=False)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            self.assertIn("no rollout starts until it can", p.stdout + p.stderr)
+        finally:
+            os.rename(state + ".away", state)
+        self.assertEqual(self.status()["state_store_error"], "")
+        self.assertNotIn("NOT ACTING", self.d.cli("status", check=False).stdout)
+
 if __name__ == "__main__":
     unittest.main()
