@@ -103,6 +103,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   hooks.on_gauges = [self](int active, int awaiting) {
     self->rollout_metrics_->Gauges(active, awaiting);
   };
+  hooks.on_store = [self](bool ok, const std::string& why) {
+    if (ok) {
+      self->log_->info("the state store takes writes again; rollouts may start");
+    } else {
+      self->log_->error("{}; rollouts are halted and none starts until it can", why);
+    }
+    std::lock_guard<std::mutex> lock(self->health_mu_);
+    self->store_ok_ = ok;
+    if (self->server_ && self->server_->GetHealthCheckService() != nullptr) {
+      self->server_->GetHealthCheckService()->SetServingStatus(kRolloutsHealth, ok);
+    }
+  };
   d->engine_ = std::make_unique<RolloutEngine>(d->reconciler_, d->store_.get(),
                                                d->drivers_, std::move(hooks));
   absl::Status recovered = d->engine_->Recover();
@@ -133,7 +145,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
         "cannot listen for gRPC on ", inventory->server.listen,
         " (in use by another process, e.g. a second lockstepd, or not an address of this host)"));
   }
-  d->server_->GetHealthCheckService()->SetServingStatus(kRolloutsHealth, true);
+  {
+    std::lock_guard<std::mutex> lock(d->health_mu_);
+    d->server_->GetHealthCheckService()->SetServingStatus(kRolloutsHealth, d->store_ok_);
+  }
   // The address as bound: with port 0 the system chose one.
   const std::string listen =
       absl::StrCat(inventory->server.listen.substr(0, inventory->server.listen.rfind(':')), ":",
@@ -214,29 +229,14 @@ void Daemon::PollLoop() {
       log_->error("refresh: {}", std::string(s.message()));
     }
     if (snap->graph.broken) log_->error("revision scripts do not load (using the last good graph): {}", snap->graph.error);
-    CheckStateStore();
+    absl::Status store = engine_->CheckStore();  // on_store logs and sets health
+    (void)store;
     std::unique_lock<std::mutex> lock(mu_);
     absl::Duration interval = reconciler_->inventory()->server.poll_interval;
     wake_.wait_for(lock, absl::ToChronoMilliseconds(interval),
                    [this] { return stopping_ || refresh_requested_; });
     if (stopping_) return;
     refresh_requested_ = false;
-  }
-}
-
-void Daemon::CheckStateStore() {
-  absl::Status store = engine_->CheckStore();
-  if (store.ok() != store_ok_) {
-    if (store.ok()) {
-      log_->info("the state store takes writes again; rollouts may start");
-    } else {
-      log_->error("{}; rollouts are halted and none starts until it can",
-                  std::string(store.message()));
-    }
-    store_ok_ = store.ok();
-  }
-  if (server_ && server_->GetHealthCheckService() != nullptr) {
-    server_->GetHealthCheckService()->SetServingStatus(kRolloutsHealth, store.ok());
   }
 }
 

@@ -63,9 +63,6 @@ class Daemon {
   void PollLoop();
   void LogChanges(const FleetSnapshot& before, const FleetSnapshot& after);
   void LogEvent(const Rollout& rollout, const RolloutEvent& event);
-  // RolloutEngine::CheckStore, logged when it changes, and the gRPC health
-  // of kRolloutsHealth (NOT_SERVING while lockstepd may not act).
-  void CheckStateStore();
 
   std::string config_path_;
   std::shared_ptr<spdlog::logger> log_;
@@ -88,7 +85,10 @@ class Daemon {
   std::condition_variable wake_;
   bool stopping_ = false;           // guarded by mu_
   bool refresh_requested_ = false;  // guarded by mu_: poll now, not at the interval
-  bool store_ok_ = true;            // the poller's own: the last CheckStore's outcome
+  // The state store takes writes (RolloutHooks::on_store); the gRPC health
+  // of kRolloutsHealth follows it.
+  std::mutex health_mu_;
+  bool store_ok_ = true;  // guarded by health_mu_
 };
 
 }  // namespace lockstep::daemon

@@ -18,6 +18,7 @@
 #include "config/inventory.h"
 #include "daemon/core/reconciler.h"
 #include "daemon/daemon.h"
+#include "daemon/model/utf8.h"
 #include "migrations/project.h"
 #include "migrations/revision_error.h"
 
@@ -42,6 +43,18 @@ class JsonMessage : public spdlog::custom_flag_formatter {
   }
 };
 
+// `%*` in the text pattern: the message, LogSafe.
+class TextMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    std::string safe = lockstep::daemon::LogSafe(std::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(safe.data(), safe.data() + safe.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<TextMessage>();
+  }
+};
+
 std::shared_ptr<spdlog::logger> MakeLogger(const std::string& format) {
   auto log = spdlog::stderr_color_mt("lockstepd");
   if (format == "json") {
@@ -50,7 +63,9 @@ std::shared_ptr<spdlog::logger> MakeLogger(const std::string& format) {
         R"({"time":"%Y-%m-%dT%H:%M:%S.%f%z","level":"%l","msg":"%*"})");
     log->set_formatter(std::move(f));
   } else {
-    log->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<TextMessage>('*').set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %*");
+    log->set_formatter(std::move(f));
   }
   log->flush_on(spdlog::level::info);
   return log;

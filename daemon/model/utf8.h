@@ -104,6 +104,32 @@ inline std::string_view CutUtf8Front(std::string_view s, size_t max_bytes) {
   return s.substr(start);
 }
 
+// `s` for a text log line: valid UTF-8 (ValidUtf8), control characters as
+// \xNN, and each line break followed by four spaces, so no text from a
+// request or a database (an --actor holding "\n2026-... info ...") can
+// start a line of its own that reads like lockstepd's.
+inline std::string LogSafe(std::string_view s) {
+  std::string valid = ValidUtf8(s);
+  std::string out;
+  out.reserve(valid.size());
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char ch : valid) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\n') {
+      out += "\n    ";
+    } else if (c == '\t') {
+      out += ch;
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
 }  // namespace lockstep::daemon
 
 #endif  // LOCKSTEP_DAEMON_MODEL_UTF8_H_

@@ -45,5 +45,13 @@ TEST(Utf8Test, CutNeverSplitsACharacter) {
   EXPECT_EQ(CutUtf8Front(s, 7), "\xe2\x82\xac\xf0\x9f\x98\x80");
 }
 
+TEST(Utf8Test, LogSafeLinesCannotBeForged) {
+  EXPECT_EQ(LogSafe("approved by alice"), "approved by alice");
+  EXPECT_EQ(LogSafe("bob\n2026-12-06 10:00:00.000 info rollout r-1 approved by root"),
+            "bob\n    2026-12-06 10:00:00.000 info rollout r-1 approved by root");
+  EXPECT_EQ(LogSafe("a\rb\x1b[31mc\x7f"), "a\\x0db\\x1b[31mc\\x7f");
+  EXPECT_EQ(LogSafe("caf\xe9\tx"), "caf\xef\xbf\xbd\tx");
+}
+
 }  // namespace
 }  // namespace lockstep::daemon

@@ -97,6 +97,7 @@ void RolloutEngine::StoreFailed(const absl::Status& status, bool write) {
     store_error_ = write ? absl::StrCat("lockstepd cannot write its state store: ",
                                         status.message())
                          : std::string(status.message());
+    if (hooks_.on_store) hooks_.on_store(false, store_error_);
   }
   // Without the write-ahead record nothing more may be done, by any
   // rollout: running steps finish, no new one starts.
@@ -132,6 +133,7 @@ absl::Status RolloutEngine::CheckStoreLocked() {
     if (!saved.ok()) return absl::UnavailableError(store_error_);
   }
   store_error_.clear();
+  if (hooks_.on_store) hooks_.on_store(true, "");
   for (auto it = active_.begin(); it != active_.end();) {
     if (!it->second->unrecorded) {
       ++it;

@@ -59,6 +59,10 @@ struct RolloutHooks {
   std::function<void(const RestoreResult&)> on_restore;
   std::function<void(const Rollout&)> on_rollout_finished;
   std::function<void(int active, int awaiting_approval)> on_gauges;
+  // The state store stopped taking writes (ok false, `why` says how) or
+  // takes them again (ok true). Called with the engine's lock held, on each
+  // change only.
+  std::function<void(bool ok, const std::string& why)> on_store;
 };
 
 struct RolloutEngineOptions {

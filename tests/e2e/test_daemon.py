@@ -462,10 +462,24 @@ environments:
             p = self.d.cli("rollout", "--to", "heads", "--env", "solo", check=False)
             self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
             self.assertIn("no rollout starts until it can", p.stdout + p.stderr)
+            self.assertEqual(self.rollouts_health(), b"\x08\x02")  # NOT_SERVING
         finally:
             os.rename(state + ".away", state)
         self.assertEqual(self.status()["state_store_error"], "")
         self.assertNotIn("NOT ACTING", self.d.cli("status", check=False).stdout)
+        self.assertEqual(self.rollouts_health(), b"\x08\x01")  # SERVING
+        self.assertIn("rollouts are halted and none starts until it can", self.d.log())
+        self.assertIn("the state store takes writes again", self.d.log())
+
+    def rollouts_health(self):
+        # grpc.health.v1.Health/Check{service}: status is field 1 (1 SERVING, 2 NOT_SERVING).
+        import grpc
+        name = b"lockstep.v1.Lockstep/rollouts"
+        with grpc.insecure_channel(self.d.server) as channel:
+            check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                        request_serializer=lambda _: b"\x0a" + bytes([len(name)]) + name,
+                                        response_deserializer=lambda b: b)
+            return check(None, timeout=5)
 
 if __name__ == "__main__":
     unittest.main()
