@@ -20,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "migrations/file_batch_reader.h"
 #include "migrations/ini_file.h"
@@ -50,8 +51,10 @@ std::string Repr(const std::string& s) { return absl::StrCat("'", s, "'"); }
 
 // Alembic's revision file filter: `(?!\.\#|__init__)(.*\.py)$`, or with
 // sourceless also `.pyc`/`.pyo`.
+// A line break: `.` does not match it, so Alembic skips such a name.
 bool IsRevisionFileName(absl::string_view name, bool sourceless) {
   if (absl::StartsWith(name, ".#") || absl::StartsWith(name, "__init__")) return false;
+  if (absl::StrContains(name, '\n')) return false;
   if (absl::EndsWith(name, ".py")) return true;
   return sourceless && (absl::EndsWith(name, ".pyc") || absl::EndsWith(name, ".pyo"));
 }
@@ -294,7 +297,15 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
     dir_fds.push_back(dir_fd);
     pending.reserve(pending.size() + files.size());
     for (const std::string& name : files) {
-      if (!IsRevisionFileName(name, location.sourceless)) continue;
+      if (!IsRevisionFileName(name, location.sourceless)) {
+        if (absl::StrContains(name, '\n') && absl::StrContains(name, ".py")) {
+          out.warnings.push_back(absl::StrCat(
+              dir, "/", absl::StrReplaceAll(name, {{"\n", "\\n"}}),
+              " has a line break in its name; Alembic does not load it, so neither does "
+              "lockstep (rename it if it is a revision)"));
+        }
+        continue;
+      }
       // One folder lists each name once: real paths matter only when several
       // folders are read (or a link points elsewhere).
       bool may_repeat = location.version_locations.size() > 1 || location.recursive ||

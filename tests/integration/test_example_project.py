@@ -246,6 +246,25 @@ class LintTest(unittest.TestCase):
         finally:
             shutil.rmtree(d)
 
+    def test_a_file_name_with_a_line_break_is_skipped_as_alembic_skips_it(self):
+        d = tempfile.mkdtemp()
+        try:
+            os.makedirs(d + "/versions")
+            with open(d + "/alembic.ini", "w") as f:
+                f.write("[alembic]\nscript_location = %(here)s\n")
+            with open(d + "/versions/aaaa_base.py", "w") as f:
+                f.write('revision = "aaaa"\ndown_revision = None\n')
+            with open(d + "/versions/bbbb\n_child.py", "w") as f:
+                f.write('revision = "bbbb"\ndown_revision = "aaaa"\n')
+            ours = run([LOCKSTEP, "-c", d + "/alembic.ini", "heads"], check=False)
+            theirs = run([ALEMBIC, "-c", d + "/alembic.ini", "heads"], check=False)
+            self.assertEqual(theirs.returncode, 0, theirs.stderr)
+            self.assertEqual(ours.returncode, 0, ours.stderr)
+            self.assertEqual(ours.stdout, theirs.stdout)
+            self.assertIn("aaaa (head)", ours.stdout)
+        finally:
+            shutil.rmtree(d)
+
     def test_an_old_merge_templates_revises_tuple_is_no_mismatch(self):
         d = tempfile.mkdtemp()
         try:
