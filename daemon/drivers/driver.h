@@ -69,6 +69,11 @@ class DatabaseLock {
   virtual ~DatabaseLock() = default;
   // Whether the database was missing and Lock created it (empty).
   virtual bool created() const { return false; }
+  // OK while the lock is still held on the database it was taken on;
+  // ABORTED when it was lost (PostgreSQL ended the lock's session) or the
+  // database is no longer the one locked (a SQLite file replaced under the
+  // same path): then nothing more may be written there, restores included.
+  virtual absl::Status Check() const { return absl::OkStatus(); }
 };
 
 class Driver : public VersionReader {

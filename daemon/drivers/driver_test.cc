@@ -72,6 +72,22 @@ TEST_F(SqliteDriverTest, LockIsExclusiveAndReleasedWithTheObject) {
   EXPECT_TRUE(driver_.Lock(target_, target_.url, absl::Seconds(1), IfMissing::kRefuse).ok());
 }
 
+// A SQLite file replaced under the locked path (another file renamed over
+// it) is no longer the database locked: Check says so, so that nothing is
+// verified or restored on the replacement.
+TEST_F(SqliteDriverTest, ALockNoticesItsFileWasReplaced) {
+  auto lock = driver_.Lock(target_, target_.url, absl::Seconds(1), IfMissing::kRefuse);
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  EXPECT_TRUE((*lock)->Check().ok());
+  std::filesystem::copy_file(db_, db_ + ".new");
+  std::filesystem::rename(db_ + ".new", db_);
+  absl::Status replaced = (*lock)->Check();
+  EXPECT_TRUE(absl::IsAborted(replaced)) << replaced;
+  EXPECT_THAT(replaced.message(), HasSubstr("was replaced by another file"));
+  std::filesystem::remove(db_);
+  EXPECT_THAT((*lock)->Check().message(), HasSubstr("is gone since lockstep locked it"));
+}
+
 TEST_F(SqliteDriverTest, LockOnAMissingFileRefusesOrCreates) {
   VersionTarget gone = target_;
   gone.url.database = tmp_.path() + "/gone.db";

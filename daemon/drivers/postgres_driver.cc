@@ -160,10 +160,29 @@ absl::StatusOr<TableCounts> PostgresBackupCounts(const Backup& backup, absl::Dur
 // Holds the advisory lock: closing the session releases it.
 class PostgresLock : public DatabaseLock {
  public:
-  explicit PostgresLock(std::unique_ptr<pqxx::connection> conn) : conn_(std::move(conn)) {}
+  PostgresLock(std::unique_ptr<pqxx::connection> conn, std::string name)
+      : conn_(std::move(conn)), name_(std::move(name)) {}
+
+  // The session is still there and still holds the advisory lock.
+  absl::Status Check() const override {
+    try {
+      pqxx::nontransaction w(*conn_);
+      pqxx::result r = w.exec(
+          "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+          "AND pid = pg_backend_pid()");
+      if (r[0][0].as<int>() > 0) return absl::OkStatus();
+      return absl::AbortedError(absl::StrCat("the advisory lock on ", name_,
+                                             " is no longer held; nothing more is written there"));
+    } catch (const std::exception& e) {
+      return absl::AbortedError(absl::StrCat(
+          "the session holding the advisory lock on ", name_, " ended (", OneLine(e.what()),
+          "); another rollout or restore may be working on it, so nothing more is written there"));
+    }
+  }
 
  private:
   std::unique_ptr<pqxx::connection> conn_;
+  const std::string name_;
 };
 
 // libpqxx prints server notices and errors to stderr unless told otherwise;
@@ -260,10 +279,23 @@ class PostgresDriver : public Driver {
                                                      absl::Duration connect_timeout,
                                                      IfMissing /*if_missing*/) override {
     try {
+      // Keepalives: a dead peer is noticed, and idle NATs keep the session.
       auto conn = std::make_unique<pqxx::connection>(absl::StrCat(
           url.LibpqConninfo(),
           " connect_timeout=", std::max<int64_t>(2, absl::ToInt64Seconds(connect_timeout)),
-          " application_name=lockstepd-lock"));
+          " application_name=lockstepd-lock keepalives=1 keepalives_idle=30"
+          " keepalives_interval=10 keepalives_count=3"));
+      // The lock's session idles while Alembic works: no server timeout may
+      // end it (idle_session_timeout exists from PostgreSQL 14 on).
+      for (const char* setting : {"idle_session_timeout", "idle_in_transaction_session_timeout",
+                                  "statement_timeout"}) {
+        try {
+          pqxx::nontransaction set(*conn);
+          set.exec(absl::StrCat("SET ", setting, " = 0"));
+        } catch (const pqxx::sql_error&) {
+          // an older server without this setting
+        }
+      }
       pqxx::nontransaction w(*conn);
       pqxx::result r = w.exec(absl::StrCat("SELECT pg_try_advisory_lock(", kAdvisoryLockKey, ")"));
       if (!r[0][0].as<bool>()) {
@@ -271,7 +303,7 @@ class PostgresDriver : public Driver {
             target.name, " is locked by another rollout or lockstepd (PostgreSQL advisory lock ",
             kAdvisoryLockKey, " is held; see pg_locks)"));
       }
-      return std::make_unique<PostgresLock>(std::move(conn));
+      return std::make_unique<PostgresLock>(std::move(conn), target.name);
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat("cannot lock ", target.name, ": ", e.what()));
     }

@@ -131,6 +131,7 @@ class SqliteLock : public DatabaseLock {
  public:
   explicit SqliteLock(std::unique_ptr<SqliteFileLock> file) : file_(std::move(file)) {}
   bool created() const override { return file_->created(); }
+  absl::Status Check() const override { return file_->StillNamesTheLockedFile(); }
 
  private:
   std::unique_ptr<SqliteFileLock> file_;

@@ -83,6 +83,20 @@ absl::Status RemoveLegacyLockFile(const std::string& path) {
 
 }  // namespace
 
+absl::Status SqliteFileLock::StillNamesTheLockedFile() const {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) {
+    return absl::AbortedError(absl::StrCat(path_, " is gone since lockstep locked it (",
+                                           std::strerror(errno), "); nothing was written to it"));
+  }
+  if (st.st_dev != dev_ || st.st_ino != ino_) {
+    return absl::AbortedError(absl::StrCat(
+        path_, " was replaced by another file since lockstep locked it; lockstep writes "
+               "nothing to the new file (no restore): look at both"));
+  }
+  return absl::OkStatus();
+}
+
 std::string LegacyLockFileOf(const std::string& sqlite_path) {
   return sqlite_path + ".lockstep-lock";
 }

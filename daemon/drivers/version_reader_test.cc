@@ -155,6 +155,27 @@ TEST_F(PostgresReaderTest, AConnectionTheServerEndedIsNotAnUnreachableDatabase) 
   EXPECT_EQ(*n, "1\n");
 }
 
+// The advisory lock's session survives the server's idle timeout (the lock
+// disables it for its session), and a session the server ends anyway is
+// noticed: Check says the lock is lost.
+TEST_F(PostgresReaderTest, TheLockSurvivesIdleTimeoutsAndItsLossIsNoticed) {
+  ASSERT_TRUE(server_->Psql("ALTER DATABASE app SET idle_session_timeout = '300ms'").ok());
+  VersionTarget t = Target(server_->Url("app"));
+  auto lock = reader_->Lock(t, t.url, absl::Seconds(5), IfMissing::kRefuse);
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  absl::SleepFor(absl::Milliseconds(900));
+  EXPECT_TRUE((*lock)->Check().ok()) << (*lock)->Check();
+  auto killed = server_->Psql(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+      "WHERE application_name = 'lockstepd-lock'");
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  EXPECT_EQ(*killed, "1\n");
+  absl::Status lost = (*lock)->Check();
+  EXPECT_TRUE(absl::IsAborted(lost)) << lost;
+  EXPECT_THAT(lost.message(), HasSubstr("the session holding the advisory lock on"));
+  ASSERT_TRUE(server_->Psql("ALTER DATABASE app RESET idle_session_timeout").ok());
+}
+
 TEST_F(PostgresReaderTest, NoTableAndUnknownSchema) {
   EXPECT_EQ(reader_->Read(Target(server_->Url("empty"))).outcome, ReadOutcome::kNoTable);
   VersionTarget t = Target(server_->Url("app"));

@@ -571,7 +571,8 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
     if (!safety.ok()) return safety.status();
     result.safety = *std::move(safety);
   }
-  absl::Status restored = backups_.Restore(*b, *url, *inv);
+  absl::Status restored = (*lock)->Check();
+  if (restored.ok()) restored = backups_.Restore(*b, *url, *inv);
   if (!restored.ok()) {
     if (result.safety.id == 0) return restored;
     return absl::Status(restored.code(), absl::StrCat(restored.message(), " (safety backup ",

@@ -539,6 +539,32 @@ TEST_F(EngineTest, ControlsAfterAbortAreRefused) {
   EXPECT_THAT(alembic_.calls(), ElementsAre("a"));
 }
 
+// The SQLite file is replaced while its step runs (someone restores a copy
+// over it): the step fails saying so, and nothing is verified or restored
+// on the replacement, whose rows stay as they came.
+TEST_F(EngineTest, AFileReplacedDuringItsStepIsNeitherVerifiedNorRestored) {
+  Db("a", {kAge});
+  Db("other", {"3f2a1b9c0d11"});
+  alembic_.Block("a");
+  Start(R"(
+  - name: prod
+    on_failure: restore
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(alembic_.WaitStarted("a"));
+  fs::rename(dir_ + "/other.db", dir_ + "/a.db");  // the copy put in its place
+  alembic_.Release("a");
+  ASSERT_TRUE(WaitFor(id, "halted"));
+  const RolloutStep& step = Step(*engine_->Get(id), "a");
+  EXPECT_EQ(step.state, "failed");
+  EXPECT_THAT(step.error, HasSubstr("was replaced by another file since lockstep locked it"));
+  EXPECT_EQ(step.rollback, "left");
+  // The fake Alembic wrote the new file (a real one may have written the
+  // old inode); either way no backup was restored over it.
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kHead));
+}
+
 // The state store refuses writes (another process holds its write lock; a
 // full disk looks the same): lockstepd stops acting. The rollout halts, no
 // new step, rollout or approval happens, and the store still says what it

@@ -188,6 +188,14 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   if (!run) return journal.Requeue();
   if (hooks.stopping()) return;  // as if killed: the next start settles it from the database
   journal.Enter(StepPhase::kVerify);
+  // Still ours? A SQLite file replaced meanwhile, or a PostgreSQL lock
+  // session the server ended, means someone else may be working on the
+  // database: nothing more is written there, not even a restore.
+  if (absl::Status held = c.lock->Check(); !held.ok()) {
+    s.rollback = "left";
+    return journal.Fail(absl::StrCat("Alembic ", run->ok() ? "succeeded" : AlembicFailure(*run),
+                                     ", but ", held.message()));
+  }
   VersionRead after = ReadRows(*c.target);
   std::string error = VerifyPhase(c, *run, after);
   if (error.empty()) {
@@ -339,7 +347,8 @@ std::string StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& run
                     absl::StrCat("PostgreSQL rolled the migration's transaction back; verified at ",
                                  RowsText(after.rows)));
   } else if (how == "restore") {
-    absl::Status restored = backups_.Restore(s.backup_id, c.url, *c.inv);
+    absl::Status restored = c.lock->Check();
+    if (restored.ok()) restored = backups_.Restore(s.backup_id, c.url, *c.inv);
     VersionRead check = ReadRows(*c.target);
     if (restored.ok() && check.rows != s.from) {
       restored =
