@@ -88,6 +88,20 @@ absl::StatusOr<RevisionGraph> RevisionGraph::Build(std::vector<RevisionFile> fil
   return g;
 }
 
+namespace {
+
+// Alembic's error for a `field` (down_revision, depends_on) of `from` that
+// names no revision, located at the file that says it.
+absl::Status MissingReference(const char* field, const std::string& missing,
+                              const std::string& from, const std::string& path) {
+  return WithFileLocation(
+      GenericRevisionError(absl::StrCat("Revision ", missing, " referenced from ", from,
+                                        " is not present (", field, " in ", path, ")")),
+      {path, 0, absl::StrCat(field, " ", missing, " of ", from, " is not a revision of this project")});
+}
+
+}  // namespace
+
 absl::Status RevisionGraph::Link() {
   const int n = size();
   for (int i = 0; i < n; ++i) {
@@ -98,24 +112,14 @@ absl::Status RevisionGraph::Link() {
     for (const std::string& dep : node.file->has_dependencies() ? node.file->depends_on : no_deps) {
       auto it = index_.find(dep);
       if (it == index_.end()) {
-        return WithFileLocation(
-            GenericRevisionError(absl::StrCat("Revision ", dep, " referenced from ", id(i),
-                                              " is not present (depends_on in ", node.file->path,
-                                              ")")),
-            {node.file->path, 0,
-             absl::StrCat("depends_on ", dep, " of ", id(i), " is not a revision of this project")});
+        return MissingReference("depends_on", dep, id(i), node.file->path);
       }
       AppendUnique(&node.resolved_deps, it->second);
     }
     for (const std::string& d : node.file->down_revisions) {
       auto it = index_.find(d);
       if (it == index_.end()) {
-        return WithFileLocation(
-            GenericRevisionError(absl::StrCat("Revision ", d, " referenced from ", id(i),
-                                              " is not present (down_revision in ", node.file->path,
-                                              ")")),
-            {node.file->path, 0,
-             absl::StrCat("down_revision ", d, " of ", id(i), " is not a revision of this project")});
+        return MissingReference("down_revision", d, id(i), node.file->path);
       }
       // Alembic looks parents up in a map that includes branch labels.
       AppendUnique(&node.down, it->second);

@@ -193,6 +193,17 @@ class CliAgainstAlembicTest(unittest.TestCase):
         self.assertEqual(run([LOCKSTEP, "-c", EXAMPLE_INI, "show"], check=False).returncode, 2)
 
 
+def project_with(d, files):
+    """An Alembic project in folder `d`: alembic.ini and versions/ with `files`."""
+    os.makedirs(d + "/versions")
+    with open(d + "/alembic.ini", "w") as f:
+        f.write("[alembic]\nscript_location = %(here)s\n")
+    for name, text in files.items():
+        with open(os.path.join(d, "versions", name), "w") as f:
+            f.write(text)
+    return d + "/alembic.ini"
+
+
 class LintTest(unittest.TestCase):
     def test_example_is_clean(self):
         p = run([LOCKSTEP, "-c", EXAMPLE_INI, "lint"], check=False)
@@ -230,12 +241,9 @@ class LintTest(unittest.TestCase):
         # code unreadable, message ")").
         d = tempfile.mkdtemp()
         try:
-            os.makedirs(d + "/versions")
-            with open(d + "/alembic.ini", "w") as f:
-                f.write("[alembic]\nscript_location = %(here)s\n")
-            with open(d + "/versions/bbbb2222_child.py", "w") as f:
-                f.write('revision = "bbbb2222"\ndown_revision = "zzzz9999"\n')
-            p = run([LOCKSTEP, "-c", d + "/alembic.ini", "lint", "-o", "json"], check=False)
+            ini = project_with(d, {
+                "bbbb2222_child.py": 'revision = "bbbb2222"\ndown_revision = "zzzz9999"\n'})
+            p = run([LOCKSTEP, "-c", ini, "lint", "-o", "json"], check=False)
             self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
             findings = json.loads(p.stdout)["findings"]
             self.assertEqual(len(findings), 1, findings)
@@ -249,15 +257,11 @@ class LintTest(unittest.TestCase):
     def test_a_file_name_with_a_line_break_is_skipped_as_alembic_skips_it(self):
         d = tempfile.mkdtemp()
         try:
-            os.makedirs(d + "/versions")
-            with open(d + "/alembic.ini", "w") as f:
-                f.write("[alembic]\nscript_location = %(here)s\n")
-            with open(d + "/versions/aaaa_base.py", "w") as f:
-                f.write('revision = "aaaa"\ndown_revision = None\n')
-            with open(d + "/versions/bbbb\n_child.py", "w") as f:
-                f.write('revision = "bbbb"\ndown_revision = "aaaa"\n')
-            ours = run([LOCKSTEP, "-c", d + "/alembic.ini", "heads"], check=False)
-            theirs = run([ALEMBIC, "-c", d + "/alembic.ini", "heads"], check=False)
+            ini = project_with(d, {
+                "aaaa_base.py": 'revision = "aaaa"\ndown_revision = None\n',
+                "bbbb\n_child.py": 'revision = "bbbb"\ndown_revision = "aaaa"\n'})
+            ours = run([LOCKSTEP, "-c", ini, "heads"], check=False)
+            theirs = run([ALEMBIC, "-c", ini, "heads"], check=False)
             self.assertEqual(theirs.returncode, 0, theirs.stderr)
             self.assertEqual(ours.returncode, 0, ours.stderr)
             self.assertEqual(ours.stdout, theirs.stdout)
@@ -268,9 +272,6 @@ class LintTest(unittest.TestCase):
     def test_an_old_merge_templates_revises_tuple_is_no_mismatch(self):
         d = tempfile.mkdtemp()
         try:
-            os.makedirs(d + "/versions")
-            with open(d + "/alembic.ini", "w") as f:
-                f.write("[alembic]\nscript_location = %(here)s\n")
             files = {
                 "aaaa_base.py": '"""base\n\nRevises:\n"""\nrevision = "aaaa"\ndown_revision = None\n',
                 "bbbb_left.py": '"""l\n\nRevises: aaaa\n"""\nrevision = "bbbb"\ndown_revision = "aaaa"\n',
@@ -278,15 +279,13 @@ class LintTest(unittest.TestCase):
                 "dddd_merge.py": '"""merge\n\nRevises: (\'bbbb\', \'cccc\')\n"""\nrevision = "dddd"\n'
                                  'down_revision = ("bbbb", "cccc")\n',
             }
-            for name, text in files.items():
-                with open(os.path.join(d, "versions", name), "w") as f:
-                    f.write(text)
-            p = run([LOCKSTEP, "-c", d + "/alembic.ini", "lint"], check=False)
+            ini = project_with(d, files)
+            p = run([LOCKSTEP, "-c", ini, "lint"], check=False)
             self.assertNotIn("revises-mismatch", p.stdout)
             with open(os.path.join(d, "versions", "dddd_merge.py"), "w") as f:
                 f.write('"""merge\n\nRevises: (\'bbbb\', \'eeee\')\n"""\nrevision = "dddd"\n'
                         'down_revision = ("bbbb", "cccc")\n')
-            p = run([LOCKSTEP, "-c", d + "/alembic.ini", "lint"], check=False)
+            p = run([LOCKSTEP, "-c", ini, "lint"], check=False)
             self.assertIn("revises-mismatch", p.stdout)
         finally:
             shutil.rmtree(d)
