@@ -6,6 +6,7 @@
 #define LOCKSTEP_MIGRATIONS_LINT_H_
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,6 +22,12 @@ struct LintFinding {
                      // unreadable, graph-error
   std::string message;
 };
+
+// Every code a finding can have (README, "lint findings"), for checking
+// names given on a command line (`rollout --allow-lint CODE,...`).
+inline constexpr std::string_view kLintCodes[] = {
+    "multiple-heads",     "empty-upgrade", "empty-downgrade", "filename-mismatch",
+    "revises-mismatch",   "duplicate-revision", "unreadable",  "graph-error"};
 
 // Lints a project loaded with tolerate_file_errors.
 std::vector<LintFinding> LintProject(const Project& project);

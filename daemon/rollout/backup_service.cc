@@ -44,6 +44,11 @@ absl::Status BackupService::Restore(const Backup& backup, const config::Database
                                     const config::Inventory& inv) const {
   absl::Status verified = VerifyBackup(backup);
   if (!verified.ok()) return verified;
+  return RestoreVerified(backup, url, inv);
+}
+
+absl::Status BackupService::RestoreVerified(const Backup& backup, const config::DatabaseUrl& url,
+                                            const config::Inventory& inv) const {
   return drivers_->For(url).RestoreBackup(backup, url, inv.project.step_timeout);
 }
 

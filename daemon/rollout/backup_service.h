@@ -40,6 +40,10 @@ class BackupService {
   // Verify, then restore into the database (the caller holds its lock).
   absl::Status Restore(const Backup& backup, const config::DatabaseUrl& url,
                        const config::Inventory& inv) const;
+  // Restore without Verify, for a caller that has just verified `backup`
+  // (one SHA-256 of a large file is enough).
+  absl::Status RestoreVerified(const Backup& backup, const config::DatabaseUrl& url,
+                               const config::Inventory& inv) const;
   // Restore by catalog id.
   absl::Status Restore(int64_t backup_id, const config::DatabaseUrl& url,
                        const config::Inventory& inv) const;

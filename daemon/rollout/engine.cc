@@ -572,7 +572,7 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
     result.safety = *std::move(safety);
   }
   absl::Status restored = (*lock)->Check();
-  if (restored.ok()) restored = backups_.Restore(*b, *url, *inv);
+  if (restored.ok()) restored = backups_.RestoreVerified(*b, *url, *inv);  // verified above
   if (!restored.ok()) {
     if (result.safety.id == 0) return restored;
     return absl::Status(restored.code(), absl::StrCat(restored.message(), " (safety backup ",

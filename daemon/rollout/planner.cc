@@ -315,6 +315,15 @@ absl::StatusOr<RolloutPlan> PlanRollout(const RolloutRequest& request,
       request.override_promotion ? plan.overridden : plan.problems;
   promotion_to.insert(promotion_to.end(), promotion.begin(), promotion.end());
   const std::set<std::string> allowed(request.allow_lint.begin(), request.allow_lint.end());
+  for (const std::string& code : allowed) {
+    if (std::find(std::begin(migrations::kLintCodes), std::end(migrations::kLintCodes), code) ==
+        std::end(migrations::kLintCodes)) {
+      std::vector<std::string> codes(std::begin(migrations::kLintCodes),
+                                     std::end(migrations::kLintCodes));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allow_lint: '", code, "' is not a lint code; codes: ", absl::StrJoin(codes, ", ")));
+    }
+  }
   for (PlanProblem& p : LintProblems(lint, resolver, rollout)) {
     (allowed.count(p.code) ? plan.overridden : plan.problems).push_back(std::move(p));
   }

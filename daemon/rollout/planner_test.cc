@@ -271,6 +271,13 @@ TEST_F(PlannerTest, LintFindingsOnThePathBlockUnlessAllowed) {
   EXPECT_FALSE(plan.blocked());
   ASSERT_EQ(plan.overridden.size(), 1u);
   EXPECT_EQ(plan.overridden[0].code, "filename-mismatch");
+  // A code that is no lint code (a typo) overrides nothing: it is refused.
+  allow.allow_lint = {"filename-missmatch"};
+  absl::StatusOr<RolloutPlan> typo = PlanRollout(allow, inv_, *resolver_, fleet_, now_, lint_);
+  EXPECT_TRUE(absl::IsInvalidArgument(typo.status())) << typo.status();
+  EXPECT_THAT(typo.status().message(),
+              HasSubstr("allow_lint: 'filename-missmatch' is not a lint code; codes: "
+                        "multiple-heads, empty-upgrade"));
 }
 
 TEST_F(PlannerTest, CanaryMatchingNothingBlocksAndADiscoveredOneCounts) {

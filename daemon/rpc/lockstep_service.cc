@@ -131,6 +131,11 @@ grpc::Status LockstepService::GetDatabase(grpc::ServerContext*, const v1::GetDat
                                      " in the inventory (lockstep status lists them)"));
   }
   ToProto(*d, resp->mutable_database());
+  if (req->history_limit() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("history_limit must be 0 (the default, 50) or more, not ",
+                                     req->history_limit()));
+  }
   int limit = req->history_limit() > 0 ? req->history_limit() : 50;
   absl::StatusOr<std::vector<RevisionChange>> changes = store_->Changes(d->key(), limit);
   if (!changes.ok()) return ToGrpc(changes.status());

@@ -159,6 +159,11 @@ environments:
             stub.GetDatabase(self.pb2.GetDatabaseRequest(environment="prod", database="nope"), timeout=5)
         self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
         with self.assertRaises(grpc.RpcError) as e:
+            stub.GetDatabase(self.pb2.GetDatabaseRequest(environment="dev", database="app",
+                                                         history_limit=-1), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("history_limit must be 0", e.exception.details())
+        with self.assertRaises(grpc.RpcError) as e:
             stub.GetHistory(self.pb2.GetHistoryRequest(range="zzzz:"), timeout=5)
         self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("Can't locate revision identified by 'zzzz'", e.exception.details())
