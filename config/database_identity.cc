@@ -27,10 +27,6 @@ std::string FileIdentity(const std::string& path) {
   return Canonical(path);
 }
 
-bool SameFile(const std::string& a, const std::string& b) {
-  return FileIdentity(a) == FileIdentity(b);
-}
-
 }  // namespace
 
 std::string DatabaseIdentity(const DatabaseUrl& url, const std::string& version_table_schema,
@@ -46,21 +42,32 @@ std::string DatabaseIdentity(const DatabaseUrl& url, const std::string& version_
                       version_table);
 }
 
-std::string OwnFileReason(const ServerConfig& server, const std::string& path) {
-  if (path.empty() || path == ":memory:") return "";
+OwnFiles::OwnFiles(const ServerConfig& server)
+    : state_(server.state),
+      backup_dir_(server.backup_dir),
+      backup_dir_real_(server.backup_dir.empty() ? "" : Canonical(server.backup_dir)) {
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
-    if (SameFile(path, server.state + suffix)) {
-      return absl::StrCat("it is lockstepd's state store", suffix, " (server.state ", server.state,
-                          ")");
+    state_files_.emplace_back(FileIdentity(server.state + suffix), suffix);
+  }
+}
+
+std::string OwnFiles::Reason(const std::string& path) {
+  if (path.empty() || path == ":memory:") return "";
+  const std::string identity = FileIdentity(path);
+  for (const auto& [own, suffix] : state_files_) {
+    if (identity == own) {
+      return absl::StrCat("it is lockstepd's state store", suffix, " (server.state ", state_, ")");
     }
   }
-  if (!server.backup_dir.empty()) {
-    const std::string dir = Canonical(server.backup_dir);
-    const std::string file = Canonical(path);
-    if (file == dir || absl::StartsWith(file, dir + "/")) {
-      return absl::StrCat("it is in lockstepd's backup folder (server.backup_dir ",
-                          server.backup_dir, ")");
-    }
+  if (backup_dir_real_.empty()) return "";
+  // The file's folder with links resolved, once per folder, then its name.
+  const fs::path p(path);
+  const std::string dir = p.parent_path().string();
+  auto it = real_dirs_.find(dir);
+  if (it == real_dirs_.end()) it = real_dirs_.emplace(dir, Canonical(dir)).first;
+  const std::string file = (fs::path(it->second) / p.filename()).string();
+  if (file == backup_dir_real_ || absl::StartsWith(it->second + "/", backup_dir_real_ + "/")) {
+    return absl::StrCat("it is in lockstepd's backup folder (server.backup_dir ", backup_dir_, ")");
   }
   return "";
 }

@@ -12,7 +12,10 @@
 #ifndef LOCKSTEP_CONFIG_DATABASE_IDENTITY_H_
 #define LOCKSTEP_CONFIG_DATABASE_IDENTITY_H_
 
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "config/database_url.h"
 
@@ -30,9 +33,27 @@ struct ServerConfig;
 std::string DatabaseIdentity(const DatabaseUrl& url, const std::string& version_table_schema,
                              const std::string& version_table);
 
-// Why the SQLite file `path` is lockstepd's own, in words ("it is
-// lockstepd's state store (server.state)"); empty when it is not.
-std::string OwnFileReason(const ServerConfig& server, const std::string& path);
+// lockstepd's own files as `server` names them: the state store (and its
+// -wal, -shm, -journal) and everything under backup_dir. Built once (a
+// refresh builds one for all its discovered files: the store's identities
+// and the backup folder's real path are worked out once, folders of the
+// files asked about are resolved once each).
+//
+// Not thread-safe (it caches); one per thread or pass.
+class OwnFiles {
+ public:
+  explicit OwnFiles(const ServerConfig& server);
+  // Why the SQLite file `path` is lockstepd's own, in words ("it is
+  // lockstepd's state store (server.state ...)"); empty when it is not.
+  std::string Reason(const std::string& path);
+
+ private:
+  std::string state_;
+  std::string backup_dir_;       // as configured
+  std::string backup_dir_real_;  // symbolic links resolved
+  std::vector<std::pair<std::string, std::string>> state_files_;  // identity, suffix
+  std::map<std::string, std::string> real_dirs_;                  // folder -> resolved
+};
 
 }  // namespace lockstep::config
 

@@ -453,6 +453,7 @@ class Loader {
   // files are never fleet databases.
   void DuplicateDatabases(const Inventory& inv) {
     std::map<std::string, std::string> seen;  // identity -> "env/name (line N)"
+    OwnFiles own(inv.server);
     for (const EnvironmentConfig& env : inv.environments) {
       for (const DatabaseConfig& db : env.databases) {
         const DatabaseUrl& u = db.url;
@@ -460,7 +461,7 @@ class Loader {
         const std::string at =
             absl::StrCat(file_, ":", db.line, ": environments[", env.name, "].databases: ");
         if (u.dialect == Dialect::kSqlite) {
-          if (std::string why = OwnFileReason(inv.server, u.database); !why.empty()) {
+          if (std::string why = own.Reason(u.database); !why.empty()) {
             errors_.push_back(absl::StrCat(at, entry, " is ", u.database, ", but ", why,
                                            "; lockstepd never migrates its own files"));
             continue;

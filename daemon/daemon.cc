@@ -139,7 +139,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   int port = 0;
   builder.AddListeningPort(inventory->server.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(d->service_.get());
-  d->server_ = builder.BuildAndStart();
+  {
+    // on_store (runner threads) reads server_ under health_mu_.
+    std::lock_guard<std::mutex> lock(d->health_mu_);
+    d->server_ = builder.BuildAndStart();
+  }
   if (!d->server_ || port == 0) {
     return absl::UnavailableError(absl::StrCat(
         "cannot listen for gRPC on ", inventory->server.listen,

@@ -233,6 +233,7 @@ absl::Status Reconciler::Refresh() {
                       &env, db.name, db.labels, false});
     }
   }
+  config::OwnFiles own(inv->server);
   for (const config::EnvironmentConfig& env : inv->environments) {
     for (const config::DiscoverRule& rule : env.discover) {
       absl::StatusOr<std::vector<std::string>> found = DiscoverDatabases(rule, reader_options);
@@ -268,7 +269,7 @@ absl::Status Reconciler::Refresh() {
         const std::string key = env.name + "/" + p.name;
         const std::string shown = rule.glob.empty() ? p.name : config::Printable(item);
         if (!rule.glob.empty()) {
-          if (std::string why = config::OwnFileReason(inv->server, item); !why.empty()) {
+          if (std::string why = own.Reason(item); !why.empty()) {
             discover_errors[env.name].push_back(
                 absl::StrCat("discovered ", shown, " skipped: ", why,
                              "; lockstepd never migrates its own files"));
