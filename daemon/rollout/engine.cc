@@ -115,17 +115,18 @@ std::string RolloutEngine::StoreError() const {
   return store_error_;
 }
 
-absl::Status RolloutEngine::CheckStore() {
+absl::Status RolloutEngine::CheckStore(bool retry_writes) {
   std::lock_guard<std::mutex> lock(mu_);
-  return CheckStoreLocked();
+  return CheckStoreLocked(retry_writes);
 }
 
-absl::Status RolloutEngine::CheckStoreLocked() {
+absl::Status RolloutEngine::CheckStoreLocked(bool retry_writes) {
   if (absl::Status file = store_->CheckFile(); !file.ok()) {
     StoreFailed(file, /*write=*/false);
     return absl::UnavailableError(store_error_);
   }
   if (store_error_.empty()) return absl::OkStatus();
+  if (!retry_writes) return absl::UnavailableError(store_error_);
   // Write again what could not be written: each active rollout as it is in
   // memory (halted), so that a restart continues from the truth.
   for (const auto& [id, a] : active_) {

@@ -137,10 +137,12 @@ class RolloutEngine {
   // and Start, Downgrade, Approve, Resume and Restore are refused.
   std::string StoreError() const;
   // Checks that the state store file is still the one open, and, after a
-  // failed write, writes every active rollout again; OK (and StoreError()
-  // empty) once the store takes writes. Called by the poll loop and before
-  // each rollout starts.
-  absl::Status CheckStore();
+  // failed write (with `retry_writes`), writes every active rollout again;
+  // OK (and StoreError() empty) once the store takes writes. Called by the
+  // poll loop and before each rollout starts; status calls it without
+  // retry_writes (a stat only: a locked store would hold every reader up
+  // for its busy timeout).
+  absl::Status CheckStore(bool retry_writes = true);
 
  private:
   struct Active;
@@ -181,7 +183,7 @@ class RolloutEngine {
   // refused until CheckStore succeeds.
   // `write`: a write failed (else the file check did).
   void StoreFailed(const absl::Status& status, bool write = true);
-  absl::Status CheckStoreLocked();
+  absl::Status CheckStoreLocked(bool retry_writes = true);
   // Must hold mu_.
   void Emit(Active& a, const std::string& kind, const std::string& environment,
             const std::string& database, const std::string& message);

@@ -109,9 +109,9 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
   }
   ToProto(s->graph, resp->mutable_graph());
   SetTime(s->refreshed_at, resp->mutable_refreshed_at());
-  // Checked now (a stat of the file; more only while it refuses writes),
-  // so status says at once when the store was deleted or replaced.
-  absl::Status store = engine_->CheckStore();
+  // Checked now (a stat of the file, never a write), so status says at
+  // once when the store was deleted or replaced.
+  absl::Status store = engine_->CheckStore(/*retry_writes=*/false);
   resp->set_state_store_error(store.ok() ? "" : engine_->StoreError());
   return FinishReply(resp);
 }
@@ -163,6 +163,9 @@ grpc::Status LockstepService::Refresh(grpc::ServerContext* ctx, const v1::Refres
     }
   }
   absl::Status status = result.get();
+  // A refresh also tries the state store again (writes included).
+  absl::Status store = engine_->CheckStore();
+  (void)store;  // GetFleet shows it
   std::shared_ptr<const FleetSnapshot> s = reconciler_->Snapshot();
   SetTime(s->refreshed_at, resp->mutable_refreshed_at());
   SetDuration(s->refresh_duration, resp->mutable_took());

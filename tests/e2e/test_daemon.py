@@ -470,6 +470,7 @@ environments:
             self.assertEqual(self.rollouts_health(), b"\x08\x02")  # NOT_SERVING
         finally:
             os.rename(state + ".away", state)
+        self.d.cli("refresh")  # tries the store again (so does every poll)
         self.assertEqual(self.status()["state_store_error"], "")
         self.assertNotIn("NOT ACTING", self.d.cli("status", check=False).stdout)
         self.assertEqual(self.rollouts_health(), b"\x08\x01")  # SERVING
