@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <SQLiteCpp/Backup.h>
@@ -73,15 +74,27 @@ std::string ContentDigest(SQLite::Database& db) {
 // online backup API, through SQLite's own locking: while another connection
 // (an application's transaction, a hand-run Alembic) holds a lock on either
 // side, it waits, up to `lock_wait`, then fails; it never reports a copy it
-// did not make. Checked afterwards: the copy's page count and content digest
-// must be the source's.
-absl::Status SqliteCopy(const std::string& from, const std::string& to, absl::Duration lock_wait) {
+// did not make (it steps until SQLITE_DONE).
+//
+// `check_copy` (a backup: `to` is lockstepd's own new file): the copy's
+// page count and content digest must then be the source's, both read in
+// the one read transaction the copy was made in, so applications writing to
+// the source meanwhile cannot make them differ. A restore writes into the
+// live database, where an application may write right after; the caller
+// re-reads its version rows instead.
+absl::Status SqliteCopy(const std::string& from, const std::string& to, absl::Duration lock_wait,
+                        bool check_copy) {
   // Each attempt waits briefly in SQLite's busy handler; the loop below
   // keeps the whole wait within lock_wait.
   const int busy_ms =
       static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(lock_wait), 0, 100));
   SQLite::Database src(from, SQLite::OPEN_READONLY, busy_ms);
   SQLite::Database dst(to, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, busy_ms);
+  std::optional<SQLite::Transaction> snapshot;
+  if (check_copy) {
+    snapshot.emplace(src);  // BEGIN: the copy and the check see one state
+    src.execAndGet("SELECT count(*) FROM sqlite_master");  // takes the read lock now
+  }
   {
     SQLite::Backup backup(dst, src);
     const absl::Time deadline = absl::Now() + lock_wait;
@@ -100,6 +113,7 @@ absl::Status SqliteCopy(const std::string& from, const std::string& to, absl::Du
       absl::SleepFor(absl::Milliseconds(20));
     }
   }
+  if (!check_copy) return absl::OkStatus();
   const int64_t pages_from = src.execAndGet("PRAGMA page_count").getInt64();
   const int64_t pages_to = dst.execAndGet("PRAGMA page_count").getInt64();
   if (pages_from != pages_to || ContentDigest(src) != ContentDigest(dst)) {
@@ -107,7 +121,7 @@ absl::Status SqliteCopy(const std::string& from, const std::string& to, absl::Du
         "the copy of ", from, " into ", to, " does not hold what the original holds (",
         pages_to, " pages, not ", pages_from, ", or other content)"));
   }
-  return absl::OkStatus();
+  return absl::OkStatus();  // the snapshot's read transaction ends (rolled back) here
 }
 
 // Every table's row count; SQLite's own tables (sqlite_sequence, ...) are
@@ -168,7 +182,7 @@ class SqliteDriver : public Driver {
     if (!file.ok()) return file.status();
     absl::Status copied;
     try {
-      copied = SqliteCopy(url.database, file->partial, options_.lock_wait);
+      copied = SqliteCopy(url.database, file->partial, options_.lock_wait, /*check_copy=*/true);
     } catch (const std::exception& e) {
       copied = absl::UnknownError(e.what());
     }
@@ -184,7 +198,7 @@ class SqliteDriver : public Driver {
                              absl::Duration /*timeout*/) override {
     absl::Status copied;
     try {
-      copied = SqliteCopy(backup.path, url.database, options_.lock_wait);
+      copied = SqliteCopy(backup.path, url.database, options_.lock_wait, /*check_copy=*/false);
     } catch (const std::exception& e) {
       copied = absl::UnknownError(e.what());
     }
