@@ -140,18 +140,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   builder.AddListeningPort(inventory->server.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(d->service_.get());
   {
-    // on_store (runner threads) reads server_ under health_mu_.
+    // on_store (runner threads) reads server_ under health_mu_, and may
+    // have run already (recovery): the health starts as it left store_ok_.
     std::lock_guard<std::mutex> lock(d->health_mu_);
     d->server_ = builder.BuildAndStart();
+    if (d->server_) {
+      d->server_->GetHealthCheckService()->SetServingStatus(kRolloutsHealth, d->store_ok_);
+    }
   }
   if (!d->server_ || port == 0) {
     return absl::UnavailableError(absl::StrCat(
         "cannot listen for gRPC on ", inventory->server.listen,
         " (in use by another process, e.g. a second lockstepd, or not an address of this host)"));
-  }
-  {
-    std::lock_guard<std::mutex> lock(d->health_mu_);
-    d->server_->GetHealthCheckService()->SetServingStatus(kRolloutsHealth, d->store_ok_);
   }
   // The address as bound: with port 0 the system chose one.
   const std::string listen =

@@ -95,14 +95,9 @@ std::string ProcessIdentity(int pid) {
   return "";
 }
 
-bool ProcessAlive(int pid) {
-  if (pid <= 0) return false;
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  if (!std::getline(stat, line)) return false;
-  size_t close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
-}
+// One reader of /proc/PID/stat: a process is alive when it has an identity
+// (it exists and is not a zombie).
+bool ProcessAlive(int pid) { return !ProcessIdentity(pid).empty(); }
 
 void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time start,
                      const std::atomic<bool>* cancel,

@@ -112,7 +112,7 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
   // Checked now (a stat of the file, never a write), so status says at
   // once when the store was deleted or replaced.
   absl::Status store = engine_->CheckStore(/*retry_writes=*/false);
-  resp->set_state_store_error(store.ok() ? "" : engine_->StoreError());
+  resp->set_state_store_error(store.ok() ? "" : std::string(store.message()));
   return FinishReply(resp);
 }
 
