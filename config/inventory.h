@@ -66,7 +66,9 @@ struct ProjectConfig {
   // "process": run alembic_command per step; "warm": fork a Python that has
   // imported Alembic once (see daemon/rollout/warm_alembic.h).
   std::string alembic_runner = "process";
-  std::string python = "python3";  // for the warm runner
+  // The warm runner's interpreter; empty: the one that runs alembic_command
+  // (daemon/rollout/alembic_entry.h WarmInterpreter), else python3.
+  std::string python;
 };
 
 // Where a database's password comes from; the URL's own password otherwise.

@@ -19,6 +19,7 @@
 #include "daemon/core/reconciler.h"
 #include "daemon/daemon.h"
 #include "daemon/model/utf8.h"
+#include "daemon/rollout/alembic_entry.h"
 #include "migrations/project.h"
 #include "migrations/revision_error.h"
 
@@ -99,6 +100,13 @@ int CheckConfig(const std::string& path) {
     }
     if (e.approval_required) std::cout << ", approval required";
     std::cout << "\n";
+  }
+  // Does env.py reach the database a step is for? (README: "Your env.py")
+  if (!inv->project.alembic_ini.empty() &&
+      !lockstep::daemon::CheckEnvPy(*inv, project->graph(), std::cout)) {
+    std::cerr << path << ": env.py connects to another database than the one lockstep "
+              << "migrates, or Alembic cannot run it (above); see the README's 'Your env.py'\n";
+    return 1;
   }
   return 0;
 }

@@ -74,6 +74,10 @@ class DatabaseLock {
   // database is no longer the one locked (a SQLite file replaced under the
   // same path): then nothing more may be written there, restores included.
   virtual absl::Status Check() const { return absl::OkStatus(); }
+  // Environment entries that let lockstep's Alembic entry point prove that
+  // env.py connected to the database locked (daemon/rollout/alembic_entry.h):
+  // LOCKSTEP_TARGET_FILE=DEV:INODE, LOCKSTEP_TARGET_LOCK_PID=PID.
+  virtual std::vector<std::string> Witness() const { return {}; }
 };
 
 class Driver : public VersionReader {

@@ -125,6 +125,24 @@ TEST_F(SqliteDriverTest, BackupVerifyCompareRestore) {
   EXPECT_TRUE(absl::IsFailedPrecondition(VerifyBackup(*b)));
 }
 
+// A new tenant's database is often a 0-byte file (SQLite reads it as an
+// empty database); its copy holds SQLite's header page. That is a good
+// backup, not "a copy that does not hold what the original holds".
+TEST_F(SqliteDriverTest, AnEmptyFileBacksUpAndRestores) {
+  VersionTarget empty = target_;
+  empty.url.database = tmp_.path() + "/empty.db";
+  std::ofstream(empty.url.database).close();
+  absl::StatusOr<Backup> b =
+      driver_.TakeBackup(empty, empty.url, tmp_.path() + "/backups", absl::Seconds(30));
+  ASSERT_TRUE(b.ok()) << b.status();
+  SQLite::Database(empty.url.database, SQLite::OPEN_READWRITE)
+      .exec("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY);"
+            "INSERT INTO alembic_version VALUES ('r1')");
+  ASSERT_EQ(driver_.Read(empty).outcome, ReadOutcome::kOk);
+  ASSERT_TRUE(driver_.RestoreBackup(*b, empty.url, absl::Seconds(30)).ok());
+  EXPECT_EQ(driver_.Read(empty).outcome, ReadOutcome::kNoTable);
+}
+
 // An application's open read transaction blocks a restore into its
 // database. The restore waits up to server.lock_wait and then fails, saying
 // so; it never reports a restore it did not make (SQLite's backup step

@@ -179,6 +179,9 @@ class PostgresLock : public DatabaseLock {
           "); another rollout or restore may be working on it, so nothing more is written there"));
     }
   }
+  std::vector<std::string> Witness() const override {
+    return {absl::StrCat("LOCKSTEP_TARGET_LOCK_PID=", conn_->backendpid())};
+  }
 
  private:
   std::unique_ptr<pqxx::connection> conn_;

@@ -116,7 +116,9 @@ absl::Status SqliteCopy(const std::string& from, const std::string& to, absl::Du
   if (!check_copy) return absl::OkStatus();
   const int64_t pages_from = src.execAndGet("PRAGMA page_count").getInt64();
   const int64_t pages_to = dst.execAndGet("PRAGMA page_count").getInt64();
-  if (pages_from != pages_to || ContentDigest(src) != ContentDigest(dst)) {
+  // An empty (0-byte) file is an empty database; its copy gets a header page.
+  const bool both_empty = pages_from == 0 && pages_to <= 1;
+  if ((pages_from != pages_to && !both_empty) || ContentDigest(src) != ContentDigest(dst)) {
     return absl::DataLossError(absl::StrCat(
         "the copy of ", from, " into ", to, " does not hold what the original holds (",
         pages_to, " pages, not ", pages_from, ", or other content)"));
@@ -146,6 +148,9 @@ class SqliteLock : public DatabaseLock {
   explicit SqliteLock(std::unique_ptr<SqliteFileLock> file) : file_(std::move(file)) {}
   bool created() const override { return file_->created(); }
   absl::Status Check() const override { return file_->StillNamesTheLockedFile(); }
+  std::vector<std::string> Witness() const override {
+    return {absl::StrCat("LOCKSTEP_TARGET_FILE=", file_->device(), ":", file_->inode())};
+  }
 
  private:
   std::unique_ptr<SqliteFileLock> file_;

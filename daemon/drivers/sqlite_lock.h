@@ -73,6 +73,9 @@ class SqliteFileLock {
 
   // Whether Acquire created the file (it was missing; IfMissing::kCreate).
   bool created() const { return created_; }
+  // The file locked.
+  dev_t device() const { return dev_; }
+  ino_t inode() const { return ino_; }
   // OK while the path still names the file locked (same device and inode);
   // ABORTED when the file was replaced, moved or deleted since.
   absl::Status StillNamesTheLockedFile() const;

@@ -1,21 +1,28 @@
 #include "daemon/process/process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <set>
 #include <sstream>
 
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "daemon/model/utf8.h"
 
@@ -26,6 +33,9 @@ namespace {
 
 constexpr size_t kMaxOutput = 64 * 1024;
 constexpr size_t kMaxLine = 4 * 1024;  // one output line passed to on_line
+// How long output is still read after the run is over, for what it wrote
+// last; then whatever still holds the output open is killed.
+constexpr absl::Duration kDrain = absl::Milliseconds(250);
 
 // Keeps the last `max` bytes of `s`, starting on a character boundary.
 void KeepTail(std::string* s, size_t max) {
@@ -99,8 +109,42 @@ std::string ProcessIdentity(int pid) {
 // (it exists and is not a zombie).
 bool ProcessAlive(int pid) { return !ProcessIdentity(pid).empty(); }
 
-void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time start,
-                     const std::atomic<bool>* cancel,
+std::string RunTokenEntry(const std::string& token) { return "LOCKSTEP_RUN=" + token; }
+
+int SignalRunTree(int pgid, const std::string& token, int sig, int spare) {
+  // By token first, so that the count includes the group's members (they
+  // carry it too); then the group, for one that cleared its environment.
+  auto group = absl::MakeCleanup([&] {
+    if (pgid > 0) ::kill(-pgid, sig);
+  });
+  if (token.empty()) return 0;
+  const std::string entry = RunTokenEntry(token);
+  const int self = ::getpid();
+  std::set<int> signalled;
+  for (int round = 0; round < 5; ++round) {
+    bool found = false;
+    DIR* proc = ::opendir("/proc");
+    if (proc == nullptr) break;
+    while (struct dirent* e = ::readdir(proc)) {
+      int pid = 0;
+      if (!absl::SimpleAtoi(e->d_name, &pid) || pid == self || pid == spare) continue;
+      if (sig == SIGKILL && signalled.count(pid) > 0) continue;
+      // Another user's process cannot be read, and is not ours to stop.
+      std::ifstream in(absl::StrCat("/proc/", pid, "/environ"), std::ios::binary);
+      std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      bool marked = false;
+      for (absl::string_view var : absl::StrSplit(env, '\0')) marked = marked || var == entry;
+      if (!marked) continue;
+      if (::kill(pid, sig) == 0 && signalled.insert(pid).second) found = true;
+    }
+    ::closedir(proc);
+    if (!found) break;
+  }
+  return static_cast<int>(signalled.size());
+}
+
+void SuperviseOutput(int read_fd, const Supervised& who, const ProcessSpec& spec,
+                     absl::Time start, const std::atomic<bool>* cancel,
                      const std::function<void(const std::string& line)>& on_line,
                      ProcessResult* out) {
   ProcessResult& result = *out;
@@ -131,21 +175,27 @@ void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time s
     }
   };
   absl::Time term_sent = absl::InfiniteFuture();
+  absl::Time done_at = absl::InfiniteFuture();  // when done_fd said the run is over
   bool killed = false;
   char buf[8192];
   while (true) {
-    struct pollfd p = {read_fd, POLLIN, 0};
-    int r = ::poll(&p, 1, 100);
-    if (r > 0) {
+    const bool watch_done = who.done_fd >= 0 && done_at == absl::InfiniteFuture();
+    struct pollfd p[2] = {{read_fd, POLLIN, 0}, {who.done_fd, POLLIN, 0}};
+    int r = ::poll(p, watch_done ? 2 : 1, 100);
+    if (r > 0 && p[0].revents != 0) {
       ssize_t n = ::read(read_fd, buf, sizeof(buf));
       if (n > 0) {
         emit(absl::string_view(buf, static_cast<size_t>(n)));
-        continue;
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        break;  // EOF: the run and everything it started closed the output
       }
-      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
-        break;  // EOF: child (and heirs) done
     }
     const absl::Time now = absl::Now();
+    if (watch_done && r > 0 && p[1].revents != 0) done_at = now;
+    // The run is over, but something it started (a background child) still
+    // holds its output open: the step ends with the run; the caller kills
+    // what is left (LeftBehind).
+    if (now - done_at > kDrain) break;
     bool stop = (cancel != nullptr && cancel->load()) || now - start > spec.timeout;
     if (stop && term_sent == absl::InfiniteFuture()) {
       if (cancel != nullptr && cancel->load()) {
@@ -153,10 +203,10 @@ void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time s
       } else {
         result.timed_out = true;
       }
-      ::kill(-pid, SIGTERM);
+      SignalRunTree(who.pgid, spec.run_token, SIGTERM);
       term_sent = now;
     } else if (!killed && now - term_sent > spec.grace) {
-      ::kill(-pid, SIGKILL);
+      SignalRunTree(who.pgid, spec.run_token, SIGKILL);
       killed = true;
     }
   }
@@ -267,9 +317,19 @@ absl::StatusOr<int> SpawnChild(const ChildSetup& setup) {
   return pid;
 }
 
-ProcessResult RunProcess(const ProcessSpec& spec, const std::atomic<bool>* cancel,
+ProcessSpec WithRunToken(ProcessSpec spec) {
+  if (spec.run_token.empty()) {
+    static std::atomic<uint64_t> runs{0};
+    spec.run_token = absl::StrCat(::getpid(), "-", absl::ToUnixNanos(absl::Now()), "-", ++runs);
+  }
+  spec.env.push_back(RunTokenEntry(spec.run_token));
+  return spec;
+}
+
+ProcessResult RunProcess(const ProcessSpec& given, const std::atomic<bool>* cancel,
                          const std::function<void(int pid)>& on_start,
                          const std::function<void(const std::string& line)>& on_line) {
+  const ProcessSpec spec = WithRunToken(given);
   ProcessResult result;
   const absl::Time start = absl::Now();
   int fds[2];
@@ -292,13 +352,31 @@ ProcessResult RunProcess(const ProcessSpec& spec, const std::atomic<bool>* cance
   const int pid = *spawned;
   if (on_start) on_start(pid);
 
-  SuperviseOutput(fds[0], pid, spec, start, cancel, on_line, &result);
+  // Readable once the child exits (Linux 5.3+; without it, EOF ends the run).
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  SuperviseOutput(fds[0], Supervised{.pgid = pid, .done_fd = pidfd}, spec, start, cancel,
+                  on_line, &result);
+  if (pidfd >= 0) ::close(pidfd);
+  // Exited but not reaped: its group id cannot name another group yet.
+  siginfo_t info;
+  while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
+  }
+  LeftBehind(SignalRunTree(pid, spec.run_token, SIGKILL), on_line, &result);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   result.SetStatus(status);
   result.took = absl::Now() - start;
   return result;
+}
+
+void LeftBehind(int stopped, const std::function<void(const std::string& line)>& on_line,
+                ProcessResult* result) {
+  if (stopped == 0) return;
+  std::string line = absl::StrCat("lockstep: killed ", stopped, stopped == 1 ? " process" : " processes",
+                                  " the run left running after it ended");
+  result->output.append(line + "\n");
+  if (on_line) on_line(line);
 }
 
 }  // namespace lockstep::daemon

@@ -24,7 +24,22 @@ struct ProcessSpec {
   std::string cwd;               // empty: lockstepd's
   absl::Duration timeout = absl::InfiniteDuration();
   absl::Duration grace = absl::Seconds(5);  // between SIGTERM and SIGKILL
+  // Marks every process of this run, whatever it does to its process group
+  // or session: `LOCKSTEP_RUN=<run_token>` in its environment, which its
+  // descendants inherit (a migration's background child, a daemon that
+  // double-forked). Empty: RunProcess makes a unique one.
+  std::string run_token;
 };
+
+// The environment entry that marks the processes of run `token`.
+std::string RunTokenEntry(const std::string& token);
+
+// Sends `sig` to process group `pgid` (0: none) and to every process whose
+// environment carries RunTokenEntry(token) (empty: none), except `spare`
+// (a warm worker that ran the step and lives on). Repeats the search while
+// it finds new ones (a process forking while it is signalled), a few
+// times. Returns how many processes it signalled by their token.
+int SignalRunTree(int pgid, const std::string& token, int sig, int spare = 0);
 
 struct ProcessResult {
   int exit_code = -1;  // -1 when killed by a signal or not started
@@ -42,19 +57,42 @@ struct ProcessResult {
   std::string Describe() const;
 };
 
-// Runs `spec` to the end. `cancel` (may be null) is polled every 100 ms; when
-// it turns true the child gets SIGTERM, then SIGKILL after the grace time.
+// `spec` with a run token (a new one if it has none) and its entry in env.
+ProcessSpec WithRunToken(ProcessSpec spec);
+
+// After a run: `stopped` processes it left running were killed; says so in
+// its output (and to on_line) when there were any.
+void LeftBehind(int stopped, const std::function<void(const std::string& line)>& on_line,
+                ProcessResult* result);
+
+// Runs `spec` to the end: until the child exits and nothing it started
+// holds its output open (what does is killed, see SuperviseOutput), and
+// kills what it left running (SignalRunTree), saying so in its output.
+// `cancel` (may be null) is polled every 100 ms; when it turns true the run
+// (its group and every process with its token) gets SIGTERM, then SIGKILL
+// after the grace time; the timeout does the same.
 // `on_start` gets the pid once the child runs; `on_line` every output line
 // (a line over 4 KiB: its start, marked as cut).
 ProcessResult RunProcess(const ProcessSpec& spec, const std::atomic<bool>* cancel,
                          const std::function<void(int pid)>& on_start,
                          const std::function<void(const std::string& line)>& on_line);
 
+// What SuperviseOutput watches besides the output.
+struct Supervised {
+  int pgid = 0;       // the run's process group (0: none of its own)
+  int spare = 0;      // a process not to signal (a warm worker)
+  int done_fd = -1;   // readable once the run is over (a pidfd, a worker's
+                      // socket); -1: only EOF on the output ends it
+};
+
 // The part of RunProcess after the child started: reads its output from
-// `read_fd` (closed here) until EOF, enforcing the timeout and cancellation
-// by signalling process group `pid`. Fills output, timed_out, cancelled.
-void SuperviseOutput(int read_fd, int pid, const ProcessSpec& spec, absl::Time start,
-                     const std::atomic<bool>* cancel,
+// `read_fd` (closed here) until EOF, or until `who.done_fd` says the run is
+// over: then what is already written is read (briefly), and no more (a
+// background child may hold the output open; the caller kills it). The timeout and cancellation signal the whole run (SignalRunTree:
+// the group and every process with the run's token). Fills output,
+// timed_out, cancelled.
+void SuperviseOutput(int read_fd, const Supervised& who, const ProcessSpec& spec,
+                     absl::Time start, const std::atomic<bool>* cancel,
                      const std::function<void(const std::string& line)>& on_line,
                      ProcessResult* result);
 

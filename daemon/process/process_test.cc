@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "daemon/model/utf8.h"
 
@@ -86,6 +88,91 @@ TEST(ProcessTest, CancelStopsIt) {
   t.join();
   EXPECT_TRUE(r.cancelled);
   EXPECT_FALSE(r.ok());
+}
+
+// Whether `pid` stops running within a few seconds (it was killed).
+bool Ends(int pid) {
+  for (int i = 0; i < 50; ++i) {
+    if (!ProcessAlive(pid)) return true;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return false;
+}
+
+// The first line of `output` as a pid (the test scripts echo $! first).
+int FirstPid(const std::string& output) {
+  int pid = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(output.substr(0, output.find('\n')), &pid)) << output;
+  return pid;
+}
+
+// A migration that starts a background child which inherits Alembic's
+// output: the run ends when Alembic exits (it used to last until the child
+// closed the pipe, 60 s here), and the child is killed, saying so.
+TEST(ProcessTest, ABackgroundChildHoldingTheOutputDoesNotHoldTheRun) {
+  ProcessSpec spec;
+  spec.argv = {"/bin/sh", "-c", "sleep 60 & echo $!; echo done"};
+  std::vector<std::string> lines;
+  absl::Time start = absl::Now();
+  ProcessResult r =
+      RunProcess(spec, nullptr, nullptr, [&](const std::string& l) { lines.push_back(l); });
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  const int child = FirstPid(r.output);
+  EXPECT_TRUE(Ends(child));
+  EXPECT_THAT(lines, ::testing::Contains("done"));
+  EXPECT_THAT(r.output, HasSubstr("lockstep: killed 1 process the run left running after it ended"));
+}
+
+// One that detached itself (its own session, output elsewhere) does not
+// escape either: its environment still carries the run's token.
+TEST(ProcessTest, ADetachedDescendantIsKilledWhenTheRunEnds) {
+  ProcessSpec spec;
+  spec.argv = {"/bin/sh", "-c", "setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $!"};
+  ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_TRUE(Ends(FirstPid(r.output)));
+  EXPECT_THAT(r.output, HasSubstr("killed 1 process"));
+}
+
+// Timeout and cancel reach descendants that left the process group.
+TEST(ProcessTest, TimeoutAndCancelKillDescendantsOutsideTheGroup) {
+  for (bool by_cancel : {false, true}) {
+    ProcessSpec spec;
+    spec.argv = {"/bin/sh", "-c", "setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $!; sleep 60"};
+    spec.timeout = by_cancel ? absl::InfiniteDuration() : absl::Milliseconds(500);
+    spec.grace = absl::Milliseconds(500);
+    std::atomic<bool> cancel{false};
+    std::thread t([&] {
+      absl::SleepFor(absl::Milliseconds(500));
+      if (by_cancel) cancel = true;
+    });
+    absl::Time start = absl::Now();
+    ProcessResult r = RunProcess(spec, &cancel, nullptr, nullptr);
+    t.join();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+    EXPECT_EQ(by_cancel ? r.cancelled : r.timed_out, true) << r.Describe();
+    EXPECT_TRUE(Ends(FirstPid(r.output))) << (by_cancel ? "cancel" : "timeout");
+  }
+}
+
+// SignalRunTree finds a run's processes by their token, and nothing else.
+TEST(ProcessTest, SignalRunTreeMatchesTheWholeTokenOnly) {
+  ProcessSpec spec;
+  spec.argv = {"/bin/sleep", "60"};
+  spec.env = {RunTokenEntry("run-12")};
+  ChildSetup setup;
+  setup.argv = spec.argv;
+  setup.env = spec.env;
+  absl::StatusOr<int> pid = SpawnChild(setup);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(SignalRunTree(0, "run-1", SIGKILL), 0);  // a prefix is another run
+  EXPECT_EQ(SignalRunTree(0, "run-12", SIGKILL, *pid), 0);  // spared
+  EXPECT_TRUE(ProcessAlive(*pid));
+  EXPECT_EQ(SignalRunTree(0, "run-12", SIGKILL), 1);
+  int status = 0;
+  ::waitpid(*pid, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status));
 }
 
 TEST(ProcessTest, MissingCommandIsAClearError) {

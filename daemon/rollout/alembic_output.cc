@@ -1,10 +1,12 @@
 #include "daemon/rollout/alembic_output.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "daemon/model/utf8.h"
@@ -74,6 +76,35 @@ std::string ErrorLine(absl::string_view output) {
     }
   }
   return Shorten(fallback);
+}
+
+std::string AlembicFailure(const ProcessResult& run) {
+  std::string why = run.start_error.empty() ? ErrorLine(run.output) : "";
+  return why.empty() ? run.Describe() : absl::StrCat(run.Describe(), ": ", why);
+}
+
+std::vector<std::string> CurrentRevisions(absl::string_view output,
+                                          const migrations::RevisionGraph& graph) {
+  std::vector<std::string> revisions;
+  for (absl::string_view line : absl::StrSplit(output, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    const size_t space = line.find(' ');
+    absl::string_view id = line.substr(0, space);
+    absl::string_view rest = space == absl::string_view::npos ? "" : line.substr(space + 1);
+    // What follows the id is only Alembic's markers: " (head)", " (branchpoint)" ...
+    bool markers = true;
+    for (absl::string_view m : absl::StrSplit(rest, ' ', absl::SkipEmpty())) {
+      markers = markers && (m.front() == '(' || m.back() == ')');
+    }
+    std::optional<int> node = graph.Find(id);
+    if (markers && node && graph.id(*node) == id) revisions.emplace_back(id);
+  }
+  std::sort(revisions.begin(), revisions.end());
+  return revisions;
+}
+
+std::string RowsText(const std::vector<std::string>& rows) {
+  return rows.empty() ? "[] (no version rows)" : absl::StrCat("[", absl::StrJoin(rows, ", "), "]");
 }
 
 }  // namespace lockstep::daemon

@@ -13,8 +13,11 @@
 #define LOCKSTEP_DAEMON_ROLLOUT_ALEMBIC_OUTPUT_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
+#include "daemon/process/process.h"
+#include "migrations/revision_graph.h"
 
 namespace lockstep::daemon {
 
@@ -23,6 +26,19 @@ namespace lockstep::daemon {
 // "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) msg" is
 // shortened to the driver's "sqlite3.OperationalError: msg".
 std::string ErrorLine(absl::string_view output);
+
+// How an Alembic run failed, with the line of its output that says why:
+// "exit 1: sqlite3.OperationalError: unable to open database file".
+std::string AlembicFailure(const ProcessResult& run);
+
+// The revisions `alembic current` printed ("3f2a1b9c0d11 (head)", a line
+// each), sorted. Its log lines, and anything env.py prints, are not
+// revision ids of `graph`, so they are not taken for one.
+std::vector<std::string> CurrentRevisions(absl::string_view output,
+                                          const migrations::RevisionGraph& graph);
+
+// "[a, b]", or "[] (no version rows)".
+std::string RowsText(const std::vector<std::string>& rows);
 
 }  // namespace lockstep::daemon
 

@@ -951,7 +951,7 @@ void RolloutEngine::CountFailure(Active& a, size_t stage_index, const RolloutSte
 }
 
 void RolloutEngine::Settle(Active& a, RolloutStep* step) {
-  executor_.Settle(step, StepHooks(a));
+  executor_.Settle(a.r.id, step, StepHooks(a));  // the id never changes: no lock
   if (step->state != "failed") return;
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t i = 0; i < a.r.stages.size(); ++i) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "daemon/rollout/alembic_entry.h"
 #include "daemon/rollout/alembic_output.h"
 #include "daemon/rollout/step_journal.h"
 #include "daemon/drivers/backup_files.h"
@@ -17,26 +18,10 @@
 namespace lockstep::daemon {
 namespace {
 
-// The Alembic command line for one database; the password stays out of it.
-// With `with_command` false, only Alembic's own arguments (warm runner).
-ProcessSpec AlembicSpec(const config::Inventory& inv, const Driver& driver,
-                        const config::DatabaseUrl& url, const std::string& command,
-                        const std::string& target, bool with_command = true) {
-  ProcessSpec spec;
-  if (with_command) spec.argv = inv.project.alembic_command;
-  spec.argv.insert(spec.argv.end(), {"-c", inv.project.alembic_ini});
-  if (inv.project.ini_section != "alembic") {
-    spec.argv.insert(spec.argv.end(), {"-n", inv.project.ini_section});
-  }
-  config::DatabaseUrl without_password = url;
-  without_password.password.reset();
-  spec.argv.insert(spec.argv.end(),
-                   {"-x", "url=" + without_password.ToSqlAlchemy(), command, target});
-  spec.env = driver.ChildEnvironment(url);
-  spec.env.push_back("DATABASE_URL=" + url.ToSqlAlchemy());
-  spec.cwd = inv.project.working_dir;
-  spec.timeout = inv.project.step_timeout;
-  return spec;
+// Marks every process a step starts (process.h), the same after a restart:
+// Settle finds what a killed lockstepd's step left running by it.
+std::string StepRunToken(const std::string& rollout_id, const RolloutStep& step) {
+  return absl::StrCat(rollout_id, "/", step.index);
 }
 
 // server.alembic_startup_slots, or one per CPU lockstepd may run on.
@@ -59,17 +44,6 @@ VersionRead StepExecutor::ReadRows(const VersionTarget& target) const {
   return read;
 }
 
-// How an Alembic run failed, with the line of its output that says why:
-// "exit 1: sqlite3.OperationalError: unable to open database file".
-std::string AlembicFailure(const ProcessResult& run) {
-  std::string why = run.start_error.empty() ? ErrorLine(run.output) : "";
-  return why.empty() ? run.Describe() : absl::StrCat(run.Describe(), ": ", why);
-}
-
-std::string RowsText(const std::vector<std::string>& rows) {
-  return rows.empty() ? "[] (no version rows)" : absl::StrCat("[", absl::StrJoin(rows, ", "), "]");
-}
-
 StepExecutor::StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* store,
                            Drivers* drivers, Options options)
     : reconciler_(std::move(reconciler)),
@@ -81,9 +55,22 @@ StepExecutor::StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* s
 
 StepExecutor::~StepExecutor() = default;
 
+// What one Run works with; filled in by the phases in order.
+struct StepExecutor::StepContext {
+  const Job& job;
+  StepJournal& journal;
+  const std::atomic<bool>* cancel;
+  const Hooks& hooks;
+  std::shared_ptr<const config::Inventory> inv;
+  std::optional<VersionTarget> target;
+  config::DatabaseUrl url;
+  std::unique_ptr<DatabaseLock> lock;  // held from the lock phase to the end
+  RolloutStep& step() { return journal.step(); }
+};
+
 ProcessResult StepExecutor::RunAlembic(
-    const config::Inventory& inv, const config::DatabaseUrl& url, const std::string& command,
-    const std::string& target, uint64_t startup_ticket, const std::atomic<bool>* cancel,
+    const StepContext& c, const std::string& command, const std::string& target,
+    uint64_t startup_ticket, const std::atomic<bool>* cancel,
     const std::function<void(int pid)>& on_start,
     const std::function<void(const std::string& line)>& on_line) const {
   // The run is past its start-up at its first output line (recorded first,
@@ -93,18 +80,20 @@ ProcessResult StepExecutor::RunAlembic(
     on_line(text);
     if (!started_up.exchange(true)) startup_gate_.Leave(startup_ticket);
   };
+  const config::Inventory& inv = *c.inv;
+  const bool warm = !alembic_ && inv.project.alembic_runner == "warm";
+  ProcessSpec spec = AlembicSpec(inv, drivers_->For(c.url), c.url, c.target->name,
+                                 c.lock->Witness(), command, target, !warm);
+  spec.run_token = StepRunToken(c.job.rollout_id, c.journal.step());
   ProcessResult run;
   if (alembic_) {
-    run = alembic_(AlembicSpec(inv, drivers_->For(url), url, command, target), cancel, on_start,
-                   line);
-  } else if (inv.project.alembic_runner != "warm") {
-    run = RunProcess(AlembicSpec(inv, drivers_->For(url), url, command, target), cancel, on_start,
-                     line);
-  } else if (absl::StatusOr<std::shared_ptr<WarmAlembic>> warm = Warm(inv); !warm.ok()) {
-    run.start_error = std::string(warm.status().message());
+    run = alembic_(spec, cancel, on_start, line);
+  } else if (!warm) {
+    run = RunProcess(spec, cancel, on_start, line);
+  } else if (absl::StatusOr<std::shared_ptr<WarmAlembic>> pool = Warm(inv); !pool.ok()) {
+    run.start_error = std::string(pool.status().message());
   } else {
-    run = (*warm)->Run(AlembicSpec(inv, drivers_->For(url), url, command, target, false), cancel,
-                       on_start, line);
+    run = (*pool)->Run(spec, cancel, on_start, line);
   }
   startup_gate_.Leave(startup_ticket);
   return run;
@@ -113,15 +102,16 @@ ProcessResult StepExecutor::RunAlembic(
 absl::StatusOr<std::shared_ptr<WarmAlembic>> StepExecutor::Warm(
     const config::Inventory& inv) const {
   std::lock_guard<std::mutex> lock(warm_mu_);
-  if (!warm_ || warm_python_ != inv.project.python) {
+  std::vector<std::string> python = WarmInterpreter(inv.project);
+  if (!warm_ || warm_python_ != python) {
     // The old pool (another python) is dropped here, not destroyed: a step
     // still running holds it, and it goes when that step lets go.
-    absl::StatusOr<std::unique_ptr<WarmAlembic>> started = WarmAlembic::Start(inv.project.python);
+    absl::StatusOr<std::unique_ptr<WarmAlembic>> started = WarmAlembic::Start(python);
     if (!started.ok()) return started.status();
     if (warm_) retired_.push_back(warm_);
     std::erase_if(retired_, [](const std::weak_ptr<WarmAlembic>& w) { return w.expired(); });
     warm_ = std::shared_ptr<WarmAlembic>(*std::move(started));
-    warm_python_ = inv.project.python;
+    warm_python_ = std::move(python);
   }
   return warm_;
 }
@@ -145,19 +135,6 @@ absl::Status StepExecutor::Prewarm(const config::Inventory& inv) const {
   return (*warm)->Prewarm(widest);
 }
 
-// What one Run works with; filled in by the phases in order.
-struct StepExecutor::StepContext {
-  const Job& job;
-  StepJournal& journal;
-  const std::atomic<bool>* cancel;
-  const Hooks& hooks;
-  std::shared_ptr<const config::Inventory> inv;
-  std::optional<VersionTarget> target;
-  config::DatabaseUrl url;
-  std::unique_ptr<DatabaseLock> lock;  // held from the lock phase to the end
-  RolloutStep& step() { return journal.step(); }
-};
-
 // One database, start to end, as a sequence of phases. The journal saves
 // each phase before its action (write-ahead); each phase returns why the
 // step fails, if it does.
@@ -178,6 +155,10 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   // done to the database yet, so the step goes back to pending (an aborted
   // rollout skips it) instead of taking a backup nobody will use.
   if (cancel != nullptr && *cancel) return journal.Requeue();
+  if (absl::Status proven = ProvePhase(c); !proven.ok()) {
+    return journal.Fail(std::string(proven.message()));
+  }
+  if (cancel != nullptr && *cancel) return journal.Requeue();  // stopped during the check
   if (absl::Status backed_up = BackupPhase(c); !backed_up.ok()) {
     return journal.Fail(std::string(backed_up.message()));
   }
@@ -249,6 +230,38 @@ absl::StatusOr<bool> StepExecutor::ReplanPhase(StepContext& c) const {
   return false;
 }
 
+// Before the first step with each env.py (by content), dialect and way of
+// running Alembic: Alembic's `current`, run exactly as the step will run
+// Alembic, must report the version rows lockstep reads from the locked
+// database. The entry point already stops an env.py that connects
+// elsewhere; this also covers an alembic_command lockstep cannot enter (a
+// wrapper script), and an env.py that Alembic cannot run at all fails here,
+// before a backup is taken. Test runners (options.alembic) have no env.py.
+absl::Status StepExecutor::ProvePhase(StepContext& c) const {
+  if (alembic_) return absl::OkStatus();
+  const config::ProjectConfig& project = c.inv->project;
+  std::shared_ptr<const migrations::Project> scripts = reconciler_->project();
+  absl::StatusOr<std::string> env_py = Sha256OfFile(scripts->location().script_dir + "/env.py");
+  const std::string key = absl::StrCat(
+      env_py.ok() ? *env_py : "no env.py", " ", config::DialectName(c.url.dialect), " ",
+      project.alembic_runner, " ", absl::StrJoin(project.alembic_command, " "));
+  // One check at a time: the steps of a wave that start together wait for
+  // the first one's answer rather than each running `current`.
+  std::lock_guard<std::mutex> lock(proven_mu_);
+  if (proven_.count(key) > 0) return absl::OkStatus();
+  const uint64_t ticket = startup_gate_.Enter(StartupSlots(c.inv->server), c.cancel);
+  if (ticket == 0) return absl::OkStatus();  // stopped: the next phase requeues the step
+  ProcessResult run =
+      RunAlembic(c, "current", "", ticket, c.cancel, nullptr, [](const std::string&) {});
+  if (run.cancelled) return absl::OkStatus();
+  absl::StatusOr<std::string> checked =
+      CheckCurrent(run, c.target->name, ReadRows(*c.target).rows, scripts->graph());
+  if (!checked.ok()) return checked.status();
+  c.journal.Event("env_py_checked", *checked);
+  proven_.insert(key);
+  return absl::OkStatus();
+}
+
 // When `backup: required` or `on_failure: restore`. No backup, no
 // migration: a failed backup fails the step before Alembic runs when the
 // backup is required, or when the failure policy would need it to restore
@@ -298,7 +311,7 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
   c.journal.Enter(StepPhase::kAlembic);
   const std::string command = c.job.kind == "downgrade" ? "downgrade" : "upgrade";
   ProcessResult run = RunAlembic(
-      *c.inv, c.url, command, c.job.target, ticket, c.cancel,
+      c, command, c.job.target, ticket, c.cancel,
       [&](int pid) { c.journal.Pid(pid); },
       [&](const std::string& line) { c.journal.Event("output", line); });
   s.pid = 0;
@@ -377,7 +390,7 @@ std::string StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& run
     } else {
       uint64_t ticket = startup_gate_.Enter(StartupSlots(c.inv->server), nullptr);
       ProcessResult down =
-          RunAlembic(*c.inv, c.url, "downgrade", to, ticket, nullptr, nullptr,
+          RunAlembic(c, "downgrade", to, ticket, nullptr, nullptr,
                      [&](const std::string& line) { c.journal.Event("output", line); });
       VersionRead check = ReadRows(*c.target);
       s.rollback = down.ok() && check.rows == s.from
@@ -392,7 +405,8 @@ std::string StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& run
   return error;
 }
 
-void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
+void StepExecutor::Settle(const std::string& rollout_id, RolloutStep* step,
+                          const Hooks& hooks) const {
   RolloutStep& s = *step;
   auto save_and_emit = [&](const std::string& kind, const std::string& message) {
     hooks.save(s);
@@ -406,6 +420,14 @@ void StepExecutor::Settle(RolloutStep* step, const Hooks& hooks) const {
     ::kill(-s.pid, SIGKILL);
     ::kill(s.pid, SIGKILL);
     for (int i = 0; i < 100 && ProcessAlive(s.pid); ++i) absl::SleepFor(absl::Milliseconds(100));
+  }
+  // And whatever that step started and left (a migration's background
+  // child, which PR_SET_PDEATHSIG does not reach): it would go on writing
+  // to a database this lockstepd is about to read, restore or migrate.
+  if (int stopped = SignalRunTree(0, StepRunToken(rollout_id, s), SIGKILL); stopped > 0) {
+    hooks.event(s, "output",
+                absl::StrCat("lockstep: killed ", stopped,
+                             " process(es) the step had left running before the restart"));
   }
   s.pid = 0;
   s.pid_identity.clear();

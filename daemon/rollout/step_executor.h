@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@
 #include "daemon/model/rollout.h"
 #include "daemon/drivers/driver.h"
 #include "daemon/process/process.h"
+#include "daemon/rollout/alembic_output.h"  // RowsText, AlembicFailure
 #include "daemon/rollout/backup_service.h"
 #include "daemon/rollout/startup_gate.h"
 #include "daemon/rollout/warm_alembic.h"
@@ -83,7 +85,9 @@ class StepExecutor {
   void Run(const Job& job, RolloutStep* step, const std::atomic<bool>* cancel,
            const Hooks& hooks) const;
   // Leaves `step` succeeded, pending or failed.
-  void Settle(RolloutStep* step, const Hooks& hooks) const;
+  // What the step's Alembic (and anything it started) left running is
+  // killed first. `rollout_id`: the step's rollout.
+  void Settle(const std::string& rollout_id, RolloutStep* step, const Hooks& hooks) const;
 
   // With alembic_runner: warm, starts enough workers for the widest wave
   // (the largest max_parallel) now rather than at the first steps.
@@ -96,6 +100,7 @@ class StepExecutor {
   struct StepContext;
   absl::Status LockPhase(StepContext& c) const;
   absl::StatusOr<bool> ReplanPhase(StepContext& c) const;  // true: already at the target
+  absl::Status ProvePhase(StepContext& c) const;  // env.py reaches this database
   absl::Status BackupPhase(StepContext& c) const;
   std::optional<ProcessResult> AlembicPhase(StepContext& c) const;
   std::string VerifyPhase(StepContext& c, const ProcessResult& run,
@@ -106,14 +111,14 @@ class StepExecutor {
   // The version rows; what a killed writer left behind (a SQLite hot
   // journal) is repaired first (the caller holds the database's lock).
   VersionRead ReadRows(const VersionTarget& target) const;
-  // The warm pool for inv.project.python, started on first use. Shared:
-  // when a reload changes project.python, steps still running keep the old
+  // The warm pool for WarmInterpreter(inv.project), started on first use. Shared:
+  // when a reload changes the interpreter, steps still running keep the old
   // pool alive until they finish; it is stopped when the last lets go.
   absl::StatusOr<std::shared_ptr<WarmAlembic>> Warm(const config::Inventory& inv) const;
   // Runs Alembic for one step, as project.alembic_runner says, holding
   // `startup_ticket` of startup_gate_ until Alembic's first output line.
-  ProcessResult RunAlembic(const config::Inventory& inv, const config::DatabaseUrl& url,
-                           const std::string& command, const std::string& target,
+  ProcessResult RunAlembic(const StepContext& c, const std::string& command,
+                           const std::string& target,
                            uint64_t startup_ticket, const std::atomic<bool>* cancel,
                            const std::function<void(int pid)>& on_start,
                            const std::function<void(const std::string& line)>& on_line) const;
@@ -128,14 +133,14 @@ class StepExecutor {
   mutable StartupGate startup_gate_;
   mutable std::mutex warm_mu_;
   mutable std::shared_ptr<WarmAlembic> warm_;  // guarded by warm_mu_; started on first use
-  mutable std::string warm_python_;            // guarded by warm_mu_
+  mutable std::vector<std::string> warm_python_;  // guarded by warm_mu_
   // Pools replaced by a reload, still held by running steps: Stop() stops
   // them too. Guarded by warm_mu_.
   mutable std::vector<std::weak_ptr<WarmAlembic>> retired_;
+  mutable std::mutex proven_mu_;  // held while ProvePhase checks
+  // ProvePhase's keys (env.py's digest, dialect, runner) already checked.
+  mutable std::set<std::string> proven_;  // guarded by proven_mu_
 };
-
-// "[a, b]", or "[] (no version rows)".
-std::string RowsText(const std::vector<std::string>& rows);
 
 }  // namespace lockstep::daemon
 

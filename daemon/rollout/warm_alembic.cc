@@ -15,7 +15,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "daemon/rollout/alembic_entry.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -60,7 +62,7 @@ while True:
         if req["cwd"]:
             os.chdir(req["cwd"])
         sys.argv = ["alembic"] + req["argv"]
-        cli.main(argv=req["argv"])
+        lockstep_alembic(req["argv"], cli)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
@@ -123,10 +125,10 @@ std::string Receive(int sock, int timeout_ms) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<WarmAlembic>> WarmAlembic::Start(const std::string& python,
+absl::StatusOr<std::unique_ptr<WarmAlembic>> WarmAlembic::Start(std::vector<std::string> python,
                                                                 int max_workers) {
   std::unique_ptr<WarmAlembic> w(new WarmAlembic());
-  w->python_ = python;
+  w->python_ = std::move(python);
   w->max_workers_ = std::max(1, max_workers);
   w->spawner_ = std::thread([raw = w.get()] { raw->SpawnerLoop(); });
   absl::StatusOr<Worker> first = w->Spawn();
@@ -197,7 +199,9 @@ void WarmAlembic::SpawnerLoop() {
       result = absl::InternalError(absl::StrCat("socketpair: ", std::strerror(errno)));
     } else {
       ChildSetup worker;
-      worker.argv = {python_, "-c", kWorker};
+      worker.argv = python_;
+      worker.argv.insert(worker.argv.end(),
+                         {"-c", absl::StrCat("_LOCKSTEP_WORKER = True\n", kAlembicEntry, kWorker)});
       worker.fd3 = sv[1];
       absl::StatusOr<int> pid = SpawnChild(worker);
       ::close(sv[1]);
@@ -209,7 +213,7 @@ void WarmAlembic::SpawnerLoop() {
       } else if (Receive(sv[0], 60000) != "ready") {
         Kill({*pid, sv[0]});
         result = absl::FailedPreconditionError(absl::StrCat(
-            "cannot start a warm Alembic worker with ", python_,
+            "cannot start a warm Alembic worker with ", absl::StrJoin(python_, " "),
             " (is Alembic installed for it?); or use project.alembic_runner: process"));
       } else {
         result = Worker{*pid, sv[0]};
@@ -247,9 +251,10 @@ absl::Status WarmAlembic::Prewarm(int n) {
   }
 }
 
-ProcessResult WarmAlembic::Run(const ProcessSpec& spec, const std::atomic<bool>* cancel,
+ProcessResult WarmAlembic::Run(const ProcessSpec& given, const std::atomic<bool>* cancel,
                                const std::function<void(int pid)>& on_start,
                                const std::function<void(const std::string& line)>& on_line) {
+  const ProcessSpec spec = WithRunToken(given);  // marks what the step starts
   ProcessResult result;
   const absl::Time start = absl::Now();
   Worker w;
@@ -304,16 +309,21 @@ ProcessResult WarmAlembic::Run(const ProcessSpec& spec, const std::atomic<bool>*
     return result;
   }
   if (on_start) on_start(w.pid);
-  SuperviseOutput(fds[0], w.pid, spec, start, cancel, on_line, &result);
+  // The worker answers on its socket when the step is over (or dies):
+  // output a background child keeps open does not hold the step.
+  SuperviseOutput(fds[0], Supervised{.pgid = w.pid, .done_fd = w.sock}, spec, start, cancel,
+                  on_line, &result);
   // The worker closes the pipe, then answers; a stopped one answers nothing.
   std::string reply = Receive(w.sock, 10000);
   int code = 0;
   if (reply.rfind("exit ", 0) == 0 && absl::SimpleAtoi(reply.substr(5), &code) &&
       !result.cancelled && !result.timed_out) {
     result.exit_code = code;
+    // What the step started and left running goes; the worker stays.
+    LeftBehind(SignalRunTree(0, spec.run_token, SIGKILL, w.pid), on_line, &result);
     release(true);
   } else {
-    ::kill(-w.pid, SIGKILL);
+    SignalRunTree(w.pid, spec.run_token, SIGKILL);
     int status = 0;
     while (::waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
     }

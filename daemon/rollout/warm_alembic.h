@@ -1,13 +1,13 @@
 // Alembic without paying Python's start-up on every database: a pool of
 // Python worker processes that imported Alembic and SQLAlchemy once. A
-// worker runs one step at a time, `alembic.config.main(argv)` — Alembic's
-// own command line, your env.py — with its stdout/stderr on a pipe lockstepd
+// worker runs one step at a time through lockstep's Alembic entry point
+// (alembic_entry.h: Alembic's own command line, your env.py) — with its stdout/stderr on a pipe lockstepd
 // owns, the step's environment and working folder set (and put back after);
 // then it waits for the next step. A step costs ~25 ms of Python instead of
 // ~450 ms for a new `alembic` process.
 //
 // Opt in with `project.alembic_runner: warm` (`project.python` names the
-// interpreter; `alembic_command` is then not used). Workers are their own
+// interpreter, else the one running alembic_command; WarmInterpreter). Workers are their own
 // process groups: stopping a step (abort, timeout) kills its worker, and a
 // new one is started for the next step. Workers get SIGKILL when lockstepd
 // dies (PR_SET_PDEATHSIG, set from a thread that lives as long as the pool).
@@ -37,8 +37,9 @@ namespace lockstep::daemon {
 
 class WarmAlembic {
  public:
-  // Starts one worker (and so checks that `python` can import Alembic).
-  static absl::StatusOr<std::unique_ptr<WarmAlembic>> Start(const std::string& python,
+  // Starts one worker (and so checks that `python`, an interpreter and its
+  // arguments, can import Alembic).
+  static absl::StatusOr<std::unique_ptr<WarmAlembic>> Start(std::vector<std::string> python,
                                                             int max_workers = 16);
   ~WarmAlembic();  // kills the workers
 
@@ -66,7 +67,7 @@ class WarmAlembic {
   void SpawnerLoop();
   static void Kill(const Worker& w);
 
-  std::string python_;
+  std::vector<std::string> python_;
   int max_workers_ = 16;
   std::mutex mu_;
   std::condition_variable changed_;

@@ -20,7 +20,7 @@ using ::testing::HasSubstr;
 // answers every queued request before it ends.)
 TEST(WarmAlembicTest, StopWhileWorkersStartNeverHangs) {
   for (int round = 0; round < 4; ++round) {
-    absl::StatusOr<std::unique_ptr<WarmAlembic>> pool = WarmAlembic::Start("/usr/bin/python3", 8);
+    absl::StatusOr<std::unique_ptr<WarmAlembic>> pool = WarmAlembic::Start({"/usr/bin/python3"}, 8);
     ASSERT_TRUE(pool.ok()) << pool.status();
     std::future<absl::Status> prewarm =
         std::async(std::launch::async, [&] { return (*pool)->Prewarm(4); });
@@ -40,7 +40,7 @@ TEST(WarmAlembicTest, StopWhileWorkersStartNeverHangs) {
 
 // A pool runs Alembic's own command line.
 TEST(WarmAlembicTest, RunsAlembicsCommandLine) {
-  absl::StatusOr<std::unique_ptr<WarmAlembic>> pool = WarmAlembic::Start("/usr/bin/python3", 2);
+  absl::StatusOr<std::unique_ptr<WarmAlembic>> pool = WarmAlembic::Start({"/usr/bin/python3"}, 2);
   ASSERT_TRUE(pool.ok()) << pool.status();
   ProcessSpec spec;
   spec.argv = {"--version"};

@@ -97,6 +97,32 @@ def downgrade():
 '''
 
 
+BACKGROUND = '''"""a migration that leaves a child running, holding Alembic's output
+
+Revision ID: b9b9b9b9b9b9
+Revises: e9a8c6b4d244
+"""
+import subprocess
+
+from alembic import op
+
+revision = "b9b9b9b9b9b9"
+down_revision = "e9a8c6b4d244"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    child = subprocess.Popen(["sleep", "300"])  # inherits stdout and stderr
+    op.execute("CREATE TABLE bg_child (pid INTEGER)")
+    op.execute("INSERT INTO bg_child VALUES (%d)" % child.pid)
+
+
+def downgrade():
+    op.execute("DROP TABLE bg_child")
+'''
+
+
 def sqlite_rows(path, sql="SELECT version_num FROM alembic_version"):
     with sqlite3.connect(path) as c:
         return sorted(r[0] for r in c.execute(sql))
@@ -780,7 +806,7 @@ class StartupSlotsTest(unittest.TestCase):
         self.tenants = {t: self.f.sqlite(t, AGE) for t in ("t1", "t2", "t3")}
         wrapper = os.path.join(self.f.dir, "timed-alembic")
         with open(wrapper, "w") as f:
-            f.write('#!/bin/sh\necho "$(date +%%s.%%N) $DATABASE_URL" >> "%s/starts.log"\n'
+            f.write('#!/bin/sh\necho "$(date +%%s.%%N) $DATABASE_URL $*" >> "%s/starts.log"\n'
                     'exec /usr/bin/alembic "$@"\n' % self.f.dir)
         os.chmod(wrapper, 0o755)
         self.d = self.f.daemon("""
@@ -821,8 +847,10 @@ class StartupSlotsTest(unittest.TestCase):
         # Three at once were allowed by max_parallel: two had to wait.
         self.assertEqual(len(waits), 2, waits)
         with open(os.path.join(self.f.dir, "starts.log")) as f:
+            # Alembic's `current` before the first step (the env.py check)
+            # is no step.
             starts = sorted((float(line.split()[0]), line.split()[1].rsplit("/", 1)[1][:-3])
-                            for line in f)
+                            for line in f if " upgrade " in line)
         self.assertEqual(len(starts), 3)
         for (_, earlier), (started, _) in zip(starts, starts[1:]):
             self.assertGreaterEqual(started, first_line[earlier],
@@ -838,8 +866,9 @@ class AbortWhileQueuedForSlotTest(unittest.TestCase):
         self.f = Fleet()
         self.tenants = {t: self.f.sqlite(t, AGE) for t in ("t1", "t2")}
         silent = os.path.join(self.f.dir, "silent-alembic")
-        with open(silent, "w") as f:  # holds the only slot (silent for < 5 s)
-            f.write('#!/bin/sh\nsleep 30\nexec /usr/bin/alembic "$@"\n')
+        with open(silent, "w") as f:  # an upgrade holds the only slot (silent for < 5 s)
+            f.write('#!/bin/sh\ncase "$*" in *upgrade*) sleep 30;; esac\n'
+                    'exec /usr/bin/alembic "$@"\n')
         os.chmod(silent, 0o755)
         self.d = self.f.daemon("""
   - name: tenants
@@ -1091,6 +1120,47 @@ class ReportsWhatTheDatabaseHoldsTest(unittest.TestCase):
         self.assertIn("stopped by abort; restored from backup %d, the database holds [%s]"
                       % (step["backup_id"], AGE), step["error"])
         self.assertNotIn(HEAD, step["error"])
+
+
+def running(pid):
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class BackgroundChildTest(unittest.TestCase):
+    """A migration that starts a child which outlives it and keeps its
+    output open: the step ends when Alembic exits (not when the child does,
+    nor at step_timeout), and the child is killed, saying so."""
+
+    runner = "process"
+
+    def setUp(self):
+        self.f = Fleet(extra_revisions=[("b9b9b9b9b9b9_bg.py", BACKGROUND)])
+        self.db = self.f.sqlite("t1", HEAD)
+        self.d = self.f.daemon("  - name: dev\n    databases: [{name: t1, url: \"sqlite:///t1.db\"}]\n",
+                               runner=self.runner)
+
+    def tearDown(self):
+        self.f.close()
+
+    def test_the_step_ends_with_alembic_and_the_child_is_killed(self):
+        start = time.time()
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--watch")
+        self.assertEqual(rc, 0, r)
+        self.assertLess(time.time() - start, 60, "the step waited for the child")
+        self.assertEqual(sqlite_rows(self.db), ["b9b9b9b9b9b9"])
+        pid = sqlite_rows(self.db, "SELECT pid FROM bg_child")[0]
+        wait_for(lambda: not running(pid), timeout=10, what="the migration's child to be killed")
+        self.assertIn("lockstep: killed 1 process the run left running after it ended",
+                      r["steps"][0]["output"])
+
+
+class WarmBackgroundChildTest(BackgroundChildTest):
+    runner = "warm"
 
 
 class WarmStartupSlotsTest(StartupSlotsTest):
