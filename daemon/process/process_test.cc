@@ -8,10 +8,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "daemon/model/utf8.h"
@@ -166,6 +169,14 @@ TEST(ProcessTest, SignalRunTreeMatchesTheWholeTokenOnly) {
   setup.env = spec.env;
   absl::StatusOr<int> pid = SpawnChild(setup);
   ASSERT_TRUE(pid.ok()) << pid.status();
+  // The parent of a vfork-like clone runs on while exec is still setting up
+  // the child's environment: wait until /proc shows it.
+  for (int i = 0; i < 100; ++i) {
+    std::ifstream in(absl::StrCat("/proc/", *pid, "/environ"));
+    std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (env.find(RunTokenEntry("run-12")) != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
   EXPECT_EQ(SignalRunTree(0, "run-1", SIGKILL), 0);  // a prefix is another run
   EXPECT_EQ(SignalRunTree(0, "run-12", SIGKILL, *pid), 0);  // spared
   EXPECT_TRUE(ProcessAlive(*pid));

@@ -1,5 +1,7 @@
 #include "daemon/rollout/engine.h"
 
+#include "daemon/model/utf8.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,11 +14,16 @@
 #include "absl/time/clock.h"
 #include "daemon/drivers/backup_files.h"
 #include "daemon/drivers/driver.h"
+#include "daemon/model/utf8.h"
 #include "migrations/lint.h"
 #include "migrations/project.h"
 
 namespace lockstep::daemon {
 namespace {
+
+// How late a watcher may see a line of Alembic's output (lines wake nobody;
+// every other event wakes the watchers at once).
+constexpr absl::Duration kOutputLatency = absl::Milliseconds(100);
 
 std::string NewId(const std::string& prefix, absl::Time now) {
   std::random_device rd;
@@ -73,7 +80,11 @@ RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore*
       hooks_(std::move(hooks)),
       clock_(options.clock != nullptr ? options.clock : &real_clock_),
       backups_(store_, drivers_.get()),
-      executor_(reconciler_, store_, drivers_.get(), {clock_, std::move(options.alembic)}) {}
+      executor_(reconciler_, store_, drivers_.get(), {clock_, std::move(options.alembic)}),
+      events_(store_, [this](const absl::Status& s) {
+        std::lock_guard<std::mutex> lock(mu_);
+        StoreFailed(s);
+      }) {}
 
 RolloutEngine::~RolloutEngine() { Stop(); }
 
@@ -142,6 +153,7 @@ absl::Status RolloutEngine::CheckStoreLocked(bool retry_writes) {
     }
     Emit(*it->second, "recovered", "", "",
          absl::StrCat("the state store takes writes again; ", it->second->r.state, " recorded"));
+    events_.Forget(it->first);
     it = active_.erase(it);
   }
   UpdateGauges();
@@ -150,15 +162,23 @@ absl::Status RolloutEngine::CheckStoreLocked(bool retry_writes) {
 
 void RolloutEngine::Emit(Active& a, const std::string& kind, const std::string& environment,
                          const std::string& database, const std::string& message) {
-  RolloutEvent e{0, clock_->Now(), kind, environment, database, message};
-  absl::Status s = store_->AppendEvent(a.r.id, &e);
+  // Valid UTF-8 once, here (Alembic prints any bytes; a discovered file's
+  // name may hold any), rather than in every reply to every watcher.
+  auto valid = [](const std::string& s) { return IsValidUtf8(s) ? s : ValidUtf8(s); };
+  RolloutEvent e{0, clock_->Now(), kind, valid(environment), valid(database), valid(message)};
+  // Alembic's output lines are queued (a step never waits on the store for
+  // them); every other event is written, with the lines before it, first.
+  absl::Status s = events_.Append(a.r.id, &e, /*durable=*/kind != "output");
   if (!s.ok()) {
     e.message += absl::StrCat(" (not recorded: ", s.message(), ")");
     StoreFailed(s);
   }
   ++events_emitted_;
   if (hooks_.on_event) hooks_.on_event(a.r, e);
-  changed_.notify_all();
+  // A line of output wakes nobody: watchers look for new lines every
+  // kOutputLatency (WaitEvents). A step printing 20,000 lines would wake
+  // each of 150 watchers 20,000 times, all contending for mu_ with it.
+  if (kind != "output") changed_.notify_all();
 }
 
 void RolloutEngine::SaveStep(Active& a, const RolloutStep& step) {
@@ -519,13 +539,14 @@ absl::StatusOr<std::vector<RolloutEvent>> RolloutEngine::WaitEvents(const std::s
       absl::StatusOr<Rollout> r = store_->LoadRollout(id);
       if (!r.ok()) return r.status();
     }
-    absl::StatusOr<std::vector<RolloutEvent>> events = store_->Events(id, after_seq, kBatch);
+    absl::StatusOr<std::vector<RolloutEvent>> events = events_.Read(id, after_seq, kBatch);
     if (!events.ok()) return events.status();
     if (!active && events->size() < static_cast<size_t>(kBatch)) *finished = true;
     if (!events->empty() || *finished) return events;
     std::unique_lock<std::mutex> lock(mu_);
     if (absl::Now() >= deadline) return events;
-    changed_.wait_until(lock, absl::ToChronoTime(deadline),
+    const absl::Time until = std::min(deadline, absl::Now() + kOutputLatency);
+    changed_.wait_until(lock, absl::ToChronoTime(until),
                         [&] { return events_emitted_ != seen || stopping_; });
     if (stopping_) return absl::UnavailableError("lockstepd is shutting down");
   }
@@ -1007,6 +1028,7 @@ void RolloutEngine::Finish(Active& a) {
   if (hooks_.on_rollout_finished) hooks_.on_rollout_finished(a.r);
   std::shared_ptr<Active> keep = active_[a.r.id];  // `a` lives on until this returns
   if (store_error_.empty()) {
+    events_.Forget(a.r.id);
     active_.erase(a.r.id);
   } else {
     a.unrecorded = true;  // CheckStore records its end once the store takes writes

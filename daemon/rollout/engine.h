@@ -33,6 +33,7 @@
 #include "daemon/core/reconciler.h"
 #include "daemon/drivers/driver.h"
 #include "daemon/model/rollout.h"
+#include "daemon/rollout/event_log.h"
 #include "daemon/rollout/planner.h"
 #include "daemon/rollout/step_executor.h"
 #include "daemon/state/state_store.h"
@@ -212,6 +213,9 @@ class RolloutEngine {
   std::vector<std::thread> threads_;  // guarded by mu_: runners, joined by Stop
   uint64_t events_emitted_ = 0;       // guarded by mu_
   std::mutex start_mu_;  // one Start/Downgrade at a time (the one-per-environment check)
+  // Last: its writer thread calls StoreFailed (mu_), and it writes what is
+  // queued when destroyed, after the runners have stopped.
+  EventLog events_;
 };
 
 }  // namespace lockstep::daemon

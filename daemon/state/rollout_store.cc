@@ -276,6 +276,43 @@ absl::Status StateStore::AppendEvent(const std::string& rollout_id, RolloutEvent
   });
 }
 
+absl::Status StateStore::WriteEvents(
+    const std::vector<std::pair<std::string, RolloutEvent>>& events) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("append events", [&] {
+    SQLite::Transaction tx(*db_);
+    for (const auto& [rollout_id, event] : events) {
+      ExecOne(*prepared_,
+              "INSERT OR IGNORE INTO rollout_events (rollout_id, seq, at_us, kind, environment, "
+              "database, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+              [&](SQLite::Statement& q) {
+                q.bind(1, rollout_id);
+                q.bind(2, event.seq);
+                q.bind(3, Micros(event.at));
+                q.bind(4, event.kind);
+                q.bind(5, event.environment);
+                q.bind(6, event.database);
+                q.bind(7, event.message);
+              });
+    }
+    tx.commit();
+  });
+}
+
+absl::StatusOr<int64_t> StateStore::LastEventSeq(const std::string& rollout_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t last = 0;
+  absl::Status s = Guard("read events", [&] {
+    store_util::StatementCache::Handle q =
+        prepared_->Get("SELECT COALESCE(MAX(seq), 0) FROM rollout_events WHERE rollout_id = ?");
+    q->bind(1, rollout_id);
+    q->executeStep();
+    last = q->getColumn(0).getInt64();
+  });
+  if (!s.ok()) return s;
+  return last;
+}
+
 absl::StatusOr<Rollout> StateStore::LoadRollout(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   std::optional<Rollout> out;

@@ -94,6 +94,11 @@ class StateStore {
   absl::Status SaveStep(const std::string& rollout_id, const RolloutStep& step);
   // Appends with the next sequence number, which it sets in `event`.
   absl::Status AppendEvent(const std::string& rollout_id, RolloutEvent* event);
+  // Writes events numbered already (rollout id, event: EventLog), in one
+  // transaction; one already there (same rollout and seq) stays as it is.
+  absl::Status WriteEvents(const std::vector<std::pair<std::string, RolloutEvent>>& events);
+  // The highest seq among a rollout's events; 0 when it has none.
+  absl::StatusOr<int64_t> LastEventSeq(const std::string& rollout_id);
   absl::StatusOr<Rollout> LoadRollout(const std::string& id);  // NOT_FOUND
   // Newest first, at most `limit`; with `unfinished_only`, every one not finished.
   absl::StatusOr<std::vector<Rollout>> ListRollouts(int limit, bool unfinished_only = false);

@@ -892,7 +892,9 @@ class AbortWhileQueuedForSlotTest(unittest.TestCase):
             inside = [s for s in steps if s["phase"] == "alembic"]
             queued = [s for s in steps if s["state"] == "running" and s["phase"] == "backup"]
             return inside and queued and (inside[0]["database"], queued[0]["database"])
-        inside, queued = wait_for(one_in_alembic_one_queued, timeout=4,
+        # Stable for 30 s once reached (the upgrade is silent that long); the
+        # first step runs Alembic's `current` (the env.py check) first.
+        inside, queued = wait_for(one_in_alembic_one_queued, timeout=20,
                                   what="one step inside Alembic, the other queued")
         self.d.cli("abort", rid, "--actor", "oncall")
         rc, done = rollout_json(self.d, "watch", rid)

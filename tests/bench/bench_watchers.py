@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""Benchmark: `watch` streams attached while a step prints a lot.
+
+    /usr/bin/python3 tests/bench/bench_watchers.py --build build
+
+One SQLite database, one migration that prints --lines lines (default
+20,000) to stdout. Figures, side by side:
+  - `alembic upgrade` by hand: its wall time (what the migration costs);
+  - lockstepd running that step with no watcher, with --watchers streams
+    (default 150, each its own connection, as `lockstep watch` clients are)
+    that never read, and with as many that read everything: the step's
+    Alembic time (alembic_ms: how long Alembic, and the database locks it
+    holds, lived), the whole step (step_started -> verified), and when the
+    readers had received every event.
+A watcher must never make Alembic itself slower: it holds the database's
+locks while it runs.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from lockstepd import Lockstepd, grpc_stubs  # noqa: E402
+from pgserver import free_port  # noqa: E402
+
+HEAD = "e9a8c6b4d244"
+LOUD = '''"""prints a lot
+
+Revision ID: 10ad10ad10ad
+Revises: e9a8c6b4d244
+"""
+import sys
+
+from alembic import op
+
+revision = "10ad10ad10ad"
+down_revision = "e9a8c6b4d244"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("CREATE TABLE loud (n INTEGER)")
+    for i in range(%d):
+        print("row %%d of the backfill: id=%%d status=ok" %% (i, i * 7))
+    sys.stdout.flush()
+
+
+def downgrade():
+    op.execute("DROP TABLE loud")
+'''
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--lines", type=int, default=20000)
+    ap.add_argument("--watchers", type=int, default=150)
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    work = tempfile.mkdtemp(prefix="lockstep-watch-bench-")
+    try:
+        project = os.path.join(work, "project")
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"), project)
+        with open(os.path.join(project, "versions", "10ad10ad10ad_loud.py"), "w") as f:
+            f.write(LOUD % args.lines)
+        ini = os.path.join(project, "alembic.ini")
+        template = os.path.join(work, "template.db")
+        subprocess.run(["/usr/bin/alembic", "-c", ini, "-x", "url=sqlite:///" + template,
+                        "upgrade", HEAD], check=True, capture_output=True)
+        db = os.path.join(work, "t1.db")
+        print("one step printing %d lines (%s -> 10ad10ad10ad), SQLite" % (args.lines, HEAD))
+        shutil.copy(template, db)
+        t0 = time.time()
+        subprocess.run(["/usr/bin/alembic", "-c", ini, "-x", "url=sqlite:///" + db, "upgrade",
+                        "heads"], check=True, capture_output=True)
+        print("  %-40s %7.0f ms" % ("alembic upgrade by hand", (time.time() - t0) * 1000))
+        pb2, pb2_grpc = grpc_stubs(os.path.join(work, "stubs"))
+        for watchers, reading in ((0, False), (args.watchers, False), (args.watchers, True)):
+            shutil.copy(template, db)
+            alembic_ms, step_ms, readers_s = run(build, work, ini, db, watchers, reading, pb2,
+                                                 pb2_grpc)
+            label = "lockstepd, no watcher" if watchers == 0 else \
+                "lockstepd, %d watchers %s" % (watchers, "reading" if reading else "not reading")
+            print("  %-40s %7.0f ms Alembic   %7.0f ms whole step%s"
+                  % (label, alembic_ms, step_ms,
+                     "   (the readers had every event %.1f s after the step)" % readers_s
+                     if reading else ""))
+            sys.stdout.flush()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def drain(call):
+    """Reads a watch stream to its end (or until it is cancelled)."""
+    import grpc
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError:
+        pass
+
+
+def run(build, work, ini, db, watchers, reading, pb2, pb2_grpc):
+    import grpc
+    grpc_port, metrics_port = free_port(), free_port()
+    tag = "%d-%s" % (watchers, reading)
+    config = os.path.join(work, "fleet-%s.yaml" % tag)
+    with open(config, "w") as f:
+        f.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state-%s.db,
+     poll_interval: 1h}
+project: {alembic_ini: %s, alembic_command: [/usr/bin/alembic]}
+environments:
+  - name: dev
+    on_failure: leave
+    databases: [{name: t1, url: "sqlite:///%s"}]
+""" % (grpc_port, metrics_port, tag, ini, db))
+    d = Lockstepd(build, config, "127.0.0.1:%d" % grpc_port).start()
+    channels, threads = [], []
+    try:
+        # Paused first, so that every watcher is attached before Alembic runs.
+        r = json.loads(d.cli("rollout", "--to", "heads", "-o", "json").stdout)
+        d.cli("pause", r["id"])
+        calls = []
+        for _ in range(watchers):
+            ch = grpc.insecure_channel(d.server)
+            channels.append(ch)
+            call = pb2_grpc.LockstepStub(ch).WatchRollout(pb2.WatchRolloutRequest(id=r["id"]),
+                                                          timeout=600)
+            calls.append(call)
+            if reading:
+                t = threading.Thread(target=drain, args=(call,), daemon=True)
+                t.start()
+                threads.append(t)
+        time.sleep(1)
+        d.cli("resume", r["id"])
+        done = json.loads(d.cli("watch", r["id"], "-o", "json", timeout=600).stdout)
+        assert done["state"] == "succeeded", done
+        t0 = time.time()
+        for t in threads:  # every reader gets every event
+            t.join(timeout=600)
+        readers_s = time.time() - t0
+        step = done["steps"][0]
+        started = verified = None
+        stub = pb2_grpc.LockstepStub(grpc.insecure_channel(d.server))
+        for e in stub.WatchRollout(pb2.WatchRolloutRequest(id=r["id"]), timeout=120):
+            t = e.at.seconds * 1000 + e.at.nanos / 1e6
+            if e.kind == "step_started":
+                started = t
+            elif e.kind == "verified":
+                verified = t
+        for call in calls:
+            call.cancel()
+        return step["alembic_ms"], verified - started, readers_s
+    finally:
+        for ch in channels:
+            ch.close()
+        d.stop()
+
+
+if __name__ == "__main__":
+    main()
