@@ -10,8 +10,9 @@ One SQLite database, one migration that prints --lines lines (default
     (default 150, each its own connection, as `lockstep watch` clients are)
     that never read, and with as many that read everything: the step's
     Alembic time (alembic_ms: how long Alembic, and the database locks it
-    holds, lived), the whole step (step_started -> verified), and when the
-    readers had received every event.
+    holds, lived) and the whole step (step_started -> verified). (The
+    readers are threads of this one Python process: how fast they receive
+    is bound by its interpreter lock, not by lockstepd, so it is not shown.)
 A watcher must never make Alembic itself slower: it holds the database's
 locks while it runs.
 """
@@ -86,14 +87,10 @@ def main():
         pb2, pb2_grpc = grpc_stubs(os.path.join(work, "stubs"))
         for watchers, reading in ((0, False), (args.watchers, False), (args.watchers, True)):
             shutil.copy(template, db)
-            alembic_ms, step_ms, readers_s = run(build, work, ini, db, watchers, reading, pb2,
-                                                 pb2_grpc)
+            alembic_ms, step_ms = run(build, work, ini, db, watchers, reading, pb2, pb2_grpc)
             label = "lockstepd, no watcher" if watchers == 0 else \
                 "lockstepd, %d watchers %s" % (watchers, "reading" if reading else "not reading")
-            print("  %-40s %7.0f ms Alembic   %7.0f ms whole step%s"
-                  % (label, alembic_ms, step_ms,
-                     "   (the readers had every event %.1f s after the step)" % readers_s
-                     if reading else ""))
+            print("  %-40s %7.0f ms Alembic   %7.0f ms whole step" % (label, alembic_ms, step_ms))
             sys.stdout.flush()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -145,11 +142,12 @@ environments:
         d.cli("resume", r["id"])
         done = json.loads(d.cli("watch", r["id"], "-o", "json", timeout=600).stdout)
         assert done["state"] == "succeeded", done
-        t0 = time.time()
-        for t in threads:  # every reader gets every event
-            t.join(timeout=600)
-        readers_s = time.time() - t0
+
         step = done["steps"][0]
+        for call in calls:  # the readers' catching up is this Python's, not lockstepd's
+            call.cancel()
+        for t in threads:
+            t.join(timeout=60)
         started = verified = None
         stub = pb2_grpc.LockstepStub(grpc.insecure_channel(d.server))
         for e in stub.WatchRollout(pb2.WatchRolloutRequest(id=r["id"]), timeout=120):
@@ -158,9 +156,7 @@ environments:
                 started = t
             elif e.kind == "verified":
                 verified = t
-        for call in calls:
-            call.cancel()
-        return step["alembic_ms"], verified - started, readers_s
+        return step["alembic_ms"], verified - started
     finally:
         for ch in channels:
             ch.close()
