@@ -35,6 +35,7 @@ using ::testing::HasSubstr;
 
 constexpr char kAge[] = "7c4e2d8a9b22";   // users + age: two revisions from heads
 constexpr char kHead[] = "e9a8c6b4d244";  // the example project's head (a merge)
+constexpr char kUsers[] = "3f2a1b9c0d11";  // users: the first revision
 
 void Sql(const std::string& file, const std::string& sql) {
   sqlite3* db = nullptr;
@@ -74,7 +75,21 @@ class FakeAlembic {
       if (absl::StartsWith(arg, "url=sqlite:///")) file = arg.substr(strlen("url=sqlite:///"));
     }
     const std::string name = fs::path(file).stem().string();
+    // "... -x url=... downgrade <target>": the last two arguments.
+    const bool downgrade = spec.argv.size() >= 2 && spec.argv[spec.argv.size() - 2] == "downgrade";
     ProcessResult r;
+    if (downgrade) {
+      std::lock_guard<std::mutex> lock(mu_);
+      downgrades_.push_back(absl::StrCat(name, " to ", spec.argv.back()));
+      if (on_start) on_start(0);
+      on_line("INFO  [alembic.runtime.migration] Running downgrade");
+      Sql(file, spec.argv.back() == "base"
+                    ? std::string("DELETE FROM alembic_version")
+                    : absl::StrCat("DELETE FROM alembic_version; INSERT INTO alembic_version "
+                                   "VALUES ('", spec.argv.back(), "')"));
+      r.exit_code = 0;
+      return r;
+    }
     {
       std::unique_lock<std::mutex> lock(mu_);
       calls_.push_back(name);
@@ -92,6 +107,13 @@ class FakeAlembic {
         return r;
       }
       if (fail_.count(name)) {
+        if (auto half = halfway_.find(name); half != halfway_.end()) {
+          // What a SQLite migration that failed after its first revision leaves.
+          Sql(file, "DELETE FROM alembic_version");
+          for (const std::string& row : half->second) {
+            Sql(file, absl::StrCat("INSERT INTO alembic_version VALUES ('", row, "')"));
+          }
+        }
         on_line("Traceback (most recent call last):");
         on_line("sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) no such table: x");
         r.exit_code = 1;
@@ -110,6 +132,17 @@ class FakeAlembic {
   void Fail(const std::string& name) {
     std::lock_guard<std::mutex> l(mu_);
     fail_.insert(name);
+  }
+  // Fails `name`'s upgrade after it moved the database to `rows`.
+  void FailHalfway(const std::string& name, std::vector<std::string> rows) {
+    std::lock_guard<std::mutex> l(mu_);
+    fail_.insert(name);
+    halfway_[name] = std::move(rows);
+  }
+  // "t1 to 7c4e2d8a9b22" per downgrade run.
+  std::vector<std::string> downgrades() {
+    std::lock_guard<std::mutex> l(mu_);
+    return downgrades_;
   }
   void Block(const std::string& name) {
     std::lock_guard<std::mutex> l(mu_);
@@ -146,7 +179,8 @@ class FakeAlembic {
   std::mutex mu_;
   std::condition_variable changed_;
   std::set<std::string> fail_, block_, stubborn_;
-  std::vector<std::string> calls_;
+  std::map<std::string, std::vector<std::string>> halfway_;
+  std::vector<std::string> calls_, downgrades_;
   int running_ = 0, max_running_ = 0;
 };
 
@@ -751,6 +785,65 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<SettleCase>& info) {
       return absl::StrCat(info.param.phase, "_", info.index);
     });
+
+// A migration that fails half-way under `on_failure: downgrade`: Alembic
+// is run back to where the database started, and the step says so.
+TEST_F(EngineTest, OnFailureDowngradeRunsAlembicBackToTheStart) {
+  Db("a", {kAge});
+  alembic_.FailHalfway("a", {kAge, "b5d1e7f3a033"});
+  Start(R"(
+  - name: prod
+    on_failure: downgrade
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "halted"));
+  Rollout r = *engine_->Get(id);
+  EXPECT_EQ(Step(r, "a").state, "failed");
+  EXPECT_EQ(Step(r, "a").rollback, "downgraded");
+  EXPECT_THAT(alembic_.downgrades(), ElementsAre(absl::StrCat("a to ", kAge)));
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
+}
+
+// `lockstep downgrade ENV/DB --to REV`: one database, a backup first; then
+// `lockstep restore` puts that backup back (with --yes, as the database
+// changed since), taking a safety backup of what it held, and a restore
+// of that safety backup without --yes is refused with nothing written.
+TEST_F(EngineTest, DowngradeWithABackupThenRestoreIt) {
+  Db("a", {kAge});
+  Start(R"(
+  - name: prod
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)");
+  absl::StatusOr<Rollout> down = engine_->Downgrade("prod", "a", kUsers, "oncall");
+  ASSERT_TRUE(down.ok()) << down.status();
+  ASSERT_TRUE(WaitFor(down->id, "succeeded")) << engine_->Get(down->id)->reason;
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kUsers));
+  Rollout r = *engine_->Get(down->id);
+  EXPECT_EQ(r.kind, "downgrade");
+  const int64_t backup_id = Step(r, "a").backup_id;
+  ASSERT_NE(backup_id, 0);
+  absl::StatusOr<std::vector<Backup>> backups = engine_->Backups("prod", "a", 10);
+  ASSERT_TRUE(backups.ok()) << backups.status();
+  ASSERT_EQ(backups->size(), 1u);
+  EXPECT_THAT((*backups)[0].revisions, ElementsAre(kAge));
+
+  absl::StatusOr<RestoreResult> refused = engine_->Restore(backup_id, "oncall", false);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kUsers));
+  absl::StatusOr<RestoreResult> restored = engine_->Restore(backup_id, "oncall", true);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_TRUE(restored->changed);
+  EXPECT_THAT(restored->revisions, ElementsAre(kAge));
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
+  EXPECT_EQ(restored->restored.restored_by, "oncall");
+  EXPECT_EQ(restored->safety.safety_for, backup_id);
+  EXPECT_THAT(restored->safety.revisions, ElementsAre(kUsers));
+  // Undo it: the safety backup, refused without --yes (the database changed).
+  absl::StatusOr<RestoreResult> undo = engine_->Restore(restored->safety.id, "oncall", false);
+  EXPECT_EQ(undo.status().code(), absl::StatusCode::kFailedPrecondition) << undo.status();
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
+}
 
 }  // namespace
 }  // namespace lockstep::daemon
