@@ -154,7 +154,7 @@ std::string ScriptsSignature(const migrations::ScriptLocation& location) {
 
 absl::StatusOr<std::unique_ptr<Reconciler>> Reconciler::Create(
     std::shared_ptr<const config::Inventory> inventory, std::shared_ptr<VersionReader> reader,
-    StateStore* store) {
+    StateStore* store, const Clock* clock) {
   absl::StatusOr<migrations::Project> project = migrations::Project::Load(ProjectSourceOf(*inventory));
   if (!project.ok()) {
     return absl::FailedPreconditionError(
@@ -164,9 +164,10 @@ absl::StatusOr<std::unique_ptr<Reconciler>> Reconciler::Create(
   std::unique_ptr<Reconciler> r(new Reconciler());
   r->reader_ = std::move(reader);
   r->store_ = store;
+  if (clock != nullptr) r->clock_ = clock;
   r->inventory_ = std::move(inventory);
   r->project_signature_ = ScriptsSignature(project->location());
-  r->graph_.loaded_at = absl::Now();
+  r->graph_.loaded_at = r->clock_->Now();
   r->project_ = std::make_shared<const migrations::Project>(*std::move(project));
   r->snapshot_ = std::make_shared<const FleetSnapshot>();
   return r;
@@ -190,7 +191,7 @@ void Reconciler::MaybeReloadProject(const config::Inventory& inv, GraphStatus* g
   }
   graph->broken = false;
   graph->error.clear();
-  graph->loaded_at = absl::Now();
+  graph->loaded_at = clock_->Now();
   project_signature_ = ScriptsSignature(loaded->location());
   std::lock_guard<std::mutex> lock(mu_);
   project_ = std::make_shared<const migrations::Project>(*std::move(loaded));
@@ -318,7 +319,7 @@ absl::Status Reconciler::Refresh() {
 
   // Classify. An empty database is told apart by what lockstep saw there
   // before, so the previous checks are read (once) when any database is empty.
-  const absl::Time checked_at = absl::Now();
+  const absl::Time checked_at = clock_->Now();
   std::optional<std::map<std::string, LastCheck>> previous;
   for (const VersionRead& read : reads) {
     bool empty = read.outcome == ReadOutcome::kNoTable ||

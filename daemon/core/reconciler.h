@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "config/inventory.h"
+#include "daemon/model/clock.h"
 #include "daemon/model/fleet.h"
 #include "daemon/drivers/version_reader.h"
 #include "daemon/state/state_store.h"
@@ -32,10 +33,13 @@ namespace lockstep::daemon {
 
 class Reconciler {
  public:
-  // Fails when the project cannot be loaded at all at start.
+  // Fails when the project cannot be loaded at all at start. `clock` (may
+  // be null: the wall clock; must outlive the reconciler) stamps what it
+  // records: when a change was seen, when the scripts were loaded. The
+  // rollout engine must use the same one: the planner compares the two.
   static absl::StatusOr<std::unique_ptr<Reconciler>> Create(
       std::shared_ptr<const config::Inventory> inventory, std::shared_ptr<VersionReader> reader,
-      StateStore* store);
+      StateStore* store, const Clock* clock = nullptr);
 
   // One full pass: reload the scripts if they changed, expand discover rules,
   // check every database, record changes, publish the snapshot.
@@ -65,6 +69,8 @@ class Reconciler {
   // good graph (and reports the error) when the new one does not load.
   void MaybeReloadProject(const config::Inventory& inv, GraphStatus* graph);
 
+  RealClock real_clock_;
+  const Clock* clock_ = &real_clock_;  // constant after Create
   std::shared_ptr<VersionReader> reader_;  // shared with the rollout engine (daemon: the Drivers)
   StateStore* store_ = nullptr;
 

@@ -215,7 +215,7 @@ class EngineTest : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
     auto r = Reconciler::Create(std::make_shared<config::Inventory>(*inv), MakeDrivers({}),
-                                store_.get());
+                                store_.get(), &clock_);
     ASSERT_TRUE(r.ok()) << r.status();
     reconciler_ = *std::move(r);
     StartEngine();
@@ -843,6 +843,42 @@ TEST_F(EngineTest, DowngradeWithABackupThenRestoreIt) {
   absl::StatusOr<RestoreResult> undo = engine_->Restore(restored->safety.id, "oncall", false);
   EXPECT_EQ(undo.status().code(), absl::StatusCode::kFailedPrecondition) << undo.status();
   EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
+}
+
+// One clock: a change the reconciler records is as old as the engine's
+// clock says. (With the wall clock in the reconciler and a fake one a year
+// behind in the engine, every change lay in the engine's future and the
+// promotion soak never ended.)
+TEST_F(EngineTest, APromotionSoakIsMeasuredOnTheEnginesClock) {
+  clock_.Advance(-absl::Hours(24 * 365));
+  Db("dev", {kAge});
+  Db("prod", {kAge});
+  Start(R"(
+  - name: dev
+    databases: [{name: app, url: "sqlite:///dev.db"}]
+  - name: prod
+    after: dev
+    soak: 10m
+    databases: [{name: app, url: "sqlite:///prod.db"}]
+)");
+  ASSERT_TRUE(reconciler_->Refresh().ok());
+  Sql(dir_ + "/dev.db", absl::StrCat("UPDATE alembic_version SET version_num = '", kHead, "'"));
+  ASSERT_TRUE(reconciler_->Refresh().ok());  // dev reached heads: a change, seen now
+  RolloutRequest req;
+  req.environments = {"prod"};
+  auto has_promotion = [](const RolloutPlan& plan) {
+    for (const PlanProblem& p : plan.problems) {
+      if (p.code == "promotion") return true;
+    }
+    return false;
+  };
+  absl::StatusOr<RolloutPlan> plan = engine_->Plan(req);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE(has_promotion(*plan));  // dev has soaked 0 of its 10m
+  clock_.Advance(absl::Minutes(11));
+  plan = engine_->Plan(req);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_FALSE(has_promotion(*plan)) << plan->BlockingStatus();
 }
 
 }  // namespace
