@@ -14,6 +14,7 @@ absl::StatusOr<Backup> BackupService::Take(const VersionTarget& target,
   absl::StatusOr<Backup> b =
       drivers_->For(url).TakeBackup(target, url, inv.server.backup_dir, inv.project.step_timeout);
   if (!b.ok()) return b.status();
+  if (clock_ != nullptr) b->created_at = clock_->Now() - b->took;  // when it started
   b->revisions = meta.revisions;
   b->rollout_id = meta.rollout_id;
   b->safety_for = meta.safety_for;

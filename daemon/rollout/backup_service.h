@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "config/inventory.h"
 #include "daemon/drivers/driver.h"
+#include "daemon/model/clock.h"
 #include "daemon/model/rollout.h"
 #include "daemon/state/state_store.h"
 
@@ -25,7 +26,10 @@ namespace lockstep::daemon {
 
 class BackupService {
  public:
-  BackupService(StateStore* store, Drivers* drivers) : store_(store), drivers_(drivers) {}
+  // `clock` (may be null: the wall clock) stamps created_at: the engine's
+  // clock, the one its rollouts and the reconciler read.
+  BackupService(StateStore* store, Drivers* drivers, const Clock* clock = nullptr)
+      : store_(store), drivers_(drivers), clock_(clock) {}
 
   // Writes a backup of the database (the caller holds its lock) under
   // inv.server.backup_dir and catalogues it with `meta`'s revisions,
@@ -51,6 +55,7 @@ class BackupService {
  private:
   StateStore* store_;
   Drivers* drivers_;
+  const Clock* clock_;
 };
 
 }  // namespace lockstep::daemon

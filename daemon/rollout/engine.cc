@@ -79,7 +79,7 @@ RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore*
       drivers_(std::move(drivers)),
       hooks_(std::move(hooks)),
       clock_(options.clock != nullptr ? options.clock : &real_clock_),
-      backups_(store_, drivers_.get()),
+      backups_(store_, drivers_.get(), clock_),
       executor_(reconciler_, store_, drivers_.get(), {clock_, std::move(options.alembic)}),
       events_(store_, [this](const absl::Status& s) {
         std::lock_guard<std::mutex> lock(mu_);

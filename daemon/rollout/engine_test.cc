@@ -815,6 +815,7 @@ TEST_F(EngineTest, DowngradeWithABackupThenRestoreIt) {
   - name: prod
     databases: [{name: a, url: "sqlite:///a.db"}]
 )");
+  clock_.Advance(absl::Hours(24));  // backups are stamped on the engine's clock, not the wall's
   absl::StatusOr<Rollout> down = engine_->Downgrade("prod", "a", kUsers, "oncall");
   ASSERT_TRUE(down.ok()) << down.status();
   ASSERT_TRUE(WaitFor(down->id, "succeeded")) << engine_->Get(down->id)->reason;
@@ -827,6 +828,7 @@ TEST_F(EngineTest, DowngradeWithABackupThenRestoreIt) {
   ASSERT_TRUE(backups.ok()) << backups.status();
   ASSERT_EQ(backups->size(), 1u);
   EXPECT_THAT((*backups)[0].revisions, ElementsAre(kAge));
+  EXPECT_GE((*backups)[0].created_at, clock_.Now() - absl::Minutes(1));
 
   absl::StatusOr<RestoreResult> refused = engine_->Restore(backup_id, "oncall", false);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();

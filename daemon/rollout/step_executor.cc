@@ -51,7 +51,7 @@ StepExecutor::StepExecutor(std::shared_ptr<Reconciler> reconciler, StateStore* s
       drivers_(drivers),
       clock_(options.clock != nullptr ? options.clock : &real_clock_),
       alembic_(std::move(options.alembic)),
-      backups_(store, drivers) {}
+      backups_(store, drivers, clock_) {}
 
 StepExecutor::~StepExecutor() = default;
 
