@@ -2,6 +2,7 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/rpc/lockstep_service.h"
 #include "daemon/rpc/proto_convert.h"
+#include "daemon/rpc/reply_size.h"
 #include "daemon/rpc/reply_text.h"
 #include "daemon/rpc/request_bounds.h"
 
@@ -104,6 +105,7 @@ void ToProto(const PlanProblem& p, v1::PlanProblem* out) {
 grpc::Status Reply(const absl::StatusOr<Rollout>& r, v1::RolloutResponse* resp) {
   if (!r.ok()) return ToGrpc(r.status());
   ToProto(*r, resp->mutable_rollout());
+  FitRolloutReply(*resp, {resp->mutable_rollout()});
   return FinishReply(resp);
 }
 
@@ -220,7 +222,12 @@ grpc::Status LockstepService::ListRollouts(grpc::ServerContext*, const v1::ListR
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
   absl::StatusOr<std::vector<Rollout>> list = engine_->List(req->limit() > 0 ? req->limit() : 20);
   if (!list.ok()) return ToGrpc(list.status());
-  for (const Rollout& r : *list) ToProto(r, resp->add_rollouts());
+  std::vector<v1::Rollout*> rollouts;
+  for (const Rollout& r : *list) {
+    ToProto(r, resp->add_rollouts());
+    rollouts.push_back(resp->mutable_rollouts(resp->rollouts_size() - 1));
+  }
+  FitRolloutReply(*resp, rollouts);
   return FinishReply(resp);
 }
 
