@@ -100,6 +100,8 @@ if __name__ == "__main__" and "_LOCKSTEP_WORKER" not in globals():
 
 namespace {
 
+constexpr absl::Duration kCurrentTimeout = absl::Minutes(2);
+
 // Where `command` is, as execvp would find it from `cwd`; "" if nowhere.
 std::string Locate(const std::string& command, const std::string& cwd) {
   if (command.find('/') != std::string::npos) {
@@ -165,7 +167,10 @@ ProcessSpec AlembicSpec(const config::Inventory& inv, const Driver& driver,
   spec.env.push_back("LOCKSTEP_TARGET=" + name);
   spec.env.insert(spec.env.end(), witness.begin(), witness.end());
   spec.cwd = inv.project.working_dir;
-  spec.timeout = inv.project.step_timeout;
+  // `current` (the env.py check) reads one row: an env.py that hangs on it
+  // (a host that does not answer) must not hold steps up for a whole step_timeout.
+  spec.timeout = command == "current" ? std::min(inv.project.step_timeout, kCurrentTimeout)
+                                      : inv.project.step_timeout;
   return spec;
 }
 
