@@ -234,6 +234,20 @@ class EngineTest : public ::testing::Test {
     ASSERT_TRUE(engine_->Recover().ok());
   }
 
+  // dev and prod at kAge; prod after dev, with a 10m soak.
+  void StartDevThenProd() {
+    Db("dev", {kAge});
+    Db("prod", {kAge});
+    Start(R"(
+  - name: dev
+    databases: [{name: app, url: "sqlite:///dev.db"}]
+  - name: prod
+    after: dev
+    soak: 10m
+    databases: [{name: app, url: "sqlite:///prod.db"}]
+)");
+  }
+
   std::string Launch(const std::string& target = "heads") {
     RolloutRequest req;
     req.target = target;
@@ -278,16 +292,7 @@ class EngineTest : public ::testing::Test {
 };
 
 TEST_F(EngineTest, SoaksBetweenEnvironmentsOnItsClock) {
-  Db("dev", {kAge});
-  Db("prod", {kAge});
-  Start(R"(
-  - name: dev
-    databases: [{name: app, url: "sqlite:///dev.db"}]
-  - name: prod
-    after: dev
-    soak: 10m
-    databases: [{name: app, url: "sqlite:///prod.db"}]
-)");
+  StartDevThenProd();
   std::string id = Launch();
   ASSERT_TRUE(WaitFor(id, "soaking"));
   EXPECT_THAT(Rows(dir_ + "/dev.db"), ElementsAre(kHead));
@@ -853,16 +858,7 @@ TEST_F(EngineTest, DowngradeWithABackupThenRestoreIt) {
 // promotion soak never ended.)
 TEST_F(EngineTest, APromotionSoakIsMeasuredOnTheEnginesClock) {
   clock_.Advance(-absl::Hours(24 * 365));
-  Db("dev", {kAge});
-  Db("prod", {kAge});
-  Start(R"(
-  - name: dev
-    databases: [{name: app, url: "sqlite:///dev.db"}]
-  - name: prod
-    after: dev
-    soak: 10m
-    databases: [{name: app, url: "sqlite:///prod.db"}]
-)");
+  StartDevThenProd();
   ASSERT_TRUE(reconciler_->Refresh().ok());
   Sql(dir_ + "/dev.db", absl::StrCat("UPDATE alembic_version SET version_num = '", kHead, "'"));
   ASSERT_TRUE(reconciler_->Refresh().ok());  // dev reached heads: a change, seen now
