@@ -79,10 +79,9 @@ ProcessResult RunProcess(const ProcessSpec& spec, const std::atomic<bool>* cance
 
 // What SuperviseOutput watches besides the output.
 struct Supervised {
-  int pgid = 0;       // the run's process group (0: none of its own)
-  int spare = 0;      // a process not to signal (a warm worker)
-  int done_fd = -1;   // readable once the run is over (a pidfd, a worker's
-                      // socket); -1: only EOF on the output ends it
+  int pgid = 0;      // the run's process group (0: none of its own)
+  int done_fd = -1;  // readable once the run is over (a pidfd, a worker's
+                     // socket); -1: only EOF on the output ends it
 };
 
 // The part of RunProcess after the child started: reads its output from

@@ -108,7 +108,7 @@ absl::Status EventLog::Flush() {
       log.written_seq = std::max(log.written_seq, q.event.seq);
     }
     for (auto it = logs_.begin(); it != logs_.end();) {
-      Trim(it->first, it->second);
+      Trim(it->second);
       it = it->second.forget && it->second.written_seq == it->second.last_seq ? logs_.erase(it)
                                                                              : std::next(it);
     }
@@ -116,14 +116,11 @@ absl::Status EventLog::Flush() {
   return written;
 }
 
-void EventLog::Trim(const std::string& /*rollout_id*/, Log& log) {
-  size_t written = 0;
-  for (const RolloutEvent& e : log.recent) written += e.seq <= log.written_seq ? 1 : 0;
-  while (written > kKeepWritten && !log.recent.empty() &&
-         log.recent.front().seq <= log.written_seq) {
-    log.recent.pop_front();
-    --written;
-  }
+void EventLog::Trim(Log& log) {
+  // Written events are a prefix of `recent` (batches are written in order)
+  // and every unwritten one is in it: those are the last last_seq - written_seq.
+  const size_t unwritten = static_cast<size_t>(log.last_seq - log.written_seq);
+  while (log.recent.size() > kKeepWritten + unwritten) log.recent.pop_front();
 }
 
 absl::StatusOr<std::vector<RolloutEvent>> EventLog::Read(const std::string& rollout_id,

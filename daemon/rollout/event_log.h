@@ -86,7 +86,7 @@ class EventLog {
 
   // The rollout's log, its last seq read from the store the first time.
   absl::StatusOr<Log*> LogOf(std::unique_lock<std::mutex>& lock, const std::string& rollout_id);
-  void Trim(const std::string& rollout_id, Log& log);  // under mu_
+  void Trim(Log& log);  // under mu_: keeps kKeepWritten written events
   void WriterLoop();
 
   StateStore* store_;
