@@ -55,10 +55,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   if (!store.ok()) return store.status();
   d->store_ = *std::move(store);
 
-  ReaderOptions reader_options{inventory->server.connect_timeout, inventory->server.statement_timeout,
-                               inventory->server.max_connections_per_server,
-                               inventory->server.lock_wait};
-  d->drivers_ = MakeDrivers(reader_options);
+  d->drivers_ = MakeDrivers(ReaderOptionsFor(inventory->server));
   absl::StatusOr<std::unique_ptr<Reconciler>> reconciler =
       Reconciler::Create(inventory, d->drivers_, d->store_.get());
   if (!reconciler.ok()) return reconciler.status();

@@ -56,6 +56,13 @@ struct ReaderOptions {
   absl::Duration lock_wait = absl::Seconds(30);
 };
 
+// What `server` sets of them (connect_timeout, statement_timeout,
+// max_connections_per_server, lock_wait).
+inline ReaderOptions ReaderOptionsFor(const config::ServerConfig& server) {
+  return ReaderOptions{server.connect_timeout, server.statement_timeout,
+                       server.max_connections_per_server, server.lock_wait};
+}
+
 class VersionReader {
  public:
   virtual ~VersionReader() = default;

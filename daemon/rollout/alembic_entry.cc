@@ -196,10 +196,7 @@ absl::StatusOr<std::string> CheckCurrent(const ProcessResult& run, const std::st
 
 bool CheckEnvPy(const config::Inventory& inv, const migrations::RevisionGraph& graph,
                 std::ostream& out) {
-  ReaderOptions options;
-  options.connect_timeout = inv.server.connect_timeout;
-  options.statement_timeout = inv.server.statement_timeout;
-  std::unique_ptr<Drivers> drivers = MakeDrivers(options);
+  std::unique_ptr<Drivers> drivers = MakeDrivers(ReaderOptionsFor(inv.server));
   std::set<config::Dialect> checked;
   bool ok = true;
   for (const config::EnvironmentConfig& env : inv.environments) {
