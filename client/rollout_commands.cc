@@ -80,7 +80,7 @@ void WriteStep(JsonWriter& w, const v1::RolloutStep& s, bool plan) {
     w.Key("error").String(s.error()).Key("rollback").String(s.rollback());
     w.Key("exit_code").Int(s.exit_code()).Key("backup_id").Int(static_cast<long>(s.backup_id()));
     w.Key("attempts").Int(s.attempts()).Key("alembic_ms").Int(Millis(s.alembic_duration()));
-    w.Key("output").String(s.output());
+    w.Key("output").String(s.output()).Key("output_log").String(s.output_log());
     w.Key("started_at").String(Time(s.started_at())).Key("finished_at").String(Time(s.finished_at()));
   }
   w.EndObject();
@@ -226,6 +226,9 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
         row.push_back(s.state());
         std::string note = s.error();
         if (!s.rollback().empty()) note = absl::StrCat(note, " [", s.rollback(), "]");
+        if (s.state() == "failed" && !s.output_log().empty()) {
+          note = absl::StrCat(note, " (whole output: ", s.output_log(), ")");
+        }
         row.push_back(note);
       }
       rows.push_back(row);

@@ -43,9 +43,11 @@ std::string DatabaseIdentity(const DatabaseUrl& url, const std::string& version_
 }
 
 OwnFiles::OwnFiles(const ServerConfig& server)
-    : state_(server.state),
-      backup_dir_(server.backup_dir),
-      backup_dir_real_(server.backup_dir.empty() ? "" : Canonical(server.backup_dir)) {
+    : state_(server.state) {
+  for (auto [key, folder] : {std::pair{"backup_dir", &server.backup_dir},
+                             std::pair{"output_dir", &server.output_dir}}) {
+    if (!folder->empty()) folders_.push_back({key, *folder, Canonical(*folder)});
+  }
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
     state_files_.emplace_back(FileIdentity(server.state + suffix), suffix);
   }
@@ -59,15 +61,18 @@ std::string OwnFiles::Reason(const std::string& path) {
       return absl::StrCat("it is lockstepd's state store", suffix, " (server.state ", state_, ")");
     }
   }
-  if (backup_dir_real_.empty()) return "";
+  if (folders_.empty()) return "";
   // The file's folder with links resolved, once per folder, then its name.
   const fs::path p(path);
   const std::string dir = p.parent_path().string();
   auto it = real_dirs_.find(dir);
   if (it == real_dirs_.end()) it = real_dirs_.emplace(dir, Canonical(dir)).first;
   const std::string file = (fs::path(it->second) / p.filename()).string();
-  if (file == backup_dir_real_ || absl::StartsWith(it->second + "/", backup_dir_real_ + "/")) {
-    return absl::StrCat("it is in lockstepd's backup folder (server.backup_dir ", backup_dir_, ")");
+  for (const Folder& f : folders_) {
+    if (file == f.real || absl::StartsWith(it->second + "/", f.real + "/")) {
+      return absl::StrCat("it is in lockstepd's ", f.key == "backup_dir" ? "backup" : "output",
+                          " folder (server.", f.key, " ", f.path, ")");
+    }
   }
   return "";
 }

@@ -34,7 +34,7 @@ std::string DatabaseIdentity(const DatabaseUrl& url, const std::string& version_
                              const std::string& version_table);
 
 // lockstepd's own files as `server` names them: the state store (and its
-// -wal, -shm, -journal) and everything under backup_dir. Built once (a
+// -wal, -shm, -journal) and everything under backup_dir and output_dir. Built once (a
 // refresh builds one for all its discovered files: the store's identities
 // and the backup folder's real path are worked out once, folders of the
 // files asked about are resolved once each).
@@ -49,8 +49,12 @@ class OwnFiles {
 
  private:
   std::string state_;
-  std::string backup_dir_;       // as configured
-  std::string backup_dir_real_;  // symbolic links resolved
+  struct Folder {
+    std::string key;   // server.backup_dir, server.output_dir
+    std::string path;  // as configured
+    std::string real;  // symbolic links resolved
+  };
+  std::vector<Folder> folders_;
   std::vector<std::pair<std::string, std::string>> state_files_;  // identity, suffix
   std::map<std::string, std::string> real_dirs_;                  // folder -> resolved
 };

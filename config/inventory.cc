@@ -103,6 +103,7 @@ class Loader {
     if (root["server"]) Server(root["server"], &inv.server);
     inv.server.state = Resolve(base_, inv.server.state);
     inv.server.backup_dir = Resolve(base_, inv.server.backup_dir);
+    inv.server.output_dir = Resolve(base_, inv.server.output_dir);
     if (root["project"]) {
       Project(root["project"], &inv.project);
     } else {
@@ -230,7 +231,7 @@ class Loader {
     if (!Keys(n, p, {"listen", "metrics_listen", "state", "poll_interval", "max_concurrent_checks",
                      "max_connections_per_server", "connect_timeout", "statement_timeout",
                      "log_format", "backup_dir", "backup_keep", "alembic_startup_slots",
-                     "lock_wait"})) {
+                     "lock_wait", "output_dir"})) {
       return;
     }
     for (auto [key, out] : {std::pair{"listen", &s->listen}, {"metrics_listen", &s->metrics_listen}}) {
@@ -244,6 +245,7 @@ class Loader {
     }
     if (auto v = Str(n, "state", p)) s->state = *v;
     if (auto v = Str(n, "backup_dir", p)) s->backup_dir = *v;
+    if (auto v = Str(n, "output_dir", p)) s->output_dir = *v;
     Int(n, "backup_keep", p, &s->backup_keep, 1);
     Int(n, "alembic_startup_slots", p, &s->alembic_startup_slots, 0);
     Duration(n, "poll_interval", p, &s->poll_interval);

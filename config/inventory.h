@@ -49,6 +49,9 @@ struct ServerConfig {
   std::string log_format = "text";  // or "json"
   std::string backup_dir = "lockstep-backups";  // where backups are written
   int backup_keep = 5;  // backups kept per database; older ones are deleted
+  // Where a step's whole Alembic output goes when it outgrows the last
+  // 64 KiB kept in the state store: <output_dir>/<rollout>/step-<n>.log
+  std::string output_dir = "lockstep-output";
   // Alembic runs allowed in their CPU-bound start-up at once, across all
   // rollouts; 0: one per CPU of lockstepd's host.
   int alembic_startup_slots = 0;

@@ -175,6 +175,7 @@ environments:
       - {name: old, url: "sqlite:///backups/prod/t1/1.db"}
       - {name: t1, url: "sqlite:///t1.db"}
       - {name: t1b, url: "sqlite:///t1-link.db"}
+      - {name: log, url: "sqlite:///lockstep-output/r-1/step-0.log"}
 )",
                             dir + "/f.yaml");
   ASSERT_FALSE(inv.ok());
@@ -186,6 +187,9 @@ environments:
   EXPECT_THAT(m, HasSubstr("prod/old is " + dir +
                            "/backups/prod/t1/1.db, but it is in lockstepd's backup folder"));
   EXPECT_THAT(m, HasSubstr("prod/t1b is the same database as prod/t1"));  // a hard link
+  EXPECT_THAT(m, HasSubstr("prod/log is " + dir + "/lockstep-output/r-1/step-0.log, but it is in "
+                           "lockstepd's output folder (server.output_dir " + dir +
+                           "/lockstep-output)"));
 }
 
 TEST(InventoryTest, CanaryGateKeysNeedCanaries) {

@@ -38,6 +38,9 @@ struct RolloutStep {
   std::string error;     // why it failed or was skipped
   std::string rollback;  // restored, rolled_back, downgraded, left, or "<how>_failed"
   std::string output;    // Alembic's output (the last 64 KiB)
+  // The file that holds the whole output when it was longer than `output`
+  // (server.output_dir); empty when `output` is all of it.
+  std::string output_log;
   int exit_code = -1;    // Alembic's, -1 when it did not run or was killed
   int64_t backup_id = 0;
   int pid = 0;  // Alembic's process while it runs

@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -36,6 +37,80 @@ constexpr size_t kMaxLine = 4 * 1024;  // one output line passed to on_line
 // How long output is still read after the run is over, for what it wrote
 // last; then whatever still holds the output open is killed.
 constexpr absl::Duration kDrain = absl::Milliseconds(250);
+
+constexpr size_t kMaxLog = 256 * 1024 * 1024;  // of one run's output log
+
+// The whole output of a run, in a file, once it outgrows kMaxOutput.
+class OutputLog {
+ public:
+  OutputLog(const std::string& path, ProcessResult* result) : path_(path), result_(result) {}
+  ~OutputLog() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  OutputLog(const OutputLog&) = delete;
+  OutputLog& operator=(const OutputLog&) = delete;
+
+  // `chunk` was just appended to result->output, which held `total` bytes
+  // so far in all.
+  void Add(absl::string_view chunk, size_t total) {
+    if (path_.empty() || failed_ || total <= kMaxOutput) return;
+    if (fd_ < 0) {
+      // Until now the whole output is still in result->output (it is only
+      // cut when it reaches twice kMaxOutput).
+      if (!Open()) return;
+      Write(result_->output);
+      return;
+    }
+    Write(chunk);
+  }
+
+ private:
+  bool Open() {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd_ < 0) return Fail(absl::StrCat("cannot create ", path_, ": ", std::strerror(errno)));
+    result_->output_log = path_;
+    return true;
+  }
+
+  void Write(absl::string_view data) {
+    if (written_ + data.size() > kMaxLog) {
+      data = data.substr(0, kMaxLog - written_);
+      WriteAll(data);
+      WriteAll("\n[lockstep: the output log stops here, at 256 MiB]\n");
+      Fail(absl::StrCat(path_, " holds the first 256 MiB of the output only"));
+      return;
+    }
+    WriteAll(data);
+  }
+
+  void WriteAll(absl::string_view data) {
+    while (!data.empty() && !failed_) {
+      ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        Fail(absl::StrCat("writing ", path_, " failed after ", written_,
+                          " bytes: ", std::strerror(errno)));
+        return;
+      }
+      written_ += static_cast<size_t>(n);
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+
+  bool Fail(const std::string& why) {
+    failed_ = true;
+    if (result_->output_log_error.empty()) result_->output_log_error = why;
+    return false;
+  }
+
+  std::string path_;
+  ProcessResult* result_;
+  int fd_ = -1;
+  size_t written_ = 0;
+  bool failed_ = false;
+};
 
 // Keeps the last `max` bytes of `s`, starting on a character boundary.
 void KeepTail(std::string* s, size_t max) {
@@ -150,8 +225,12 @@ void SuperviseOutput(int read_fd, const Supervised& who, const ProcessSpec& spec
   ProcessResult& result = *out;
   std::string pending;    // the line being read, at most kMaxLine bytes of it
   bool overlong = false;  // the line being read was cut; skip to its end
+  OutputLog log(spec.output_log, &result);
+  size_t total = 0;
   auto emit = [&](absl::string_view chunk) {
     result.output.append(chunk.data(), chunk.size());
+    total += chunk.size();
+    log.Add(chunk, total);
     if (result.output.size() > 2 * kMaxOutput) KeepTail(&result.output, kMaxOutput);
     while (!chunk.empty()) {
       size_t nl = chunk.find('\n');

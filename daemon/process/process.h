@@ -29,6 +29,10 @@ struct ProcessSpec {
   // descendants inherit (a migration's background child, a daemon that
   // double-forked). Empty: RunProcess makes a unique one.
   std::string run_token;
+  // Where the whole output goes once it outgrows the 64 KiB kept in
+  // ProcessResult::output (created then, with its folder; nothing is
+  // written for a shorter output). Empty: the rest is dropped.
+  std::string output_log;
 };
 
 // The environment entry that marks the processes of run `token`.
@@ -48,6 +52,10 @@ struct ProcessResult {
   bool cancelled = false;
   std::string start_error;  // could not be started (e.g. no such command)
   std::string output;       // stdout and stderr interleaved, the last 64 KiB
+  // ProcessSpec::output_log when the whole output was written there (the
+  // output was longer than `output` holds); else empty.
+  std::string output_log;
+  std::string output_log_error;  // why it could not be (fully) written
   absl::Duration took;
 
   bool ok() const { return exit_code == 0 && start_error.empty(); }

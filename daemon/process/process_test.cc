@@ -66,6 +66,53 @@ TEST(ProcessTest, AnOverlongLineIsCutAndTheOutputKeepsWholeCharacters) {
   EXPECT_TRUE(absl::EndsWith(r.output, "x\nnext\nlast"));
 }
 
+// Output past the 64 KiB kept goes, all of it and byte for byte (an
+// overlong line included), to the output log; a short output writes no file.
+TEST(ProcessTest, AnOutputLongerThanItsTailIsWhollyInItsLog) {
+  const std::string dir = ::testing::TempDir() + "/output-log-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  ProcessSpec spec;
+  spec.output_log = dir + "/r-1/step-0.log";
+  spec.argv = {"/usr/bin/python3", "-c",
+               "import sys\n"
+               "for i in range(20000): print('line', i)\n"
+               "sys.stdout.write('y' * 100000 + '\\nend\\n')"};
+  ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
+  ASSERT_EQ(r.exit_code, 0) << r.output.substr(0, 200);
+  EXPECT_EQ(r.output_log, spec.output_log);
+  EXPECT_EQ(r.output_log_error, "");
+  std::ifstream in(spec.output_log, std::ios::binary);
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string expected;
+  for (int i = 0; i < 20000; ++i) absl::StrAppend(&expected, "line ", i, "\n");
+  absl::StrAppend(&expected, std::string(100000, 'y'), "\nend\n");
+  EXPECT_EQ(log.size(), expected.size());
+  EXPECT_TRUE(log == expected);
+  EXPECT_LE(r.output.size(), 64u * 1024u);
+  EXPECT_TRUE(absl::EndsWith(expected, r.output));
+
+  ProcessSpec small = spec;
+  small.output_log = dir + "/r-1/step-1.log";
+  small.argv = {"/bin/sh", "-c", "echo short"};
+  ProcessResult s = RunProcess(small, nullptr, nullptr, nullptr);
+  EXPECT_EQ(s.output, "short\n");
+  EXPECT_EQ(s.output_log, "");
+  EXPECT_FALSE(std::filesystem::exists(small.output_log));
+  std::filesystem::remove_all(dir);
+}
+
+// A log that cannot be written does not fail the run; the result says why.
+TEST(ProcessTest, AnOutputLogThatCannotBeWrittenIsSaidNotFatal) {
+  ProcessSpec spec;
+  spec.output_log = "/proc/no-such-folder/step-0.log";
+  spec.argv = {"/usr/bin/python3", "-c", "print('z' * 200000)"};
+  ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.output_log, "");
+  EXPECT_THAT(r.output_log_error, HasSubstr("cannot create /proc/no-such-folder/step-0.log"));
+  EXPECT_TRUE(absl::EndsWith(r.output, "zzz\n"));
+}
+
 TEST(ProcessTest, TimeoutStopsTheWholeGroup) {
   ProcessSpec spec;
   spec.argv = {"/bin/sh", "-c", "sleep 30 & sleep 30; echo never"};

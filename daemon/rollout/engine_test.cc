@@ -123,6 +123,11 @@ class FakeAlembic {
     }
     if (on_start) on_start(0);
     on_line("INFO  [alembic.runtime.migration] Context impl SQLiteImpl.");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      output_logs_.push_back(spec.output_log);
+      for (int i = 0; i < chatter_[name]; ++i) on_line(absl::StrCat("migrating row batch ", i));
+    }
     Sql(file, absl::StrCat("DELETE FROM alembic_version; INSERT INTO alembic_version VALUES ('",
                            kHead, "')"));
     r.exit_code = 0;
@@ -132,6 +137,16 @@ class FakeAlembic {
   void Fail(const std::string& name) {
     std::lock_guard<std::mutex> l(mu_);
     fail_.insert(name);
+  }
+  // `name`'s upgrade prints `lines` more lines.
+  void Chatter(const std::string& name, int lines) {
+    std::lock_guard<std::mutex> l(mu_);
+    chatter_[name] = lines;
+  }
+  // The output log each successful upgrade was given, in order.
+  std::vector<std::string> output_logs() {
+    std::lock_guard<std::mutex> l(mu_);
+    return output_logs_;
   }
   // Fails `name`'s upgrade after it moved the database to `rows`.
   void FailHalfway(const std::string& name, std::vector<std::string> rows) {
@@ -180,7 +195,8 @@ class FakeAlembic {
   std::condition_variable changed_;
   std::set<std::string> fail_, block_, stubborn_;
   std::map<std::string, std::vector<std::string>> halfway_;
-  std::vector<std::string> calls_, downgrades_;
+  std::map<std::string, int> chatter_;
+  std::vector<std::string> calls_, downgrades_, output_logs_;
   int running_ = 0, max_running_ = 0;
 };
 
@@ -290,6 +306,36 @@ class EngineTest : public ::testing::Test {
   std::shared_ptr<Reconciler> reconciler_;
   std::unique_ptr<RolloutEngine> engine_;
 };
+
+// 100,000 output lines (2.3 MB) are not 100,000 events in the state store:
+// the first MiB is, then one line says where the rest is.
+TEST_F(EngineTest, AStepsOutputEventsStopAtOneMiBAndSayWhereTheRestIs) {
+  Db("t1", {kAge});
+  Start(R"(
+  - name: prod
+    databases: [{name: t1, url: "sqlite:///t1.db"}]
+)");
+  alembic_.Chatter("t1", 100000);
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "succeeded"));
+  const std::string log = absl::StrCat(dir_, "/lockstep-output/", id, "/step-0.log");
+  EXPECT_THAT(alembic_.output_logs(), ElementsAre(log));
+  absl::StatusOr<std::vector<RolloutEvent>> events = store_->Events(id, 0, 1000000);
+  ASSERT_TRUE(events.ok()) << events.status();
+  size_t bytes = 0;
+  std::vector<std::string> output;
+  for (const RolloutEvent& e : *events) {
+    if (e.kind != "output") continue;
+    bytes += e.message.size();
+    output.push_back(e.message);
+  }
+  EXPECT_LE(bytes, 1024u * 1024u + 200u);
+  EXPECT_GT(output.size(), 40000u);
+  EXPECT_LT(output.size(), 50000u);
+  EXPECT_EQ(output.back(), absl::StrCat("[lockstep: over 1 MiB of output; the rest is not shown "
+                                        "here: all of it is in ",
+                                        log, "]"));
+}
 
 TEST_F(EngineTest, SoaksBetweenEnvironmentsOnItsClock) {
   StartDevThenProd();

@@ -24,6 +24,18 @@ std::string StepRunToken(const std::string& rollout_id, const RolloutStep& step)
   return absl::StrCat(rollout_id, "/", step.index);
 }
 
+// Alembic output lines a step records as events (in the state store, for
+// watchers); past it the output is only in the step's output log.
+constexpr size_t kMaxOutputEventBytes = 1024 * 1024;
+
+// <output_dir>/<rollout>/step-<index>.log (a retried step: -<attempt>).
+std::string OutputLogPath(const config::ServerConfig& server, const std::string& rollout_id,
+                          const RolloutStep& step) {
+  if (server.output_dir.empty()) return "";
+  return absl::StrCat(server.output_dir, "/", rollout_id, "/step-", step.index,
+                      step.attempts > 1 ? absl::StrCat("-", step.attempts) : "", ".log");
+}
+
 // server.alembic_startup_slots, or one per CPU lockstepd may run on.
 int StartupSlots(const config::ServerConfig& server) {
   if (server.alembic_startup_slots > 0) return server.alembic_startup_slots;
@@ -85,6 +97,9 @@ ProcessResult StepExecutor::RunAlembic(
   ProcessSpec spec = AlembicSpec(inv, drivers_->For(c.url), c.url, c.target->name,
                                  c.lock->Witness(), command, target, !warm);
   spec.run_token = StepRunToken(c.job.rollout_id, c.journal.step());
+  if (command != "current") {
+    spec.output_log = OutputLogPath(inv.server, c.job.rollout_id, c.journal.step());
+  }
   ProcessResult run;
   if (alembic_) {
     run = alembic_(spec, cancel, on_start, line);
@@ -310,15 +325,36 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
   ++s.attempts;
   c.journal.Enter(StepPhase::kAlembic);
   const std::string command = c.job.kind == "downgrade" ? "downgrade" : "upgrade";
+  // A migration that prints megabytes would be as many events in the
+  // store: past kMaxOutputEventBytes the lines go to the output log only.
+  size_t event_bytes = 0;
+  auto on_line = [&](const std::string& line) {
+    if (event_bytes > kMaxOutputEventBytes) return;
+    event_bytes += line.size() + 1;
+    if (event_bytes <= kMaxOutputEventBytes) {
+      c.journal.Event("output", line);
+      return;
+    }
+    const std::string log = OutputLogPath(c.inv->server, c.job.rollout_id, s);
+    c.journal.Event("output", absl::StrCat("[lockstep: over 1 MiB of output; the rest is not "
+                                           "shown here: ",
+                                           log.empty() ? "server.output_dir is not set, only "
+                                                         "the step's last 64 KiB are kept"
+                                                       : absl::StrCat("all of it is in ", log),
+                                           "]"));
+  };
   ProcessResult run = RunAlembic(
-      c, command, c.job.target, ticket, c.cancel,
-      [&](int pid) { c.journal.Pid(pid); },
-      [&](const std::string& line) { c.journal.Event("output", line); });
+      c, command, c.job.target, ticket, c.cancel, [&](int pid) { c.journal.Pid(pid); }, on_line);
   s.pid = 0;
   s.pid_identity.clear();
   s.exit_code = run.exit_code;
   s.alembic_time = run.took;
   s.output = run.output;
+  s.output_log = run.output_log;
+  if (!run.output_log_error.empty()) {
+    c.journal.Event("output", absl::StrCat("[lockstep: the output log is incomplete: ",
+                                           run.output_log_error, "]"));
+  }
   return run;
 }
 

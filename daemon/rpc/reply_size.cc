@@ -15,10 +15,13 @@ int FitRolloutReply(const google::protobuf::Message& reply,
   auto shorten = [&](const v1::Rollout& r, v1::RolloutStep* s, size_t keep) {
     const size_t before = cut.count(s) ? cut[s] : s->output().size();
     std::string tail(CutUtf8Front(s->output(), keep));
+    const std::string where =
+        s->output_log().empty()
+            ? absl::StrCat("`lockstep watch ", r.id(), "` replays every line")
+            : absl::StrCat("the whole output is in ", s->output_log(), " on lockstepd's host");
     s->set_output(absl::StrCat("[lockstep: ", before - tail.size(),
-                               " bytes of output left out to keep this reply under 4 MiB; "
-                               "`lockstep watch ",
-                               r.id(), "` replays every line]\n", tail));
+                               " bytes of output left out to keep this reply under 4 MiB; ", where,
+                               "]\n", tail));
     cut[s] = before;
   };
   for (int pass = 0; pass < 3 && reply.ByteSizeLong() > budget; ++pass) {

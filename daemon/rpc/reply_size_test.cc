@@ -20,6 +20,7 @@ v1::RolloutResponse BigRollout(int failed_index) {
     s->set_database("t" + std::to_string(i));
     s->set_state(i == failed_index ? "failed" : "succeeded");
     s->set_output(std::string(64 * 1024 - 20, 'x') + "\nthe last line " + std::to_string(i));
+    if (i == 1) s->set_output_log("/var/lib/lockstep/lockstep-output/r-1/step-1.log");
   }
   return resp;
 }
@@ -34,6 +35,10 @@ TEST(FitRolloutReplyTest, SucceededStepsLoseTheirOutputFirstAndAFailedOneKeepsIt
   const v1::RolloutStep& ok = resp.rollout().steps(0);
   EXPECT_THAT(ok.output(), StartsWith("[lockstep: 65532 bytes of output left out"));
   EXPECT_THAT(ok.output(), HasSubstr("`lockstep watch r-1` replays every line"));
+  // A step whose output went to its log names the log instead.
+  EXPECT_THAT(resp.rollout().steps(1).output(),
+              HasSubstr("; the whole output is in /var/lib/lockstep/lockstep-output/r-1/"
+                        "step-1.log on lockstepd's host]"));
 }
 
 TEST(FitRolloutReplyTest, ManyFailedStepsKeepTheirLastLinesThenNothing) {

@@ -44,6 +44,7 @@ void ToProto(const RolloutStep& s, v1::RolloutStep* out) {
   out->set_error(s.error);
   out->set_rollback(s.rollback);
   out->set_output(s.output);
+  out->set_output_log(s.output_log);
   out->set_exit_code(s.exit_code);
   out->set_backup_id(s.backup_id);
   out->set_attempts(s.attempts);

@@ -28,8 +28,9 @@ constexpr const char* kUpsertStage = R"sql(
 constexpr const char* kUpsertStep = R"sql(
   INSERT OR REPLACE INTO rollout_steps (rollout_id, position, environment, database, wave, canary,
       from_revisions, expected_revisions, path, state, phase, error, rollback, output, exit_code,
-      backup_id, pid, attempts, alembic_us, started_at_us, finished_at_us, pid_identity)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
+      backup_id, pid, attempts, alembic_us, started_at_us, finished_at_us, pid_identity,
+      output_log)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
 
 void BindRollout(SQLite::Statement& q, const Rollout& r) {
   q.bind(1, r.id);
@@ -91,6 +92,7 @@ void BindStep(SQLite::Statement& q, const std::string& id, const RolloutStep& s)
   q.bind(20, Micros(s.started_at));
   q.bind(21, Micros(s.finished_at));
   q.bind(22, s.pid_identity);
+  q.bind(23, s.output_log);
 }
 
 // Runs `sql` with `bind` applied, once, as a statement prepared once.
@@ -134,7 +136,7 @@ void LoadChildren(SQLite::Database& db, Rollout* r) {
   SQLite::Statement steps(db, R"sql(
     SELECT position, environment, database, wave, canary, from_revisions, expected_revisions, path,
            state, phase, error, rollback, output, exit_code, backup_id, pid, attempts, alembic_us,
-           started_at_us, finished_at_us, pid_identity
+           started_at_us, finished_at_us, pid_identity, output_log
     FROM rollout_steps WHERE rollout_id = ? ORDER BY position)sql");
   steps.bind(1, r->id);
   while (steps.executeStep()) {
@@ -160,6 +162,7 @@ void LoadChildren(SQLite::Database& db, Rollout* r) {
     s.started_at = FromMicros(steps.getColumn(18).getInt64());
     s.finished_at = FromMicros(steps.getColumn(19).getInt64());
     s.pid_identity = steps.getColumn(20).getString();
+    s.output_log = steps.getColumn(21).getString();
     r->steps.push_back(std::move(s));
   }
 }

@@ -144,6 +144,10 @@ ALTER TABLE backups ADD COLUMN restored_at_us INTEGER NOT NULL DEFAULT -92233720
     R"sql(
 ALTER TABLE rollout_steps ADD COLUMN pid_identity TEXT NOT NULL DEFAULT '';
 )sql",
+    // 6: where a step's whole output is when it outgrew the 64 KiB kept here.
+    R"sql(
+ALTER TABLE rollout_steps ADD COLUMN output_log TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 }  // namespace

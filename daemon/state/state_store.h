@@ -66,7 +66,7 @@ struct RevisionChange {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   // `busy_timeout`: how long a write waits for another connection's lock
   // on the file before it fails.

@@ -122,6 +122,31 @@ def downgrade():
     op.execute("DROP TABLE bg_child")
 '''
 
+CHATTY = '''"""a migration that prints 5,000 lines (about 390 KB)
+
+Revision ID: c4a77e4c4a77
+Revises: e9a8c6b4d244
+"""
+import sys
+
+from alembic import op
+
+revision = "c4a77e4c4a77"
+down_revision = "e9a8c6b4d244"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    for i in range(5000):
+        print("copied batch %05d of 05000" % i + " ." * 25, file=sys.stderr if i % 2 else sys.stdout)
+    op.execute("CREATE TABLE chatty (id INTEGER)")
+
+
+def downgrade():
+    op.execute("DROP TABLE chatty")
+'''
+
 
 def sqlite_rows(path, sql="SELECT version_num FROM alembic_version"):
     with sqlite3.connect(path) as c:
@@ -1159,6 +1184,44 @@ class BackgroundChildTest(unittest.TestCase):
         wait_for(lambda: not running(pid), timeout=10, what="the migration's child to be killed")
         self.assertIn("lockstep: killed 1 process the run left running after it ended",
                       r["steps"][0]["output"])
+
+
+class LongOutputTest(unittest.TestCase):
+    """Output past the last 64 KiB kept in the state store: the whole of it
+    (stdout and stderr) is in a log file beside the state, named in the step."""
+
+    runner = "process"
+
+    def setUp(self):
+        self.f = Fleet(extra_revisions=[("c4a77e4c4a77_chatty.py", CHATTY)])
+        self.db = self.f.sqlite("t1", HEAD)
+        self.d = self.f.daemon("  - name: dev\n    databases: [{name: t1, url: \"sqlite:///t1.db\"}]\n",
+                               runner=self.runner)
+
+    def tearDown(self):
+        self.f.close()
+
+    def test_the_whole_output_is_in_the_steps_log_file(self):
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--watch")
+        self.assertEqual(rc, 0, r)
+        step = r["steps"][0]
+        self.assertEqual(step["output_log"],
+                         os.path.join(self.f.dir, "lockstep-output", r["id"], "step-0.log"))
+        with open(step["output_log"]) as f:
+            log = f.read()
+        batches = [l for l in log.splitlines() if l.startswith("copied batch")]
+        self.assertEqual(len(batches), 5000)
+        self.assertEqual(sorted(batches), batches)  # every line, in order
+        self.assertIn("Running upgrade e9a8c6b4d244 -> c4a77e4c4a77", log)
+        self.assertLessEqual(len(step["output"].encode()), 64 * 1024)
+        self.assertIn("copied batch 04999 of 05000", step["output"])
+        self.assertNotIn("copied batch 00000 of 05000", step["output"])
+        self.assertTrue(log.endswith(step["output"]) or step["output"] in log)
+        self.assertEqual(os.stat(step["output_log"]).st_mode & 0o777, 0o600)
+
+
+class WarmLongOutputTest(LongOutputTest):
+    runner = "warm"
 
 
 class WarmBackgroundChildTest(BackgroundChildTest):
