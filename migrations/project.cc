@@ -8,7 +8,7 @@ absl::StatusOr<Project> Project::Load(const ProjectSource& source, bool tolerate
       source.scripts_dir.empty() ? LocateScriptsFromIni(source.config_file, cwd, source.section)
                                  : LocateScriptsFromDir(source.scripts_dir, cwd);
   if (!location.ok()) return location.status();
-  absl::StatusOr<LoadedScripts> loaded = LoadScripts(*location);
+  absl::StatusOr<LoadedScripts> loaded = LoadScripts(*location, source.python);
   if (!loaded.ok()) return loaded.status();
   if (!loaded->errors.empty() && !tolerate_file_errors) return loaded->errors.front();
 

@@ -23,6 +23,9 @@ struct ProjectSource {
   std::string scripts_dir;     // a script directory, instead of an ini
   std::string section = "alembic";
   std::string cwd;             // empty: the process's working directory
+  // Imports revision files whose header is computed (computed_headers.h);
+  // empty: $LOCKSTEP_PYTHON, else the Python of the `alembic` on PATH.
+  std::vector<std::string> python;
 };
 
 class Project {

@@ -402,6 +402,10 @@ class FileParser {
     if (!have_down_) {
       return Error(0, "no module-level 'down_revision' assignment (Alembic requires one)");
     }
+    const bool revision_computed =
+        !result_.computed.empty() && std::any_of(result_.computed.begin(), result_.computed.end(),
+                                                 [](const auto& c) { return c.first == "revision"; });
+    if (revision_computed) return absl::OkStatus();  // checked once Python has it
     absl::Status id_status = VerifyRevisionId(result_.revision);
     if (!id_status.ok()) {
       return Error(result_.revision_line, id_status.message());
@@ -432,9 +436,7 @@ class FileParser {
       if (t[0].kind == TokenKind::kName && IsTracked(t[0].text) && t.size() > 1 &&
           t[1].kind == TokenKind::kOp && t[1].text.size() == 2 && t[1].text[1] == '=' &&
           t[1].text != "==") {
-        return Error(line.line, absl::StrCat("'", t[0].text,
-                                             "' is changed by an augmented assignment; "
-                                             "lockstep reads only literal values"));
+        Computed(t[0].text, line.line);  // an augmented assignment
       }
       return absl::OkStatus();
     }
@@ -443,7 +445,11 @@ class FileParser {
       std::vector<std::string> values;
       bool is_sequence = false;
       absl::Status s = ReadLiteral(line, value_start, target, &values, &is_sequence);
-      if (!s.ok()) return s;
+      if (!s.ok()) {
+        Computed(target, line.line);
+        continue;
+      }
+      std::erase_if(result_.computed, [&](const auto& c) { return c.first == target; });
       if (target == "revision") {
         if (values.size() != 1 || is_sequence) {
           return Error(line.line, "'revision' must be a single string (Alembic fails on a "
@@ -462,6 +468,25 @@ class FileParser {
       }
     }
     return absl::OkStatus();
+  }
+  // `target` is assigned a value only Python can work out.
+  void Computed(absl::string_view target, int line) {
+    for (const auto& c : result_.computed) {
+      if (c.first == target) return;
+    }
+    result_.computed.emplace_back(std::string(target), line);
+    if (target == "revision") {
+      result_.revision.clear();
+      result_.revision_line = line;
+      have_revision_ = true;
+    } else if (target == "down_revision") {
+      result_.down_revisions.clear();
+      have_down_ = true;
+    } else if (target == "depends_on") {
+      result_.depends_on.clear();
+    } else {
+      result_.branch_labels.clear();
+    }
   }
   static bool IsTracked(absl::string_view name) {
     return name == "revision" || name == "down_revision" || name == "branch_labels" ||

@@ -1,12 +1,13 @@
 // Static reader for Alembic revision files.
 //
 // Alembic imports each revision file and reads its module attributes. We do
-// not run Python: we tokenize the file and read the module-level assignments
-// to `revision`, `down_revision`, `branch_labels` and `depends_on` when their
-// values are literals (strings, None, tuples/lists of strings, with or without
-// annotations), plus the module docstring. A value Alembic could only get by
-// running code (`"r" + "1"`, a name, a call) is an error that names the file
-// and line, never a guess.
+// not run Python here: we tokenize the file and read the module-level
+// assignments to `revision`, `down_revision`, `branch_labels` and
+// `depends_on` when their values are literals (strings, None, tuples/lists of
+// strings, with or without annotations), plus the module docstring. A value
+// Alembic could only get by running code (`"r" + "1"`, a name, a call) is
+// never guessed: the file lists it as computed, and the loader imports that
+// file with Python (computed_headers.h).
 #ifndef LOCKSTEP_MIGRATIONS_REVISION_FILE_H_
 #define LOCKSTEP_MIGRATIONS_REVISION_FILE_H_
 
@@ -34,6 +35,11 @@ struct RevisionFile {
   bool has_dependencies() const {
     return !depends_on.empty() && !(depends_on.size() == 1 && depends_on[0].empty());
   }
+  // Header attributes whose value is not a literal, with their line, e.g.
+  // {"branch_labels", 12} for `branch_labels = (cli.CONTRACT_BRANCH,)`:
+  // Alembic learns them by importing the module, and so must the loader
+  // (ComputeHeaders) before the file is used.
+  std::vector<std::pair<std::string, int>> computed;
   std::string long_doc;  // the module docstring, stripped
   std::string doc;       // long_doc up to the first blank line
 
@@ -47,7 +53,9 @@ struct RevisionFile {
 };
 
 // Parses `source`, the text of the file at `path` (whose last component is
-// `filename`). Errors are INVALID_ARGUMENT with "path:line: message".
+// `filename`). Errors are INVALID_ARGUMENT with "path:line: message". A
+// header attribute that is not a literal is no error: it is listed in
+// `computed`, and its value is left empty.
 absl::StatusOr<RevisionFile> ParseRevisionFile(absl::string_view source, absl::string_view path,
                                                absl::string_view filename);
 // The same, filling `*out` in place (what large loads use).

@@ -14,6 +14,7 @@
 #include <thread>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "absl/container/flat_hash_set.h"
@@ -22,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "migrations/computed_headers.h"
 #include "migrations/file_batch_reader.h"
 #include "migrations/ini_file.h"
 #include "migrations/revision_error.h"
@@ -233,6 +235,17 @@ absl::StatusOr<ScriptLocation> LocateScriptsFromIni(const std::string& ini_path,
     if (!v.ok()) return v.status();
     *flag = v->has_value() && **v == "true";
   }
+  absl::StatusOr<std::optional<std::string>> sys_path = get("prepend_sys_path");
+  if (!sys_path.ok()) return sys_path.status();
+  if (sys_path->has_value()) {
+    // Alembic splits it on ", ", spaces and colons, and leaves each relative
+    // to the working directory.
+    for (absl::string_view part : absl::StrSplit(**sys_path, absl::ByAnyChar(", :"),
+                                                 absl::SkipEmpty())) {
+      out.sys_path.push_back(AbsPath(std::string(part), cwd));
+    }
+  }
+  out.cwd = cwd;
   return out;
 }
 
@@ -249,7 +262,8 @@ absl::StatusOr<ScriptLocation> LocateScriptsFromDir(const std::string& dir,
   return out;
 }
 
-absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
+absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location,
+                                          const std::vector<std::string>& python) {
   // Phase 1, sequential: walk the folders in Alembic's order and list the
   // files to read, skipping what Alembic skips.
   // The listings stay alive until the files are parsed: a Pending entry
@@ -362,6 +376,7 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
   // places; errors beside them.
   std::vector<RevisionFile> parsed(pending.size());
   std::vector<absl::Status> failed(pending.size());
+  std::vector<std::optional<std::string>> computed_source(pending.size());
   std::atomic<size_t> next{0};
   // Setting up a ring costs more than it saves on a small project.
   bool use_io_uring = pending.size() >= 256;
@@ -397,6 +412,7 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
         }
         absl::Status s = ParseRevisionFileInto(reader.contents(k), path, *p.name, &parsed[i]);
         if (!s.ok()) failed[i] = std::move(s);
+        if (s.ok() && !parsed[i].computed.empty()) computed_source[i] = std::string(reader.contents(k));
       }
     }
   };
@@ -407,6 +423,19 @@ absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location) {
   work();
   for (std::thread& t : pool) t.join();
   close_all();
+
+  // Phase 3, only for files with computed headers: Python imports them.
+  std::vector<ComputedFile> computed;
+  std::vector<size_t> computed_index;
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    if (!computed_source[i]) continue;
+    computed.push_back({&parsed[i], *std::move(computed_source[i]), absl::OkStatus()});
+    computed_index.push_back(i);
+  }
+  if (!computed.empty()) ComputeHeaders(python, location, &computed);
+  for (size_t k = 0; k < computed.size(); ++k) {
+    if (!computed[k].status.ok()) failed[computed_index[k]] = std::move(computed[k].status);
+  }
 
   // Drop the files that failed, in place (usually none).
   size_t kept = 0;

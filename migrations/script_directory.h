@@ -24,6 +24,10 @@ struct ScriptLocation {
   bool explicit_version_locations = false;     // missing folders are then skipped
   bool recursive = false;
   bool sourceless = false;
+  // prepend_sys_path, absolute: where a revision file's imports are found
+  // when its header has to be computed by importing it.
+  std::vector<std::string> sys_path;
+  std::string cwd;  // what relative paths were resolved against
 };
 
 // Reads `ini_path` like `alembic -c ini_path` would. `cwd` resolves relative
@@ -44,8 +48,12 @@ struct LoadedScripts {
 };
 
 // Reads every revision file. Fails only when the location itself is unusable
-// (a missing versions folder); per-file problems go into `errors`.
-absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location);
+// (a missing versions folder); per-file problems go into `errors`. A file
+// whose header is computed (`branch_labels = (cli.CONTRACT_BRANCH,)`) is
+// imported with `python` (computed_headers.h); with no python it is an error
+// naming the file.
+absl::StatusOr<LoadedScripts> LoadScripts(const ScriptLocation& location,
+                                          const std::vector<std::string>& python = {});
 
 // Python's os.path.abspath: `path` joined to `cwd` and normalised textually.
 std::string AbsPath(const std::string& path, const std::string& cwd);

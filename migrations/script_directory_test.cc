@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "migrations/project.h"
 #include "tests/support/temp_dir.h"
@@ -131,15 +132,80 @@ TEST_F(ScriptDirectoryTest, ConfigErrors) {
 TEST_F(ScriptDirectoryTest, BrokenFileFailsLoadOrIsListed) {
   Write("alembic.ini", "[alembic]\nscript_location = %(here)s\n");
   Rev("versions", "aaaa", "");
-  Write("versions/bbbb_x.py", "revision = 'bbbb'\ndown_revision = 'aa' + 'aa'\n");
+  Write("versions/bbbb_x.py", "revision = 'bbbb'\ndown_revision = 'aa' + no_such_name\n");
   ProjectSource source;
   source.config_file = root_ + "/alembic.ini";
   auto p = Project::Load(source);
   EXPECT_THAT(p.status().message(), HasSubstr(root_ + "/versions/bbbb_x.py:2:"));
+  EXPECT_THAT(p.status().message(), HasSubstr("NameError: name 'no_such_name' is not defined"));
   auto tolerant = Project::Load(source, true);
   ASSERT_TRUE(tolerant.ok());
   EXPECT_EQ(tolerant->file_errors().size(), 1u);
   EXPECT_EQ(tolerant->graph().size(), 1);
+}
+
+// OpenStack Neutron's layout: expand/contract branches whose labels come
+// from a module (`branch_labels = (cli.EXPAND_BRANCH,)`). Alembic imports the
+// file to know them; so does the loader, with prepend_sys_path, once per
+// file content.
+TEST_F(ScriptDirectoryTest, ComputedHeadersAreReadByImportingTheFile) {
+  Write("alembic.ini", "[alembic]\nscript_location = %(here)s/mig\nprepend_sys_path = .\n");
+  Write("branches/__init__.py", "");
+  Write("branches/cli.py", "EXPAND_BRANCH = 'expand'\nCONTRACT_BRANCH = 'contract'\n"
+                           "def rev(n):\n    return 'r%04d' % n\n");
+  Rev("mig/versions", "base0", "");
+  Write("mig/versions/e1_expand.py",
+        "\"\"\"expand\n\nRevision ID: r0001\n\"\"\"\nfrom alembic import op\n"
+        "from branches import cli\n\nrevision = cli.rev(1)\ndown_revision = 'base0'\n"
+        "branch_labels = (cli.EXPAND_BRANCH,)\n\ndef upgrade():\n    op.create_table('x')\n");
+  Write("mig/versions/c1_contract.py",
+        "from branches import cli\nprint('imported!')\nrevision = 'c0001'\n"
+        "down_revision = 'base0'\nbranch_labels = [cli.CONTRACT_BRANCH]\n"
+        "depends_on = (cli.rev(1),)\n");
+  ProjectSource source;
+  source.config_file = root_ + "/alembic.ini";
+  source.cwd = root_;
+  source.python = {"/usr/bin/python3"};
+  auto p = Project::Load(source);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const RevisionGraph& g = p->graph();
+  ASSERT_EQ(g.size(), 3);
+  std::map<std::string, const RevisionFile*> by_id;
+  for (int i = 0; i < g.size(); ++i) by_id[g.id(i)] = g.node(i).file;
+  ASSERT_TRUE(by_id.count("r0001") && by_id.count("c0001"));
+  EXPECT_THAT(by_id["r0001"]->branch_labels, ElementsAre("expand"));
+  EXPECT_THAT(by_id["r0001"]->down_revisions, ElementsAre("base0"));
+  EXPECT_EQ(by_id["r0001"]->doc, "expand");  // the static reader's facts stay
+  EXPECT_EQ(by_id["r0001"]->upgrade_is_empty, false);
+  EXPECT_THAT(by_id["c0001"]->branch_labels, ElementsAre("contract"));
+  EXPECT_THAT(by_id["c0001"]->depends_on, ElementsAre("r0001"));
+
+  // Known contents are not imported again: a Python that cannot run is not
+  // needed for them.
+  source.python = {"/nonexistent/python"};
+  auto again = Project::Load(source);
+  ASSERT_TRUE(again.ok()) << again.status();
+  // A changed file is imported again, and a failure names the file, the line
+  // of the computed value and Python's error.
+  Write("mig/versions/c1_contract.py",
+        "from branches import cli\nrevision = 'c0001'\ndown_revision = 'base0'\n"
+        "branch_labels = [cli.NO_SUCH_BRANCH]\n");
+  source.python = {"/usr/bin/python3"};
+  auto broken = Project::Load(source);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_THAT(broken.status().message(),
+              HasSubstr(root_ + "/mig/versions/c1_contract.py:4: its header is computed "
+                        "(branch_labels is not a literal), and importing it with Python as "
+                        "Alembic does failed: AttributeError: module 'branches.cli' has no "
+                        "attribute 'NO_SUCH_BRANCH'"));
+  source.python = {"/nonexistent/python"};
+  Write("mig/versions/c1_contract.py",
+        "from branches import cli\nrevision = 'c0001'\ndown_revision = 'base0'\n"
+        "branch_labels = [cli.CONTRACT_BRANCH, 'x']\n");
+  auto no_python = Project::Load(source);
+  ASSERT_FALSE(no_python.ok());
+  EXPECT_THAT(no_python.status().message(),
+              HasSubstr("cannot run /nonexistent/python: No such file or directory"));
 }
 
 TEST(AbsPathTest, NormalisesLikePython) {

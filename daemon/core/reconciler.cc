@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "config/database_identity.h"
 #include "migrations/classify.h"
+#include "migrations/python_launcher.h"
 #include "migrations/resolver.h"
 #include "migrations/revision_error.h"
 
@@ -143,6 +144,11 @@ migrations::ProjectSource ProjectSourceOf(const config::Inventory& inv) {
   s.scripts_dir = inv.project.scripts;
   s.section = inv.project.ini_section;
   s.cwd = inv.project.working_dir;
+  // The Python Alembic runs on (empty: the default, computed_headers.h).
+  s.python = inv.project.python.empty()
+                 ? migrations::CommandInterpreter(inv.project.alembic_command,
+                                                  inv.project.working_dir)
+                 : std::vector<std::string>{inv.project.python};
   return s;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "daemon/rollout/alembic_output.h"
+#include "migrations/python_launcher.h"
 
 namespace lockstep::daemon {
 
@@ -101,38 +102,6 @@ if __name__ == "__main__" and "_LOCKSTEP_WORKER" not in globals():
 namespace {
 
 constexpr absl::Duration kCurrentTimeout = absl::Minutes(2);
-
-// Where `command` is, as execvp would find it from `cwd`; "" if nowhere.
-std::string Locate(const std::string& command, const std::string& cwd) {
-  if (command.find('/') != std::string::npos) {
-    return command[0] == '/' || cwd.empty() ? command : cwd + "/" + command;
-  }
-  const char* path = std::getenv("PATH");
-  for (absl::string_view dir : absl::StrSplit(path != nullptr ? path : "/usr/bin:/bin", ':')) {
-    std::string candidate = absl::StrCat(dir.empty() ? "." : std::string(dir), "/", command);
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
-// The `#!` interpreter of an Alembic launcher script, or empty.
-std::vector<std::string> LauncherInterpreter(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return {};
-  std::string text(8192, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.rfind("#!", 0) != 0) return {};
-  const bool alembic = text.find("from alembic.config import main") != std::string::npos ||
-                       text.find("'console_scripts', 'alembic'") != std::string::npos ||
-                       text.find("\"console_scripts\", \"alembic\"") != std::string::npos;
-  if (!alembic) return {};
-  std::string line = text.substr(2, text.find('\n') - 2);
-  std::vector<std::string> words = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-  bool python = false;
-  for (const std::string& w : words) python = python || w.find("python") != std::string::npos;
-  return python ? words : std::vector<std::string>{};
-}
 
 }  // namespace
 
@@ -240,11 +209,7 @@ bool CheckEnvPy(const config::Inventory& inv, const migrations::RevisionGraph& g
 }
 
 std::vector<std::string> EntryInterpreter(const config::ProjectConfig& project) {
-  const std::vector<std::string>& cmd = project.alembic_command;
-  if (cmd.size() == 3 && cmd[1] == "-m" && cmd[2] == "alembic") return {cmd[0]};
-  if (cmd.size() != 1) return {};
-  std::string file = Locate(cmd[0], project.working_dir);
-  return file.empty() ? std::vector<std::string>{} : LauncherInterpreter(file);
+  return migrations::CommandInterpreter(project.alembic_command, project.working_dir);
 }
 
 std::vector<std::string> WarmInterpreter(const config::ProjectConfig& project) {

@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 from pgserver import PgServer  # noqa: E402
 
 EXAMPLE_INI = os.path.join(ROOT, "migrations", "example", "alembic.ini")
-LOCKSTEP = os.environ.get("LOCKSTEP_BIN", os.path.join(ROOT, "build", "client", "lockstep"))
+LOCKSTEP = os.path.abspath(
+    os.environ.get("LOCKSTEP_BIN", os.path.join(ROOT, "build", "client", "lockstep")))
 ALEMBIC = "/usr/bin/alembic"
 HEAD = "e9a8c6b4d244"
 
@@ -221,7 +222,7 @@ class LintTest(unittest.TestCase):
                 "bbbb2222_left.py": '"""left\n\nRevises: cccc3333\n"""\nrevision = "bbbb2222"\n'
                                     'down_revision = "aaaa1111"\ndef upgrade():\n    pass\n',
                 "wrong_name.py": 'revision = "cccc3333"\ndown_revision = "aaaa1111"\n',
-                "dddd4444_broken.py": 'revision = "dddd4444"\ndown_revision = "aa" + "aa1111"\n',
+                "dddd4444_broken.py": 'revision = "dddd4444"\ndown_revision = "aa" + missing_name\n',
             }
             for name, text in files.items():
                 with open(os.path.join(d, "versions", name), "w") as f:
@@ -289,6 +290,76 @@ class LintTest(unittest.TestCase):
             self.assertIn("revises-mismatch", p.stdout)
         finally:
             shutil.rmtree(d)
+
+
+class ComputedHeadersTest(unittest.TestCase):
+    """Neutron's expand/contract layout: branch labels (and a dependency)
+    computed by a module the revision files import. lockstep imports such a
+    file as Alembic does, and prints what Alembic prints."""
+
+    def setUp(self):
+        self.d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.d)
+        os.makedirs(self.d + "/proj/versions")
+        os.makedirs(self.d + "/proj/branches")
+        with open(self.d + "/proj/alembic.ini", "w") as f:
+            f.write("[alembic]\nscript_location = %(here)s\nprepend_sys_path = .\n")
+        with open(self.d + "/proj/branches/__init__.py", "w") as f:
+            f.write("")
+        with open(self.d + "/proj/branches/cli.py", "w") as f:
+            f.write("EXPAND_BRANCH = 'expand'\nCONTRACT_BRANCH = 'contract'\n")
+        revisions = {
+            "start.py": ('"""start"""\nrevision = "aaaa00000001"\ndown_revision = None\n'),
+            "expand1.py": ('"""add column"""\nfrom alembic import op\nfrom branches import cli\n'
+                           'revision = "eeee00000001"\ndown_revision = "aaaa00000001"\n'
+                           'branch_labels = (cli.EXPAND_BRANCH,)\n'),
+            "expand2.py": ('"""add index"""\nrevision = "eeee00000002"\n'
+                           'down_revision = "eeee00000001"\n'),
+            "contract1.py": ('"""drop column"""\nfrom branches import cli\n'
+                             'revision = "cccc00000001"\ndown_revision = "aaaa00000001"\n'
+                             'branch_labels = (cli.CONTRACT_BRANCH,)\n'
+                             'depends_on = ("eeee0000000" + "2",)\n'),
+        }
+        for name, text in revisions.items():
+            with open(os.path.join(self.d, "proj", "versions", name), "w") as f:
+                f.write(text)
+        self.ini = self.d + "/proj/alembic.ini"
+
+    def test_commands_print_what_alembic_prints(self):
+        for args in (["heads"], ["heads", "-v"], ["heads", "--resolve-dependencies"],
+                     ["branches"], ["history"], ["history", "-v"], ["show", "contract@head"],
+                     ["history", "-r", "expand@base:expand@head"]):
+            with self.subTest(args=args):
+                # Run from the project's folder: prepend_sys_path "." is the
+                # working directory, for Alembic and for lockstep alike.
+                a = subprocess.run([ALEMBIC, "-c", self.ini] + args, capture_output=True,
+                                   text=True, cwd=self.d + "/proj")
+                l = subprocess.run([LOCKSTEP, "-c", self.ini] + args, capture_output=True,
+                                   text=True, cwd=self.d + "/proj")
+                self.assertEqual(a.returncode, 0, a.stderr)
+                self.assertEqual(l.returncode, 0, l.stderr)
+                # The same lines; sibling heads may come in another order
+                # (Alembic 1.8.1 loads in directory order, see the README).
+                self.assertEqual(sorted(l.stdout.splitlines()), sorted(a.stdout.splitlines()))
+        heads = json.loads(subprocess.run([LOCKSTEP, "-c", self.ini, "heads", "-o", "json"],
+                                          capture_output=True, text=True,
+                                          cwd=self.d + "/proj").stdout)
+        self.assertEqual(sorted(l for h in heads["heads"] for l in h["branch_labels"]),
+                         ["contract", "expand"])
+
+    def test_an_import_that_fails_names_the_file_and_pythons_error(self):
+        # From another folder, `branches` is not importable, for Alembic too.
+        a = subprocess.run([ALEMBIC, "-c", self.ini, "heads"], capture_output=True, text=True,
+                           cwd=self.d)
+        self.assertNotEqual(a.returncode, 0)
+        self.assertIn("No module named 'branches'", a.stderr)
+        l = subprocess.run([LOCKSTEP, "-c", self.ini, "heads"], capture_output=True, text=True,
+                           cwd=self.d)
+        self.assertEqual(l.returncode, 1)
+        self.assertIn(self.d + "/proj/versions/contract1.py:5: its header is computed "
+                      "(branch_labels is not a literal), and importing it with Python as "
+                      "Alembic does failed: ModuleNotFoundError: No module named 'branches'",
+                      l.stderr)
 
 
 if __name__ == "__main__":
