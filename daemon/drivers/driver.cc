@@ -1,5 +1,7 @@
 #include "daemon/drivers/driver.h"
 
+#include <fnmatch.h>
+
 #include "absl/strings/str_cat.h"
 #include "config/inventory.h"
 #include "daemon/drivers/postgres_driver.h"
@@ -85,6 +87,14 @@ std::unique_ptr<Drivers> MakeDrivers(const ReaderOptions& options) {
   drivers.push_back(MakePostgresDriver(options));
   drivers.push_back(MakeSqliteDriver(options));
   return std::make_unique<Drivers>(std::move(drivers));
+}
+
+bool SchemaFilter::Skips(const std::string& name) const {
+  if (name == version_table) return true;
+  for (const std::string& pattern : ignore) {
+    if (::fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
+  }
+  return false;
 }
 
 }  // namespace lockstep::daemon

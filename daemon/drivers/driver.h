@@ -46,6 +46,7 @@
 #include "daemon/drivers/restore_check.h"
 #include "daemon/drivers/version_reader.h"
 #include "daemon/model/rollout.h"
+#include "daemon/schema/schema.h"
 
 namespace lockstep::daemon {
 
@@ -78,6 +79,15 @@ class DatabaseLock {
   // env.py connected to the database locked (daemon/rollout/alembic_entry.h):
   // LOCKSTEP_TARGET_FILE=DEV:INODE, LOCKSTEP_TARGET_LOCK_PID=PID.
   virtual std::vector<std::string> Witness() const { return {}; }
+};
+
+// What Driver::ReadSchema leaves out besides the dialect's own objects.
+struct SchemaFilter {
+  std::string version_table = "alembic_version";
+  // project.schema_ignore: shell patterns (fnmatch) of table, index, view
+  // and trigger names a team manages by hand.
+  std::vector<std::string> ignore;
+  bool Skips(const std::string& name) const;
 };
 
 class Driver : public VersionReader {
@@ -126,6 +136,16 @@ class Driver : public VersionReader {
   // PostgreSQL: the server already did; always false. The caller holds the
   // database's lock.
   virtual bool RepairAfterKilledWriter(const VersionTarget& target, const VersionRead& read) = 0;
+
+  // `target`'s schema (daemon/schema/schema.h), read without writing and
+  // without waiting longer than the statement timeout for a lock.
+  // UNIMPLEMENTED for a dialect that cannot be read yet.
+  virtual absl::StatusOr<Schema> ReadSchema(const VersionTarget& target,
+                                            const SchemaFilter& filter) {
+    (void)target;
+    (void)filter;
+    return absl::UnimplementedError("reading the schema of this dialect is not supported yet");
+  }
 
   // The environment a child process (Alembic) needs to reach the database
   // at `url`, secrets included ("KEY=value"; never put them in argv).

@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "daemon/drivers/backup_files.h"
 #include "daemon/drivers/sqlite_lock.h"
+#include "daemon/drivers/sqlite_schema.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -245,6 +246,21 @@ class SqliteDriver : public Driver {
       return false;
     }
     return true;
+  }
+
+  absl::StatusOr<Schema> ReadSchema(const VersionTarget& t, const SchemaFilter& filter) override {
+    const std::string& path = t.url.database;
+    try {
+      SQLite::Database db(path, SQLite::OPEN_READONLY,
+                          static_cast<int>(absl::ToInt64Milliseconds(options_.statement_timeout)));
+      // One read transaction: the schema as it stood at one instant.
+      SQLite::Transaction read(db, SQLite::TransactionBehavior::DEFERRED);
+      Schema schema = ReadSqliteSchema(db, filter);
+      read.commit();
+      return schema;
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat(path, ": cannot read its schema: ", e.what()));
+    }
   }
 
   std::vector<std::string> ChildEnvironment(const config::DatabaseUrl&) const override {
