@@ -1,5 +1,6 @@
 // The PostgreSQL driver. All pqxx exceptions stop here.
 #include "daemon/drivers/postgres_driver.h"
+#include "daemon/drivers/postgres_schema.h"
 
 #include <unistd.h>
 
@@ -397,6 +398,49 @@ class PostgresDriver : public Driver {
 
   std::vector<std::string> ChildEnvironment(const config::DatabaseUrl& url) const override {
     return LibpqEnvironment(url);
+  }
+
+  absl::StatusOr<Schema> ReadSchema(const VersionTarget& t, const SchemaFilter& filter) override {
+    absl::StatusOr<std::optional<std::string>> password =
+        config::ResolvePassword(t.url, t.secret, t.name);
+    if (!password.ok()) return password.status();
+    config::DatabaseUrl url = t.url;
+    url.password = *password;
+    const std::string conninfo = absl::StrCat(
+        url.LibpqConninfo(), " connect_timeout=",
+        std::max<int64_t>(2, absl::ToInt64Seconds(options_.connect_timeout)),
+        " application_name=lockstepd");
+    ServerPool* pool = PoolFor(absl::StrCat(url.host, ":", url.port, ":", url.user));
+    SchemaFilter f = filter;
+    if (!t.version_table_schema.empty() && t.version_table_schema != "public") {
+      f.version_table = absl::StrCat(t.version_table_schema, ".", f.version_table);
+    }
+    std::string error;
+    // A pooled connection the server ended: once more on a new one.
+    for (bool fresh : {false, true}) {
+      bool reused = false;
+      std::unique_ptr<Conn> conn;
+      try {
+        conn = pool->Acquire(url.database, conninfo, options_.statement_timeout, fresh, &reused);
+        Schema schema;
+        {
+          // One snapshot: the schema as it stood at one instant.
+          pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(*conn->c);
+          schema = ReadPostgresSchema(tx, f);
+          tx.commit();
+        }
+        pool->Release(url.database, std::move(conn));
+        return schema;
+      } catch (const std::exception& e) {
+        error = OneLine(e.what());
+        if (conn) {
+          conn.reset();
+          pool->Release(url.database, nullptr);
+        }
+        if (!reused) break;
+      }
+    }
+    return absl::UnavailableError(absl::StrCat(t.name, ": cannot read its schema: ", error));
   }
 
  protected:

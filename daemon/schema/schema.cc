@@ -148,8 +148,12 @@ void DiffTable(const std::string& name, const SchemaTable& e, const SchemaTable&
   DiffNamed("index", "", e.indexes, f.indexes, IndexText, out);
   DiffSets("unique", name, UniqueTexts(e), UniqueTexts(f), out);
   DiffSets("foreign key", name, ForeignKeyTexts(e), ForeignKeyTexts(f), out);
-  DiffSets("check", name, {e.checks.begin(), e.checks.end()}, {f.checks.begin(), f.checks.end()},
-           out);
+  auto checks = [](const SchemaTable& t) {
+    std::set<std::string> out;
+    for (const std::string& c : t.checks) out.insert(absl::StrCat("(", c, ")"));
+    return out;
+  };
+  DiffSets("check", name, checks(e), checks(f), out);
 }
 
 }  // namespace

@@ -1,0 +1,131 @@
+#include "daemon/drivers/postgres_schema.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "daemon/drivers/postgres_driver.h"
+#include "tests/support/alembic.h"
+#include "tests/support/postgres_server.h"
+
+namespace lockstep::daemon {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using lockstep::testing::PostgresServer;
+
+class PostgresSchemaTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto s = PostgresServer::Start();
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = s->release();
+  }
+  static void TearDownTestSuite() { delete server_; }
+
+  // A new database the real Alembic upgraded to each of `revisions` in turn.
+  std::string Migrated(const std::string& db, const std::vector<std::string>& revisions) {
+    EXPECT_TRUE(server_->Psql("CREATE DATABASE " + db).ok());
+    for (const std::string& r : revisions) {
+      std::string out;
+      EXPECT_EQ(lockstep::testing::RunAlembic(
+                    lockstep::testing::ExampleProjectDir() + "/alembic.ini", server_->Url(db),
+                    {"upgrade", r}, &out),
+                0)
+          << out;
+    }
+    return db;
+  }
+  Schema Read(const std::string& db, const SchemaFilter& filter = {}) {
+    VersionTarget t;
+    t.name = "prod/" + db;
+    t.url = *config::ParseDatabaseUrl(server_->Url(db));
+    absl::StatusOr<Schema> s = driver_->ReadSchema(t, filter);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : Schema{};
+  }
+  static std::vector<std::string> Differences(const Schema& expected, const Schema& found) {
+    std::vector<std::string> out;
+    for (const SchemaDifference& d : Diff(expected, found)) out.push_back(Describe(d));
+    return out;
+  }
+
+  static PostgresServer* server_;
+  std::unique_ptr<Driver> driver_ = MakePostgresDriver({});
+};
+PostgresServer* PostgresSchemaTest::server_ = nullptr;
+
+TEST_F(PostgresSchemaTest, TheExampleProjectAtHeadReadsAsItsMigrationsMadeIt) {
+  const Schema s = Read(Migrated("direct", {"heads"}));
+  EXPECT_EQ(SchemaText(s),
+            "table orders\n"
+            "table orders column id INTEGER NOT NULL DEFAULT nextval('orders_id_seq'::regclass)\n"
+            "table orders column status VARCHAR(20) NOT NULL DEFAULT 'new'::character varying\n"
+            "table orders column total_cents INTEGER NOT NULL DEFAULT 0\n"
+            "table orders column user_id INTEGER NOT NULL\n"
+            "table orders primary key (id)\n"
+            "table orders index ix_orders_user_id (user_id)\n"
+            "table orders foreign key (user_id) REFERENCES users (id)\n"
+            "table users\n"
+            "table users column age INTEGER NULL\n"
+            "table users column email VARCHAR(255) NOT NULL\n"
+            "table users column id INTEGER NOT NULL DEFAULT nextval('users_id_seq'::regclass)\n"
+            "table users column name VARCHAR(100) NOT NULL\n"
+            "table users primary key (id)\n"
+            "table users index ix_users_name (name)\n"
+            "table users unique (email)\n"
+            "sequence orders_id_seq INTEGER\n"
+            "sequence users_id_seq INTEGER\n");
+  // Zero false positives: another path to the same revisions reads the same.
+  const Schema stepwise = Read(Migrated("stepwise", {"3f2a1b9c0d11", "7c4e2d8a9b22", "heads"}));
+  EXPECT_THAT(Differences(s, stepwise), IsEmpty());
+  EXPECT_EQ(SchemaFingerprint(s), SchemaFingerprint(stepwise));
+}
+
+TEST_F(PostgresSchemaTest, WhatWasChangedByHandIsNamed) {
+  const Schema expected = Read(Migrated("ref", {"heads"}));
+  const std::string db = Migrated("t1", {"heads"});
+  ASSERT_TRUE(server_
+                  ->Psql("DROP TABLE orders; ALTER TABLE users ADD COLUMN nickname text; "
+                         "ALTER TABLE users ALTER COLUMN name TYPE text; "
+                         "ALTER TABLE users ADD CONSTRAINT ck_age CHECK (age > 0); "
+                         "CREATE TYPE mood AS ENUM ('ok', 'sad'); "
+                         "CREATE SCHEMA audit; CREATE TABLE audit.events (id int)",
+                         db)
+                  .ok());
+  EXPECT_THAT(Differences(expected, Read(db)),
+              ElementsAre("table orders missing",
+                          "column users.name differs: VARCHAR(100) NOT NULL expected, TEXT NOT "
+                          "NULL found",
+                          "column users.nickname unexpected", "check users (age > 0) unexpected",
+                          "table audit.events unexpected", "enum mood unexpected",
+                          "sequence orders_id_seq missing"));
+  SchemaFilter filter;
+  filter.ignore = {"audit.*", "mood"};
+  const Schema filtered = Read(db, filter);
+  EXPECT_EQ(filtered.tables.count("audit.events"), 0u);
+  EXPECT_EQ(filtered.enums.count("mood"), 0u);
+}
+
+TEST_F(PostgresSchemaTest, AnUnreachableServerIsAClearErrorWithoutThePassword) {
+  VersionTarget t;
+  t.name = "prod/gone";
+  t.url = *config::ParseDatabaseUrl("postgresql://app:s3cret-pw@127.0.0.1:" +
+                                    std::to_string(lockstep::testing::FreePort()) + "/gone");
+  absl::StatusOr<Schema> s = driver_->ReadSchema(t, {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("prod/gone: cannot read its schema: "));
+  EXPECT_THAT(std::string(s.status().message()), ::testing::Not(HasSubstr("s3cret-pw")));
+}
+
+TEST(PostgresTypeTest, LongNamesAreShortened) {
+  EXPECT_EQ(PostgresType("character varying(20)"), "VARCHAR(20)");
+  EXPECT_EQ(PostgresType("timestamp with time zone"), "TIMESTAMPTZ");
+  EXPECT_EQ(PostgresType("timestamp(3) without time zone"), "TIMESTAMP(3) WITHOUT TIME ZONE");
+  EXPECT_EQ(PostgresType("numeric(10,2)"), "NUMERIC(10, 2)");
+  EXPECT_EQ(PostgresType("character(1)"), "CHAR(1)");
+}
+
+}  // namespace
+}  // namespace lockstep::daemon
