@@ -160,7 +160,7 @@ TEST_F(ReconcilerTest, NoticesChangesMadeByHandAndNewRevisionFiles) {
 
   // A broken file: the last good graph stays, the error is reported.
   std::ofstream(dir_ + "/project/versions/badbad000002_x.py")
-      << "revision = 'badbad000002'\ndown_revision = 'f00d' + 'feed0001'\n";
+      << "revision = 'badbad000002'\ndown_revision = 'f00d' + no_such_name\n";
   ASSERT_TRUE(r->Refresh().ok());
   auto s = r->Snapshot();
   EXPECT_TRUE(s->graph.broken);
