@@ -25,7 +25,8 @@ std::string Colored(const Context& c, const std::string& state) {
   static const std::map<std::string, const char*> kColors = {
       {"current", "\033[32m"},           {"behind", "\033[33m"},     {"ahead", "\033[35m"},
       {"diverged", "\033[35m"},          {"orphaned", "\033[31m"},   {"uninitialized", "\033[36m"},
-      {"version_rows_lost", "\033[31m"}, {"unreachable", "\033[31m"}};
+      {"version_rows_lost", "\033[31m"}, {"unreachable", "\033[31m"},
+      {"match", "\033[32m"},             {"drift", "\033[31m"}};
   auto it = kColors.find(state);
   return it == kColors.end() ? state : absl::StrCat(it->second, state, "\033[0m");
 }
@@ -51,7 +52,27 @@ void WriteDatabase(JsonWriter& w, const v1::Database& d) {
   w.Key("last_check").String(Time(d.last_check()));
   w.Key("last_change").String(Time(d.last_change()));
   w.Key("discovered").Bool(d.discovered());
+  const v1::SchemaCheck& sc = d.schema();
+  w.Key("schema").BeginObject();
+  w.Key("state").String(sc.state()).Key("reason").String(sc.reason());
+  w.Key("fingerprint").String(sc.fingerprint());
+  w.Key("differences").BeginArray();
+  for (const v1::SchemaDifference& x : sc.differences()) {
+    w.BeginObject().Key("kind").String(x.kind()).Key("name").String(x.name());
+    w.Key("change").String(x.change()).Key("expected").String(x.expected());
+    w.Key("found").String(x.found()).EndObject();
+  }
+  w.EndArray().Key("checked_at").String(Time(sc.checked_at())).EndObject();
   w.EndObject();
+}
+
+// "table orders missing", as the daemon's schema.h Describe() says it.
+std::string DescribeDifference(const v1::SchemaDifference& d) {
+  if (d.change() == "different") {
+    return absl::StrCat(d.kind(), " ", d.name(), " differs: ", d.expected(), " expected, ",
+                        d.found(), " found");
+  }
+  return absl::StrCat(d.kind(), " ", d.name(), " ", d.change());
 }
 
 int Status(Context& c, v1::Lockstep::Stub& stub) {
@@ -61,7 +82,10 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
   int rc = Call(c, stub, &v1::Lockstep::Stub::GetFleet, req, &resp, kReadSeconds);
   if (rc != kExitOk) return rc;
   bool clean = true;
-  for (const v1::Database& d : resp.databases()) clean &= d.state() == "current";
+  // Clean: every database current, and none whose schema drifted.
+  for (const v1::Database& d : resp.databases()) {
+    clean &= d.state() == "current" && d.schema().state() != "drift";
+  }
   if (c.json) {
     JsonWriter w;
     w.BeginObject().Key("refreshed_at").String(Time(resp.refreshed_at()));
@@ -93,17 +117,26 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
     }
     c.out << "\n";
     std::vector<std::vector<std::string>> rows = {
-        {"ENVIRONMENT", "DATABASE", "STATE", "REVISIONS", "PENDING", "REASON"}};
+        {"ENVIRONMENT", "DATABASE", "STATE", "SCHEMA", "REVISIONS", "PENDING", "REASON"}};
     std::vector<std::vector<std::string>> shown = rows;
+    std::vector<const v1::Database*> drifted;
     for (const v1::Database& d : resp.databases()) {
-      std::vector<std::string> r = {d.environment(), d.database(), d.state(),
+      const std::string schema = d.schema().state().empty() ? "unknown" : d.schema().state();
+      std::vector<std::string> r = {d.environment(), d.database(), d.state(), schema,
                                     d.revisions().empty() ? "-" : absl::StrJoin(d.revisions(), ","),
                                     std::to_string(d.pending_size()), d.reason()};
       rows.push_back(r);
       r[2] = Colored(c, d.state());
+      r[3] = Colored(c, schema);
       shown.push_back(r);
+      if (schema == "drift") drifted.push_back(&d);
     }
     PrintTable(c.out, rows, shown);
+    for (const v1::Database* d : drifted) {
+      c.out << "\n" << d->environment() << "/" << d->database() << ": schema drift: "
+            << d->schema().reason();
+    }
+    if (!drifted.empty()) c.out << "\n";
     for (const v1::Environment& e : resp.environments()) {
       if (!e.in_lockstep()) {
         // Why, in counts: the revision sets, then the databases whose rows
@@ -164,7 +197,16 @@ int Db(Context& c, v1::Lockstep::Stub& stub) {
         << "  pending:    " << (d.pending().empty() ? "-" : absl::StrJoin(d.pending(), ", ")) << "\n"
         << "  reason:     " << d.reason() << "\n"
         << "  checked:    " << Time(d.last_check()) << " (" << d.check_outcome() << ")\n"
-        << "  changed:    " << Time(d.last_change()) << "\n";
+        << "  changed:    " << Time(d.last_change()) << "\n"
+        << "  schema:     " << Colored(c, d.schema().state().empty() ? "unknown" : d.schema().state())
+        << ": " << d.schema().reason() << "\n";
+  for (const v1::SchemaDifference& x : d.schema().differences()) {
+    c.out << "    " << DescribeDifference(x) << "\n";
+  }
+  if (!d.schema().fingerprint().empty()) {
+    c.out << "  fingerprint: " << d.schema().fingerprint() << " (checked " << Time(d.schema().checked_at())
+          << ")\n";
+  }
   if (!d.labels().empty()) {
     std::map<std::string, std::string> labels(d.labels().begin(), d.labels().end());
     std::vector<std::string> kv;

@@ -231,7 +231,7 @@ class Loader {
     if (!Keys(n, p, {"listen", "metrics_listen", "state", "poll_interval", "max_concurrent_checks",
                      "max_connections_per_server", "connect_timeout", "statement_timeout",
                      "log_format", "backup_dir", "backup_keep", "alembic_startup_slots",
-                     "lock_wait", "output_dir"})) {
+                     "lock_wait", "output_dir", "schema_interval"})) {
       return;
     }
     for (auto [key, out] : {std::pair{"listen", &s->listen}, {"metrics_listen", &s->metrics_listen}}) {
@@ -255,6 +255,7 @@ class Loader {
     Duration(n, "connect_timeout", p, &s->connect_timeout);
     Duration(n, "statement_timeout", p, &s->statement_timeout);
     Duration(n, "lock_wait", p, &s->lock_wait);
+    Duration(n, "schema_interval", p, &s->schema_interval);
     if (auto v = Str(n, "log_format", p)) {
       if (*v != "text" && *v != "json") {
         Error(n["log_format"], p + ".log_format", "expected 'text' or 'json'");
@@ -268,7 +269,7 @@ class Loader {
     const std::string p = "project";
     if (!Keys(n, p, {"alembic_ini", "scripts", "ini_section", "version_table",
                      "version_table_schema", "alembic_command", "working_dir", "step_timeout",
-                     "alembic_runner", "python"})) {
+                     "alembic_runner", "python", "schema_ignore"})) {
       return;
     }
     if (auto v = Str(n, "alembic_ini", p)) pr->alembic_ini = Resolve(base_, *v);
@@ -290,6 +291,13 @@ class Loader {
       }
     }
     if (auto v = Str(n, "python", p)) pr->python = *v;
+    if (YAML::Node ignore = n["schema_ignore"]) {
+      if (!ignore.IsSequence()) {
+        Error(ignore, p + ".schema_ignore", "expected a list of name patterns, e.g. [audit_*]");
+      } else {
+        for (const auto& i : ignore) pr->schema_ignore.push_back(i.Scalar());
+      }
+    }
     if (YAML::Node cmd = n["alembic_command"]) {
       if (!cmd.IsSequence() || cmd.size() == 0) {
         Error(cmd, p + ".alembic_command", "expected a non-empty list, e.g. [alembic]");

@@ -52,6 +52,10 @@ struct ServerConfig {
   // Where a step's whole Alembic output goes when it outgrows the last
   // 64 KiB kept in the state store: <output_dir>/<rollout>/step-<n>.log
   std::string output_dir = "lockstep-output";
+  // How often every database's schema is read and compared (schema drift);
+  // a database whose version rows changed is read again at the next poll.
+  // 0: never.
+  absl::Duration schema_interval = absl::Minutes(5);
   // Alembic runs allowed in their CPU-bound start-up at once, across all
   // rollouts; 0: one per CPU of lockstepd's host.
   int alembic_startup_slots = 0;
@@ -72,6 +76,9 @@ struct ProjectConfig {
   // The warm runner's interpreter; empty: the one that runs alembic_command
   // (daemon/rollout/alembic_entry.h WarmInterpreter), else python3.
   std::string python;
+  // Shell patterns of tables, indexes, views, triggers, enums and sequences
+  // a team manages by hand: left out of schema checks ("audit_*").
+  std::vector<std::string> schema_ignore;
 };
 
 // Where a database's password comes from; the URL's own password otherwise.

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "config/database_identity.h"
+#include "daemon/core/schema_check.h"
 #include "migrations/classify.h"
 #include "migrations/python_launcher.h"
 #include "migrations/resolver.h"
@@ -461,6 +462,9 @@ absl::Status Reconciler::Refresh() {
       if (d.state == "unreachable" && it->second.revisions_known) d.revisions = it->second.revisions;
     }
   }
+  std::vector<const VersionTarget*> schema_targets;
+  for (const Planned& p : plan) schema_targets.push_back(&p.target);
+  CheckSchemas(*inv, schema_targets, snapshot.get());
   snapshot->refreshed_at = checked_at;
   snapshot->refresh_duration = absl::Now() - started;
 
@@ -476,6 +480,100 @@ absl::Status Reconciler::Refresh() {
   if (callback) callback(*snapshot);
   if (!recorded.ok()) return recorded;
   return last.status();
+}
+
+void Reconciler::CheckSchemas(const config::Inventory& inv,
+                              const std::vector<const VersionTarget*>& targets,
+                              FleetSnapshot* snapshot) {
+  std::vector<DatabaseStatus>& dbs = snapshot->databases;
+  if (inv.server.schema_interval <= absl::ZeroDuration()) {
+    for (DatabaseStatus& d : dbs) d.schema.reason = "schema checks are off (server.schema_interval: 0)";
+    return;
+  }
+  const absl::Time now = clock_->Now();
+  const bool due = now - last_schema_pass_ >= inv.server.schema_interval;
+  std::vector<size_t> to_read;
+  for (size_t i = 0; i < dbs.size(); ++i) {
+    if (dbs[i].state == "unreachable") continue;
+    auto memo = schema_memo_.find(dbs[i].key());
+    if (due || memo == schema_memo_.end() || memo->second.retry ||
+        memo->second.revisions != dbs[i].revisions) {
+      to_read.push_back(i);
+    }
+  }
+  std::vector<absl::StatusOr<SchemaSnapshot>> reads(to_read.size(),
+                                                    absl::UnknownError("not read"));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t k = next++; k < to_read.size(); k = next++) {
+      const VersionTarget& t = *targets[to_read[k]];
+      SchemaFilter filter;
+      filter.version_table = t.version_table_schema.empty() || t.version_table_schema == "public"
+                                 ? t.version_table
+                                 : absl::StrCat(t.version_table_schema, ".", t.version_table);
+      filter.ignore = inv.project.schema_ignore;
+      reads[k] = reader_->ReadSchema(t, filter);
+    }
+  };
+  const size_t threads =
+      std::min<size_t>(static_cast<size_t>(inv.server.max_concurrent_checks), to_read.size());
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  if (threads > 0) work();
+  for (std::thread& t : pool) t.join();
+  for (size_t k = 0; k < to_read.size(); ++k) {
+    const DatabaseStatus& d = dbs[to_read[k]];
+    SchemaMemo& m = schema_memo_[d.key()];
+    m.dialect = std::string(config::DialectName(targets[to_read[k]]->url.dialect));
+    m.read_at = now;
+    if (reads[k].ok()) {
+      m.revisions = reads[k]->rows;
+      m.fingerprint = SchemaFingerprint(reads[k]->schema);
+      m.error.clear();
+      m.retry = false;
+      auto& shared = schemas_[m.fingerprint];
+      if (!shared) shared = std::make_shared<const Schema>(std::move(reads[k]->schema));
+    } else {
+      m.revisions = d.revisions;
+      m.fingerprint.clear();
+      m.error = std::string(reads[k].status().message());
+      // A database that could not be read now (a lock, a blip) is tried
+      // again next pass; one whose dialect cannot be read, at the interval.
+      m.retry = !absl::IsUnimplemented(reads[k].status());
+    }
+  }
+  if (due) last_schema_pass_ = now;
+
+  // Forget databases that went away, and schemas nobody holds any more.
+  std::set<std::string> keys, prints;
+  for (const DatabaseStatus& d : dbs) keys.insert(d.key());
+  for (auto it = schema_memo_.begin(); it != schema_memo_.end();) {
+    it = keys.count(it->first) ? std::next(it) : schema_memo_.erase(it);
+  }
+  for (const auto& [key, m] : schema_memo_) prints.insert(m.fingerprint);
+  for (auto it = schemas_.begin(); it != schemas_.end();) {
+    it = prints.count(it->first) ? std::next(it) : schemas_.erase(it);
+  }
+
+  std::vector<SchemaSample> samples;
+  for (const DatabaseStatus& d : dbs) {
+    auto m = schema_memo_.find(d.key());
+    if (d.state == "unreachable" || m == schema_memo_.end()) continue;
+    auto schema = schemas_.find(m->second.fingerprint);
+    samples.push_back({d.key(), m->second.dialect, m->second.revisions,
+                       schema == schemas_.end() ? nullptr : schema->second,
+                       m->second.fingerprint, m->second.error});
+  }
+  std::map<std::string, SchemaStatus> verdicts = JudgeCohorts(samples);
+  for (DatabaseStatus& d : dbs) {
+    auto v = verdicts.find(d.key());
+    if (v == verdicts.end()) {
+      d.schema.reason = "unreachable: its schema cannot be read";
+      continue;
+    }
+    d.schema = std::move(v->second);
+    d.schema.checked_at = schema_memo_[d.key()].read_at;
+  }
 }
 
 std::shared_ptr<const FleetSnapshot> Reconciler::Snapshot() const {

@@ -68,6 +68,26 @@ class Reconciler {
   // Reloads the project when the version folders changed; keeps the last
   // good graph (and reports the error) when the new one does not load.
   void MaybeReloadProject(const config::Inventory& inv, GraphStatus* graph);
+  // Reads the schemas that are due (every server.schema_interval, and any
+  // database whose version rows changed since its last read) and judges
+  // every database's schema (schema_check.h) into snapshot->databases;
+  // `targets[i]` reaches snapshot->databases[i].
+  void CheckSchemas(const config::Inventory& inv, const std::vector<const VersionTarget*>& targets,
+                    FleetSnapshot* snapshot);
+
+  // Each database's last schema read (by key) and the schemas read, shared
+  // by fingerprint (thousands of tenants usually hold a handful).
+  struct SchemaMemo {
+    std::string dialect;
+    std::vector<std::string> revisions;  // read with the schema
+    std::string fingerprint;             // empty when it could not be read
+    std::string error;
+    bool retry = false;  // read again at the next pass, not the next interval
+    absl::Time read_at = absl::InfinitePast();
+  };
+  std::map<std::string, SchemaMemo> schema_memo_;                 // guarded by refresh_mu_
+  std::map<std::string, std::shared_ptr<const Schema>> schemas_;  // guarded by refresh_mu_
+  absl::Time last_schema_pass_ = absl::InfinitePast();            // guarded by refresh_mu_
 
   RealClock real_clock_;
   const Clock* clock_ = &real_clock_;  // constant after Create

@@ -423,5 +423,62 @@ environments:
   EXPECT_THAT(errors, HasSubstr("b/t1.db skipped: staging/t1 names another database already"));
 }
 
+// Schema truth from cohorts: tenants at one revision must share a schema.
+// The one whose table was dropped after it was "applied" is drift, named;
+// the others match; a database alone at its revision cannot be judged yet.
+// A database whose version rows change is read again at the next poll.
+TEST_F(ReconcilerTest, SchemasAreJudgedAgainstTheirCohort) {
+  for (const char* t : {"t1", "t2", "t3", "t4"}) {
+    Alembic(absl::StrCat("sqlite:///", dir_, "/", t, ".db"), {"upgrade", "heads"});
+  }
+  Alembic("sqlite:///" + dir_ + "/old.db", {"upgrade", kAge});
+  Sql(dir_ + "/t2.db", "DROP TABLE orders");
+  // A table the team manages by hand (project.schema_ignore) is no drift.
+  Sql(dir_ + "/t3.db", "CREATE TABLE audit_log (id INTEGER PRIMARY KEY, note TEXT)");
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini, schema_ignore: [audit_*]}
+server: {schema_interval: 1h}
+environments:
+  - name: prod
+    databases:
+      - {name: t1, url: "sqlite:///t1.db"}
+      - {name: t2, url: "sqlite:///t2.db"}
+      - {name: t3, url: "sqlite:///t3.db"}
+      - {name: t4, url: "sqlite:///t4.db"}
+      - {name: old, url: "sqlite:///old.db"}
+)");
+  ASSERT_TRUE(r->Refresh().ok());
+  auto s = r->Snapshot();
+  const SchemaStatus& t2 = s->Find("prod", "t2")->schema;
+  EXPECT_EQ(t2.state, "drift");
+  EXPECT_EQ(t2.reason, absl::StrCat("schema differs from the 3 sqlite databases at ", kHead,
+                                    " that agree: table orders missing"));
+  ASSERT_EQ(t2.differences.size(), 1u);
+  for (const char* t : {"t1", "t3", "t4"}) EXPECT_EQ(s->Find("prod", t)->schema.state, "match") << t;
+  EXPECT_EQ(s->Find("prod", "old")->schema.state, "unknown");
+  EXPECT_EQ(s->Find("prod", "old")->schema.reason,
+            absl::StrCat("no other sqlite database at ", kAge, " to compare its schema with"));
+  EXPECT_EQ(s->Find("prod", "t1")->schema.fingerprint.size(), 64u);
+
+  // old is upgraded by hand: read again at the next poll (not the next
+  // hour), and now it joins the cohort that agrees.
+  Alembic("sqlite:///" + dir_ + "/old.db", {"upgrade", "heads"});
+  ASSERT_TRUE(r->Refresh().ok());
+  s = r->Snapshot();
+  EXPECT_EQ(s->Find("prod", "old")->schema.state, "match");
+  EXPECT_EQ(s->Find("prod", "t1")->schema.reason,
+            absl::StrCat("same schema as the 3 other sqlite databases at ", kHead));
+  EXPECT_EQ(s->Find("prod", "t2")->schema.state, "drift");
+}
+
+TEST_F(ReconcilerTest, SchemaChecksCanBeTurnedOff) {
+  Alembic("sqlite:///" + dir_ + "/app.db", {"upgrade", "heads"});
+  auto r = Start(std::string(kOneDatabase) + "server: {schema_interval: 0s}\n");
+  ASSERT_TRUE(r->Refresh().ok());
+  const SchemaStatus& st = r->Snapshot()->Find("dev", "app")->schema;
+  EXPECT_EQ(st.state, "unknown");
+  EXPECT_EQ(st.reason, "schema checks are off (server.schema_interval: 0)");
+}
+
 }  // namespace
 }  // namespace lockstep::daemon

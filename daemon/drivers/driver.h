@@ -46,7 +46,6 @@
 #include "daemon/drivers/restore_check.h"
 #include "daemon/drivers/version_reader.h"
 #include "daemon/model/rollout.h"
-#include "daemon/schema/schema.h"
 
 namespace lockstep::daemon {
 
@@ -81,18 +80,10 @@ class DatabaseLock {
   virtual std::vector<std::string> Witness() const { return {}; }
 };
 
-// What Driver::ReadSchema leaves out besides the dialect's own objects.
-struct SchemaFilter {
-  std::string version_table = "alembic_version";
-  // project.schema_ignore: shell patterns (fnmatch) of table, index, view
-  // and trigger names a team manages by hand.
-  std::vector<std::string> ignore;
-  bool Skips(const std::string& name) const;
-};
-
 class Driver : public VersionReader {
  public:
-  // Read() (VersionReader) reads the version rows.
+  // Read() (VersionReader) reads the version rows; ReadSchema() the schema
+  // with them.
 
   virtual config::Dialect dialect() const = 0;
 
@@ -137,16 +128,6 @@ class Driver : public VersionReader {
   // database's lock.
   virtual bool RepairAfterKilledWriter(const VersionTarget& target, const VersionRead& read) = 0;
 
-  // `target`'s schema (daemon/schema/schema.h), read without writing and
-  // without waiting longer than the statement timeout for a lock.
-  // UNIMPLEMENTED for a dialect that cannot be read yet.
-  virtual absl::StatusOr<Schema> ReadSchema(const VersionTarget& target,
-                                            const SchemaFilter& filter) {
-    (void)target;
-    (void)filter;
-    return absl::UnimplementedError("reading the schema of this dialect is not supported yet");
-  }
-
   // The environment a child process (Alembic) needs to reach the database
   // at `url`, secrets included ("KEY=value"; never put them in argv).
   virtual std::vector<std::string> ChildEnvironment(const config::DatabaseUrl& url) const = 0;
@@ -164,6 +145,12 @@ class Drivers : public VersionReader {
   // The driver for `dialect` (never null; lives as long as this object).
   Driver& For(config::Dialect dialect) const;
   Driver& For(const config::DatabaseUrl& url) const { return For(url.dialect); }
+
+  // ReadSchema (VersionReader) through the target's dialect's driver.
+  absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& target,
+                                            const SchemaFilter& filter) override {
+    return For(target.url).ReadSchema(target, filter);
+  }
 
  protected:
   VersionRead ReadRows(const VersionTarget& target) override {

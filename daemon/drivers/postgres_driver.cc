@@ -400,7 +400,8 @@ class PostgresDriver : public Driver {
     return LibpqEnvironment(url);
   }
 
-  absl::StatusOr<Schema> ReadSchema(const VersionTarget& t, const SchemaFilter& filter) override {
+  absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& t,
+                                            const SchemaFilter& filter) override {
     absl::StatusOr<std::optional<std::string>> password =
         config::ResolvePassword(t.url, t.secret, t.name);
     if (!password.ok()) return password.status();
@@ -422,15 +423,26 @@ class PostgresDriver : public Driver {
       std::unique_ptr<Conn> conn;
       try {
         conn = pool->Acquire(url.database, conninfo, options_.statement_timeout, fresh, &reused);
-        Schema schema;
+        SchemaSnapshot out;
         {
-          // One snapshot: the schema as it stood at one instant.
+          // One snapshot: the schema and the version rows at one instant.
           pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(*conn->c);
-          schema = ReadPostgresSchema(tx, f);
+          out.schema = ReadPostgresSchema(tx, f);
+          std::string table = tx.quote_name(t.version_table);
+          if (!t.version_table_schema.empty()) {
+            table = absl::StrCat(tx.quote_name(t.version_table_schema), ".", table);
+          }
+          pqxx::result exists = tx.exec(absl::StrCat("SELECT to_regclass(", tx.quote(table), ")"));
+          if (!exists.empty() && !exists[0][0].is_null()) {
+            for (const auto& row : tx.exec(absl::StrCat("SELECT version_num FROM ", table))) {
+              out.rows.push_back(row[0].c_str());
+            }
+            std::sort(out.rows.begin(), out.rows.end());
+          }
           tx.commit();
         }
         pool->Release(url.database, std::move(conn));
-        return schema;
+        return out;
       } catch (const std::exception& e) {
         error = OneLine(e.what());
         if (conn) {

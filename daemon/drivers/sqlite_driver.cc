@@ -248,16 +248,33 @@ class SqliteDriver : public Driver {
     return true;
   }
 
-  absl::StatusOr<Schema> ReadSchema(const VersionTarget& t, const SchemaFilter& filter) override {
+  absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& t,
+                                            const SchemaFilter& filter) override {
     const std::string& path = t.url.database;
     try {
       SQLite::Database db(path, SQLite::OPEN_READONLY,
                           static_cast<int>(absl::ToInt64Milliseconds(options_.statement_timeout)));
-      // One read transaction: the schema as it stood at one instant.
+      // One read transaction: the schema and the version rows at one instant.
       SQLite::Transaction read(db, SQLite::TransactionBehavior::DEFERRED);
-      Schema schema = ReadSqliteSchema(db, filter);
+      SchemaSnapshot out;
+      out.schema = ReadSqliteSchema(db, filter);
+      std::string table = QuoteIdent(t.version_table);
+      if (!t.version_table_schema.empty()) {
+        table = absl::StrCat(QuoteIdent(t.version_table_schema), ".", table);
+      }
+      SQLite::Statement exists(
+          db, absl::StrCat("SELECT 1 FROM ",
+                           t.version_table_schema.empty() ? std::string("main")
+                                                          : QuoteIdent(t.version_table_schema),
+                           ".sqlite_master WHERE type = 'table' AND name = ?"));
+      exists.bind(1, t.version_table);
+      if (exists.executeStep()) {
+        SQLite::Statement q(db, absl::StrCat("SELECT version_num FROM ", table));
+        while (q.executeStep()) out.rows.push_back(q.getColumn(0).getString());
+        std::sort(out.rows.begin(), out.rows.end());
+      }
       read.commit();
-      return schema;
+      return out;
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat(path, ": cannot read its schema: ", e.what()));
     }

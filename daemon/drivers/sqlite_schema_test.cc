@@ -37,9 +37,9 @@ class SqliteSchemaTest : public ::testing::Test {
     auto url = config::ParseDatabaseUrl("sqlite:///" + path);
     EXPECT_TRUE(url.ok());
     t.url = *url;
-    absl::StatusOr<Schema> s = driver_->ReadSchema(t, filter);
+    absl::StatusOr<SchemaSnapshot> s = driver_->ReadSchema(t, filter);
     EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? *s : Schema{};
+    return s.ok() ? s->schema : Schema{};
   }
   std::vector<std::string> Differences(const Schema& expected, const Schema& found) {
     std::vector<std::string> out;
@@ -47,7 +47,7 @@ class SqliteSchemaTest : public ::testing::Test {
     return out;
   }
   void Sql(const std::string& path, const std::string& sql) {
-    SQLite::Database db(path, SQLite::OPEN_READWRITE);
+    SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
     db.exec(sql);
   }
 
@@ -112,6 +112,22 @@ TEST_F(SqliteSchemaTest, WhatWasChangedByHandIsNamed) {
   EXPECT_EQ(Read(db, filter).tables.count("notes"), 0u);
 }
 
+// The version rows come from the same read transaction as the schema.
+TEST_F(SqliteSchemaTest, TheVersionRowsAreReadWithTheSchema) {
+  VersionTarget t;
+  t.url = *config::ParseDatabaseUrl("sqlite:///" + Migrated("rows", "heads"));
+  absl::StatusOr<SchemaSnapshot> s = driver_->ReadSchema(t, {});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_THAT(s->rows, ElementsAre(kHead));
+  const std::string empty = dir_ + "/empty.db";
+  Sql(empty, "CREATE TABLE t (id INTEGER)");
+  t.url = *config::ParseDatabaseUrl("sqlite:///" + empty);
+  s = driver_->ReadSchema(t, {});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_THAT(s->rows, IsEmpty());
+  EXPECT_EQ(s->schema.tables.count("t"), 1u);
+}
+
 TEST(SqliteChecksTest, ChecksAreFoundOutsideLiteralsAndNames) {
   EXPECT_THAT(SqliteChecks("CREATE TABLE t (a INT CHECK(a>0), \"check\" TEXT DEFAULT 'CHECK (x)', "
                            "CONSTRAINT ck_b CHECK ( b IN ('x', 'y') ))"),
@@ -124,7 +140,7 @@ TEST_F(SqliteSchemaTest, AFileThatIsNoDatabaseIsAClearError) {
   { std::ofstream(path) << std::string(4096, 'x'); }
   VersionTarget t;
   t.url = *config::ParseDatabaseUrl("sqlite:///" + path);
-  absl::StatusOr<Schema> s = driver_->ReadSchema(t, {});
+  absl::StatusOr<SchemaSnapshot> s = driver_->ReadSchema(t, {});
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(s.status().message(), ::testing::HasSubstr(path + ": cannot read its schema: "));
 }

@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "config/database_url.h"
+#include "daemon/schema/schema.h"
 #include "config/inventory.h"
 
 namespace lockstep::daemon {
@@ -63,9 +64,37 @@ inline ReaderOptions ReaderOptionsFor(const config::ServerConfig& server) {
                        server.max_connections_per_server, server.lock_wait};
 }
 
+// What a schema check leaves out besides the dialect's own objects.
+struct SchemaFilter {
+  std::string version_table = "alembic_version";  // "schema.table" outside public
+  // project.schema_ignore: shell patterns (fnmatch) of table, index, view,
+  // trigger, enum and sequence names a team manages by hand.
+  std::vector<std::string> ignore;
+  bool Skips(const std::string& name) const;
+};
+
+struct SchemaSnapshot {
+  Schema schema;
+  std::vector<std::string> rows;  // the version rows, sorted; none without a table
+};
+
 class VersionReader {
  public:
   virtual ~VersionReader() = default;
+
+  // `target`'s schema (daemon/schema/schema.h) and its version rows, read
+  // in one snapshot (one read transaction), so that they belong together
+  // even while a migration runs: DDL is transactional in SQLite and
+  // PostgreSQL, so a snapshot sees a revision's changes together with its
+  // version row, or neither. Takes no lock; writes nothing. UNIMPLEMENTED
+  // for a dialect that cannot be read yet.
+  virtual absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& target,
+                                                    const SchemaFilter& filter) {
+    (void)target;
+    (void)filter;
+    return absl::UnimplementedError("reading the schema of this dialect is not supported yet");
+  }
+
   // Reads `target`'s version rows, sorted, with the time it took.
   VersionRead Read(const VersionTarget& target) {
     absl::Time start = absl::Now();

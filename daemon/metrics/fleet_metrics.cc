@@ -41,6 +41,14 @@ struct FleetMetrics::Families {
                                "When the database was last checked")),
         last_change(GaugeFamily(r, "lockstep_database_last_change_timestamp_seconds",
                                 "When the database's revisions were last seen to change")),
+        schema_drift(GaugeFamily(r, "lockstep_database_schema_drift",
+                                 "1 when the database's schema differs from the one its version "
+                                 "rows claim (schema: drift)")),
+        schema_known(GaugeFamily(r, "lockstep_database_schema_known",
+                                 "1 when the database's schema could be judged (match or drift)")),
+        schema_differences(GaugeFamily(r, "lockstep_schema_differences",
+                                       "Differences between the database's schema and the one "
+                                       "expected for its version rows")),
         heads(GaugeFamily(r, "lockstep_graph_heads", "Heads of the revision graph")),
         revisions(GaugeFamily(r, "lockstep_graph_revisions", "Revisions in the graph")),
         broken(GaugeFamily(r, "lockstep_graph_broken",
@@ -66,6 +74,9 @@ struct FleetMetrics::Families {
   Family<Gauge>& state;
   Family<Gauge>& last_check;
   Family<Gauge>& last_change;
+  Family<Gauge>& schema_drift;
+  Family<Gauge>& schema_known;
+  Family<Gauge>& schema_differences;
   Family<Gauge>& heads;
   Family<Gauge>& revisions;
   Family<Gauge>& broken;
@@ -109,6 +120,9 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
     }
     set(f.last_check, base, Seconds(d.last_check));
     set(f.last_change, base, Seconds(d.last_change));
+    set(f.schema_drift, base, d.schema.state == "drift" ? 1 : 0);
+    set(f.schema_known, base, d.schema.state == "unknown" ? 0 : 1);
+    set(f.schema_differences, base, static_cast<double>(d.schema.differences.size()));
     f.check_duration.Add({{"outcome", d.check_outcome}}, kBuckets)
         .Observe(absl::ToDoubleSeconds(d.check_duration));
   }

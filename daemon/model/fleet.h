@@ -12,8 +12,19 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "daemon/schema/schema.h"
 
 namespace lockstep::daemon {
+
+// Whether a database's real schema is what its version rows claim
+// (daemon/core/schema_check.h says how it is judged).
+struct SchemaStatus {
+  std::string state = "unknown";  // match, drift, unknown
+  std::string reason;             // one sentence a person can act on
+  std::string fingerprint;        // SchemaFingerprint; empty when not read
+  std::vector<SchemaDifference> differences;  // drift: against the expected schema
+  absl::Time checked_at = absl::InfinitePast();
+};
 
 // States a database can be in (DESIGN.md), as stable strings:
 // current, behind, ahead, diverged, orphaned, uninitialized,
@@ -37,6 +48,7 @@ struct DatabaseStatus {
   absl::Time last_check = absl::InfinitePast();
   absl::Time last_change = absl::InfinitePast();
   bool discovered = false;
+  SchemaStatus schema;
 
   std::string key() const { return environment + "/" + name; }
 };

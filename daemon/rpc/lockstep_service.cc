@@ -37,6 +37,19 @@ void ToProto(const DatabaseStatus& d, v1::Database* out) {
   SetTime(d.last_check, out->mutable_last_check());
   SetTime(d.last_change, out->mutable_last_change());
   out->set_discovered(d.discovered);
+  v1::SchemaCheck* schema = out->mutable_schema();
+  schema->set_state(d.schema.state);
+  schema->set_reason(d.schema.reason);
+  schema->set_fingerprint(d.schema.fingerprint);
+  for (const SchemaDifference& x : d.schema.differences) {
+    v1::SchemaDifference* p = schema->add_differences();
+    p->set_kind(x.kind);
+    p->set_name(x.name);
+    p->set_change(x.change);
+    p->set_expected(x.expected);
+    p->set_found(x.found);
+  }
+  SetTime(d.schema.checked_at, schema->mutable_checked_at());
 }
 
 void ToProto(const GraphStatus& g, v1::GraphStatus* out) {

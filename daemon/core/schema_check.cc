@@ -1,0 +1,86 @@
+#include "daemon/core/schema_check.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace lockstep::daemon {
+namespace {
+
+// "at e9a8c6b4d244", "with no version rows".
+std::string Where(const std::vector<std::string>& revisions) {
+  return revisions.empty() ? "with no version rows"
+                           : absl::StrCat("at ", absl::StrJoin(revisions, ", "));
+}
+
+std::string Others(size_t n, const std::string& dialect, const std::string& where) {
+  return absl::StrCat(n, " other ", dialect, n == 1 ? " database " : " databases ", where);
+}
+
+}  // namespace
+
+std::string DescribeDifferences(const std::vector<SchemaDifference>& differences, size_t show) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < differences.size() && i < show; ++i) parts.push_back(Describe(differences[i]));
+  std::string out = absl::StrJoin(parts, "; ");
+  if (differences.size() > show) absl::StrAppend(&out, "; and ", differences.size() - show, " more");
+  return out;
+}
+
+std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>& samples) {
+  std::map<std::string, SchemaStatus> out;
+  // Cohorts: dialect and version rows; members that could be read.
+  std::map<std::pair<std::string, std::vector<std::string>>, std::vector<const SchemaSample*>>
+      cohorts;
+  for (const SchemaSample& s : samples) {
+    SchemaStatus& st = out[s.key];
+    st.fingerprint = s.fingerprint;
+    if (s.schema == nullptr) {
+      st.state = "unknown";
+      st.reason = s.error;
+      continue;
+    }
+    cohorts[{s.dialect, s.revisions}].push_back(&s);
+  }
+  for (const auto& [cohort, members] : cohorts) {
+    const std::string& dialect = cohort.first;
+    const std::string where = Where(cohort.second);
+    std::map<std::string, std::vector<const SchemaSample*>> by_print;
+    for (const SchemaSample* m : members) by_print[m->fingerprint].push_back(m);
+    if (members.size() == 1) {
+      out[members[0]->key].reason =
+          absl::StrCat("no other ", dialect, " database ", where, " to compare its schema with");
+      continue;
+    }
+    const std::vector<const SchemaSample*>* majority = nullptr;
+    for (const auto& [print, group] : by_print) {
+      if (group.size() * 2 > members.size()) majority = &group;
+    }
+    if (majority == nullptr) {
+      for (const SchemaSample* m : members) {
+        out[m->key].reason = absl::StrCat("the ", members.size(), " ", dialect, " databases ",
+                                          where, " hold ", by_print.size(),
+                                          " different schemas, and no majority agrees");
+      }
+      continue;
+    }
+    const SchemaSample& model = *majority->front();
+    for (const SchemaSample* m : members) {
+      SchemaStatus& st = out[m->key];
+      if (m->fingerprint == model.fingerprint) {
+        st.state = "match";
+        st.reason = absl::StrCat("same schema as the ", Others(majority->size() - 1, dialect, where));
+        continue;
+      }
+      st.state = "drift";
+      st.differences = Diff(*model.schema, *m->schema);
+      st.reason = absl::StrCat("schema differs from the ", majority->size(), " ", dialect,
+                               " databases ", where, " that agree: ",
+                               DescribeDifferences(st.differences));
+    }
+  }
+  return out;
+}
+
+}  // namespace lockstep::daemon
