@@ -526,7 +526,15 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
     SchemaMemo& m = schema_memo_[d.key()];
     m.dialect = std::string(config::DialectName(targets[to_read[k]]->url.dialect));
     m.read_at = now;
-    if (reads[k].ok()) {
+    if (reads[k].ok() && !reads[k]->locked_by.empty()) {
+      // A step (or a restore) may be changing it as it was read: no verdict.
+      m.revisions = reads[k]->rows;
+      m.fingerprint.clear();
+      m.error = absl::StrCat("lockstep's lock on it was held (", reads[k]->locked_by,
+                             ") while its schema was read: a step or restore may be changing "
+                             "it; read again at the next poll");
+      m.retry = true;
+    } else if (reads[k].ok()) {
       m.revisions = reads[k]->rows;
       m.fingerprint = SchemaFingerprint(reads[k]->schema);
       m.error.clear();
@@ -571,8 +579,19 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
       d.schema.reason = "unreachable: its schema cannot be read";
       continue;
     }
+    SchemaMemo& m = schema_memo_[d.key()];
+    if (v->second.state == "drift" && m.suspected != m.fingerprint) {
+      // First sight: confirmed by the next read (at the next poll).
+      m.suspected = m.fingerprint;
+      m.retry = true;
+      v->second.state = "unknown";
+      v->second.reason = absl::StrCat("confirming at the next poll (it may have been read while "
+                                      "a migration ran): ", v->second.reason);
+    } else if (v->second.state != "drift") {
+      m.suspected.clear();
+    }
     d.schema = std::move(v->second);
-    d.schema.checked_at = schema_memo_[d.key()].read_at;
+    d.schema.checked_at = m.read_at;
   }
 }
 

@@ -84,6 +84,10 @@ class Reconciler {
     std::string error;
     bool retry = false;  // read again at the next pass, not the next interval
     absl::Time read_at = absl::InfinitePast();
+    // A schema judged drift once: drift is reported when a second read
+    // finds the same schema (a migration run by hand outside a transaction
+    // is not mistaken for drift).
+    std::string suspected;
   };
   std::map<std::string, SchemaMemo> schema_memo_;                 // guarded by refresh_mu_
   std::map<std::string, std::shared_ptr<const Schema>> schemas_;  // guarded by refresh_mu_

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "daemon/drivers/driver.h"
 #include "tests/support/alembic.h"
 #include "tests/support/postgres_server.h"
 #include "tests/support/temp_dir.h"
@@ -449,6 +450,13 @@ environments:
 )");
   ASSERT_TRUE(r->Refresh().ok());
   auto s = r->Snapshot();
+  // Drift is reported once a second read (the next poll) confirms it.
+  EXPECT_EQ(s->Find("prod", "t2")->schema.state, "unknown");
+  EXPECT_THAT(s->Find("prod", "t2")->schema.reason,
+              HasSubstr("confirming at the next poll (it may have been read while a migration "
+                        "ran): schema differs from the 3 sqlite databases"));
+  ASSERT_TRUE(r->Refresh().ok());
+  s = r->Snapshot();
   const SchemaStatus& t2 = s->Find("prod", "t2")->schema;
   EXPECT_EQ(t2.state, "drift");
   EXPECT_EQ(t2.reason, absl::StrCat("schema differs from the 3 sqlite databases at ", kHead,
@@ -469,6 +477,23 @@ environments:
   EXPECT_EQ(s->Find("prod", "t1")->schema.reason,
             absl::StrCat("same schema as the 3 other sqlite databases at ", kHead));
   EXPECT_EQ(s->Find("prod", "t2")->schema.state, "drift");
+
+  // A lockstep lock held on a database (a step in flight) makes its read no
+  // verdict. t2 is read again since its rows change.
+  Alembic("sqlite:///" + dir_ + "/t2.db", {"stamp", kAge});
+  {
+    auto drivers = MakeDrivers({});
+    VersionTarget t2_target;
+    t2_target.name = "prod/t2";
+    t2_target.url = *config::ParseDatabaseUrl("sqlite:///" + dir_ + "/t2.db");
+    auto lock = drivers->For(t2_target.url)
+                    .Lock(t2_target, t2_target.url, absl::Seconds(1), IfMissing::kRefuse);
+    ASSERT_TRUE(lock.ok()) << lock.status();
+    ASSERT_TRUE(r->Refresh().ok());
+    const SchemaStatus& held = r->Snapshot()->Find("prod", "t2")->schema;
+    EXPECT_EQ(held.state, "unknown");
+    EXPECT_THAT(held.reason, HasSubstr("lockstep's lock on it was held (this lockstepd (pid "));
+  }
 }
 
 TEST_F(ReconcilerTest, SchemaChecksCanBeTurnedOff) {

@@ -427,6 +427,17 @@ class PostgresDriver : public Driver {
         {
           // One snapshot: the schema and the version rows at one instant.
           pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(*conn->c);
+          // lockstep's advisory lock on this database, before and after the
+          // read (pg_locks is live, not part of the snapshot).
+          const std::string holder = absl::StrCat(
+              "SELECT 'pid ' || l.pid || COALESCE(' (' || a.application_name || ')', '') "
+              "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+              "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+              "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+              "AND l.classid = ", (kAdvisoryLockKey >> 32) & 0xffffffff, " AND l.objid = ",
+              kAdvisoryLockKey & 0xffffffff, " LIMIT 1");
+          pqxx::result before = tx.exec(holder);
+          if (!before.empty()) out.locked_by = before[0][0].c_str();
           out.schema = ReadPostgresSchema(tx, f);
           std::string table = tx.quote_name(t.version_table);
           if (!t.version_table_schema.empty()) {
@@ -439,6 +450,8 @@ class PostgresDriver : public Driver {
             }
             std::sort(out.rows.begin(), out.rows.end());
           }
+          pqxx::result after = tx.exec(holder);
+          if (out.locked_by.empty() && !after.empty()) out.locked_by = after[0][0].c_str();
           tx.commit();
         }
         pool->Release(url.database, std::move(conn));

@@ -124,6 +124,22 @@ TEST_F(PostgresSchemaTest, AnUnreachableServerIsAClearErrorWithoutThePassword) {
   EXPECT_THAT(std::string(s.status().message()), ::testing::Not(HasSubstr("s3cret-pw")));
 }
 
+// A read while lockstep's advisory lock is held (a step in flight) says so.
+TEST_F(PostgresSchemaTest, AReadUnderLockstepsLockSaysWhoHoldsIt) {
+  VersionTarget t;
+  t.name = "prod/held";
+  t.url = *config::ParseDatabaseUrl(server_->Url(Migrated("held", {"heads"})));
+  absl::StatusOr<SchemaSnapshot> free = driver_->ReadSchema(t, {});
+  ASSERT_TRUE(free.ok()) << free.status();
+  EXPECT_EQ(free->locked_by, "");
+  auto lock = driver_->Lock(t, t.url, absl::Seconds(5), IfMissing::kRefuse);
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  absl::StatusOr<SchemaSnapshot> held = driver_->ReadSchema(t, {});
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_THAT(held->locked_by, ::testing::StartsWith("pid "));
+  EXPECT_THAT(held->locked_by, HasSubstr("(lockstepd-lock)"));
+}
+
 TEST(PostgresTypeTest, LongNamesAreShortened) {
   EXPECT_EQ(PostgresType("character varying(20)"), "VARCHAR(20)");
   EXPECT_EQ(PostgresType("timestamp with time zone"), "TIMESTAMPTZ");

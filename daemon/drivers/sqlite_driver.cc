@@ -251,6 +251,9 @@ class SqliteDriver : public Driver {
   absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& t,
                                             const SchemaFilter& filter) override {
     const std::string& path = t.url.database;
+    // lockstep's flock (sqlite_lock.h) on the file, before and after the
+    // read: held at neither, no step of any lockstepd ran during it.
+    std::string locked_by = FlockHolderOf(path);
     try {
       SQLite::Database db(path, SQLite::OPEN_READONLY,
                           static_cast<int>(absl::ToInt64Milliseconds(options_.statement_timeout)));
@@ -274,6 +277,7 @@ class SqliteDriver : public Driver {
         std::sort(out.rows.begin(), out.rows.end());
       }
       read.commit();
+      out.locked_by = locked_by.empty() ? FlockHolderOf(path) : locked_by;
       return out;
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat(path, ": cannot read its schema: ", e.what()));

@@ -204,4 +204,11 @@ SqliteFileLock::~SqliteFileLock() {
   table.held.erase({dev_, ino_});
 }
 
+std::string FlockHolderOf(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "";
+  if (FlockHolderIn(SlurpOrEmpty("/proc/locks"), st.st_dev, st.st_ino) == 0) return "";
+  return DescribeHolder(st.st_dev, st.st_ino);
+}
+
 }  // namespace lockstep::daemon

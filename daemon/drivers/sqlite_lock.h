@@ -96,6 +96,10 @@ class SqliteFileLock {
 // namespace). Exposed for tests.
 pid_t FlockHolderIn(const std::string& proc_locks, dev_t dev, ino_t ino);
 
+// Who holds a flock() on the file at `path` ("pid 1234 (lockstepd)"), or
+// "" when nobody does (or it cannot be stat'ed). Takes no lock itself.
+std::string FlockHolderOf(const std::string& path);
+
 // The legacy lock file of a database file, which lockstep no longer makes.
 std::string LegacyLockFileOf(const std::string& sqlite_path);
 

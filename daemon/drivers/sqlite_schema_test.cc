@@ -128,6 +128,19 @@ TEST_F(SqliteSchemaTest, TheVersionRowsAreReadWithTheSchema) {
   EXPECT_EQ(s->schema.tables.count("t"), 1u);
 }
 
+// A read while lockstep's flock is held (a step in flight) says so.
+TEST_F(SqliteSchemaTest, AReadUnderLockstepsLockSaysWhoHoldsIt) {
+  VersionTarget t;
+  t.name = "dev/held";
+  t.url = *config::ParseDatabaseUrl("sqlite:///" + Migrated("held", "heads"));
+  EXPECT_EQ(driver_->ReadSchema(t, {})->locked_by, "");
+  auto lock = driver_->Lock(t, t.url, absl::Seconds(5), IfMissing::kRefuse);
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  absl::StatusOr<SchemaSnapshot> held = driver_->ReadSchema(t, {});
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_THAT(held->locked_by, ::testing::HasSubstr("this lockstepd (pid "));
+}
+
 TEST(SqliteChecksTest, ChecksAreFoundOutsideLiteralsAndNames) {
   EXPECT_THAT(SqliteChecks("CREATE TABLE t (a INT CHECK(a>0), \"check\" TEXT DEFAULT 'CHECK (x)', "
                            "CONSTRAINT ck_b CHECK ( b IN ('x', 'y') ))"),

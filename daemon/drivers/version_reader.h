@@ -76,6 +76,11 @@ struct SchemaFilter {
 struct SchemaSnapshot {
   Schema schema;
   std::vector<std::string> rows;  // the version rows, sorted; none without a table
+  // Who holds lockstep's lock on the database while it was read (a rollout
+  // step, a restore: "pid 4242 (lockstepd)"); empty when nobody did. SQLite
+  // runs Alembic's DDL outside a transaction, so a schema read while a step
+  // migrates may be half done: such a read is no verdict.
+  std::string locked_by;
 };
 
 class VersionReader {

@@ -73,6 +73,9 @@ environments:
       - {name: p3, url: "%s"}
 """ % (grpc_port, cls.metrics_port, cls.pg.url("p1"), cls.pg.url("p2"), cls.pg.url("p3")))
         cls.d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port).start()
+        # Drift is reported when a second read confirms it (the next poll).
+        cls.first = json.loads(cls.d.cli("status", "-o", "json").stdout)
+        cls.d.cli("refresh")
 
     @classmethod
     def tearDownClass(cls):
@@ -90,6 +93,9 @@ environments:
         return {d["database"]: d for d in out["databases"]}
 
     def test_1_the_table_dropped_after_it_was_applied_is_named(self):
+        first = {d["database"]: d for d in self.first["databases"]}
+        self.assertEqual(first["t2"]["schema"]["state"], "unknown")
+        self.assertIn("confirming at the next poll", first["t2"]["schema"]["reason"])
         dbs = self.databases()
         self.assertEqual(dbs["t2"]["state"], "current")  # what alembic_version claims
         schema = dbs["t2"]["schema"]
