@@ -269,7 +269,7 @@ class Loader {
     const std::string p = "project";
     if (!Keys(n, p, {"alembic_ini", "scripts", "ini_section", "version_table",
                      "version_table_schema", "alembic_command", "working_dir", "step_timeout",
-                     "alembic_runner", "python", "schema_ignore"})) {
+                     "alembic_runner", "python", "schema_ignore", "shadow_postgresql"})) {
       return;
     }
     if (auto v = Str(n, "alembic_ini", p)) pr->alembic_ini = Resolve(base_, *v);
@@ -291,6 +291,17 @@ class Loader {
       }
     }
     if (auto v = Str(n, "python", p)) pr->python = *v;
+    if (auto v = Str(n, "shadow_postgresql", p)) {
+      absl::StatusOr<DatabaseUrl> url = ParseDatabaseUrl(*v, base_);
+      if (!url.ok()) {
+        Error(n["shadow_postgresql"], p + ".shadow_postgresql", std::string(url.status().message()));
+      } else if (url->dialect != Dialect::kPostgresql) {
+        Error(n["shadow_postgresql"], p + ".shadow_postgresql",
+              "expected a postgresql:// URL of a server where lockstepd may create databases");
+      } else {
+        pr->shadow_postgresql = *url;
+      }
+    }
     if (YAML::Node ignore = n["schema_ignore"]) {
       if (!ignore.IsSequence()) {
         Error(ignore, p + ".schema_ignore", "expected a list of name patterns, e.g. [audit_*]");

@@ -79,6 +79,10 @@ struct ProjectConfig {
   // Shell patterns of tables, indexes, views, triggers, enums and sequences
   // a team manages by hand: left out of schema checks ("audit_*").
   std::vector<std::string> schema_ignore;
+  // A PostgreSQL server where lockstepd may create (and drop) scratch
+  // databases to build expected schemas with Alembic; unset: PostgreSQL
+  // databases are judged by their cohort only (README: Schema drift).
+  std::optional<DatabaseUrl> shadow_postgresql;
 };
 
 // Where a database's password comes from; the URL's own password otherwise.

@@ -17,6 +17,7 @@
 #include "daemon/metrics/fleet_metrics.h"
 #include "daemon/metrics/rollout_metrics.h"
 #include "daemon/rollout/engine.h"
+#include "daemon/rollout/shadow_schema.h"
 #include "daemon/rpc/lockstep_service.h"
 #include "daemon/state/state_store.h"
 
@@ -60,6 +61,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
       Reconciler::Create(inventory, d->drivers_, d->store_.get());
   if (!reconciler.ok()) return reconciler.status();
   d->reconciler_ = *std::move(reconciler);
+  // Expected schemas: the project's Alembic on an empty shadow database.
+  auto shadow = std::make_shared<ShadowSchemas>(d->drivers_.get());
+  d->reconciler_->SetExpectedSchemas(
+      [shadow, drivers = d->drivers_](const config::Inventory& inv, config::Dialect dialect,
+                                      const std::vector<std::string>& revisions,
+                                      const SchemaFilter& filter) {
+        return shadow->Build(inv, dialect, revisions, filter);
+      });
 
   d->registry_ = std::make_shared<prometheus::Registry>();
   d->metrics_ = std::make_unique<FleetMetrics>(d->registry_.get());

@@ -462,27 +462,97 @@ absl::Status Reconciler::Refresh() {
       if (d.state == "unreachable" && it->second.revisions_known) d.revisions = it->second.revisions;
     }
   }
-  std::vector<const VersionTarget*> schema_targets;
-  for (const Planned& p : plan) schema_targets.push_back(&p.target);
-  CheckSchemas(*inv, schema_targets, snapshot.get());
   snapshot->refreshed_at = checked_at;
   snapshot->refresh_duration = absl::Now() - started;
 
-  std::map<std::string, VersionTarget> targets;
-  for (Planned& p : plan) targets.emplace(p.target.name, std::move(p.target));
-  std::function<void(const FleetSnapshot&)> callback;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    snapshot_ = snapshot;
-    targets_ = std::move(targets);
-    callback = on_refresh_;
+  // The version rows are published at once; schemas follow in a second
+  // publication (building an expected schema runs Alembic, seconds). Until
+  // then a database keeps its last verdict while its rows are unchanged.
+  std::shared_ptr<const FleetSnapshot> before = Snapshot();
+  for (DatabaseStatus& d : snapshot->databases) {
+    const DatabaseStatus* last = before ? before->Find(d.environment, d.name) : nullptr;
+    if (last != nullptr && last->revisions == d.revisions) {
+      d.schema = last->schema;
+    } else {
+      d.schema.reason = "its schema is being read";
+    }
   }
-  if (callback) callback(*snapshot);
+  std::map<std::string, VersionTarget> targets;
+  for (const Planned& p : plan) targets.emplace(p.target.name, p.target);
+  Publish(snapshot, &targets);
+
+  auto with_schemas = std::make_shared<FleetSnapshot>(*snapshot);
+  std::vector<const VersionTarget*> schema_targets;
+  for (const Planned& p : plan) schema_targets.push_back(&p.target);
+  CheckSchemas(*inv, project->graph(), schema_targets, with_schemas.get());
+  Publish(with_schemas, nullptr);
   if (!recorded.ok()) return recorded;
   return last.status();
 }
 
+void Reconciler::Publish(std::shared_ptr<const FleetSnapshot> snapshot,
+                         std::map<std::string, VersionTarget>* targets) {
+  std::function<void(const FleetSnapshot&)> callback;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_ = snapshot;
+    if (targets != nullptr) targets_ = std::move(*targets);
+    callback = on_refresh_;
+  }
+  if (callback) callback(*snapshot);
+}
+
+void Reconciler::SetExpectedSchemas(ExpectedSchemaFn fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expected_fn_ = std::move(fn);
+}
+
+ExpectedSchemas Reconciler::Expected(const config::Inventory& inv,
+                                     const migrations::RevisionGraph& graph,
+                                     const std::vector<SchemaSample>& samples,
+                                     const std::map<std::string, SchemaFilter>& filters,
+                                     bool retry_failed) {
+  ExpectedSchemaFn fn;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fn = expected_fn_;
+  }
+  if (!fn) return {};
+  if (expected_signature_ != project_signature_) {
+    expected_.clear();  // the scripts changed: what they build may have too
+    expected_signature_ = project_signature_;
+  }
+  ExpectedSchemas out;
+  for (const SchemaSample& s : samples) {
+    if (s.schema == nullptr) continue;
+    const auto key = std::make_pair(s.dialect, s.revisions);
+    if (out.count(key)) continue;
+    auto cached = expected_.find(key);
+    if (cached != expected_.end() && (cached->second.schema || !retry_failed)) {
+      out[key] = cached->second;
+      continue;
+    }
+    // Only revisions the scripts define can be built.
+    bool known = true;
+    for (const std::string& r : s.revisions) known = known && graph.Find(r).has_value();
+    if (!known) continue;
+    ExpectedSchema e;
+    absl::StatusOr<Schema> built =
+        fn(inv, schema_memo_[s.key].dialect_id, s.revisions, filters.at(s.key));
+    if (built.ok()) {
+      e.fingerprint = SchemaFingerprint(*built);
+      e.schema = std::make_shared<const Schema>(*std::move(built));
+    } else {
+      e.error = std::string(built.status().message());
+    }
+    expected_[key] = e;
+    out[key] = std::move(e);
+  }
+  return out;
+}
+
 void Reconciler::CheckSchemas(const config::Inventory& inv,
+                              const migrations::RevisionGraph& graph,
                               const std::vector<const VersionTarget*>& targets,
                               FleetSnapshot* snapshot) {
   std::vector<DatabaseStatus>& dbs = snapshot->databases;
@@ -504,15 +574,18 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
   std::vector<absl::StatusOr<SchemaSnapshot>> reads(to_read.size(),
                                                     absl::UnknownError("not read"));
   std::atomic<size_t> next{0};
+  std::map<std::string, SchemaFilter> filters;  // by key
+  for (size_t i = 0; i < dbs.size(); ++i) {
+    const VersionTarget& t = *targets[i];
+    SchemaFilter& filter = filters[dbs[i].key()];
+    filter.version_table = t.version_table_schema.empty() || t.version_table_schema == "public"
+                               ? t.version_table
+                               : absl::StrCat(t.version_table_schema, ".", t.version_table);
+    filter.ignore = inv.project.schema_ignore;
+  }
   auto work = [&] {
     for (size_t k = next++; k < to_read.size(); k = next++) {
-      const VersionTarget& t = *targets[to_read[k]];
-      SchemaFilter filter;
-      filter.version_table = t.version_table_schema.empty() || t.version_table_schema == "public"
-                                 ? t.version_table
-                                 : absl::StrCat(t.version_table_schema, ".", t.version_table);
-      filter.ignore = inv.project.schema_ignore;
-      reads[k] = reader_->ReadSchema(t, filter);
+      reads[k] = reader_->ReadSchema(*targets[to_read[k]], filters[dbs[to_read[k]].key()]);
     }
   };
   const size_t threads =
@@ -524,7 +597,8 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
   for (size_t k = 0; k < to_read.size(); ++k) {
     const DatabaseStatus& d = dbs[to_read[k]];
     SchemaMemo& m = schema_memo_[d.key()];
-    m.dialect = std::string(config::DialectName(targets[to_read[k]]->url.dialect));
+    m.dialect_id = targets[to_read[k]]->url.dialect;
+    m.dialect = std::string(config::DialectName(m.dialect_id));
     m.read_at = now;
     if (reads[k].ok() && !reads[k]->locked_by.empty()) {
       // A step (or a restore) may be changing it as it was read: no verdict.
@@ -572,7 +646,8 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
                        schema == schemas_.end() ? nullptr : schema->second,
                        m->second.fingerprint, m->second.error});
   }
-  std::map<std::string, SchemaStatus> verdicts = JudgeCohorts(samples);
+  std::map<std::string, SchemaStatus> verdicts =
+      JudgeCohorts(samples, Expected(inv, graph, samples, filters, due));
   for (DatabaseStatus& d : dbs) {
     auto v = verdicts.find(d.key());
     if (v == verdicts.end()) {

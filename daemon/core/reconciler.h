@@ -25,6 +25,7 @@
 #include "config/inventory.h"
 #include "daemon/model/clock.h"
 #include "daemon/model/fleet.h"
+#include "daemon/core/schema_check.h"
 #include "daemon/drivers/version_reader.h"
 #include "daemon/state/state_store.h"
 #include "migrations/project.h"
@@ -55,6 +56,15 @@ class Reconciler {
   // Takes a new inventory (SIGHUP); used from the next refresh on.
   void SetInventory(std::shared_ptr<const config::Inventory> inventory);
 
+  // What Alembic builds for a revision set on an empty database of a
+  // dialect (daemon/rollout/shadow_schema.h); schemas are judged against it
+  // when it can be built, else against their cohort. Built once per
+  // dialect, revision set and version of the scripts.
+  using ExpectedSchemaFn = std::function<absl::StatusOr<Schema>(
+      const config::Inventory&, config::Dialect, const std::vector<std::string>&,
+      const SchemaFilter&)>;
+  void SetExpectedSchemas(ExpectedSchemaFn fn);
+
   // Called after each refresh with the new snapshot (metrics hook).
   void OnRefresh(std::function<void(const FleetSnapshot&)> callback);
 
@@ -65,6 +75,10 @@ class Reconciler {
 
  private:
   Reconciler() = default;
+  // Makes `snapshot` (and `targets`, unless null) what readers see, then
+  // calls the OnRefresh callback.
+  void Publish(std::shared_ptr<const FleetSnapshot> snapshot,
+               std::map<std::string, VersionTarget>* targets);
   // Reloads the project when the version folders changed; keeps the last
   // good graph (and reports the error) when the new one does not load.
   void MaybeReloadProject(const config::Inventory& inv, GraphStatus* graph);
@@ -72,12 +86,18 @@ class Reconciler {
   // database whose version rows changed since its last read) and judges
   // every database's schema (schema_check.h) into snapshot->databases;
   // `targets[i]` reaches snapshot->databases[i].
-  void CheckSchemas(const config::Inventory& inv, const std::vector<const VersionTarget*>& targets,
-                    FleetSnapshot* snapshot);
+  void CheckSchemas(const config::Inventory& inv, const migrations::RevisionGraph& graph,
+                    const std::vector<const VersionTarget*>& targets, FleetSnapshot* snapshot);
+  // Expected schemas for the cohorts in `samples` that have none yet (or
+  // whose build failed, when `retry_failed`).
+  ExpectedSchemas Expected(const config::Inventory& inv, const migrations::RevisionGraph& graph,
+                           const std::vector<SchemaSample>& samples,
+                           const std::map<std::string, SchemaFilter>& filters, bool retry_failed);
 
   // Each database's last schema read (by key) and the schemas read, shared
   // by fingerprint (thousands of tenants usually hold a handful).
   struct SchemaMemo {
+    config::Dialect dialect_id = config::Dialect::kSqlite;
     std::string dialect;
     std::vector<std::string> revisions;  // read with the schema
     std::string fingerprint;             // empty when it could not be read
@@ -92,6 +112,9 @@ class Reconciler {
   std::map<std::string, SchemaMemo> schema_memo_;                 // guarded by refresh_mu_
   std::map<std::string, std::shared_ptr<const Schema>> schemas_;  // guarded by refresh_mu_
   absl::Time last_schema_pass_ = absl::InfinitePast();            // guarded by refresh_mu_
+  ExpectedSchemaFn expected_fn_;                                  // guarded by mu_
+  ExpectedSchemas expected_;            // guarded by refresh_mu_: built for project_signature_
+  std::string expected_signature_;      // guarded by refresh_mu_
 
   RealClock real_clock_;
   const Clock* clock_ = &real_clock_;  // constant after Create

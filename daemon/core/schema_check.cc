@@ -28,7 +28,8 @@ std::string DescribeDifferences(const std::vector<SchemaDifference>& differences
   return out;
 }
 
-std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>& samples) {
+std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>& samples,
+                                                 const ExpectedSchemas& expected) {
   std::map<std::string, SchemaStatus> out;
   // Cohorts: dialect and version rows; members that could be read.
   std::map<std::pair<std::string, std::vector<std::string>>, std::vector<const SchemaSample*>>
@@ -46,11 +47,41 @@ std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>
   for (const auto& [cohort, members] : cohorts) {
     const std::string& dialect = cohort.first;
     const std::string where = Where(cohort.second);
+    auto built = expected.find(cohort);
+    if (built != expected.end() && built->second.schema != nullptr) {
+      const ExpectedSchema& e = built->second;
+      for (const SchemaSample* m : members) {
+        SchemaStatus& st = out[m->key];
+        if (m->fingerprint == e.fingerprint) {
+          st.state = "match";
+          st.reason = cohort.second.empty()
+                          ? "empty, as a database without version rows should be"
+                          : absl::StrCat("the schema Alembic builds for ",
+                                         absl::StrJoin(cohort.second, ", "), " on an empty ",
+                                         dialect, " database");
+          continue;
+        }
+        st.state = "drift";
+        st.differences = Diff(*e.schema, *m->schema);
+        st.reason = cohort.second.empty()
+                        ? absl::StrCat("no version rows, yet not empty (stamped base, or its rows "
+                                       "deleted?): ",
+                                       DescribeDifferences(st.differences))
+                        : absl::StrCat("not the schema Alembic builds for ",
+                                       absl::StrJoin(cohort.second, ", "), ": ",
+                                       DescribeDifferences(st.differences));
+      }
+      continue;
+    }
+    // No expected schema: the cohort judges; an unknown verdict says why
+    // there was none.
+    const std::string no_expected =
+        built == expected.end() ? "" : absl::StrCat(" (no expected schema: ", built->second.error, ")");
     std::map<std::string, std::vector<const SchemaSample*>> by_print;
     for (const SchemaSample* m : members) by_print[m->fingerprint].push_back(m);
     if (members.size() == 1) {
-      out[members[0]->key].reason =
-          absl::StrCat("no other ", dialect, " database ", where, " to compare its schema with");
+      out[members[0]->key].reason = absl::StrCat("no other ", dialect, " database ", where,
+                                                 " to compare its schema with", no_expected);
       continue;
     }
     const std::vector<const SchemaSample*>* majority = nullptr;
@@ -61,7 +92,8 @@ std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>
       for (const SchemaSample* m : members) {
         out[m->key].reason = absl::StrCat("the ", members.size(), " ", dialect, " databases ",
                                           where, " hold ", by_print.size(),
-                                          " different schemas, and no majority agrees");
+                                          " different schemas, and no majority agrees",
+                                          no_expected);
       }
       continue;
     }

@@ -1,8 +1,9 @@
 // Judging schemas: is each database's real schema the one its version rows
 // claim?
 //
-// Without an expected schema built from the scripts, the judge is the
-// cohort: the databases of one dialect that hold the same version rows must
+// The judge is the expected schema (what Alembic builds for those revisions
+// on an empty database) when there is one: `match` or `drift` against it.
+// Without one, the judge is the cohort: the databases of one dialect that hold the same version rows must
 // share one schema (one fingerprint). When more than half of a cohort agree,
 // that schema is the expected one: they `match`, and every other member is
 // `drift`, with the differences against it. A database alone at its
@@ -30,8 +31,21 @@ struct SchemaSample {
   std::string error;                    // why it could not be read
 };
 
-// The verdict for every sample, by key.
-std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>& samples);
+// What Alembic builds for a revision set on an empty database (the
+// reconciler gets it from ShadowSchemas), or why it could not be built.
+struct ExpectedSchema {
+  std::shared_ptr<const Schema> schema;  // null when it could not be built
+  std::string fingerprint;
+  std::string error;
+};
+// By dialect and revision set.
+using ExpectedSchemas =
+    std::map<std::pair<std::string, std::vector<std::string>>, ExpectedSchema>;
+
+// The verdict for every sample, by key: against the expected schema of its
+// dialect and revisions when there is one, else against its cohort.
+std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>& samples,
+                                                 const ExpectedSchemas& expected = {});
 
 // "table orders missing; column users.age unexpected; and 3 more".
 std::string DescribeDifferences(const std::vector<SchemaDifference>& differences, size_t show = 3);

@@ -62,6 +62,35 @@ TEST(JudgeCohortsTest, NoMajorityAndUnreadableSchemasAreUnknownAndSaySo) {
   EXPECT_EQ(v["dev/c"].reason, "cannot read its schema: disk I/O error");
 }
 
+// An expected schema (what Alembic builds) outranks the cohort: even a
+// majority that lacks a table is drift.
+TEST(JudgeCohortsTest, TheExpectedSchemaOutranksTheCohort) {
+  auto full = WithTables({"orders", "users"});
+  auto partial = WithTables({"users"});
+  ExpectedSchemas expected;
+  expected[{"sqlite", {"e9a8"}}] = {full, SchemaFingerprint(*full), ""};
+  expected[{"sqlite", {}}] = {std::make_shared<Schema>(), SchemaFingerprint(Schema{}), ""};
+  expected[{"sqlite", {"b5d1"}}] = {nullptr, "", "Alembic could not build b5d1: exit 1"};
+  std::vector<SchemaSample> samples = {
+      Sample("prod/t1", {"e9a8"}, partial), Sample("prod/t2", {"e9a8"}, partial),
+      Sample("prod/t3", {"e9a8"}, full),    Sample("prod/base", {}, full),
+      Sample("prod/b", {"b5d1"}, full),
+  };
+  std::map<std::string, SchemaStatus> v = JudgeCohorts(samples, expected);
+  EXPECT_EQ(v["prod/t1"].state, "drift");
+  EXPECT_EQ(v["prod/t1"].reason, "not the schema Alembic builds for e9a8: table orders missing");
+  EXPECT_EQ(v["prod/t3"].state, "match");
+  EXPECT_EQ(v["prod/t3"].reason, "the schema Alembic builds for e9a8 on an empty sqlite database");
+  EXPECT_EQ(v["prod/base"].state, "drift");
+  EXPECT_EQ(v["prod/base"].reason,
+            "no version rows, yet not empty (stamped base, or its rows deleted?): table orders "
+            "unexpected; table users unexpected");
+  EXPECT_EQ(v["prod/b"].state, "unknown");
+  EXPECT_EQ(v["prod/b"].reason,
+            "no other sqlite database at b5d1 to compare its schema with (no expected schema: "
+            "Alembic could not build b5d1: exit 1)");
+}
+
 TEST(DescribeDifferencesTest, ShowsTheFirstFewAndCountsTheRest) {
   std::vector<SchemaDifference> d = {{"table", "a", "missing", "", ""},
                                      {"table", "b", "missing", "", ""},

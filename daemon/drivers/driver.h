@@ -120,6 +120,22 @@ class Driver : public VersionReader {
                                                              absl::Duration connect_timeout,
                                                              absl::Duration timeout) = 0;
 
+  // A new, empty database for lockstep's own use (expected schemas are
+  // built there), reachable with the returned URL: SQLite, a file in a new
+  // temporary folder (`server` is not used); PostgreSQL, a database named
+  // lockstep_shadow_<pid>_<n> created on the server `server` connects to.
+  // DropScratch removes it (and, for SQLite, its folder).
+  virtual absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::DatabaseUrl& server) {
+    (void)server;
+    return absl::UnimplementedError("no scratch databases for this dialect");
+  }
+  virtual absl::Status DropScratch(const config::DatabaseUrl& server,
+                                   const config::DatabaseUrl& scratch) {
+    (void)server;
+    (void)scratch;
+    return absl::UnimplementedError("no scratch databases for this dialect");
+  }
+
   // Given `read`, a read of `target` that failed, repairs what a writer
   // killed mid-transaction (Alembic, stopped or crashed) left behind if that
   // is why it failed; true when it did, and the caller reads again. SQLite:

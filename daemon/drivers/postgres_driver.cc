@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
@@ -400,6 +401,21 @@ class PostgresDriver : public Driver {
     return LibpqEnvironment(url);
   }
 
+  absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::DatabaseUrl& server) override {
+    static std::atomic<int> counter{0};
+    config::DatabaseUrl scratch = server;
+    scratch.database = absl::StrCat("lockstep_shadow_", ::getpid(), "_", ++counter);
+    absl::Status made = Admin(server, absl::StrCat("CREATE DATABASE ", scratch.database));
+    if (!made.ok()) return made;
+    return scratch;
+  }
+
+  absl::Status DropScratch(const config::DatabaseUrl& server,
+                           const config::DatabaseUrl& scratch) override {
+    return Admin(server, absl::StrCat("DROP DATABASE IF EXISTS ", scratch.database,
+                                      " WITH (FORCE)"));
+  }
+
   absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& t,
                                             const SchemaFilter& filter) override {
     absl::StatusOr<std::optional<std::string>> password =
@@ -560,6 +576,23 @@ class PostgresDriver : public Driver {
     }
     pool->Release(url.database, std::move(conn));
     return out;
+  }
+
+  // One statement outside a transaction (CREATE/DROP DATABASE) on a
+  // short-lived connection to `server`.
+  absl::Status Admin(const config::DatabaseUrl& server, const std::string& sql) {
+    try {
+      pqxx::connection c(absl::StrCat(
+          server.LibpqConninfo(), " connect_timeout=",
+          std::max<int64_t>(2, absl::ToInt64Seconds(options_.connect_timeout)),
+          " application_name=lockstepd"));
+      pqxx::nontransaction w(c);
+      w.exec(sql);
+      return absl::OkStatus();
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(
+          absl::StrCat(sql, " on ", server.Redacted(), " failed: ", OneLine(e.what())));
+    }
   }
 
   ServerPool* PoolFor(const std::string& server) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -282,6 +283,25 @@ class SqliteDriver : public Driver {
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat(path, ": cannot read its schema: ", e.what()));
     }
+  }
+
+  absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::DatabaseUrl&) override {
+    std::string dir = (std::filesystem::temp_directory_path() / "lockstep-shadow-XXXXXX").string();
+    if (::mkdtemp(dir.data()) == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot create a folder for a scratch database: ", std::strerror(errno)));
+    }
+    config::DatabaseUrl url;
+    url.dialect = config::Dialect::kSqlite;
+    url.database = dir + "/shadow.db";
+    return url;
+  }
+
+  absl::Status DropScratch(const config::DatabaseUrl&, const config::DatabaseUrl& scratch) override {
+    std::error_code ec;
+    std::filesystem::remove_all(std::filesystem::path(scratch.database).parent_path(), ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("cannot remove ", scratch.database, ": ", ec.message()));
+    return absl::OkStatus();
   }
 
   std::vector<std::string> ChildEnvironment(const config::DatabaseUrl&) const override {

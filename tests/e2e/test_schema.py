@@ -9,6 +9,7 @@ Run: LOCKSTEP_BUILD=build python3 -m unittest tests/e2e/test_schema.py
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -73,8 +74,16 @@ environments:
       - {name: p3, url: "%s"}
 """ % (grpc_port, cls.metrics_port, cls.pg.url("p1"), cls.pg.url("p2"), cls.pg.url("p3")))
         cls.d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port).start()
-        # Drift is reported when a second read confirms it (the next poll).
-        cls.first = json.loads(cls.d.cli("status", "-o", "json").stdout)
+        # The first pass (it builds the expected schemas first), then drift is
+        # reported when a second read confirms it (the next poll).
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            cls.first = json.loads(cls.d.cli("status", "-o", "json", check=False).stdout)
+            reasons = [d["schema"]["reason"] for d in cls.first["databases"]]
+            # Version rows are published first, schemas when they are read.
+            if reasons and "its schema is being read" not in reasons:
+                break
+            time.sleep(0.2)
         cls.d.cli("refresh")
 
     @classmethod
@@ -103,8 +112,9 @@ environments:
         self.assertEqual(schema["differences"], [{"kind": "table", "name": "orders",
                                                   "change": "missing", "expected": "",
                                                   "found": ""}])
-        self.assertEqual(schema["reason"], "schema differs from the 3 sqlite databases at %s "
-                         "that agree: table orders missing" % HEAD)
+        # SQLite: judged against what Alembic builds on an empty shadow file.
+        self.assertEqual(schema["reason"], "not the schema Alembic builds for %s: table orders "
+                         "missing" % HEAD)
         for t in ("t1", "t3", "t4", "p1", "p2"):
             self.assertEqual(dbs[t]["schema"]["state"], "match", t)
         self.assertEqual(len(dbs["t1"]["schema"]["fingerprint"]), 64)
@@ -114,17 +124,21 @@ environments:
         self.assertIn("table orders missing", p3["reason"])
         self.assertIn({"kind": "column", "name": "users.nickname", "change": "unexpected",
                        "expected": "", "found": "TEXT NULL"}, p3["differences"])
-        self.assertEqual(dbs["solo"]["schema"]["state"], "unknown")
+        # Alone at its revision, but Alembic can build what it should hold.
+        self.assertEqual(dbs["solo"]["schema"]["state"], "match")
         self.assertEqual(dbs["solo"]["schema"]["reason"],
-                         "no other sqlite database at %s to compare its schema with" % AGE)
+                         "the schema Alembic builds for %s on an empty sqlite database" % AGE)
+        # PostgreSQL without project.shadow_postgresql: judged by its cohort.
+        self.assertEqual(dbs["p1"]["schema"]["reason"],
+                         "same schema as the 1 other postgresql database at %s" % HEAD)
 
     def test_2_status_db_check_and_metrics_say_it(self):
         p = self.d.cli("status", check=False)
         self.assertEqual(p.returncode, 0, p.stderr)
         header = p.stdout.splitlines()[2]
         self.assertIn("SCHEMA", header)
-        self.assertIn("prod/t2: schema drift: schema differs from the 3 sqlite databases at %s "
-                      "that agree: table orders missing" % HEAD, p.stdout)
+        self.assertIn("prod/t2: schema drift: not the schema Alembic builds for %s: table orders "
+                      "missing" % HEAD, p.stdout)
         # Every database is `current` by its version rows; the schema says no.
         self.assertEqual(self.d.cli("status", "--check", check=False).returncode, 3)
         db = self.d.cli("db", "prod/p3").stdout
@@ -139,7 +153,7 @@ environments:
         self.assertIn('lockstep_database_schema_drift{database="t1",environment="prod"} 0',
                       metrics)
         self.assertIn('lockstep_schema_differences{database="p3",environment="prod"} ', metrics)
-        self.assertIn('lockstep_database_schema_known{database="solo",environment="prod"} 0',
+        self.assertIn('lockstep_database_schema_known{database="solo",environment="prod"} 1',
                       metrics)
 
     def test_3_a_repaired_database_matches_again_at_the_next_refresh(self):
@@ -152,7 +166,34 @@ environments:
         dbs = self.databases()
         self.assertEqual(dbs["t2"]["schema"]["state"], "match")
         self.assertEqual(dbs["t2"]["schema"]["reason"],
-                         "same schema as the 3 other sqlite databases at %s" % HEAD)
+                         "the schema Alembic builds for %s on an empty sqlite database" % HEAD)
+
+    def test_4_stamped_without_migrating_and_stamp_base_on_a_full_database(self):
+        # The article's stories: an empty database stamped at head, and a
+        # full one stamped at base (no version rows, every table there).
+        with sqlite3.connect(os.path.join(self.dir, "stamped.db")) as c:
+            c.execute("CREATE TABLE placeholder (id INTEGER)")
+        self.alembic("sqlite:///%s/stamped.db" % self.dir, "stamp", "heads")
+        self.alembic("sqlite:///%s/t4.db" % self.dir, "stamp", "base")
+        config = self.d.config
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text + '      - {name: stamped, url: "sqlite:///stamped.db"}\n')
+        os.kill(self.d.proc.pid, signal.SIGHUP)  # reload the inventory
+        time.sleep(1)
+        for _ in range(2):  # drift is confirmed by a second read
+            self.d.cli("refresh")
+        dbs = self.databases()
+        stamped = dbs["stamped"]["schema"]
+        self.assertEqual(stamped["state"], "drift")
+        self.assertIn("not the schema Alembic builds for %s: table orders missing; "
+                      "table users missing; table placeholder unexpected" % HEAD,
+                      stamped["reason"])
+        t4 = dbs["t4"]["schema"]
+        self.assertEqual(t4["state"], "drift")
+        self.assertIn("no version rows, yet not empty (stamped base, or its rows deleted?): "
+                      "table orders unexpected; table users unexpected", t4["reason"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+#include "daemon/rollout/shadow_schema.h"
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "daemon/process/process.h"
+#include "daemon/rollout/alembic_entry.h"
+#include "daemon/rollout/alembic_output.h"
+
+namespace lockstep::daemon {
+
+absl::StatusOr<Schema> ShadowSchemas::Build(const config::Inventory& inv, config::Dialect dialect,
+                                            const std::vector<std::string>& revisions,
+                                            const SchemaFilter& filter) const {
+  if (revisions.empty()) return Schema{};  // what Alembic builds for no revision: nothing
+  config::DatabaseUrl server;
+  server.dialect = dialect;
+  if (dialect == config::Dialect::kPostgresql) {
+    if (!inv.project.shadow_postgresql) {
+      return absl::FailedPreconditionError(
+          "no project.shadow_postgresql server to build expected schemas on");
+    }
+    server = *inv.project.shadow_postgresql;
+  }
+  Driver& driver = drivers_->For(dialect);
+  absl::StatusOr<config::DatabaseUrl> scratch = driver.CreateScratch(server);
+  if (!scratch.ok()) return scratch.status();
+  absl::Cleanup drop = [&] { (void)driver.DropScratch(server, *scratch); };
+
+  VersionTarget target;
+  target.name = "shadow";
+  target.url = *scratch;
+  target.version_table = inv.project.version_table;
+  target.version_table_schema = inv.project.version_table_schema;
+  absl::StatusOr<std::unique_ptr<DatabaseLock>> lock =
+      driver.Lock(target, *scratch, inv.server.connect_timeout, IfMissing::kCreate);
+  if (!lock.ok()) return lock.status();
+  for (const std::string& revision : revisions) {
+    ProcessSpec spec = AlembicSpec(inv, driver, *scratch, "the shadow database", (*lock)->Witness(),
+                                   "upgrade", revision);
+    ProcessResult run = RunProcess(spec, nullptr, nullptr, [](const std::string&) {});
+    if (!run.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Alembic could not build ", absl::StrJoin(revisions, ", "), " on an empty ",
+                       config::DialectName(dialect), " database: `upgrade ", revision, "` ",
+                       AlembicFailure(run)));
+    }
+  }
+  absl::StatusOr<SchemaSnapshot> read = driver.ReadSchema(target, filter);
+  if (!read.ok()) return read.status();
+  if (read->rows != revisions) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Alembic left ", RowsText(read->rows), " on the shadow database, not ",
+                     RowsText(revisions)));
+  }
+  return read->schema;
+}
+
+}  // namespace lockstep::daemon
