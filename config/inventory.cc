@@ -269,7 +269,8 @@ class Loader {
     const std::string p = "project";
     if (!Keys(n, p, {"alembic_ini", "scripts", "ini_section", "version_table",
                      "version_table_schema", "alembic_command", "working_dir", "step_timeout",
-                     "alembic_runner", "python", "schema_ignore", "shadow_postgresql"})) {
+                     "alembic_runner", "python", "schema_ignore", "shadow_postgresql",
+                     "verify_schema"})) {
       return;
     }
     if (auto v = Str(n, "alembic_ini", p)) pr->alembic_ini = Resolve(base_, *v);
@@ -291,6 +292,13 @@ class Loader {
       }
     }
     if (auto v = Str(n, "python", p)) pr->python = *v;
+    if (auto v = Str(n, "verify_schema", p)) {
+      if (*v != "fail" && *v != "warn" && *v != "off") {
+        Error(n["verify_schema"], p + ".verify_schema", "expected 'fail', 'warn' or 'off'");
+      } else {
+        pr->verify_schema = *v;
+      }
+    }
     if (auto v = Str(n, "shadow_postgresql", p)) {
       absl::StatusOr<DatabaseUrl> url = ParseDatabaseUrl(*v, base_);
       if (!url.ok()) {

@@ -83,6 +83,10 @@ struct ProjectConfig {
   // databases to build expected schemas with Alembic; unset: PostgreSQL
   // databases are judged by their cohort only (README: Schema drift).
   std::optional<DatabaseUrl> shadow_postgresql;
+  // After each rollout step, the database's schema is compared with what
+  // Alembic builds for its new revisions: "fail" fails the step (and its
+  // on_failure applies), "warn" records it, "off" skips the check.
+  std::string verify_schema = "fail";
 };
 
 // Where a database's password comes from; the URL's own password otherwise.

@@ -507,45 +507,61 @@ void Reconciler::SetExpectedSchemas(ExpectedSchemaFn fn) {
   expected_fn_ = std::move(fn);
 }
 
-ExpectedSchemas Reconciler::Expected(const config::Inventory& inv,
-                                     const migrations::RevisionGraph& graph,
-                                     const std::vector<SchemaSample>& samples,
-                                     const std::map<std::string, SchemaFilter>& filters,
-                                     bool retry_failed) {
+ExpectedSchema Reconciler::ExpectedSchemaFor(const config::Inventory& inv,
+                                             config::Dialect dialect,
+                                             const std::vector<std::string>& revisions,
+                                             const SchemaFilter& filter) {
   ExpectedSchemaFn fn;
   {
     std::lock_guard<std::mutex> lock(mu_);
     fn = expected_fn_;
   }
   if (!fn) return {};
-  if (expected_signature_ != project_signature_) {
-    expected_.clear();  // the scripts changed: what they build may have too
-    expected_signature_ = project_signature_;
+  const auto key = std::make_pair(std::string(config::DialectName(dialect)), revisions);
+  std::lock_guard<std::mutex> lock(expected_mu_);
+  auto cached = expected_.find(key);
+  if (cached != expected_.end()) return cached->second;
+  ExpectedSchema e;
+  absl::StatusOr<Schema> built = fn(inv, dialect, revisions, filter);
+  if (built.ok()) {
+    e.fingerprint = SchemaFingerprint(*built);
+    e.schema = std::make_shared<const Schema>(*std::move(built));
+  } else {
+    e.error = std::string(built.status().message());
+  }
+  expected_[key] = e;
+  return e;
+}
+
+ExpectedSchemas Reconciler::Expected(const config::Inventory& inv,
+                                     const migrations::RevisionGraph& graph,
+                                     const std::vector<SchemaSample>& samples,
+                                     const std::map<std::string, SchemaFilter>& filters,
+                                     bool retry_failed) {
+  {
+    std::lock_guard<std::mutex> lock(expected_mu_);
+    if (expected_signature_ != project_signature_) {
+      expected_.clear();  // the scripts changed: what they build may have too
+      expected_signature_ = project_signature_;
+    }
+    if (retry_failed) {
+      for (auto it = expected_.begin(); it != expected_.end();) {
+        it = it->second.schema ? std::next(it) : expected_.erase(it);
+      }
+    }
   }
   ExpectedSchemas out;
   for (const SchemaSample& s : samples) {
     if (s.schema == nullptr) continue;
     const auto key = std::make_pair(s.dialect, s.revisions);
     if (out.count(key)) continue;
-    auto cached = expected_.find(key);
-    if (cached != expected_.end() && (cached->second.schema || !retry_failed)) {
-      out[key] = cached->second;
-      continue;
-    }
     // Only revisions the scripts define can be built.
     bool known = true;
     for (const std::string& r : s.revisions) known = known && graph.Find(r).has_value();
     if (!known) continue;
-    ExpectedSchema e;
-    absl::StatusOr<Schema> built =
-        fn(inv, schema_memo_[s.key].dialect_id, s.revisions, filters.at(s.key));
-    if (built.ok()) {
-      e.fingerprint = SchemaFingerprint(*built);
-      e.schema = std::make_shared<const Schema>(*std::move(built));
-    } else {
-      e.error = std::string(built.status().message());
-    }
-    expected_[key] = e;
+    ExpectedSchema e =
+        ExpectedSchemaFor(inv, schema_memo_[s.key].dialect_id, s.revisions, filters.at(s.key));
+    if (e.schema == nullptr && e.error.empty()) return {};  // no builder
     out[key] = std::move(e);
   }
   return out;
@@ -576,12 +592,7 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
   std::atomic<size_t> next{0};
   std::map<std::string, SchemaFilter> filters;  // by key
   for (size_t i = 0; i < dbs.size(); ++i) {
-    const VersionTarget& t = *targets[i];
-    SchemaFilter& filter = filters[dbs[i].key()];
-    filter.version_table = t.version_table_schema.empty() || t.version_table_schema == "public"
-                               ? t.version_table
-                               : absl::StrCat(t.version_table_schema, ".", t.version_table);
-    filter.ignore = inv.project.schema_ignore;
+    filters[dbs[i].key()] = SchemaFilterFor(*targets[i], inv.project.schema_ignore);
   }
   auto work = [&] {
     for (size_t k = next++; k < to_read.size(); k = next++) {

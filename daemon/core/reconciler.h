@@ -64,6 +64,13 @@ class Reconciler {
       const config::Inventory&, config::Dialect, const std::vector<std::string>&,
       const SchemaFilter&)>;
   void SetExpectedSchemas(ExpectedSchemaFn fn);
+  // The expected schema of `revisions` on `dialect` (cached, else built
+  // now; thread-safe, for a rollout step's check after Alembic). A null
+  // schema with an empty error: no builder is set. A null schema with an
+  // error: it could not be built, and why.
+  ExpectedSchema ExpectedSchemaFor(const config::Inventory& inv, config::Dialect dialect,
+                                   const std::vector<std::string>& revisions,
+                                   const SchemaFilter& filter);
 
   // Called after each refresh with the new snapshot (metrics hook).
   void OnRefresh(std::function<void(const FleetSnapshot&)> callback);
@@ -113,8 +120,9 @@ class Reconciler {
   std::map<std::string, std::shared_ptr<const Schema>> schemas_;  // guarded by refresh_mu_
   absl::Time last_schema_pass_ = absl::InfinitePast();            // guarded by refresh_mu_
   ExpectedSchemaFn expected_fn_;                                  // guarded by mu_
-  ExpectedSchemas expected_;            // guarded by refresh_mu_: built for project_signature_
-  std::string expected_signature_;      // guarded by refresh_mu_
+  std::mutex expected_mu_;          // held while one is built: each is built once
+  ExpectedSchemas expected_;        // guarded by expected_mu_: built for expected_signature_
+  std::string expected_signature_;  // guarded by expected_mu_: the scripts' signature
 
   RealClock real_clock_;
   const Clock* clock_ = &real_clock_;  // constant after Create

@@ -89,6 +89,15 @@ std::unique_ptr<Drivers> MakeDrivers(const ReaderOptions& options) {
   return std::make_unique<Drivers>(std::move(drivers));
 }
 
+SchemaFilter SchemaFilterFor(const VersionTarget& t, const std::vector<std::string>& ignore) {
+  SchemaFilter filter;
+  filter.version_table = t.version_table_schema.empty() || t.version_table_schema == "public"
+                             ? t.version_table
+                             : absl::StrCat(t.version_table_schema, ".", t.version_table);
+  filter.ignore = ignore;
+  return filter;
+}
+
 bool SchemaFilter::Skips(const std::string& name) const {
   if (name == version_table) return true;
   for (const std::string& pattern : ignore) {

@@ -73,6 +73,10 @@ struct SchemaFilter {
   bool Skips(const std::string& name) const;
 };
 
+// The filter for `target`: its version table (qualified outside "public")
+// and the project's schema_ignore patterns.
+SchemaFilter SchemaFilterFor(const VersionTarget& target, const std::vector<std::string>& ignore);
+
 struct SchemaSnapshot {
   Schema schema;
   std::vector<std::string> rows;  // the version rows, sorted; none without a table

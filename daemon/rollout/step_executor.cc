@@ -194,6 +194,7 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   }
   VersionRead after = ReadRows(*c.target);
   std::string error = VerifyPhase(c, *run, after);
+  if (error.empty()) error = SchemaPhase(c, after.rows);
   if (error.empty()) {
     return journal.Succeed(absl::StrCat(
         "holds ", RowsText(after.rows), " as planned (Alembic took ",
@@ -356,6 +357,45 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
                                            run.output_log_error, "]"));
   }
   return run;
+}
+
+// After Alembic and the version rows: the schema must be what Alembic
+// builds for those rows on an empty database (the article's "migration
+// applied but the table is missing", caught as it happens). "" when it is,
+// or when it cannot be told (no expected schema: said in an event);
+// project.verify_schema "warn" records a difference instead of failing.
+std::string StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const {
+  const std::string& policy = c.inv->project.verify_schema;
+  if (policy == "off") return "";
+  const SchemaFilter filter = SchemaFilterFor(*c.target, c.inv->project.schema_ignore);
+  ExpectedSchema expected = reconciler_->ExpectedSchemaFor(*c.inv, c.url.dialect, rows, filter);
+  if (expected.schema == nullptr) {
+    if (!expected.error.empty()) {
+      c.journal.Event("schema_not_verified", absl::StrCat("no expected schema: ", expected.error));
+    }
+    return "";
+  }
+  absl::StatusOr<SchemaSnapshot> found = drivers_->For(c.url).ReadSchema(*c.target, filter);
+  if (!found.ok()) {
+    c.journal.Event("schema_not_verified", std::string(found.status().message()));
+    return "";
+  }
+  if (SchemaFingerprint(found->schema) == expected.fingerprint) {
+    c.journal.Event("schema_verified", absl::StrCat("the schema Alembic builds for ",
+                                                    RowsText(rows), " on an empty database"));
+    return "";
+  }
+  std::vector<std::string> parts;
+  for (const SchemaDifference& d : Diff(*expected.schema, found->schema)) parts.push_back(Describe(d));
+  const std::string why =
+      absl::StrCat("Alembic succeeded and the version rows say ", RowsText(rows),
+                   ", but the schema is not what Alembic builds for them: ",
+                   absl::StrJoin(parts, "; "));
+  if (policy == "warn") {
+    c.journal.Event("schema_drift", absl::StrCat(why, " (project.verify_schema: warn)"));
+    return "";
+  }
+  return why;
 }
 
 // "" when Alembic succeeded and the database holds what was planned; else

@@ -103,6 +103,7 @@ class StepExecutor {
   absl::Status ProvePhase(StepContext& c) const;  // env.py reaches this database
   absl::Status BackupPhase(StepContext& c) const;
   std::optional<ProcessResult> AlembicPhase(StepContext& c) const;
+  std::string SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const;
   std::string VerifyPhase(StepContext& c, const ProcessResult& run,
                           const VersionRead& after) const;
   std::string RollbackPhase(StepContext& c, const ProcessResult& run, const VersionRead& after,

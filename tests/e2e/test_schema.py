@@ -196,5 +196,85 @@ environments:
                       "table orders unexpected; table users unexpected", t4["reason"])
 
 
+# A migration whose upgrade() silently does nothing on t2 while Alembic still
+# moves t2's version row: "migration applied, but the table is missing".
+SILENT = '''"""add invoices
+
+Revision ID: 5e5e5e5e5e5e
+Revises: e9a8c6b4d244
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "5e5e5e5e5e5e"
+down_revision = "e9a8c6b4d244"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    if op.get_bind().engine.url.database.endswith("t2.db"):
+        return  # a bug that only bites some tenants
+    op.create_table("invoices", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("invoices")
+'''
+
+
+class RolloutSchemaCheckTest(unittest.TestCase):
+    """After each step the schema must be what Alembic builds for the new
+    revisions; otherwise the step fails and on_failure restores it."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="lockstep-schema-step-")
+        project = os.path.join(self.dir, "project")
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"), project)
+        self.ini = os.path.join(project, "alembic.ini")
+        for t in ("t1", "t2"):
+            subprocess.run(["/usr/bin/alembic", "-c", self.ini, "-x",
+                            "url=sqlite:///%s/%s.db" % (self.dir, t), "upgrade", "heads"],
+                           check=True, capture_output=True)
+        with open(os.path.join(project, "versions", "5e5e5e5e5e5e_invoices.py"), "w") as f:
+            f.write(SILENT)
+        grpc_port = free_port()
+        config = os.path.join(self.dir, "fleet.yaml")
+        with open(config, "w") as f:
+            f.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state.db,
+         poll_interval: 1h, backup_dir: backups}
+project: {alembic_ini: project/alembic.ini, alembic_command: [/usr/bin/alembic]}
+environments:
+  - name: prod
+    on_failure: restore
+    max_parallel: 1
+    databases:
+      - {name: t1, url: "sqlite:///t1.db"}
+      - {name: t2, url: "sqlite:///t2.db"}
+""" % (grpc_port, free_port()))
+        self.d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port).start()
+
+    def tearDown(self):
+        self.d.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_a_step_that_did_not_build_the_schema_fails_and_is_restored(self):
+        p = self.d.cli("rollout", "--to", "heads", "--watch", "-o", "json", check=False)
+        r = json.loads(p.stdout)
+        steps = {s["database"]: s for s in r["steps"]}
+        self.assertEqual(steps["t1"]["state"], "succeeded", steps["t1"])
+        self.assertEqual(steps["t2"]["state"], "failed", steps["t2"])
+        self.assertEqual(steps["t2"]["error"],
+                         "Alembic succeeded and the version rows say [5e5e5e5e5e5e], but the "
+                         "schema is not what Alembic builds for them: table invoices missing")
+        self.assertEqual(steps["t2"]["rollback"], "restored")
+        with sqlite3.connect(os.path.join(self.dir, "t2.db")) as c:
+            self.assertEqual([r[0] for r in c.execute("SELECT version_num FROM alembic_version")],
+                             [HEAD])
+        watch = self.d.cli("watch", r["id"], "-v", check=False).stdout
+        self.assertIn("schema_verified", watch)
+
+
 if __name__ == "__main__":
     unittest.main()
