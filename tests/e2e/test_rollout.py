@@ -873,9 +873,10 @@ class StartupSlotsTest(unittest.TestCase):
         self.assertEqual(len(waits), 2, waits)
         with open(os.path.join(self.f.dir, "starts.log")) as f:
             # Alembic's `current` before the first step (the env.py check)
-            # is no step.
+            # is no step, nor are the runs that build expected schemas on a
+            # shadow database.
             starts = sorted((float(line.split()[0]), line.split()[1].rsplit("/", 1)[1][:-3])
-                            for line in f if " upgrade " in line)
+                            for line in f if " upgrade " in line and "shadow.db" not in line)
         self.assertEqual(len(starts), 3)
         for (_, earlier), (started, _) in zip(starts, starts[1:]):
             self.assertGreaterEqual(started, first_line[earlier],
