@@ -51,6 +51,7 @@ void AddRolloutRequest(CLI::App* c) {
   Value(c, "--db", "F,..", "only these databases (NAME or ENV/NAME filters)");
   Flag(c, "--override-promotion", "go ahead although the promotion order forbids it");
   Value(c, "--allow-lint", "CODE,..", "go ahead despite lint findings of these codes");
+  Flag(c, "--allow-drift", "migrate databases whose schema drifted (recorded)");
   AddActor(c);
 }
 

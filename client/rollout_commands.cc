@@ -427,6 +427,7 @@ v1::StartRolloutRequest RolloutRequestFrom(const CliArgs& args) {
   for (const std::string& d : CommaList(args, "db")) req.add_databases(d);
   for (const std::string& l : CommaList(args, "allow-lint")) req.add_allow_lint(l);
   req.set_override_promotion(args.Flag("override-promotion"));
+  req.set_allow_drift(args.Flag("allow-drift"));
   req.set_actor(Actor(args));
   return req;
 }

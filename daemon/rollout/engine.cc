@@ -350,6 +350,10 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
   for (const PlanProblem& p : overridden) {
     if (p.code == "promotion") {
       promotion.push_back(p.message);
+    } else if (p.code == "schema-drift") {
+      Emit(*a, "override_drift", "", "",
+           absl::StrCat(p.database, ": schema drift overridden by ", who, " (--allow-drift): ",
+                        p.message));
     } else {
       Emit(*a, "override_lint", "", "",
            absl::StrCat("lint ", p.code, " overridden by ", who, " (--allow-lint): ", p.message));

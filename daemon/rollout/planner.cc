@@ -249,6 +249,15 @@ absl::StatusOr<RolloutPlan> PlanRollout(const RolloutRequest& request,
         continue;
       }
       if (step.path.empty()) continue;  // already there
+      if (d.schema.state == "drift") {
+        // Atlas's pre-apply check: migrating it builds on a schema Alembic
+        // did not make, and the step's own schema check would fail.
+        (request.allow_drift ? plan.overridden : plan.problems)
+            .push_back({d.key(), "schema-drift",
+                        absl::StrCat("its schema is not what its version rows claim (",
+                                     d.schema.reason,
+                                     "); repair it first, or --allow-drift to migrate it anyway")});
+      }
       step.canary = std::find(env.canary.begin(), env.canary.end(), d.name) != env.canary.end();
       steps.push_back(std::move(step));
     }

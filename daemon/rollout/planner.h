@@ -34,11 +34,14 @@ struct RolloutRequest {
   // Lint codes (empty-upgrade, filename-mismatch, ...) that do not block
   // this rollout; each overridden finding is recorded in its events.
   std::vector<std::string> allow_lint;
+  // Migrate databases whose schema drifted (schema-drift problems); each is
+  // recorded in the rollout's events.
+  bool allow_drift = false;
   std::string requested_by;
 };
 
 // Why a rollout may not start. `code` is stable (README: plan -o json):
-// unreachable, orphaned, version_rows_lost, cannot-plan, canary-unknown,
+// unreachable, orphaned, version_rows_lost, schema-drift, cannot-plan, canary-unknown,
 // scripts-broken, promotion, or a lint code (empty-upgrade, empty-downgrade,
 // filename-mismatch, duplicate-revision, unreadable, graph-error).
 struct PlanProblem {

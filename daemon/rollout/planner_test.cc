@@ -168,6 +168,31 @@ TEST_F(PlannerTest, LostVersionRowsBlockTheRolloutForAPersonToDecide) {
   ASSERT_TRUE(r.ok()) << r.status();
 }
 
+// A database whose schema drifted is refused, like Atlas's pre-apply check;
+// --allow-drift migrates it, and the plan says whose schema was overridden.
+TEST_F(PlannerTest, ADriftedSchemaBlocksUnlessAllowed) {
+  DatabaseStatus& t3 = Set("prod", "t3", {"a"});
+  t3.schema.state = "drift";
+  t3.schema.reason = "not the schema Alembic builds for a: table orders missing";
+  RolloutPlan plan = FullPlan(Req("heads"));
+  ASSERT_EQ(plan.problems.size(), 1u);
+  EXPECT_EQ(plan.problems[0].code, "schema-drift");
+  EXPECT_EQ(plan.problems[0].Text(),
+            "prod/t3: its schema is not what its version rows claim (not the schema Alembic "
+            "builds for a: table orders missing); repair it first, or --allow-drift to migrate "
+            "it anyway");
+  RolloutRequest allow = Req("heads");
+  allow.allow_drift = true;
+  std::vector<std::string> overridden;
+  auto r = Plan(allow, &overridden);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(overridden.size(), 1u);
+  EXPECT_THAT(overridden[0], HasSubstr("prod/t3: its schema is not what"));
+  // A drifted database already at the target is no step, and no problem.
+  t3.revisions = {"c"};
+  EXPECT_TRUE(FullPlan(Req("heads")).problems.empty());
+}
+
 TEST_F(PlannerTest, PromotionGateWhenTheEarlierEnvironmentIsNotInScope) {
   auto r = Plan(Req("heads", {"prod"}));
   ASSERT_FALSE(r.ok());

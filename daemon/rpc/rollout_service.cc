@@ -93,6 +93,7 @@ RolloutRequest FromProto(const v1::StartRolloutRequest& req) {
   r.databases.assign(req.databases().begin(), req.databases().end());
   r.override_promotion = req.override_promotion();
   r.allow_lint.assign(req.allow_lint().begin(), req.allow_lint().end());
+  r.allow_drift = req.allow_drift();
   r.requested_by = req.actor();
   return r;
 }
