@@ -573,7 +573,10 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
                               FleetSnapshot* snapshot) {
   std::vector<DatabaseStatus>& dbs = snapshot->databases;
   if (inv.server.schema_interval <= absl::ZeroDuration()) {
-    for (DatabaseStatus& d : dbs) d.schema.reason = "schema checks are off (server.schema_interval: 0)";
+    for (DatabaseStatus& d : dbs) {
+      d.schema = SchemaStatus{};
+      d.schema.reason = "schema checks are off (server.schema_interval: 0)";
+    }
     return;
   }
   const absl::Time now = clock_->Now();
@@ -596,7 +599,7 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
   }
   auto work = [&] {
     for (size_t k = next++; k < to_read.size(); k = next++) {
-      reads[k] = reader_->ReadSchema(*targets[to_read[k]], filters[dbs[to_read[k]].key()]);
+      reads[k] = reader_->ReadSchema(*targets[to_read[k]], filters.at(dbs[to_read[k]].key()));
     }
   };
   const size_t threads =
@@ -662,6 +665,7 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
   for (DatabaseStatus& d : dbs) {
     auto v = verdicts.find(d.key());
     if (v == verdicts.end()) {
+      d.schema = SchemaStatus{};  // not the verdict it had while it was reachable
       d.schema.reason = "unreachable: its schema cannot be read";
       continue;
     }
