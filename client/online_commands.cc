@@ -15,6 +15,7 @@
 #include "client/offline_commands.h"
 #include "client/online_common.h"
 #include "client/rollout_commands.h"
+#include "daemon/schema/schema.h"
 #include "lockstep/v1/lockstep.grpc.pb.h"
 
 namespace lockstep::client {
@@ -66,13 +67,9 @@ void WriteDatabase(JsonWriter& w, const v1::Database& d) {
   w.EndObject();
 }
 
-// "table orders missing", as the daemon's schema.h Describe() says it.
+// "table orders missing", in the daemon's words (schema.h Describe).
 std::string DescribeDifference(const v1::SchemaDifference& d) {
-  if (d.change() == "different") {
-    return absl::StrCat(d.kind(), " ", d.name(), " differs: ", d.expected(), " expected, ",
-                        d.found(), " found");
-  }
-  return absl::StrCat(d.kind(), " ", d.name(), " ", d.change());
+  return daemon::Describe({d.kind(), d.name(), d.change(), d.expected(), d.found()});
 }
 
 int Status(Context& c, v1::Lockstep::Stub& stub) {

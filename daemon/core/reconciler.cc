@@ -35,6 +35,20 @@ struct Planned {
   bool discovered = false;
 };
 
+// Calls fn(0) .. fn(n - 1), each once, on at most `max_threads` threads
+// (this one included); returns when all are done.
+void ForEachAtOnce(size_t n, int max_threads, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) fn(i);
+  };
+  const size_t threads = std::min<size_t>(static_cast<size_t>(std::max(1, max_threads)), n);
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  if (threads > 0) work();
+  for (std::thread& t : pool) t.join();
+}
+
 std::string Basename(const std::string& path) {
   size_t slash = path.rfind('/');
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
@@ -313,16 +327,8 @@ absl::Status Reconciler::Refresh() {
 
   // Check with bounded concurrency.
   std::vector<VersionRead> reads(plan.size());
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < plan.size(); i = next++) reads[i] = reader_->Read(plan[i].target);
-  };
-  size_t threads = std::min<size_t>(static_cast<size_t>(inv->server.max_concurrent_checks),
-                                    plan.size());
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-  if (threads > 0) work();
-  for (std::thread& t : pool) t.join();
+  ForEachAtOnce(plan.size(), inv->server.max_concurrent_checks,
+                [&](size_t i) { reads[i] = reader_->Read(plan[i].target); });
 
   // Classify. An empty database is told apart by what lockstep saw there
   // before, so the previous checks are read (once) when any database is empty.
@@ -592,22 +598,13 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
   }
   std::vector<absl::StatusOr<SchemaSnapshot>> reads(to_read.size(),
                                                     absl::UnknownError("not read"));
-  std::atomic<size_t> next{0};
   std::map<std::string, SchemaFilter> filters;  // by key
   for (size_t i = 0; i < dbs.size(); ++i) {
     filters[dbs[i].key()] = SchemaFilterFor(*targets[i], inv.project.schema_ignore);
   }
-  auto work = [&] {
-    for (size_t k = next++; k < to_read.size(); k = next++) {
-      reads[k] = reader_->ReadSchema(*targets[to_read[k]], filters.at(dbs[to_read[k]].key()));
-    }
-  };
-  const size_t threads =
-      std::min<size_t>(static_cast<size_t>(inv.server.max_concurrent_checks), to_read.size());
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-  if (threads > 0) work();
-  for (std::thread& t : pool) t.join();
+  ForEachAtOnce(to_read.size(), inv.server.max_concurrent_checks, [&](size_t k) {
+    reads[k] = reader_->ReadSchema(*targets[to_read[k]], filters.at(dbs[to_read[k]].key()));
+  });
   for (size_t k = 0; k < to_read.size(); ++k) {
     const DatabaseStatus& d = dbs[to_read[k]];
     SchemaMemo& m = schema_memo_[d.key()];

@@ -88,11 +88,27 @@ absl::Status DropLine(const std::string& path, const std::string& line) {
   return absl::OkStatus();
 }
 
+// libpq's connection string for `url` as lockstepd connects: a connect
+// timeout of at least 2 s, and `application` shown in pg_stat_activity.
+std::string Conninfo(const config::DatabaseUrl& url, absl::Duration connect_timeout,
+                     const char* application = "lockstepd") {
+  return absl::StrCat(url.LibpqConninfo(), " connect_timeout=",
+                      std::max<int64_t>(2, absl::ToInt64Seconds(connect_timeout)),
+                      " application_name=", application);
+}
+
+// The target's version table, quoted for SQL (schema-qualified when set).
+std::string VersionTableSql(pqxx::connection_base& c, const VersionTarget& t) {
+  std::string table = c.quote_name(t.version_table);
+  if (!t.version_table_schema.empty()) {
+    table = absl::StrCat(c.quote_name(t.version_table_schema), ".", table);
+  }
+  return table;
+}
+
 TableCounts PostgresCounts(const config::DatabaseUrl& url, absl::Duration connect_timeout,
                            absl::Duration timeout) {
-  pqxx::connection c(absl::StrCat(url.LibpqConninfo(), " connect_timeout=",
-                                  std::max<int64_t>(2, absl::ToInt64Seconds(connect_timeout)),
-                                  " application_name=lockstepd-restore-check"));
+  pqxx::connection c(Conninfo(url, connect_timeout, "lockstepd-restore-check"));
   pqxx::read_transaction tx(c);
   // COUNT(*) reads every row: bounded like the restore it precedes (0, no
   // bound, past what statement_timeout can hold).
@@ -285,11 +301,9 @@ class PostgresDriver : public Driver {
                                                      IfMissing /*if_missing*/) override {
     try {
       // Keepalives: a dead peer is noticed, and idle NATs keep the session.
-      auto conn = std::make_unique<pqxx::connection>(absl::StrCat(
-          url.LibpqConninfo(),
-          " connect_timeout=", std::max<int64_t>(2, absl::ToInt64Seconds(connect_timeout)),
-          " application_name=lockstepd-lock keepalives=1 keepalives_idle=30"
-          " keepalives_interval=10 keepalives_count=3"));
+      auto conn = std::make_unique<pqxx::connection>(
+          absl::StrCat(Conninfo(url, connect_timeout, "lockstepd-lock"),
+                       " keepalives=1 keepalives_idle=30 keepalives_interval=10 keepalives_count=3"));
       // The lock's session idles while Alembic works: no server timeout may
       // end it (idle_session_timeout exists from PostgreSQL 14 on).
       for (const char* setting : {"idle_session_timeout", "idle_in_transaction_session_timeout",
@@ -423,15 +437,8 @@ class PostgresDriver : public Driver {
     if (!password.ok()) return password.status();
     config::DatabaseUrl url = t.url;
     url.password = *password;
-    const std::string conninfo = absl::StrCat(
-        url.LibpqConninfo(), " connect_timeout=",
-        std::max<int64_t>(2, absl::ToInt64Seconds(options_.connect_timeout)),
-        " application_name=lockstepd");
-    ServerPool* pool = PoolFor(absl::StrCat(url.host, ":", url.port, ":", url.user));
-    SchemaFilter f = filter;
-    if (!t.version_table_schema.empty() && t.version_table_schema != "public") {
-      f.version_table = absl::StrCat(t.version_table_schema, ".", f.version_table);
-    }
+    const std::string conninfo = Conninfo(url, options_.connect_timeout);
+    ServerPool* pool = PoolFor(url);
     std::string error;
     // A pooled connection the server ended: once more on a new one.
     for (bool fresh : {false, true}) {
@@ -454,11 +461,8 @@ class PostgresDriver : public Driver {
               kAdvisoryLockKey & 0xffffffff, " LIMIT 1");
           pqxx::result before = tx.exec(holder);
           if (!before.empty()) out.locked_by = before[0][0].c_str();
-          out.schema = ReadPostgresSchema(tx, f);
-          std::string table = tx.quote_name(t.version_table);
-          if (!t.version_table_schema.empty()) {
-            table = absl::StrCat(tx.quote_name(t.version_table_schema), ".", table);
-          }
+          out.schema = ReadPostgresSchema(tx, filter);
+          const std::string table = VersionTableSql(*conn->c, t);
           pqxx::result exists = tx.exec(absl::StrCat("SELECT to_regclass(", tx.quote(table), ")"));
           if (!exists.empty() && !exists[0][0].is_null()) {
             for (const auto& row : tx.exec(absl::StrCat("SELECT version_num FROM ", table))) {
@@ -496,12 +500,8 @@ class PostgresDriver : public Driver {
     }
     config::DatabaseUrl url = t.url;
     url.password = *password;
-    std::string conninfo = absl::StrCat(
-        url.LibpqConninfo(), " connect_timeout=",
-        std::max<int64_t>(2, absl::ToInt64Seconds(options_.connect_timeout)),
-        " application_name=lockstepd");
-    std::string server = absl::StrCat(url.host, ":", url.port, ":", url.user);
-    ServerPool* pool = PoolFor(server);
+    const std::string conninfo = Conninfo(url, options_.connect_timeout);
+    ServerPool* pool = PoolFor(url);
     // A pooled connection the server has ended meanwhile (a restart,
     // idle_session_timeout, pg_terminate_backend) says nothing about the
     // database: read again once on a new connection before calling it
@@ -530,10 +530,7 @@ class PostgresDriver : public Driver {
     }
     try {
       pqxx::connection& c = *conn->c;
-      std::string table = c.quote_name(t.version_table);
-      if (!t.version_table_schema.empty()) {
-        table = absl::StrCat(c.quote_name(t.version_table_schema), ".", table);
-      }
+      const std::string table = VersionTableSql(c, t);
       pqxx::nontransaction w(c);
       pqxx::result r = w.exec(absl::StrCat("SELECT version_num FROM ", table));
       for (const auto& row : r) out.rows.push_back(row[0].c_str());
@@ -582,10 +579,7 @@ class PostgresDriver : public Driver {
   // short-lived connection to `server`.
   absl::Status Admin(const config::DatabaseUrl& server, const std::string& sql) {
     try {
-      pqxx::connection c(absl::StrCat(
-          server.LibpqConninfo(), " connect_timeout=",
-          std::max<int64_t>(2, absl::ToInt64Seconds(options_.connect_timeout)),
-          " application_name=lockstepd"));
+      pqxx::connection c(Conninfo(server, options_.connect_timeout));
       pqxx::nontransaction w(c);
       w.exec(sql);
       return absl::OkStatus();
@@ -595,7 +589,9 @@ class PostgresDriver : public Driver {
     }
   }
 
-  ServerPool* PoolFor(const std::string& server) {
+  // One pool per server and user (host, port, user).
+  ServerPool* PoolFor(const config::DatabaseUrl& url) {
+    const std::string server = absl::StrCat(url.host, ":", url.port, ":", url.user);
     std::lock_guard<std::mutex> lock(mu_);
     std::unique_ptr<ServerPool>& p = pools_[server];
     if (!p) p = std::make_unique<ServerPool>(options_.max_connections_per_server);

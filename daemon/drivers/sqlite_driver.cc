@@ -32,6 +32,15 @@ std::string QuoteIdent(absl::string_view s) {
   return absl::StrCat("\"", absl::StrReplaceAll(s, {{"\"", "\"\""}}), "\"");
 }
 
+// The target's version table, quoted for SQL (schema-qualified when set).
+std::string VersionTableSql(const VersionTarget& t) {
+  std::string table = QuoteIdent(t.version_table);
+  if (!t.version_table_schema.empty()) {
+    table = absl::StrCat(QuoteIdent(t.version_table_schema), ".", table);
+  }
+  return table;
+}
+
 // A digest of what a SQLite database holds: its schema and every row of
 // every table, in storage order (a copy made by the backup API has the same
 // pages, so the same order). Two databases with the same digest hold the
@@ -262,10 +271,7 @@ class SqliteDriver : public Driver {
       SQLite::Transaction read(db, SQLite::TransactionBehavior::DEFERRED);
       SchemaSnapshot out;
       out.schema = ReadSqliteSchema(db, filter);
-      std::string table = QuoteIdent(t.version_table);
-      if (!t.version_table_schema.empty()) {
-        table = absl::StrCat(QuoteIdent(t.version_table_schema), ".", table);
-      }
+      const std::string table = VersionTableSql(t);
       SQLite::Statement exists(
           db, absl::StrCat("SELECT 1 FROM ",
                            t.version_table_schema.empty() ? std::string("main")
@@ -331,10 +337,7 @@ class SqliteDriver : public Driver {
     try {
       SQLite::Database db(path, SQLite::OPEN_READONLY,
                           static_cast<int>(absl::ToInt64Milliseconds(options_.statement_timeout)));
-      std::string table = QuoteIdent(t.version_table);
-      if (!t.version_table_schema.empty()) {
-        table = absl::StrCat(QuoteIdent(t.version_table_schema), ".", table);
-      }
+      const std::string table = VersionTableSql(t);
       SQLite::Statement q(db, absl::StrCat("SELECT version_num FROM ", table));
       while (q.executeStep()) out.rows.push_back(q.getColumn(0).getString());
       out.outcome = ReadOutcome::kOk;

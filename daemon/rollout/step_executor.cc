@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "daemon/rollout/alembic_entry.h"
+#include "daemon/core/schema_check.h"
 #include "daemon/rollout/alembic_output.h"
 #include "daemon/rollout/step_journal.h"
 #include "daemon/drivers/backup_files.h"
@@ -385,12 +386,11 @@ std::string StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::str
                                                     RowsText(rows), " on an empty database"));
     return "";
   }
-  std::vector<std::string> parts;
-  for (const SchemaDifference& d : Diff(*expected.schema, found->schema)) parts.push_back(Describe(d));
+  const std::vector<SchemaDifference> differences = Diff(*expected.schema, found->schema);
   const std::string why =
       absl::StrCat("Alembic succeeded and the version rows say ", RowsText(rows),
                    ", but the schema is not what Alembic builds for them: ",
-                   absl::StrJoin(parts, "; "));
+                   DescribeDifferences(differences, differences.size()));
   if (policy == "warn") {
     c.journal.Event("schema_drift", absl::StrCat(why, " (project.verify_schema: warn)"));
     return "";
