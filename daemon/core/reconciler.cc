@@ -49,15 +49,6 @@ void ForEachAtOnce(size_t n, int max_threads, const std::function<void(size_t)>&
   for (std::thread& t : pool) t.join();
 }
 
-std::string Basename(const std::string& path) {
-  size_t slash = path.rfind('/');
-  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  for (const char* ext : {".sqlite3", ".sqlite", ".db"}) {
-    if (absl::EndsWith(base, ext)) return base.substr(0, base.size() - strlen(ext));
-  }
-  return base;
-}
-
 void SignatureOf(const std::string& dir, bool recursive, std::string* out) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) {
@@ -151,6 +142,239 @@ std::string Plural(size_t n, const std::string& noun) {
   return absl::StrCat(n, " ", noun, n == 1 ? "" : "s");
 }
 
+
+bool IsKnown(const VersionRead& read) {
+  return read.outcome == ReadOutcome::kOk || read.outcome == ReadOutcome::kNoTable;
+}
+
+bool IsEmpty(const VersionRead& read) {
+  return read.outcome == ReadOutcome::kNoTable ||
+         (read.outcome == ReadOutcome::kOk && read.rows.empty());
+}
+
+// What one pass checks, in the order shown: environment by environment,
+// listed databases before discovered ones.
+struct FleetPlan {
+  std::vector<Planned> databases;
+  std::map<std::string, std::vector<std::string>> discover_errors;  // per environment
+};
+
+// Who claims each database (DatabaseIdentity) and each name: listed
+// databases first, in every environment, so that a listed database wins
+// over a discovered one; then discovered ones, first claim wins. A
+// discovered database that another entry already claims is left out with
+// an error naming both: it is never checked or migrated twice, nor by the
+// rollout of an environment it was not given to.
+class Claims {
+ public:
+  void Listed(const std::string& env, const std::string& name, const std::string& identity) {
+    names_[env].insert(name);
+    claimed_.emplace(identity, env + "/" + name);
+  }
+
+  // Why a discovered database may not be claimed as `env`/`name`: "" when
+  // it may (and is now claimed), "-" when it is the very entry that claims
+  // it already (skipped silently), else the error.
+  std::string Discovered(const std::string& env, const std::string& name, const std::string& shown,
+                         const std::string& identity) {
+    const std::string key = env + "/" + name;
+    if (auto it = claimed_.find(identity); it != claimed_.end()) {
+      if (it->second == key) return "-";
+      return absl::StrCat("discovered ", shown, " skipped: it is the same database as ",
+                          it->second, "; each database belongs to one entry");
+    }
+    if (!names_[env].insert(name).second) {
+      return absl::StrCat("discovered ", shown, " skipped: ", key,
+                          " names another database already; rename one of them");
+    }
+    claimed_.emplace(identity, key);
+    return "";
+  }
+
+ private:
+  std::map<std::string, std::string> claimed_;         // identity -> "env/name"
+  std::map<std::string, std::set<std::string>> names_;  // env -> names
+};
+
+// What to check: static databases, then the ones each discover rule finds.
+FleetPlan PlanChecks(const config::Inventory& inv, VersionReader& reader) {
+  FleetPlan plan;
+  Claims claims;
+  for (const config::EnvironmentConfig& env : inv.environments) {
+    for (const config::DatabaseConfig& db : env.databases) {
+      claims.Listed(env.name, db.name,
+                    config::DatabaseIdentity(db.url, db.version_table_schema, db.version_table));
+      plan.databases.push_back(
+          {{env.name + "/" + db.name, db.url, db.secret, db.version_table, db.version_table_schema},
+           &env, db.name, db.labels, false});
+    }
+  }
+  config::OwnFiles own(inv.server);
+  for (const config::EnvironmentConfig& env : inv.environments) {
+    std::vector<std::string>& errors = plan.discover_errors[env.name];
+    for (const config::DiscoverRule& rule : env.discover) {
+      absl::StatusOr<std::vector<Discovered>> found = reader.Discover(rule);
+      if (!found.ok()) {
+        errors.push_back(std::string(found.status().message()));
+        continue;
+      }
+      for (Discovered& item : *found) {
+        if (!config::IsValidName(item.name)) {
+          // Bytes from a file name or pg_database are not trusted to be a
+          // name: said once per pass, never put in a reply or a label.
+          errors.push_back(absl::StrCat("discovered database '", config::Printable(item.name),
+                                        "' skipped: ", config::kNamePatternText));
+          continue;
+        }
+        const std::string shown = item.file.empty() ? item.name : config::Printable(item.file);
+        if (std::string why = item.file.empty() ? "" : own.Reason(item.file); !why.empty()) {
+          errors.push_back(absl::StrCat("discovered ", shown, " skipped: ", why,
+                                        "; lockstepd never migrates its own files"));
+          continue;
+        }
+        Planned p{{env.name + "/" + item.name, std::move(item.url), std::move(item.secret),
+                   inv.project.version_table, inv.project.version_table_schema},
+                  &env, item.name, rule.labels, true};
+        std::string why = claims.Discovered(
+            env.name, p.name, shown,
+            config::DatabaseIdentity(p.target.url, p.target.version_table_schema,
+                                     p.target.version_table));
+        if (why.empty()) {
+          plan.databases.push_back(std::move(p));
+        } else if (why != "-") {
+          errors.push_back(why);
+        }
+      }
+    }
+  }
+  std::stable_sort(plan.databases.begin(), plan.databases.end(),
+                   [](const Planned& a, const Planned& b) {
+                     return std::less<const config::EnvironmentConfig*>()(a.env, b.env);
+                   });
+  return plan;
+}
+
+std::string When(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+// One database's state from its read: where its rows stand against the
+// graph and its environment's target, told apart from a database whose
+// rows were lost.
+DatabaseStatus Classify(const Planned& p, const VersionRead& read,
+                        const migrations::Resolver& resolver, StateStore* store,
+                        const std::optional<std::map<std::string, LastCheck>>& previous,
+                        absl::Time checked_at) {
+  DatabaseStatus d;
+  d.environment = p.env->name;
+  d.name = p.name;
+  d.url = p.target.url.Redacted();
+  d.labels = p.labels;
+  d.discovered = p.discovered;
+  d.check_outcome = std::string(ReadOutcomeName(read.outcome));
+  d.check_error = read.error;
+  d.check_duration = read.took;
+  d.last_check = checked_at;
+  if (!IsKnown(read)) {
+    d.state = "unreachable";
+    d.reason = absl::StrCat(ReadOutcomeName(read.outcome), ": ", read.error);
+    return d;
+  }
+  d.revisions = read.rows;
+  Classification c = migrations::ClassifyRows(resolver, read.rows, p.env->target);
+  d.state = std::string(migrations::RevisionStateName(c.state));
+  d.reason = c.reason;
+  if (read.outcome == ReadOutcome::kNoTable) {
+    d.reason = absl::StrCat("no ", p.target.version_table, " table (never migrated); ",
+                            Plural(c.pending.size(), "revision"), " to apply");
+  }
+  d.pending = std::move(c.pending);
+  d.orphaned = std::move(c.orphaned);
+  d.beyond = std::move(c.beyond);
+  std::optional<LostRows> lost;
+  if (read.rows.empty() && previous) lost = FindLostRows(store, d, *previous, checked_at);
+  if (lost && !lost->by_rollout.empty()) {
+    // Still uninitialized (a rollout may build it again), but not
+    // "never migrated".
+    d.reason = absl::StrCat("no version rows: rollout ", lost->by_rollout,
+                            " left it so (it held ", absl::StrJoin(lost->held, ", "), " until ",
+                            When(lost->gone_at), "); ", Plural(d.pending.size(), "revision"),
+                            " to apply to reach ", p.env->target);
+  } else if (lost) {
+    // Not "never migrated": upgrading it from nothing would run every
+    // migration over tables that may still be there.
+    d.state = "version_rows_lost";
+    d.reason = absl::StrCat("no version rows now; held ", absl::StrJoin(lost->held, ", "),
+                            " until ", When(lost->gone_at),
+                            " (lockstep saw it); restore a backup or `alembic stamp` the "
+                            "revisions it really holds");
+    d.pending.clear();  // lockstep will not run them (the planner refuses)
+  }
+  return d;
+}
+
+// Per environment: lockstep within, promotion order between. A database
+// holding a revision that is not yet in every database of the environment
+// it comes `after` is ahead of it.
+void JudgeEnvironments(const config::Inventory& inv, const migrations::Resolver& resolver,
+                       std::map<std::string, std::vector<std::string>>& discover_errors,
+                       FleetSnapshot* snapshot) {
+  std::map<std::string, std::set<int>> promoted;  // env -> applied in every reachable database
+  for (const config::EnvironmentConfig& env : inv.environments) {
+    EnvironmentStatus es;
+    es.name = env.name;
+    es.after = env.after;
+    es.target = env.target;
+    es.discover_errors = discover_errors[env.name];
+    std::set<std::vector<std::string>> sets;
+    std::optional<std::set<int>> common;
+    const bool check_after = !env.after.empty() && promoted.count(env.after);
+    const std::set<int> after_applied = check_after ? promoted[env.after] : std::set<int>();
+    std::set<std::string> violations;
+    for (DatabaseStatus& d : snapshot->databases) {
+      if (d.environment != env.name) continue;
+      ++es.databases;
+      // Rows unknown (unreachable), meaningless to the graph (orphaned) or
+      // gone (version_rows_lost): not comparable, and not in lockstep.
+      bool comparable =
+          d.state != "unreachable" && d.state != "orphaned" && d.state != "version_rows_lost";
+      if (!comparable) {
+        es.in_lockstep = false;
+        ++es.by_state[d.state];
+        continue;
+      }
+      sets.insert(d.revisions);
+      std::set<int> applied = Applied(resolver, d.revisions);
+      if (!common) {
+        common = applied;
+      } else {
+        std::set<int> both;
+        std::set_intersection(common->begin(), common->end(), applied.begin(), applied.end(),
+                              std::inserter(both, both.begin()));
+        common = std::move(both);
+      }
+      std::vector<std::string> early;
+      if (check_after) {
+        for (int a : applied) {
+          if (!after_applied.count(a)) early.push_back(resolver.graph().id(a));
+        }
+      }
+      if (!early.empty()) {
+        violations.insert(early.begin(), early.end());
+        if (d.state == "current" || d.state == "behind") d.state = "ahead";
+        d.reason = absl::StrCat("ahead of ", env.after, ": has ", absl::StrJoin(early, ", "),
+                                ", not yet in every ", env.after, " database; ", d.reason);
+      }
+      ++es.by_state[d.state];
+    }
+    es.revision_sets.assign(sets.begin(), sets.end());
+    if (es.revision_sets.size() > 1) es.in_lockstep = false;
+    es.promotion_violations.assign(violations.begin(), violations.end());
+    promoted[env.name] = common.value_or(std::set<int>());
+    snapshot->environments.push_back(std::move(es));
+  }
+}
+
 }  // namespace
 
 migrations::ProjectSource ProjectSourceOf(const config::Inventory& inv) {
@@ -232,248 +456,68 @@ absl::Status Reconciler::Refresh() {
   snapshot->graph.heads = project->graph().Ids(project->graph().heads());
   snapshot->graph.revisions = project->graph().size();
 
-  // What to check: static databases, then discovered ones.
-  ReaderOptions reader_options{inv->server.connect_timeout, inv->server.statement_timeout,
-                               inv->server.max_connections_per_server};
-  std::vector<Planned> plan;
-  std::map<std::string, std::vector<std::string>> discover_errors;
-  // Who claims each database (DatabaseIdentity) and each name: listed
-  // databases first, in every environment, so that a listed database wins
-  // over a discovered one; then discovered ones, first claim wins. A
-  // discovered database that another entry already claims is left out with
-  // an error naming both: it is never checked or migrated twice, nor by the
-  // rollout of an environment it was not given to.
-  std::map<std::string, std::string> claimed;  // identity -> "env/name"
-  std::map<std::string, std::set<std::string>> names;  // env -> names
-  for (const config::EnvironmentConfig& env : inv->environments) {
-    for (const config::DatabaseConfig& db : env.databases) {
-      names[env.name].insert(db.name);
-      const std::string key = env.name + "/" + db.name;
-      claimed.emplace(config::DatabaseIdentity(db.url, db.version_table_schema, db.version_table),
-                      key);
-      plan.push_back({{key, db.url, db.secret, db.version_table, db.version_table_schema},
-                      &env, db.name, db.labels, false});
-    }
-  }
-  config::OwnFiles own(inv->server);
-  for (const config::EnvironmentConfig& env : inv->environments) {
-    for (const config::DiscoverRule& rule : env.discover) {
-      absl::StatusOr<std::vector<std::string>> found = DiscoverDatabases(rule, reader_options);
-      if (!found.ok()) {
-        discover_errors[env.name].push_back(std::string(found.status().message()));
-        continue;
-      }
-      for (const std::string& item : *found) {
-        Planned p;
-        p.env = &env;
-        p.discovered = true;
-        p.labels = rule.labels;
-        p.target.version_table = inv->project.version_table;
-        p.target.version_table_schema = inv->project.version_table_schema;
-        if (!rule.glob.empty()) {
-          p.name = Basename(item);
-          p.target.url.dialect = config::Dialect::kSqlite;
-          p.target.url.database = item;
-        } else {
-          p.name = item;
-          p.target.url = *rule.url;
-          p.target.url.database = item;
-          p.target.secret = rule.secret;
-        }
-        if (!config::IsValidName(p.name)) {
-          // Bytes from a file name or pg_database are not trusted to be a
-          // name: said once per pass, never put in a reply or a label.
-          discover_errors[env.name].push_back(absl::StrCat("discovered database '",
-                                                           config::Printable(p.name),
-                                                           "' skipped: ", config::kNamePatternText));
-          continue;
-        }
-        const std::string key = env.name + "/" + p.name;
-        const std::string shown = rule.glob.empty() ? p.name : config::Printable(item);
-        if (!rule.glob.empty()) {
-          if (std::string why = own.Reason(item); !why.empty()) {
-            discover_errors[env.name].push_back(
-                absl::StrCat("discovered ", shown, " skipped: ", why,
-                             "; lockstepd never migrates its own files"));
-            continue;
-          }
-        }
-        const std::string identity = config::DatabaseIdentity(
-            p.target.url, p.target.version_table_schema, p.target.version_table);
-        if (auto it = claimed.find(identity); it != claimed.end()) {
-          if (it->second != key) {
-            discover_errors[env.name].push_back(absl::StrCat(
-                "discovered ", shown, " skipped: it is the same database as ", it->second,
-                "; each database belongs to one entry"));
-          }
-          continue;
-        }
-        if (!names[env.name].insert(p.name).second) {
-          discover_errors[env.name].push_back(
-              absl::StrCat("discovered ", shown, " skipped: ", key,
-                           " names another database already; rename one of them"));
-          continue;
-        }
-        claimed.emplace(identity, key);
-        p.target.name = key;
-        plan.push_back(std::move(p));
-      }
-    }
-  }
-  // Shown environment by environment, listed before discovered.
-  std::stable_sort(plan.begin(), plan.end(), [](const Planned& a, const Planned& b) {
-    return std::less<const config::EnvironmentConfig*>()(a.env, b.env);
-  });
+  FleetPlan plan = PlanChecks(*inv, *reader_);
+  std::vector<VersionRead> reads(plan.databases.size());
+  ForEachAtOnce(plan.databases.size(), inv->server.max_concurrent_checks,
+                [&](size_t i) { reads[i] = reader_->Read(plan.databases[i].target); });
 
-  // Check with bounded concurrency.
-  std::vector<VersionRead> reads(plan.size());
-  ForEachAtOnce(plan.size(), inv->server.max_concurrent_checks,
-                [&](size_t i) { reads[i] = reader_->Read(plan[i].target); });
-
-  // Classify. An empty database is told apart by what lockstep saw there
-  // before, so the previous checks are read (once) when any database is empty.
+  // An empty database is told apart by what lockstep saw there before, so
+  // the previous checks are read (once) when any database is empty.
   const absl::Time checked_at = clock_->Now();
   std::optional<std::map<std::string, LastCheck>> previous;
-  for (const VersionRead& read : reads) {
-    bool empty = read.outcome == ReadOutcome::kNoTable ||
-                 (read.outcome == ReadOutcome::kOk && read.rows.empty());
-    if (!empty) continue;
+  if (std::any_of(reads.begin(), reads.end(), IsEmpty)) {
     absl::StatusOr<std::map<std::string, LastCheck>> last = store_->LastChecks();
     previous = last.ok() ? *std::move(last) : std::map<std::string, LastCheck>();
-    break;
   }
-  std::vector<CheckRecord> records;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const Planned& p = plan[i];
-    const VersionRead& read = reads[i];
-    DatabaseStatus d;
-    d.environment = p.env->name;
-    d.name = p.name;
-    d.url = p.target.url.Redacted();
-    d.labels = p.labels;
-    d.discovered = p.discovered;
-    d.check_outcome = std::string(ReadOutcomeName(read.outcome));
-    d.check_error = read.error;
-    d.check_duration = read.took;
-    d.last_check = checked_at;
-    bool known = read.outcome == ReadOutcome::kOk || read.outcome == ReadOutcome::kNoTable;
-    if (known) {
-      d.revisions = read.rows;
-      Classification c = migrations::ClassifyRows(resolver, read.rows, p.env->target);
-      d.state = std::string(migrations::RevisionStateName(c.state));
-      d.reason = c.reason;
-      if (read.outcome == ReadOutcome::kNoTable) {
-        d.reason = absl::StrCat("no ", p.target.version_table, " table (never migrated); ",
-                                Plural(c.pending.size(), "revision"), " to apply");
-      }
-      d.pending = std::move(c.pending);
-      d.orphaned = std::move(c.orphaned);
-      d.beyond = std::move(c.beyond);
-      std::optional<LostRows> lost;
-      if (read.rows.empty() && previous) {
-        lost = FindLostRows(store_, d, *previous, checked_at);
-      }
-      if (lost && !lost->by_rollout.empty()) {
-        // Still uninitialized (a rollout may build it again), but not
-        // "never migrated".
-        d.reason = absl::StrCat(
-            "no version rows: rollout ", lost->by_rollout, " left it so (it held ",
-            absl::StrJoin(lost->held, ", "), " until ",
-            absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", lost->gone_at, absl::UTCTimeZone()), "); ",
-            Plural(d.pending.size(), "revision"), " to apply to reach ", p.env->target);
-      } else if (lost) {
-        // Not "never migrated": upgrading it from nothing would run every
-        // migration over tables that may still be there.
-        d.state = "version_rows_lost";
-        d.reason = absl::StrCat(
-            "no version rows now; held ", absl::StrJoin(lost->held, ", "), " until ",
-            absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", lost->gone_at, absl::UTCTimeZone()),
-            " (lockstep saw it); restore a backup or `alembic stamp` the revisions it really "
-            "holds");
-        d.pending.clear();  // lockstep will not run them (the planner refuses)
-      }
-    } else {
-      d.state = "unreachable";
-      d.reason = absl::StrCat(ReadOutcomeName(read.outcome), ": ", read.error);
-    }
-    records.push_back({d.key(), d.environment, known, d.revisions, d.state, d.check_outcome,
-                       d.check_error, checked_at});
-    snapshot->databases.push_back(std::move(d));
+  for (size_t i = 0; i < plan.databases.size(); ++i) {
+    snapshot->databases.push_back(
+        Classify(plan.databases[i], reads[i], resolver, store_, previous, checked_at));
   }
-
-  // Per environment: lockstep within, promotion order between.
-  std::map<std::string, std::set<int>> promoted;  // env -> applied in every reachable database
-  for (const config::EnvironmentConfig& env : inv->environments) {
-    EnvironmentStatus es;
-    es.name = env.name;
-    es.after = env.after;
-    es.target = env.target;
-    es.discover_errors = discover_errors[env.name];
-    std::set<std::vector<std::string>> sets;
-    std::optional<std::set<int>> common;
-    std::set<int> after_applied;
-    bool check_after = !env.after.empty() && promoted.count(env.after);
-    if (check_after) after_applied = promoted[env.after];
-    std::set<std::string> violations;
-    for (DatabaseStatus& d : snapshot->databases) {
-      if (d.environment != env.name) continue;
-      ++es.databases;
-      // Rows unknown (unreachable), meaningless to the graph (orphaned) or
-      // gone (version_rows_lost): not comparable, and not in lockstep.
-      bool comparable =
-          d.state != "unreachable" && d.state != "orphaned" && d.state != "version_rows_lost";
-      if (!comparable) es.in_lockstep = false;
-      if (comparable) {
-        sets.insert(d.revisions);
-        std::set<int> applied = Applied(resolver, d.revisions);
-        if (!common) {
-          common = applied;
-        } else {
-          std::set<int> both;
-          std::set_intersection(common->begin(), common->end(), applied.begin(), applied.end(),
-                                std::inserter(both, both.begin()));
-          common = std::move(both);
-        }
-        if (check_after) {
-          std::vector<std::string> early;
-          for (int a : applied) {
-            if (!after_applied.count(a)) early.push_back(project->graph().id(a));
-          }
-          if (!early.empty()) {
-            violations.insert(early.begin(), early.end());
-            if (d.state == "current" || d.state == "behind") d.state = "ahead";
-            d.reason = absl::StrCat("ahead of ", env.after, ": has ", absl::StrJoin(early, ", "),
-                                    ", not yet in every ", env.after, " database; ", d.reason);
-          }
-        }
-      }
-      ++es.by_state[d.state];
-    }
-    es.revision_sets.assign(sets.begin(), sets.end());
-    if (es.revision_sets.size() > 1) es.in_lockstep = false;
-    es.promotion_violations.assign(violations.begin(), violations.end());
-    promoted[env.name] = common.value_or(std::set<int>());
-    snapshot->environments.push_back(std::move(es));
-  }
-
-  // Durable record of what was seen, then when each database last changed.
-  for (size_t i = 0; i < records.size(); ++i) records[i].state = snapshot->databases[i].state;
-  absl::Status recorded = store_->RecordChecks(records);
-  absl::StatusOr<std::map<std::string, LastCheck>> last = store_->LastChecks();
-  if (last.ok()) {
-    for (DatabaseStatus& d : snapshot->databases) {
-      auto it = last->find(d.key());
-      if (it == last->end()) continue;
-      d.last_change = it->second.changed_at;
-      if (d.state == "unreachable" && it->second.revisions_known) d.revisions = it->second.revisions;
-    }
-  }
+  JudgeEnvironments(*inv, resolver, plan.discover_errors, snapshot.get());
+  absl::Status recorded = Record(reads, checked_at, snapshot.get());
   snapshot->refreshed_at = checked_at;
   snapshot->refresh_duration = absl::Now() - started;
 
   // The version rows are published at once; schemas follow in a second
-  // publication (building an expected schema runs Alembic, seconds). Until
-  // then a database keeps its last verdict while its rows are unchanged.
+  // publication (building an expected schema runs Alembic, seconds).
+  CarrySchemas(snapshot.get());
+  std::map<std::string, VersionTarget> targets;
+  for (const Planned& p : plan.databases) targets.emplace(p.target.name, p.target);
+  Publish(snapshot, &targets);
+
+  auto with_schemas = std::make_shared<FleetSnapshot>(*snapshot);
+  std::vector<const VersionTarget*> schema_targets;
+  for (const Planned& p : plan.databases) schema_targets.push_back(&p.target);
+  CheckSchemas(*inv, project->graph(), schema_targets, with_schemas.get());
+  Publish(with_schemas, nullptr);
+  return recorded;
+}
+
+// The durable record of what this pass saw, then when each database last
+// changed (and, for one unreachable now, the rows it last held).
+absl::Status Reconciler::Record(const std::vector<VersionRead>& reads, absl::Time checked_at,
+                                FleetSnapshot* snapshot) {
+  std::vector<CheckRecord> records;
+  for (size_t i = 0; i < reads.size(); ++i) {
+    const DatabaseStatus& d = snapshot->databases[i];
+    records.push_back({d.key(), d.environment, IsKnown(reads[i]), d.revisions, d.state,
+                       d.check_outcome, d.check_error, checked_at});
+  }
+  absl::Status recorded = store_->RecordChecks(records);
+  absl::StatusOr<std::map<std::string, LastCheck>> last = store_->LastChecks();
+  if (!last.ok()) return recorded.ok() ? last.status() : recorded;
+  for (DatabaseStatus& d : snapshot->databases) {
+    auto it = last->find(d.key());
+    if (it == last->end()) continue;
+    d.last_change = it->second.changed_at;
+    if (d.state == "unreachable" && it->second.revisions_known) d.revisions = it->second.revisions;
+  }
+  return recorded;
+}
+
+// Until its schema is read again, a database keeps its last verdict while
+// its rows are unchanged.
+void Reconciler::CarrySchemas(FleetSnapshot* snapshot) const {
   std::shared_ptr<const FleetSnapshot> before = Snapshot();
   for (DatabaseStatus& d : snapshot->databases) {
     const DatabaseStatus* last = before ? before->Find(d.environment, d.name) : nullptr;
@@ -483,17 +527,6 @@ absl::Status Reconciler::Refresh() {
       d.schema.reason = "its schema is being read";
     }
   }
-  std::map<std::string, VersionTarget> targets;
-  for (const Planned& p : plan) targets.emplace(p.target.name, p.target);
-  Publish(snapshot, &targets);
-
-  auto with_schemas = std::make_shared<FleetSnapshot>(*snapshot);
-  std::vector<const VersionTarget*> schema_targets;
-  for (const Planned& p : plan) schema_targets.push_back(&p.target);
-  CheckSchemas(*inv, project->graph(), schema_targets, with_schemas.get());
-  Publish(with_schemas, nullptr);
-  if (!recorded.ok()) return recorded;
-  return last.status();
 }
 
 void Reconciler::Publish(std::shared_ptr<const FleetSnapshot> snapshot,

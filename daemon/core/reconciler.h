@@ -89,6 +89,12 @@ class Reconciler {
   // Reloads the project when the version folders changed; keeps the last
   // good graph (and reports the error) when the new one does not load.
   void MaybeReloadProject(const config::Inventory& inv, GraphStatus* graph);
+  // The pass's durable record (the store), and what it gives back: when
+  // each database last changed.
+  absl::Status Record(const std::vector<VersionRead>& reads, absl::Time checked_at,
+                      FleetSnapshot* snapshot);
+  // Each database keeps its last schema verdict while its rows are unchanged.
+  void CarrySchemas(FleetSnapshot* snapshot) const;
   // Reads the schemas that are due (every server.schema_interval, and any
   // database whose version rows changed since its last read) and judges
   // every database's schema (schema_check.h) into snapshot->databases;

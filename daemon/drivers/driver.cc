@@ -35,6 +35,7 @@ class UnsupportedDriver : public Driver {
     return Unsupported();
   }
   bool RepairAfterKilledWriter(const VersionTarget&, const VersionRead&) override { return false; }
+  bool transactional_ddl() const override { return false; }
   std::vector<std::string> ChildEnvironment(const config::DatabaseUrl&) const override {
     return {};
   }
@@ -81,6 +82,12 @@ Drivers::Drivers(std::vector<std::unique_ptr<Driver>> drivers) {
 }
 
 Driver& Drivers::For(config::Dialect dialect) const { return *drivers_.at(dialect); }
+
+absl::StatusOr<std::vector<Discovered>> Drivers::Discover(const config::DiscoverRule& rule) {
+  if (!rule.glob.empty()) return For(config::Dialect::kSqlite).Discover(rule);
+  if (!rule.url) return absl::InvalidArgumentError("a discover rule needs a glob or a url");
+  return For(*rule.url).Discover(rule);
+}
 
 std::unique_ptr<Drivers> MakeDrivers(const ReaderOptions& options) {
   std::vector<std::unique_ptr<Driver>> drivers;

@@ -43,6 +43,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "config/database_url.h"
+#include "config/inventory.h"
 #include "daemon/drivers/restore_check.h"
 #include "daemon/drivers/version_reader.h"
 #include "daemon/model/rollout.h"
@@ -120,18 +121,35 @@ class Driver : public VersionReader {
                                                              absl::Duration connect_timeout,
                                                              absl::Duration timeout) = 0;
 
+  // Whether Alembic runs this dialect's migrations in one transaction that a
+  // failure rolls back (Alembic's own `transactional_ddl`): PostgreSQL, yes;
+  // SQLite, no (Alembic assumes non-transactional DDL there, so a failed
+  // migration leaves what ran before it). A failed step on a dialect that
+  // says no is restored from its backup; one that says yes is verified at
+  // its start instead.
+  virtual bool transactional_ddl() const = 0;
+
+  // The databases behind `rule` (a discover entry of this dialect: SQLite,
+  // the files `glob` matches; PostgreSQL, the names `query` returns on the
+  // rule's server), sorted. Reads only.
+  virtual absl::StatusOr<std::vector<Discovered>> Discover(const config::DiscoverRule& rule) {
+    (void)rule;
+    return absl::UnimplementedError("discovering databases of this dialect is not supported yet");
+  }
+
   // A new, empty database for lockstep's own use (expected schemas are
   // built there), reachable with the returned URL: SQLite, a file in a new
-  // temporary folder (`server` is not used); PostgreSQL, a database named
-  // lockstep_shadow_<pid>_<n> created on the server `server` connects to.
-  // DropScratch removes it (and, for SQLite, its folder).
-  virtual absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::DatabaseUrl& server) {
-    (void)server;
+  // temporary folder; PostgreSQL, a database named lockstep_shadow_<pid>_<n>
+  // created on the server `project.shadow_postgresql` connects to (without
+  // one: FAILED_PRECONDITION). DropScratch removes it (and, for SQLite, its
+  // folder).
+  virtual absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::ProjectConfig& project) {
+    (void)project;
     return absl::UnimplementedError("no scratch databases for this dialect");
   }
-  virtual absl::Status DropScratch(const config::DatabaseUrl& server,
+  virtual absl::Status DropScratch(const config::ProjectConfig& project,
                                    const config::DatabaseUrl& scratch) {
-    (void)server;
+    (void)project;
     (void)scratch;
     return absl::UnimplementedError("no scratch databases for this dialect");
   }
@@ -167,6 +185,9 @@ class Drivers : public VersionReader {
                                             const SchemaFilter& filter) override {
     return For(target.url).ReadSchema(target, filter);
   }
+
+  // Through the rule's dialect: a `glob` is SQLite's, a `url` names its own.
+  absl::StatusOr<std::vector<Discovered>> Discover(const config::DiscoverRule& rule) override;
 
  protected:
   VersionRead ReadRows(const VersionTarget& target) override {

@@ -289,6 +289,29 @@ class ServerPool {
   std::list<std::pair<std::string, std::unique_ptr<Conn>>> idle_;  // guarded by mu_
 };
 
+// The first column of `query`'s rows (nulls skipped), sorted, on a
+// short-lived connection to `url`: a discover rule's database names.
+absl::StatusOr<std::vector<std::string>> ListPostgresDatabases(const config::DatabaseUrl& url,
+                                                               const std::string& query,
+                                                               const ReaderOptions& options) {
+  try {
+    pqxx::connection c(absl::StrCat(url.LibpqConninfo(), " connect_timeout=",
+                                    std::max<int64_t>(2, absl::ToInt64Seconds(options.connect_timeout))));
+    pqxx::nontransaction w(c);
+    w.exec(absl::StrCat("SET statement_timeout = ", absl::ToInt64Milliseconds(options.statement_timeout)));
+    pqxx::result r = w.exec(query);
+    std::vector<std::string> out;
+    for (const auto& row : r) {
+      if (!row[0].is_null()) out.push_back(row[0].c_str());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("discover query on ", url.Redacted(), " failed: ",
+                                               OneLine(e.what())));
+  }
+}
+
 class PostgresDriver : public Driver {
  public:
   explicit PostgresDriver(const ReaderOptions& o) : options_(o) {}
@@ -415,19 +438,49 @@ class PostgresDriver : public Driver {
     return LibpqEnvironment(url);
   }
 
-  absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::DatabaseUrl& server) override {
+  bool transactional_ddl() const override {
+    return true;  // Alembic runs each migration in a transaction here
+  }
+
+  // The names the rule's query returns on its server.
+  absl::StatusOr<std::vector<Discovered>> Discover(const config::DiscoverRule& rule) override {
+    config::DatabaseUrl url = *rule.url;
+    absl::StatusOr<std::optional<std::string>> pw =
+        config::ResolvePassword(url, rule.secret, absl::StrCat(rule.environment, " discover"));
+    if (!pw.ok()) return pw.status();
+    url.password = *pw;
+    absl::StatusOr<std::vector<std::string>> names = ListPostgresDatabases(url, rule.query, options_);
+    if (!names.ok()) return names.status();
+    std::vector<Discovered> out;
+    for (const std::string& name : *names) {
+      Discovered d;
+      d.name = name;
+      d.url = *rule.url;
+      d.url.database = name;
+      d.secret = rule.secret;
+      out.push_back(std::move(d));
+    }
+    return out;
+  }
+
+  absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::ProjectConfig& project) override {
+    if (!project.shadow_postgresql) {
+      return absl::FailedPreconditionError(
+          "no project.shadow_postgresql server to build expected schemas on");
+    }
     static std::atomic<int> counter{0};
-    config::DatabaseUrl scratch = server;
+    config::DatabaseUrl scratch = *project.shadow_postgresql;
     scratch.database = absl::StrCat("lockstep_shadow_", ::getpid(), "_", ++counter);
-    absl::Status made = Admin(server, absl::StrCat("CREATE DATABASE ", scratch.database));
+    absl::Status made = Admin(*project.shadow_postgresql, absl::StrCat("CREATE DATABASE ", scratch.database));
     if (!made.ok()) return made;
     return scratch;
   }
 
-  absl::Status DropScratch(const config::DatabaseUrl& server,
+  absl::Status DropScratch(const config::ProjectConfig& project,
                            const config::DatabaseUrl& scratch) override {
-    return Admin(server, absl::StrCat("DROP DATABASE IF EXISTS ", scratch.database,
-                                      " WITH (FORCE)"));
+    if (!project.shadow_postgresql) return absl::FailedPreconditionError("no project.shadow_postgresql");
+    return Admin(*project.shadow_postgresql, absl::StrCat("DROP DATABASE IF EXISTS ", scratch.database,
+                                                          " WITH (FORCE)"));
   }
 
   absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& t,
@@ -624,28 +677,6 @@ std::vector<std::string> LibpqEnvironment(const config::DatabaseUrl& url) {
     if (it != kQueryVars.end()) env.push_back(it->second + "=" + v);
   }
   return env;
-}
-
-// Used by DiscoverDatabases (reader.cc): one query on a short-lived connection.
-absl::StatusOr<std::vector<std::string>> ListPostgresDatabases(const config::DatabaseUrl& url,
-                                                               const std::string& query,
-                                                               const ReaderOptions& options) {
-  try {
-    pqxx::connection c(absl::StrCat(url.LibpqConninfo(), " connect_timeout=",
-                                    std::max<int64_t>(2, absl::ToInt64Seconds(options.connect_timeout))));
-    pqxx::nontransaction w(c);
-    w.exec(absl::StrCat("SET statement_timeout = ", absl::ToInt64Milliseconds(options.statement_timeout)));
-    pqxx::result r = w.exec(query);
-    std::vector<std::string> out;
-    for (const auto& row : r) {
-      if (!row[0].is_null()) out.push_back(row[0].c_str());
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("discover query on ", url.Redacted(), " failed: ",
-                                               OneLine(e.what())));
-  }
 }
 
 }  // namespace lockstep::daemon

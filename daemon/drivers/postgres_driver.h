@@ -30,12 +30,6 @@ std::unique_ptr<Driver> MakePostgresDriver(const ReaderOptions& options);
 // PGPASSWORD, PGSSLMODE...): how secrets reach child processes.
 std::vector<std::string> LibpqEnvironment(const config::DatabaseUrl& url);
 
-// The first column of `query`'s rows (nulls skipped), sorted, on a
-// short-lived connection to `url`: a discover rule's database names.
-absl::StatusOr<std::vector<std::string>> ListPostgresDatabases(const config::DatabaseUrl& url,
-                                                               const std::string& query,
-                                                               const ReaderOptions& options);
-
 }  // namespace lockstep::daemon
 
 #endif  // LOCKSTEP_DAEMON_DRIVERS_POSTGRES_DRIVER_H_

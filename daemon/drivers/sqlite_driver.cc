@@ -1,6 +1,7 @@
 // The SQLite driver. All SQLite::Exception stop here.
 #include "daemon/drivers/sqlite_driver.h"
 
+#include <glob.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +28,16 @@
 
 namespace lockstep::daemon {
 namespace {
+
+// A tenant's name from its file: the file name without .db, .sqlite or .sqlite3.
+std::string FileStem(const std::string& path) {
+  size_t slash = path.rfind('/');
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  for (const char* ext : {".sqlite3", ".sqlite", ".db"}) {
+    if (absl::EndsWith(base, ext)) return base.substr(0, base.size() - strlen(ext));
+  }
+  return base;
+}
 
 std::string QuoteIdent(absl::string_view s) {
   return absl::StrCat("\"", absl::StrReplaceAll(s, {{"\"", "\"\""}}), "\"");
@@ -291,7 +302,35 @@ class SqliteDriver : public Driver {
     }
   }
 
-  absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::DatabaseUrl&) override {
+  bool transactional_ddl() const override {
+    return false;  // Alembic: "Will assume non-transactional DDL"
+  }
+
+  // A glob's files; each named by its file name without .db/.sqlite/.sqlite3.
+  absl::StatusOr<std::vector<Discovered>> Discover(const config::DiscoverRule& rule) override {
+    glob_t g;
+    std::vector<Discovered> out;
+    int rc = ::glob(rule.glob.c_str(), 0, nullptr, &g);
+    if (rc == 0) {
+      for (size_t i = 0; i < g.gl_pathc; ++i) {
+        Discovered d;
+        d.file = g.gl_pathv[i];
+        d.name = FileStem(d.file);
+        d.url.dialect = config::Dialect::kSqlite;
+        d.url.database = d.file;
+        out.push_back(std::move(d));
+      }
+    }
+    ::globfree(&g);
+    if (rc != 0 && rc != GLOB_NOMATCH) {
+      return absl::UnavailableError(absl::StrCat("cannot expand ", rule.glob));
+    }
+    std::sort(out.begin(), out.end(),
+              [](const Discovered& a, const Discovered& b) { return a.file < b.file; });
+    return out;
+  }
+
+  absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::ProjectConfig&) override {
     std::string dir = (std::filesystem::temp_directory_path() / "lockstep-shadow-XXXXXX").string();
     if (::mkdtemp(dir.data()) == nullptr) {
       return absl::UnavailableError(
@@ -303,7 +342,7 @@ class SqliteDriver : public Driver {
     return url;
   }
 
-  absl::Status DropScratch(const config::DatabaseUrl&, const config::DatabaseUrl& scratch) override {
+  absl::Status DropScratch(const config::ProjectConfig&, const config::DatabaseUrl& scratch) override {
     std::error_code ec;
     std::filesystem::remove_all(std::filesystem::path(scratch.database).parent_path(), ec);
     if (ec) return absl::UnavailableError(absl::StrCat("cannot remove ", scratch.database, ": ", ec.message()));

@@ -87,9 +87,24 @@ struct SchemaSnapshot {
   std::string locked_by;
 };
 
+// A database a discover rule found (Driver::Discover).
+struct Discovered {
+  std::string name;  // its name in the environment as found (not yet checked: config::IsValidName)
+  std::string file;  // the file behind it (SQLite); empty for a database on a server
+  config::DatabaseUrl url;
+  config::SecretRef secret;  // how its password is found
+};
+
 class VersionReader {
  public:
   virtual ~VersionReader() = default;
+
+  // The databases behind a discover rule, sorted (Drivers: through the
+  // rule's dialect). UNIMPLEMENTED for a reader that cannot discover.
+  virtual absl::StatusOr<std::vector<Discovered>> Discover(const config::DiscoverRule& rule) {
+    (void)rule;
+    return absl::UnimplementedError("this reader does not discover databases");
+  }
 
   // `target`'s schema (daemon/schema/schema.h) and its version rows, read
   // in one snapshot (one read transaction), so that they belong together
@@ -121,11 +136,6 @@ class VersionReader {
 // plain VersionReader, for code that only reads. Each dialect's driver
 // (postgres_driver.h, sqlite_driver.h) says how it reads.
 std::unique_ptr<VersionReader> MakeReader(const ReaderOptions& options);
-
-// Expands a discover rule: the database names a PostgreSQL query returns
-// (first column), or the files a glob matches, sorted.
-absl::StatusOr<std::vector<std::string>> DiscoverDatabases(const config::DiscoverRule& rule,
-                                                           const ReaderOptions& options);
 
 }  // namespace lockstep::daemon
 

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include "daemon/drivers/driver.h"
 #include "daemon/drivers/postgres_driver.h"
 #include "daemon/drivers/sqlite_driver.h"
 #include "tests/support/alembic.h"
@@ -217,12 +218,36 @@ TEST_F(PostgresReaderTest, DiscoverByQueryAndGlob) {
   config::DiscoverRule rule;
   rule.url = *config::ParseDatabaseUrl(server_->Url("postgres"));
   rule.query = "SELECT datname FROM pg_database WHERE datname IN ('app', 'empty')";
-  auto names = DiscoverDatabases(rule, FastOptions());
-  ASSERT_TRUE(names.ok()) << names.status();
-  EXPECT_THAT(*names, ElementsAre("app", "empty"));
+  std::unique_ptr<Drivers> drivers = MakeDrivers(FastOptions());
+  auto found = drivers->Discover(rule);
+  ASSERT_TRUE(found.ok()) << found.status();
+  std::vector<std::string> names;
+  for (const Discovered& d : *found) {
+    names.push_back(d.name);
+    EXPECT_EQ(d.url.database, d.name);
+    EXPECT_EQ(d.url.port, rule.url->port);
+    EXPECT_TRUE(d.file.empty());
+  }
+  EXPECT_THAT(names, ElementsAre("app", "empty"));
   rule.query = "SELECT nonsense FROM nowhere";
-  EXPECT_THAT(DiscoverDatabases(rule, FastOptions()).status().message(),
+  EXPECT_THAT(drivers->Discover(rule).status().message(),
               HasSubstr("discover query on postgresql://postgres@127.0.0.1"));
+
+  // A glob is SQLite's: files, named without their extension, sorted by path.
+  std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                              ("lockstep-discover-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  for (const char* f : {"zeta.db", "acme.sqlite3", "notes.txt"}) std::ofstream(dir / f) << "";
+  config::DiscoverRule files;
+  files.glob = (dir / "*.[ds][bq]*").string();
+  auto tenants = drivers->Discover(files);
+  ASSERT_TRUE(tenants.ok()) << tenants.status();
+  ASSERT_EQ(tenants->size(), 2u);
+  EXPECT_EQ((*tenants)[0].name, "acme");
+  EXPECT_EQ((*tenants)[0].file, (dir / "acme.sqlite3").string());
+  EXPECT_EQ((*tenants)[0].url.dialect, config::Dialect::kSqlite);
+  EXPECT_EQ((*tenants)[1].url.database, (dir / "zeta.db").string());
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -13,19 +13,10 @@ absl::StatusOr<Schema> ShadowSchemas::Build(const config::Inventory& inv, config
                                             const std::vector<std::string>& revisions,
                                             const SchemaFilter& filter) const {
   if (revisions.empty()) return Schema{};  // what Alembic builds for no revision: nothing
-  config::DatabaseUrl server;
-  server.dialect = dialect;
-  if (dialect == config::Dialect::kPostgresql) {
-    if (!inv.project.shadow_postgresql) {
-      return absl::FailedPreconditionError(
-          "no project.shadow_postgresql server to build expected schemas on");
-    }
-    server = *inv.project.shadow_postgresql;
-  }
   Driver& driver = drivers_->For(dialect);
-  absl::StatusOr<config::DatabaseUrl> scratch = driver.CreateScratch(server);
+  absl::StatusOr<config::DatabaseUrl> scratch = driver.CreateScratch(inv.project);
   if (!scratch.ok()) return scratch.status();
-  absl::Cleanup drop = [&] { (void)driver.DropScratch(server, *scratch); };
+  absl::Cleanup drop = [&] { (void)driver.DropScratch(inv.project, *scratch); };
 
   VersionTarget target;
   target.name = "shadow";

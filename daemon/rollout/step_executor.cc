@@ -428,12 +428,12 @@ std::string StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& run
                                         const VersionRead& after, std::string error) const {
   RolloutStep& s = c.step();
   const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
-  const bool pg = c.url.dialect == config::Dialect::kPostgresql;
+  const bool transactional = drivers_->For(c.url).transactional_ddl();
   const std::string& how = c.job.policy.on_failure;
-  if (how == "restore" && pg && readable && after.rows == s.from) {
-    s.rollback = "rolled_back";  // PostgreSQL's transactional DDL undid it
+  if (how == "restore" && transactional && readable && after.rows == s.from) {
+    s.rollback = "rolled_back";  // the dialect's transactional DDL undid it
     c.journal.Event("rolled_back",
-                    absl::StrCat("PostgreSQL rolled the migration's transaction back; verified at ",
+                    absl::StrCat("the database rolled the migration's transaction back; verified at ",
                                  RowsText(after.rows)));
   } else if (how == "restore") {
     absl::Status restored = c.lock->Check();
@@ -532,7 +532,8 @@ void StepExecutor::Settle(const std::string& rollout_id, RolloutStep* step,
   if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
     return needs_attention(absl::StrCat("cannot read the version rows: ", read.error));
   }
-  const bool sqlite = url->dialect == config::Dialect::kSqlite;
+  // Without transactional DDL, whatever DDL ran before the kill stays.
+  const bool keeps_partial_ddl = !drivers_->For(*url).transactional_ddl();
   const bool alembic_may_have_run =
       s.phase == "alembic" || s.phase == "verify" || s.phase == "rollback";
   if (read.rows == s.expected && s.phase != "rollback") {
@@ -544,14 +545,14 @@ void StepExecutor::Settle(const std::string& rollout_id, RolloutStep* step,
                                                   " as planned (settled after a restart)"));
   }
   if (read.rows == s.from) {
-    // SQLite keeps whatever DDL ran before the kill: go back to the backup.
-    if (sqlite && alembic_may_have_run && s.backup_id != 0) {
+    // Partial DDL stays: go back to the backup.
+    if (keeps_partial_ddl && alembic_may_have_run && s.backup_id != 0) {
       absl::Status restored = backups_.Restore(s.backup_id, *url, *inv);
       if (!restored.ok())
         return needs_attention(absl::StrCat("restore failed: ", restored.message()));
     }
     if (s.phase == "rollback") {
-      s.rollback = sqlite && s.backup_id != 0 ? "restored" : "rolled_back";
+      s.rollback = keeps_partial_ddl && s.backup_id != 0 ? "restored" : "rolled_back";
       return needs_attention(
           "the step had failed and was being rolled back; it is back at its start");
     }
@@ -559,7 +560,7 @@ void StepExecutor::Settle(const std::string& rollout_id, RolloutStep* step,
     s.phase.clear();
     return save_and_emit("recovered",
                          absl::StrCat("still at its start ", RowsText(read.rows),
-                                      alembic_may_have_run && sqlite && s.backup_id != 0
+                                      alembic_may_have_run && keeps_partial_ddl && s.backup_id != 0
                                           ? "; restored from its backup; will retry"
                                           : "; will retry"));
   }
