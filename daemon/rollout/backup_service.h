@@ -14,6 +14,10 @@
 #ifndef LOCKSTEP_DAEMON_ROLLOUT_BACKUP_SERVICE_H_
 #define LOCKSTEP_DAEMON_ROLLOUT_BACKUP_SERVICE_H_
 
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "config/inventory.h"
@@ -23,6 +27,20 @@
 #include "daemon/state/state_store.h"
 
 namespace lockstep::daemon {
+
+// What an operator's restore did (BackupService::RestoreOnRequest).
+struct RestoreResult {
+  Backup restored;  // the backup put back, with restored_by and restored_at
+  // The database as it was just before (safety_for = restored.id); id 0
+  // when there was nothing to back up (a SQLite file that was gone).
+  Backup safety;
+  std::vector<std::string> revisions;  // version rows read after the restore
+  bool changed = false;                // the database differed from the backup: it took `yes`
+  absl::Time restored_at;
+  // The check after the restore: OK when the database holds the backup's
+  // rows; else why not (the restore itself happened).
+  absl::Status check;
+};
 
 class BackupService {
  public:
@@ -52,7 +70,25 @@ class BackupService {
   absl::Status Restore(int64_t backup_id, const config::DatabaseUrl& url,
                        const config::Inventory& inv) const;
 
+  // `lockstep restore`: puts `backup` (verified) back into `target`, the
+  // database it was taken of, under the database's lock. Unless the SQLite
+  // file is gone (the lock creates it empty), what is there now is backed
+  // up first (a safety backup, reported to `on_backup`, whose own restore
+  // undoes this one); when the database changed since `backup` was taken,
+  // that is refused without `yes`, naming what would be lost. An error
+  // means nothing was restored; after a restore, `check` says whether the
+  // database holds the backup's rows.
+  absl::StatusOr<RestoreResult> RestoreOnRequest(
+      const Backup& backup, const VersionTarget& target, const config::Inventory& inv,
+      const std::string& actor, bool yes,
+      const std::function<void(const Backup&)>& on_backup) const;
+
  private:
+  absl::StatusOr<Backup> TakeSafetyBackup(const Backup& backup, const VersionTarget& target,
+                                          const config::DatabaseUrl& url,
+                                          const config::Inventory& inv, const std::string& actor,
+                                          bool yes, bool* changed) const;
+
   StateStore* store_;
   Drivers* drivers_;
   const Clock* clock_;

@@ -40,16 +40,6 @@
 
 namespace lockstep::daemon {
 
-// What a restore did (RolloutEngine::Restore).
-struct RestoreResult {
-  Backup restored;  // the backup put back, with restored_by and restored_at
-  // The database as it was just before (safety_for = restored.id); id 0
-  // when there was nothing to back up (a SQLite file that was gone).
-  Backup safety;
-  std::vector<std::string> revisions;  // version rows read after the restore
-  bool changed = false;                // the database differed from the backup: it took `yes`
-};
-
 // Callbacks for logs and metrics; called with the engine's lock held, so
 // they must not call back into the engine.
 struct RolloutHooks {
@@ -157,9 +147,6 @@ class RolloutEngine {
   // Restore's check and safety backup, under the database's lock: compares
   // the database with `backup` (a changed one needs `yes`; *changed says
   // whether it was), then takes and catalogues the safety backup.
-  absl::StatusOr<Backup> TakeSafetyBackup(const Backup& backup, const VersionTarget& target,
-                                          const config::DatabaseUrl& url, const std::string& actor,
-                                          bool yes, bool* changed);
   void StartRunner(std::shared_ptr<Active> active);
   void Run(std::shared_ptr<Active> active);
   bool RunStage(Active& a, size_t stage_index);
@@ -178,6 +165,12 @@ class RolloutEngine {
   // stops; false in the latter cases.
   bool WaitUntil(std::unique_lock<std::mutex>& lock, Active& a, const std::function<bool()>& ready,
                  absl::Time deadline = absl::InfiniteFuture());
+  // Stage `stage_index` enters a gate (a soak or an approval): recorded,
+  // said, and waited out (lock held). False when the rollout was aborted
+  // or the engine stops meanwhile.
+  struct GateWait;
+  bool EnterGate(std::unique_lock<std::mutex>& lock, Active& a, size_t stage_index,
+                 const GateWait& gate);
 
   // Must hold mu_. The state store refused a write: every active rollout
   // halts (running steps finish, no new ones start) and new rollouts are

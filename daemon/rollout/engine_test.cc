@@ -411,7 +411,9 @@ TEST_F(EngineTest, AnApprovalAppliesToTheOneGateWaiting) {
     approvers.emplace_back([&, i] {
       absl::Status s = engine_->Approve(id, absl::StrCat("approver-", i));
       (s.ok() ? approved : refused)++;
-      if (!s.ok()) EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+      if (!s.ok()) {
+        EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+      }
     });
   }
   for (std::thread& t : approvers) t.join();

@@ -194,15 +194,15 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
                                      ", but ", held.message()));
   }
   VersionRead after = ReadRows(*c.target);
-  std::string error = VerifyPhase(c, *run, after);
-  if (error.empty()) error = SchemaPhase(c, after.rows);
-  if (error.empty()) {
+  absl::Status error = VerifyPhase(c, *run, after);
+  if (error.ok()) error = SchemaPhase(c, after.rows);
+  if (error.ok()) {
     return journal.Succeed(absl::StrCat(
         "holds ", RowsText(after.rows), " as planned (Alembic took ",
         absl::FormatDuration(absl::Trunc(run->took, absl::Milliseconds(1))), ")"));
   }
   journal.Enter(StepPhase::kRollback);
-  journal.Fail(RollbackPhase(c, *run, after, std::move(error)));
+  journal.Fail(std::string(RollbackPhase(c, *run, after, std::move(error)).message()));
 }
 
 absl::Status StepExecutor::LockPhase(StepContext& c) const {
@@ -365,26 +365,26 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
 // applied but the table is missing", caught as it happens). "" when it is,
 // or when it cannot be told (no expected schema: said in an event);
 // project.verify_schema "warn" records a difference instead of failing.
-std::string StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const {
+absl::Status StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const {
   const std::string& policy = c.inv->project.verify_schema;
-  if (policy == "off") return "";
+  if (policy == "off") return absl::OkStatus();
   const SchemaFilter filter = SchemaFilterFor(*c.target, c.inv->project.schema_ignore);
   ExpectedSchema expected = reconciler_->ExpectedSchemaFor(*c.inv, c.url.dialect, rows, filter);
   if (expected.schema == nullptr) {
     if (!expected.error.empty()) {
       c.journal.Event("schema_not_verified", absl::StrCat("no expected schema: ", expected.error));
     }
-    return "";
+    return absl::OkStatus();
   }
   absl::StatusOr<SchemaSnapshot> found = drivers_->For(c.url).ReadSchema(*c.target, filter);
   if (!found.ok()) {
     c.journal.Event("schema_not_verified", std::string(found.status().message()));
-    return "";
+    return absl::OkStatus();
   }
   if (SchemaFingerprint(found->schema) == expected.fingerprint) {
     c.journal.Event("schema_verified", absl::StrCat("the schema Alembic builds for ",
                                                     RowsText(rows), " on an empty database"));
-    return "";
+    return absl::OkStatus();
   }
   const std::vector<SchemaDifference> differences = Diff(*expected.schema, found->schema);
   const std::string why =
@@ -393,39 +393,42 @@ std::string StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::str
                    DescribeDifferences(differences, differences.size()));
   if (policy == "warn") {
     c.journal.Event("schema_drift", absl::StrCat(why, " (project.verify_schema: warn)"));
-    return "";
+    return absl::OkStatus();
   }
-  return why;
+  return absl::FailedPreconditionError(why);
 }
 
 // "" when Alembic succeeded and the database holds what was planned; else
 // what went wrong, in words.
-std::string StepExecutor::VerifyPhase(StepContext& c, const ProcessResult& run,
-                                      const VersionRead& after) const {
+absl::Status StepExecutor::VerifyPhase(StepContext& c, const ProcessResult& run,
+                                       const VersionRead& after) const {
   const RolloutStep& s = c.step();
   const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
-  if (run.ok() && readable && after.rows == s.expected) return "";
+  if (run.ok() && readable && after.rows == s.expected) return absl::OkStatus();
+  std::string why;
   if (!readable) {
-    return absl::StrCat("Alembic ", AlembicFailure(run),
-                        "; then the version rows could not be read: ", after.error);
+    why = absl::StrCat("Alembic ", AlembicFailure(run),
+                       "; then the version rows could not be read: ", after.error);
+  } else if (run.cancelled) {
+    return absl::AbortedError(
+        absl::StrCat("stopped by abort; the database holds ", RowsText(after.rows)));
+  } else if (!run.ok() && after.rows == s.from) {
+    why = absl::StrCat("Alembic ", AlembicFailure(run), "; the version rows are unchanged at ",
+                       RowsText(after.rows));
+  } else if (!run.ok()) {
+    why = absl::StrCat("Alembic ", AlembicFailure(run), " after the database moved from ",
+                       RowsText(s.from), " to ", RowsText(after.rows));
+  } else {
+    why = absl::StrCat("Alembic exited 0 but the database holds ", RowsText(after.rows),
+                       ", not the planned ", RowsText(s.expected));
   }
-  if (run.cancelled) return absl::StrCat("stopped by abort; the database holds ", RowsText(after.rows));
-  if (!run.ok() && after.rows == s.from) {
-    return absl::StrCat("Alembic ", AlembicFailure(run), "; the version rows are unchanged at ",
-                        RowsText(after.rows));
-  }
-  if (!run.ok()) {
-    return absl::StrCat("Alembic ", AlembicFailure(run), " after the database moved from ",
-                        RowsText(s.from), " to ", RowsText(after.rows));
-  }
-  return absl::StrCat("Alembic exited 0 but the database holds ", RowsText(after.rows),
-                      ", not the planned ", RowsText(s.expected));
+  return absl::FailedPreconditionError(why);
 }
 
 // Brings a failed (or aborted) step back to where it started, as the
 // stage's on_failure says, and checks. Returns the step's error.
-std::string StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& run,
-                                        const VersionRead& after, std::string error) const {
+absl::Status StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& run,
+                                         const VersionRead& after, absl::Status error) const {
   RolloutStep& s = c.step();
   const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
   const bool transactional = drivers_->For(c.url).transactional_ddl();
@@ -452,12 +455,12 @@ std::string StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& run
       // What it held when Alembic was stopped is gone: say what is there now.
       const bool check_ok =
           check.outcome == ReadOutcome::kOk || check.outcome == ReadOutcome::kNoTable;
-      error = absl::StrCat("stopped by abort; ",
+      error = absl::AbortedError(absl::StrCat("stopped by abort; ",
                            restored.ok() ? absl::StrCat("restored from backup ", s.backup_id,
                                                         ", the database holds ")
                                          : "the restore failed, the database holds ",
                            check_ok ? RowsText(check.rows)
-                                    : absl::StrCat("rows that cannot be read: ", check.error));
+                                    : absl::StrCat("rows that cannot be read: ", check.error)));
     }
   } else if (how == "downgrade") {
     std::string to = s.from.empty() ? "base" : s.from.size() == 1 ? s.from[0] : "";
@@ -483,37 +486,42 @@ std::string StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& run
 
 void StepExecutor::Settle(const std::string& rollout_id, RolloutStep* step,
                           const Hooks& hooks) const {
-  RolloutStep& s = *step;
-  auto save_and_emit = [&](const std::string& kind, const std::string& message) {
-    hooks.save(s);
-    hooks.event(s, kind, message);
-  };
-  // An Alembic the dead lockstepd started normally died with it
-  // (PR_SET_PDEATHSIG); if it is still there, stop it before looking. Only
-  // if the pid still names that process (same boot, same start time): after
-  // a reboot or a long time the number may belong to anything.
+  StepJournal journal(step, clock_, hooks.save, hooks.event);
+  StopLeftovers(rollout_id, journal);
+  absl::Status settled = SettlePhase(journal);
+  if (!settled.ok()) {
+    journal.Fail(absl::StrCat("needs attention after a restart: ", settled.message()));
+  }
+}
+
+// An Alembic the dead lockstepd started normally died with it
+// (PR_SET_PDEATHSIG); if it is still there, it is stopped before anything
+// looks at the database. Only if the pid still names that process (same
+// boot, same start time): after a reboot or a long time the number may
+// belong to anything. And whatever that step started and left (a
+// migration's background child, which PR_SET_PDEATHSIG does not reach): it
+// would go on writing to a database this lockstepd is about to read,
+// restore or migrate.
+void StepExecutor::StopLeftovers(const std::string& rollout_id, StepJournal& journal) const {
+  RolloutStep& s = journal.step();
   if (s.pid > 0 && !s.pid_identity.empty() && ProcessIdentity(s.pid) == s.pid_identity) {
     ::kill(-s.pid, SIGKILL);
     ::kill(s.pid, SIGKILL);
     for (int i = 0; i < 100 && ProcessAlive(s.pid); ++i) absl::SleepFor(absl::Milliseconds(100));
   }
-  // And whatever that step started and left (a migration's background
-  // child, which PR_SET_PDEATHSIG does not reach): it would go on writing
-  // to a database this lockstepd is about to read, restore or migrate.
   if (int stopped = SignalRunTree(0, StepRunToken(rollout_id, s), SIGKILL); stopped > 0) {
-    hooks.event(s, "output",
-                absl::StrCat("lockstep: killed ", stopped,
-                             " process(es) the step had left running before the restart"));
+    journal.Event("output", absl::StrCat("lockstep: killed ", stopped,
+                                         " process(es) the step had left running before the "
+                                         "restart"));
   }
-  s.pid = 0;
-  s.pid_identity.clear();
-  auto needs_attention = [&](const std::string& why) {
-    s.state = "failed";
-    s.error = absl::StrCat("needs attention after a restart: ", why);
-    s.finished_at = clock_->Now();
-    s.phase.clear();
-    save_and_emit("step_failed", s.error);
-  };
+}
+
+// A step a dead lockstepd left running, settled from the phase it was in
+// and what the database holds now: verified at its target, back to
+// pending at its start (restored from its backup first where a migration
+// may have left partial DDL), or an error saying why it needs a person.
+absl::Status StepExecutor::SettlePhase(StepJournal& journal) const {
+  RolloutStep& s = journal.step();
   std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
   std::optional<VersionTarget> target = reconciler_->Target(s.key());
   if (!target) {
@@ -522,50 +530,48 @@ void StepExecutor::Settle(const std::string& rollout_id, RolloutStep* step,
     (void)refreshed;
     target = reconciler_->Target(s.key());
   }
-  if (!target) return needs_attention("no longer in the inventory");
+  if (!target) return absl::NotFoundError("no longer in the inventory");
   absl::StatusOr<config::DatabaseUrl> url = ConnectUrl(*target);
-  if (!url.ok()) return needs_attention(std::string(url.status().message()));
+  if (!url.ok()) return url.status();
   absl::StatusOr<std::unique_ptr<DatabaseLock>> db_lock =
       drivers_->For(*url).Lock(*target, *url, inv->server.connect_timeout, IfMissing::kRefuse);
-  if (!db_lock.ok()) return needs_attention(std::string(db_lock.status().message()));
+  if (!db_lock.ok()) return db_lock.status();
   VersionRead read = ReadRows(*target);
   if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
-    return needs_attention(absl::StrCat("cannot read the version rows: ", read.error));
+    return absl::UnavailableError(absl::StrCat("cannot read the version rows: ", read.error));
   }
+  const StepPhase phase = ParsePhase(s.phase);
   // Without transactional DDL, whatever DDL ran before the kill stays.
   const bool keeps_partial_ddl = !drivers_->For(*url).transactional_ddl();
-  const bool alembic_may_have_run =
-      s.phase == "alembic" || s.phase == "verify" || s.phase == "rollback";
-  if (read.rows == s.expected && s.phase != "rollback") {
-    s.state = "succeeded";
-    s.error = "verified at the target after a restart";
-    s.finished_at = clock_->Now();
-    s.phase.clear();
-    return save_and_emit("verified", absl::StrCat("holds ", RowsText(read.rows),
-                                                  " as planned (settled after a restart)"));
+  const bool alembic_may_have_run = phase == StepPhase::kAlembic ||
+                                    phase == StepPhase::kVerify || phase == StepPhase::kRollback;
+  if (read.rows == s.expected && phase != StepPhase::kRollback) {
+    journal.Succeed(
+        absl::StrCat("holds ", RowsText(read.rows), " as planned (settled after a restart)"));
+    return absl::OkStatus();
   }
-  if (read.rows == s.from) {
-    // Partial DDL stays: go back to the backup.
-    if (keeps_partial_ddl && alembic_may_have_run && s.backup_id != 0) {
-      absl::Status restored = backups_.Restore(s.backup_id, *url, *inv);
-      if (!restored.ok())
-        return needs_attention(absl::StrCat("restore failed: ", restored.message()));
-    }
-    if (s.phase == "rollback") {
-      s.rollback = keeps_partial_ddl && s.backup_id != 0 ? "restored" : "rolled_back";
-      return needs_attention(
-          "the step had failed and was being rolled back; it is back at its start");
-    }
-    s.state = "pending";
-    s.phase.clear();
-    return save_and_emit("recovered",
-                         absl::StrCat("still at its start ", RowsText(read.rows),
-                                      alembic_may_have_run && keeps_partial_ddl && s.backup_id != 0
-                                          ? "; restored from its backup; will retry"
-                                          : "; will retry"));
+  if (read.rows != s.from) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the database holds ", RowsText(read.rows), "; it was moving from ",
+                     RowsText(s.from), " to ", RowsText(s.expected)));
   }
-  needs_attention(absl::StrCat("the database holds ", RowsText(read.rows), "; it was moving from ",
-                               RowsText(s.from), " to ", RowsText(s.expected)));
+  // Partial DDL stays: go back to the backup.
+  const bool restore = keeps_partial_ddl && alembic_may_have_run && s.backup_id != 0;
+  if (restore) {
+    absl::Status restored = backups_.Restore(s.backup_id, *url, *inv);
+    if (!restored.ok()) {
+      return absl::Status(restored.code(), absl::StrCat("restore failed: ", restored.message()));
+    }
+  }
+  if (phase == StepPhase::kRollback) {
+    s.rollback = restore ? "restored" : "rolled_back";
+    return absl::FailedPreconditionError(
+        "the step had failed and was being rolled back; it is back at its start");
+  }
+  journal.Recover(absl::StrCat("still at its start ", RowsText(read.rows),
+                               restore ? "; restored from its backup; will retry"
+                                       : "; will retry"));
+  return absl::OkStatus();
 }
 
 }  // namespace lockstep::daemon

@@ -37,6 +37,7 @@
 #include "daemon/rollout/alembic_output.h"  // RowsText, AlembicFailure
 #include "daemon/rollout/backup_service.h"
 #include "daemon/rollout/startup_gate.h"
+#include "daemon/rollout/step_journal.h"
 #include "daemon/rollout/warm_alembic.h"
 #include "daemon/state/state_store.h"
 
@@ -103,11 +104,16 @@ class StepExecutor {
   absl::Status ProvePhase(StepContext& c) const;  // env.py reaches this database
   absl::Status BackupPhase(StepContext& c) const;
   std::optional<ProcessResult> AlembicPhase(StepContext& c) const;
-  std::string SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const;
-  std::string VerifyPhase(StepContext& c, const ProcessResult& run,
-                          const VersionRead& after) const;
-  std::string RollbackPhase(StepContext& c, const ProcessResult& run, const VersionRead& after,
-                            std::string error) const;
+  absl::Status SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const;
+  absl::Status VerifyPhase(StepContext& c, const ProcessResult& run,
+                           const VersionRead& after) const;
+  // Returns the step's error: `error`, or what replaces it.
+  absl::Status RollbackPhase(StepContext& c, const ProcessResult& run, const VersionRead& after,
+                             absl::Status error) const;
+  // Settle's parts: what the dead lockstepd's step left running, stopped;
+  // then the step settled (an error: why it needs attention).
+  void StopLeftovers(const std::string& rollout_id, StepJournal& journal) const;
+  absl::Status SettlePhase(StepJournal& journal) const;
 
   // The version rows; what a killed writer left behind (a SQLite hot
   // journal) is repaired first (the caller holds the database's lock).

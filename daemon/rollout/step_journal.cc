@@ -23,6 +23,14 @@ const char* PhaseName(StepPhase phase) {
   return "";
 }
 
+StepPhase ParsePhase(const std::string& name) {
+  for (StepPhase p : {StepPhase::kLock, StepPhase::kBackup, StepPhase::kAlembic, StepPhase::kVerify,
+                      StepPhase::kRollback}) {
+    if (name == PhaseName(p)) return p;
+  }
+  return StepPhase::kNone;
+}
+
 StepJournal::StepJournal(RolloutStep* step, const Clock* clock,
                          std::function<void(const RolloutStep&)> save,
                          std::function<void(const RolloutStep&, const std::string& kind,
@@ -85,6 +93,11 @@ void StepJournal::Requeue() {
   step_.pid_identity.clear();
   step_.phase.clear();
   save_(step_);
+}
+
+void StepJournal::Recover(const std::string& message) {
+  Requeue();
+  Event("recovered", message);
 }
 
 }  // namespace lockstep::daemon

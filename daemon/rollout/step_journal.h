@@ -11,6 +11,9 @@
 //   Enter(kRollback)   saved, then the failure policy runs
 //   Succeed()/Fail()   finished; event verified / step_failed
 //   Requeue()          back to pending: nothing was done to the database
+//   Recover()          after a restart (StepExecutor::Settle): a step left
+//                      running by a dead lockstepd ends through Succeed or
+//                      Fail, or goes back to pending with an event saying why
 //
 // Not thread-safe: one step is run by one thread.
 #ifndef LOCKSTEP_DAEMON_ROLLOUT_STEP_JOURNAL_H_
@@ -27,6 +30,8 @@ namespace lockstep::daemon {
 // A running step's phase, as stored (RolloutStep::phase) and shown.
 enum class StepPhase { kNone, kLock, kBackup, kAlembic, kVerify, kRollback };
 const char* PhaseName(StepPhase phase);  // "", "lock", "backup", "alembic", ...
+// The phase a stored name names; kNone for "" and for a name no phase has.
+StepPhase ParsePhase(const std::string& name);
 
 class StepJournal {
  public:
@@ -46,6 +51,8 @@ class StepJournal {
   // `message` is the step's error; the rollback outcome is shown with it.
   void Fail(const std::string& message);
   void Requeue();
+  // Requeue after a restart, saying why (event `recovered`).
+  void Recover(const std::string& message);
 
   RolloutStep& step() { return step_; }
 

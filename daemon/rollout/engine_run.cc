@@ -1,0 +1,391 @@
+#include <algorithm>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "daemon/rollout/engine.h"
+#include "daemon/rollout/engine_internal.h"
+
+// Running a rollout: its stages in promotion order, each stage's gates
+// (soak, approval, canaries), its waves with bounded parallelism, and each
+// step through the StepExecutor; then its end.
+namespace lockstep::daemon {
+
+using engine_internal::ApprovalReason;
+using engine_internal::Plural;
+using engine_internal::StepsIn;
+using engine_internal::When;
+
+bool RolloutEngine::WaitUntil(std::unique_lock<std::mutex>& lock, Active& a,
+                              const std::function<bool()>& ready, absl::Time deadline) {
+  while (true) {
+    if (stopping_ || a.aborted || a.halted) return false;
+    if (!a.paused && (ready() || clock_->Now() >= deadline)) return true;
+    clock_->WaitUntil(changed_, lock, std::min(deadline, clock_->Now() + absl::Seconds(1)));
+  }
+}
+
+bool RolloutEngine::EnterGate(std::unique_lock<std::mutex>& lock, Active& a, size_t i,
+                              const GateWait& gate) {
+  RolloutStage& st = a.r.stages[i];
+  st.state = gate.stage_state;
+  SaveStage(a, i);
+  if (!a.paused) a.r.state = gate.stage_state;
+  a.r.reason = gate.reason;
+  SaveHeader(a);
+  Emit(a, gate.event, st.environment, "", a.r.reason);
+  UpdateGauges();
+  a.waiting = gate.approval;
+  a.waiting_stage = i;
+  const bool passed = WaitUntil(lock, a, gate.ready, gate.until);
+  a.waiting = Active::Gate::kNone;
+  return passed;
+}
+
+void RolloutEngine::Run(std::shared_ptr<Active> active) {
+  Active& a = *active;
+  // Steps a previous lockstepd left running are settled first.
+  std::vector<int> unsettled;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const RolloutStep& s : a.r.steps) {
+      if (s.state == "running") unsettled.push_back(s.index);
+    }
+  }
+  for (int i : unsettled) {
+    RolloutStep step;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      step = a.r.steps[static_cast<size_t>(i)];
+    }
+    Settle(a, &step);
+  }
+  for (size_t i = 0; i < a.r.stages.size(); ++i) {
+    if (!RunStage(a, i)) break;
+  }
+  Finish(a);
+}
+
+bool RolloutEngine::RunStage(Active& a, size_t i) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stopping_ || a.aborted || a.halted) return false;
+  RolloutStage& st = a.r.stages[i];
+  if (st.state == "succeeded") return true;
+  if (st.state != "pending" && st.state != "soaking" && st.state != "awaiting_approval" &&
+      st.state != "running") {
+    return false;
+  }
+  std::map<int, std::vector<int>> waves;
+  for (const RolloutStep& s : a.r.steps) {
+    if (s.environment == st.environment) waves[s.wave].push_back(s.index);
+  }
+  const bool has_work = !waves.empty();
+  if (st.state != "running" && has_work) {
+    // The soak runs from the end of the previous stage when it moved
+    // databases; otherwise the planner checked it against the fleet.
+    if (i > 0 && st.soak > absl::ZeroDuration() &&
+        StepsIn(a.r, a.r.stages[i - 1].environment) > 0) {
+      const absl::Time until = a.r.stages[i - 1].finished_at + st.soak;
+      if (clock_->Now() < until &&
+          !EnterGate(lock, a, i,
+                     {"soaking", "soaking",
+                      absl::StrCat(a.r.stages[i - 1].environment, " soaks until ", When(until),
+                                   " before ", st.environment),
+                      until})) {
+        return false;
+      }
+    }
+    if (st.approval_required && st.approved_by.empty() &&
+        !EnterGate(lock, a, i,
+                   {"awaiting_approval", "awaiting_approval", ApprovalReason(st.environment, a.r.id),
+                    absl::InfiniteFuture(), [&st] { return !st.approved_by.empty(); },
+                    Active::Gate::kStage})) {
+      return false;
+    }
+  }
+  if (st.state != "running") {
+    st.state = "running";
+    st.started_at = clock_->Now();
+    SaveStage(a, i);
+    Emit(
+        a, "stage_started", st.environment, "",
+        absl::StrCat(st.environment, ": ", Plural(StepsIn(a.r, st.environment), "database"), " in ",
+                     Plural(waves.size(), "wave"), ", at most ", st.max_parallel, " at once"));
+  }
+  if (!a.paused) {
+    a.r.state = "running";
+    a.r.reason.clear();
+    SaveHeader(a);
+  }
+  UpdateGauges();
+  lock.unlock();
+  for (const auto& [wave, steps] : waves) {
+    const bool canary_wave = a.r.steps[static_cast<size_t>(steps.front())].canary;
+    if (!canary_wave && !CanaryGate(a, i)) break;
+    RunWave(a, i, steps);
+    lock.lock();
+    bool stop = a.aborted || a.halted || stopping_;
+    lock.unlock();
+    if (stop) break;
+  }
+  lock.lock();
+  if (stopping_) return false;
+  bool unfinished = std::any_of(a.r.steps.begin(), a.r.steps.end(), [&](const RolloutStep& s) {
+    return s.environment == st.environment && !s.finished();
+  });
+  st.state = a.aborted         ? "aborted"
+             : a.halted        ? "halted"
+             : st.failures > 0 ? "failed"
+             : unfinished      ? "failed"
+                               : "succeeded";
+  st.finished_at = clock_->Now();
+  SaveStage(a, i);
+  Emit(a, "stage_finished", st.environment, "",
+       absl::StrCat(st.environment, " ", st.state,
+                    st.failures > 0 ? absl::StrCat(" (", st.failures, " failed)") : ""));
+  return st.state == "succeeded";
+}
+
+void RolloutEngine::RunWave(Active& a, size_t stage_index, const std::vector<int>& steps) {
+  size_t next = 0;  // guarded by mu_
+  auto worker = [&] {
+    while (true) {
+      int step = -1;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (!WaitUntil(lock, a, [] { return true; }) || a.halted) return;
+        while (next < steps.size() && step < 0) {
+          int candidate = steps[next++];
+          if (a.r.steps[static_cast<size_t>(candidate)].state == "pending") step = candidate;
+        }
+        if (step < 0) return;
+      }
+      RunStep(a, stage_index, step);
+    }
+  };
+  int parallel;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    parallel = std::max(
+        1, std::min<int>(a.r.stages[stage_index].max_parallel, static_cast<int>(steps.size())));
+  }
+  std::vector<std::thread> pool;
+  for (int t = 1; t < parallel; ++t) pool.emplace_back(worker);
+  worker();
+  for (std::thread& t : pool) t.join();
+}
+
+void RolloutEngine::RunStep(Active& a, size_t stage_index, int index) {
+  RolloutStep step;
+  StepExecutor::Job job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    step = a.r.steps[static_cast<size_t>(index)];
+    job = {a.r.id, a.r.kind, a.r.target, a.r.stages[stage_index]};
+  }
+  const absl::Time started = clock_->Now();
+  executor_.Run(job, &step, &a.cancel, StepHooks(a));
+  if (!step.finished()) return;  // lockstepd is stopping
+  std::lock_guard<std::mutex> lock(mu_);
+  if (hooks_.on_step_finished) hooks_.on_step_finished(step, step.finished_at - started);
+  if (step.state == "failed" && !a.aborted) CountFailure(a, stage_index, step);
+}
+
+StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
+  StepExecutor::Hooks hooks;
+  hooks.save = [this, &a](const RolloutStep& step) {
+    std::lock_guard<std::mutex> lock(mu_);
+    SaveStep(a, step);
+  };
+  hooks.event = [this, &a](const RolloutStep& step, const std::string& kind,
+                           const std::string& message) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Emit(a, kind, step.environment, step.database, message);
+  };
+  hooks.backup_taken = [this](const Backup& b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (hooks_.on_backup) hooks_.on_backup(b);
+  };
+  hooks.stopping = [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_;
+  };
+  return hooks;
+}
+
+bool RolloutEngine::CanaryGate(Active& a, size_t i) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (a.canary_gates_passed.count(i)) return true;
+  RolloutStage& st = a.r.stages[i];
+  std::vector<RolloutStep> canaries;
+  absl::Time done = absl::InfinitePast();
+  int rest = 0;
+  for (const RolloutStep& s : a.r.steps) {
+    if (s.environment != st.environment) continue;
+    if (!s.canary) {
+      ++rest;
+      continue;
+    }
+    canaries.push_back(s);
+    done = std::max(done, s.finished_at);
+  }
+  auto halt = [&](const std::string& why) {
+    a.halted = true;
+    a.stop_reason = absl::StrCat("rollout halted: ", why);
+    Emit(a, "halted", st.environment, "", a.stop_reason);
+    return false;
+  };
+  // A canary that failed stops the stage, whatever max_failures allows:
+  // that is what it went first for.
+  for (const RolloutStep& c : canaries) {
+    if (c.state != "succeeded") {
+      return halt(absl::StrCat("canary ", c.key(), " ", c.state, ": ", c.error));
+    }
+  }
+  const std::string others = Plural(static_cast<size_t>(rest), "other database");
+  if (!canaries.empty() && st.canary_soak > absl::ZeroDuration()) {
+    const absl::Time until = done + st.canary_soak;
+    if (clock_->Now() < until &&
+        !EnterGate(lock, a, i,
+                   {"soaking", "canary_soaking",
+                    absl::StrCat(st.environment, " canaries soak until ", When(until),
+                                 " before the ", others),
+                    until})) {
+      return false;
+    }
+    // Healthy: each canary still holds what its step left there.
+    lock.unlock();
+    std::vector<std::string> unhealthy;
+    for (const RolloutStep& c : canaries) {
+      std::optional<VersionTarget> target = reconciler_->Target(c.key());
+      if (!target) {
+        unhealthy.push_back(absl::StrCat(c.key(), " is no longer in the inventory"));
+        continue;
+      }
+      VersionRead read = drivers_->Read(*target);
+      if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
+        unhealthy.push_back(absl::StrCat(c.key(), " cannot be read: ", read.error));
+      } else if (read.rows != c.expected) {
+        unhealthy.push_back(absl::StrCat(c.key(), " holds [", absl::StrJoin(read.rows, ", "),
+                                         "], not [", absl::StrJoin(c.expected, ", "), "]"));
+      }
+    }
+    lock.lock();
+    if (stopping_ || a.aborted) return false;
+    if (!unhealthy.empty()) {
+      return halt(absl::StrCat("canaries did not hold through their soak: ",
+                               absl::StrJoin(unhealthy, "; ")));
+    }
+    Emit(a, "canary_soaked", st.environment, "",
+         absl::StrCat(st.environment, " canaries held the target for ",
+                      absl::FormatDuration(st.canary_soak)));
+  }
+  if (!canaries.empty() && st.canary_approval_required && st.canary_approved_by.empty() &&
+      !EnterGate(lock, a, i,
+                 {"awaiting_approval", "awaiting_approval",
+                  absl::StrCat(st.environment, " canaries hold the target; the ", others,
+                               " wait for approval: lockstep approve ", a.r.id),
+                  absl::InfiniteFuture(), [&st] { return !st.canary_approved_by.empty(); },
+                  Active::Gate::kCanaries})) {
+    return false;
+  }
+  if (st.state != "running") {
+    st.state = "running";
+    SaveStage(a, i);
+  }
+  if (!a.paused) {
+    a.r.state = "running";
+    a.r.reason.clear();
+    SaveHeader(a);
+  }
+  UpdateGauges();
+  a.canary_gates_passed.insert(i);
+  return true;
+}
+
+void RolloutEngine::CountFailure(Active& a, size_t stage_index, const RolloutStep& failed) {
+  RolloutStage& st = a.r.stages[stage_index];
+  ++st.failures;
+  SaveStage(a, stage_index);
+  if (st.failures > st.max_failures && !a.halted) {
+    a.halted = true;
+    // The failure that tipped it, so every view of the rollout says why.
+    a.stop_reason = absl::StrCat("rollout halted: ", st.failures, " failed in ", st.environment,
+                                 ", more than max_failures ", st.max_failures, "; ", failed.key(),
+                                 ": ", failed.error);
+    Emit(a, "halted", st.environment, "", a.stop_reason);
+  }
+}
+
+void RolloutEngine::Settle(Active& a, RolloutStep* step) {
+  executor_.Settle(a.r.id, step, StepHooks(a));  // the id never changes: no lock
+  if (step->state != "failed") return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < a.r.stages.size(); ++i) {
+    if (a.r.stages[i].environment == step->environment) CountFailure(a, i, *step);
+  }
+}
+
+void RolloutEngine::Finish(Active& a) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stopping_) return;  // not finished: the next lockstepd continues it
+  std::string skip_reason = a.stop_reason;
+  int failed = 0;
+  const RolloutStep* first_failure = nullptr;
+  for (const RolloutStep& s : a.r.steps) {
+    if (s.state != "failed") continue;
+    if (failed++ == 0) first_failure = &s;
+  }
+  for (size_t i = 0; i < a.r.stages.size(); ++i) {
+    RolloutStage& st = a.r.stages[i];
+    if (skip_reason.empty() && i > 0 && st.state == "pending" &&
+        a.r.stages[i - 1].state != "succeeded") {
+      skip_reason = absl::StrCat(a.r.stages[i - 1].environment, " did not succeed (",
+                                 a.r.stages[i - 1].state, "), so it is not promoted further");
+    }
+    if (st.state == "pending" || st.state == "soaking" || st.state == "awaiting_approval") {
+      st.state = a.aborted ? "aborted" : "skipped";
+      SaveStage(a, i);
+    }
+  }
+  for (RolloutStep& s : a.r.steps) {
+    if (s.state != "pending") continue;
+    s.state = "skipped";
+    s.error = skip_reason;
+    SaveStep(a, s);
+    Emit(a, "step_skipped", s.environment, s.database, skip_reason);
+  }
+  a.r.state = a.aborted ? "aborted" : a.halted ? "halted" : failed > 0 ? "failed" : "succeeded";
+  a.r.reason = a.r.state == "succeeded"
+                   ? absl::StrCat(Plural(a.r.steps.size(), "database"), " at ", a.r.target)
+               : !skip_reason.empty()
+                   ? skip_reason
+                   : absl::StrCat(failed, " of ", Plural(a.r.steps.size(), "database"),
+                                  " failed; ", first_failure->key(), ": ", first_failure->error);
+  if (a.r.state == "succeeded" && a.r.kind == "downgrade" && a.r.steps.size() == 1) {
+    // The revisions it holds, not the target as given ("-1"): a step
+    // succeeds only when the rows read after it are the expected ones.
+    const RolloutStep& step = a.r.steps[0];
+    a.r.reason = absl::StrCat(step.key(), " now holds ", RowsText(step.expected));
+  }
+  a.r.finished_at = clock_->Now();
+  SaveHeader(a);
+  Emit(a, "rollout_finished", "", "", absl::StrCat(a.r.state, ": ", a.r.reason));
+  if (hooks_.on_rollout_finished) hooks_.on_rollout_finished(a.r);
+  std::shared_ptr<Active> keep = active_[a.r.id];  // `a` lives on until this returns
+  if (store_error_.empty()) {
+    events_.Forget(a.r.id);
+    active_.erase(a.r.id);
+  } else {
+    a.unrecorded = true;  // CheckStore records its end once the store takes writes
+  }
+  UpdateGauges();
+  changed_.notify_all();
+  lock.unlock();
+  absl::Status refreshed = reconciler_->Refresh();  // status shows the new revisions now
+  (void)refreshed;
+}
+
+}  // namespace lockstep::daemon
