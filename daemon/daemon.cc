@@ -229,7 +229,7 @@ void Daemon::PollLoop() {
     absl::Status s = reconciler_->Refresh();
     std::shared_ptr<const FleetSnapshot> snap = reconciler_->Snapshot();
     std::map<std::string, int> by_state;
-    for (const DatabaseStatus& d : snap->databases) ++by_state[d.state];
+    for (const DatabaseStatus& d : snap->databases) ++by_state[std::string(NameOf(d.state))];
     std::vector<std::string> counts;
     for (const auto& [k, v] : by_state) counts.push_back(absl::StrCat(k, "=", v));
     if (s.ok()) {
@@ -252,12 +252,14 @@ void Daemon::PollLoop() {
 
 void Daemon::LogEvent(const Rollout& r, const RolloutEvent& e) {
   std::string where = e.database.empty() ? e.environment : absl::StrCat(e.environment, "/", e.database);
-  if (e.kind == "output") {
+  if (e.kind == EventKind::kOutput) {
     log_->debug("rollout {} {}: {}", r.id, where, e.message);
-  } else if (e.kind == "step_failed" || e.kind == "halted" || e.kind == "backup_failed") {
-    log_->error("rollout {} {} {}: {}", r.id, e.kind, where, e.message);
+  } else if (e.kind == EventKind::kStepFailed || e.kind == EventKind::kHalted ||
+             e.kind == EventKind::kBackupFailed) {
+    log_->error("rollout {} {} {}: {}", r.id, std::string(NameOf(e.kind)), where, e.message);
   } else {
-    log_->info("rollout {} {}{}{}: {}", r.id, e.kind, where.empty() ? "" : " ", where, e.message);
+    log_->info("rollout {} {}{}{}: {}", r.id, std::string(NameOf(e.kind)), where.empty() ? "" : " ",
+               where, e.message);
   }
 }
 
@@ -269,7 +271,10 @@ void Daemon::LogChanges(const FleetSnapshot& before, const FleetSnapshot& after)
       log_->warn("{}: revisions changed from [{}] to [{}]", d.key(), absl::StrJoin(old->revisions, ","),
                  absl::StrJoin(d.revisions, ","));
     }
-    if (old->state != d.state) log_->info("{}: {} -> {} ({})", d.key(), old->state, d.state, d.reason);
+    if (old->state != d.state) {
+      log_->info("{}: {} -> {} ({})", d.key(), std::string(NameOf(old->state)),
+                 std::string(NameOf(d.state)), d.reason);
+    }
   }
 }
 

@@ -128,8 +128,8 @@ std::optional<LostRows> FindLostRows(StateStore* store, const DatabaseStatus& d,
   if (last.ok() && last->has_value()) {
     const RolloutStep& s = (*last)->step;
     bool left_empty =
-        (s.state == "succeeded" && s.expected.empty()) ||
-        (s.state == "failed" && s.from.empty() &&
+        (s.state == StepState::kSucceeded && s.expected.empty()) ||
+        (s.state == StepState::kFailed && s.from.empty() &&
          (s.rollback == "restored" || s.rollback == "rolled_back" || s.rollback == "downgraded"));
     if (left_empty && s.finished_at >= arrived && s.started_at <= lost.gone_at) {
       lost.by_rollout = (*last)->rollout_id;
@@ -142,6 +142,18 @@ std::string Plural(size_t n, const std::string& noun) {
   return absl::StrCat(n, " ", noun, n == 1 ? "" : "s");
 }
 
+
+DatabaseState DatabaseStateOf(migrations::RevisionState state) {
+  switch (state) {
+    case migrations::RevisionState::kCurrent: return DatabaseState::kCurrent;
+    case migrations::RevisionState::kBehind: return DatabaseState::kBehind;
+    case migrations::RevisionState::kAhead: return DatabaseState::kAhead;
+    case migrations::RevisionState::kDiverged: return DatabaseState::kDiverged;
+    case migrations::RevisionState::kOrphaned: return DatabaseState::kOrphaned;
+    case migrations::RevisionState::kUninitialized: return DatabaseState::kUninitialized;
+  }
+  return DatabaseState::kUninitialized;
+}
 
 bool IsKnown(const VersionRead& read) {
   return read.outcome == ReadOutcome::kOk || read.outcome == ReadOutcome::kNoTable;
@@ -276,13 +288,13 @@ DatabaseStatus Classify(const Planned& p, const VersionRead& read,
   d.check_duration = read.took;
   d.last_check = checked_at;
   if (!IsKnown(read)) {
-    d.state = "unreachable";
+    d.state = DatabaseState::kUnreachable;
     d.reason = absl::StrCat(ReadOutcomeName(read.outcome), ": ", read.error);
     return d;
   }
   d.revisions = read.rows;
   Classification c = migrations::ClassifyRows(resolver, read.rows, p.env->target);
-  d.state = std::string(migrations::RevisionStateName(c.state));
+  d.state = DatabaseStateOf(c.state);
   d.reason = c.reason;
   if (read.outcome == ReadOutcome::kNoTable) {
     d.reason = absl::StrCat("no ", p.target.version_table, " table (never migrated); ",
@@ -303,7 +315,7 @@ DatabaseStatus Classify(const Planned& p, const VersionRead& read,
   } else if (lost) {
     // Not "never migrated": upgrading it from nothing would run every
     // migration over tables that may still be there.
-    d.state = "version_rows_lost";
+    d.state = DatabaseState::kVersionRowsLost;
     d.reason = absl::StrCat("no version rows now; held ", absl::StrJoin(lost->held, ", "),
                             " until ", When(lost->gone_at),
                             " (lockstep saw it); restore a backup or `alembic stamp` the "
@@ -337,7 +349,7 @@ void JudgeEnvironments(const config::Inventory& inv, const migrations::Resolver&
       // Rows unknown (unreachable), meaningless to the graph (orphaned) or
       // gone (version_rows_lost): not comparable, and not in lockstep.
       bool comparable =
-          d.state != "unreachable" && d.state != "orphaned" && d.state != "version_rows_lost";
+          d.state != DatabaseState::kUnreachable && d.state != DatabaseState::kOrphaned && d.state != DatabaseState::kVersionRowsLost;
       if (!comparable) {
         es.in_lockstep = false;
         ++es.by_state[d.state];
@@ -361,7 +373,7 @@ void JudgeEnvironments(const config::Inventory& inv, const migrations::Resolver&
       }
       if (!early.empty()) {
         violations.insert(early.begin(), early.end());
-        if (d.state == "current" || d.state == "behind") d.state = "ahead";
+        if (d.state == DatabaseState::kCurrent || d.state == DatabaseState::kBehind) d.state = DatabaseState::kAhead;
         d.reason = absl::StrCat("ahead of ", env.after, ": has ", absl::StrJoin(early, ", "),
                                 ", not yet in every ", env.after, " database; ", d.reason);
       }
@@ -500,7 +512,8 @@ absl::Status Reconciler::Record(const std::vector<VersionRead>& reads, absl::Tim
   std::vector<CheckRecord> records;
   for (size_t i = 0; i < reads.size(); ++i) {
     const DatabaseStatus& d = snapshot->databases[i];
-    records.push_back({d.key(), d.environment, IsKnown(reads[i]), d.revisions, d.state,
+    records.push_back({d.key(), d.environment, IsKnown(reads[i]), d.revisions,
+                       std::string(NameOf(d.state)),
                        d.check_outcome, d.check_error, checked_at});
   }
   absl::Status recorded = store_->RecordChecks(records);
@@ -510,7 +523,7 @@ absl::Status Reconciler::Record(const std::vector<VersionRead>& reads, absl::Tim
     auto it = last->find(d.key());
     if (it == last->end()) continue;
     d.last_change = it->second.changed_at;
-    if (d.state == "unreachable" && it->second.revisions_known) d.revisions = it->second.revisions;
+    if (d.state == DatabaseState::kUnreachable && it->second.revisions_known) d.revisions = it->second.revisions;
   }
   return recorded;
 }
@@ -622,7 +635,7 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
   const bool due = now - last_schema_pass_ >= inv.server.schema_interval;
   std::vector<size_t> to_read;
   for (size_t i = 0; i < dbs.size(); ++i) {
-    if (dbs[i].state == "unreachable") continue;
+    if (dbs[i].state == DatabaseState::kUnreachable) continue;
     auto memo = schema_memo_.find(dbs[i].key());
     if (due || memo == schema_memo_.end() || memo->second.retry ||
         memo->second.revisions != dbs[i].revisions) {
@@ -684,7 +697,7 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
   std::vector<SchemaSample> samples;
   for (const DatabaseStatus& d : dbs) {
     auto m = schema_memo_.find(d.key());
-    if (d.state == "unreachable" || m == schema_memo_.end()) continue;
+    if (d.state == DatabaseState::kUnreachable || m == schema_memo_.end()) continue;
     auto schema = schemas_.find(m->second.fingerprint);
     samples.push_back({d.key(), m->second.dialect, m->second.revisions,
                        schema == schemas_.end() ? nullptr : schema->second,
@@ -700,14 +713,14 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
       continue;
     }
     SchemaMemo& m = schema_memo_[d.key()];
-    if (v->second.state == "drift" && m.suspected != m.fingerprint) {
+    if (v->second.state == SchemaState::kDrift && m.suspected != m.fingerprint) {
       // First sight: confirmed by the next read (at the next poll).
       m.suspected = m.fingerprint;
       m.retry = true;
-      v->second.state = "unknown";
+      v->second.state = SchemaState::kUnknown;
       v->second.reason = absl::StrCat("confirming at the next poll (it may have been read while "
                                       "a migration ran): ", v->second.reason);
-    } else if (v->second.state != "drift") {
+    } else if (v->second.state != SchemaState::kDrift) {
       m.suspected.clear();
     }
     d.schema = std::move(v->second);

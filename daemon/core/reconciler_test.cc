@@ -113,7 +113,7 @@ environments:
   ASSERT_NE(r, nullptr);
   ASSERT_TRUE(r->Refresh().ok());
   auto s = r->Snapshot();
-  auto state = [&](const char* env, const char* db) { return s->Find(env, db)->state; };
+  auto state = [&](const char* env, const char* db) { return NameOf(s->Find(env, db)->state); };
   EXPECT_EQ(state("dev", "app"), "current");
   EXPECT_EQ(state("staging", "app"), "behind");
   EXPECT_THAT(s->Find("staging", "app")->pending, ElementsAre("b5d1e7f3a033", "c2e4a6b8d055", kHead));
@@ -140,11 +140,11 @@ TEST_F(ReconcilerTest, NoticesChangesMadeByHandAndNewRevisionFiles) {
   auto r = Start(kOneDatabase);
   ASSERT_NE(r, nullptr);
   ASSERT_TRUE(r->Refresh().ok());
-  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "behind");
+  EXPECT_EQ(NameOf(r->Snapshot()->Find("dev", "app")->state), "behind");
 
   Alembic(db, {"upgrade", "heads"});  // someone runs Alembic by hand
   ASSERT_TRUE(r->Refresh().ok());
-  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "current");
+  EXPECT_EQ(NameOf(r->Snapshot()->Find("dev", "app")->state), "current");
   auto changes = store_->Changes("dev/app", 10);
   ASSERT_EQ(changes->size(), 2u);
   EXPECT_THAT((*changes)[0].from, ElementsAre(kUsers));
@@ -156,7 +156,7 @@ TEST_F(ReconcilerTest, NoticesChangesMadeByHandAndNewRevisionFiles) {
       << "'\ndef upgrade():\n    pass\ndef downgrade():\n    pass\n";
   ASSERT_TRUE(r->Refresh().ok());
   EXPECT_EQ(r->Snapshot()->graph.heads, std::vector<std::string>{"f00dfeed0001"});
-  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "behind");
+  EXPECT_EQ(NameOf(r->Snapshot()->Find("dev", "app")->state), "behind");
   EXPECT_THAT(r->Snapshot()->Find("dev", "app")->pending, ElementsAre("f00dfeed0001"));
 
   // A broken file: the last good graph stays, the error is reported.
@@ -196,7 +196,7 @@ TEST_F(ReconcilerTest, ReloadingTheInventoryReloadsTheScripts) {
   r->SetInventory(r->inventory());
   ASSERT_TRUE(r->Refresh().ok());
   EXPECT_FALSE(r->Snapshot()->graph.broken) << r->Snapshot()->graph.error;
-  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "current");
+  EXPECT_EQ(NameOf(r->Snapshot()->Find("dev", "app")->state), "current");
 }
 
 TEST_F(ReconcilerTest, RowsThatWentAwayAreLostNotNeverMigrated) {
@@ -214,22 +214,22 @@ environments:
   auto r = Start(yaml);
   ASSERT_NE(r, nullptr);
   ASSERT_TRUE(r->Refresh().ok());
-  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "current");
-  EXPECT_EQ(r->Snapshot()->Find("dev", "fresh")->state, "uninitialized");
+  EXPECT_EQ(NameOf(r->Snapshot()->Find("dev", "app")->state), "current");
+  EXPECT_EQ(NameOf(r->Snapshot()->Find("dev", "fresh")->state), "uninitialized");
 
   Sql(d + "/app.db", "DELETE FROM alembic_version");  // someone emptied the table
   ASSERT_TRUE(r->Refresh().ok());
   auto s = r->Snapshot();
   const DatabaseStatus* app = s->Find("dev", "app");
-  EXPECT_EQ(app->state, "version_rows_lost");
+  EXPECT_EQ(NameOf(app->state), "version_rows_lost");
   const std::string until =
       absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", s->refreshed_at, absl::UTCTimeZone());
   EXPECT_THAT(app->reason, HasSubstr(absl::StrCat("no version rows now; held ", kHead, " until ",
                                                   until, " (lockstep saw it)")));
   EXPECT_THAT(app->pending, IsEmpty());
-  EXPECT_EQ(s->Find("dev", "fresh")->state, "uninitialized");
+  EXPECT_EQ(NameOf(s->Find("dev", "fresh")->state), "uninitialized");
   EXPECT_THAT(s->Find("dev", "fresh")->reason, HasSubstr("never migrated"));
-  EXPECT_EQ(s->environments[0].by_state.at("version_rows_lost"), 1);
+  EXPECT_EQ(s->environments[0].by_state.at(DatabaseState::kVersionRowsLost), 1);
 
   // Later passes, the table dropped too, and a new lockstepd on the same
   // store: the history still says what it held and when it was seen gone.
@@ -240,14 +240,14 @@ environments:
   ASSERT_NE(r, nullptr);
   ASSERT_TRUE(r->Refresh().ok());
   app = r->Snapshot()->Find("dev", "app");
-  EXPECT_EQ(app->state, "version_rows_lost");
+  EXPECT_EQ(NameOf(app->state), "version_rows_lost");
   EXPECT_THAT(app->reason, HasSubstr(absl::StrCat("held ", kHead, " until ", until)));
-  EXPECT_EQ(r->Snapshot()->Find("dev", "fresh")->state, "uninitialized");
+  EXPECT_EQ(NameOf(r->Snapshot()->Find("dev", "fresh")->state), "uninitialized");
 
   // Rows back (stamped by a person): an ordinary state again.
   Alembic("sqlite:///" + d + "/app.db", {"stamp", kHead});
   ASSERT_TRUE(r->Refresh().ok());
-  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "current");
+  EXPECT_EQ(NameOf(r->Snapshot()->Find("dev", "app")->state), "current");
   auto changes = store_->Changes("dev/app", 10);
   ASSERT_TRUE(changes.ok());
   ASSERT_EQ(changes->size(), 3u);  // none -> head -> none -> head
@@ -272,7 +272,7 @@ TEST_F(ReconcilerTest, RowsALockstepRolloutRemovedAreNotLost) {
   step.environment = "dev";
   step.database = "app";
   step.from = {kHead};
-  step.state = "succeeded";
+  step.state = StepState::kSucceeded;
   step.started_at = absl::Now();
   Alembic(db, {"downgrade", "base"});
   step.finished_at = absl::Now();
@@ -281,7 +281,7 @@ TEST_F(ReconcilerTest, RowsALockstepRolloutRemovedAreNotLost) {
   for (int pass = 0; pass < 2; ++pass) {  // seen gone now, then from the history
     ASSERT_TRUE(r->Refresh().ok());
     const DatabaseStatus* app = r->Snapshot()->Find("dev", "app");
-    EXPECT_EQ(app->state, "uninitialized") << pass;
+    EXPECT_EQ(NameOf(app->state), "uninitialized") << pass;
     EXPECT_THAT(app->reason,
                 HasSubstr(absl::StrCat("no version rows: rollout d-1 left it so (it held ", kHead,
                                        " until ")));
@@ -292,7 +292,7 @@ TEST_F(ReconcilerTest, RowsALockstepRolloutRemovedAreNotLost) {
   ASSERT_TRUE(r->Refresh().ok());
   Sql(dir_ + "/app.db", "DELETE FROM alembic_version");
   ASSERT_TRUE(r->Refresh().ok());
-  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "version_rows_lost");
+  EXPECT_EQ(NameOf(r->Snapshot()->Find("dev", "app")->state), "version_rows_lost");
   EXPECT_THAT(r->Snapshot()->Find("dev", "app")->reason, HasSubstr(absl::StrCat("held ", kUsers)));
 }
 
@@ -333,7 +333,7 @@ environments:
     EXPECT_EQ(s->environments[i].revision_sets.size(), 1u) << s->environments[i].name;
     EXPECT_FALSE(s->environments[i].in_lockstep) << s->environments[i].name;
   }
-  EXPECT_EQ(s->Find("lost", "emptied")->state, "version_rows_lost");
+  EXPECT_EQ(NameOf(s->Find("lost", "emptied")->state), "version_rows_lost");
   EXPECT_TRUE(s->environments[3].in_lockstep);
 }
 
@@ -360,7 +360,7 @@ TEST_F(ReconcilerTest, ClosedReconcilerRefusesToRefresh) {
   r->Close();
   absl::Status s = r->Refresh();
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(r->Snapshot()->Find("dev", "app")->state, "current");  // last snapshot kept
+  EXPECT_EQ(NameOf(r->Snapshot()->Find("dev", "app")->state), "current");  // last snapshot kept
 }
 
 TEST_F(ReconcilerTest, DiscoversSqliteTenantsByGlob) {
@@ -378,8 +378,8 @@ environments:
   ASSERT_TRUE(r->Refresh().ok());
   auto s = r->Snapshot();
   ASSERT_EQ(s->databases.size(), 3u);
-  EXPECT_EQ(s->Find("prod", "acme")->state, "current");
-  EXPECT_EQ(s->Find("prod", "globex")->state, "behind");
+  EXPECT_EQ(NameOf(s->Find("prod", "acme")->state), "current");
+  EXPECT_EQ(NameOf(s->Find("prod", "globex")->state), "behind");
   EXPECT_TRUE(s->Find("prod", "initech")->discovered);
   EXPECT_EQ(s->Find("prod", "initech")->labels.at("tier"), "tenant");
 }
@@ -451,19 +451,19 @@ environments:
   ASSERT_TRUE(r->Refresh().ok());
   auto s = r->Snapshot();
   // Drift is reported once a second read (the next poll) confirms it.
-  EXPECT_EQ(s->Find("prod", "t2")->schema.state, "unknown");
+  EXPECT_EQ(NameOf(s->Find("prod", "t2")->schema.state), "unknown");
   EXPECT_THAT(s->Find("prod", "t2")->schema.reason,
               HasSubstr("confirming at the next poll (it may have been read while a migration "
                         "ran): schema differs from the 3 sqlite databases"));
   ASSERT_TRUE(r->Refresh().ok());
   s = r->Snapshot();
   const SchemaStatus& t2 = s->Find("prod", "t2")->schema;
-  EXPECT_EQ(t2.state, "drift");
+  EXPECT_EQ(NameOf(t2.state), "drift");
   EXPECT_EQ(t2.reason, absl::StrCat("schema differs from the 3 sqlite databases at ", kHead,
                                     " that agree: table orders missing"));
   ASSERT_EQ(t2.differences.size(), 1u);
-  for (const char* t : {"t1", "t3", "t4"}) EXPECT_EQ(s->Find("prod", t)->schema.state, "match") << t;
-  EXPECT_EQ(s->Find("prod", "old")->schema.state, "unknown");
+  for (const char* t : {"t1", "t3", "t4"}) EXPECT_EQ(NameOf(s->Find("prod", t)->schema.state), "match") << t;
+  EXPECT_EQ(NameOf(s->Find("prod", "old")->schema.state), "unknown");
   EXPECT_EQ(s->Find("prod", "old")->schema.reason,
             absl::StrCat("no other sqlite database at ", kAge, " to compare its schema with"));
   EXPECT_EQ(s->Find("prod", "t1")->schema.fingerprint.size(), 64u);
@@ -473,10 +473,10 @@ environments:
   Alembic("sqlite:///" + dir_ + "/old.db", {"upgrade", "heads"});
   ASSERT_TRUE(r->Refresh().ok());
   s = r->Snapshot();
-  EXPECT_EQ(s->Find("prod", "old")->schema.state, "match");
+  EXPECT_EQ(NameOf(s->Find("prod", "old")->schema.state), "match");
   EXPECT_EQ(s->Find("prod", "t1")->schema.reason,
             absl::StrCat("same schema as the 3 other sqlite databases at ", kHead));
-  EXPECT_EQ(s->Find("prod", "t2")->schema.state, "drift");
+  EXPECT_EQ(NameOf(s->Find("prod", "t2")->schema.state), "drift");
 
   // A lockstep lock held on a database (a step in flight) makes its read no
   // verdict. t2 is read again since its rows change.
@@ -491,7 +491,7 @@ environments:
     ASSERT_TRUE(lock.ok()) << lock.status();
     ASSERT_TRUE(r->Refresh().ok());
     const SchemaStatus& held = r->Snapshot()->Find("prod", "t2")->schema;
-    EXPECT_EQ(held.state, "unknown");
+    EXPECT_EQ(NameOf(held.state), "unknown");
     EXPECT_THAT(held.reason, HasSubstr("lockstep's lock on it was held (this lockstepd (pid "));
   }
 }
@@ -501,7 +501,7 @@ TEST_F(ReconcilerTest, SchemaChecksCanBeTurnedOff) {
   auto r = Start(std::string(kOneDatabase) + "server: {schema_interval: 0s}\n");
   ASSERT_TRUE(r->Refresh().ok());
   const SchemaStatus& st = r->Snapshot()->Find("dev", "app")->schema;
-  EXPECT_EQ(st.state, "unknown");
+  EXPECT_EQ(NameOf(st.state), "unknown");
   EXPECT_EQ(st.reason, "schema checks are off (server.schema_interval: 0)");
 }
 

@@ -38,7 +38,7 @@ std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>
     SchemaStatus& st = out[s.key];
     st.fingerprint = s.fingerprint;
     if (s.schema == nullptr) {
-      st.state = "unknown";
+      st.state = SchemaState::kUnknown;
       st.reason = s.error;
       continue;
     }
@@ -53,7 +53,7 @@ std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>
       for (const SchemaSample* m : members) {
         SchemaStatus& st = out[m->key];
         if (m->fingerprint == e.fingerprint) {
-          st.state = "match";
+          st.state = SchemaState::kMatch;
           st.reason = cohort.second.empty()
                           ? "empty, as a database without version rows should be"
                           : absl::StrCat("the schema Alembic builds for ",
@@ -61,7 +61,7 @@ std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>
                                          dialect, " database");
           continue;
         }
-        st.state = "drift";
+        st.state = SchemaState::kDrift;
         st.differences = Diff(*e.schema, *m->schema);
         st.reason = cohort.second.empty()
                         ? absl::StrCat("no version rows, yet not empty (stamped base, or its rows "
@@ -101,11 +101,11 @@ std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>
     for (const SchemaSample* m : members) {
       SchemaStatus& st = out[m->key];
       if (m->fingerprint == model.fingerprint) {
-        st.state = "match";
+        st.state = SchemaState::kMatch;
         st.reason = absl::StrCat("same schema as the ", Others(majority->size() - 1, dialect, where));
         continue;
       }
-      st.state = "drift";
+      st.state = SchemaState::kDrift;
       st.differences = Diff(*model.schema, *m->schema);
       st.reason = absl::StrCat("schema differs from the ", majority->size(), " ", dialect,
                                " databases ", where, " that agree: ",

@@ -33,15 +33,15 @@ TEST(JudgeCohortsTest, TheMajorityOfACohortIsTheExpectedSchema) {
       Sample("prod/pg", {"e9a8"}, WithTables({"users"}), "postgresql"),
   };
   std::map<std::string, SchemaStatus> v = JudgeCohorts(samples);
-  EXPECT_EQ(v["prod/t1"].state, "match");
+  EXPECT_EQ(NameOf(v["prod/t1"].state), "match");
   EXPECT_EQ(v["prod/t1"].reason, "same schema as the 2 other sqlite databases at e9a8");
-  EXPECT_EQ(v["prod/t3"].state, "drift");
+  EXPECT_EQ(NameOf(v["prod/t3"].state), "drift");
   EXPECT_EQ(v["prod/t3"].reason,
             "schema differs from the 3 sqlite databases at e9a8 that agree: table orders missing");
   ASSERT_EQ(v["prod/t3"].differences.size(), 1u);
   EXPECT_EQ(v["prod/t3"].differences[0].change, "missing");
   EXPECT_THAT(v["prod/t1"].differences, IsEmpty());
-  EXPECT_EQ(v["prod/pg"].state, "unknown");
+  EXPECT_EQ(NameOf(v["prod/pg"].state), "unknown");
   EXPECT_EQ(v["prod/pg"].reason,
             "no other postgresql database at e9a8 to compare its schema with");
 }
@@ -54,11 +54,11 @@ TEST(JudgeCohortsTest, NoMajorityAndUnreadableSchemasAreUnknownAndSaySo) {
   };
   samples[2].error = "cannot read its schema: disk I/O error";
   std::map<std::string, SchemaStatus> v = JudgeCohorts(samples);
-  EXPECT_EQ(v["dev/a"].state, "unknown");
+  EXPECT_EQ(NameOf(v["dev/a"].state), "unknown");
   EXPECT_EQ(v["dev/a"].reason,
             "the 2 sqlite databases with no version rows hold 2 different schemas, and no "
             "majority agrees");
-  EXPECT_EQ(v["dev/c"].state, "unknown");
+  EXPECT_EQ(NameOf(v["dev/c"].state), "unknown");
   EXPECT_EQ(v["dev/c"].reason, "cannot read its schema: disk I/O error");
 }
 
@@ -77,15 +77,15 @@ TEST(JudgeCohortsTest, TheExpectedSchemaOutranksTheCohort) {
       Sample("prod/b", {"b5d1"}, full),
   };
   std::map<std::string, SchemaStatus> v = JudgeCohorts(samples, expected);
-  EXPECT_EQ(v["prod/t1"].state, "drift");
+  EXPECT_EQ(NameOf(v["prod/t1"].state), "drift");
   EXPECT_EQ(v["prod/t1"].reason, "not the schema Alembic builds for e9a8: table orders missing");
-  EXPECT_EQ(v["prod/t3"].state, "match");
+  EXPECT_EQ(NameOf(v["prod/t3"].state), "match");
   EXPECT_EQ(v["prod/t3"].reason, "the schema Alembic builds for e9a8 on an empty sqlite database");
-  EXPECT_EQ(v["prod/base"].state, "drift");
+  EXPECT_EQ(NameOf(v["prod/base"].state), "drift");
   EXPECT_EQ(v["prod/base"].reason,
             "no version rows, yet not empty (stamped base, or its rows deleted?): table orders "
             "unexpected; table users unexpected");
-  EXPECT_EQ(v["prod/b"].state, "unknown");
+  EXPECT_EQ(NameOf(v["prod/b"].state), "unknown");
   EXPECT_EQ(v["prod/b"].reason,
             "no other sqlite database at b5d1 to compare its schema with (no expected schema: "
             "Alembic could not build b5d1: exit 1)");

@@ -15,9 +15,6 @@ using prometheus::Family;
 using prometheus::Gauge;
 using prometheus::Labels;
 
-const char* const kStates[] = {"current",           "behind",     "ahead",
-                               "diverged",          "orphaned",   "uninitialized",
-                               "version_rows_lost", "unreachable"};
 
 double Seconds(absl::Time t) {
   return t == absl::InfinitePast() ? 0 : absl::ToDoubleSeconds(t - absl::UnixEpoch());
@@ -113,15 +110,15 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
     // Version rows are bytes from the database: a label is valid UTF-8.
     info["revision"] = d.revisions.empty() ? "none" : ValidUtf8(absl::StrJoin(d.revisions, ","));
     set(f.info, info, 1);
-    for (const char* st : kStates) {
+    for (const auto& [state, name] : AllOf<DatabaseState>()) {
       Labels l = base;
-      l["state"] = st;
-      set(f.state, l, d.state == st ? 1 : 0);
+      l["state"] = std::string(name);
+      set(f.state, l, d.state == state ? 1 : 0);
     }
     set(f.last_check, base, Seconds(d.last_check));
     set(f.last_change, base, Seconds(d.last_change));
-    set(f.schema_drift, base, d.schema.state == "drift" ? 1 : 0);
-    set(f.schema_known, base, d.schema.state == "unknown" ? 0 : 1);
+    set(f.schema_drift, base, d.schema.state == SchemaState::kDrift ? 1 : 0);
+    set(f.schema_known, base, d.schema.state == SchemaState::kUnknown ? 0 : 1);
     set(f.schema_differences, base, static_cast<double>(d.schema.differences.size()));
     f.check_duration.Add({{"outcome", d.check_outcome}}, kBuckets)
         .Observe(absl::ToDoubleSeconds(d.check_duration));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "daemon/model/states.h"
 #include "daemon/schema/schema.h"
 
 namespace lockstep::daemon {
@@ -19,16 +20,15 @@ namespace lockstep::daemon {
 // Whether a database's real schema is what its version rows claim
 // (daemon/core/schema_check.h says how it is judged).
 struct SchemaStatus {
-  std::string state = "unknown";  // match, drift, unknown
+  SchemaState state = SchemaState::kUnknown;
   std::string reason;             // one sentence a person can act on
   std::string fingerprint;        // SchemaFingerprint; empty when not read
   std::vector<SchemaDifference> differences;  // drift: against the expected schema
   absl::Time checked_at = absl::InfinitePast();
 };
 
-// States a database can be in (DESIGN.md), as stable strings:
-// current, behind, ahead, diverged, orphaned, uninitialized,
-// version_rows_lost, unreachable. `uninitialized` is a database lockstep
+// States a database can be in (DESIGN.md; DatabaseState in states.h).
+// `uninitialized` is a database lockstep
 // never saw version rows in; `version_rows_lost` one that has none now but
 // held some when lockstep looked before.
 struct DatabaseStatus {
@@ -36,7 +36,7 @@ struct DatabaseStatus {
   std::string name;
   std::string url;  // redacted
   std::map<std::string, std::string> labels;
-  std::string state;
+  DatabaseState state = DatabaseState::kUninitialized;
   std::string reason;                   // one sentence a person can act on
   std::vector<std::string> revisions;   // the version rows (last known when unreachable)
   std::vector<std::string> pending;     // what `upgrade <target>` would run, in order
@@ -58,7 +58,7 @@ struct EnvironmentStatus {
   std::string after;
   std::string target;
   int databases = 0;
-  std::map<std::string, int> by_state;
+  std::map<DatabaseState, int> by_state;
   // Distinct revision sets among the databases whose rows are known and
   // meaningful (not orphaned, unreachable or version_rows_lost).
   std::vector<std::vector<std::string>> revision_sets;

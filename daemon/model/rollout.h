@@ -5,12 +5,7 @@
 // Shape: a rollout has stages (one per environment, in promotion order);
 // a stage's steps are grouped in waves (each canary alone, then waves of
 // batch_size); a step is one database moved along Alembic's own path.
-// States are stable strings (they are stored and shown in the API):
-//   rollout: running, paused, awaiting_approval, soaking, succeeded, failed,
-//            halted, aborted
-//   stage:   pending, soaking, awaiting_approval, running, succeeded, failed,
-//            halted, skipped, aborted
-//   step:    pending, running, succeeded, failed, skipped
+// States are enums (states.h), stored and shown by their stable names.
 #ifndef LOCKSTEP_DAEMON_MODEL_ROLLOUT_H_
 #define LOCKSTEP_DAEMON_MODEL_ROLLOUT_H_
 
@@ -19,6 +14,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "daemon/model/states.h"
 
 namespace lockstep::daemon {
 
@@ -31,10 +27,9 @@ struct RolloutStep {
   std::vector<std::string> from;      // version rows when planned (or re-read)
   std::vector<std::string> expected;  // version rows after the step
   std::vector<std::string> path;      // revisions Alembic runs, in order
-  std::string state = "pending";
-  // While running, what is being done (written before it is done):
-  // lock, backup, alembic, verify, rollback.
-  std::string phase;
+  StepState state = StepState::kPending;
+  // While running, what is being done (written before it is done).
+  StepPhase phase = StepPhase::kNone;
   std::string error;     // why it failed or was skipped
   std::string rollback;  // restored, rolled_back, downgraded, left, or "<how>_failed"
   std::string output;    // Alembic's output (the last 64 KiB)
@@ -53,18 +48,21 @@ struct RolloutStep {
   absl::Time finished_at = absl::InfinitePast();
 
   std::string key() const { return environment + "/" + database; }
-  bool finished() const { return state == "succeeded" || state == "failed" || state == "skipped"; }
+  bool finished() const {
+    return state == StepState::kSucceeded || state == StepState::kFailed ||
+           state == StepState::kSkipped;
+  }
 };
 
 struct RolloutStage {
   std::string environment;
-  std::string state = "pending";
+  StageState state = StageState::kPending;
   absl::Duration soak;  // the previous stage must have held the target this long
   bool approval_required = false;
   int batch_size = 10;
   int max_parallel = 4;
   int max_failures = 0;
-  std::string on_failure = "restore";  // restore, downgrade, leave
+  FailurePolicy on_failure = FailurePolicy::kRestore;
   bool backup_required = false;
   int failures = 0;
   std::string approved_by;
@@ -84,7 +82,7 @@ struct Rollout {
   std::string kind = "upgrade";  // or "downgrade" (one database, incident work)
   std::string target;            // the identifier as given (heads, a revision, label@head)
   std::vector<std::string> target_revisions;  // what it resolved to when planned
-  std::string state = "running";
+  RolloutState state = RolloutState::kRunning;
   std::string reason;  // why it ended the way it did, or what it waits for
   std::string created_by;
   bool override_promotion = false;
@@ -95,19 +93,15 @@ struct Rollout {
   std::vector<RolloutStep> steps;
 
   bool finished() const {
-    return state == "succeeded" || state == "failed" || state == "halted" || state == "aborted";
+    return state == RolloutState::kSucceeded || state == RolloutState::kFailed ||
+           state == RolloutState::kHalted || state == RolloutState::kAborted;
   }
 };
 
 struct RolloutEvent {
   int64_t seq = 0;  // per rollout, from 1
   absl::Time at;
-  // rollout_started, stage_started, soaking, canary_soaking, canary_soaked,
-  // awaiting_approval, approved, override_lint,
-  // step_started, backup_taken, output, verified, step_failed, rolled_back,
-  // step_skipped, stage_finished, paused, resumed, aborted, halted,
-  // recovered, rollout_finished, override_promotion
-  std::string kind;
+  EventKind kind = EventKind::kOutput;
   std::string environment;
   std::string database;
   std::string message;

@@ -116,7 +116,7 @@ absl::Status RolloutEngine::CheckStoreLocked(bool retry_writes) {
       ++it;
       continue;
     }
-    Emit(*it->second, "recovered", "", "",
+    Emit(*it->second, EventKind::kRecovered, "", "",
          absl::StrCat("the state store takes writes again; ", it->second->r.state, " recorded"));
     events_.Forget(it->first);
     it = active_.erase(it);
@@ -125,7 +125,7 @@ absl::Status RolloutEngine::CheckStoreLocked(bool retry_writes) {
   return absl::OkStatus();
 }
 
-void RolloutEngine::Emit(Active& a, const std::string& kind, const std::string& environment,
+void RolloutEngine::Emit(Active& a, EventKind kind, const std::string& environment,
                          const std::string& database, const std::string& message) {
   // Valid UTF-8 once, here (Alembic prints any bytes; a discovered file's
   // name may hold any), rather than in every reply to every watcher.
@@ -133,7 +133,7 @@ void RolloutEngine::Emit(Active& a, const std::string& kind, const std::string& 
   RolloutEvent e{0, clock_->Now(), kind, valid(environment), valid(database), valid(message)};
   // Alembic's output lines are queued (a step never waits on the store for
   // them); every other event is written, with the lines before it, first.
-  absl::Status s = events_.Append(a.r.id, &e, /*durable=*/kind != "output");
+  absl::Status s = events_.Append(a.r.id, &e, /*durable=*/kind != EventKind::kOutput);
   if (!s.ok()) {
     e.message += absl::StrCat(" (not recorded: ", s.message(), ")");
     StoreFailed(s);
@@ -143,7 +143,7 @@ void RolloutEngine::Emit(Active& a, const std::string& kind, const std::string& 
   // A line of output wakes nobody: watchers look for new lines every
   // kOutputLatency (WaitEvents). A step printing 20,000 lines would wake
   // each of 150 watchers 20,000 times, all contending for mu_ with it.
-  if (kind != "output") changed_.notify_all();
+  if (kind != EventKind::kOutput) changed_.notify_all();
 }
 
 void RolloutEngine::SaveStep(Active& a, const RolloutStep& step) {
@@ -169,7 +169,7 @@ void RolloutEngine::SaveHeader(Active& a) {
 
 void RolloutEngine::UpdateGauges() {
   int awaiting = 0;
-  for (const auto& [id, a] : active_) awaiting += a->r.state == "awaiting_approval" ? 1 : 0;
+  for (const auto& [id, a] : active_) awaiting += a->r.state == RolloutState::kAwaitingApproval ? 1 : 0;
   if (hooks_.on_gauges) hooks_.on_gauges(static_cast<int>(active_.size()), awaiting);
 }
 
@@ -284,7 +284,7 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
   const absl::Time now = clock_->Now();
   rollout.id = NewId(rollout.kind == "downgrade" ? "d-" : "r-", now);
   rollout.created_at = rollout.updated_at = now;
-  rollout.state = "running";
+  rollout.state = RolloutState::kRunning;
   a->r = std::move(rollout);
   absl::Status saved = store_->SaveRollout(a->r);
   if (!saved.ok()) {
@@ -295,7 +295,7 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
   active_[a->r.id] = a;
   std::vector<std::string> envs;
   for (const RolloutStage& s : a->r.stages) envs.push_back(s.environment);
-  Emit(*a, "rollout_started", "", "",
+  Emit(*a, EventKind::kRolloutStarted, "", "",
        absl::StrCat(
            a->r.kind, " to ", a->r.target, " (", absl::StrJoin(a->r.target_revisions, ", "),
            "): ", Plural(a->r.steps.size(), "database"), " in ", absl::StrJoin(envs, ", "),
@@ -307,16 +307,16 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
     if (p.code == "promotion") {
       promotion.push_back(p.message);
     } else if (p.code == "schema-drift") {
-      Emit(*a, "override_drift", "", "",
+      Emit(*a, EventKind::kOverrideDrift, "", "",
            absl::StrCat(p.database, ": schema drift overridden by ", who, " (--allow-drift): ",
                         p.message));
     } else {
-      Emit(*a, "override_lint", "", "",
+      Emit(*a, EventKind::kOverrideLint, "", "",
            absl::StrCat("lint ", p.code, " overridden by ", who, " (--allow-lint): ", p.message));
     }
   }
   if (!promotion.empty()) {
-    Emit(*a, "override_promotion", "", "",
+    Emit(*a, EventKind::kOverridePromotion, "", "",
          absl::StrCat("promotion gate overridden by ", who, ": ", absl::StrJoin(promotion, "; ")));
   }
   UpdateGauges();
@@ -347,9 +347,9 @@ absl::Status RolloutEngine::Recover() {
   for (Rollout& r : *unfinished) {
     auto a = std::make_shared<Active>();
     a->r = std::move(r);
-    a->paused = a->r.state == "paused";
+    a->paused = a->r.state == RolloutState::kPaused;
     active_[a->r.id] = a;
-    Emit(*a, "recovered", "", "",
+    Emit(*a, EventKind::kRecovered, "", "",
          absl::StrCat("lockstepd restarted; continuing ", a->r.id, " (", a->r.state, ")"));
     StartRunner(a);
   }
@@ -378,12 +378,12 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
     s.approved_by = by;
     s.approved_at = clock_->Now();
     SaveStage(active, i);
-    Emit(active, "approved", s.environment, "", absl::StrCat(s.environment, " approved by ", by));
+    Emit(active, EventKind::kApproved, s.environment, "", absl::StrCat(s.environment, " approved by ", by));
   } else {
     s.canary_approved_by = by;
     s.canary_approved_at = clock_->Now();
     SaveStage(active, i);
-    Emit(active, "approved", s.environment, "",
+    Emit(active, EventKind::kApproved, s.environment, "",
          absl::StrCat(s.environment, " canaries approved by ", by,
                       "; the other databases start"));
   }
@@ -399,10 +399,10 @@ absl::Status RolloutEngine::Pause(const std::string& id, const std::string& who)
   if ((*a)->paused)
     return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is already paused"));
   (*a)->paused = true;
-  (*a)->r.state = "paused";
+  (*a)->r.state = RolloutState::kPaused;
   (*a)->r.reason = absl::StrCat("paused by ", who.empty() ? "an unnamed caller" : who);
   SaveHeader(**a);
-  Emit(**a, "paused", "", "", (*a)->r.reason + "; running steps finish, no new ones start");
+  Emit(**a, EventKind::kPaused, "", "", (*a)->r.reason + "; running steps finish, no new ones start");
   UpdateGauges();
   return absl::OkStatus();
 }
@@ -417,19 +417,19 @@ absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who
   (*a)->paused = false;
   // Back to what it was doing: running, or waiting at a stage's gate.
   Rollout& r = (*a)->r;
-  r.state = "running";
+  r.state = RolloutState::kRunning;
   r.reason.clear();
   for (const RolloutStage& st : r.stages) {
-    if (st.state == "awaiting_approval") {
-      r.state = st.state;
+    if (st.state == StageState::kAwaitingApproval) {
+      r.state = RolloutState::kAwaitingApproval;
       r.reason = ApprovalReason(st.environment, r.id);
-    } else if (st.state == "soaking") {
-      r.state = st.state;
+    } else if (st.state == StageState::kSoaking) {
+      r.state = RolloutState::kSoaking;
       r.reason = absl::StrCat("soaking before ", st.environment);
     }
   }
   SaveHeader(**a);
-  Emit(**a, "resumed", "", "",
+  Emit(**a, EventKind::kResumed, "", "",
        absl::StrCat("resumed by ", who.empty() ? "an unnamed caller" : who));
   UpdateGauges();
   return absl::OkStatus();
@@ -443,7 +443,7 @@ absl::Status RolloutEngine::Abort(const std::string& id, const std::string& who)
   (*a)->aborted = true;
   (*a)->cancel = true;
   (*a)->stop_reason = absl::StrCat("rollout aborted by ", who.empty() ? "an unnamed caller" : who);
-  Emit(**a, "aborted", "", "",
+  Emit(**a, EventKind::kAborted, "", "",
        (*a)->stop_reason +
            "; a running Alembic is stopped and its database rolled back as on_failure says");
   return absl::OkStatus();
@@ -458,7 +458,7 @@ absl::StatusOr<Rollout> RolloutEngine::Get(const std::string& id) {
   return store_->LoadRollout(id);
 }
 
-absl::StatusOr<std::string> RolloutEngine::StateOf(const std::string& id) {
+absl::StatusOr<RolloutState> RolloutEngine::StateOf(const std::string& id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = active_.find(id);

@@ -95,7 +95,7 @@ class RolloutEngine {
 
   absl::StatusOr<Rollout> Get(const std::string& id);
   // Just the state (cheap: no copy of the steps).
-  absl::StatusOr<std::string> StateOf(const std::string& id);
+  absl::StatusOr<RolloutState> StateOf(const std::string& id);
   absl::StatusOr<std::vector<Rollout>> List(int limit);
   // Events after `after_seq`, waiting up to `wait` when there are none yet.
   // `*finished` is set when the rollout has ended and every event is out.
@@ -179,7 +179,7 @@ class RolloutEngine {
   void StoreFailed(const absl::Status& status, bool write = true);
   absl::Status CheckStoreLocked(bool retry_writes = true);
   // Must hold mu_.
-  void Emit(Active& a, const std::string& kind, const std::string& environment,
+  void Emit(Active& a, EventKind kind, const std::string& environment,
             const std::string& database, const std::string& message);
   void SaveStep(Active& a, const RolloutStep& step);
   void SaveStage(Active& a, size_t stage_index);

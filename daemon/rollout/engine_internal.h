@@ -58,8 +58,9 @@ struct RolloutEngine::Active {
 };
 
 struct RolloutEngine::GateWait {
-  std::string stage_state;  // "soaking" or "awaiting_approval"
-  std::string event;        // soaking, canary_soaking, awaiting_approval
+  StageState stage_state;    // kSoaking or kAwaitingApproval
+  RolloutState rollout_state;  // the same, for the rollout (unless paused)
+  EventKind event;          // soaking, canary_soaking, awaiting_approval
   std::string reason;       // the rollout's reason while it waits
   absl::Time until = absl::InfiniteFuture();  // a soak's end
   std::function<bool()> ready = [] { return false; };  // an approval given

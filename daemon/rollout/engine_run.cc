@@ -32,7 +32,7 @@ bool RolloutEngine::EnterGate(std::unique_lock<std::mutex>& lock, Active& a, siz
   RolloutStage& st = a.r.stages[i];
   st.state = gate.stage_state;
   SaveStage(a, i);
-  if (!a.paused) a.r.state = gate.stage_state;
+  if (!a.paused) a.r.state = gate.rollout_state;
   a.r.reason = gate.reason;
   SaveHeader(a);
   Emit(a, gate.event, st.environment, "", a.r.reason);
@@ -51,7 +51,7 @@ void RolloutEngine::Run(std::shared_ptr<Active> active) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const RolloutStep& s : a.r.steps) {
-      if (s.state == "running") unsettled.push_back(s.index);
+      if (s.state == StepState::kRunning) unsettled.push_back(s.index);
     }
   }
   for (int i : unsettled) {
@@ -72,9 +72,9 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stopping_ || a.aborted || a.halted) return false;
   RolloutStage& st = a.r.stages[i];
-  if (st.state == "succeeded") return true;
-  if (st.state != "pending" && st.state != "soaking" && st.state != "awaiting_approval" &&
-      st.state != "running") {
+  if (st.state == StageState::kSucceeded) return true;
+  if (st.state != StageState::kPending && st.state != StageState::kSoaking && st.state != StageState::kAwaitingApproval &&
+      st.state != StageState::kRunning) {
     return false;
   }
   std::map<int, std::vector<int>> waves;
@@ -82,7 +82,7 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
     if (s.environment == st.environment) waves[s.wave].push_back(s.index);
   }
   const bool has_work = !waves.empty();
-  if (st.state != "running" && has_work) {
+  if (st.state != StageState::kRunning && has_work) {
     // The soak runs from the end of the previous stage when it moved
     // databases; otherwise the planner checked it against the fleet.
     if (i > 0 && st.soak > absl::ZeroDuration() &&
@@ -90,7 +90,7 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
       const absl::Time until = a.r.stages[i - 1].finished_at + st.soak;
       if (clock_->Now() < until &&
           !EnterGate(lock, a, i,
-                     {"soaking", "soaking",
+                     {StageState::kSoaking, RolloutState::kSoaking, EventKind::kSoaking,
                       absl::StrCat(a.r.stages[i - 1].environment, " soaks until ", When(until),
                                    " before ", st.environment),
                       until})) {
@@ -99,23 +99,24 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
     }
     if (st.approval_required && st.approved_by.empty() &&
         !EnterGate(lock, a, i,
-                   {"awaiting_approval", "awaiting_approval", ApprovalReason(st.environment, a.r.id),
+                   {StageState::kAwaitingApproval, RolloutState::kAwaitingApproval,
+                    EventKind::kAwaitingApproval, ApprovalReason(st.environment, a.r.id),
                     absl::InfiniteFuture(), [&st] { return !st.approved_by.empty(); },
                     Active::Gate::kStage})) {
       return false;
     }
   }
-  if (st.state != "running") {
-    st.state = "running";
+  if (st.state != StageState::kRunning) {
+    st.state = StageState::kRunning;
     st.started_at = clock_->Now();
     SaveStage(a, i);
     Emit(
-        a, "stage_started", st.environment, "",
+        a, EventKind::kStageStarted, st.environment, "",
         absl::StrCat(st.environment, ": ", Plural(StepsIn(a.r, st.environment), "database"), " in ",
                      Plural(waves.size(), "wave"), ", at most ", st.max_parallel, " at once"));
   }
   if (!a.paused) {
-    a.r.state = "running";
+    a.r.state = RolloutState::kRunning;
     a.r.reason.clear();
     SaveHeader(a);
   }
@@ -135,17 +136,16 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
   bool unfinished = std::any_of(a.r.steps.begin(), a.r.steps.end(), [&](const RolloutStep& s) {
     return s.environment == st.environment && !s.finished();
   });
-  st.state = a.aborted         ? "aborted"
-             : a.halted        ? "halted"
-             : st.failures > 0 ? "failed"
-             : unfinished      ? "failed"
-                               : "succeeded";
+  st.state = a.aborted                      ? StageState::kAborted
+             : a.halted                     ? StageState::kHalted
+             : st.failures > 0 || unfinished ? StageState::kFailed
+                                            : StageState::kSucceeded;
   st.finished_at = clock_->Now();
   SaveStage(a, i);
-  Emit(a, "stage_finished", st.environment, "",
-       absl::StrCat(st.environment, " ", st.state,
+  Emit(a, EventKind::kStageFinished, st.environment, "",
+       absl::StrCat(st.environment, " ", NameOf(st.state),
                     st.failures > 0 ? absl::StrCat(" (", st.failures, " failed)") : ""));
-  return st.state == "succeeded";
+  return st.state == StageState::kSucceeded;
 }
 
 void RolloutEngine::RunWave(Active& a, size_t stage_index, const std::vector<int>& steps) {
@@ -158,7 +158,7 @@ void RolloutEngine::RunWave(Active& a, size_t stage_index, const std::vector<int
         if (!WaitUntil(lock, a, [] { return true; }) || a.halted) return;
         while (next < steps.size() && step < 0) {
           int candidate = steps[next++];
-          if (a.r.steps[static_cast<size_t>(candidate)].state == "pending") step = candidate;
+          if (a.r.steps[static_cast<size_t>(candidate)].state == StepState::kPending) step = candidate;
         }
         if (step < 0) return;
       }
@@ -190,7 +190,7 @@ void RolloutEngine::RunStep(Active& a, size_t stage_index, int index) {
   if (!step.finished()) return;  // lockstepd is stopping
   std::lock_guard<std::mutex> lock(mu_);
   if (hooks_.on_step_finished) hooks_.on_step_finished(step, step.finished_at - started);
-  if (step.state == "failed" && !a.aborted) CountFailure(a, stage_index, step);
+  if (step.state == StepState::kFailed && !a.aborted) CountFailure(a, stage_index, step);
 }
 
 StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
@@ -199,7 +199,7 @@ StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
     std::lock_guard<std::mutex> lock(mu_);
     SaveStep(a, step);
   };
-  hooks.event = [this, &a](const RolloutStep& step, const std::string& kind,
+  hooks.event = [this, &a](const RolloutStep& step, EventKind kind,
                            const std::string& message) {
     std::lock_guard<std::mutex> lock(mu_);
     Emit(a, kind, step.environment, step.database, message);
@@ -234,13 +234,13 @@ bool RolloutEngine::CanaryGate(Active& a, size_t i) {
   auto halt = [&](const std::string& why) {
     a.halted = true;
     a.stop_reason = absl::StrCat("rollout halted: ", why);
-    Emit(a, "halted", st.environment, "", a.stop_reason);
+    Emit(a, EventKind::kHalted, st.environment, "", a.stop_reason);
     return false;
   };
   // A canary that failed stops the stage, whatever max_failures allows:
   // that is what it went first for.
   for (const RolloutStep& c : canaries) {
-    if (c.state != "succeeded") {
+    if (c.state != StepState::kSucceeded) {
       return halt(absl::StrCat("canary ", c.key(), " ", c.state, ": ", c.error));
     }
   }
@@ -249,7 +249,7 @@ bool RolloutEngine::CanaryGate(Active& a, size_t i) {
     const absl::Time until = done + st.canary_soak;
     if (clock_->Now() < until &&
         !EnterGate(lock, a, i,
-                   {"soaking", "canary_soaking",
+                   {StageState::kSoaking, RolloutState::kSoaking, EventKind::kCanarySoaking,
                     absl::StrCat(st.environment, " canaries soak until ", When(until),
                                  " before the ", others),
                     until})) {
@@ -278,25 +278,26 @@ bool RolloutEngine::CanaryGate(Active& a, size_t i) {
       return halt(absl::StrCat("canaries did not hold through their soak: ",
                                absl::StrJoin(unhealthy, "; ")));
     }
-    Emit(a, "canary_soaked", st.environment, "",
+    Emit(a, EventKind::kCanarySoaked, st.environment, "",
          absl::StrCat(st.environment, " canaries held the target for ",
                       absl::FormatDuration(st.canary_soak)));
   }
   if (!canaries.empty() && st.canary_approval_required && st.canary_approved_by.empty() &&
       !EnterGate(lock, a, i,
-                 {"awaiting_approval", "awaiting_approval",
+                 {StageState::kAwaitingApproval, RolloutState::kAwaitingApproval,
+                  EventKind::kAwaitingApproval,
                   absl::StrCat(st.environment, " canaries hold the target; the ", others,
                                " wait for approval: lockstep approve ", a.r.id),
                   absl::InfiniteFuture(), [&st] { return !st.canary_approved_by.empty(); },
                   Active::Gate::kCanaries})) {
     return false;
   }
-  if (st.state != "running") {
-    st.state = "running";
+  if (st.state != StageState::kRunning) {
+    st.state = StageState::kRunning;
     SaveStage(a, i);
   }
   if (!a.paused) {
-    a.r.state = "running";
+    a.r.state = RolloutState::kRunning;
     a.r.reason.clear();
     SaveHeader(a);
   }
@@ -315,13 +316,13 @@ void RolloutEngine::CountFailure(Active& a, size_t stage_index, const RolloutSte
     a.stop_reason = absl::StrCat("rollout halted: ", st.failures, " failed in ", st.environment,
                                  ", more than max_failures ", st.max_failures, "; ", failed.key(),
                                  ": ", failed.error);
-    Emit(a, "halted", st.environment, "", a.stop_reason);
+    Emit(a, EventKind::kHalted, st.environment, "", a.stop_reason);
   }
 }
 
 void RolloutEngine::Settle(Active& a, RolloutStep* step) {
   executor_.Settle(a.r.id, step, StepHooks(a));  // the id never changes: no lock
-  if (step->state != "failed") return;
+  if (step->state != StepState::kFailed) return;
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t i = 0; i < a.r.stages.size(); ++i) {
     if (a.r.stages[i].environment == step->environment) CountFailure(a, i, *step);
@@ -335,36 +336,41 @@ void RolloutEngine::Finish(Active& a) {
   int failed = 0;
   const RolloutStep* first_failure = nullptr;
   for (const RolloutStep& s : a.r.steps) {
-    if (s.state != "failed") continue;
+    if (s.state != StepState::kFailed) continue;
     if (failed++ == 0) first_failure = &s;
   }
   for (size_t i = 0; i < a.r.stages.size(); ++i) {
     RolloutStage& st = a.r.stages[i];
-    if (skip_reason.empty() && i > 0 && st.state == "pending" &&
-        a.r.stages[i - 1].state != "succeeded") {
+    if (skip_reason.empty() && i > 0 && st.state == StageState::kPending &&
+        a.r.stages[i - 1].state != StageState::kSucceeded) {
       skip_reason = absl::StrCat(a.r.stages[i - 1].environment, " did not succeed (",
-                                 a.r.stages[i - 1].state, "), so it is not promoted further");
+                                 NameOf(a.r.stages[i - 1].state),
+                                 "), so it is not promoted further");
     }
-    if (st.state == "pending" || st.state == "soaking" || st.state == "awaiting_approval") {
-      st.state = a.aborted ? "aborted" : "skipped";
+    if (st.state == StageState::kPending || st.state == StageState::kSoaking ||
+        st.state == StageState::kAwaitingApproval) {
+      st.state = a.aborted ? StageState::kAborted : StageState::kSkipped;
       SaveStage(a, i);
     }
   }
   for (RolloutStep& s : a.r.steps) {
-    if (s.state != "pending") continue;
-    s.state = "skipped";
+    if (s.state != StepState::kPending) continue;
+    s.state = StepState::kSkipped;
     s.error = skip_reason;
     SaveStep(a, s);
-    Emit(a, "step_skipped", s.environment, s.database, skip_reason);
+    Emit(a, EventKind::kStepSkipped, s.environment, s.database, skip_reason);
   }
-  a.r.state = a.aborted ? "aborted" : a.halted ? "halted" : failed > 0 ? "failed" : "succeeded";
-  a.r.reason = a.r.state == "succeeded"
+  a.r.state = a.aborted     ? RolloutState::kAborted
+              : a.halted    ? RolloutState::kHalted
+              : failed > 0  ? RolloutState::kFailed
+                            : RolloutState::kSucceeded;
+  a.r.reason = a.r.state == RolloutState::kSucceeded
                    ? absl::StrCat(Plural(a.r.steps.size(), "database"), " at ", a.r.target)
                : !skip_reason.empty()
                    ? skip_reason
                    : absl::StrCat(failed, " of ", Plural(a.r.steps.size(), "database"),
                                   " failed; ", first_failure->key(), ": ", first_failure->error);
-  if (a.r.state == "succeeded" && a.r.kind == "downgrade" && a.r.steps.size() == 1) {
+  if (a.r.state == RolloutState::kSucceeded && a.r.kind == "downgrade" && a.r.steps.size() == 1) {
     // The revisions it holds, not the target as given ("-1"): a step
     // succeeds only when the rows read after it are the expected ones.
     const RolloutStep& step = a.r.steps[0];
@@ -372,7 +378,7 @@ void RolloutEngine::Finish(Active& a) {
   }
   a.r.finished_at = clock_->Now();
   SaveHeader(a);
-  Emit(a, "rollout_finished", "", "", absl::StrCat(a.r.state, ": ", a.r.reason));
+  Emit(a, EventKind::kRolloutFinished, "", "", absl::StrCat(a.r.state, ": ", a.r.reason));
   if (hooks_.on_rollout_finished) hooks_.on_rollout_finished(a.r);
   std::shared_ptr<Active> keep = active_[a.r.id];  // `a` lives on until this returns
   if (store_error_.empty()) {

@@ -272,7 +272,7 @@ class EngineTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? r->id : "";
   }
-  std::string StateOf(const std::string& id) { return *engine_->StateOf(id); }
+  std::string StateOf(const std::string& id) { return std::string(NameOf(*engine_->StateOf(id))); }
   // Waits (real time) until the rollout's state is `state`.
   bool WaitFor(const std::string& id, const std::string& state) {
     for (int i = 0; i < 4000; ++i) {
@@ -294,7 +294,7 @@ class EngineTest : public ::testing::Test {
     std::vector<std::string> kinds;
     absl::StatusOr<std::vector<RolloutEvent>> events = store_->Events(id, 0, 10000);
     EXPECT_TRUE(events.ok()) << events.status();
-    for (const RolloutEvent& e : *events) kinds.push_back(e.kind);
+    for (const RolloutEvent& e : *events) kinds.emplace_back(NameOf(e.kind));
     return kinds;
   }
 
@@ -325,7 +325,7 @@ TEST_F(EngineTest, AStepsOutputEventsStopAtOneMiBAndSayWhereTheRestIs) {
   size_t bytes = 0;
   std::vector<std::string> output;
   for (const RolloutEvent& e : *events) {
-    if (e.kind != "output") continue;
+    if (e.kind != EventKind::kOutput) continue;
     bytes += e.message.size();
     output.push_back(e.message);
   }
@@ -452,7 +452,7 @@ TEST_F(EngineTest, ACanaryThatMovesDuringItsSoakHalts) {
   ASSERT_TRUE(WaitFor(id, "halted"));
   Rollout r = *engine_->Get(id);
   EXPECT_THAT(r.reason, HasSubstr("canaries did not hold through their soak: prod/t1 holds"));
-  EXPECT_EQ(Step(r, "t2").state, "skipped");
+  EXPECT_EQ(NameOf(Step(r, "t2").state), "skipped");
   EXPECT_THAT(alembic_.calls(), ElementsAre("t1"));
 }
 
@@ -489,12 +489,12 @@ TEST_F(EngineTest, HaltsPastMaxFailuresWithTheCause) {
   std::string id = Launch();
   ASSERT_TRUE(WaitFor(id, "halted"));
   Rollout r = *engine_->Get(id);
-  EXPECT_EQ(Step(r, "a").state, "failed");
+  EXPECT_EQ(NameOf(Step(r, "a").state), "failed");
   EXPECT_THAT(Step(r, "a").error,
               HasSubstr("Alembic exit 1: sqlite3.OperationalError: no such table: x"));
-  EXPECT_EQ(Step(r, "b").state, "failed");
-  EXPECT_EQ(Step(r, "c").state, "skipped");
-  EXPECT_EQ(Step(r, "d").state, "skipped");
+  EXPECT_EQ(NameOf(Step(r, "b").state), "failed");
+  EXPECT_EQ(NameOf(Step(r, "c").state), "skipped");
+  EXPECT_EQ(NameOf(Step(r, "d").state), "skipped");
   EXPECT_THAT(r.reason, HasSubstr("2 failed in prod, more than max_failures 1; prod/b: Alembic "
                                   "exit 1: sqlite3.OperationalError"));
 }
@@ -521,7 +521,7 @@ TEST_F(EngineTest, NoBackupNoMigrationWhenTheFailurePolicyRestores) {
   std::string id = Launch();
   ASSERT_TRUE(WaitFor(id, "halted"));  // max_failures 0
   Rollout r = *engine_->Get(id);
-  EXPECT_EQ(Step(r, "a").state, "failed");
+  EXPECT_EQ(NameOf(Step(r, "a").state), "failed");
   EXPECT_THAT(Step(r, "a").error,
               HasSubstr("on_failure: restore needs a backup, and it failed (Alembic did not run)"));
   EXPECT_EQ(Step(r, "a").rollback, "");  // nothing ran, nothing to undo
@@ -578,14 +578,14 @@ TEST_F(EngineTest, PauseLetsRunningStepsFinishResumeGoesOnAbortStops) {
   alembic_.Release("a");
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_THAT(alembic_.calls(), ElementsAre("a"));  // b does not start while paused
-  EXPECT_EQ(Step(*engine_->Get(id), "a").state, "succeeded");
+  EXPECT_EQ(NameOf(Step(*engine_->Get(id), "a").state), "succeeded");
   ASSERT_TRUE(engine_->Resume(id, "erin").ok());
   ASSERT_TRUE(alembic_.WaitStarted("c"));
   ASSERT_TRUE(engine_->Abort(id, "erin").ok());
   ASSERT_TRUE(WaitFor(id, "aborted"));
   Rollout r = *engine_->Get(id);
-  EXPECT_EQ(Step(r, "b").state, "succeeded");
-  EXPECT_EQ(Step(r, "c").state, "failed");
+  EXPECT_EQ(NameOf(Step(r, "b").state), "succeeded");
+  EXPECT_EQ(NameOf(Step(r, "c").state), "failed");
   EXPECT_THAT(Step(r, "c").error, HasSubstr("stopped by abort"));
   // Rolled back as on_failure says (leave), not "restored" from a backup
   // that on_failure: leave never took.
@@ -622,7 +622,7 @@ TEST_F(EngineTest, ControlsAfterAbortAreRefused) {
   }
   alembic_.Release("a");
   ASSERT_TRUE(WaitFor(id, "aborted"));
-  EXPECT_EQ(Step(*engine_->Get(id), "b").state, "skipped");
+  EXPECT_EQ(NameOf(Step(*engine_->Get(id), "b").state), "skipped");
   EXPECT_THAT(alembic_.calls(), ElementsAre("a"));
 }
 
@@ -644,7 +644,7 @@ TEST_F(EngineTest, AFileReplacedDuringItsStepIsNeitherVerifiedNorRestored) {
   alembic_.Release("a");
   ASSERT_TRUE(WaitFor(id, "halted"));
   const RolloutStep& step = Step(*engine_->Get(id), "a");
-  EXPECT_EQ(step.state, "failed");
+  EXPECT_EQ(NameOf(step.state), "failed");
   EXPECT_THAT(step.error, HasSubstr("was replaced by another file since lockstep locked it"));
   EXPECT_EQ(step.rollback, "left");
   // The fake Alembic wrote the new file (a real one may have written the
@@ -678,7 +678,7 @@ TEST_F(EngineTest, AStateStoreThatRefusesWritesStopsEveryAction) {
   ASSERT_TRUE(WaitFor(id, "halted"));
   EXPECT_THAT(alembic_.calls(), ElementsAre("a"));  // b never started
   EXPECT_THAT(engine_->StoreError(), HasSubstr("lockstepd cannot write its state store"));
-  EXPECT_EQ(store_->LoadRollout(id)->state, "running");  // the halt is not recorded yet
+  EXPECT_EQ(NameOf(store_->LoadRollout(id)->state), "running");  // the halt is not recorded yet
   RolloutRequest req;
   req.target = "heads";
   EXPECT_FALSE(engine_->Start(req).ok());
@@ -688,8 +688,8 @@ TEST_F(EngineTest, AStateStoreThatRefusesWritesStopsEveryAction) {
   sqlite3_close(other);
   ASSERT_TRUE(engine_->CheckStore().ok());
   EXPECT_EQ(engine_->StoreError(), "");
-  EXPECT_EQ(store_->LoadRollout(id)->state, "halted");
-  EXPECT_EQ(Step(*store_->LoadRollout(id), "a").state, "succeeded");  // what a really did
+  EXPECT_EQ(NameOf(store_->LoadRollout(id)->state), "halted");
+  EXPECT_EQ(NameOf(Step(*store_->LoadRollout(id), "a").state), "succeeded");  // what a really did
 
   engine_->Stop();
   engine_.reset();
@@ -721,12 +721,12 @@ Rollout Crashed(const std::string& id, const std::string& env, const std::string
   r.id = id;
   r.target = "heads";
   r.target_revisions = {kHead};
-  r.state = "running";
+  r.state = RolloutState::kRunning;
   r.created_at = r.updated_at = absl::Now();
   RolloutStage st;
   st.environment = env;
-  st.state = "running";
-  st.on_failure = "leave";
+  st.state = StageState::kRunning;
+  st.on_failure = FailurePolicy::kLeave;
   r.stages.push_back(st);
   RolloutStep s;
   s.environment = env;
@@ -734,8 +734,8 @@ Rollout Crashed(const std::string& id, const std::string& env, const std::string
   s.from = {kAge};
   s.expected = {kHead};
   s.path = {"b5d1e7f3a033", "c2e4a6b8d055", kHead};
-  s.state = "running";
-  s.phase = phase;
+  s.state = StepState::kRunning;
+  s.phase = *ParseName<StepPhase>(phase);
   s.attempts = 1;
   r.steps.push_back(s);
   return r;
@@ -812,7 +812,7 @@ TEST_P(EngineSettleTest, SettlesFromWhatTheDatabaseHolds) {
   const std::string end = c.state == "failed" ? "halted" : "succeeded";
   ASSERT_TRUE(WaitFor("r-crashed", end));
   Rollout after = *engine_->Get("r-crashed");
-  EXPECT_EQ(after.steps[0].state, c.state);
+  EXPECT_EQ(NameOf(after.steps[0].state), c.state);
   std::string said = after.steps[0].error;
   absl::StatusOr<std::vector<RolloutEvent>> events = store_->Events("r-crashed", 0, 100);
   ASSERT_TRUE(events.ok()) << events.status();
@@ -852,7 +852,7 @@ TEST_F(EngineTest, OnFailureDowngradeRunsAlembicBackToTheStart) {
   std::string id = Launch();
   ASSERT_TRUE(WaitFor(id, "halted"));
   Rollout r = *engine_->Get(id);
-  EXPECT_EQ(Step(r, "a").state, "failed");
+  EXPECT_EQ(NameOf(Step(r, "a").state), "failed");
   EXPECT_EQ(Step(r, "a").rollback, "downgraded");
   EXPECT_THAT(alembic_.downgrades(), ElementsAre(absl::StrCat("a to ", kAge)));
   EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));

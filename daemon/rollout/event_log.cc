@@ -66,7 +66,7 @@ absl::Status EventLog::Append(const std::string& rollout_id, RolloutEvent* event
       return absl::OkStatus();
     }
     if (log.dropped > 0) {
-      RolloutEvent gap{++log.last_seq, event->at, "output", event->environment, event->database,
+      RolloutEvent gap{++log.last_seq, event->at, EventKind::kOutput, event->environment, event->database,
                        absl::StrCat("lockstep: ", log.dropped,
                                     " output lines were dropped here: the state store did not "
                                     "keep up")};
@@ -77,7 +77,7 @@ absl::Status EventLog::Append(const std::string& rollout_id, RolloutEvent* event
     event->seq = ++log.last_seq;
     log.recent.push_back(*event);
     queue_.push_back({rollout_id, *event});
-    if (event->kind == "output") ++queued_output_;
+    if (event->kind == EventKind::kOutput) ++queued_output_;
   }
   if (durable) return Flush();
   queued_cv_.notify_one();
@@ -103,7 +103,7 @@ absl::Status EventLog::Flush() {
                   std::make_move_iterator(batch.end()));
   } else {
     for (const Queued& q : batch) {
-      if (q.event.kind == "output") --queued_output_;
+      if (q.event.kind == EventKind::kOutput) --queued_output_;
       Log& log = logs_[q.rollout_id];
       log.written_seq = std::max(log.written_seq, q.event.seq);
     }

@@ -24,7 +24,7 @@ class EventLogTest : public ::testing::Test {
     r.id = "r-1";
     ASSERT_TRUE(store_->SaveRollout(r).ok());
   }
-  static RolloutEvent Event(const std::string& kind, const std::string& message) {
+  static RolloutEvent Event(EventKind kind, const std::string& message) {
     return RolloutEvent{0, absl::FromUnixSeconds(100), kind, "prod", "t1", message};
   }
   std::vector<RolloutEvent> Stored(int64_t after = 0) {
@@ -43,7 +43,7 @@ class EventLogTest : public ::testing::Test {
 TEST_F(EventLogTest, LinesAreReadableAtOnceAndAStateEventWritesEverythingBeforeIt) {
   EventLog log(store_.get(), nullptr, absl::Hours(1));  // the writer never runs by itself
   for (int i = 0; i < 5000; ++i) {
-    RolloutEvent e = Event("output", absl::StrCat("line ", i));
+    RolloutEvent e = Event(EventKind::kOutput, absl::StrCat("line ", i));
     ASSERT_TRUE(log.Append("r-1", &e, false).ok());
     EXPECT_EQ(e.seq, i + 1);
   }
@@ -52,13 +52,13 @@ TEST_F(EventLogTest, LinesAreReadableAtOnceAndAStateEventWritesEverythingBeforeI
   ASSERT_TRUE(read.ok()) << read.status();
   ASSERT_EQ(read->size(), 10u);
   EXPECT_EQ(read->front().message, "line 4990");
-  RolloutEvent done = Event("verified", "holds [b2]");
+  RolloutEvent done = Event(EventKind::kVerified, "holds [b2]");
   ASSERT_TRUE(log.Append("r-1", &done, true).ok());
   EXPECT_EQ(done.seq, 5001);
   std::vector<RolloutEvent> stored = Stored();
   ASSERT_EQ(stored.size(), 5001u);
   EXPECT_EQ(stored[4999].message, "line 4999");
-  EXPECT_EQ(stored.back().kind, "verified");
+  EXPECT_EQ(NameOf(stored.back().kind), "verified");
   // Older than memory keeps (kKeepWritten): read from the store, in order.
   read = log.Read("r-1", 0, 3);
   ASSERT_TRUE(read.ok());
@@ -71,16 +71,16 @@ TEST_F(EventLogTest, LinesAreReadableAtOnceAndAStateEventWritesEverythingBeforeI
 TEST_F(EventLogTest, TheWriterFlushesAndNumbersContinueAfterARestart) {
   {
     EventLog log(store_.get(), nullptr, absl::Milliseconds(10));
-    RolloutEvent e = Event("output", "first");
+    RolloutEvent e = Event(EventKind::kOutput, "first");
     ASSERT_TRUE(log.Append("r-1", &e, false).ok());
     for (int i = 0; i < 200 && Stored().empty(); ++i) absl::SleepFor(absl::Milliseconds(10));
     EXPECT_EQ(Stored().size(), 1u);
-    RolloutEvent last = Event("output", "queued when it stops");
+    RolloutEvent last = Event(EventKind::kOutput, "queued when it stops");
     ASSERT_TRUE(log.Append("r-1", &last, false).ok());
   }  // destroyed: writes what is queued
   EXPECT_EQ(Stored().size(), 2u);
   EventLog again(store_.get(), nullptr);
-  RolloutEvent e = Event("step_started", "again");
+  RolloutEvent e = Event(EventKind::kStepStarted, "again");
   ASSERT_TRUE(again.Append("r-1", &e, true).ok());
   EXPECT_EQ(e.seq, 3);
 }
@@ -109,7 +109,7 @@ TEST_F(EventLogTest, ReadersSeeEveryEventInOrder) {
     });
   }
   for (int i = 0; i < kLines; ++i) {
-    RolloutEvent e = Event("output", absl::StrCat("line ", i));
+    RolloutEvent e = Event(EventKind::kOutput, absl::StrCat("line ", i));
     ASSERT_TRUE(log.Append("r-1", &e, false).ok());
   }
   for (std::thread& t : readers) t.join();
@@ -123,12 +123,12 @@ TEST_F(EventLogTest, ReadersSeeEveryEventInOrder) {
 // written once the store takes writes again.
 TEST_F(EventLogTest, AStoreThatRefusesWritesKeepsTheEventsQueued) {
   EventLog log(store_.get(), nullptr, absl::Hours(1));
-  RolloutEvent line = Event("output", "before");
+  RolloutEvent line = Event(EventKind::kOutput, "before");
   ASSERT_TRUE(log.Append("r-1", &line, false).ok());
   sqlite3* other = nullptr;
   ASSERT_EQ(sqlite3_open((tmp_.path() + "/state.db").c_str(), &other), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
-  RolloutEvent state = Event("step_failed", "x");
+  RolloutEvent state = Event(EventKind::kStepFailed, "x");
   EXPECT_FALSE(log.Append("r-1", &state, true).ok());
   auto read = log.Read("r-1", 0, 10);
   ASSERT_TRUE(read.ok());
@@ -138,7 +138,7 @@ TEST_F(EventLogTest, AStoreThatRefusesWritesKeepsTheEventsQueued) {
   ASSERT_TRUE(log.Flush().ok());
   std::vector<RolloutEvent> stored = Stored();
   ASSERT_EQ(stored.size(), 2u);
-  EXPECT_EQ(stored[1].kind, "step_failed");
+  EXPECT_EQ(NameOf(stored[1].kind), "step_failed");
 }
 
 }  // namespace

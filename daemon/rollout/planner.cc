@@ -21,18 +21,6 @@ bool Matches(const std::string& pattern, const DatabaseStatus& d) {
   return ::fnmatch(pattern.c_str(), subject.c_str(), 0) == 0;
 }
 
-std::string FailurePolicyName(config::FailurePolicy p) {
-  switch (p) {
-    case config::FailurePolicy::kRestore:
-      return "restore";
-    case config::FailurePolicy::kDowngrade:
-      return "downgrade";
-    case config::FailurePolicy::kLeave:
-      return "leave";
-  }
-  return "restore";
-}
-
 RolloutStage StageFor(const config::EnvironmentConfig& env) {
   RolloutStage s;
   s.environment = env.name;
@@ -41,7 +29,7 @@ RolloutStage StageFor(const config::EnvironmentConfig& env) {
   s.batch_size = env.batch_size;
   s.max_parallel = env.max_parallel;
   s.max_failures = env.max_failures;
-  s.on_failure = FailurePolicyName(env.on_failure);
+  s.on_failure = env.on_failure;
   s.backup_required = env.backup_required;
   s.canary_soak = env.canary_soak;
   s.canary_approval_required = env.canary_approval_required;
@@ -52,8 +40,8 @@ RolloutStage StageFor(const config::EnvironmentConfig& env) {
 // problem with its code; `database` is left for the caller).
 std::optional<PlanProblem> PlanStep(const migrations::Resolver& resolver, const DatabaseStatus& d,
                                     const std::string& target, bool downgrade, RolloutStep* step) {
-  if (d.state == "unreachable") return PlanProblem{"", "unreachable", d.reason};
-  if (d.state == "version_rows_lost") {
+  if (d.state == DatabaseState::kUnreachable) return PlanProblem{"", "unreachable", d.reason};
+  if (d.state == DatabaseState::kVersionRowsLost) {
     // Alembic would run every migration from the start over tables that are
     // likely still there. Only a person knows what the database holds.
     return PlanProblem{"", "version_rows_lost",
@@ -135,7 +123,7 @@ std::vector<PlanProblem> LintProblems(const std::vector<migrations::LintFinding>
   std::map<std::string, const RolloutStage*> stages;
   for (const RolloutStage& st : rollout.stages) stages[st.environment] = &st;
   for (const RolloutStep& step : rollout.steps) {
-    const bool downgrades = stages[step.environment]->on_failure == "downgrade";
+    const bool downgrades = stages[step.environment]->on_failure == FailurePolicy::kDowngrade;
     for (const std::string& id : step.path) {
       std::optional<int> idx = g.Find(id);
       if (!idx) continue;
@@ -195,7 +183,7 @@ absl::StatusOr<RolloutPlan> PlanRollout(const RolloutRequest& request,
   RolloutPlan plan;
   Rollout& rollout = plan.rollout;
   rollout.kind = "upgrade";
-  rollout.state = "planned";
+  rollout.state = RolloutState::kPlanned;
   rollout.target = request.target.empty() ? "heads" : request.target;
   rollout.created_by = request.requested_by;
   rollout.override_promotion = request.override_promotion;
@@ -249,7 +237,7 @@ absl::StatusOr<RolloutPlan> PlanRollout(const RolloutRequest& request,
         continue;
       }
       if (step.path.empty()) continue;  // already there
-      if (d.schema.state == "drift") {
+      if (d.schema.state == SchemaState::kDrift) {
         // Atlas's pre-apply check: migrating it builds on a schema Alembic
         // did not make, and the step's own schema check would fail.
         (request.allow_drift ? plan.overridden : plan.problems)

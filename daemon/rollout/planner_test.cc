@@ -74,7 +74,7 @@ class PlannerTest : public ::testing::Test {
     DatabaseStatus d;
     d.environment = env;
     d.name = name;
-    d.state = "behind";
+    d.state = DatabaseState::kBehind;
     d.revisions = std::move(rows);
     d.last_change = now_ - absl::Hours(1);
     fleet_.databases.push_back(d);
@@ -110,7 +110,7 @@ TEST_F(PlannerTest, StagesInPromotionOrderCanariesFirstThenBatches) {
   ASSERT_EQ(r->stages.size(), 3u);
   EXPECT_EQ(r->stages[2].environment, "prod");
   EXPECT_TRUE(r->stages[2].approval_required);
-  EXPECT_EQ(r->stages[2].on_failure, "downgrade");
+  EXPECT_EQ(NameOf(r->stages[2].on_failure), "downgrade");
   EXPECT_EQ(r->stages[1].soak, absl::Minutes(10));
   EXPECT_THAT(r->target_revisions, ElementsAre("c"));
   std::vector<std::string> order;
@@ -141,7 +141,7 @@ TEST_F(PlannerTest, DatabasesAtTheTargetGetNoStep) {
 TEST_F(PlannerTest, EveryBlockingProblemIsListed) {
   Set("prod", "t3", {"zzz"}).orphaned = {"zzz"};
   DatabaseStatus& down = Set("prod", "t4", {"a"});
-  down.state = "unreachable";
+  down.state = DatabaseState::kUnreachable;
   down.reason = "unreachable: connection refused";
   auto r = Plan(Req("heads"));
   ASSERT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -151,7 +151,7 @@ TEST_F(PlannerTest, EveryBlockingProblemIsListed) {
 
 TEST_F(PlannerTest, LostVersionRowsBlockTheRolloutForAPersonToDecide) {
   DatabaseStatus& lost = Set("prod", "t2", {});
-  lost.state = "version_rows_lost";
+  lost.state = DatabaseState::kVersionRowsLost;
   lost.reason = "no version rows now; held c until 2026-12-02T17:01:00Z (lockstep saw it)";
   auto r = Plan(Req("heads"));
   ASSERT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -163,7 +163,7 @@ TEST_F(PlannerTest, LostVersionRowsBlockTheRolloutForAPersonToDecide) {
   EXPECT_EQ(PlanDowngrade("prod", "t2", "base", inv_, *resolver_, fleet_).status().code(),
             absl::StatusCode::kFailedPrecondition);
   // An uninitialized database (never seen with rows) is migrated from scratch.
-  lost.state = "uninitialized";
+  lost.state = DatabaseState::kUninitialized;
   r = Plan(Req("heads"));
   ASSERT_TRUE(r.ok()) << r.status();
 }
@@ -172,7 +172,7 @@ TEST_F(PlannerTest, LostVersionRowsBlockTheRolloutForAPersonToDecide) {
 // --allow-drift migrates it, and the plan says whose schema was overridden.
 TEST_F(PlannerTest, ADriftedSchemaBlocksUnlessAllowed) {
   DatabaseStatus& t3 = Set("prod", "t3", {"a"});
-  t3.schema.state = "drift";
+  t3.schema.state = SchemaState::kDrift;
   t3.schema.reason = "not the schema Alembic builds for a: table orders missing";
   RolloutPlan plan = FullPlan(Req("heads"));
   ASSERT_EQ(plan.problems.size(), 1u);
@@ -258,7 +258,7 @@ TEST_F(PlannerTest, ProblemsCarryDatabaseAndCode) {
   EXPECT_EQ(plan.problems[1].code, "promotion");
   EXPECT_THAT(plan.problems[1].Text(), HasSubstr("promotion: prod comes after staging"));
   EXPECT_EQ(plan.rollout.id, "");
-  EXPECT_EQ(plan.rollout.state, "planned");
+  EXPECT_EQ(NameOf(plan.rollout.state), "planned");
   EXPECT_FALSE(plan.rollout.steps.empty());  // the plan is still shown
 }
 

@@ -238,7 +238,7 @@ absl::StatusOr<bool> StepExecutor::ReplanPhase(StepContext& c) const {
         "the database moved to ", RowsText(before.rows), " since the plan and cannot go to ",
         c.job.target, ": ", migrations::CommandErrorMessage(path.status())));
   }
-  c.journal.Event("replanned", absl::StrCat("the database moved from ", RowsText(s.from), " to ",
+  c.journal.Event(EventKind::kReplanned, absl::StrCat("the database moved from ", RowsText(s.from), " to ",
                                             RowsText(before.rows), " since the plan; new path"));
   s.from = before.rows;
   s.path.clear();
@@ -274,7 +274,7 @@ absl::Status StepExecutor::ProvePhase(StepContext& c) const {
   absl::StatusOr<std::string> checked =
       CheckCurrent(run, c.target->name, ReadRows(*c.target).rows, scripts->graph());
   if (!checked.ok()) return checked.status();
-  c.journal.Event("env_py_checked", *checked);
+  c.journal.Event(EventKind::kEnvPyChecked, *checked);
   proven_.insert(key);
   return absl::OkStatus();
 }
@@ -287,7 +287,7 @@ absl::Status StepExecutor::ProvePhase(StepContext& c) const {
 absl::Status StepExecutor::BackupPhase(StepContext& c) const {
   RolloutStep& s = c.step();
   const RolloutStage& policy = c.job.policy;
-  const bool restore_needs_it = policy.on_failure == "restore";
+  const bool restore_needs_it = policy.on_failure == FailurePolicy::kRestore;
   if (!policy.backup_required && !restore_needs_it) return absl::OkStatus();
   c.journal.Enter(StepPhase::kBackup);
   Backup meta;
@@ -298,11 +298,11 @@ absl::Status StepExecutor::BackupPhase(StepContext& c) const {
     std::string why = absl::StrCat(
         policy.backup_required ? "backup required" : "on_failure: restore needs a backup",
         ", and it failed (Alembic did not run): ", b.status().message());
-    c.journal.Event("backup_failed", why);
+    c.journal.Event(EventKind::kBackupFailed, why);
     return absl::FailedPreconditionError(why);
   }
   s.backup_id = b->id;
-  c.journal.Event("backup_taken",
+  c.journal.Event(EventKind::kBackupTaken,
                   absl::StrCat("backup ", b->id, ": ", b->size_bytes, " bytes in ",
                                absl::FormatDuration(absl::Trunc(b->took, absl::Milliseconds(1))),
                                ", sha256 ", b->sha256.substr(0, 12), "…, ", b->path));
@@ -320,7 +320,7 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
   if (ticket == 0) return std::nullopt;
   const absl::Duration waited = absl::Now() - queued;
   if (waited >= absl::Milliseconds(1)) {
-    c.journal.Event("startup_slot", absl::StrCat("waited ", absl::ToInt64Milliseconds(waited),
+    c.journal.Event(EventKind::kStartupSlot, absl::StrCat("waited ", absl::ToInt64Milliseconds(waited),
                                                  " ms for an Alembic start-up slot (", slots,
                                                  " at once: server.alembic_startup_slots)"));
   }
@@ -334,11 +334,11 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
     if (event_bytes > kMaxOutputEventBytes) return;
     event_bytes += line.size() + 1;
     if (event_bytes <= kMaxOutputEventBytes) {
-      c.journal.Event("output", line);
+      c.journal.Event(EventKind::kOutput, line);
       return;
     }
     const std::string log = OutputLogPath(c.inv->server, c.job.rollout_id, s);
-    c.journal.Event("output", absl::StrCat("[lockstep: over 1 MiB of output; the rest is not "
+    c.journal.Event(EventKind::kOutput, absl::StrCat("[lockstep: over 1 MiB of output; the rest is not "
                                            "shown here: ",
                                            log.empty() ? "server.output_dir is not set, only "
                                                          "the step's last 64 KiB are kept"
@@ -354,7 +354,7 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
   s.output = run.output;
   s.output_log = run.output_log;
   if (!run.output_log_error.empty()) {
-    c.journal.Event("output", absl::StrCat("[lockstep: the output log is incomplete: ",
+    c.journal.Event(EventKind::kOutput, absl::StrCat("[lockstep: the output log is incomplete: ",
                                            run.output_log_error, "]"));
   }
   return run;
@@ -372,17 +372,17 @@ absl::Status StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::st
   ExpectedSchema expected = reconciler_->ExpectedSchemaFor(*c.inv, c.url.dialect, rows, filter);
   if (expected.schema == nullptr) {
     if (!expected.error.empty()) {
-      c.journal.Event("schema_not_verified", absl::StrCat("no expected schema: ", expected.error));
+      c.journal.Event(EventKind::kSchemaNotVerified, absl::StrCat("no expected schema: ", expected.error));
     }
     return absl::OkStatus();
   }
   absl::StatusOr<SchemaSnapshot> found = drivers_->For(c.url).ReadSchema(*c.target, filter);
   if (!found.ok()) {
-    c.journal.Event("schema_not_verified", std::string(found.status().message()));
+    c.journal.Event(EventKind::kSchemaNotVerified, std::string(found.status().message()));
     return absl::OkStatus();
   }
   if (SchemaFingerprint(found->schema) == expected.fingerprint) {
-    c.journal.Event("schema_verified", absl::StrCat("the schema Alembic builds for ",
+    c.journal.Event(EventKind::kSchemaVerified, absl::StrCat("the schema Alembic builds for ",
                                                     RowsText(rows), " on an empty database"));
     return absl::OkStatus();
   }
@@ -392,7 +392,7 @@ absl::Status StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::st
                    ", but the schema is not what Alembic builds for them: ",
                    DescribeDifferences(differences, differences.size()));
   if (policy == "warn") {
-    c.journal.Event("schema_drift", absl::StrCat(why, " (project.verify_schema: warn)"));
+    c.journal.Event(EventKind::kSchemaDrift, absl::StrCat(why, " (project.verify_schema: warn)"));
     return absl::OkStatus();
   }
   return absl::FailedPreconditionError(why);
@@ -432,13 +432,13 @@ absl::Status StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& ru
   RolloutStep& s = c.step();
   const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
   const bool transactional = drivers_->For(c.url).transactional_ddl();
-  const std::string& how = c.job.policy.on_failure;
-  if (how == "restore" && transactional && readable && after.rows == s.from) {
+  const FailurePolicy how = c.job.policy.on_failure;
+  if (how == FailurePolicy::kRestore && transactional && readable && after.rows == s.from) {
     s.rollback = "rolled_back";  // the dialect's transactional DDL undid it
-    c.journal.Event("rolled_back",
+    c.journal.Event(EventKind::kRolledBack,
                     absl::StrCat("the database rolled the migration's transaction back; verified at ",
                                  RowsText(after.rows)));
-  } else if (how == "restore") {
+  } else if (how == FailurePolicy::kRestore) {
     absl::Status restored = c.lock->Check();
     if (restored.ok()) restored = backups_.Restore(s.backup_id, c.url, *c.inv);
     VersionRead check = ReadRows(*c.target);
@@ -447,7 +447,7 @@ absl::Status StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& ru
           absl::DataLossError(absl::StrCat("after the restore it holds ", RowsText(check.rows)));
     }
     s.rollback = restored.ok() ? "restored" : absl::StrCat("restore_failed: ", restored.message());
-    c.journal.Event("rolled_back",
+    c.journal.Event(EventKind::kRolledBack,
                     restored.ok() ? absl::StrCat("restored from backup ", s.backup_id,
                                                  "; verified at ", RowsText(check.rows))
                                   : absl::StrCat("restore failed: ", restored.message()));
@@ -462,7 +462,7 @@ absl::Status StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& ru
                            check_ok ? RowsText(check.rows)
                                     : absl::StrCat("rows that cannot be read: ", check.error)));
     }
-  } else if (how == "downgrade") {
+  } else if (how == FailurePolicy::kDowngrade) {
     std::string to = s.from.empty() ? "base" : s.from.size() == 1 ? s.from[0] : "";
     if (to.empty()) {
       s.rollback = "downgrade_failed: it started from several heads; restore a backup instead";
@@ -470,14 +470,14 @@ absl::Status StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& ru
       uint64_t ticket = startup_gate_.Enter(StartupSlots(c.inv->server), nullptr);
       ProcessResult down =
           RunAlembic(c, "downgrade", to, ticket, nullptr, nullptr,
-                     [&](const std::string& line) { c.journal.Event("output", line); });
+                     [&](const std::string& line) { c.journal.Event(EventKind::kOutput, line); });
       VersionRead check = ReadRows(*c.target);
       s.rollback = down.ok() && check.rows == s.from
                        ? "downgraded"
                        : absl::StrCat("downgrade_failed: Alembic ", AlembicFailure(down),
                                       ", the database holds ", RowsText(check.rows));
     }
-    c.journal.Event("rolled_back", s.rollback);
+    c.journal.Event(EventKind::kRolledBack, s.rollback);
   } else {
     s.rollback = "left";
   }
@@ -510,7 +510,7 @@ void StepExecutor::StopLeftovers(const std::string& rollout_id, StepJournal& jou
     for (int i = 0; i < 100 && ProcessAlive(s.pid); ++i) absl::SleepFor(absl::Milliseconds(100));
   }
   if (int stopped = SignalRunTree(0, StepRunToken(rollout_id, s), SIGKILL); stopped > 0) {
-    journal.Event("output", absl::StrCat("lockstep: killed ", stopped,
+    journal.Event(EventKind::kOutput, absl::StrCat("lockstep: killed ", stopped,
                                          " process(es) the step had left running before the "
                                          "restart"));
   }
@@ -540,7 +540,7 @@ absl::Status StepExecutor::SettlePhase(StepJournal& journal) const {
   if (read.outcome != ReadOutcome::kOk && read.outcome != ReadOutcome::kNoTable) {
     return absl::UnavailableError(absl::StrCat("cannot read the version rows: ", read.error));
   }
-  const StepPhase phase = ParsePhase(s.phase);
+  const StepPhase phase = s.phase;
   // Without transactional DDL, whatever DDL ran before the kill stays.
   const bool keeps_partial_ddl = !drivers_->For(*url).transactional_ddl();
   const bool alembic_may_have_run = phase == StepPhase::kAlembic ||

@@ -68,7 +68,7 @@ class StepExecutor {
   };
   struct Hooks {
     std::function<void(const RolloutStep&)> save;  // persist the step as it is now
-    std::function<void(const RolloutStep&, const std::string& kind, const std::string& message)>
+    std::function<void(const RolloutStep&, EventKind kind, const std::string& message)>
         event;
     std::function<void(const Backup&)> backup_taken;
     std::function<bool()> stopping;  // lockstepd is stopping: leave the step running

@@ -27,11 +27,6 @@
 
 namespace lockstep::daemon {
 
-// A running step's phase, as stored (RolloutStep::phase) and shown.
-enum class StepPhase { kNone, kLock, kBackup, kAlembic, kVerify, kRollback };
-const char* PhaseName(StepPhase phase);  // "", "lock", "backup", "alembic", ...
-// The phase a stored name names; kNone for "" and for a name no phase has.
-StepPhase ParsePhase(const std::string& name);
 
 class StepJournal {
  public:
@@ -39,14 +34,14 @@ class StepJournal {
   // `step` and `clock` must outlive the journal.
   StepJournal(RolloutStep* step, const Clock* clock,
               std::function<void(const RolloutStep&)> save,
-              std::function<void(const RolloutStep&, const std::string& kind,
+              std::function<void(const RolloutStep&, EventKind kind,
                                  const std::string& message)>
                   event);
 
   void Begin(const std::string& message);
   void Enter(StepPhase phase);
   void Pid(int pid);
-  void Event(const std::string& kind, const std::string& message) const;
+  void Event(EventKind kind, const std::string& message) const;
   void Succeed(const std::string& message);
   // `message` is the step's error; the rollback outcome is shown with it.
   void Fail(const std::string& message);
@@ -60,7 +55,7 @@ class StepJournal {
   RolloutStep& step_;
   const Clock* clock_;
   std::function<void(const RolloutStep&)> save_;
-  std::function<void(const RolloutStep&, const std::string&, const std::string&)> event_;
+  std::function<void(const RolloutStep&, EventKind, const std::string&)> event_;
 };
 
 }  // namespace lockstep::daemon

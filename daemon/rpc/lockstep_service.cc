@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "migrations/resolver.h"
 #include "migrations/revision_error.h"
@@ -16,16 +17,13 @@
 namespace lockstep::daemon {
 namespace {
 
-const std::set<std::string> kStates = {"current",           "behind",     "ahead",
-                                       "diverged",          "orphaned",   "uninitialized",
-                                       "version_rows_lost", "unreachable"};
 
 void ToProto(const DatabaseStatus& d, v1::Database* out) {
   out->set_environment(d.environment);
   out->set_database(d.name);
   out->set_url(d.url);
   for (const auto& [k, v] : d.labels) (*out->mutable_labels())[k] = v;
-  out->set_state(d.state);
+  out->set_state(std::string(NameOf(d.state)));
   out->set_reason(d.reason);
   Copy(d.revisions, out->mutable_revisions());
   Copy(d.pending, out->mutable_pending());
@@ -38,7 +36,7 @@ void ToProto(const DatabaseStatus& d, v1::Database* out) {
   SetTime(d.last_change, out->mutable_last_change());
   out->set_discovered(d.discovered);
   v1::SchemaCheck* schema = out->mutable_schema();
-  schema->set_state(d.schema.state);
+  schema->set_state(std::string(NameOf(d.schema.state)));
   schema->set_reason(d.schema.reason);
   schema->set_fingerprint(d.schema.fingerprint);
   for (const SchemaDifference& x : d.schema.differences) {
@@ -84,11 +82,16 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
                                        v1::GetFleetResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   std::shared_ptr<const FleetSnapshot> s = reconciler_->Snapshot();
-  if (!req->state().empty() && !kStates.count(req->state())) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("unknown state '", req->state(),
-                                     "'; states: current, behind, ahead, diverged, orphaned, "
-                                     "uninitialized, version_rows_lost, unreachable"));
+  std::optional<DatabaseState> wanted;
+  if (!req->state().empty()) {
+    wanted = ParseName<DatabaseState>(req->state());
+    if (!wanted) {
+      std::vector<std::string> names;
+      for (const auto& [state, name] : AllOf<DatabaseState>()) names.emplace_back(name);
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("unknown state '", ValidUtf8(req->state()),
+                                       "'; states: ", absl::StrJoin(names, ", ")));
+    }
   }
   bool env_found = req->environment().empty();
   for (const EnvironmentStatus& e : s->environments) {
@@ -100,7 +103,7 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
     out->set_target(e.target);
     out->set_database_count(e.databases);
     out->set_in_lockstep(e.in_lockstep);
-    for (const auto& [k, v] : e.by_state) (*out->mutable_by_state())[k] = v;
+    for (const auto& [k, v] : e.by_state) (*out->mutable_by_state())[std::string(NameOf(k))] = v;
     for (const auto& set : e.revision_sets) Copy(set, out->add_revision_sets()->mutable_revisions());
     Copy(e.promotion_violations, out->mutable_promotion_violations());
     Copy(e.discover_errors, out->mutable_discover_errors());
@@ -111,7 +114,7 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
   }
   for (const DatabaseStatus& d : s->databases) {
     if (!req->environment().empty() && d.environment != req->environment()) continue;
-    if (!req->state().empty() && d.state != req->state()) continue;
+    if (wanted && d.state != *wanted) continue;
     bool labels_match = true;
     for (const auto& [k, v] : req->labels()) {
       auto it = d.labels.find(k);

@@ -12,6 +12,8 @@ using store_util::Guard;
 using store_util::Join;
 using store_util::Micros;
 using store_util::Split;
+using store_util::Name;
+using store_util::Stored;
 
 constexpr const char* kUpsertRollout = R"sql(
   INSERT OR REPLACE INTO rollouts (id, kind, target, target_revisions, state, reason, created_by,
@@ -37,7 +39,7 @@ void BindRollout(SQLite::Statement& q, const Rollout& r) {
   q.bind(2, r.kind);
   q.bind(3, r.target);
   q.bind(4, Join(r.target_revisions));
-  q.bind(5, r.state);
+  q.bind(5, Name(r.state));
   q.bind(6, r.reason);
   q.bind(7, r.created_by);
   q.bind(8, r.override_promotion ? 1 : 0);
@@ -50,13 +52,13 @@ void BindStage(SQLite::Statement& q, const std::string& id, int position, const 
   q.bind(1, id);
   q.bind(2, position);
   q.bind(3, s.environment);
-  q.bind(4, s.state);
+  q.bind(4, Name(s.state));
   q.bind(5, absl::ToInt64Microseconds(s.soak));
   q.bind(6, s.approval_required ? 1 : 0);
   q.bind(7, s.batch_size);
   q.bind(8, s.max_parallel);
   q.bind(9, s.max_failures);
-  q.bind(10, s.on_failure);
+  q.bind(10, Name(s.on_failure));
   q.bind(11, s.backup_required ? 1 : 0);
   q.bind(12, s.failures);
   q.bind(13, s.approved_by);
@@ -79,8 +81,8 @@ void BindStep(SQLite::Statement& q, const std::string& id, const RolloutStep& s)
   q.bind(7, Join(s.from));
   q.bind(8, Join(s.expected));
   q.bind(9, Join(s.path));
-  q.bind(10, s.state);
-  q.bind(11, s.phase);
+  q.bind(10, Name(s.state));
+  q.bind(11, Name(s.phase));
   q.bind(12, s.error);
   q.bind(13, s.rollback);
   q.bind(14, s.output);
@@ -114,13 +116,14 @@ void LoadChildren(SQLite::Database& db, Rollout* r) {
   while (stages.executeStep()) {
     RolloutStage s;
     s.environment = stages.getColumn(0).getString();
-    s.state = stages.getColumn(1).getString();
+    s.state = Stored<StageState>(stages.getColumn(1).getString(), "rollout_stages.state");
     s.soak = absl::Microseconds(stages.getColumn(2).getInt64());
     s.approval_required = stages.getColumn(3).getInt() != 0;
     s.batch_size = stages.getColumn(4).getInt();
     s.max_parallel = stages.getColumn(5).getInt();
     s.max_failures = stages.getColumn(6).getInt();
-    s.on_failure = stages.getColumn(7).getString();
+    s.on_failure =
+        Stored<FailurePolicy>(stages.getColumn(7).getString(), "rollout_stages.on_failure");
     s.backup_required = stages.getColumn(8).getInt() != 0;
     s.failures = stages.getColumn(9).getInt();
     s.approved_by = stages.getColumn(10).getString();
@@ -149,8 +152,8 @@ void LoadChildren(SQLite::Database& db, Rollout* r) {
     s.from = Split(steps.getColumn(5).getString());
     s.expected = Split(steps.getColumn(6).getString());
     s.path = Split(steps.getColumn(7).getString());
-    s.state = steps.getColumn(8).getString();
-    s.phase = steps.getColumn(9).getString();
+    s.state = Stored<StepState>(steps.getColumn(8).getString(), "rollout_steps.state");
+    s.phase = Stored<StepPhase>(steps.getColumn(9).getString(), "rollout_steps.phase");
     s.error = steps.getColumn(10).getString();
     s.rollback = steps.getColumn(11).getString();
     s.output = steps.getColumn(12).getString();
@@ -173,7 +176,7 @@ Rollout RolloutFromRow(SQLite::Statement& q) {
   r.kind = q.getColumn(1).getString();
   r.target = q.getColumn(2).getString();
   r.target_revisions = Split(q.getColumn(3).getString());
-  r.state = q.getColumn(4).getString();
+  r.state = Stored<RolloutState>(q.getColumn(4).getString(), "rollouts.state");
   r.reason = q.getColumn(5).getString();
   r.created_by = q.getColumn(6).getString();
   r.override_promotion = q.getColumn(7).getInt() != 0;
@@ -270,7 +273,7 @@ absl::Status StateStore::AppendEvent(const std::string& rollout_id, RolloutEvent
               q.bind(1, rollout_id);
               q.bind(2, event->seq);
               q.bind(3, Micros(event->at));
-              q.bind(4, event->kind);
+              q.bind(4, Name(event->kind));
               q.bind(5, event->environment);
               q.bind(6, event->database);
               q.bind(7, event->message);
@@ -292,7 +295,7 @@ absl::Status StateStore::WriteEvents(
                 q.bind(1, rollout_id);
                 q.bind(2, event.seq);
                 q.bind(3, Micros(event.at));
-                q.bind(4, event.kind);
+                q.bind(4, Name(event.kind));
                 q.bind(5, event.environment);
                 q.bind(6, event.database);
                 q.bind(7, event.message);
@@ -362,7 +365,8 @@ absl::StatusOr<std::vector<RolloutEvent>> StateStore::Events(const std::string& 
     q->bind(3, limit);
     while (q->executeStep()) {
       out.push_back({q->getColumn(0).getInt64(), FromMicros(q->getColumn(1).getInt64()),
-                     q->getColumn(2).getString(), q->getColumn(3).getString(),
+                     Stored<EventKind>(q->getColumn(2).getString(), "rollout_events.kind"),
+                     q->getColumn(3).getString(),
                      q->getColumn(4).getString(), q->getColumn(5).getString()});
     }
   });
@@ -390,7 +394,7 @@ absl::StatusOr<std::optional<FinishedStep>> StateStore::LastFinishedStep(
     f.step.database = database;
     f.step.from = Split(q.getColumn(1).getString());
     f.step.expected = Split(q.getColumn(2).getString());
-    f.step.state = q.getColumn(3).getString();
+    f.step.state = Stored<StepState>(q.getColumn(3).getString(), "rollout_steps.state");
     f.step.rollback = q.getColumn(4).getString();
     f.step.started_at = FromMicros(q.getColumn(5).getInt64());
     f.step.finished_at = FromMicros(q.getColumn(6).getInt64());

@@ -141,16 +141,16 @@ TEST_F(StateStoreTest, RolloutsStepsEventsAndBackupsRoundTrip) {
   {
     auto store = StateStore::Open(path_);
     ASSERT_TRUE((*store)->SaveRollout(r).ok());
-    step.state = "running";
-    step.phase = "alembic";
+    step.state = StepState::kRunning;
+    step.phase = StepPhase::kAlembic;
     step.pid = 4242;
     step.pid_identity = "boot/123";
     step.backup_id = 7;
     ASSERT_TRUE((*store)->SaveStep("r-1", step).ok());
     r.stages[0].approved_by = "alice";
     ASSERT_TRUE((*store)->SaveStage("r-1", 0, r.stages[0]).ok());
-    RolloutEvent e1{0, absl::FromUnixSeconds(101), "step_started", "prod", "t1", "go"};
-    RolloutEvent e2{0, absl::FromUnixSeconds(102), "output", "prod", "t1", "Running upgrade"};
+    RolloutEvent e1{0, absl::FromUnixSeconds(101), EventKind::kStepStarted, "prod", "t1", "go"};
+    RolloutEvent e2{0, absl::FromUnixSeconds(102), EventKind::kOutput, "prod", "t1", "Running upgrade"};
     ASSERT_TRUE((*store)->AppendEvent("r-1", &e1).ok());
     ASSERT_TRUE((*store)->AppendEvent("r-1", &e2).ok());
     EXPECT_EQ(e1.seq, 1);
@@ -177,7 +177,7 @@ TEST_F(StateStoreTest, RolloutsStepsEventsAndBackupsRoundTrip) {
   EXPECT_EQ(back.stages[0].approved_by, "alice");
   EXPECT_EQ(back.stages[0].approved_at, absl::InfinitePast());
   ASSERT_EQ(back.steps.size(), 1u);
-  EXPECT_EQ(back.steps[0].phase, "alembic");
+  EXPECT_EQ(NameOf(back.steps[0].phase), "alembic");
   EXPECT_EQ(back.steps[0].pid, 4242);
   EXPECT_EQ(back.steps[0].pid_identity, "boot/123");
   EXPECT_EQ(back.steps[0].backup_id, 7);
@@ -190,9 +190,36 @@ TEST_F(StateStoreTest, RolloutsStepsEventsAndBackupsRoundTrip) {
   EXPECT_EQ((*backups)[0].size_bytes, 123);
   EXPECT_THAT((*backups)[0].revisions, ElementsAre("a"));
   EXPECT_EQ((*store)->LoadRollout("nope").status().code(), absl::StatusCode::kNotFound);
-  r.state = "succeeded";
+  r.state = RolloutState::kSucceeded;
   ASSERT_TRUE((*store)->SaveRolloutHeader(r).ok());
   EXPECT_THAT(*(*store)->ListRollouts(0, true), IsEmpty());
+}
+
+// A state this lockstepd does not know (a store written by a newer one,
+// or edited by hand) is an error naming the column and the value, not a
+// rollout silently read as something else.
+TEST_F(StateStoreTest, AnUnknownStoredStateIsAnErrorNamingIt) {
+  Rollout r;
+  r.id = "r-1";
+  r.stages.push_back({});
+  r.stages[0].environment = "prod";
+  RolloutStep step;
+  step.environment = "prod";
+  step.database = "t1";
+  r.steps.push_back(step);
+  {
+    auto store = StateStore::Open(path_);
+    ASSERT_TRUE((*store)->SaveRollout(r).ok());
+  }
+  {
+    SQLite::Database db(path_, SQLite::OPEN_READWRITE);
+    db.exec("UPDATE rollout_steps SET state = 'teleported'");
+  }
+  auto store = StateStore::Open(path_);
+  absl::StatusOr<Rollout> back = (*store)->LoadRollout("r-1");
+  ASSERT_FALSE(back.ok());
+  EXPECT_THAT(back.status().message(),
+              HasSubstr("rollout_steps.state holds 'teleported', which this lockstepd does not know"));
 }
 
 // The file deleted or replaced while lockstepd runs is noticed, never a
@@ -265,7 +292,7 @@ TEST_F(StateStoreTest, ReusedStatementsHoldNoReadSnapshotBetweenCalls) {
   r.id = "r-1";
   ASSERT_TRUE((*store)->SaveRollout(r).ok());
   for (int i = 0; i < 3; ++i) {
-    RolloutEvent e{0, absl::FromUnixSeconds(100 + i), "output", "prod", "t1", "line"};
+    RolloutEvent e{0, absl::FromUnixSeconds(100 + i), EventKind::kOutput, "prod", "t1", "line"};
     ASSERT_TRUE((*store)->AppendEvent("r-1", &e).ok());
     EXPECT_EQ(e.seq, i + 1);
   }

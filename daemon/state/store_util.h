@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <stdexcept>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "daemon/model/states.h"
 
 namespace lockstep::daemon::store_util {
 
@@ -31,6 +33,23 @@ inline int64_t Micros(absl::Time t) {
 }
 inline absl::Time FromMicros(int64_t us) {
   return us == INT64_MIN ? absl::InfinitePast() : absl::FromUnixMicros(us);
+}
+
+// States are stored by name (states.h). A name this lockstepd does not
+// know (a store written by a newer one, or edited by hand) throws, and
+// Guard turns that into an error naming the column and the value.
+template <typename E>
+E Stored(const std::string& name, const char* column) {
+  std::optional<E> value = ParseName<E>(name);
+  if (!value) {
+    throw std::runtime_error(
+        absl::StrCat(column, " holds '", name, "', which this lockstepd does not know"));
+  }
+  return *value;
+}
+template <typename E>
+std::string Name(E value) {
+  return std::string(NameOf(value));
 }
 
 template <typename F>
