@@ -422,6 +422,8 @@ absl::StatusOr<std::unique_ptr<Reconciler>> Reconciler::Create(
   r->reader_ = std::move(reader);
   r->store_ = store;
   if (clock != nullptr) r->clock_ = clock;
+  MutexLock pass(r->refresh_mu_);  // nobody else has it yet; this says so to the analysis
+  MutexLock lock(r->mu_);
   r->inventory_ = std::move(inventory);
   r->project_signature_ = ScriptsSignature(project->location());
   r->graph_.loaded_at = r->clock_->Now();
@@ -450,12 +452,12 @@ void Reconciler::MaybeReloadProject(const config::Inventory& inv, GraphStatus* g
   graph->error.clear();
   graph->loaded_at = clock_->Now();
   project_signature_ = ScriptsSignature(loaded->location());
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   project_ = std::make_shared<const migrations::Project>(*std::move(loaded));
 }
 
 absl::Status Reconciler::Refresh() {
-  std::lock_guard<std::mutex> pass(refresh_mu_);
+  MutexLock pass(refresh_mu_);
   if (closed_) return absl::UnavailableError("lockstepd is shutting down");
   const absl::Time started = absl::Now();
   std::shared_ptr<const config::Inventory> inv = inventory();
@@ -546,7 +548,7 @@ void Reconciler::Publish(std::shared_ptr<const FleetSnapshot> snapshot,
                          std::map<std::string, VersionTarget>* targets) {
   std::function<void(const FleetSnapshot&)> callback;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     snapshot_ = snapshot;
     if (targets != nullptr) targets_ = std::move(*targets);
     callback = on_refresh_;
@@ -555,7 +557,7 @@ void Reconciler::Publish(std::shared_ptr<const FleetSnapshot> snapshot,
 }
 
 void Reconciler::SetExpectedSchemas(ExpectedSchemaFn fn) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   expected_fn_ = std::move(fn);
 }
 
@@ -565,12 +567,12 @@ ExpectedSchema Reconciler::ExpectedSchemaFor(const config::Inventory& inv,
                                              const SchemaFilter& filter) {
   ExpectedSchemaFn fn;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     fn = expected_fn_;
   }
   if (!fn) return {};
   const auto key = std::make_pair(std::string(config::DialectName(dialect)), revisions);
-  std::lock_guard<std::mutex> lock(expected_mu_);
+  MutexLock lock(expected_mu_);
   auto cached = expected_.find(key);
   if (cached != expected_.end()) return cached->second;
   ExpectedSchema e;
@@ -591,7 +593,7 @@ ExpectedSchemas Reconciler::Expected(const config::Inventory& inv,
                                      const std::map<std::string, SchemaFilter>& filters,
                                      bool retry_failed) {
   {
-    std::lock_guard<std::mutex> lock(expected_mu_);
+    MutexLock lock(expected_mu_);
     if (expected_signature_ != project_signature_) {
       expected_.clear();  // the scripts changed: what they build may have too
       expected_signature_ = project_signature_;
@@ -729,40 +731,40 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
 }
 
 std::shared_ptr<const FleetSnapshot> Reconciler::Snapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return snapshot_;
 }
 
 std::shared_ptr<const migrations::Project> Reconciler::project() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return project_;
 }
 
 std::shared_ptr<const config::Inventory> Reconciler::inventory() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return inventory_;
 }
 
 std::optional<VersionTarget> Reconciler::Target(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = targets_.find(key);
   if (it == targets_.end()) return std::nullopt;
   return it->second;
 }
 
 void Reconciler::SetInventory(std::shared_ptr<const config::Inventory> inventory) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   inventory_ = std::move(inventory);
   reload_requested_ = true;
 }
 
 void Reconciler::Close() {
-  std::lock_guard<std::mutex> pass(refresh_mu_);
+  MutexLock pass(refresh_mu_);
   closed_ = true;
 }
 
 void Reconciler::OnRefresh(std::function<void(const FleetSnapshot&)> callback) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   on_refresh_ = std::move(callback);
 }
 

@@ -23,7 +23,9 @@
 
 #include "absl/status/statusor.h"
 #include "config/inventory.h"
+#include "absl/base/thread_annotations.h"
 #include "daemon/model/clock.h"
+#include "daemon/model/mutex.h"
 #include "daemon/model/fleet.h"
 #include "daemon/core/schema_check.h"
 #include "daemon/drivers/version_reader.h"
@@ -88,11 +90,12 @@ class Reconciler {
                std::map<std::string, VersionTarget>* targets);
   // Reloads the project when the version folders changed; keeps the last
   // good graph (and reports the error) when the new one does not load.
-  void MaybeReloadProject(const config::Inventory& inv, GraphStatus* graph);
+  void MaybeReloadProject(const config::Inventory& inv, GraphStatus* graph)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
   // The pass's durable record (the store), and what it gives back: when
   // each database last changed.
   absl::Status Record(const std::vector<VersionRead>& reads, absl::Time checked_at,
-                      FleetSnapshot* snapshot);
+                      FleetSnapshot* snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
   // Each database keeps its last schema verdict while its rows are unchanged.
   void CarrySchemas(FleetSnapshot* snapshot) const;
   // Reads the schemas that are due (every server.schema_interval, and any
@@ -100,12 +103,14 @@ class Reconciler {
   // every database's schema (schema_check.h) into snapshot->databases;
   // `targets[i]` reaches snapshot->databases[i].
   void CheckSchemas(const config::Inventory& inv, const migrations::RevisionGraph& graph,
-                    const std::vector<const VersionTarget*>& targets, FleetSnapshot* snapshot);
+                    const std::vector<const VersionTarget*>& targets, FleetSnapshot* snapshot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
   // Expected schemas for the cohorts in `samples` that have none yet (or
   // whose build failed, when `retry_failed`).
   ExpectedSchemas Expected(const config::Inventory& inv, const migrations::RevisionGraph& graph,
                            const std::vector<SchemaSample>& samples,
-                           const std::map<std::string, SchemaFilter>& filters, bool retry_failed);
+                           const std::map<std::string, SchemaFilter>& filters, bool retry_failed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
 
   // Each database's last schema read (by key) and the schemas read, shared
   // by fingerprint (thousands of tenants usually hold a handful).
@@ -122,30 +127,31 @@ class Reconciler {
     // is not mistaken for drift).
     std::string suspected;
   };
-  std::map<std::string, SchemaMemo> schema_memo_;                 // guarded by refresh_mu_
-  std::map<std::string, std::shared_ptr<const Schema>> schemas_;  // guarded by refresh_mu_
-  absl::Time last_schema_pass_ = absl::InfinitePast();            // guarded by refresh_mu_
-  ExpectedSchemaFn expected_fn_;                                  // guarded by mu_
-  std::mutex expected_mu_;          // held while one is built: each is built once
-  ExpectedSchemas expected_;        // guarded by expected_mu_: built for expected_signature_
-  std::string expected_signature_;  // guarded by expected_mu_: the scripts' signature
+  std::map<std::string, SchemaMemo> schema_memo_ ABSL_GUARDED_BY(refresh_mu_);
+  std::map<std::string, std::shared_ptr<const Schema>> schemas_ ABSL_GUARDED_BY(refresh_mu_);
+  absl::Time last_schema_pass_ ABSL_GUARDED_BY(refresh_mu_) = absl::InfinitePast();
+  ExpectedSchemaFn expected_fn_ ABSL_GUARDED_BY(mu_);
+  Mutex expected_mu_;  // held while one is built: each is built once
+  // Built for expected_signature_, the scripts' signature.
+  ExpectedSchemas expected_ ABSL_GUARDED_BY(expected_mu_);
+  std::string expected_signature_ ABSL_GUARDED_BY(expected_mu_);
 
   RealClock real_clock_;
   const Clock* clock_ = &real_clock_;  // constant after Create
   std::shared_ptr<VersionReader> reader_;  // shared with the rollout engine (daemon: the Drivers)
   StateStore* store_ = nullptr;
 
-  std::mutex refresh_mu_;  // one pass at a time
-  bool closed_ = false;    // guarded by refresh_mu_
-  mutable std::mutex mu_;
-  std::shared_ptr<const config::Inventory> inventory_;   // guarded by mu_
-  std::shared_ptr<const migrations::Project> project_;   // guarded by mu_
-  std::string project_signature_;                        // guarded by refresh_mu_
+  Mutex refresh_mu_;  // one pass at a time
+  bool closed_ ABSL_GUARDED_BY(refresh_mu_) = false;
+  mutable Mutex mu_;
+  std::shared_ptr<const config::Inventory> inventory_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const migrations::Project> project_ ABSL_GUARDED_BY(mu_);
+  std::string project_signature_ ABSL_GUARDED_BY(refresh_mu_);
   std::atomic<bool> reload_requested_{false};  // SetInventory: reload the scripts next pass
-  GraphStatus graph_;                                    // guarded by refresh_mu_
-  std::shared_ptr<const FleetSnapshot> snapshot_;        // guarded by mu_
-  std::map<std::string, VersionTarget> targets_;         // guarded by mu_
-  std::function<void(const FleetSnapshot&)> on_refresh_;  // guarded by mu_
+  GraphStatus graph_ ABSL_GUARDED_BY(refresh_mu_);
+  std::shared_ptr<const FleetSnapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, VersionTarget> targets_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const FleetSnapshot&)> on_refresh_ ABSL_GUARDED_BY(mu_);
 };
 
 // The project source an inventory names.

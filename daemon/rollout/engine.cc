@@ -47,7 +47,7 @@ RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore*
       backups_(store_, drivers_.get(), clock_),
       executor_(reconciler_, store_, drivers_.get(), {clock_, std::move(options.alembic)}),
       events_(store_, [this](const absl::Status& s) {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         StoreFailed(s);
       }) {}
 
@@ -56,7 +56,7 @@ RolloutEngine::~RolloutEngine() { Stop(); }
 void RolloutEngine::Stop() {
   std::vector<std::thread> threads;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     for (auto& [id, a] : active_) a->cancel = true;
     threads.swap(threads_);
@@ -87,12 +87,12 @@ void RolloutEngine::StoreFailed(const absl::Status& status, bool write) {
 }
 
 std::string RolloutEngine::StoreError() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return store_error_;
 }
 
 absl::Status RolloutEngine::CheckStore(bool retry_writes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return CheckStoreLocked(retry_writes);
 }
 
@@ -264,7 +264,7 @@ absl::StatusOr<Rollout> RolloutEngine::Downgrade(const std::string& environment,
 absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
                                               const std::vector<PlanProblem>& overridden) {
   auto a = std::make_shared<Active>();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_) return absl::UnavailableError("lockstepd is shutting down");
   if (absl::Status store = CheckStoreLocked(); !store.ok()) {
     return absl::UnavailableError(
@@ -327,7 +327,7 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
 void RolloutEngine::Prewarm(std::function<void(const absl::Status&, absl::Duration)> done) {
   std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
   if (inv->project.alembic_runner != "warm") return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   threads_.emplace_back([this, inv, done] {
     const absl::Time start = absl::Now();
     absl::Status s = executor_.Prewarm(*inv);
@@ -343,7 +343,7 @@ absl::Status RolloutEngine::Recover() {
   RemovePartialBackups(reconciler_->inventory()->server.backup_dir);
   absl::StatusOr<std::vector<Rollout>> unfinished = store_->ListRollouts(0, true);
   if (!unfinished.ok()) return unfinished.status();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (Rollout& r : *unfinished) {
     auto a = std::make_shared<Active>();
     a->r = std::move(r);
@@ -360,7 +360,7 @@ absl::Status RolloutEngine::Recover() {
 // ---- control ---------------------------------------------------------------
 
 absl::Status RolloutEngine::Approve(const std::string& id, const std::string& who) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
   if (!a.ok()) return a.status();
   if (!store_error_.empty()) return absl::UnavailableError(store_error_);
@@ -393,7 +393,7 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
 }
 
 absl::Status RolloutEngine::Pause(const std::string& id, const std::string& who) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
   if (!a.ok()) return a.status();
   if ((*a)->paused)
@@ -408,7 +408,7 @@ absl::Status RolloutEngine::Pause(const std::string& id, const std::string& who)
 }
 
 absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
   if (!a.ok()) return a.status();
   if (!(*a)->paused)
@@ -436,7 +436,7 @@ absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who
 }
 
 absl::Status RolloutEngine::Abort(const std::string& id, const std::string& who) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   absl::StatusOr<std::shared_ptr<Active>> a = Find(id);
   if (!a.ok()) return a.status();
   if ((*a)->aborted) return absl::OkStatus();
@@ -451,7 +451,7 @@ absl::Status RolloutEngine::Abort(const std::string& id, const std::string& who)
 
 absl::StatusOr<Rollout> RolloutEngine::Get(const std::string& id) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = active_.find(id);
     if (it != active_.end()) return it->second->r;
   }
@@ -460,7 +460,7 @@ absl::StatusOr<Rollout> RolloutEngine::Get(const std::string& id) {
 
 absl::StatusOr<RolloutState> RolloutEngine::StateOf(const std::string& id) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = active_.find(id);
     if (it != active_.end()) return it->second->r.state;
   }
@@ -472,7 +472,7 @@ absl::StatusOr<RolloutState> RolloutEngine::StateOf(const std::string& id) {
 absl::StatusOr<std::vector<Rollout>> RolloutEngine::List(int limit) {
   absl::StatusOr<std::vector<Rollout>> out = store_->ListRollouts(limit);
   if (!out.ok()) return out;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (Rollout& r : *out) {
     auto it = active_.find(r.id);
     if (it != active_.end()) r = it->second->r;
@@ -491,7 +491,7 @@ absl::StatusOr<std::vector<RolloutEvent>> RolloutEngine::WaitEvents(const std::s
     uint64_t seen;
     bool active;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       seen = events_emitted_;
       active = active_.count(id) > 0;
     }
@@ -503,11 +503,14 @@ absl::StatusOr<std::vector<RolloutEvent>> RolloutEngine::WaitEvents(const std::s
     if (!events.ok()) return events.status();
     if (!active && events->size() < static_cast<size_t>(kBatch)) *finished = true;
     if (!events->empty() || *finished) return events;
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (absl::Now() >= deadline) return events;
     const absl::Time until = std::min(deadline, absl::Now() + kOutputLatency);
-    changed_.wait_until(lock, absl::ToChronoTime(until),
-                        [&] { return events_emitted_ != seen || stopping_; });
+    changed_.wait_until(lock.native(), absl::ToChronoTime(until),
+                        [&] {
+                          mu_.AssertHeld();  // the wait holds it while it asks
+                          return events_emitted_ != seen || stopping_;
+                        });
     if (stopping_) return absl::UnavailableError("lockstepd is shutting down");
   }
 }
@@ -534,7 +537,7 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
   absl::StatusOr<RestoreResult> result =
       backups_.RestoreOnRequest(*b, *target, *reconciler_->inventory(), actor, yes,
                                 [this](const Backup& safety) {
-                                  std::lock_guard<std::mutex> guard(mu_);
+                                  MutexLock guard(mu_);
                                   if (hooks_.on_backup) hooks_.on_backup(safety);
                                 });
   if (!result.ok()) return result.status();
@@ -543,7 +546,7 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
   absl::Status refreshed = reconciler_->Refresh();
   (void)refreshed;  // the poll loop reports refresh problems
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (hooks_.on_restore) hooks_.on_restore(*result);
   }
   if (!result->check.ok()) return result->check;

@@ -29,9 +29,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "daemon/core/reconciler.h"
 #include "daemon/drivers/driver.h"
+#include "daemon/model/mutex.h"
 #include "daemon/model/rollout.h"
 #include "daemon/rollout/event_log.h"
 #include "daemon/rollout/planner.h"
@@ -147,7 +149,7 @@ class RolloutEngine {
   // Restore's check and safety backup, under the database's lock: compares
   // the database with `backup` (a changed one needs `yes`; *changed says
   // whether it was), then takes and catalogues the safety backup.
-  void StartRunner(std::shared_ptr<Active> active);
+  void StartRunner(std::shared_ptr<Active> active) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Run(std::shared_ptr<Active> active);
   bool RunStage(Active& a, size_t stage_index);
   void RunWave(Active& a, size_t stage_index, const std::vector<int>& steps);
@@ -160,34 +162,39 @@ class RolloutEngine {
   void Settle(Active& a, RolloutStep* step);  // after a restart
   void Finish(Active& a);
   // mu_ held; halts past max_failures, naming `failed` in the reason.
-  void CountFailure(Active& a, size_t stage_index, const RolloutStep& failed);
+  void CountFailure(Active& a, size_t stage_index, const RolloutStep& failed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits (lock held) until `ready` or the rollout is aborted or the engine
   // stops; false in the latter cases.
-  bool WaitUntil(std::unique_lock<std::mutex>& lock, Active& a, const std::function<bool()>& ready,
-                 absl::Time deadline = absl::InfiniteFuture());
+  bool WaitUntil(MutexLock& lock, Active& a, const std::function<bool()>& ready,
+                 absl::Time deadline = absl::InfiniteFuture()) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stage `stage_index` enters a gate (a soak or an approval): recorded,
   // said, and waited out (lock held). False when the rollout was aborted
   // or the engine stops meanwhile.
   struct GateWait;
-  bool EnterGate(std::unique_lock<std::mutex>& lock, Active& a, size_t stage_index,
-                 const GateWait& gate);
+  bool EnterGate(MutexLock& lock, Active& a, size_t stage_index, const GateWait& gate)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Must hold mu_. The state store refused a write: every active rollout
   // halts (running steps finish, no new ones start) and new rollouts are
   // refused until CheckStore succeeds.
   // `write`: a write failed (else the file check did).
-  void StoreFailed(const absl::Status& status, bool write = true);
-  absl::Status CheckStoreLocked(bool retry_writes = true);
+  void StoreFailed(const absl::Status& status, bool write = true)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckStoreLocked(bool retry_writes = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Must hold mu_.
   void Emit(Active& a, EventKind kind, const std::string& environment,
-            const std::string& database, const std::string& message);
-  void SaveStep(Active& a, const RolloutStep& step);
-  void SaveStage(Active& a, size_t stage_index);
-  void SaveHeader(Active& a);
-  void UpdateGauges();
-  absl::StatusOr<std::shared_ptr<Active>> Find(const std::string& id);
+            const std::string& database, const std::string& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveStep(Active& a, const RolloutStep& step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveStage(Active& a, size_t stage_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveHeader(Active& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<Active>> Find(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Find, and FAILED_PRECONDITION once the rollout is being aborted.
-  absl::StatusOr<std::shared_ptr<Active>> FindControllable(const std::string& id);
+  absl::StatusOr<std::shared_ptr<Active>> FindControllable(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
@@ -198,13 +205,14 @@ class RolloutEngine {
   BackupService backups_;
   StepExecutor executor_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable changed_;  // any rollout changed (events, gates, pause)
-  bool stopping_ = false;            // guarded by mu_
-  std::string store_error_;          // guarded by mu_: see StoreError()
-  std::map<std::string, std::shared_ptr<Active>> active_;  // guarded by mu_: not yet finished
-  std::vector<std::thread> threads_;  // guarded by mu_: runners, joined by Stop
-  uint64_t events_emitted_ = 0;       // guarded by mu_
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::string store_error_ ABSL_GUARDED_BY(mu_);  // see StoreError()
+  // Not yet finished.
+  std::map<std::string, std::shared_ptr<Active>> active_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);  // runners, joined by Stop
+  uint64_t events_emitted_ ABSL_GUARDED_BY(mu_) = 0;
   std::mutex start_mu_;  // one Start/Downgrade at a time (the one-per-environment check)
   // Last: its writer thread calls StoreFailed (mu_), and it writes what is
   // queued when destroyed, after the runners have stopped.

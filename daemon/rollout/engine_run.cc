@@ -18,16 +18,16 @@ using engine_internal::Plural;
 using engine_internal::StepsIn;
 using engine_internal::When;
 
-bool RolloutEngine::WaitUntil(std::unique_lock<std::mutex>& lock, Active& a,
+bool RolloutEngine::WaitUntil(MutexLock& lock, Active& a,
                               const std::function<bool()>& ready, absl::Time deadline) {
   while (true) {
     if (stopping_ || a.aborted || a.halted) return false;
     if (!a.paused && (ready() || clock_->Now() >= deadline)) return true;
-    clock_->WaitUntil(changed_, lock, std::min(deadline, clock_->Now() + absl::Seconds(1)));
+    clock_->WaitUntil(changed_, lock.native(), std::min(deadline, clock_->Now() + absl::Seconds(1)));
   }
 }
 
-bool RolloutEngine::EnterGate(std::unique_lock<std::mutex>& lock, Active& a, size_t i,
+bool RolloutEngine::EnterGate(MutexLock& lock, Active& a, size_t i,
                               const GateWait& gate) {
   RolloutStage& st = a.r.stages[i];
   st.state = gate.stage_state;
@@ -49,7 +49,7 @@ void RolloutEngine::Run(std::shared_ptr<Active> active) {
   // Steps a previous lockstepd left running are settled first.
   std::vector<int> unsettled;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (const RolloutStep& s : a.r.steps) {
       if (s.state == StepState::kRunning) unsettled.push_back(s.index);
     }
@@ -57,7 +57,7 @@ void RolloutEngine::Run(std::shared_ptr<Active> active) {
   for (int i : unsettled) {
     RolloutStep step;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       step = a.r.steps[static_cast<size_t>(i)];
     }
     Settle(a, &step);
@@ -69,7 +69,7 @@ void RolloutEngine::Run(std::shared_ptr<Active> active) {
 }
 
 bool RolloutEngine::RunStage(Active& a, size_t i) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_ || a.aborted || a.halted) return false;
   RolloutStage& st = a.r.stages[i];
   if (st.state == StageState::kSucceeded) return true;
@@ -154,7 +154,7 @@ void RolloutEngine::RunWave(Active& a, size_t stage_index, const std::vector<int
     while (true) {
       int step = -1;
       {
-        std::unique_lock<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         if (!WaitUntil(lock, a, [] { return true; }) || a.halted) return;
         while (next < steps.size() && step < 0) {
           int candidate = steps[next++];
@@ -167,7 +167,7 @@ void RolloutEngine::RunWave(Active& a, size_t stage_index, const std::vector<int
   };
   int parallel;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     parallel = std::max(
         1, std::min<int>(a.r.stages[stage_index].max_parallel, static_cast<int>(steps.size())));
   }
@@ -181,14 +181,14 @@ void RolloutEngine::RunStep(Active& a, size_t stage_index, int index) {
   RolloutStep step;
   StepExecutor::Job job;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     step = a.r.steps[static_cast<size_t>(index)];
     job = {a.r.id, a.r.kind, a.r.target, a.r.stages[stage_index]};
   }
   const absl::Time started = clock_->Now();
   executor_.Run(job, &step, &a.cancel, StepHooks(a));
   if (!step.finished()) return;  // lockstepd is stopping
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (hooks_.on_step_finished) hooks_.on_step_finished(step, step.finished_at - started);
   if (step.state == StepState::kFailed && !a.aborted) CountFailure(a, stage_index, step);
 }
@@ -196,27 +196,27 @@ void RolloutEngine::RunStep(Active& a, size_t stage_index, int index) {
 StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
   StepExecutor::Hooks hooks;
   hooks.save = [this, &a](const RolloutStep& step) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     SaveStep(a, step);
   };
   hooks.event = [this, &a](const RolloutStep& step, EventKind kind,
                            const std::string& message) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Emit(a, kind, step.environment, step.database, message);
   };
   hooks.backup_taken = [this](const Backup& b) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (hooks_.on_backup) hooks_.on_backup(b);
   };
   hooks.stopping = [this] {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return stopping_;
   };
   return hooks;
 }
 
 bool RolloutEngine::CanaryGate(Active& a, size_t i) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (a.canary_gates_passed.count(i)) return true;
   RolloutStage& st = a.r.stages[i];
   std::vector<RolloutStep> canaries;
@@ -232,6 +232,7 @@ bool RolloutEngine::CanaryGate(Active& a, size_t i) {
     done = std::max(done, s.finished_at);
   }
   auto halt = [&](const std::string& why) {
+    mu_.AssertHeld();  // called below with `lock` held
     a.halted = true;
     a.stop_reason = absl::StrCat("rollout halted: ", why);
     Emit(a, EventKind::kHalted, st.environment, "", a.stop_reason);
@@ -323,14 +324,14 @@ void RolloutEngine::CountFailure(Active& a, size_t stage_index, const RolloutSte
 void RolloutEngine::Settle(Active& a, RolloutStep* step) {
   executor_.Settle(a.r.id, step, StepHooks(a));  // the id never changes: no lock
   if (step->state != StepState::kFailed) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (size_t i = 0; i < a.r.stages.size(); ++i) {
     if (a.r.stages[i].environment == step->environment) CountFailure(a, i, *step);
   }
 }
 
 void RolloutEngine::Finish(Active& a) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_) return;  // not finished: the next lockstepd continues it
   std::string skip_reason = a.stop_reason;
   int failed = 0;

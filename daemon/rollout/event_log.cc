@@ -16,7 +16,7 @@ EventLog::EventLog(StateStore* store, std::function<void(const absl::Status&)> o
 
 EventLog::~EventLog() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   queued_cv_.notify_all();
@@ -25,12 +25,18 @@ EventLog::~EventLog() {
 }
 
 void EventLog::WriterLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
-    queued_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    queued_cv_.wait(lock.native(), [&] {
+      mu_.AssertHeld();
+      return stopping_ || !queue_.empty();
+    });
     if (stopping_) break;
     // Gather what comes in the next flush_every into one transaction.
-    queued_cv_.wait_for(lock, absl::ToChronoNanoseconds(flush_every_), [&] { return stopping_; });
+    queued_cv_.wait_for(lock.native(), absl::ToChronoNanoseconds(flush_every_), [&] {
+      mu_.AssertHeld();
+      return stopping_;
+    });
     lock.unlock();
     // A failed batch stays queued for the next one; the owner hears of it
     // here, with no lock of this log held.
@@ -39,13 +45,12 @@ void EventLog::WriterLoop() {
   }
 }
 
-absl::StatusOr<EventLog::Log*> EventLog::LogOf(std::unique_lock<std::mutex>& lock,
-                                               const std::string& rollout_id) {
+absl::StatusOr<EventLog::Log*> EventLog::LogOf(const std::string& rollout_id) {
   auto it = logs_.find(rollout_id);
   if (it != logs_.end()) return &it->second;
-  lock.unlock();  // the store is read once per rollout, without holding readers up
+  mu_.unlock();  // the store is read once per rollout, without holding readers up
   absl::StatusOr<int64_t> last = store_->LastEventSeq(rollout_id);
-  lock.lock();
+  mu_.lock();
   if (!last.ok()) return last.status();
   it = logs_.find(rollout_id);  // another thread may have read it meanwhile
   if (it == logs_.end()) {
@@ -57,8 +62,8 @@ absl::StatusOr<EventLog::Log*> EventLog::LogOf(std::unique_lock<std::mutex>& loc
 
 absl::Status EventLog::Append(const std::string& rollout_id, RolloutEvent* event, bool durable) {
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    absl::StatusOr<Log*> found = LogOf(lock, rollout_id);
+    MutexLock lock(mu_);
+    absl::StatusOr<Log*> found = LogOf(rollout_id);
     if (!found.ok()) return found.status();
     Log& log = **found;
     if (!durable && queued_output_ >= kMaxQueued) {
@@ -85,10 +90,10 @@ absl::Status EventLog::Append(const std::string& rollout_id, RolloutEvent* event
 }
 
 absl::Status EventLog::Flush() {
-  std::lock_guard<std::mutex> writing(write_mu_);
+  MutexLock writing(write_mu_);
   std::vector<Queued> batch;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     batch.swap(queue_);
   }
   if (batch.empty()) return absl::OkStatus();
@@ -96,7 +101,7 @@ absl::Status EventLog::Flush() {
   rows.reserve(batch.size());
   for (const Queued& q : batch) rows.emplace_back(q.rollout_id, q.event);
   absl::Status written = store_->WriteEvents(rows);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!written.ok()) {
     // Tried again with the next batch, ahead of what came meanwhile.
     queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
@@ -127,7 +132,7 @@ absl::StatusOr<std::vector<RolloutEvent>> EventLog::Read(const std::string& roll
                                                          int64_t after_seq, int limit) {
   std::vector<RolloutEvent> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = logs_.find(rollout_id);
     if (it != logs_.end() && !it->second.recent.empty() &&
         after_seq + 1 >= it->second.recent.front().seq) {
@@ -144,7 +149,7 @@ absl::StatusOr<std::vector<RolloutEvent>> EventLog::Read(const std::string& roll
 }
 
 void EventLog::Forget(const std::string& rollout_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = logs_.find(rollout_id);
   if (it == logs_.end()) return;
   if (it->second.written_seq == it->second.last_seq) {

@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "daemon/model/mutex.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "daemon/model/rollout.h"
@@ -84,22 +85,23 @@ class EventLog {
     RolloutEvent event;
   };
 
-  // The rollout's log, its last seq read from the store the first time.
-  absl::StatusOr<Log*> LogOf(std::unique_lock<std::mutex>& lock, const std::string& rollout_id);
-  void Trim(Log& log);  // under mu_: keeps kKeepWritten written events
+  // The rollout's log, its last seq read from the store the first time
+  // (mu_ is let go meanwhile, so that readers are not held up).
+  absl::StatusOr<Log*> LogOf(const std::string& rollout_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Trim(Log& log) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // keeps kKeepWritten written events
   void WriterLoop();
 
   StateStore* store_;
   std::function<void(const absl::Status&)> on_error_;
   const absl::Duration flush_every_;
 
-  std::mutex write_mu_;  // one batch at a time, in the order they were queued
-  std::mutex mu_;        // below write_mu_ when both are held
+  Mutex write_mu_;  // one batch at a time, in the order they were queued
+  Mutex mu_;        // below write_mu_ when both are held
   std::condition_variable queued_cv_;
-  std::map<std::string, Log> logs_;  // guarded by mu_
-  std::vector<Queued> queue_;        // guarded by mu_: appended, not yet written
-  size_t queued_output_ = 0;         // guarded by mu_
-  bool stopping_ = false;            // guarded by mu_
+  std::map<std::string, Log> logs_ ABSL_GUARDED_BY(mu_);
+  std::vector<Queued> queue_ ABSL_GUARDED_BY(mu_);  // appended, not yet written
+  size_t queued_output_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread writer_;
 };
 

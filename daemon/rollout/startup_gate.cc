@@ -13,7 +13,7 @@ void StartupGate::Expire(absl::Time now) {
 }
 
 uint64_t StartupGate::Enter(int slots, const std::atomic<bool>* cancel) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
     if (cancel != nullptr && cancel->load()) return 0;
     absl::Time now = absl::Now();
@@ -29,17 +29,17 @@ uint64_t StartupGate::Enter(int slots, const std::atomic<bool>* cancel) {
     for (const auto& [ticket, entered] : starting_) {
       wait = std::min(wait, entered + window_ - now);
     }
-    left_.wait_for(lock, absl::ToChronoNanoseconds(std::max(wait, absl::Milliseconds(1))));
+    left_.wait_for(lock.native(), absl::ToChronoNanoseconds(std::max(wait, absl::Milliseconds(1))));
   }
 }
 
 void StartupGate::Leave(uint64_t ticket) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (starting_.erase(ticket) > 0) left_.notify_all();
 }
 
 int StartupGate::starting() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   absl::Time now = absl::Now();
   int n = 0;
   for (const auto& [ticket, entered] : starting_) n += now - entered < window_ ? 1 : 0;

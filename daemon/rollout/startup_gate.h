@@ -22,6 +22,7 @@
 #include <map>
 #include <mutex>
 
+#include "daemon/model/mutex.h"
 #include "absl/time/time.h"
 
 namespace lockstep::daemon {
@@ -44,7 +45,7 @@ class StartupGate {
   void Expire(absl::Time now);
 
   const absl::Duration window_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable left_;
   std::map<uint64_t, absl::Time> starting_;  // ticket -> when it entered
   uint64_t next_ticket_ = 1;

@@ -117,7 +117,7 @@ ProcessResult StepExecutor::RunAlembic(
 
 absl::StatusOr<std::shared_ptr<WarmAlembic>> StepExecutor::Warm(
     const config::Inventory& inv) const {
-  std::lock_guard<std::mutex> lock(warm_mu_);
+  MutexLock lock(warm_mu_);
   std::vector<std::string> python = WarmInterpreter(inv.project);
   if (!warm_ || warm_python_ != python) {
     // The old pool (another python) is dropped here, not destroyed: a step
@@ -133,7 +133,7 @@ absl::StatusOr<std::shared_ptr<WarmAlembic>> StepExecutor::Warm(
 }
 
 void StepExecutor::Stop() const {
-  std::lock_guard<std::mutex> lock(warm_mu_);
+  MutexLock lock(warm_mu_);
   if (warm_) warm_->Stop();
   for (const std::weak_ptr<WarmAlembic>& w : retired_) {
     if (std::shared_ptr<WarmAlembic> pool = w.lock()) pool->Stop();
@@ -264,7 +264,7 @@ absl::Status StepExecutor::ProvePhase(StepContext& c) const {
       project.alembic_runner, " ", absl::StrJoin(project.alembic_command, " "));
   // One check at a time: the steps of a wave that start together wait for
   // the first one's answer rather than each running `current`.
-  std::lock_guard<std::mutex> lock(proven_mu_);
+  MutexLock lock(proven_mu_);
   if (proven_.count(key) > 0) return absl::OkStatus();
   const uint64_t ticket = startup_gate_.Enter(StartupSlots(c.inv->server), c.cancel);
   if (ticket == 0) return absl::OkStatus();  // stopped: the next phase requeues the step

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/model/mutex.h"
 #include "daemon/model/clock.h"
 #include "daemon/core/reconciler.h"
 #include "daemon/model/rollout.h"
@@ -138,15 +139,15 @@ class StepExecutor {
   AlembicRunFn alembic_;
   BackupService backups_;
   mutable StartupGate startup_gate_;
-  mutable std::mutex warm_mu_;
-  mutable std::shared_ptr<WarmAlembic> warm_;  // guarded by warm_mu_; started on first use
-  mutable std::vector<std::string> warm_python_;  // guarded by warm_mu_
+  mutable Mutex warm_mu_;
+  mutable std::shared_ptr<WarmAlembic> warm_ ABSL_GUARDED_BY(warm_mu_);  // started on first use
+  mutable std::vector<std::string> warm_python_ ABSL_GUARDED_BY(warm_mu_);
   // Pools replaced by a reload, still held by running steps: Stop() stops
   // them too. Guarded by warm_mu_.
   mutable std::vector<std::weak_ptr<WarmAlembic>> retired_;
-  mutable std::mutex proven_mu_;  // held while ProvePhase checks
+  mutable Mutex proven_mu_;  // held while ProvePhase checks
   // ProvePhase's keys (env.py's digest, dialect, runner) already checked.
-  mutable std::set<std::string> proven_;  // guarded by proven_mu_
+  mutable std::set<std::string> proven_ ABSL_GUARDED_BY(proven_mu_);
 };
 
 }  // namespace lockstep::daemon

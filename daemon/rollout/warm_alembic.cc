@@ -133,7 +133,7 @@ absl::StatusOr<std::unique_ptr<WarmAlembic>> WarmAlembic::Start(std::vector<std:
   w->spawner_ = std::thread([raw = w.get()] { raw->SpawnerLoop(); });
   absl::StatusOr<Worker> first = w->Spawn();
   if (!first.ok()) return first.status();
-  std::lock_guard<std::mutex> lock(w->mu_);
+  MutexLock lock(w->mu_);
   w->idle_.push_back(*first);
   return w;
 }
@@ -144,7 +144,7 @@ WarmAlembic::~WarmAlembic() {
   std::vector<Worker> idle;
   std::vector<int> pids;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     idle.swap(idle_);
     pids = all_pids_;
   }
@@ -162,13 +162,13 @@ void WarmAlembic::Kill(const Worker& w) {
 
 absl::StatusOr<WarmAlembic::Worker> WarmAlembic::Spawn() {
   SpawnRequest req;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   // Once stopping, the spawner serves no request (it may have ended
   // already): a request queued now would wait forever.
   if (stopping_) return absl::UnavailableError("lockstepd is shutting down");
   spawn_queue_.push_back(&req);
   changed_.notify_all();
-  changed_.wait(lock, [&] { return req.done; });
+  changed_.wait(lock.native(), [&] { return req.done; });
   return req.result;
 }
 
@@ -178,8 +178,11 @@ void WarmAlembic::SpawnerLoop() {
   while (true) {
     SpawnRequest* req;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      changed_.wait(lock, [&] { return stopping_ || !spawn_queue_.empty(); });
+      MutexLock lock(mu_);
+      changed_.wait(lock.native(), [&] {
+        mu_.AssertHeld();
+        return stopping_ || !spawn_queue_.empty();
+      });
       if (stopping_) {
         // Every request still queued is answered, so no Spawn() waits on.
         for (SpawnRequest* r : spawn_queue_) {
@@ -219,7 +222,7 @@ void WarmAlembic::SpawnerLoop() {
         result = Worker{*pid, sv[0]};
       }
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (result.ok()) all_pids_.push_back(result->pid);
     req->result = std::move(result);
     req->done = true;
@@ -228,7 +231,7 @@ void WarmAlembic::SpawnerLoop() {
 }
 
 void WarmAlembic::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   stopping_ = true;
   changed_.notify_all();
 }
@@ -236,14 +239,14 @@ void WarmAlembic::Stop() {
 absl::Status WarmAlembic::Prewarm(int n) {
   while (true) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_ || static_cast<int>(idle_.size()) + busy_ >= std::min(n, max_workers_)) {
         return absl::OkStatus();
       }
       ++busy_;  // counted while it starts
     }
     absl::StatusOr<Worker> w = Spawn();
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     --busy_;
     if (!w.ok()) return w.status();
     idle_.push_back(*w);
@@ -260,8 +263,11 @@ ProcessResult WarmAlembic::Run(const ProcessSpec& given, const std::atomic<bool>
   Worker w;
   bool spawn = false;
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock, [&] { return !idle_.empty() || busy_ < max_workers_ || stopping_; });
+    MutexLock lock(mu_);
+    changed_.wait(lock.native(), [&] {
+      mu_.AssertHeld();
+      return !idle_.empty() || busy_ < max_workers_ || stopping_;
+    });
     if (stopping_) {
       result.start_error = "lockstepd is shutting down";
       return result;
@@ -275,7 +281,7 @@ ProcessResult WarmAlembic::Run(const ProcessSpec& given, const std::atomic<bool>
     }
   }
   auto release = [&](bool keep) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     --busy_;
     if (keep) {
       idle_.push_back(w);

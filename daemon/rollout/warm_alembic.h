@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "daemon/model/mutex.h"
 #include "absl/status/statusor.h"
 #include "daemon/process/process.h"
 
@@ -69,18 +70,18 @@ class WarmAlembic {
 
   std::vector<std::string> python_;
   int max_workers_ = 16;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable changed_;
-  std::vector<Worker> idle_;   // guarded by mu_
-  int busy_ = 0;               // guarded by mu_
-  std::vector<int> all_pids_;  // guarded by mu_: for the destructor
+  std::vector<Worker> idle_ ABSL_GUARDED_BY(mu_);
+  int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<int> all_pids_ ABSL_GUARDED_BY(mu_);  // for the destructor
   // Spawn requests for the spawner thread.
   struct SpawnRequest {
     bool done = false;
     absl::StatusOr<Worker> result = absl::UnknownError("not spawned");
   };
-  std::deque<SpawnRequest*> spawn_queue_;  // guarded by mu_
-  bool stopping_ = false;                  // guarded by mu_
+  std::deque<SpawnRequest*> spawn_queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread spawner_;
 };
 

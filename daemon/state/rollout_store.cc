@@ -216,8 +216,9 @@ constexpr const char* kBackupColumns =
 }  // namespace
 
 absl::Status StateStore::SaveRollout(const Rollout& rollout) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return Guard("save rollout", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Transaction tx(*db_);
     ExecOne(*prepared_, kUpsertRollout, [&](SQLite::Statement& q) { BindRollout(q, rollout); });
     for (size_t i = 0; i < rollout.stages.size(); ++i) {
@@ -233,31 +234,35 @@ absl::Status StateStore::SaveRollout(const Rollout& rollout) {
 }
 
 absl::Status StateStore::SaveRolloutHeader(const Rollout& rollout) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return Guard("save rollout", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     ExecOne(*prepared_, kUpsertRollout, [&](SQLite::Statement& q) { BindRollout(q, rollout); });
   });
 }
 
 absl::Status StateStore::SaveStage(const std::string& rollout_id, int position,
                                    const RolloutStage& stage) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return Guard("save stage", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     ExecOne(*prepared_, kUpsertStage,
             [&](SQLite::Statement& q) { BindStage(q, rollout_id, position, stage); });
   });
 }
 
 absl::Status StateStore::SaveStep(const std::string& rollout_id, const RolloutStep& step) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return Guard("save step", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     ExecOne(*prepared_, kUpsertStep, [&](SQLite::Statement& q) { BindStep(q, rollout_id, step); });
   });
 }
 
 absl::Status StateStore::AppendEvent(const std::string& rollout_id, RolloutEvent* event) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return Guard("append event", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Transaction tx(*db_);
     {
       store_util::StatementCache::Handle next = prepared_->Get(
@@ -284,10 +289,13 @@ absl::Status StateStore::AppendEvent(const std::string& rollout_id, RolloutEvent
 
 absl::Status StateStore::WriteEvents(
     const std::vector<std::pair<std::string, RolloutEvent>>& events) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return Guard("append events", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Transaction tx(*db_);
-    for (const auto& [rollout_id, event] : events) {
+    for (const auto& item : events) {
+      const std::string& rollout_id = item.first;  // (a lambda below uses them:
+      const RolloutEvent& event = item.second;     // no structured bindings for clang 14)
       ExecOne(*prepared_,
               "INSERT OR IGNORE INTO rollout_events (rollout_id, seq, at_us, kind, environment, "
               "database, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -306,9 +314,10 @@ absl::Status StateStore::WriteEvents(
 }
 
 absl::StatusOr<int64_t> StateStore::LastEventSeq(const std::string& rollout_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   int64_t last = 0;
   absl::Status s = Guard("read events", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     store_util::StatementCache::Handle q =
         prepared_->Get("SELECT COALESCE(MAX(seq), 0) FROM rollout_events WHERE rollout_id = ?");
     q->bind(1, rollout_id);
@@ -320,9 +329,10 @@ absl::StatusOr<int64_t> StateStore::LastEventSeq(const std::string& rollout_id) 
 }
 
 absl::StatusOr<Rollout> StateStore::LoadRollout(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::optional<Rollout> out;
   absl::Status s = Guard("load rollout", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Statement q(*db_, absl::StrCat(kRolloutColumns, "WHERE id = ?"));
     q.bind(1, id);
     if (!q.executeStep()) return;
@@ -335,9 +345,10 @@ absl::StatusOr<Rollout> StateStore::LoadRollout(const std::string& id) {
 }
 
 absl::StatusOr<std::vector<Rollout>> StateStore::ListRollouts(int limit, bool unfinished_only) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<Rollout> out;
   absl::Status s = Guard("list rollouts", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     std::string sql = kRolloutColumns;
     if (unfinished_only) {
       sql += "WHERE state NOT IN ('succeeded', 'failed', 'halted', 'aborted') ";
@@ -354,9 +365,10 @@ absl::StatusOr<std::vector<Rollout>> StateStore::ListRollouts(int limit, bool un
 
 absl::StatusOr<std::vector<RolloutEvent>> StateStore::Events(const std::string& rollout_id,
                                                              int64_t after_seq, int limit) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<RolloutEvent> out;
   absl::Status s = Guard("read events", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     store_util::StatementCache::Handle q = prepared_->Get(
         "SELECT seq, at_us, kind, environment, database, message FROM rollout_events "
         "WHERE rollout_id = ? AND seq > ? ORDER BY seq LIMIT ?");
@@ -376,9 +388,10 @@ absl::StatusOr<std::vector<RolloutEvent>> StateStore::Events(const std::string& 
 
 absl::StatusOr<std::optional<FinishedStep>> StateStore::LastFinishedStep(
     const std::string& environment, const std::string& database) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::optional<FinishedStep> out;
   absl::Status s = Guard("read the last step", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Statement q(*db_, R"sql(
       SELECT rollout_id, from_revisions, expected_revisions, state, rollback, started_at_us,
              finished_at_us
@@ -405,8 +418,9 @@ absl::StatusOr<std::optional<FinishedStep>> StateStore::LastFinishedStep(
 }
 
 absl::Status StateStore::AddBackup(Backup* b) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return Guard("add backup", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     ExecOne(*prepared_,
             "INSERT INTO backups (environment, database, revisions, path, size_bytes, sha256, "
             "rollout_id, created_at_us, took_us, safety_for, note, restored_by, restored_at_us) "
@@ -431,9 +445,10 @@ absl::Status StateStore::AddBackup(Backup* b) {
 }
 
 absl::StatusOr<Backup> StateStore::GetBackup(int64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::optional<Backup> out;
   absl::Status s = Guard("read backup", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Statement q(*db_, absl::StrCat(kBackupColumns, "WHERE id = ?"));
     q.bind(1, id);
     if (q.executeStep()) out = BackupFromRow(q);
@@ -445,9 +460,10 @@ absl::StatusOr<Backup> StateStore::GetBackup(int64_t id) {
 
 absl::StatusOr<std::vector<Backup>> StateStore::Backups(const std::string& environment,
                                                         const std::string& database, int limit) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<Backup> out;
   absl::Status s = Guard("list backups", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Statement q(*db_, absl::StrCat(kBackupColumns,
                                            "WHERE (?1 = '' OR environment = ?1) AND "
                                            "(?2 = '' OR database = ?2) ORDER BY id DESC LIMIT ?3"));
@@ -461,17 +477,19 @@ absl::StatusOr<std::vector<Backup>> StateStore::Backups(const std::string& envir
 }
 
 absl::Status StateStore::DeleteBackup(int64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return Guard("delete backup", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     ExecOne(*prepared_, "DELETE FROM backups WHERE id = ?",
             [&](SQLite::Statement& q) { q.bind(1, id); });
   });
 }
 
 absl::Status StateStore::MarkRestored(int64_t id, const std::string& who, absl::Time at) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   int changed = 0;
   absl::Status s = Guard("record restore", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     ExecOne(*prepared_, "UPDATE backups SET restored_by = ?, restored_at_us = ? WHERE id = ?",
             [&](SQLite::Statement& q) {
               q.bind(1, who);

@@ -202,7 +202,7 @@ absl::Status StateStore::CheckFile() const {
 }
 
 absl::Status StateStore::Migrate() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   int version = db_->execAndGet("PRAGMA user_version").getInt();
   constexpr int kKnown = sizeof(kMigrations) / sizeof(kMigrations[0]);
   static_assert(kKnown == kSchemaVersion);
@@ -212,6 +212,7 @@ absl::Status StateStore::Migrate() {
         kKnown, "); run a newer lockstepd or point server.state elsewhere"));
   }
   return Guard("schema upgrade", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Transaction tx(*db_);
     for (int v = version; v < kKnown; ++v) db_->exec(kMigrations[v]);
     db_->exec(absl::StrCat("PRAGMA user_version = ", kKnown));
@@ -220,8 +221,9 @@ absl::Status StateStore::Migrate() {
 }
 
 absl::Status StateStore::RecordChecks(const std::vector<CheckRecord>& checks) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return Guard("record checks", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Transaction tx(*db_);
     SQLite::Statement last(*db_,
                            "SELECT revisions, revisions_known, changed_at_us FROM database_checks "
@@ -285,9 +287,10 @@ absl::Status StateStore::RecordChecks(const std::vector<CheckRecord>& checks) {
 }
 
 absl::StatusOr<std::map<std::string, LastCheck>> StateStore::LastChecks() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::map<std::string, LastCheck> out;
   absl::Status s = Guard("read checks", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Statement q(*db_,
                         "SELECT database, revisions, revisions_known, state, outcome, error, "
                         "checked_at_us, changed_at_us FROM database_checks");
@@ -309,9 +312,10 @@ absl::StatusOr<std::map<std::string, LastCheck>> StateStore::LastChecks() {
 
 absl::StatusOr<std::vector<RevisionChange>> StateStore::Changes(const std::string& database,
                                                                 int limit) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<RevisionChange> out;
   absl::Status s = Guard("read changes", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Statement q(*db_,
                         "SELECT from_revisions, to_revisions, observed_at_us FROM revision_changes "
                         // Older lockstepd recorded a first sight of an empty

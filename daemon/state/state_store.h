@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/model/mutex.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "daemon/model/rollout.h"
@@ -128,10 +129,10 @@ class StateStore {
   std::string path_;
   uint64_t device_ = 0;
   uint64_t inode_ = 0;
-  std::mutex mu_;
-  std::unique_ptr<SQLite::Database> db_;  // guarded by mu_
+  Mutex mu_;
+  std::unique_ptr<SQLite::Database> db_ ABSL_GUARDED_BY(mu_);
   // db_'s statements of the hot path; declared after it, so destroyed first.
-  std::unique_ptr<store_util::StatementCache> prepared_;  // guarded by mu_
+  std::unique_ptr<store_util::StatementCache> prepared_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace lockstep::daemon

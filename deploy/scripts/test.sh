@@ -16,6 +16,17 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYP
 ninja -C build-fuzz lockstep_migrations_test revision_file_fuzzer ini_fuzzer graph_fuzzer
 echo "== migrations tests under ASan+UBSan"
 build-fuzz/migrations/lockstep_migrations_test --gtest_brief=1
+
+# clang's lock analysis (-Wthread-safety, as errors: CMakeLists.txt) over the
+# daemon's libraries that share state between threads; and proof that it is
+# on: a file that reads a guarded member without its lock must not compile.
+echo "== clang -Wthread-safety on the daemon"
+ninja -C build-fuzz lockstep_state lockstep_core lockstep_rollout
+if clang++ -std=c++20 -fsyntax-only -I. -Wthread-safety -Werror=thread-safety \
+     tests/tsa/unguarded_read.cc 2> /dev/null; then
+  echo "the lock analysis did not catch tests/tsa/unguarded_read.cc" >&2
+  exit 1
+fi
 for fuzzer in revision_file ini graph; do
   corpus=$(mktemp -d)
   log=$(mktemp)
