@@ -858,6 +858,71 @@ TEST_F(EngineTest, OnFailureDowngradeRunsAlembicBackToTheStart) {
   EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
 }
 
+// A migration that fails half-way under `on_failure: restore` on SQLite
+// (no transactional DDL): the step's backup is put back, and the database
+// holds what it held before, partial changes included.
+TEST_F(EngineTest, OnFailureRestorePutsTheBackupBackAfterAHalfwayFailure) {
+  Db("a", {kAge});
+  Sql(dir_ + "/a.db", "CREATE TABLE kept (x INTEGER)");
+  alembic_.FailHalfway("a", {"b5d1e7f3a033"});
+  Start(R"(
+  - name: prod
+    on_failure: restore
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "halted"));
+  Rollout r = *engine_->Get(id);
+  EXPECT_EQ(NameOf(Step(r, "a").state), "failed");
+  EXPECT_EQ(Step(r, "a").rollback, "restored");
+  EXPECT_NE(Step(r, "a").backup_id, 0);
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
+  Sql(dir_ + "/a.db", "SELECT x FROM kept");  // the backup's table is there again
+  EXPECT_THAT(EventKinds(id), ::testing::Contains("rolled_back"));
+}
+
+// A lockstepd killed while Alembic ran on SQLite, the database back at its
+// start rows but with part of the migration's DDL left: the restarted one
+// puts the step's backup back before it retries, so the retry starts from
+// what the backup holds, not from half a migration.
+TEST_F(EngineTest, SettleRestoresASqliteStepFromItsBackupBeforeRetrying) {
+  Db("a", {kAge});
+  Start(R"(
+  - name: prod
+    on_failure: leave
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)");
+  // The backup the dead lockstepd took before Alembic started.
+  std::unique_ptr<Drivers> drivers = MakeDrivers({});
+  ASSERT_TRUE(reconciler_->Refresh().ok());
+  std::optional<VersionTarget> target = reconciler_->Target("prod/a");
+  ASSERT_TRUE(target.has_value());
+  std::filesystem::create_directories(dir_ + "/backups");
+  absl::StatusOr<Backup> b = drivers->For(target->url).TakeBackup(
+      *target, target->url, dir_ + "/backups", absl::Minutes(1));
+  ASSERT_TRUE(b.ok()) << b.status();
+  b->revisions = {kAge};
+  ASSERT_TRUE(store_->AddBackup(&*b).ok());
+  // Then half a migration: a table, no new version row.
+  Sql(dir_ + "/a.db", "CREATE TABLE half_done (x INTEGER)");
+  Rollout crashed = Crashed("r-half", "prod", "a", "alembic");
+  crashed.steps[0].backup_id = b->id;
+  ASSERT_TRUE(store_->SaveRollout(crashed).ok());
+  engine_->Stop();
+  engine_.reset();
+  StartEngine();
+  ASSERT_TRUE(WaitFor("r-half", "succeeded"));
+  std::vector<std::string> messages;
+  for (const RolloutEvent& e : *store_->Events("r-half", 0, 100)) messages.push_back(e.message);
+  EXPECT_THAT(messages, ::testing::Contains(HasSubstr("restored from its backup; will retry")));
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kHead));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(std::string(dir_ + "/a.db").c_str(), &db), SQLITE_OK);
+  EXPECT_NE(sqlite3_exec(db, "SELECT x FROM half_done", nullptr, nullptr, nullptr), SQLITE_OK)
+      << "the half-done table outlived the restore";
+  sqlite3_close(db);
+}
+
 // `lockstep downgrade ENV/DB --to REV`: one database, a backup first; then
 // `lockstep restore` puts that backup back (with --yes, as the database
 // changed since), taking a safety backup of what it held, and a restore
