@@ -125,15 +125,35 @@ absl::Status RolloutEngine::CheckStoreLocked(bool retry_writes) {
   return absl::OkStatus();
 }
 
-void RolloutEngine::Emit(Active& a, EventKind kind, const std::string& environment,
-                         const std::string& database, const std::string& message) {
+// Appends the event to the log: Alembic's output lines are queued (a step
+// never waits on the store for them); every other event is written, with
+// the lines before it, before this returns. Needs no engine lock: the log
+// numbers and orders events itself.
+absl::Status RolloutEngine::Append(Active& a, EventKind kind, const std::string& environment,
+                                   const std::string& database, const std::string& message,
+                                   RolloutEvent* e) {
   // Valid UTF-8 once, here (Alembic prints any bytes; a discovered file's
   // name may hold any), rather than in every reply to every watcher.
   auto valid = [](const std::string& s) { return IsValidUtf8(s) ? s : ValidUtf8(s); };
-  RolloutEvent e{0, clock_->Now(), kind, valid(environment), valid(database), valid(message)};
-  // Alembic's output lines are queued (a step never waits on the store for
-  // them); every other event is written, with the lines before it, first.
-  absl::Status s = events_.Append(a.r.id, &e, /*durable=*/kind != EventKind::kOutput);
+  *e = RolloutEvent{0, clock_->Now(), kind, valid(environment), valid(database), valid(message)};
+  return events_.Append(a.r.id, e, /*durable=*/kind != EventKind::kOutput);  // the id is constant
+}
+
+void RolloutEngine::Emit(Active& a, EventKind kind, const std::string& environment,
+                         const std::string& database, const std::string& message) {
+  RolloutEvent e;
+  Announce(a, e, Append(a, kind, environment, database, message, &e));
+}
+
+void RolloutEngine::EmitUnlocked(Active& a, EventKind kind, const std::string& environment,
+                                 const std::string& database, const std::string& message) {
+  RolloutEvent e;
+  absl::Status appended = Append(a, kind, environment, database, message, &e);
+  MutexLock lock(mu_);
+  Announce(a, e, appended);
+}
+
+void RolloutEngine::Announce(Active& a, RolloutEvent& e, const absl::Status& s) {
   if (!s.ok()) {
     e.message += absl::StrCat(" (not recorded: ", s.message(), ")");
     StoreFailed(s);
@@ -143,7 +163,7 @@ void RolloutEngine::Emit(Active& a, EventKind kind, const std::string& environme
   // A line of output wakes nobody: watchers look for new lines every
   // kOutputLatency (WaitEvents). A step printing 20,000 lines would wake
   // each of 150 watchers 20,000 times, all contending for mu_ with it.
-  if (kind != EventKind::kOutput) changed_.notify_all();
+  if (e.kind != EventKind::kOutput) changed_.notify_all();
 }
 
 void RolloutEngine::SaveStep(Active& a, const RolloutStep& step) {

@@ -186,6 +186,16 @@ class RolloutEngine {
   void Emit(Active& a, EventKind kind, const std::string& environment,
             const std::string& database, const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Emit with mu_ not held: the store write happens outside the lock.
+  void EmitUnlocked(Active& a, EventKind kind, const std::string& environment,
+                    const std::string& database, const std::string& message)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Append(Active& a, EventKind kind, const std::string& environment,
+                      const std::string& database, const std::string& message, RolloutEvent* e);
+  // What follows an append: a failed write halts (StoreFailed), watchers
+  // and hooks hear of it.
+  void Announce(Active& a, RolloutEvent& e, const absl::Status& appended)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveStep(Active& a, const RolloutStep& step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveStage(Active& a, size_t stage_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveHeader(Active& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

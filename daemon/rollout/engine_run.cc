@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <map>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -121,10 +122,13 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
     SaveHeader(a);
   }
   UpdateGauges();
+  std::set<int> canary_waves;  // read here, under the lock, like every step field
+  for (const auto& [wave, steps] : waves) {
+    if (a.r.steps[static_cast<size_t>(steps.front())].canary) canary_waves.insert(wave);
+  }
   lock.unlock();
   for (const auto& [wave, steps] : waves) {
-    const bool canary_wave = a.r.steps[static_cast<size_t>(steps.front())].canary;
-    if (!canary_wave && !CanaryGate(a, i)) break;
+    if (!canary_waves.count(wave) && !CanaryGate(a, i)) break;
     RunWave(a, i, steps);
     lock.lock();
     bool stop = a.aborted || a.halted || stopping_;
@@ -195,14 +199,25 @@ void RolloutEngine::RunStep(Active& a, size_t stage_index, int index) {
 
 StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
   StepExecutor::Hooks hooks;
+  // A step's saves and events are written by its own thread outside the
+  // engine's lock (the store and the event log have their own), so that a
+  // step waiting on SQLite holds up no other step, watcher or control.
+  // Only this thread writes this step while it runs.
   hooks.save = [this, &a](const RolloutStep& step) {
-    MutexLock lock(mu_);
-    SaveStep(a, step);
+    {
+      MutexLock lock(mu_);
+      a.r.steps[static_cast<size_t>(step.index)] = step;
+      a.r.updated_at = clock_->Now();
+    }
+    absl::Status saved = store_->SaveStep(a.r.id, step);
+    if (!saved.ok()) {
+      MutexLock lock(mu_);
+      StoreFailed(saved);
+    }
   };
   hooks.event = [this, &a](const RolloutStep& step, EventKind kind,
                            const std::string& message) {
-    MutexLock lock(mu_);
-    Emit(a, kind, step.environment, step.database, message);
+    EmitUnlocked(a, kind, step.environment, step.database, message);
   };
   hooks.backup_taken = [this](const Backup& b) {
     MutexLock lock(mu_);
