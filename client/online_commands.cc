@@ -63,7 +63,21 @@ void WriteDatabase(JsonWriter& w, const v1::Database& d) {
     w.Key("change").String(x.change()).Key("expected").String(x.expected());
     w.Key("found").String(x.found()).EndObject();
   }
-  w.EndArray().Key("checked_at").String(Time(sc.checked_at())).EndObject();
+  w.EndArray().Key("checked_at").String(Time(sc.checked_at()));
+  // The revision its schema is exactly (or, failing that, closest to):
+  // null unless its version rows cannot be trusted.
+  auto revision_or_null = [&](const char* key, const auto& revisions) {
+    w.Key(key);
+    if (revisions.empty()) {
+      w.Null();
+    } else {
+      w.String(absl::StrJoin(revisions, " "));
+    }
+  };
+  revision_or_null("matches_revision", sc.matches_revisions());
+  revision_or_null("closest_revision", sc.closest_revisions());
+  w.Key("closest_differences").Int(sc.closest_differences());
+  w.EndObject();
   w.EndObject();
 }
 
@@ -199,6 +213,14 @@ int Db(Context& c, v1::Lockstep::Stub& stub) {
         << ": " << d.schema().reason() << "\n";
   for (const v1::SchemaDifference& x : d.schema().differences()) {
     c.out << "    " << DescribeDifference(x) << "\n";
+  }
+  if (!d.schema().matches_revisions().empty()) {
+    c.out << "  matches:    " << absl::StrJoin(d.schema().matches_revisions(), " ")
+          << " exactly (what Alembic builds for it)\n";
+  } else if (!d.schema().closest_revisions().empty()) {
+    c.out << "  closest:    " << absl::StrJoin(d.schema().closest_revisions(), " ") << " ("
+          << d.schema().closest_differences() << " difference"
+          << (d.schema().closest_differences() == 1 ? "" : "s") << ")\n";
   }
   if (!d.schema().fingerprint().empty()) {
     c.out << "  fingerprint: " << d.schema().fingerprint() << " (checked " << Time(d.schema().checked_at())

@@ -155,6 +155,22 @@ DatabaseState DatabaseStateOf(migrations::RevisionState state) {
   return DatabaseState::kUninitialized;
 }
 
+// What MatchRevisions found, said after the verdict's reason.
+std::string MatchText(const SchemaStatus& s) {
+  if (!s.matches_revisions.empty()) {
+    const std::string rows = absl::StrJoin(s.matches_revisions, " ");
+    return absl::StrCat("; its schema is exactly what Alembic builds for ", rows,
+                        ": after a backup, `alembic stamp ", rows,
+                        "` makes its version rows say so");
+  }
+  if (!s.closest_revisions.empty()) {
+    return absl::StrCat("; no revision builds its schema exactly; closest: ",
+                        absl::StrJoin(s.closest_revisions, " "), " (", s.closest_differences,
+                        " difference", s.closest_differences == 1 ? "" : "s", ")");
+  }
+  return "";
+}
+
 bool IsKnown(const VersionRead& read) {
   return read.outcome == ReadOutcome::kOk || read.outcome == ReadOutcome::kNoTable;
 }
@@ -727,6 +743,60 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
     }
     d.schema = std::move(v->second);
     d.schema.checked_at = m.read_at;
+  }
+  MatchRevisions(inv, graph, filters, snapshot);
+}
+
+void Reconciler::MatchRevisions(const config::Inventory& inv,
+                                const migrations::RevisionGraph& graph,
+                                const std::map<std::string, SchemaFilter>& filters,
+                                FleetSnapshot* snapshot) {
+  if (match_signature_ != project_signature_) {
+    match_memo_.clear();
+    match_signature_ = project_signature_;
+  }
+  // Base first, then every revision in graph order (fewer ancestors
+  // first): an exact match names the earliest revision that builds it.
+  std::vector<std::pair<std::vector<std::string>, ExpectedSchema>> candidates;
+  std::optional<config::Dialect> built_for;
+  auto candidates_for = [&](config::Dialect dialect, const SchemaFilter& filter) {
+    if (built_for == dialect) return;
+    built_for = dialect;
+    candidates.clear();
+    migrations::Resolver resolver(&graph);
+    std::vector<std::pair<size_t, int>> order;
+    for (int i = 0; i < graph.size(); ++i) {
+      order.emplace_back(resolver.AncestorsOf({i}, true).size(), i);
+    }
+    std::sort(order.begin(), order.end());
+    // Named as Alembic names it: `alembic stamp base` empties the rows.
+    candidates.emplace_back(std::vector<std::string>{"base"},
+                            ExpectedSchemaFor(inv, dialect, {}, filter));
+    for (const auto& [depth, i] : order) {
+      std::vector<std::string> set = {graph.id(i)};
+      candidates.emplace_back(set, ExpectedSchemaFor(inv, dialect, set, filter));
+    }
+  };
+  for (DatabaseStatus& d : snapshot->databases) {
+    const bool untrusted = d.schema.state == SchemaState::kDrift ||
+                           d.state == DatabaseState::kOrphaned ||
+                           d.state == DatabaseState::kVersionRowsLost;
+    auto m = schema_memo_.find(d.key());
+    if (!untrusted || m == schema_memo_.end() || m->second.fingerprint.empty()) continue;
+    auto schema = schemas_.find(m->second.fingerprint);
+    if (schema == schemas_.end()) continue;
+    const std::string memo_key = absl::StrCat(m->second.dialect, "/", m->second.fingerprint);
+    auto hit = match_memo_.find(memo_key);
+    if (hit == match_memo_.end()) {
+      candidates_for(m->second.dialect_id, filters.at(d.key()));
+      SchemaStatus matched;
+      MatchRevision(*schema->second, candidates, &matched);
+      hit = match_memo_.emplace(memo_key, std::move(matched)).first;
+    }
+    d.schema.matches_revisions = hit->second.matches_revisions;
+    d.schema.closest_revisions = hit->second.closest_revisions;
+    d.schema.closest_differences = hit->second.closest_differences;
+    d.schema.reason = absl::StrCat(d.schema.reason, MatchText(d.schema));
   }
 }
 

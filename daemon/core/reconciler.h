@@ -107,6 +107,14 @@ class Reconciler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
   // Expected schemas for the cohorts in `samples` that have none yet (or
   // whose build failed, when `retry_failed`).
+  // For each database whose version rows cannot be trusted (its schema
+  // drifted, it is orphaned or lost its rows): the revision whose expected
+  // schema it holds, or the closest (MatchRevision). The candidates, base
+  // and every single revision, are built when first needed, once per
+  // scripts signature; a result is kept per dialect and fingerprint.
+  void MatchRevisions(const config::Inventory& inv, const migrations::RevisionGraph& graph,
+                      const std::map<std::string, SchemaFilter>& filters,
+                      FleetSnapshot* snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
   ExpectedSchemas Expected(const config::Inventory& inv, const migrations::RevisionGraph& graph,
                            const std::vector<SchemaSample>& samples,
                            const std::map<std::string, SchemaFilter>& filters, bool retry_failed)
@@ -130,6 +138,9 @@ class Reconciler {
   std::map<std::string, SchemaMemo> schema_memo_ ABSL_GUARDED_BY(refresh_mu_);
   std::map<std::string, std::shared_ptr<const Schema>> schemas_ ABSL_GUARDED_BY(refresh_mu_);
   absl::Time last_schema_pass_ ABSL_GUARDED_BY(refresh_mu_) = absl::InfinitePast();
+  // MatchRevisions' results by "dialect/fingerprint", for match_signature_.
+  std::map<std::string, SchemaStatus> match_memo_ ABSL_GUARDED_BY(refresh_mu_);
+  std::string match_signature_ ABSL_GUARDED_BY(refresh_mu_);
   ExpectedSchemaFn expected_fn_ ABSL_GUARDED_BY(mu_);
   Mutex expected_mu_;  // held while one is built: each is built once
   // Built for expected_signature_, the scripts' signature.

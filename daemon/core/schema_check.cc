@@ -115,4 +115,29 @@ std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>
   return out;
 }
 
+void MatchRevision(const Schema& found,
+                   const std::vector<std::pair<std::vector<std::string>, ExpectedSchema>>& candidates,
+                   SchemaStatus* status) {
+  status->matches_revisions.clear();
+  status->closest_revisions.clear();
+  status->closest_differences = 0;
+  const std::string fingerprint = SchemaFingerprint(found);
+  size_t fewest = SIZE_MAX;
+  for (const auto& [revisions, expected] : candidates) {
+    if (expected.schema == nullptr) continue;
+    if (expected.fingerprint == fingerprint) {
+      status->matches_revisions = revisions;
+      status->closest_revisions.clear();
+      status->closest_differences = 0;
+      return;
+    }
+    const size_t n = Diff(*expected.schema, found).size();
+    if (n < fewest) {
+      fewest = n;
+      status->closest_revisions = revisions;
+      status->closest_differences = static_cast<int>(n);
+    }
+  }
+}
+
 }  // namespace lockstep::daemon

@@ -91,6 +91,34 @@ TEST(JudgeCohortsTest, TheExpectedSchemaOutranksTheCohort) {
             "Alembic could not build b5d1: exit 1)");
 }
 
+ExpectedSchema Built(std::shared_ptr<const Schema> schema) {
+  return {schema, SchemaFingerprint(*schema), ""};
+}
+
+TEST(MatchRevisionTest, ExactThenClosestAndUnbuildableCandidatesAreSkipped) {
+  std::vector<std::pair<std::vector<std::string>, ExpectedSchema>> candidates = {
+      {{"3f2a"}, Built(WithTables({"users"}))},
+      {{"b5d1"}, ExpectedSchema{nullptr, "", "needs data"}},
+      {{"7c4e"}, Built(WithTables({"users", "orders"}))},
+      {{"e9a8"}, Built(WithTables({"users", "orders", "invoices"}))},
+  };
+  SchemaStatus st;
+  MatchRevision(*WithTables({"orders", "users"}), candidates, &st);
+  EXPECT_THAT(st.matches_revisions, ElementsAre("7c4e"));
+  EXPECT_THAT(st.closest_revisions, IsEmpty());
+
+  // users, orders and a hand-made table: one difference from 7c4e.
+  MatchRevision(*WithTables({"orders", "users", "audit"}), candidates, &st);
+  EXPECT_THAT(st.matches_revisions, IsEmpty());
+  EXPECT_THAT(st.closest_revisions, ElementsAre("7c4e"));
+  EXPECT_EQ(st.closest_differences, 1);
+
+  // Nothing buildable: neither.
+  MatchRevision(*WithTables({"users"}), {{{"b5d1"}, ExpectedSchema{nullptr, "", "x"}}}, &st);
+  EXPECT_THAT(st.matches_revisions, IsEmpty());
+  EXPECT_THAT(st.closest_revisions, IsEmpty());
+}
+
 TEST(DescribeDifferencesTest, ShowsTheFirstFewAndCountsTheRest) {
   std::vector<SchemaDifference> d = {{"table", "a", "missing", "", ""},
                                      {"table", "b", "missing", "", ""},

@@ -25,6 +25,12 @@ struct SchemaStatus {
   std::string fingerprint;        // SchemaFingerprint; empty when not read
   std::vector<SchemaDifference> differences;  // drift: against the expected schema
   absl::Time checked_at = absl::InfinitePast();
+  // For a database whose rows cannot be trusted (drifted, orphaned, version
+  // rows lost): the revision whose expected schema it holds exactly, or,
+  // when none, the closest one and how many differences are left.
+  std::vector<std::string> matches_revisions;  // empty: none matched (or not asked)
+  std::vector<std::string> closest_revisions;
+  int closest_differences = 0;
 };
 
 // States a database can be in (DESIGN.md; DatabaseState in states.h).

@@ -48,6 +48,9 @@ void ToProto(const DatabaseStatus& d, v1::Database* out) {
     p->set_found(x.found);
   }
   SetTime(d.schema.checked_at, schema->mutable_checked_at());
+  Copy(d.schema.matches_revisions, schema->mutable_matches_revisions());
+  Copy(d.schema.closest_revisions, schema->mutable_closest_revisions());
+  schema->set_closest_differences(d.schema.closest_differences);
 }
 
 void ToProto(const GraphStatus& g, v1::GraphStatus* out) {

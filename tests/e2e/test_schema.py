@@ -113,8 +113,15 @@ environments:
                                                   "change": "missing", "expected": "",
                                                   "found": ""}])
         # SQLite: judged against what Alembic builds on an empty shadow file.
+        # Without orders it is exactly what Alembic builds for AGE (users
+        # and its age column): the revision its rows could be stamped to.
         self.assertEqual(schema["reason"], "not the schema Alembic builds for %s: table orders "
-                         "missing" % HEAD)
+                         "missing; its schema is exactly what Alembic builds for %s: after a "
+                         "backup, `alembic stamp %s` makes its version rows say so"
+                         % (HEAD, AGE, AGE))
+        self.assertEqual(schema["matches_revision"], AGE)
+        self.assertIsNone(schema["closest_revision"])
+        self.assertIsNone(dbs["t1"]["schema"]["matches_revision"])  # trusted: not asked
         for t in ("t1", "t3", "t4", "p1", "p2"):
             self.assertEqual(dbs[t]["schema"]["state"], "match", t)
         self.assertEqual(len(dbs["t1"]["schema"]["fingerprint"]), 64)
@@ -194,6 +201,16 @@ environments:
         self.assertEqual(t4["state"], "drift")
         self.assertIn("no version rows, yet not empty (stamped base, or its rows deleted?): "
                       "table orders unexpected; table users unexpected", t4["reason"])
+        # Stamped base over a full database: it holds exactly the head's schema.
+        self.assertEqual(t4["matches_revision"], HEAD)
+        # An empty database stamped at heads, with a table of its own: no
+        # revision builds that; the closest is base (only the extra table).
+        self.assertIsNone(stamped["matches_revision"])
+        self.assertEqual(stamped["closest_revision"], "base")
+        self.assertEqual(stamped["closest_differences"], 1)
+        self.assertIn("closest: base (1 difference)", stamped["reason"])
+        db = self.d.cli("db", "prod/t4").stdout
+        self.assertIn("  matches:    %s exactly (what Alembic builds for it)\n" % HEAD, db)
 
 
 # A migration whose upgrade() silently does nothing on t2 while Alembic still
