@@ -131,6 +131,16 @@ constexpr CommandDef kCommands[] = {
        AddActor(c);
        AddRetryFor(c);
      }},
+    {"stamp", kOnline,
+     "write a database's version rows (after a backup) when its schema is that revision's",
+     [](CLI::App* c) {
+       Argument(c, "ENV/NAME", true, "the database");
+       Argument(c, "REV", true, "a revision, heads or base");
+       Flag(c, "--force", "stamp even though the schema is not REV's (needs --reason)");
+       Value(c, "--reason", "TEXT", "why --force: recorded with the stamp");
+       AddActor(c);
+       AddRetryFor(c);
+     }},
     {"backups", kOnline, "the backup catalog, newest first",
      [](CLI::App* c) {
        Argument(c, "ENV[/NAME]", false, "only this environment or database");

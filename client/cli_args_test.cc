@@ -110,6 +110,13 @@ TEST(CliArgsTest, EveryCommandsOwnOptions) {
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(*a->Option("to"), "ae10");
 
+  a = Parse({"stamp", "prod/app", "ae10", "--force", "--reason", "restored by hand"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->positional, (std::vector<std::string>{"prod/app", "ae10"}));
+  EXPECT_TRUE(a->Flag("force"));
+  EXPECT_EQ(*a->Option("reason"), "restored by hand");
+  EXPECT_FALSE(Parse({"stamp", "prod/app"}).ok());  // REV is required
+
   for (const char* limited : {"rollouts", "backups"}) {
     a = Parse({limited, "--limit", "5"});
     ASSERT_TRUE(a.ok()) << a.status();

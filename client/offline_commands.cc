@@ -286,7 +286,7 @@ bool IsOfflineCommand(const std::string& command) {
 bool IsOnlineCommand(const std::string& command) {
   static const char* kCommands[] = {"status", "db",     "refresh", "plan",    "rollout",
                                     "watch",  "rollouts", "approve", "pause",  "resume",
-                                    "abort",  "downgrade", "backups", "restore"};
+                                    "abort",  "downgrade", "stamp", "backups", "restore"};
   for (const char* k : kCommands) {
     if (command == k) return true;
   }

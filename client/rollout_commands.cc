@@ -92,6 +92,7 @@ void WriteRollout(JsonWriter& w, const v1::Rollout& r) {
   w.Key("target_revisions").StringArray(List(r.target_revisions()));
   w.Key("state").String(r.state()).Key("reason").String(r.reason());
   w.Key("created_by").String(r.created_by()).Key("override_promotion").Bool(r.override_promotion());
+  w.Key("override_reason").String(r.override_reason());
   w.Key("created_at").String(Time(r.created_at())).Key("updated_at").String(Time(r.updated_at()));
   w.Key("finished_at").String(Time(r.finished_at()));
   w.Key("stages").BeginArray();
@@ -560,6 +561,34 @@ int Downgrade(Context& c, v1::Lockstep::Stub& stub) {
   return Watch(c, stub, resp.rollout().id(), retry_for);
 }
 
+int Stamp(Context& c, v1::Lockstep::Stub& stub) {
+  if (c.args.positional.size() != 2 || c.args.positional[0].find('/') == std::string::npos) {
+    c.err << "lockstep stamp: expects ENV/NAME REV\n";
+    return kExitUsage;
+  }
+  const bool force = c.args.Flag("force");
+  const std::optional<std::string> reason = c.args.Option("reason");
+  if (force && (!reason || reason->empty())) {
+    c.err << "lockstep stamp: --force needs --reason TEXT (it is recorded with the stamp)\n";
+    return kExitUsage;
+  }
+  absl::Duration retry_for;
+  if (!RetryFor(c, &retry_for)) return kExitUsage;
+  const std::string& arg = c.args.positional[0];
+  v1::StampRequest req;
+  req.set_environment(arg.substr(0, arg.find('/')));
+  req.set_database(arg.substr(arg.find('/') + 1));
+  req.set_revision(c.args.positional[1]);
+  req.set_actor(Actor(c.args));
+  req.set_force(force);
+  if (reason) req.set_reason(*reason);
+  v1::RolloutResponse resp;
+  int rc = Call(c, stub, &v1::Lockstep::Stub::Stamp, req, &resp, kChangeSeconds);
+  if (rc != kExitOk) return rc;
+  if (!c.json) c.out << "stamp " << resp.rollout().id() << " started\n";
+  return Watch(c, stub, resp.rollout().id(), retry_for);
+}
+
 int Backups(Context& c, v1::Lockstep::Stub& stub) {
   v1::ListBackupsRequest req;
   if (!c.args.positional.empty()) {
@@ -666,6 +695,7 @@ int RunRolloutCommand(Context& c, v1::Lockstep::Stub& stub) {
   if (cmd == "resume") return Control(c, stub, &v1::Lockstep::Stub::ResumeRollout);
   if (cmd == "abort") return Control(c, stub, &v1::Lockstep::Stub::AbortRollout);
   if (cmd == "downgrade") return Downgrade(c, stub);
+  if (cmd == "stamp") return Stamp(c, stub);
   if (cmd == "backups") return Backups(c, stub);
   return Restore(c, stub);
 }

@@ -156,12 +156,12 @@ DatabaseState DatabaseStateOf(migrations::RevisionState state) {
 }
 
 // What MatchRevisions found, said after the verdict's reason.
-std::string MatchText(const SchemaStatus& s) {
+std::string MatchText(const std::string& key, const SchemaStatus& s) {
   if (!s.matches_revisions.empty()) {
     const std::string rows = absl::StrJoin(s.matches_revisions, " ");
     return absl::StrCat("; its schema is exactly what Alembic builds for ", rows,
-                        ": after a backup, `alembic stamp ", rows,
-                        "` makes its version rows say so");
+                        ": `lockstep stamp ", key, " ", rows,
+                        "` makes its version rows say so (after a backup)");
   }
   if (!s.closest_revisions.empty()) {
     return absl::StrCat("; no revision builds its schema exactly; closest: ",
@@ -796,7 +796,7 @@ void Reconciler::MatchRevisions(const config::Inventory& inv,
     d.schema.matches_revisions = hit->second.matches_revisions;
     d.schema.closest_revisions = hit->second.closest_revisions;
     d.schema.closest_differences = hit->second.closest_differences;
-    d.schema.reason = absl::StrCat(d.schema.reason, MatchText(d.schema));
+    d.schema.reason = absl::StrCat(d.schema.reason, MatchText(d.key(), d.schema));
   }
 }
 

@@ -79,13 +79,18 @@ struct RolloutStage {
 
 struct Rollout {
   std::string id;
-  std::string kind = "upgrade";  // or "downgrade" (one database, incident work)
+  // "upgrade"; "downgrade" or "stamp" (one database, incident work: a stamp
+  // writes the version rows with `alembic stamp --purge`, running nothing).
+  std::string kind = "upgrade";
   std::string target;            // the identifier as given (heads, a revision, label@head)
   std::vector<std::string> target_revisions;  // what it resolved to when planned
   RolloutState state = RolloutState::kRunning;
   std::string reason;  // why it ended the way it did, or what it waits for
   std::string created_by;
   bool override_promotion = false;
+  // Why an operator overrode a refusal (`stamp --force --reason`); empty
+  // when nothing was overridden.
+  std::string override_reason;
   absl::Time created_at = absl::InfinitePast();
   absl::Time updated_at = absl::InfinitePast();
   absl::Time finished_at = absl::InfinitePast();

@@ -130,6 +130,9 @@ ProcessSpec AlembicSpec(const config::Inventory& inv, const Driver& driver,
   without_password.password.reset();
   spec.argv.insert(spec.argv.end(), {"-x", "url=" + without_password.ToSqlAlchemy(), command});
   if (!target.empty()) spec.argv.push_back(target);
+  // A stamp replaces whatever rows are there (orphaned ones included, which
+  // Alembic could not otherwise walk from): the rows become exactly `target`.
+  if (command == "stamp") spec.argv.push_back("--purge");
   spec.env = driver.ChildEnvironment(url);
   spec.env.push_back("DATABASE_URL=" + url.ToSqlAlchemy());
   spec.env.push_back("LOCKSTEP_SQLALCHEMY_URL=" + without_password.ToSqlAlchemy());

@@ -117,7 +117,7 @@ absl::Status RolloutEngine::CheckStoreLocked(bool retry_writes) {
       continue;
     }
     Emit(*it->second, EventKind::kRecovered, "", "",
-         absl::StrCat("the state store takes writes again; ", it->second->r.state, " recorded"));
+         absl::StrCat("the state store takes writes again; ", NameOf(it->second->r.state), " recorded"));
     events_.Forget(it->first);
     it = active_.erase(it);
   }
@@ -210,7 +210,7 @@ absl::StatusOr<std::shared_ptr<RolloutEngine::Active>> RolloutEngine::Find(const
   absl::StatusOr<Rollout> stored = store_->LoadRollout(id);
   if (!stored.ok()) return stored.status();
   return absl::FailedPreconditionError(
-      absl::StrCat("rollout ", id, " has already ended (", stored->state, ")"));
+      absl::StrCat("rollout ", id, " has already ended (", NameOf(stored->state), ")"));
 }
 
 // ---- planning and starting -------------------------------------------------
@@ -262,6 +262,27 @@ absl::StatusOr<Rollout> RolloutEngine::Start(const RolloutRequest& request) {
   return Launch(std::move(plan->rollout), plan->overridden);
 }
 
+absl::StatusOr<Rollout> RolloutEngine::Stamp(const std::string& environment,
+                                             const std::string& database,
+                                             const std::string& revision,
+                                             const std::string& requested_by,
+                                             const std::string& override_reason) {
+  std::lock_guard<std::mutex> one_at_a_time(start_mu_);
+  if (absl::Status store = RequireStore(); !store.ok()) return store;
+  absl::Status runnable = RequireAlembicIni("stamps");
+  if (!runnable.ok()) return runnable;
+  absl::Status refreshed = reconciler_->Refresh();
+  if (!refreshed.ok()) return refreshed;
+  std::shared_ptr<const migrations::Project> project = reconciler_->project();
+  migrations::Resolver resolver(&project->graph());
+  absl::StatusOr<Rollout> plan =
+      PlanStamp(environment, database, revision, override_reason, *reconciler_->inventory(),
+                resolver, *reconciler_->Snapshot());
+  if (!plan.ok()) return plan.status();
+  plan->created_by = requested_by;
+  return Launch(*std::move(plan), {});
+}
+
 absl::StatusOr<Rollout> RolloutEngine::Downgrade(const std::string& environment,
                                                  const std::string& database,
                                                  const std::string& target,
@@ -295,7 +316,7 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
       for (const RolloutStage& busy : other->r.stages) {
         if (busy.environment == stage.environment) {
           return absl::FailedPreconditionError(absl::StrCat(
-              stage.environment, " already has an active rollout, ", id, " (", other->r.state,
+              stage.environment, " already has an active rollout, ", id, " (", NameOf(other->r.state),
               "); one rollout per environment at a time: wait, or abort it"));
         }
       }
@@ -335,6 +356,10 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
            absl::StrCat("lint ", p.code, " overridden by ", who, " (--allow-lint): ", p.message));
     }
   }
+  if (!a->r.override_reason.empty()) {
+    Emit(*a, EventKind::kOverrideSchemaCheck, "", "",
+         absl::StrCat("schema check overridden by ", who, " (--force): ", a->r.override_reason));
+  }
   if (!promotion.empty()) {
     Emit(*a, EventKind::kOverridePromotion, "", "",
          absl::StrCat("promotion gate overridden by ", who, ": ", absl::StrJoin(promotion, "; ")));
@@ -370,7 +395,7 @@ absl::Status RolloutEngine::Recover() {
     a->paused = a->r.state == RolloutState::kPaused;
     active_[a->r.id] = a;
     Emit(*a, EventKind::kRecovered, "", "",
-         absl::StrCat("lockstepd restarted; continuing ", a->r.id, " (", a->r.state, ")"));
+         absl::StrCat("lockstepd restarted; continuing ", a->r.id, " (", NameOf(a->r.state), ")"));
     StartRunner(a);
   }
   UpdateGauges();

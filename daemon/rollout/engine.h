@@ -86,6 +86,11 @@ class RolloutEngine {
   // an active rollout, or a pre-check fails.
   absl::StatusOr<Rollout> Start(const RolloutRequest& request);
   // One database to `target` (usually older), with a backup first.
+  // `lockstep stamp`: see PlanStamp (planner.h). `override_reason`
+  // non-empty: stamped even if the schema is not `revision`'s (recorded).
+  absl::StatusOr<Rollout> Stamp(const std::string& environment, const std::string& database,
+                                const std::string& revision, const std::string& requested_by,
+                                const std::string& override_reason);
   absl::StatusOr<Rollout> Downgrade(const std::string& environment, const std::string& database,
                                     const std::string& target, const std::string& requested_by);
 

@@ -187,7 +187,7 @@ void RolloutEngine::RunStep(Active& a, size_t stage_index, int index) {
   {
     MutexLock lock(mu_);
     step = a.r.steps[static_cast<size_t>(index)];
-    job = {a.r.id, a.r.kind, a.r.target, a.r.stages[stage_index]};
+    job = {a.r.id, a.r.kind, a.r.target, a.r.stages[stage_index], a.r.override_reason};
   }
   const absl::Time started = clock_->Now();
   executor_.Run(job, &step, &a.cancel, StepHooks(a));
@@ -257,7 +257,7 @@ bool RolloutEngine::CanaryGate(Active& a, size_t i) {
   // that is what it went first for.
   for (const RolloutStep& c : canaries) {
     if (c.state != StepState::kSucceeded) {
-      return halt(absl::StrCat("canary ", c.key(), " ", c.state, ": ", c.error));
+      return halt(absl::StrCat("canary ", c.key(), " ", NameOf(c.state), ": ", c.error));
     }
   }
   const std::string others = Plural(static_cast<size_t>(rest), "other database");
@@ -394,7 +394,7 @@ void RolloutEngine::Finish(Active& a) {
   }
   a.r.finished_at = clock_->Now();
   SaveHeader(a);
-  Emit(a, EventKind::kRolloutFinished, "", "", absl::StrCat(a.r.state, ": ", a.r.reason));
+  Emit(a, EventKind::kRolloutFinished, "", "", absl::StrCat(NameOf(a.r.state), ": ", a.r.reason));
   if (hooks_.on_rollout_finished) hooks_.on_rollout_finished(a.r);
   std::shared_ptr<Active> keep = active_[a.r.id];  // `a` lives on until this returns
   if (store_error_.empty()) {

@@ -497,6 +497,13 @@ TEST_F(EngineTest, HaltsPastMaxFailuresWithTheCause) {
   EXPECT_EQ(NameOf(Step(r, "d").state), "skipped");
   EXPECT_THAT(r.reason, HasSubstr("2 failed in prod, more than max_failures 1; prod/b: Alembic "
                                   "exit 1: sqlite3.OperationalError"));
+  // States are said by name in messages (absl::StrCat would print an enum
+  // as its number).
+  absl::StatusOr<std::vector<RolloutEvent>> events = store_->Events(id, 0, 1000);
+  ASSERT_TRUE(events.ok());
+  ASSERT_FALSE(events->empty());
+  EXPECT_EQ(NameOf(events->back().kind), "rollout_finished");
+  EXPECT_THAT(events->back().message, ::testing::StartsWith("halted: "));
 }
 
 // Issue 11 #2: no backup, no migration. The backup folder cannot be made

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "daemon/rollout/alembic_output.h"  // RowsText
 #include "migrations/migration_plan.h"
 #include "migrations/revision_error.h"
 
@@ -327,6 +328,53 @@ absl::StatusOr<RolloutPlan> PlanRollout(const RolloutRequest& request,
   return plan;
 }
 
+// The stage of a one-database rollout for incident work: no gate (the
+// caller is the approval), a backup always, one step, no failure allowed.
+RolloutStage IncidentStage(const config::EnvironmentConfig& env) {
+  RolloutStage stage = StageFor(env);
+  stage.approval_required = false;
+  stage.soak = absl::ZeroDuration();
+  stage.backup_required = true;
+  stage.max_parallel = 1;
+  stage.max_failures = 0;
+  return stage;
+}
+
+absl::StatusOr<Rollout> PlanStamp(const std::string& environment, const std::string& database,
+                                  const std::string& revision, const std::string& override_reason,
+                                  const config::Inventory& inv,
+                                  const migrations::Resolver& resolver, const FleetSnapshot& fleet) {
+  const config::EnvironmentConfig* env = inv.FindEnvironment(environment);
+  const DatabaseStatus* d = fleet.Find(environment, database);
+  if (env == nullptr || d == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no database '", environment, "/", database, "'"));
+  }
+  if (d->state == DatabaseState::kUnreachable) {
+    return absl::FailedPreconditionError(absl::StrCat(d->key(), ": ", d->reason));
+  }
+  Rollout rollout;
+  rollout.kind = "stamp";
+  rollout.target = revision;
+  rollout.override_reason = override_reason;
+  RolloutStep step;
+  if (revision != "base") {
+    absl::Status exists = TargetExists(resolver, revision, &step.expected);
+    if (!exists.ok()) return exists;
+    std::sort(step.expected.begin(), step.expected.end());
+  }
+  step.environment = d->environment;
+  step.database = d->name;
+  step.from = d->revisions;
+  if (step.from == step.expected) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(d->key(), " already holds ", RowsText(step.expected), "; nothing to stamp"));
+  }
+  rollout.target_revisions = step.expected;
+  rollout.stages.push_back(IncidentStage(*env));
+  rollout.steps.push_back(std::move(step));
+  return rollout;
+}
+
 absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std::string& database,
                                       const std::string& target, const config::Inventory& inv,
                                       const migrations::Resolver& resolver,
@@ -356,13 +404,7 @@ absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std:
   // nothing alone, and resolving it from the graph's heads names revisions
   // of other databases.
   rollout.target_revisions = step.expected;
-  RolloutStage stage = StageFor(*env);
-  stage.approval_required = false;  // incident work: the caller is the approval
-  stage.soak = absl::ZeroDuration();
-  stage.backup_required = true;
-  stage.max_parallel = 1;
-  stage.max_failures = 0;
-  rollout.stages.push_back(stage);
+  rollout.stages.push_back(IncidentStage(*env));
   rollout.steps.push_back(std::move(step));
   return rollout;
 }

@@ -82,6 +82,16 @@ absl::StatusOr<RolloutPlan> PlanRollout(const RolloutRequest& request,
                                         const FleetSnapshot& fleet, absl::Time now,
                                         const std::vector<migrations::LintFinding>& lint = {});
 
+// One database's version rows written as `revision` (a revision, "heads"
+// or "base"), with a backup first: a one-step rollout of kind "stamp" that
+// runs no migration. Its step checks, before Alembic's `stamp`, that the
+// schema is what Alembic builds for `revision` (unless `override_reason`).
+// Refused for a database that cannot be read.
+absl::StatusOr<Rollout> PlanStamp(const std::string& environment, const std::string& database,
+                                  const std::string& revision, const std::string& override_reason,
+                                  const config::Inventory& inv,
+                                  const migrations::Resolver& resolver, const FleetSnapshot& fleet);
+
 // One database downgraded (or upgraded) to `target`, always with a backup:
 // a one-step rollout of kind "downgrade" for incident work.
 absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std::string& database,

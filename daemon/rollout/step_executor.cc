@@ -178,6 +178,11 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   if (absl::Status backed_up = BackupPhase(c); !backed_up.ok()) {
     return journal.Fail(std::string(backed_up.message()));
   }
+  if (job.kind == "stamp") {
+    if (absl::Status checked = StampCheckPhase(c); !checked.ok()) {
+      return journal.Fail(std::string(checked.message()));
+    }
+  }
   std::optional<ProcessResult> run = AlembicPhase(c);
   // Stopped (abort, shutdown) while it queued for a start-up slot: Alembic
   // never ran, the step is as it was. An aborted rollout skips it; the
@@ -228,6 +233,12 @@ absl::StatusOr<bool> StepExecutor::ReplanPhase(StepContext& c) const {
   }
   if (before.rows == s.expected) return true;
   if (before.rows == s.from) return false;
+  if (c.job.kind == "stamp") {
+    // What the schema was checked against is gone: a person looks again.
+    return absl::FailedPreconditionError(
+        absl::StrCat("the database moved to ", RowsText(before.rows), " since the plan (it held ",
+                     RowsText(s.from), "); nothing was stamped"));
+  }
   std::shared_ptr<const migrations::Project> project = reconciler_->project();
   migrations::Resolver resolver(&project->graph());
   auto path = c.job.kind == "downgrade"
@@ -326,7 +337,9 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
   }
   ++s.attempts;
   c.journal.Enter(StepPhase::kAlembic);
-  const std::string command = c.job.kind == "downgrade" ? "downgrade" : "upgrade";
+  const std::string command = c.job.kind == "downgrade" ? "downgrade"
+                              : c.job.kind == "stamp"   ? "stamp"
+                                                        : "upgrade";
   // A migration that prints megabytes would be as many events in the
   // store: past kMaxOutputEventBytes the lines go to the output log only.
   size_t event_bytes = 0;
@@ -365,8 +378,41 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
 // applied but the table is missing", caught as it happens). "" when it is,
 // or when it cannot be told (no expected schema: said in an event);
 // project.verify_schema "warn" records a difference instead of failing.
+absl::Status StepExecutor::StampCheckPhase(StepContext& c) const {
+  const RolloutStep& s = c.step();
+  const SchemaFilter filter = SchemaFilterFor(*c.target, c.inv->project.schema_ignore);
+  ExpectedSchema expected =
+      reconciler_->ExpectedSchemaFor(*c.inv, c.url.dialect, s.expected, filter);
+  absl::StatusOr<SchemaSnapshot> found = drivers_->For(c.url).ReadSchema(*c.target, filter);
+  std::string why;
+  if (expected.schema == nullptr) {
+    why = absl::StrCat("lockstep cannot build what Alembic makes of ", RowsText(s.expected), ": ",
+                       expected.error.empty() ? "no expected schemas here" : expected.error);
+  } else if (!found.ok()) {
+    why = absl::StrCat("its schema cannot be read: ", found.status().message());
+  } else if (SchemaFingerprint(found->schema) != expected.fingerprint) {
+    const std::vector<SchemaDifference> differences = Diff(*expected.schema, found->schema);
+    why = absl::StrCat("its schema is not what Alembic builds for ", RowsText(s.expected), ": ",
+                       DescribeDifferences(differences, differences.size()));
+  } else {
+    c.journal.Event(EventKind::kSchemaVerified,
+                    absl::StrCat("the schema is what Alembic builds for ", RowsText(s.expected),
+                                 ": stamping it"));
+    return absl::OkStatus();
+  }
+  if (!c.job.override_reason.empty()) {
+    c.journal.Event(EventKind::kSchemaDrift,
+                    absl::StrCat(why, "; stamped anyway (--force: ", c.job.override_reason, ")"));
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat(why, "; nothing was stamped (--force --reason TEXT stamps anyway)"));
+}
+
 absl::Status StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const {
-  const std::string& policy = c.inv->project.verify_schema;
+  // A forced stamp wrote rows its schema does not match, on purpose.
+  const std::string& policy =
+      c.job.override_reason.empty() ? c.inv->project.verify_schema : std::string("warn");
   if (policy == "off") return absl::OkStatus();
   const SchemaFilter filter = SchemaFilterFor(*c.target, c.inv->project.schema_ignore);
   ExpectedSchema expected = reconciler_->ExpectedSchemaFor(*c.inv, c.url.dialect, rows, filter);

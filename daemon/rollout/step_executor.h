@@ -63,9 +63,10 @@ class StepExecutor {
   using Options = StepExecutorOptions;
   struct Job {
     std::string rollout_id;
-    std::string kind;    // upgrade or downgrade
+    std::string kind;    // upgrade, downgrade or stamp
     std::string target;  // the identifier Alembic gets
     RolloutStage policy;
+    std::string override_reason;  // stamp --force: the schema check only warns
   };
   struct Hooks {
     std::function<void(const RolloutStep&)> save;  // persist the step as it is now
@@ -104,6 +105,9 @@ class StepExecutor {
   absl::StatusOr<bool> ReplanPhase(StepContext& c) const;  // true: already at the target
   absl::Status ProvePhase(StepContext& c) const;  // env.py reaches this database
   absl::Status BackupPhase(StepContext& c) const;
+  // A stamp's check before Alembic writes the rows: the schema must be what
+  // Alembic builds for them (with an override: said, not enforced).
+  absl::Status StampCheckPhase(StepContext& c) const;
   std::optional<ProcessResult> AlembicPhase(StepContext& c) const;
   absl::Status SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const;
   absl::Status VerifyPhase(StepContext& c, const ProcessResult& run,

@@ -62,6 +62,7 @@ void ToProto(const Rollout& r, v1::Rollout* out) {
   out->set_reason(r.reason);
   out->set_created_by(r.created_by);
   out->set_override_promotion(r.override_promotion);
+  out->set_override_reason(r.override_reason);
   SetTime(r.created_at, out->mutable_created_at());
   SetTime(r.updated_at, out->mutable_updated_at());
   SetTime(r.finished_at, out->mutable_finished_at());
@@ -248,6 +249,22 @@ grpc::Status LockstepService::Downgrade(grpc::ServerContext*, const v1::Downgrad
                         "environment, database and target are required");
   }
   return Reply(engine_->Downgrade(req->environment(), req->database(), req->target(), req->actor()),
+               resp);
+}
+
+grpc::Status LockstepService::Stamp(grpc::ServerContext*, const v1::StampRequest* req,
+                                    v1::RolloutResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
+  if (req->environment().empty() || req->database().empty() || req->revision().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "environment, database and revision are required");
+  }
+  if (req->force() && req->reason().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "force needs a reason: it is recorded with the stamp");
+  }
+  return Reply(engine_->Stamp(req->environment(), req->database(), req->revision(), req->actor(),
+                              req->force() ? req->reason() : ""),
                resp);
 }
 

@@ -17,8 +17,9 @@ using store_util::Stored;
 
 constexpr const char* kUpsertRollout = R"sql(
   INSERT OR REPLACE INTO rollouts (id, kind, target, target_revisions, state, reason, created_by,
-                                   override_promotion, created_at_us, updated_at_us, finished_at_us)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
+                                   override_promotion, created_at_us, updated_at_us, finished_at_us,
+                                   override_reason)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
 
 constexpr const char* kUpsertStage = R"sql(
   INSERT OR REPLACE INTO rollout_stages (rollout_id, position, environment, state, soak_us,
@@ -46,6 +47,7 @@ void BindRollout(SQLite::Statement& q, const Rollout& r) {
   q.bind(9, Micros(r.created_at));
   q.bind(10, Micros(r.updated_at));
   q.bind(11, Micros(r.finished_at));
+  q.bind(12, r.override_reason);
 }
 
 void BindStage(SQLite::Statement& q, const std::string& id, int position, const RolloutStage& s) {
@@ -183,12 +185,13 @@ Rollout RolloutFromRow(SQLite::Statement& q) {
   r.created_at = FromMicros(q.getColumn(8).getInt64());
   r.updated_at = FromMicros(q.getColumn(9).getInt64());
   r.finished_at = FromMicros(q.getColumn(10).getInt64());
+  r.override_reason = q.getColumn(11).getString();
   return r;
 }
 
 constexpr const char* kRolloutColumns =
     "SELECT id, kind, target, target_revisions, state, reason, created_by, override_promotion, "
-    "created_at_us, updated_at_us, finished_at_us FROM rollouts ";
+    "created_at_us, updated_at_us, finished_at_us, override_reason FROM rollouts ";
 
 Backup BackupFromRow(SQLite::Statement& q) {
   Backup b;

@@ -148,6 +148,10 @@ ALTER TABLE rollout_steps ADD COLUMN pid_identity TEXT NOT NULL DEFAULT '';
     R"sql(
 ALTER TABLE rollout_steps ADD COLUMN output_log TEXT NOT NULL DEFAULT '';
 )sql",
+    // 7: an operator's reason for overriding a refusal (stamp --force).
+    R"sql(
+ALTER TABLE rollouts ADD COLUMN override_reason TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 }  // namespace

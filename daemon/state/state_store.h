@@ -67,7 +67,7 @@ struct RevisionChange {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
 
   // `busy_timeout`: how long a write waits for another connection's lock
   // on the file before it fails.

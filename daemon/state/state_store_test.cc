@@ -252,6 +252,7 @@ TEST_F(StateStoreTest, UpgradesAVersionThreeBackupCatalogAndRecordsRestores) {
         created_at_us INTEGER NOT NULL, took_us INTEGER NOT NULL);
       INSERT INTO backups VALUES (1, 'prod', 't1', 'a', '/b/1', 10, 'ab', 'r-1', 5, 6);
       CREATE TABLE rollout_steps (rollout_id TEXT NOT NULL, pid INTEGER NOT NULL);
+      CREATE TABLE rollouts (id TEXT PRIMARY KEY);
       PRAGMA user_version = 3;)sql");
   }
   auto store = StateStore::Open(path_);

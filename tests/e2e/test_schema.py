@@ -116,8 +116,8 @@ environments:
         # Without orders it is exactly what Alembic builds for AGE (users
         # and its age column): the revision its rows could be stamped to.
         self.assertEqual(schema["reason"], "not the schema Alembic builds for %s: table orders "
-                         "missing; its schema is exactly what Alembic builds for %s: after a "
-                         "backup, `alembic stamp %s` makes its version rows say so"
+                         "missing; its schema is exactly what Alembic builds for %s: `lockstep "
+                         "stamp prod/t2 %s` makes its version rows say so (after a backup)"
                          % (HEAD, AGE, AGE))
         self.assertEqual(schema["matches_revision"], AGE)
         self.assertIsNone(schema["closest_revision"])
@@ -211,6 +211,40 @@ environments:
         self.assertIn("closest: base (1 difference)", stamped["reason"])
         db = self.d.cli("db", "prod/t4").stdout
         self.assertIn("  matches:    %s exactly (what Alembic builds for it)\n" % HEAD, db)
+
+    def test_5_stamp_writes_the_rows_a_schema_matches_and_refuses_others(self):
+        # After test_4: t4 holds the head's schema without version rows;
+        # "stamped" holds only a placeholder table, its rows at heads.
+        def rows(name):
+            with sqlite3.connect(os.path.join(self.dir, name + ".db")) as c:
+                return sorted(r[0] for r in c.execute("SELECT version_num FROM alembic_version"))
+        done = self.d.cli("stamp", "prod/t4", HEAD, "--actor", "oncall")
+        self.assertIn("stamp ", done.stdout)
+        self.assertEqual(rows("t4"), [HEAD])
+        backups = json.loads(self.d.cli("backups", "prod/t4", "-o", "json").stdout)["backups"]
+        self.assertEqual(backups[0]["revisions"], [])  # what it held before the stamp
+        rollout = json.loads(self.d.cli("rollouts", "-o", "json").stdout)["rollouts"][0]
+        self.assertEqual((rollout["kind"], rollout["state"], rollout["created_by"]),
+                         ("stamp", "succeeded", "oncall"))
+
+        # Not base's schema (it has a table): refused, nothing written.
+        refused = self.d.cli("stamp", "prod/stamped", "base", check=False)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("its schema is not what Alembic builds for [] (no version rows): table "
+                      "placeholder unexpected; "
+                      "nothing was stamped (--force --reason TEXT stamps anyway)",
+                      refused.stdout + refused.stderr)
+        self.assertEqual(rows("stamped"), [HEAD])
+        # --force without a reason is a usage error; with one it is recorded.
+        self.assertEqual(self.d.cli("stamp", "prod/stamped", "base", "--force",
+                                    check=False).returncode, 2)
+        self.d.cli("stamp", "prod/stamped", "base", "--force", "--reason", "placeholder is ours")
+        self.assertEqual(rows("stamped"), [])
+        rollout = json.loads(self.d.cli("rollouts", "-o", "json").stdout)["rollouts"][0]
+        watch = self.d.cli("watch", rollout["id"]).stdout
+        self.assertIn("schema check overridden by ", watch)
+        self.assertIn("placeholder is ours", watch)
+        self.assertEqual(rollout["override_reason"], "placeholder is ours")
 
 
 # A migration whose upgrade() silently does nothing on t2 while Alembic still
