@@ -104,6 +104,14 @@ constexpr CommandDef kCommands[] = {
      }},
     {"db", kOnline, "one database and its revision history",
      [](CLI::App* c) { Argument(c, "ENV/NAME", true, "the database"); }},
+    {"diff", kOnline,
+     "a database's schema against what its version rows claim, a revision, or another database",
+     [](CLI::App* c) {
+       Argument(c, "ENV/NAME", true, "the database (its schema is read now)");
+       Value(c, "--against", "ENV/NAME|REV",
+             "another database of the same dialect, or a revision, heads or base (default: what "
+             "Alembic builds for its own version rows)");
+     }},
     {"refresh", kOnline, "check every database now", [](CLI::App*) {}},
     {"plan", kOnline, "the rollout plan and what blocks it; changes nothing", AddRolloutRequest},
     {"rollout", kOnline, "start a rollout (--to REV), or show one (ID)",

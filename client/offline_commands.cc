@@ -284,7 +284,7 @@ bool IsOfflineCommand(const std::string& command) {
 }
 
 bool IsOnlineCommand(const std::string& command) {
-  static const char* kCommands[] = {"status", "db",     "refresh", "plan",    "rollout",
+  static const char* kCommands[] = {"status", "db", "diff", "refresh", "plan",    "rollout",
                                     "watch",  "rollouts", "approve", "pause",  "resume",
                                     "abort",  "downgrade", "stamp", "backups", "restore"};
   for (const char* k : kCommands) {

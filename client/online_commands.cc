@@ -175,6 +175,45 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
   return c.args.Flag("check") && !clean ? kExitNotClean : kExitOk;
 }
 
+// Exit 0 when the schemas are the same, kExitNotClean (3) when they differ.
+int Diff(Context& c, v1::Lockstep::Stub& stub) {
+  if (c.args.positional.size() != 1 || c.args.positional[0].find('/') == std::string::npos) {
+    c.err << "lockstep diff: expects ENV/NAME\n";
+    return kExitUsage;
+  }
+  const std::string& arg = c.args.positional[0];
+  v1::DiffSchemaRequest req;
+  req.set_environment(arg.substr(0, arg.find('/')));
+  req.set_database(arg.substr(arg.find('/') + 1));
+  if (std::optional<std::string> against = c.args.Option("against")) req.set_against(*against);
+  v1::DiffSchemaResponse resp;
+  int rc = Call(c, stub, &v1::Lockstep::Stub::DiffSchema, req, &resp, kChangeSeconds);
+  if (rc != kExitOk) return rc;
+  if (c.json) {
+    JsonWriter w;
+    w.BeginObject().Key("database").String(arg).Key("against").String(resp.against());
+    w.Key("found_fingerprint").String(resp.found_fingerprint());
+    w.Key("against_fingerprint").String(resp.against_fingerprint());
+    w.Key("differences").BeginArray();
+    for (const v1::SchemaDifference& x : resp.differences()) {
+      w.BeginObject().Key("kind").String(x.kind()).Key("name").String(x.name());
+      w.Key("change").String(x.change()).Key("expected").String(x.expected());
+      w.Key("found").String(x.found()).EndObject();
+    }
+    w.EndArray().EndObject();
+    c.out << w.Finish();
+  } else if (resp.differences().empty()) {
+    c.out << arg << ": the same schema as " << resp.against() << "\n";
+  } else {
+    c.out << arg << " against " << resp.against() << ": " << resp.differences_size()
+          << " difference" << (resp.differences_size() == 1 ? "" : "s") << "\n";
+    for (const v1::SchemaDifference& x : resp.differences()) {
+      c.out << "  " << DescribeDifference(x) << "\n";
+    }
+  }
+  return resp.differences().empty() ? kExitOk : kExitNotClean;
+}
+
 int Db(Context& c, v1::Lockstep::Stub& stub) {
   if (c.args.positional.size() != 1 || c.args.positional[0].find('/') == std::string::npos) {
     c.err << "lockstep db: expects ENV/NAME\n";
@@ -273,6 +312,7 @@ int RunOnlineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) 
   auto stub = v1::Lockstep::NewStub(channel);
   if (args.command == "status") return Status(c, *stub);
   if (args.command == "db") return Db(c, *stub);
+  if (args.command == "diff") return Diff(c, *stub);
   if (args.command == "refresh") return Refresh(c, *stub);
   return RunRolloutCommand(c, *stub);
 }

@@ -838,4 +838,79 @@ void Reconciler::OnRefresh(std::function<void(const FleetSnapshot&)> callback) {
   on_refresh_ = std::move(callback);
 }
 
+absl::StatusOr<Reconciler::SchemaComparison> Reconciler::CompareSchema(
+    const std::string& key, const std::string& against) {
+  std::shared_ptr<const config::Inventory> inv = inventory();
+  auto read = [&](const std::string& which) -> absl::StatusOr<std::pair<VersionTarget, Schema>> {
+    std::optional<VersionTarget> target = Target(which);
+    if (!target) {
+      return absl::NotFoundError(
+          absl::StrCat("no database ", which, " in the inventory (lockstep status lists them)"));
+    }
+    absl::StatusOr<SchemaSnapshot> snap =
+        reader_->ReadSchema(*target, SchemaFilterFor(*target, inv->project.schema_ignore));
+    if (!snap.ok()) {
+      return absl::Status(snap.status().code(),
+                          absl::StrCat(which, ": ", snap.status().message()));
+    }
+    if (!snap->locked_by.empty()) {
+      return absl::UnavailableError(absl::StrCat(
+          which, " is locked by ", snap->locked_by,
+          " (a step or restore may be changing it); compare again when it is done"));
+    }
+    return std::make_pair(*target, std::move(snap->schema));
+  };
+  absl::StatusOr<std::pair<VersionTarget, Schema>> found = read(key);
+  if (!found.ok()) return found.status();
+  const VersionTarget& target = found->first;
+  SchemaComparison out;
+  out.found_fingerprint = SchemaFingerprint(found->second);
+  Schema expected;
+  if (against.find('/') != std::string::npos) {
+    absl::StatusOr<std::pair<VersionTarget, Schema>> other = read(against);
+    if (!other.ok()) return other.status();
+    if (other->first.url.dialect != target.url.dialect) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          key, " is ", config::DialectName(target.url.dialect), " and ", against, " is ",
+          config::DialectName(other->first.url.dialect),
+          ": their schemas are not comparable (compare each with a revision instead)"));
+    }
+    out.against = against;
+    expected = std::move(other->second);
+  } else {
+    std::vector<std::string> revisions;
+    if (against.empty()) {
+      absl::StatusOr<SchemaSnapshot> rows = reader_->ReadSchema(
+          target, SchemaFilterFor(target, inv->project.schema_ignore));
+      if (!rows.ok()) return rows.status();
+      revisions = rows->rows;
+    } else if (against != "base") {
+      std::shared_ptr<const migrations::Project> p = project();
+      migrations::Resolver resolver(&p->graph());
+      absl::StatusOr<std::vector<migrations::RevRef>> refs = resolver.GetRevisions(against);
+      if (!refs.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--against ", against, ": ", migrations::CommandErrorMessage(refs.status())));
+      }
+      for (const migrations::RevRef& r : *refs) {
+        if (r.is_rev()) revisions.push_back(p->graph().id(r.idx));
+      }
+      std::sort(revisions.begin(), revisions.end());
+    }
+    ExpectedSchema built = ExpectedSchemaFor(
+        *inv, target.url.dialect, revisions, SchemaFilterFor(target, inv->project.schema_ignore));
+    if (built.schema == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot build what Alembic makes of [", absl::StrJoin(revisions, ", "), "]: ",
+          built.error.empty() ? "expected schemas are not built here" : built.error));
+    }
+    out.against = absl::StrCat("what Alembic builds for [", absl::StrJoin(revisions, ", "), "]",
+                               against.empty() ? " (its version rows)" : "");
+    expected = *built.schema;
+  }
+  out.against_fingerprint = SchemaFingerprint(expected);
+  out.differences = Diff(expected, found->second);
+  return out;
+}
+
 }  // namespace lockstep::daemon

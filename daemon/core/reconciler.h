@@ -74,6 +74,20 @@ class Reconciler {
                                    const std::vector<std::string>& revisions,
                                    const SchemaFilter& filter);
 
+  // `lockstep diff`: the schema of database `key` ("env/name"), read now,
+  // against `against`: another database ("env/name", same dialect), a
+  // revision identifier (a revision, heads, base: what Alembic builds for
+  // it), or, empty, what Alembic builds for the database's own version
+  // rows. Differences are "expected" = against, "found" = the database.
+  struct SchemaComparison {
+    std::string against;  // in words: "prod/t1", "what Alembic builds for [e9a8…]"
+    std::string found_fingerprint;
+    std::string against_fingerprint;
+    std::vector<SchemaDifference> differences;
+  };
+  absl::StatusOr<SchemaComparison> CompareSchema(const std::string& key,
+                                                 const std::string& against);
+
   // Called after each refresh with the new snapshot (metrics hook).
   void OnRefresh(std::function<void(const FleetSnapshot&)> callback);
 

@@ -17,6 +17,15 @@
 namespace lockstep::daemon {
 namespace {
 
+// Names come from the database: any bytes, made valid UTF-8 here.
+void ToProto(const SchemaDifference& x, v1::SchemaDifference* p) {
+  p->set_kind(x.kind);
+  p->set_name(ValidUtf8(x.name));
+  p->set_change(x.change);
+  p->set_expected(ValidUtf8(x.expected));
+  p->set_found(ValidUtf8(x.found));
+}
+
 
 void ToProto(const DatabaseStatus& d, v1::Database* out) {
   out->set_environment(d.environment);
@@ -39,14 +48,7 @@ void ToProto(const DatabaseStatus& d, v1::Database* out) {
   schema->set_state(std::string(NameOf(d.schema.state)));
   schema->set_reason(d.schema.reason);
   schema->set_fingerprint(d.schema.fingerprint);
-  for (const SchemaDifference& x : d.schema.differences) {
-    v1::SchemaDifference* p = schema->add_differences();
-    p->set_kind(x.kind);
-    p->set_name(x.name);
-    p->set_change(x.change);
-    p->set_expected(x.expected);
-    p->set_found(x.found);
-  }
+  for (const SchemaDifference& x : d.schema.differences) ToProto(x, schema->add_differences());
   SetTime(d.schema.checked_at, schema->mutable_checked_at());
   Copy(d.schema.matches_revisions, schema->mutable_matches_revisions());
   Copy(d.schema.closest_revisions, schema->mutable_closest_revisions());
@@ -133,6 +135,23 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
   absl::Status store = engine_->CheckStore(/*retry_writes=*/false);
   resp->set_state_store_error(store.ok() ? "" : std::string(store.message()));
   return FinishReply(resp);
+}
+
+grpc::Status LockstepService::DiffSchema(grpc::ServerContext*, const v1::DiffSchemaRequest* req,
+                                         v1::DiffSchemaResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
+  if (req->environment().empty() || req->database().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "environment and database are required (ENV/NAME)");
+  }
+  absl::StatusOr<Reconciler::SchemaComparison> c = reconciler_->CompareSchema(
+      absl::StrCat(req->environment(), "/", req->database()), req->against());
+  if (!c.ok()) return ToGrpc(c.status());
+  resp->set_against(ValidUtf8(c->against));
+  resp->set_found_fingerprint(c->found_fingerprint);
+  resp->set_against_fingerprint(c->against_fingerprint);
+  for (const SchemaDifference& x : c->differences) ToProto(x, resp->add_differences());
+  return grpc::Status::OK;
 }
 
 grpc::Status LockstepService::GetDatabase(grpc::ServerContext*, const v1::GetDatabaseRequest* req,

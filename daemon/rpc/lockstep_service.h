@@ -49,6 +49,8 @@ class LockstepService final : public lockstep::v1::Lockstep::Service {
                             v1::ListRolloutsResponse* resp) override;
   grpc::Status GetRollout(grpc::ServerContext* ctx, const v1::GetRolloutRequest* req,
                           v1::RolloutResponse* resp) override;
+  grpc::Status DiffSchema(grpc::ServerContext* ctx, const v1::DiffSchemaRequest* req,
+                          v1::DiffSchemaResponse* resp) override;
   grpc::Status Stamp(grpc::ServerContext* ctx, const v1::StampRequest* req,
                      v1::RolloutResponse* resp) override;
   grpc::Status Downgrade(grpc::ServerContext* ctx, const v1::DowngradeRequest* req,

@@ -163,6 +163,31 @@ environments:
         self.assertIn('lockstep_database_schema_known{database="solo",environment="prod"} 1',
                       metrics)
 
+    def test_2b_diff_compares_with_its_rows_a_revision_or_another_database(self):
+        own = self.d.cli("diff", "prod/t2", check=False)
+        self.assertEqual(own.returncode, 3, own.stderr)
+        self.assertEqual(own.stdout, "prod/t2 against what Alembic builds for [%s] (its version "
+                         "rows): 1 difference\n  table orders missing\n" % HEAD)
+        same = self.d.cli("diff", "prod/t2", "--against", AGE, check=False)
+        self.assertEqual(same.returncode, 0, same.stderr)
+        self.assertEqual(same.stdout,
+                         "prod/t2: the same schema as what Alembic builds for [%s]\n" % AGE)
+        other = self.d.cli("diff", "prod/t2", "--against", "prod/t1", check=False)
+        self.assertEqual(other.returncode, 3)
+        self.assertIn("  table orders missing\n", other.stdout)
+        # PostgreSQL without a shadow server: another database still compares.
+        pg = json.loads(self.d.cli("diff", "prod/p3", "--against", "prod/p1", "-o", "json",
+                                   check=False).stdout)
+        self.assertEqual(pg["against"], "prod/p1")
+        self.assertIn({"kind": "column", "name": "users.nickname", "change": "unexpected",
+                       "expected": "", "found": "TEXT NULL"}, pg["differences"])
+        mixed = self.d.cli("diff", "prod/t1", "--against", "prod/p1", check=False)
+        self.assertEqual(mixed.returncode, 1)
+        self.assertIn("prod/t1 is sqlite and prod/p1 is postgresql", mixed.stderr)
+        unknown = self.d.cli("diff", "prod/t1", "--against", "nosuchrev", check=False)
+        self.assertEqual(unknown.returncode, 1)
+        self.assertIn("--against nosuchrev", unknown.stderr)
+
     def test_3_a_repaired_database_matches_again_at_the_next_refresh(self):
         # The article's repair for SQLite: put a good copy back.
         shutil.copy(os.path.join(self.dir, "t1.db"), os.path.join(self.dir, "t2.db"))
