@@ -650,7 +650,8 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
     return;
   }
   const absl::Time now = clock_->Now();
-  const bool due = now - last_schema_pass_ >= inv.server.schema_interval;
+  const bool due = now - last_schema_pass_ >= inv.server.schema_interval ||
+                   schema_pass_requested_.exchange(false);
   std::vector<size_t> to_read;
   for (size_t i = 0; i < dbs.size(); ++i) {
     if (dbs[i].state == DatabaseState::kUnreachable) continue;

@@ -88,6 +88,9 @@ class Reconciler {
   absl::StatusOr<SchemaComparison> CompareSchema(const std::string& key,
                                                  const std::string& against);
 
+  // The next pass reads every schema, due or not (`lockstep refresh`).
+  void RequestSchemaPass() { schema_pass_requested_ = true; }
+
   // Called after each refresh with the new snapshot (metrics hook).
   void OnRefresh(std::function<void(const FleetSnapshot&)> callback);
 
@@ -173,6 +176,7 @@ class Reconciler {
   std::shared_ptr<const migrations::Project> project_ ABSL_GUARDED_BY(mu_);
   std::string project_signature_ ABSL_GUARDED_BY(refresh_mu_);
   std::atomic<bool> reload_requested_{false};  // SetInventory: reload the scripts next pass
+  std::atomic<bool> schema_pass_requested_{false};  // RequestSchemaPass
   GraphStatus graph_ ABSL_GUARDED_BY(refresh_mu_);
   std::shared_ptr<const FleetSnapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, VersionTarget> targets_ ABSL_GUARDED_BY(mu_);

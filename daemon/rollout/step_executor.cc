@@ -159,8 +159,11 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   StepJournal journal(step, clock_, hooks.save, hooks.event);
   StepContext c{job, journal, cancel, hooks, reconciler_->inventory()};
   RolloutStep& s = c.step();
-  journal.Begin(absl::StrCat("from ", RowsText(s.from), " to ", RowsText(s.expected), ": ",
-                             absl::StrJoin(s.path, ", ")));
+  journal.Begin(absl::StrCat("from ", RowsText(s.from), " to ", RowsText(s.expected),
+                             s.path.empty() ? std::string(job.kind == "stamp"
+                                                              ? " (a stamp: no migration runs)"
+                                                              : "")
+                                            : absl::StrCat(": ", absl::StrJoin(s.path, ", "))));
   if (absl::Status locked = LockPhase(c); !locked.ok()) {
     return journal.Fail(std::string(locked.message()));
   }

@@ -193,6 +193,9 @@ grpc::Status LockstepService::Refresh(grpc::ServerContext* ctx, const v1::Refres
   auto done = std::make_shared<std::promise<absl::Status>>();
   std::future<absl::Status> result = done->get_future();
   std::shared_ptr<Reconciler> r = reconciler_;  // kept alive by the thread
+  // A person asking for a check means every schema too, not only the
+  // version rows (whose change alone makes a schema be read again).
+  r->RequestSchemaPass();
   std::thread([r, done] { done->set_value(r->Refresh()); }).detach();
   while (result.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
     if (ctx->IsCancelled() || std::chrono::system_clock::now() > ctx->deadline()) {
