@@ -2,9 +2,13 @@
 // as opposed to what Alembic does to it. A Driver reads the version rows,
 // takes the database's lock, backs it up, compares it with a backup,
 // restores one, and repairs what a writer killed mid-transaction left
-// behind. Drivers holds one per dialect and is the only way the layers above
-// (reconciler, rollout) reach a database; nothing outside daemon/drivers/
-// links a database client library (libpqxx, SQLiteCpp).
+// behind; and it answers what the layers above would otherwise ask of the
+// dialect itself (transactional_ddl, Discover, scratch databases). Drivers
+// holds one per dialect and is the only way the layers above (reconciler,
+// rollout) reach a fleet database: no code outside daemon/drivers/ tests
+// the dialect. The one other database client is lockstepd's own state
+// store (daemon/state/, SQLiteCpp), which is not a fleet database and
+// stays embedded; nothing else links libpqxx or SQLiteCpp.
 //
 // Ownership: the daemon creates one Drivers at start (MakeDrivers) and
 // passes it to the reconciler and the rollout engine; there is no global.

@@ -262,44 +262,47 @@ absl::StatusOr<Rollout> RolloutEngine::Start(const RolloutRequest& request) {
   return Launch(std::move(plan->rollout), plan->overridden);
 }
 
-absl::StatusOr<Rollout> RolloutEngine::Stamp(const std::string& environment,
-                                             const std::string& database,
-                                             const std::string& revision,
-                                             const std::string& requested_by,
-                                             const std::string& override_reason) {
+absl::StatusOr<Rollout> RolloutEngine::LaunchIncident(const std::string& what,
+                                                      const std::string& requested_by,
+                                                      const IncidentPlanFn& plan_it) {
   std::lock_guard<std::mutex> one_at_a_time(start_mu_);
   if (absl::Status store = RequireStore(); !store.ok()) return store;
-  absl::Status runnable = RequireAlembicIni("stamps");
+  absl::Status runnable = RequireAlembicIni(what);
   if (!runnable.ok()) return runnable;
   absl::Status refreshed = reconciler_->Refresh();
   if (!refreshed.ok()) return refreshed;
   std::shared_ptr<const migrations::Project> project = reconciler_->project();
   migrations::Resolver resolver(&project->graph());
   absl::StatusOr<Rollout> plan =
-      PlanStamp(environment, database, revision, override_reason, *reconciler_->inventory(),
-                resolver, *reconciler_->Snapshot());
+      plan_it(*reconciler_->inventory(), resolver, *reconciler_->Snapshot());
   if (!plan.ok()) return plan.status();
   plan->created_by = requested_by;
   return Launch(*std::move(plan), {});
+}
+
+absl::StatusOr<Rollout> RolloutEngine::Stamp(const std::string& environment,
+                                             const std::string& database,
+                                             const std::string& revision,
+                                             const std::string& requested_by,
+                                             const std::string& override_reason) {
+  return LaunchIncident("stamps", requested_by,
+                        [&](const config::Inventory& inv, const migrations::Resolver& resolver,
+                            const FleetSnapshot& fleet) {
+                          return PlanStamp(environment, database, revision, override_reason, inv,
+                                           resolver, fleet);
+                        });
 }
 
 absl::StatusOr<Rollout> RolloutEngine::Downgrade(const std::string& environment,
                                                  const std::string& database,
                                                  const std::string& target,
                                                  const std::string& requested_by) {
-  std::lock_guard<std::mutex> one_at_a_time(start_mu_);
-  if (absl::Status store = RequireStore(); !store.ok()) return store;
-  absl::Status runnable = RequireAlembicIni("downgrades");
-  if (!runnable.ok()) return runnable;
-  absl::Status refreshed = reconciler_->Refresh();
-  if (!refreshed.ok()) return refreshed;
-  std::shared_ptr<const migrations::Project> project = reconciler_->project();
-  migrations::Resolver resolver(&project->graph());
-  absl::StatusOr<Rollout> plan = PlanDowngrade(
-      environment, database, target, *reconciler_->inventory(), resolver, *reconciler_->Snapshot());
-  if (!plan.ok()) return plan.status();
-  plan->created_by = requested_by;
-  return Launch(*std::move(plan), {});
+  return LaunchIncident("downgrades", requested_by,
+                        [&](const config::Inventory& inv, const migrations::Resolver& resolver,
+                            const FleetSnapshot& fleet) {
+                          return PlanDowngrade(environment, database, target, inv, resolver,
+                                               fleet);
+                        });
 }
 
 absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,

@@ -151,6 +151,13 @@ class RolloutEngine {
   // CheckStore, worded for a refused start (UNAVAILABLE).
   absl::Status RequireStore();
   absl::StatusOr<Rollout> Launch(Rollout rollout, const std::vector<PlanProblem>& overridden);
+  // A one-database rollout for incident work (a downgrade, a stamp): the
+  // store and alembic.ini required (`what` names it in the error), a fresh
+  // fleet, `plan_it`'s plan, launched.
+  using IncidentPlanFn = std::function<absl::StatusOr<Rollout>(
+      const config::Inventory&, const migrations::Resolver&, const FleetSnapshot&)>;
+  absl::StatusOr<Rollout> LaunchIncident(const std::string& what, const std::string& requested_by,
+                                         const IncidentPlanFn& plan_it);
   // Restore's check and safety backup, under the database's lock: compares
   // the database with `backup` (a changed one needs `yes`; *changed says
   // whether it was), then takes and catalogues the safety backup.

@@ -23,18 +23,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, HERE)
+from bench_support import INI, ROOT, alembic, build_fleet  # noqa: E402
 from pgserver import PgServer, free_port  # noqa: E402
-
-INI = os.path.join(ROOT, "migrations", "example", "alembic.ini")
-STATES = ["3f2a1b9c0d11", "7c4e2d8a9b22", "b5d1e7f3a033", "c2e4a6b8d055", "heads"]
-
-
-def alembic(url, *args):
-    subprocess.run(["/usr/bin/alembic", "-c", INI, "-x", "url=" + url] + list(args), check=True,
-                   capture_output=True)
 
 
 def main():
@@ -51,20 +42,7 @@ def main():
     pg.__enter__()
     proc = None
     try:
-        print("building the fleet: %d SQLite + %d PostgreSQL databases..." % (args.sqlite, args.postgres),
-              flush=True)
-        os.makedirs(os.path.join(work, "tenants"))
-        seeds = []
-        for i, target in enumerate(STATES):
-            path = os.path.join(work, "seed%d.db" % i)
-            alembic("sqlite:///" + path, "upgrade", target)
-            seeds.append(path)
-            pg.create_database("tpl_%d" % i)
-            alembic(pg.url("tpl_%d" % i), "upgrade", target)
-        for n in range(args.sqlite):
-            shutil.copy(seeds[n % len(seeds)], os.path.join(work, "tenants", "t%04d.db" % n))
-        for n in range(args.postgres):
-            pg.psql('CREATE DATABASE "tenant_%03d" TEMPLATE "tpl_%d"' % (n, n % len(STATES)))
+        build_fleet(work, pg, args.sqlite, args.postgres)
         grpc_port, metrics_port = free_port(), free_port()
         with open(os.path.join(work, "fleet.yaml"), "w") as f:
             f.write("""

@@ -1,0 +1,145 @@
+#!/usr/bin/python3
+"""Benchmark: a full schema check of a fleet by lockstepd, side by side with
+what teams script today.
+
+    /usr/bin/python3 tests/bench/bench_schema.py --build build
+
+The fleet: --sqlite SQLite files and --postgres PostgreSQL databases in one
+local cluster (started here), at the example project's revisions (a seed per
+revision made by real Alembic; the rest are copies, or clones with CREATE
+DATABASE ... TEMPLATE). project.shadow_postgresql points at the same cluster,
+so both dialects are judged against what Alembic builds. Figures:
+  - lockstepd: `lockstep refresh` (the Refresh RPC re-reads every schema and
+    judges it; median of 5 warm passes), and the first pass (which also
+    builds the expected schemas with Alembic);
+  - the script: `sqlite3 FILE .schema` and `pg_dump --schema-only` per
+    database, each compared with a reference dump of its revision (the
+    seed's), in a shell-like loop of processes.
+Every database must read `match`; the script must find no difference either.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_support import INI, ROOT, STATES, build_fleet  # noqa: E402
+from pgserver import PgServer, free_port  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--sqlite", type=int, default=1000)
+    ap.add_argument("--postgres", type=int, default=200)
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    work = tempfile.mkdtemp(prefix="lockstep-schema-bench-")
+    pg = PgServer({"max_connections": args.postgres + 50})
+    pg.__enter__()
+    proc = None
+    try:
+        seeds, sqlite_files, pg_names = build_fleet(work, pg, args.sqlite, args.postgres)
+        grpc_port, metrics_port = free_port(), free_port()
+        with open(os.path.join(work, "fleet.yaml"), "w") as f:
+            f.write("""
+server: {listen: 127.0.0.1:%d, metrics_listen: 127.0.0.1:%d, state: state.db,
+         poll_interval: 1h, schema_interval: 1h, max_concurrent_checks: 32,
+         max_connections_per_server: %d}
+project: {alembic_ini: %s, shadow_postgresql: "%s"}
+environments:
+  - name: sqlite
+    databases: [{discover: {glob: "tenants/*.db"}}]
+  - name: postgres
+    databases:
+      - discover: {url: "%s", query: "SELECT datname FROM pg_database WHERE datname LIKE 'tenant_%%'"}
+""" % (grpc_port, metrics_port, args.postgres + 8, INI, pg.url("postgres"), pg.url("postgres")))
+        started = time.perf_counter()
+        proc = subprocess.Popen([os.path.join(build, "daemon", "lockstepd"), "--config",
+                                 os.path.join(work, "fleet.yaml")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import grpc
+        from test_daemon import grpc_stubs
+        pb2, pb2_grpc = grpc_stubs(os.path.join(work, "stubs"))
+        channel = grpc.insecure_channel("127.0.0.1:%d" % grpc_port)
+        grpc.channel_ready_future(channel).result(timeout=20)
+        stub = pb2_grpc.LockstepStub(channel)
+        # The first pass: version rows, then every schema, after building the
+        # expected schemas (5 revision sets x 2 dialects, with Alembic).
+        while True:
+            fleet = stub.GetFleet(pb2.GetFleetRequest(), timeout=30)
+            if fleet.databases and all(d.schema.reason != "its schema is being read"
+                                       for d in fleet.databases):
+                break
+            time.sleep(0.1)
+        first = time.perf_counter() - started
+        passes = []
+        for _ in range(5):
+            t = time.perf_counter()
+            stub.Refresh(pb2.RefreshRequest(), timeout=300)
+            passes.append(time.perf_counter() - t)
+        fleet = stub.GetFleet(pb2.GetFleetRequest(), timeout=30)
+        verdicts = {}
+        for d in fleet.databases:
+            verdicts[d.schema.state] = verdicts.get(d.schema.state, 0) + 1
+        assert verdicts == {"match": args.sqlite + args.postgres}, verdicts
+
+        # What teams script: a dump per database, compared with the reference
+        # dump of its revision.
+        bindir = pg.bindir
+
+        def pg_dump(db):
+            out = subprocess.run([os.path.join(bindir, "pg_dump"), "--schema-only", "-h",
+                                  "127.0.0.1", "-p", str(pg.port), "-U", "postgres", db],
+                                 capture_output=True, text=True, check=True).stdout
+            # Comments, and the random key newer pg_dumps put in \restrict lines.
+            return "\n".join(l for l in out.splitlines()
+                             if not l.startswith(("--", "\\restrict", "\\unrestrict")))
+
+        def sqlite_schema(path):
+            return subprocess.run(["sqlite3", path, ".schema"], capture_output=True, text=True,
+                                  check=True).stdout
+
+        ref_sqlite = [sqlite_schema(p) for p in seeds]
+        ref_pg = [pg_dump("tpl_%d" % i) for i in range(len(STATES))]
+        t = time.perf_counter()
+        differ = 0
+        for path, i in sqlite_files:
+            differ += sqlite_schema(path) != ref_sqlite[i]
+        sqlite_t = time.perf_counter() - t
+        t = time.perf_counter()
+        for db, i in pg_names:
+            differ += pg_dump(db) != ref_pg[i]
+        pg_t = time.perf_counter() - t
+        script = sqlite_t + pg_t
+
+        full = statistics.median(passes)
+        total = args.sqlite + args.postgres
+        print("fleet: %d databases (%d SQLite, %d PostgreSQL); lockstepd: %s; the script: %d "
+              "differing" % (total, args.sqlite, args.postgres,
+                             ", ".join("%s %d" % kv for kv in sorted(verdicts.items())), differ))
+        print("%-58s %10s %12s" % ("", "wall", "vs lockstepd"))
+        print("%-58s %8.0f ms %11s" % ("lockstepd: lockstep refresh, every schema read and judged",
+                                       full * 1e3, "1.0x"))
+        print("%-58s %8.0f ms %11s" % ("lockstepd: first pass (builds the expected schemas too)",
+                                       first * 1e3, ""))
+        print("%-58s %8.0f ms %11s" % ("script: sqlite3 .schema per file, compared",
+                                       sqlite_t * 1e3, ""))
+        print("%-58s %8.0f ms %11s" % ("script: pg_dump --schema-only per database, compared",
+                                       pg_t * 1e3, ""))
+        print("%-58s %8.0f ms %10.1fx" % ("script: both", script * 1e3, script / full))
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(timeout=10)
+        pg.__exit__(None, None, None)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

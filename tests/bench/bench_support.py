@@ -1,0 +1,49 @@
+"""What the fleet benchmarks share: a fleet of SQLite files and PostgreSQL
+databases at the example project's revisions, made quickly.
+
+A seed per revision is made by the real Alembic (a SQLite file and a
+PostgreSQL template database); the rest of the fleet are copies of the
+seeds (SQLite) and clones (CREATE DATABASE ... TEMPLATE), in turn.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+INI = os.path.join(ROOT, "migrations", "example", "alembic.ini")
+STATES = ["3f2a1b9c0d11", "7c4e2d8a9b22", "b5d1e7f3a033", "c2e4a6b8d055", "heads"]
+
+
+def alembic(url, *args):
+    subprocess.run(["/usr/bin/alembic", "-c", INI, "-x", "url=" + url] + list(args), check=True,
+                   capture_output=True)
+
+
+def build_fleet(work, pg, sqlite, postgres):
+    """Seeds, `sqlite` files in work/tenants (t0000.db, ...) and `postgres`
+    databases tenant_000, ... on `pg`. Returns (seeds, [(file, seed index)],
+    [(database, seed index)]); PostgreSQL seed i is the database tpl_i."""
+    print("building the fleet: %d SQLite + %d PostgreSQL databases..." % (sqlite, postgres),
+          flush=True)
+    os.makedirs(os.path.join(work, "tenants"))
+    seeds = []
+    for i, target in enumerate(STATES):
+        path = os.path.join(work, "seed%d.db" % i)
+        alembic("sqlite:///" + path, "upgrade", target)
+        seeds.append(path)
+        pg.create_database("tpl_%d" % i)
+        alembic(pg.url("tpl_%d" % i), "upgrade", target)
+    files, databases = [], []
+    for n in range(sqlite):
+        path = os.path.join(work, "tenants", "t%04d.db" % n)
+        shutil.copy(seeds[n % len(seeds)], path)
+        files.append((path, n % len(seeds)))
+    for n in range(postgres):
+        pg.psql('CREATE DATABASE "tenant_%03d" TEMPLATE "tpl_%d"' % (n, n % len(STATES)))
+        databases.append(("tenant_%03d" % n, n % len(STATES)))
+    return seeds, files, databases
