@@ -748,6 +748,14 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
   MatchRevisions(inv, graph, filters, snapshot);
 }
 
+std::optional<ExpectedSchema> Reconciler::CachedExpected(
+    config::Dialect dialect, const std::vector<std::string>& revisions) {
+  MutexLock lock(expected_mu_);
+  auto it = expected_.find(std::make_pair(std::string(config::DialectName(dialect)), revisions));
+  if (it == expected_.end()) return std::nullopt;
+  return it->second;
+}
+
 void Reconciler::MatchRevisions(const config::Inventory& inv,
                                 const migrations::RevisionGraph& graph,
                                 const std::map<std::string, SchemaFilter>& filters,
@@ -756,27 +764,42 @@ void Reconciler::MatchRevisions(const config::Inventory& inv,
     match_memo_.clear();
     match_signature_ = project_signature_;
   }
+  // Each candidate not built yet is an Alembic run on a shadow database; a
+  // pass builds a few and the next passes the rest, so that a project of
+  // hundreds of revisions never holds a refresh up for minutes.
+  constexpr int kBuildsPerPass = 8;
+  int budget = kBuildsPerPass;
+  struct Candidates {
+    std::vector<std::pair<std::vector<std::string>, ExpectedSchema>> built;
+    size_t total = 0;
+  };
+  std::map<config::Dialect, Candidates> by_dialect;
   // Base first, then every revision in graph order (fewer ancestors
   // first): an exact match names the earliest revision that builds it.
-  std::vector<std::pair<std::vector<std::string>, ExpectedSchema>> candidates;
-  std::optional<config::Dialect> built_for;
-  auto candidates_for = [&](config::Dialect dialect, const SchemaFilter& filter) {
-    if (built_for == dialect) return;
-    built_for = dialect;
-    candidates.clear();
+  auto candidates_for = [&](config::Dialect dialect, const SchemaFilter& filter) -> Candidates& {
+    auto [it, fresh] = by_dialect.try_emplace(dialect);
+    if (!fresh) return it->second;
+    Candidates& c = it->second;
     migrations::Resolver resolver(&graph);
     std::vector<std::pair<size_t, int>> order;
     for (int i = 0; i < graph.size(); ++i) {
       order.emplace_back(resolver.AncestorsOf({i}, true).size(), i);
     }
     std::sort(order.begin(), order.end());
+    auto add = [&](std::vector<std::string> label, const std::vector<std::string>& set) {
+      ++c.total;
+      std::optional<ExpectedSchema> e = CachedExpected(dialect, set);
+      if (!e) {
+        if (budget == 0) return;
+        --budget;
+        e = ExpectedSchemaFor(inv, dialect, set, filter);
+      }
+      c.built.emplace_back(std::move(label), *std::move(e));
+    };
     // Named as Alembic names it: `alembic stamp base` empties the rows.
-    candidates.emplace_back(std::vector<std::string>{"base"},
-                            ExpectedSchemaFor(inv, dialect, {}, filter));
-    for (const auto& [depth, i] : order) {
-      std::vector<std::string> set = {graph.id(i)};
-      candidates.emplace_back(set, ExpectedSchemaFor(inv, dialect, set, filter));
-    }
+    add({"base"}, {});
+    for (const auto& [depth, i] : order) add({graph.id(i)}, {graph.id(i)});
+    return c;
   };
   for (DatabaseStatus& d : snapshot->databases) {
     const bool untrusted = d.schema.state == SchemaState::kDrift ||
@@ -787,17 +810,24 @@ void Reconciler::MatchRevisions(const config::Inventory& inv,
     auto schema = schemas_.find(m->second.fingerprint);
     if (schema == schemas_.end()) continue;
     const std::string memo_key = absl::StrCat(m->second.dialect, "/", m->second.fingerprint);
-    auto hit = match_memo_.find(memo_key);
-    if (hit == match_memo_.end()) {
-      candidates_for(m->second.dialect_id, filters.at(d.key()));
-      SchemaStatus matched;
-      MatchRevision(*schema->second, candidates, &matched);
-      hit = match_memo_.emplace(memo_key, std::move(matched)).first;
+    SchemaStatus matched;
+    std::string so_far;
+    if (auto hit = match_memo_.find(memo_key); hit != match_memo_.end()) {
+      matched = hit->second;
+    } else {
+      Candidates& c = candidates_for(m->second.dialect_id, filters.at(d.key()));
+      MatchRevision(*schema->second, c.built, &matched);
+      if (c.built.size() == c.total || !matched.matches_revisions.empty()) {
+        match_memo_.emplace(memo_key, matched);
+      } else {  // not final: the next passes build the rest
+        so_far = absl::StrCat(" (compared with ", c.built.size(), " of ", c.total,
+                              " revisions so far)");
+      }
     }
-    d.schema.matches_revisions = hit->second.matches_revisions;
-    d.schema.closest_revisions = hit->second.closest_revisions;
-    d.schema.closest_differences = hit->second.closest_differences;
-    d.schema.reason = absl::StrCat(d.schema.reason, MatchText(d.key(), d.schema));
+    d.schema.matches_revisions = matched.matches_revisions;
+    d.schema.closest_revisions = matched.closest_revisions;
+    d.schema.closest_differences = matched.closest_differences;
+    d.schema.reason = absl::StrCat(d.schema.reason, MatchText(d.key(), d.schema), so_far);
   }
 }
 

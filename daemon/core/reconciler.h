@@ -128,10 +128,14 @@ class Reconciler {
   // drifted, it is orphaned or lost its rows): the revision whose expected
   // schema it holds, or the closest (MatchRevision). The candidates, base
   // and every single revision, are built when first needed, once per
-  // scripts signature; a result is kept per dialect and fingerprint.
+  // scripts signature, at most 8 a pass; a result is kept per dialect and
+  // fingerprint once every candidate was compared (or one matched).
   void MatchRevisions(const config::Inventory& inv, const migrations::RevisionGraph& graph,
                       const std::map<std::string, SchemaFilter>& filters,
                       FleetSnapshot* snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
+  // The expected schema of `revisions` if it was built already.
+  std::optional<ExpectedSchema> CachedExpected(config::Dialect dialect,
+                                               const std::vector<std::string>& revisions);
   ExpectedSchemas Expected(const config::Inventory& inv, const migrations::RevisionGraph& graph,
                            const std::vector<SchemaSample>& samples,
                            const std::map<std::string, SchemaFilter>& filters, bool retry_failed)

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "daemon/drivers/driver.h"
 #include "tests/support/alembic.h"
@@ -503,6 +504,62 @@ TEST_F(ReconcilerTest, SchemaChecksCanBeTurnedOff) {
   const SchemaStatus& st = r->Snapshot()->Find("dev", "app")->schema;
   EXPECT_EQ(NameOf(st.state), "unknown");
   EXPECT_EQ(st.reason, "schema checks are off (server.schema_interval: 0)");
+}
+
+
+// Which revision an orphaned database's schema is, matched against what
+// Alembic builds for base and every revision: at most 8 builds a pass, so a
+// long history never holds a refresh up; the result is kept once final.
+TEST_F(ReconcilerTest, MatchingBuildsAFewCandidatesAPassUntilItKnows) {
+  std::string down = kHead;
+  for (int n = 1; n <= 10; ++n) {  // ten more (empty) revisions: 16 candidates with base
+    const std::string id = absl::StrFormat("f000000000%02d", n);
+    std::ofstream(dir_ + "/project/versions/" + id + "_noop.py")
+        << "revision = '" << id << "'\ndown_revision = '" << down
+        << "'\ndef upgrade():\n    pass\ndef downgrade():\n    pass\n";
+    down = id;
+  }
+  Alembic("sqlite:///" + dir_ + "/orphan.db", {"upgrade", kHead});
+  Sql(dir_ + "/orphan.db", "UPDATE alembic_version SET version_num = 'deadbeef0000'");
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini}
+server: {schema_interval: 1h}
+environments:
+  - name: prod
+    databases: [{name: orphan, url: "sqlite:///orphan.db"}]
+)");
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());  // fills the targets
+  absl::StatusOr<SchemaSnapshot> real =
+      MakeReader({})->ReadSchema(*r->Target("prod/orphan"), SchemaFilter{});
+  ASSERT_TRUE(real.ok()) << real.status();
+  // Stands in for the shadow builds: only the last revision builds this schema.
+  std::atomic<int> builds{0};
+  const Schema want = real->schema;
+  r->SetExpectedSchemas([&](const config::Inventory&, config::Dialect,
+                            const std::vector<std::string>& revisions,
+                            const SchemaFilter&) -> absl::StatusOr<Schema> {
+    ++builds;
+    if (revisions == std::vector<std::string>{"f00000000010"}) return want;
+    Schema other;
+    other.tables["only_in_" + (revisions.empty() ? std::string("base") : revisions[0])];
+    return other;
+  });
+  r->RequestSchemaPass();
+  ASSERT_TRUE(r->Refresh().ok());
+  const SchemaStatus* st = &r->Snapshot()->Find("prod", "orphan")->schema;
+  EXPECT_EQ(builds.load(), 8);
+  EXPECT_TRUE(st->matches_revisions.empty());
+  EXPECT_THAT(st->reason, HasSubstr("(compared with 8 of 16 revisions so far)"));
+  ASSERT_TRUE(r->Refresh().ok());
+  st = &r->Snapshot()->Find("prod", "orphan")->schema;
+  EXPECT_EQ(builds.load(), 16);
+  EXPECT_THAT(st->matches_revisions, ElementsAre("f00000000010"));
+  EXPECT_THAT(st->reason, HasSubstr("`lockstep stamp prod/orphan f00000000010`"));
+  ASSERT_TRUE(r->Refresh().ok());  // kept: nothing built again
+  EXPECT_EQ(builds.load(), 16);
+  EXPECT_THAT(r->Snapshot()->Find("prod", "orphan")->schema.matches_revisions,
+              ElementsAre("f00000000010"));
 }
 
 }  // namespace
