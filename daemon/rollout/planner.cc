@@ -370,7 +370,11 @@ absl::StatusOr<Rollout> PlanStamp(const std::string& environment, const std::str
         absl::StrCat(d->key(), " already holds ", RowsText(step.expected), "; nothing to stamp"));
   }
   rollout.target_revisions = step.expected;
-  rollout.stages.push_back(IncidentStage(*env));
+  RolloutStage stage = IncidentStage(*env);
+  // A failed stamp is undone from its backup: there is no migration to
+  // run backwards (on_failure: downgrade would run one).
+  stage.on_failure = FailurePolicy::kRestore;
+  rollout.stages.push_back(stage);
   rollout.steps.push_back(std::move(step));
   return rollout;
 }

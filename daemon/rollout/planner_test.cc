@@ -247,6 +247,30 @@ TEST_F(PlannerTest, DowngradeIsOneStepWithABackup) {
               HasSubstr("already at a"));
 }
 
+TEST_F(PlannerTest, StampIsOneStepWithABackupAndRestoresOnFailure) {
+  Set("prod", "t1", {"zzz"}).state = DatabaseState::kOrphaned;  // its rows lie
+  auto r = PlanStamp("prod", "t1", "b", "", inv_, *resolver_, fleet_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->kind, "stamp");
+  ASSERT_EQ(r->steps.size(), 1u);
+  EXPECT_THAT(r->steps[0].path, ::testing::IsEmpty());  // no migration runs
+  EXPECT_THAT(r->steps[0].from, ElementsAre("zzz"));
+  EXPECT_THAT(r->steps[0].expected, ElementsAre("b"));
+  EXPECT_TRUE(r->stages[0].backup_required);
+  EXPECT_FALSE(r->stages[0].approval_required);
+  // prod says on_failure: downgrade; a stamp has nothing to downgrade.
+  EXPECT_EQ(NameOf(r->stages[0].on_failure), "restore");
+  EXPECT_EQ(PlanStamp("prod", "t1", "base", "x", inv_, *resolver_, fleet_)->override_reason, "x");
+  EXPECT_THAT(PlanStamp("prod", "t1", "nope", "", inv_, *resolver_, fleet_).status().message(),
+              HasSubstr("nope"));
+  Set("prod", "t2", {"b"});
+  EXPECT_THAT(PlanStamp("prod", "t2", "b", "", inv_, *resolver_, fleet_).status().message(),
+              HasSubstr("already holds [b]; nothing to stamp"));
+  Set("prod", "t3", {}).state = DatabaseState::kUnreachable;
+  EXPECT_EQ(PlanStamp("prod", "t3", "b", "", inv_, *resolver_, fleet_).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(PlannerTest, ProblemsCarryDatabaseAndCode) {
   Set("prod", "t3", {"zzz"}).orphaned = {"zzz"};
   RolloutPlan plan = FullPlan(Req("heads", {"prod"}));
