@@ -872,7 +872,9 @@ void Reconciler::OnRefresh(std::function<void(const FleetSnapshot&)> callback) {
 absl::StatusOr<Reconciler::SchemaComparison> Reconciler::CompareSchema(
     const std::string& key, const std::string& against) {
   std::shared_ptr<const config::Inventory> inv = inventory();
-  auto read = [&](const std::string& which) -> absl::StatusOr<std::pair<VersionTarget, Schema>> {
+  // The schema and the version rows of one snapshot (as the checks read them).
+  auto read = [&](const std::string& which)
+      -> absl::StatusOr<std::pair<VersionTarget, SchemaSnapshot>> {
     std::optional<VersionTarget> target = Target(which);
     if (!target) {
       return absl::NotFoundError(
@@ -889,16 +891,16 @@ absl::StatusOr<Reconciler::SchemaComparison> Reconciler::CompareSchema(
           which, " is locked by ", snap->locked_by,
           " (a step or restore may be changing it); compare again when it is done"));
     }
-    return std::make_pair(*target, std::move(snap->schema));
+    return std::make_pair(*target, *std::move(snap));
   };
-  absl::StatusOr<std::pair<VersionTarget, Schema>> found = read(key);
+  absl::StatusOr<std::pair<VersionTarget, SchemaSnapshot>> found = read(key);
   if (!found.ok()) return found.status();
   const VersionTarget& target = found->first;
   SchemaComparison out;
-  out.found_fingerprint = SchemaFingerprint(found->second);
+  out.found_fingerprint = SchemaFingerprint(found->second.schema);
   Schema expected;
   if (against.find('/') != std::string::npos) {
-    absl::StatusOr<std::pair<VersionTarget, Schema>> other = read(against);
+    absl::StatusOr<std::pair<VersionTarget, SchemaSnapshot>> other = read(against);
     if (!other.ok()) return other.status();
     if (other->first.url.dialect != target.url.dialect) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -907,14 +909,11 @@ absl::StatusOr<Reconciler::SchemaComparison> Reconciler::CompareSchema(
           ": their schemas are not comparable (compare each with a revision instead)"));
     }
     out.against = against;
-    expected = std::move(other->second);
+    expected = std::move(other->second.schema);
   } else {
     std::vector<std::string> revisions;
     if (against.empty()) {
-      absl::StatusOr<SchemaSnapshot> rows = reader_->ReadSchema(
-          target, SchemaFilterFor(target, inv->project.schema_ignore));
-      if (!rows.ok()) return rows.status();
-      revisions = rows->rows;
+      revisions = found->second.rows;  // read with the schema
     } else if (against != "base") {
       std::shared_ptr<const migrations::Project> p = project();
       migrations::Resolver resolver(&p->graph());
@@ -940,7 +939,7 @@ absl::StatusOr<Reconciler::SchemaComparison> Reconciler::CompareSchema(
     expected = *built.schema;
   }
   out.against_fingerprint = SchemaFingerprint(expected);
-  out.differences = Diff(expected, found->second);
+  out.differences = Diff(expected, found->second.schema);
   return out;
 }
 
