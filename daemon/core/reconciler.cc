@@ -142,15 +142,20 @@ std::string Plural(size_t n, const std::string& noun) {
   return absl::StrCat(n, " ", noun, n == 1 ? "" : "s");
 }
 
-
 DatabaseState DatabaseStateOf(migrations::RevisionState state) {
   switch (state) {
-    case migrations::RevisionState::kCurrent: return DatabaseState::kCurrent;
-    case migrations::RevisionState::kBehind: return DatabaseState::kBehind;
-    case migrations::RevisionState::kAhead: return DatabaseState::kAhead;
-    case migrations::RevisionState::kDiverged: return DatabaseState::kDiverged;
-    case migrations::RevisionState::kOrphaned: return DatabaseState::kOrphaned;
-    case migrations::RevisionState::kUninitialized: return DatabaseState::kUninitialized;
+    case migrations::RevisionState::kCurrent:
+      return DatabaseState::kCurrent;
+    case migrations::RevisionState::kBehind:
+      return DatabaseState::kBehind;
+    case migrations::RevisionState::kAhead:
+      return DatabaseState::kAhead;
+    case migrations::RevisionState::kDiverged:
+      return DatabaseState::kDiverged;
+    case migrations::RevisionState::kOrphaned:
+      return DatabaseState::kOrphaned;
+    case migrations::RevisionState::kUninitialized:
+      return DatabaseState::kUninitialized;
   }
   return DatabaseState::kUninitialized;
 }
@@ -208,8 +213,8 @@ class Claims {
     const std::string key = env + "/" + name;
     if (auto it = claimed_.find(identity); it != claimed_.end()) {
       if (it->second == key) return "-";
-      return absl::StrCat("discovered ", shown, " skipped: it is the same database as ",
-                          it->second, "; each database belongs to one entry");
+      return absl::StrCat("discovered ", shown, " skipped: it is the same database as ", it->second,
+                          "; each database belongs to one entry");
     }
     if (!names_[env].insert(name).second) {
       return absl::StrCat("discovered ", shown, " skipped: ", key,
@@ -220,7 +225,7 @@ class Claims {
   }
 
  private:
-  std::map<std::string, std::string> claimed_;         // identity -> "env/name"
+  std::map<std::string, std::string> claimed_;          // identity -> "env/name"
   std::map<std::string, std::set<std::string>> names_;  // env -> names
 };
 
@@ -234,7 +239,10 @@ FleetPlan PlanChecks(const config::Inventory& inv, VersionReader& reader) {
                     config::DatabaseIdentity(db.url, db.version_table_schema, db.version_table));
       plan.databases.push_back(
           {{env.name + "/" + db.name, db.url, db.secret, db.version_table, db.version_table_schema},
-           &env, db.name, db.labels, false});
+           &env,
+           db.name,
+           db.labels,
+           false});
     }
   }
   config::OwnFiles own(inv.server);
@@ -262,11 +270,14 @@ FleetPlan PlanChecks(const config::Inventory& inv, VersionReader& reader) {
         }
         Planned p{{env.name + "/" + item.name, std::move(item.url), std::move(item.secret),
                    inv.project.version_table, inv.project.version_table_schema},
-                  &env, item.name, rule.labels, true};
-        std::string why = claims.Discovered(
-            env.name, p.name, shown,
-            config::DatabaseIdentity(p.target.url, p.target.version_table_schema,
-                                     p.target.version_table));
+                  &env,
+                  item.name,
+                  rule.labels,
+                  true};
+        std::string why =
+            claims.Discovered(env.name, p.name, shown,
+                              config::DatabaseIdentity(p.target.url, p.target.version_table_schema,
+                                                       p.target.version_table));
         if (why.empty()) {
           plan.databases.push_back(std::move(p));
         } else if (why != "-") {
@@ -324,10 +335,10 @@ DatabaseStatus Classify(const Planned& p, const VersionRead& read,
   if (lost && !lost->by_rollout.empty()) {
     // Still uninitialized (a rollout may build it again), but not
     // "never migrated".
-    d.reason = absl::StrCat("no version rows: rollout ", lost->by_rollout,
-                            " left it so (it held ", absl::StrJoin(lost->held, ", "), " until ",
-                            When(lost->gone_at), "); ", Plural(d.pending.size(), "revision"),
-                            " to apply to reach ", p.env->target);
+    d.reason =
+        absl::StrCat("no version rows: rollout ", lost->by_rollout, " left it so (it held ",
+                     absl::StrJoin(lost->held, ", "), " until ", When(lost->gone_at), "); ",
+                     Plural(d.pending.size(), "revision"), " to apply to reach ", p.env->target);
   } else if (lost) {
     // Not "never migrated": upgrading it from nothing would run every
     // migration over tables that may still be there.
@@ -364,8 +375,9 @@ void JudgeEnvironments(const config::Inventory& inv, const migrations::Resolver&
       ++es.databases;
       // Rows unknown (unreachable), meaningless to the graph (orphaned) or
       // gone (version_rows_lost): not comparable, and not in lockstep.
-      bool comparable =
-          d.state != DatabaseState::kUnreachable && d.state != DatabaseState::kOrphaned && d.state != DatabaseState::kVersionRowsLost;
+      bool comparable = d.state != DatabaseState::kUnreachable &&
+                        d.state != DatabaseState::kOrphaned &&
+                        d.state != DatabaseState::kVersionRowsLost;
       if (!comparable) {
         es.in_lockstep = false;
         ++es.by_state[d.state];
@@ -389,7 +401,8 @@ void JudgeEnvironments(const config::Inventory& inv, const migrations::Resolver&
       }
       if (!early.empty()) {
         violations.insert(early.begin(), early.end());
-        if (d.state == DatabaseState::kCurrent || d.state == DatabaseState::kBehind) d.state = DatabaseState::kAhead;
+        if (d.state == DatabaseState::kCurrent || d.state == DatabaseState::kBehind)
+          d.state = DatabaseState::kAhead;
         d.reason = absl::StrCat("ahead of ", env.after, ": has ", absl::StrJoin(early, ", "),
                                 ", not yet in every ", env.after, " database; ", d.reason);
       }
@@ -531,8 +544,7 @@ absl::Status Reconciler::Record(const std::vector<VersionRead>& reads, absl::Tim
   for (size_t i = 0; i < reads.size(); ++i) {
     const DatabaseStatus& d = snapshot->databases[i];
     records.push_back({d.key(), d.environment, IsKnown(reads[i]), d.revisions,
-                       std::string(NameOf(d.state)),
-                       d.check_outcome, d.check_error, checked_at});
+                       std::string(NameOf(d.state)), d.check_outcome, d.check_error, checked_at});
   }
   absl::Status recorded = store_->RecordChecks(records);
   absl::StatusOr<std::map<std::string, LastCheck>> last = store_->LastChecks();
@@ -541,7 +553,8 @@ absl::Status Reconciler::Record(const std::vector<VersionRead>& reads, absl::Tim
     auto it = last->find(d.key());
     if (it == last->end()) continue;
     d.last_change = it->second.changed_at;
-    if (d.state == DatabaseState::kUnreachable && it->second.revisions_known) d.revisions = it->second.revisions;
+    if (d.state == DatabaseState::kUnreachable && it->second.revisions_known)
+      d.revisions = it->second.revisions;
   }
   return recorded;
 }
@@ -820,8 +833,8 @@ void Reconciler::MatchRevisions(const config::Inventory& inv,
       if (c.built.size() == c.total || !matched.matches_revisions.empty()) {
         match_memo_.emplace(memo_key, matched);
       } else {  // not final: the next passes build the rest
-        so_far = absl::StrCat(" (compared with ", c.built.size(), " of ", c.total,
-                              " revisions so far)");
+        so_far =
+            absl::StrCat(" (compared with ", c.built.size(), " of ", c.total, " revisions so far)");
       }
     }
     d.schema.matches_revisions = matched.matches_revisions;
@@ -869,12 +882,12 @@ void Reconciler::OnRefresh(std::function<void(const FleetSnapshot&)> callback) {
   on_refresh_ = std::move(callback);
 }
 
-absl::StatusOr<Reconciler::SchemaComparison> Reconciler::CompareSchema(
-    const std::string& key, const std::string& against) {
+absl::StatusOr<Reconciler::SchemaComparison> Reconciler::CompareSchema(const std::string& key,
+                                                                       const std::string& against) {
   std::shared_ptr<const config::Inventory> inv = inventory();
   // The schema and the version rows of one snapshot (as the checks read them).
-  auto read = [&](const std::string& which)
-      -> absl::StatusOr<std::pair<VersionTarget, SchemaSnapshot>> {
+  auto read =
+      [&](const std::string& which) -> absl::StatusOr<std::pair<VersionTarget, SchemaSnapshot>> {
     std::optional<VersionTarget> target = Target(which);
     if (!target) {
       return absl::NotFoundError(
@@ -883,13 +896,12 @@ absl::StatusOr<Reconciler::SchemaComparison> Reconciler::CompareSchema(
     absl::StatusOr<SchemaSnapshot> snap =
         reader_->ReadSchema(*target, SchemaFilterFor(*target, inv->project.schema_ignore));
     if (!snap.ok()) {
-      return absl::Status(snap.status().code(),
-                          absl::StrCat(which, ": ", snap.status().message()));
+      return absl::Status(snap.status().code(), absl::StrCat(which, ": ", snap.status().message()));
     }
     if (!snap->locked_by.empty()) {
-      return absl::UnavailableError(absl::StrCat(
-          which, " is locked by ", snap->locked_by,
-          " (a step or restore may be changing it); compare again when it is done"));
+      return absl::UnavailableError(
+          absl::StrCat(which, " is locked by ", snap->locked_by,
+                       " (a step or restore may be changing it); compare again when it is done"));
     }
     return std::make_pair(*target, *std::move(snap));
   };
@@ -927,12 +939,12 @@ absl::StatusOr<Reconciler::SchemaComparison> Reconciler::CompareSchema(
       }
       std::sort(revisions.begin(), revisions.end());
     }
-    ExpectedSchema built = ExpectedSchemaFor(
-        *inv, target.url.dialect, revisions, SchemaFilterFor(target, inv->project.schema_ignore));
+    ExpectedSchema built = ExpectedSchemaFor(*inv, target.url.dialect, revisions,
+                                             SchemaFilterFor(target, inv->project.schema_ignore));
     if (built.schema == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "cannot build what Alembic makes of [", absl::StrJoin(revisions, ", "), "]: ",
-          built.error.empty() ? "expected schemas are not built here" : built.error));
+          "cannot build what Alembic makes of [", absl::StrJoin(revisions, ", "),
+          "]: ", built.error.empty() ? "expected schemas are not built here" : built.error));
     }
     out.against = absl::StrCat("what Alembic builds for [", absl::StrJoin(revisions, ", "), "]",
                                against.empty() ? " (its version rows)" : "");

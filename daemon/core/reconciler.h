@@ -16,19 +16,19 @@
 #include <atomic>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "config/inventory.h"
-#include "absl/base/thread_annotations.h"
-#include "daemon/model/clock.h"
-#include "daemon/model/mutex.h"
-#include "daemon/model/fleet.h"
 #include "daemon/core/schema_check.h"
 #include "daemon/drivers/version_reader.h"
+#include "daemon/model/clock.h"
+#include "daemon/model/fleet.h"
+#include "daemon/model/mutex.h"
 #include "daemon/state/state_store.h"
 #include "migrations/project.h"
 
@@ -131,8 +131,8 @@ class Reconciler {
   // scripts signature, at most 8 a pass; a result is kept per dialect and
   // fingerprint once every candidate was compared (or one matched).
   void MatchRevisions(const config::Inventory& inv, const migrations::RevisionGraph& graph,
-                      const std::map<std::string, SchemaFilter>& filters,
-                      FleetSnapshot* snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
+                      const std::map<std::string, SchemaFilter>& filters, FleetSnapshot* snapshot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
   // The expected schema of `revisions` if it was built already.
   std::optional<ExpectedSchema> CachedExpected(config::Dialect dialect,
                                                const std::vector<std::string>& revisions);

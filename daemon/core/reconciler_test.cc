@@ -1,14 +1,13 @@
 #include "daemon/core/reconciler.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -463,7 +462,8 @@ environments:
   EXPECT_EQ(t2.reason, absl::StrCat("schema differs from the 3 sqlite databases at ", kHead,
                                     " that agree: table orders missing"));
   ASSERT_EQ(t2.differences.size(), 1u);
-  for (const char* t : {"t1", "t3", "t4"}) EXPECT_EQ(NameOf(s->Find("prod", t)->schema.state), "match") << t;
+  for (const char* t : {"t1", "t3", "t4"})
+    EXPECT_EQ(NameOf(s->Find("prod", t)->schema.state), "match") << t;
   EXPECT_EQ(NameOf(s->Find("prod", "old")->schema.state), "unknown");
   EXPECT_EQ(s->Find("prod", "old")->schema.reason,
             absl::StrCat("no other sqlite database at ", kAge, " to compare its schema with"));
@@ -505,7 +505,6 @@ TEST_F(ReconcilerTest, SchemaChecksCanBeTurnedOff) {
   EXPECT_EQ(NameOf(st.state), "unknown");
   EXPECT_EQ(st.reason, "schema checks are off (server.schema_interval: 0)");
 }
-
 
 // Which revision an orphaned database's schema is, matched against what
 // Alembic builds for base and every revision: at most 8 builds a pass, so a

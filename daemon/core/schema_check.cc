@@ -115,9 +115,10 @@ std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>
   return out;
 }
 
-void MatchRevision(const Schema& found,
-                   const std::vector<std::pair<std::vector<std::string>, ExpectedSchema>>& candidates,
-                   SchemaStatus* status) {
+void MatchRevision(
+    const Schema& found,
+    const std::vector<std::pair<std::vector<std::string>, ExpectedSchema>>& candidates,
+    SchemaStatus* status) {
   status->matches_revisions.clear();
   status->closest_revisions.clear();
   status->closest_differences = 0;

@@ -51,9 +51,10 @@ std::map<std::string, SchemaStatus> JudgeCohorts(const std::vector<SchemaSample>
 // in `candidates` order when several build the same schema), else the
 // closest (fewest differences; ties: the first). Candidates that could not
 // be built are skipped. Fills the three matching fields of `status`.
-void MatchRevision(const Schema& found,
-                   const std::vector<std::pair<std::vector<std::string>, ExpectedSchema>>& candidates,
-                   SchemaStatus* status);
+void MatchRevision(
+    const Schema& found,
+    const std::vector<std::pair<std::vector<std::string>, ExpectedSchema>>& candidates,
+    SchemaStatus* status);
 
 // "table orders missing; column users.age unexpected; and 3 more".
 std::string DescribeDifferences(const std::vector<SchemaDifference>& differences, size_t show = 3);

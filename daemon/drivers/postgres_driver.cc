@@ -295,10 +295,12 @@ absl::StatusOr<std::vector<std::string>> ListPostgresDatabases(const config::Dat
                                                                const std::string& query,
                                                                const ReaderOptions& options) {
   try {
-    pqxx::connection c(absl::StrCat(url.LibpqConninfo(), " connect_timeout=",
-                                    std::max<int64_t>(2, absl::ToInt64Seconds(options.connect_timeout))));
+    pqxx::connection c(absl::StrCat(
+        url.LibpqConninfo(),
+        " connect_timeout=", std::max<int64_t>(2, absl::ToInt64Seconds(options.connect_timeout))));
     pqxx::nontransaction w(c);
-    w.exec(absl::StrCat("SET statement_timeout = ", absl::ToInt64Milliseconds(options.statement_timeout)));
+    w.exec(absl::StrCat("SET statement_timeout = ",
+                        absl::ToInt64Milliseconds(options.statement_timeout)));
     pqxx::result r = w.exec(query);
     std::vector<std::string> out;
     for (const auto& row : r) {
@@ -307,8 +309,8 @@ absl::StatusOr<std::vector<std::string>> ListPostgresDatabases(const config::Dat
     std::sort(out.begin(), out.end());
     return out;
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("discover query on ", url.Redacted(), " failed: ",
-                                               OneLine(e.what())));
+    return absl::UnavailableError(
+        absl::StrCat("discover query on ", url.Redacted(), " failed: ", OneLine(e.what())));
   }
 }
 
@@ -449,7 +451,8 @@ class PostgresDriver : public Driver {
         config::ResolvePassword(url, rule.secret, absl::StrCat(rule.environment, " discover"));
     if (!pw.ok()) return pw.status();
     url.password = *pw;
-    absl::StatusOr<std::vector<std::string>> names = ListPostgresDatabases(url, rule.query, options_);
+    absl::StatusOr<std::vector<std::string>> names =
+        ListPostgresDatabases(url, rule.query, options_);
     if (!names.ok()) return names.status();
     std::vector<Discovered> out;
     for (const std::string& name : *names) {
@@ -471,16 +474,18 @@ class PostgresDriver : public Driver {
     static std::atomic<int> counter{0};
     config::DatabaseUrl scratch = *project.shadow_postgresql;
     scratch.database = absl::StrCat("lockstep_shadow_", ::getpid(), "_", ++counter);
-    absl::Status made = Admin(*project.shadow_postgresql, absl::StrCat("CREATE DATABASE ", scratch.database));
+    absl::Status made =
+        Admin(*project.shadow_postgresql, absl::StrCat("CREATE DATABASE ", scratch.database));
     if (!made.ok()) return made;
     return scratch;
   }
 
   absl::Status DropScratch(const config::ProjectConfig& project,
                            const config::DatabaseUrl& scratch) override {
-    if (!project.shadow_postgresql) return absl::FailedPreconditionError("no project.shadow_postgresql");
-    return Admin(*project.shadow_postgresql, absl::StrCat("DROP DATABASE IF EXISTS ", scratch.database,
-                                                          " WITH (FORCE)"));
+    if (!project.shadow_postgresql)
+      return absl::FailedPreconditionError("no project.shadow_postgresql");
+    return Admin(*project.shadow_postgresql,
+                 absl::StrCat("DROP DATABASE IF EXISTS ", scratch.database, " WITH (FORCE)"));
   }
 
   absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& t,

@@ -1,7 +1,11 @@
 // The SQLite driver. All SQLite::Exception stop here.
 #include "daemon/drivers/sqlite_driver.h"
 
+#include <SQLiteCpp/Backup.h>
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <glob.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,11 +16,6 @@
 #include <memory>
 #include <optional>
 #include <vector>
-
-#include <SQLiteCpp/Backup.h>
-#include <SQLiteCpp/SQLiteCpp.h>
-#include <openssl/evp.h>
-#include <sqlite3.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -342,7 +341,8 @@ class SqliteDriver : public Driver {
     return url;
   }
 
-  absl::Status DropScratch(const config::ProjectConfig&, const config::DatabaseUrl& scratch) override {
+  absl::Status DropScratch(const config::ProjectConfig&,
+                           const config::DatabaseUrl& scratch) override {
     std::error_code ec;
     std::filesystem::remove_all(std::filesystem::path(scratch.database).parent_path(), ec);
     if (ec) return absl::UnavailableError(absl::StrCat("cannot remove ", scratch.database, ": ", ec.message()));

@@ -1,14 +1,13 @@
 #include "daemon/drivers/version_reader.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
 #include "daemon/drivers/driver.h"
@@ -234,8 +233,8 @@ TEST_F(PostgresReaderTest, DiscoverByQueryAndGlob) {
               HasSubstr("discover query on postgresql://postgres@127.0.0.1"));
 
   // A glob is SQLite's: files, named without their extension, sorted by path.
-  std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                              ("lockstep-discover-" + std::to_string(::getpid()));
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("lockstep-discover-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   for (const char* f : {"zeta.db", "acme.sqlite3", "notes.txt"}) std::ofstream(dir / f) << "";
   config::DiscoverRule files;

@@ -15,7 +15,6 @@ using prometheus::Family;
 using prometheus::Gauge;
 using prometheus::Labels;
 
-
 double Seconds(absl::Time t) {
   return t == absl::InfinitePast() ? 0 : absl::ToDoubleSeconds(t - absl::UnixEpoch());
 }

@@ -58,7 +58,8 @@ void RolloutMetrics::RolloutFinished(const Rollout& rollout) {
 }
 
 void RolloutMetrics::StepFinished(const RolloutStep& step, absl::Duration took) {
-  f_->steps.Add({{"environment", step.environment}, {"result", std::string(NameOf(step.state))}}).Increment();
+  f_->steps.Add({{"environment", step.environment}, {"result", std::string(NameOf(step.state))}})
+      .Increment();
   static const prometheus::Histogram::BucketBoundaries kSeconds = {0.1, 0.25, 0.5, 1,   2.5, 5,
                                                                    10,  30,   60,  300, 1800};
   f_->step_duration.Add({{"environment", step.environment}}, kSeconds)

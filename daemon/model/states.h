@@ -25,9 +25,9 @@
 #define LOCKSTEP_DAEMON_MODEL_STATES_H_
 
 #include <optional>
-#include "absl/strings/string_view.h"
 #include <utility>
 
+#include "absl/strings/string_view.h"
 #include "config/inventory.h"  // FailurePolicy
 
 namespace lockstep::daemon {
@@ -142,14 +142,10 @@ struct NameTable<SchemaState> {
 template <>
 struct NameTable<RolloutState> {
   static constexpr std::pair<RolloutState, absl::string_view> kNames[] = {
-      {RolloutState::kPlanned, "planned"},
-      {RolloutState::kRunning, "running"},
-      {RolloutState::kPaused, "paused"},
-      {RolloutState::kAwaitingApproval, "awaiting_approval"},
-      {RolloutState::kSoaking, "soaking"},
-      {RolloutState::kSucceeded, "succeeded"},
-      {RolloutState::kFailed, "failed"},
-      {RolloutState::kHalted, "halted"},
+      {RolloutState::kPlanned, "planned"}, {RolloutState::kRunning, "running"},
+      {RolloutState::kPaused, "paused"},   {RolloutState::kAwaitingApproval, "awaiting_approval"},
+      {RolloutState::kSoaking, "soaking"}, {RolloutState::kSucceeded, "succeeded"},
+      {RolloutState::kFailed, "failed"},   {RolloutState::kHalted, "halted"},
       {RolloutState::kAborted, "aborted"},
   };
 };
@@ -172,10 +168,8 @@ struct NameTable<StageState> {
 template <>
 struct NameTable<StepState> {
   static constexpr std::pair<StepState, absl::string_view> kNames[] = {
-      {StepState::kPending, "pending"},
-      {StepState::kRunning, "running"},
-      {StepState::kSucceeded, "succeeded"},
-      {StepState::kFailed, "failed"},
+      {StepState::kPending, "pending"},     {StepState::kRunning, "running"},
+      {StepState::kSucceeded, "succeeded"}, {StepState::kFailed, "failed"},
       {StepState::kSkipped, "skipped"},
   };
 };
@@ -183,12 +177,9 @@ struct NameTable<StepState> {
 template <>
 struct NameTable<StepPhase> {
   static constexpr std::pair<StepPhase, absl::string_view> kNames[] = {
-      {StepPhase::kNone, ""},
-      {StepPhase::kLock, "lock"},
-      {StepPhase::kBackup, "backup"},
-      {StepPhase::kAlembic, "alembic"},
-      {StepPhase::kVerify, "verify"},
-      {StepPhase::kRollback, "rollback"},
+      {StepPhase::kNone, ""},         {StepPhase::kLock, "lock"},
+      {StepPhase::kBackup, "backup"}, {StepPhase::kAlembic, "alembic"},
+      {StepPhase::kVerify, "verify"}, {StepPhase::kRollback, "rollback"},
   };
 };
 

@@ -1,9 +1,9 @@
 #include "daemon/model/states.h"
 
+#include <gtest/gtest.h>
+
 #include <set>
 #include <string>
-
-#include <gtest/gtest.h>
 
 namespace lockstep::daemon {
 namespace {

@@ -74,8 +74,8 @@ absl::StatusOr<RestoreResult> BackupService::RestoreOnRequest(
   // A SQLite file that is gone holds nothing to lose and nothing to back
   // up: the lock creates it empty (and removes it again if the restore
   // fails), the restore fills it.
-  absl::StatusOr<std::unique_ptr<DatabaseLock>> lock = drivers_->For(*url).Lock(
-      target, *url, inv.server.connect_timeout, IfMissing::kCreate);
+  absl::StatusOr<std::unique_ptr<DatabaseLock>> lock =
+      drivers_->For(*url).Lock(target, *url, inv.server.connect_timeout, IfMissing::kCreate);
   if (!lock.ok()) return lock.status();
 
   RestoreResult result;
@@ -111,19 +111,16 @@ absl::StatusOr<RestoreResult> BackupService::RestoreOnRequest(
     result.check = absl::UnavailableError(absl::StrCat(
         "restored ", target.name, " but cannot read its version rows: ", read.error, undo));
   } else if (read.rows != backup.revisions) {
-    result.check = absl::DataLossError(absl::StrCat(
-        "restored ", target.name, " from backup ", backup.id, " but it holds ",
-        RowsText(read.rows), ", not the backup's ", RowsText(backup.revisions), undo));
+    result.check = absl::DataLossError(
+        absl::StrCat("restored ", target.name, " from backup ", backup.id, " but it holds ",
+                     RowsText(read.rows), ", not the backup's ", RowsText(backup.revisions), undo));
   }
   return result;
 }
 
-absl::StatusOr<Backup> BackupService::TakeSafetyBackup(const Backup& backup,
-                                                       const VersionTarget& target,
-                                                       const config::DatabaseUrl& url,
-                                                       const config::Inventory& inv,
-                                                       const std::string& actor, bool yes,
-                                                       bool* changed) const {
+absl::StatusOr<Backup> BackupService::TakeSafetyBackup(
+    const Backup& backup, const VersionTarget& target, const config::DatabaseUrl& url,
+    const config::Inventory& inv, const std::string& actor, bool yes, bool* changed) const {
   // A database that cannot be read cannot be compared or backed up: refused,
   // even with `yes` (restore such a one by hand).
   VersionRead before = drivers_->Read(target);

@@ -37,8 +37,7 @@ std::string NewId(const std::string& prefix, absl::Time now) {
 }  // namespace
 
 RolloutEngine::RolloutEngine(std::shared_ptr<Reconciler> reconciler, StateStore* store,
-                             std::shared_ptr<Drivers> drivers, RolloutHooks hooks,
-                             Options options)
+                             std::shared_ptr<Drivers> drivers, RolloutHooks hooks, Options options)
     : reconciler_(std::move(reconciler)),
       store_(store),
       drivers_(std::move(drivers)),
@@ -117,7 +116,8 @@ absl::Status RolloutEngine::CheckStoreLocked(bool retry_writes) {
       continue;
     }
     Emit(*it->second, EventKind::kRecovered, "", "",
-         absl::StrCat("the state store takes writes again; ", NameOf(it->second->r.state), " recorded"));
+         absl::StrCat("the state store takes writes again; ", NameOf(it->second->r.state),
+                      " recorded"));
     events_.Forget(it->first);
     it = active_.erase(it);
   }
@@ -189,7 +189,8 @@ void RolloutEngine::SaveHeader(Active& a) {
 
 void RolloutEngine::UpdateGauges() {
   int awaiting = 0;
-  for (const auto& [id, a] : active_) awaiting += a->r.state == RolloutState::kAwaitingApproval ? 1 : 0;
+  for (const auto& [id, a] : active_)
+    awaiting += a->r.state == RolloutState::kAwaitingApproval ? 1 : 0;
   if (hooks_.on_gauges) hooks_.on_gauges(static_cast<int>(active_.size()), awaiting);
 }
 
@@ -300,8 +301,7 @@ absl::StatusOr<Rollout> RolloutEngine::Downgrade(const std::string& environment,
   return LaunchIncident("downgrades", requested_by,
                         [&](const config::Inventory& inv, const migrations::Resolver& resolver,
                             const FleetSnapshot& fleet) {
-                          return PlanDowngrade(environment, database, target, inv, resolver,
-                                               fleet);
+                          return PlanDowngrade(environment, database, target, inv, resolver, fleet);
                         });
 }
 
@@ -318,9 +318,10 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
     for (const auto& [id, other] : active_) {
       for (const RolloutStage& busy : other->r.stages) {
         if (busy.environment == stage.environment) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              stage.environment, " already has an active rollout, ", id, " (", NameOf(other->r.state),
-              "); one rollout per environment at a time: wait, or abort it"));
+          return absl::FailedPreconditionError(
+              absl::StrCat(stage.environment, " already has an active rollout, ", id, " (",
+                           NameOf(other->r.state),
+                           "); one rollout per environment at a time: wait, or abort it"));
         }
       }
     }
@@ -352,8 +353,8 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
       promotion.push_back(p.message);
     } else if (p.code == "schema-drift") {
       Emit(*a, EventKind::kOverrideDrift, "", "",
-           absl::StrCat(p.database, ": schema drift overridden by ", who, " (--allow-drift): ",
-                        p.message));
+           absl::StrCat(p.database, ": schema drift overridden by ", who,
+                        " (--allow-drift): ", p.message));
     } else {
       Emit(*a, EventKind::kOverrideLint, "", "",
            absl::StrCat("lint ", p.code, " overridden by ", who, " (--allow-lint): ", p.message));
@@ -426,14 +427,14 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
     s.approved_by = by;
     s.approved_at = clock_->Now();
     SaveStage(active, i);
-    Emit(active, EventKind::kApproved, s.environment, "", absl::StrCat(s.environment, " approved by ", by));
+    Emit(active, EventKind::kApproved, s.environment, "",
+         absl::StrCat(s.environment, " approved by ", by));
   } else {
     s.canary_approved_by = by;
     s.canary_approved_at = clock_->Now();
     SaveStage(active, i);
     Emit(active, EventKind::kApproved, s.environment, "",
-         absl::StrCat(s.environment, " canaries approved by ", by,
-                      "; the other databases start"));
+         absl::StrCat(s.environment, " canaries approved by ", by, "; the other databases start"));
   }
   active.waiting = Active::Gate::kNone;  // one approval per gate
   changed_.notify_all();
@@ -450,7 +451,8 @@ absl::Status RolloutEngine::Pause(const std::string& id, const std::string& who)
   (*a)->r.state = RolloutState::kPaused;
   (*a)->r.reason = absl::StrCat("paused by ", who.empty() ? "an unnamed caller" : who);
   SaveHeader(**a);
-  Emit(**a, EventKind::kPaused, "", "", (*a)->r.reason + "; running steps finish, no new ones start");
+  Emit(**a, EventKind::kPaused, "", "",
+       (*a)->r.reason + "; running steps finish, no new ones start");
   UpdateGauges();
   return absl::OkStatus();
 }
@@ -554,11 +556,10 @@ absl::StatusOr<std::vector<RolloutEvent>> RolloutEngine::WaitEvents(const std::s
     MutexLock lock(mu_);
     if (absl::Now() >= deadline) return events;
     const absl::Time until = std::min(deadline, absl::Now() + kOutputLatency);
-    changed_.wait_until(lock.native(), absl::ToChronoTime(until),
-                        [&] {
-                          mu_.AssertHeld();  // the wait holds it while it asks
-                          return events_emitted_ != seen || stopping_;
-                        });
+    changed_.wait_until(lock.native(), absl::ToChronoTime(until), [&] {
+      mu_.AssertHeld();  // the wait holds it while it asks
+      return events_emitted_ != seen || stopping_;
+    });
     if (stopping_) return absl::UnavailableError("lockstepd is shutting down");
   }
 }
@@ -582,12 +583,11 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
     return absl::FailedPreconditionError(
         absl::StrCat(key, " is not in the inventory any more; restore ", b->path, " by hand"));
   }
-  absl::StatusOr<RestoreResult> result =
-      backups_.RestoreOnRequest(*b, *target, *reconciler_->inventory(), actor, yes,
-                                [this](const Backup& safety) {
-                                  MutexLock guard(mu_);
-                                  if (hooks_.on_backup) hooks_.on_backup(safety);
-                                });
+  absl::StatusOr<RestoreResult> result = backups_.RestoreOnRequest(
+      *b, *target, *reconciler_->inventory(), actor, yes, [this](const Backup& safety) {
+        MutexLock guard(mu_);
+        if (hooks_.on_backup) hooks_.on_backup(safety);
+      });
   if (!result.ok()) return result.status();
   absl::Status marked = store_->MarkRestored(backup_id, actor, result->restored_at);
   (void)marked;  // the restore happened; lockstepd's log still says who did it

@@ -195,9 +195,8 @@ class RolloutEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckStoreLocked(bool retry_writes = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Must hold mu_.
-  void Emit(Active& a, EventKind kind, const std::string& environment,
-            const std::string& database, const std::string& message)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Emit(Active& a, EventKind kind, const std::string& environment, const std::string& database,
+            const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Emit with mu_ not held: the store write happens outside the lock.
   void EmitUnlocked(Active& a, EventKind kind, const std::string& environment,
                     const std::string& database, const std::string& message)

@@ -43,8 +43,8 @@ struct RolloutEngine::Active {
   bool paused = false;
   bool aborted = false;
   bool halted = false;
-  std::string stop_reason;          // why pending steps are skipped
-  std::atomic<bool> cancel{false};  // stops running Alembic processes (abort, Stop)
+  std::string stop_reason;               // why pending steps are skipped
+  std::atomic<bool> cancel{false};       // stops running Alembic processes (abort, Stop)
   std::set<size_t> canary_gates_passed;  // stages whose canary gate is behind them
   // The approval gate the runner waits at now, if any: an approval applies
   // to it alone (never to a gate ahead), so a second `approve` cannot vouch
@@ -58,11 +58,11 @@ struct RolloutEngine::Active {
 };
 
 struct RolloutEngine::GateWait {
-  StageState stage_state;    // kSoaking or kAwaitingApproval
-  RolloutState rollout_state;  // the same, for the rollout (unless paused)
-  EventKind event;          // soaking, canary_soaking, awaiting_approval
-  std::string reason;       // the rollout's reason while it waits
-  absl::Time until = absl::InfiniteFuture();  // a soak's end
+  StageState stage_state;                              // kSoaking or kAwaitingApproval
+  RolloutState rollout_state;                          // the same, for the rollout (unless paused)
+  EventKind event;                                     // soaking, canary_soaking, awaiting_approval
+  std::string reason;                                  // the rollout's reason while it waits
+  absl::Time until = absl::InfiniteFuture();           // a soak's end
   std::function<bool()> ready = [] { return false; };  // an approval given
   Active::Gate approval = Active::Gate::kNone;         // what Approve() approves
 };

@@ -19,17 +19,17 @@ using engine_internal::Plural;
 using engine_internal::StepsIn;
 using engine_internal::When;
 
-bool RolloutEngine::WaitUntil(MutexLock& lock, Active& a,
-                              const std::function<bool()>& ready, absl::Time deadline) {
+bool RolloutEngine::WaitUntil(MutexLock& lock, Active& a, const std::function<bool()>& ready,
+                              absl::Time deadline) {
   while (true) {
     if (stopping_ || a.aborted || a.halted) return false;
     if (!a.paused && (ready() || clock_->Now() >= deadline)) return true;
-    clock_->WaitUntil(changed_, lock.native(), std::min(deadline, clock_->Now() + absl::Seconds(1)));
+    clock_->WaitUntil(changed_, lock.native(),
+                      std::min(deadline, clock_->Now() + absl::Seconds(1)));
   }
 }
 
-bool RolloutEngine::EnterGate(MutexLock& lock, Active& a, size_t i,
-                              const GateWait& gate) {
+bool RolloutEngine::EnterGate(MutexLock& lock, Active& a, size_t i, const GateWait& gate) {
   RolloutStage& st = a.r.stages[i];
   st.state = gate.stage_state;
   SaveStage(a, i);
@@ -74,8 +74,8 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
   if (stopping_ || a.aborted || a.halted) return false;
   RolloutStage& st = a.r.stages[i];
   if (st.state == StageState::kSucceeded) return true;
-  if (st.state != StageState::kPending && st.state != StageState::kSoaking && st.state != StageState::kAwaitingApproval &&
-      st.state != StageState::kRunning) {
+  if (st.state != StageState::kPending && st.state != StageState::kSoaking &&
+      st.state != StageState::kAwaitingApproval && st.state != StageState::kRunning) {
     return false;
   }
   std::map<int, std::vector<int>> waves;
@@ -140,10 +140,10 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
   bool unfinished = std::any_of(a.r.steps.begin(), a.r.steps.end(), [&](const RolloutStep& s) {
     return s.environment == st.environment && !s.finished();
   });
-  st.state = a.aborted                      ? StageState::kAborted
-             : a.halted                     ? StageState::kHalted
+  st.state = a.aborted                       ? StageState::kAborted
+             : a.halted                      ? StageState::kHalted
              : st.failures > 0 || unfinished ? StageState::kFailed
-                                            : StageState::kSucceeded;
+                                             : StageState::kSucceeded;
   st.finished_at = clock_->Now();
   SaveStage(a, i);
   Emit(a, EventKind::kStageFinished, st.environment, "",
@@ -162,7 +162,8 @@ void RolloutEngine::RunWave(Active& a, size_t stage_index, const std::vector<int
         if (!WaitUntil(lock, a, [] { return true; }) || a.halted) return;
         while (next < steps.size() && step < 0) {
           int candidate = steps[next++];
-          if (a.r.steps[static_cast<size_t>(candidate)].state == StepState::kPending) step = candidate;
+          if (a.r.steps[static_cast<size_t>(candidate)].state == StepState::kPending)
+            step = candidate;
         }
         if (step < 0) return;
       }
@@ -215,8 +216,7 @@ StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
       StoreFailed(saved);
     }
   };
-  hooks.event = [this, &a](const RolloutStep& step, EventKind kind,
-                           const std::string& message) {
+  hooks.event = [this, &a](const RolloutStep& step, EventKind kind, const std::string& message) {
     EmitUnlocked(a, kind, step.environment, step.database, message);
   };
   hooks.backup_taken = [this](const Backup& b) {
@@ -359,9 +359,9 @@ void RolloutEngine::Finish(Active& a) {
     RolloutStage& st = a.r.stages[i];
     if (skip_reason.empty() && i > 0 && st.state == StageState::kPending &&
         a.r.stages[i - 1].state != StageState::kSucceeded) {
-      skip_reason = absl::StrCat(a.r.stages[i - 1].environment, " did not succeed (",
-                                 NameOf(a.r.stages[i - 1].state),
-                                 "), so it is not promoted further");
+      skip_reason =
+          absl::StrCat(a.r.stages[i - 1].environment, " did not succeed (",
+                       NameOf(a.r.stages[i - 1].state), "), so it is not promoted further");
     }
     if (st.state == StageState::kPending || st.state == StageState::kSoaking ||
         st.state == StageState::kAwaitingApproval) {
@@ -376,16 +376,16 @@ void RolloutEngine::Finish(Active& a) {
     SaveStep(a, s);
     Emit(a, EventKind::kStepSkipped, s.environment, s.database, skip_reason);
   }
-  a.r.state = a.aborted     ? RolloutState::kAborted
-              : a.halted    ? RolloutState::kHalted
-              : failed > 0  ? RolloutState::kFailed
-                            : RolloutState::kSucceeded;
+  a.r.state = a.aborted    ? RolloutState::kAborted
+              : a.halted   ? RolloutState::kHalted
+              : failed > 0 ? RolloutState::kFailed
+                           : RolloutState::kSucceeded;
   a.r.reason = a.r.state == RolloutState::kSucceeded
                    ? absl::StrCat(Plural(a.r.steps.size(), "database"), " at ", a.r.target)
                : !skip_reason.empty()
                    ? skip_reason
-                   : absl::StrCat(failed, " of ", Plural(a.r.steps.size(), "database"),
-                                  " failed; ", first_failure->key(), ": ", first_failure->error);
+                   : absl::StrCat(failed, " of ", Plural(a.r.steps.size(), "database"), " failed; ",
+                                  first_failure->key(), ": ", first_failure->error);
   if (a.r.state == RolloutState::kSucceeded && a.r.kind == "downgrade" && a.r.steps.size() == 1) {
     // The revisions it holds, not the target as given ("-1"): a step
     // succeeds only when the rows read after it are the expected ones.

@@ -905,8 +905,9 @@ TEST_F(EngineTest, SettleRestoresASqliteStepFromItsBackupBeforeRetrying) {
   std::optional<VersionTarget> target = reconciler_->Target("prod/a");
   ASSERT_TRUE(target.has_value());
   std::filesystem::create_directories(dir_ + "/backups");
-  absl::StatusOr<Backup> b = drivers->For(target->url).TakeBackup(
-      *target, target->url, dir_ + "/backups", absl::Minutes(1));
+  absl::StatusOr<Backup> b =
+      drivers->For(target->url)
+          .TakeBackup(*target, target->url, dir_ + "/backups", absl::Minutes(1));
   ASSERT_TRUE(b.ok()) << b.status();
   b->revisions = {kAge};
   ASSERT_TRUE(store_->AddBackup(&*b).ok());
@@ -920,7 +921,9 @@ TEST_F(EngineTest, SettleRestoresASqliteStepFromItsBackupBeforeRetrying) {
   StartEngine();
   ASSERT_TRUE(WaitFor("r-half", "succeeded"));
   std::vector<std::string> messages;
-  for (const RolloutEvent& e : *store_->Events("r-half", 0, 100)) messages.push_back(e.message);
+  absl::StatusOr<std::vector<RolloutEvent>> events = store_->Events("r-half", 0, 100);
+  ASSERT_TRUE(events.ok()) << events.status();
+  for (const RolloutEvent& e : *events) messages.push_back(e.message);
   EXPECT_THAT(messages, ::testing::Contains(HasSubstr("restored from its backup; will retry")));
   EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kHead));
   sqlite3* db = nullptr;

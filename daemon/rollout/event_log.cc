@@ -71,7 +71,11 @@ absl::Status EventLog::Append(const std::string& rollout_id, RolloutEvent* event
       return absl::OkStatus();
     }
     if (log.dropped > 0) {
-      RolloutEvent gap{++log.last_seq, event->at, EventKind::kOutput, event->environment, event->database,
+      RolloutEvent gap{++log.last_seq,
+                       event->at,
+                       EventKind::kOutput,
+                       event->environment,
+                       event->database,
                        absl::StrCat("lockstep: ", log.dropped,
                                     " output lines were dropped here: the state store did not "
                                     "keep up")};

@@ -35,9 +35,9 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/model/mutex.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "daemon/model/mutex.h"
 #include "daemon/model/rollout.h"
 #include "daemon/state/state_store.h"
 

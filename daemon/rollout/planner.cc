@@ -343,7 +343,8 @@ RolloutStage IncidentStage(const config::EnvironmentConfig& env) {
 absl::StatusOr<Rollout> PlanStamp(const std::string& environment, const std::string& database,
                                   const std::string& revision, const std::string& override_reason,
                                   const config::Inventory& inv,
-                                  const migrations::Resolver& resolver, const FleetSnapshot& fleet) {
+                                  const migrations::Resolver& resolver,
+                                  const FleetSnapshot& fleet) {
   const config::EnvironmentConfig* env = inv.FindEnvironment(environment);
   const DatabaseStatus* d = fleet.Find(environment, database);
   if (env == nullptr || d == nullptr) {

@@ -22,8 +22,8 @@
 #include <map>
 #include <mutex>
 
-#include "daemon/model/mutex.h"
 #include "absl/time/time.h"
+#include "daemon/model/mutex.h"
 
 namespace lockstep::daemon {
 

@@ -159,11 +159,10 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   StepJournal journal(step, clock_, hooks.save, hooks.event);
   StepContext c{job, journal, cancel, hooks, reconciler_->inventory()};
   RolloutStep& s = c.step();
-  journal.Begin(absl::StrCat("from ", RowsText(s.from), " to ", RowsText(s.expected),
-                             s.path.empty() ? std::string(job.kind == "stamp"
-                                                              ? " (a stamp: no migration runs)"
-                                                              : "")
-                                            : absl::StrCat(": ", absl::StrJoin(s.path, ", "))));
+  journal.Begin(absl::StrCat(
+      "from ", RowsText(s.from), " to ", RowsText(s.expected),
+      s.path.empty() ? std::string(job.kind == "stamp" ? " (a stamp: no migration runs)" : "")
+                     : absl::StrCat(": ", absl::StrJoin(s.path, ", "))));
   if (absl::Status locked = LockPhase(c); !locked.ok()) {
     return journal.Fail(std::string(locked.message()));
   }
@@ -252,8 +251,9 @@ absl::StatusOr<bool> StepExecutor::ReplanPhase(StepContext& c) const {
         "the database moved to ", RowsText(before.rows), " since the plan and cannot go to ",
         c.job.target, ": ", migrations::CommandErrorMessage(path.status())));
   }
-  c.journal.Event(EventKind::kReplanned, absl::StrCat("the database moved from ", RowsText(s.from), " to ",
-                                            RowsText(before.rows), " since the plan; new path"));
+  c.journal.Event(EventKind::kReplanned,
+                  absl::StrCat("the database moved from ", RowsText(s.from), " to ",
+                               RowsText(before.rows), " since the plan; new path"));
   s.from = before.rows;
   s.path.clear();
   for (const auto& step : *path) s.path.push_back(project->graph().id(step.revision));
@@ -334,9 +334,10 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
   if (ticket == 0) return std::nullopt;
   const absl::Duration waited = absl::Now() - queued;
   if (waited >= absl::Milliseconds(1)) {
-    c.journal.Event(EventKind::kStartupSlot, absl::StrCat("waited ", absl::ToInt64Milliseconds(waited),
-                                                 " ms for an Alembic start-up slot (", slots,
-                                                 " at once: server.alembic_startup_slots)"));
+    c.journal.Event(EventKind::kStartupSlot,
+                    absl::StrCat("waited ", absl::ToInt64Milliseconds(waited),
+                                 " ms for an Alembic start-up slot (", slots,
+                                 " at once: server.alembic_startup_slots)"));
   }
   ++s.attempts;
   c.journal.Enter(StepPhase::kAlembic);
@@ -354,12 +355,13 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
       return;
     }
     const std::string log = OutputLogPath(c.inv->server, c.job.rollout_id, s);
-    c.journal.Event(EventKind::kOutput, absl::StrCat("[lockstep: over 1 MiB of output; the rest is not "
-                                           "shown here: ",
-                                           log.empty() ? "server.output_dir is not set, only "
-                                                         "the step's last 64 KiB are kept"
-                                                       : absl::StrCat("all of it is in ", log),
-                                           "]"));
+    c.journal.Event(EventKind::kOutput,
+                    absl::StrCat("[lockstep: over 1 MiB of output; the rest is not "
+                                 "shown here: ",
+                                 log.empty() ? "server.output_dir is not set, only "
+                                               "the step's last 64 KiB are kept"
+                                             : absl::StrCat("all of it is in ", log),
+                                 "]"));
   };
   ProcessResult run = RunAlembic(
       c, command, c.job.target, ticket, c.cancel, [&](int pid) { c.journal.Pid(pid); }, on_line);
@@ -370,8 +372,9 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
   s.output = run.output;
   s.output_log = run.output_log;
   if (!run.output_log_error.empty()) {
-    c.journal.Event(EventKind::kOutput, absl::StrCat("[lockstep: the output log is incomplete: ",
-                                           run.output_log_error, "]"));
+    c.journal.Event(
+        EventKind::kOutput,
+        absl::StrCat("[lockstep: the output log is incomplete: ", run.output_log_error, "]"));
   }
   return run;
 }
@@ -421,7 +424,8 @@ absl::Status StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::st
   ExpectedSchema expected = reconciler_->ExpectedSchemaFor(*c.inv, c.url.dialect, rows, filter);
   if (expected.schema == nullptr) {
     if (!expected.error.empty()) {
-      c.journal.Event(EventKind::kSchemaNotVerified, absl::StrCat("no expected schema: ", expected.error));
+      c.journal.Event(EventKind::kSchemaNotVerified,
+                      absl::StrCat("no expected schema: ", expected.error));
     }
     return absl::OkStatus();
   }
@@ -431,8 +435,9 @@ absl::Status StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::st
     return absl::OkStatus();
   }
   if (SchemaFingerprint(found->schema) == expected.fingerprint) {
-    c.journal.Event(EventKind::kSchemaVerified, absl::StrCat("the schema Alembic builds for ",
-                                                    RowsText(rows), " on an empty database"));
+    c.journal.Event(
+        EventKind::kSchemaVerified,
+        absl::StrCat("the schema Alembic builds for ", RowsText(rows), " on an empty database"));
     return absl::OkStatus();
   }
   const std::vector<SchemaDifference> differences = Diff(*expected.schema, found->schema);
@@ -484,9 +489,10 @@ absl::Status StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& ru
   const FailurePolicy how = c.job.policy.on_failure;
   if (how == FailurePolicy::kRestore && transactional && readable && after.rows == s.from) {
     s.rollback = "rolled_back";  // the dialect's transactional DDL undid it
-    c.journal.Event(EventKind::kRolledBack,
-                    absl::StrCat("the database rolled the migration's transaction back; verified at ",
-                                 RowsText(after.rows)));
+    c.journal.Event(
+        EventKind::kRolledBack,
+        absl::StrCat("the database rolled the migration's transaction back; verified at ",
+                     RowsText(after.rows)));
   } else if (how == FailurePolicy::kRestore) {
     absl::Status restored = c.lock->Check();
     if (restored.ok()) restored = backups_.Restore(s.backup_id, c.url, *c.inv);
@@ -504,12 +510,13 @@ absl::Status StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& ru
       // What it held when Alembic was stopped is gone: say what is there now.
       const bool check_ok =
           check.outcome == ReadOutcome::kOk || check.outcome == ReadOutcome::kNoTable;
-      error = absl::AbortedError(absl::StrCat("stopped by abort; ",
-                           restored.ok() ? absl::StrCat("restored from backup ", s.backup_id,
-                                                        ", the database holds ")
-                                         : "the restore failed, the database holds ",
-                           check_ok ? RowsText(check.rows)
-                                    : absl::StrCat("rows that cannot be read: ", check.error)));
+      error = absl::AbortedError(absl::StrCat(
+          "stopped by abort; ",
+          restored.ok()
+              ? absl::StrCat("restored from backup ", s.backup_id, ", the database holds ")
+              : "the restore failed, the database holds ",
+          check_ok ? RowsText(check.rows)
+                   : absl::StrCat("rows that cannot be read: ", check.error)));
     }
   } else if (how == FailurePolicy::kDowngrade) {
     std::string to = s.from.empty() ? "base" : s.from.size() == 1 ? s.from[0] : "";
@@ -559,9 +566,10 @@ void StepExecutor::StopLeftovers(const std::string& rollout_id, StepJournal& jou
     for (int i = 0; i < 100 && ProcessAlive(s.pid); ++i) absl::SleepFor(absl::Milliseconds(100));
   }
   if (int stopped = SignalRunTree(0, StepRunToken(rollout_id, s), SIGKILL); stopped > 0) {
-    journal.Event(EventKind::kOutput, absl::StrCat("lockstep: killed ", stopped,
-                                         " process(es) the step had left running before the "
-                                         "restart"));
+    journal.Event(EventKind::kOutput,
+                  absl::StrCat("lockstep: killed ", stopped,
+                               " process(es) the step had left running before the "
+                               "restart"));
   }
 }
 
@@ -592,17 +600,17 @@ absl::Status StepExecutor::SettlePhase(StepJournal& journal) const {
   const StepPhase phase = s.phase;
   // Without transactional DDL, whatever DDL ran before the kill stays.
   const bool keeps_partial_ddl = !drivers_->For(*url).transactional_ddl();
-  const bool alembic_may_have_run = phase == StepPhase::kAlembic ||
-                                    phase == StepPhase::kVerify || phase == StepPhase::kRollback;
+  const bool alembic_may_have_run =
+      phase == StepPhase::kAlembic || phase == StepPhase::kVerify || phase == StepPhase::kRollback;
   if (read.rows == s.expected && phase != StepPhase::kRollback) {
     journal.Succeed(
         absl::StrCat("holds ", RowsText(read.rows), " as planned (settled after a restart)"));
     return absl::OkStatus();
   }
   if (read.rows != s.from) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the database holds ", RowsText(read.rows), "; it was moving from ",
-                     RowsText(s.from), " to ", RowsText(s.expected)));
+    return absl::FailedPreconditionError(absl::StrCat("the database holds ", RowsText(read.rows),
+                                                      "; it was moving from ", RowsText(s.from),
+                                                      " to ", RowsText(s.expected)));
   }
   // Partial DDL stays: go back to the backup.
   const bool restore = keeps_partial_ddl && alembic_may_have_run && s.backup_id != 0;
@@ -617,9 +625,9 @@ absl::Status StepExecutor::SettlePhase(StepJournal& journal) const {
     return absl::FailedPreconditionError(
         "the step had failed and was being rolled back; it is back at its start");
   }
-  journal.Recover(absl::StrCat("still at its start ", RowsText(read.rows),
-                               restore ? "; restored from its backup; will retry"
-                                       : "; will retry"));
+  journal.Recover(
+      absl::StrCat("still at its start ", RowsText(read.rows),
+                   restore ? "; restored from its backup; will retry" : "; will retry"));
   return absl::OkStatus();
 }
 

@@ -29,11 +29,11 @@
 #include <string>
 #include <vector>
 
-#include "daemon/model/mutex.h"
-#include "daemon/model/clock.h"
 #include "daemon/core/reconciler.h"
-#include "daemon/model/rollout.h"
 #include "daemon/drivers/driver.h"
+#include "daemon/model/clock.h"
+#include "daemon/model/mutex.h"
+#include "daemon/model/rollout.h"
 #include "daemon/process/process.h"
 #include "daemon/rollout/alembic_output.h"  // RowsText, AlembicFailure
 #include "daemon/rollout/backup_service.h"
@@ -70,8 +70,7 @@ class StepExecutor {
   };
   struct Hooks {
     std::function<void(const RolloutStep&)> save;  // persist the step as it is now
-    std::function<void(const RolloutStep&, EventKind kind, const std::string& message)>
-        event;
+    std::function<void(const RolloutStep&, EventKind kind, const std::string& message)> event;
     std::function<void(const Backup&)> backup_taken;
     std::function<bool()> stopping;  // lockstepd is stopping: leave the step running
   };

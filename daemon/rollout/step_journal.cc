@@ -5,11 +5,9 @@
 
 namespace lockstep::daemon {
 
-StepJournal::StepJournal(RolloutStep* step, const Clock* clock,
-                         std::function<void(const RolloutStep&)> save,
-                         std::function<void(const RolloutStep&, EventKind kind,
-                                            const std::string& message)>
-                             event)
+StepJournal::StepJournal(
+    RolloutStep* step, const Clock* clock, std::function<void(const RolloutStep&)> save,
+    std::function<void(const RolloutStep&, EventKind kind, const std::string& message)> event)
     : step_(*step), clock_(clock), save_(std::move(save)), event_(std::move(event)) {}
 
 void StepJournal::Begin(const std::string& message) {
@@ -55,9 +53,8 @@ void StepJournal::Fail(const std::string& message) {
   step_.pid_identity.clear();
   step_.phase = StepPhase::kNone;
   save_(step_);
-  Event(EventKind::kStepFailed, step_.rollback.empty()
-                           ? message
-                           : absl::StrCat(message, " [", step_.rollback, "]"));
+  Event(EventKind::kStepFailed,
+        step_.rollback.empty() ? message : absl::StrCat(message, " [", step_.rollback, "]"));
 }
 
 void StepJournal::Requeue() {

@@ -27,16 +27,13 @@
 
 namespace lockstep::daemon {
 
-
 class StepJournal {
  public:
   // `save` persists the step as it is now; `event` records an event for it.
   // `step` and `clock` must outlive the journal.
-  StepJournal(RolloutStep* step, const Clock* clock,
-              std::function<void(const RolloutStep&)> save,
-              std::function<void(const RolloutStep&, EventKind kind,
-                                 const std::string& message)>
-                  event);
+  StepJournal(
+      RolloutStep* step, const Clock* clock, std::function<void(const RolloutStep&)> save,
+      std::function<void(const RolloutStep&, EventKind kind, const std::string& message)> event);
 
   void Begin(const std::string& message);
   void Enter(StepPhase phase);

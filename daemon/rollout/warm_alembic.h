@@ -30,8 +30,8 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/model/mutex.h"
 #include "absl/status/statusor.h"
+#include "daemon/model/mutex.h"
 #include "daemon/process/process.h"
 
 namespace lockstep::daemon {

@@ -6,13 +6,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "migrations/resolver.h"
-#include "migrations/revision_error.h"
-#include "migrations/traversal.h"
 #include "daemon/model/utf8.h"
 #include "daemon/rpc/proto_convert.h"
 #include "daemon/rpc/reply_text.h"
 #include "daemon/rpc/request_bounds.h"
+#include "migrations/resolver.h"
+#include "migrations/revision_error.h"
+#include "migrations/traversal.h"
 
 namespace lockstep::daemon {
 namespace {
@@ -25,7 +25,6 @@ void ToProto(const SchemaDifference& x, v1::SchemaDifference* p) {
   p->set_expected(ValidUtf8(x.expected));
   p->set_found(ValidUtf8(x.found));
 }
-
 
 void ToProto(const DatabaseStatus& d, v1::Database* out) {
   out->set_environment(d.environment);

@@ -11,8 +11,8 @@ using store_util::FromMicros;
 using store_util::Guard;
 using store_util::Join;
 using store_util::Micros;
-using store_util::Split;
 using store_util::Name;
+using store_util::Split;
 using store_util::Stored;
 
 constexpr const char* kUpsertRollout = R"sql(
@@ -381,8 +381,8 @@ absl::StatusOr<std::vector<RolloutEvent>> StateStore::Events(const std::string& 
     while (q->executeStep()) {
       out.push_back({q->getColumn(0).getInt64(), FromMicros(q->getColumn(1).getInt64()),
                      Stored<EventKind>(q->getColumn(2).getString(), "rollout_events.kind"),
-                     q->getColumn(3).getString(),
-                     q->getColumn(4).getString(), q->getColumn(5).getString()});
+                     q->getColumn(3).getString(), q->getColumn(4).getString(),
+                     q->getColumn(5).getString()});
     }
   });
   if (!s.ok()) return s;

@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "daemon/model/mutex.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "daemon/model/mutex.h"
 #include "daemon/model/rollout.h"
 
 namespace SQLite {

@@ -150,7 +150,8 @@ TEST_F(StateStoreTest, RolloutsStepsEventsAndBackupsRoundTrip) {
     r.stages[0].approved_by = "alice";
     ASSERT_TRUE((*store)->SaveStage("r-1", 0, r.stages[0]).ok());
     RolloutEvent e1{0, absl::FromUnixSeconds(101), EventKind::kStepStarted, "prod", "t1", "go"};
-    RolloutEvent e2{0, absl::FromUnixSeconds(102), EventKind::kOutput, "prod", "t1", "Running upgrade"};
+    RolloutEvent e2{0,    absl::FromUnixSeconds(102), EventKind::kOutput, "prod",
+                    "t1", "Running upgrade"};
     ASSERT_TRUE((*store)->AppendEvent("r-1", &e1).ok());
     ASSERT_TRUE((*store)->AppendEvent("r-1", &e2).ok());
     EXPECT_EQ(e1.seq, 1);
@@ -218,8 +219,9 @@ TEST_F(StateStoreTest, AnUnknownStoredStateIsAnErrorNamingIt) {
   auto store = StateStore::Open(path_);
   absl::StatusOr<Rollout> back = (*store)->LoadRollout("r-1");
   ASSERT_FALSE(back.ok());
-  EXPECT_THAT(back.status().message(),
-              HasSubstr("rollout_steps.state holds 'teleported', which this lockstepd does not know"));
+  EXPECT_THAT(
+      back.status().message(),
+      HasSubstr("rollout_steps.state holds 'teleported', which this lockstepd does not know"));
 }
 
 // The file deleted or replaced while lockstepd runs is noticed, never a

@@ -7,9 +7,9 @@
 
 #include <cstdint>
 #include <exception>
-#include <stdexcept>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
