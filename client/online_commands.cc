@@ -1,12 +1,11 @@
 #include "client/online_commands.h"
 
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <map>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -17,9 +16,18 @@
 #include "client/rollout_commands.h"
 #include "daemon/schema/schema.h"
 #include "lockstep/v1/lockstep.grpc.pb.h"
+#include "lockstep/v1/wire_names.h"
 
 namespace lockstep::client {
 namespace {
+
+using v1::WireName;
+
+// A schema that was not judged (an older lockstepd sends no state) reads
+// "unknown", as one that could not be.
+std::string SchemaWord(v1::SchemaState s) {
+  return s == v1::SCHEMA_STATE_UNSPECIFIED ? "unknown" : WireName(s);
+}
 
 std::string Colored(const Context& c, const std::string& state) {
   if (!c.color) return state;
@@ -37,7 +45,7 @@ void WriteDatabase(JsonWriter& w, const v1::Database& d) {
   w.BeginObject();
   w.Key("environment").String(d.environment());
   w.Key("database").String(d.database());
-  w.Key("state").String(d.state());
+  w.Key("state").String(WireName(d.state()));
   w.Key("revisions").StringArray(list(d.revisions()));
   w.Key("pending").StringArray(list(d.pending()));
   w.Key("reason").String(d.reason());
@@ -55,7 +63,7 @@ void WriteDatabase(JsonWriter& w, const v1::Database& d) {
   w.Key("discovered").Bool(d.discovered());
   const v1::SchemaCheck& sc = d.schema();
   w.Key("schema").BeginObject();
-  w.Key("state").String(sc.state()).Key("reason").String(sc.reason());
+  w.Key("state").String(SchemaWord(sc.state())).Key("reason").String(sc.reason());
   w.Key("fingerprint").String(sc.fingerprint());
   w.Key("differences").BeginArray();
   for (const v1::SchemaDifference& x : sc.differences()) {
@@ -95,7 +103,8 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
   bool clean = true;
   // Clean: every database current, and none whose schema drifted.
   for (const v1::Database& d : resp.databases()) {
-    clean &= d.state() == "current" && d.schema().state() != "drift";
+    clean &=
+        d.state() == v1::DATABASE_STATE_CURRENT && d.schema().state() != v1::SCHEMA_STATE_DRIFT;
   }
   if (c.json) {
     JsonWriter w;
@@ -132,12 +141,16 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
     std::vector<std::vector<std::string>> shown = rows;
     std::vector<const v1::Database*> drifted;
     for (const v1::Database& d : resp.databases()) {
-      const std::string schema = d.schema().state().empty() ? "unknown" : d.schema().state();
-      std::vector<std::string> r = {d.environment(), d.database(), d.state(), schema,
+      const std::string schema = SchemaWord(d.schema().state());
+      std::vector<std::string> r = {d.environment(),
+                                    d.database(),
+                                    WireName(d.state()),
+                                    schema,
                                     d.revisions().empty() ? "-" : absl::StrJoin(d.revisions(), ","),
-                                    std::to_string(d.pending_size()), d.reason()};
+                                    std::to_string(d.pending_size()),
+                                    d.reason()};
       rows.push_back(r);
-      r[2] = Colored(c, d.state());
+      r[2] = Colored(c, WireName(d.state()));
       r[3] = Colored(c, schema);
       shown.push_back(r);
       if (schema == "drift") drifted.push_back(&d);
@@ -241,15 +254,17 @@ int Db(Context& c, v1::Lockstep::Stub& stub) {
     c.out << w.Finish();
     return kExitOk;
   }
-  c.out << d.environment() << "/" << d.database() << "  " << Colored(c, d.state()) << "\n"
+  c.out << d.environment() << "/" << d.database() << "  " << Colored(c, WireName(d.state())) << "\n"
         << "  url:        " << d.url() << "\n"
-        << "  revisions:  " << (d.revisions().empty() ? "-" : absl::StrJoin(d.revisions(), ", ")) << "\n"
-        << "  pending:    " << (d.pending().empty() ? "-" : absl::StrJoin(d.pending(), ", ")) << "\n"
+        << "  revisions:  " << (d.revisions().empty() ? "-" : absl::StrJoin(d.revisions(), ", "))
+        << "\n"
+        << "  pending:    " << (d.pending().empty() ? "-" : absl::StrJoin(d.pending(), ", "))
+        << "\n"
         << "  reason:     " << d.reason() << "\n"
         << "  checked:    " << Time(d.last_check()) << " (" << d.check_outcome() << ")\n"
         << "  changed:    " << Time(d.last_change()) << "\n"
-        << "  schema:     " << Colored(c, d.schema().state().empty() ? "unknown" : d.schema().state())
-        << ": " << d.schema().reason() << "\n";
+        << "  schema:     " << Colored(c, SchemaWord(d.schema().state())) << ": "
+        << d.schema().reason() << "\n";
   for (const v1::SchemaDifference& x : d.schema().differences()) {
     c.out << "    " << DescribeDifference(x) << "\n";
   }

@@ -14,9 +14,12 @@
 #include "absl/time/time.h"
 #include "client/json_writer.h"
 #include "client/offline_commands.h"
+#include "lockstep/v1/wire_names.h"
 
 namespace lockstep::client {
 namespace {
+
+using v1::WireName;
 
 template <typename Repeated>
 std::vector<std::string> List(const Repeated& r) {
@@ -52,12 +55,12 @@ std::vector<std::string> CommaList(const CliArgs& args, const std::string& name)
 // what happened (state, times, errors).
 void WriteStage(JsonWriter& w, const v1::RolloutStage& s, bool plan) {
   w.BeginObject().Key("environment").String(s.environment());
-  if (!plan) w.Key("state").String(s.state());
+  if (!plan) w.Key("state").String(WireName(s.state()));
   w.Key("soak_seconds").Int(static_cast<long>(s.soak().seconds()));
   w.Key("approval_required").Bool(s.approval_required());
   if (!plan) w.Key("approved_by").String(s.approved_by()).Key("approved_at").String(Time(s.approved_at()));
   w.Key("batch_size").Int(s.batch_size()).Key("max_parallel").Int(s.max_parallel());
-  w.Key("max_failures").Int(s.max_failures()).Key("on_failure").String(s.on_failure());
+  w.Key("max_failures").Int(s.max_failures()).Key("on_failure").String(WireName(s.on_failure()));
   w.Key("backup_required").Bool(s.backup_required());
   w.Key("canary_soak_seconds").Int(static_cast<long>(s.canary_soak().seconds()));
   w.Key("canary_approval_required").Bool(s.canary_approval_required());
@@ -76,7 +79,7 @@ void WriteStep(JsonWriter& w, const v1::RolloutStep& s, bool plan) {
   w.Key("from").StringArray(List(s.from())).Key("expected").StringArray(List(s.expected()));
   w.Key("path").StringArray(List(s.path()));
   if (!plan) {
-    w.Key("state").String(s.state()).Key("phase").String(s.phase());
+    w.Key("state").String(WireName(s.state())).Key("phase").String(WireName(s.phase()));
     w.Key("error").String(s.error()).Key("rollback").String(s.rollback());
     w.Key("exit_code").Int(s.exit_code()).Key("backup_id").Int(static_cast<long>(s.backup_id()));
     w.Key("attempts").Int(s.attempts()).Key("alembic_ms").Int(Millis(s.alembic_duration()));
@@ -90,7 +93,7 @@ void WriteRollout(JsonWriter& w, const v1::Rollout& r) {
   w.BeginObject();
   w.Key("id").String(r.id()).Key("kind").String(r.kind()).Key("target").String(r.target());
   w.Key("target_revisions").StringArray(List(r.target_revisions()));
-  w.Key("state").String(r.state()).Key("reason").String(r.reason());
+  w.Key("state").String(WireName(r.state())).Key("reason").String(r.reason());
   w.Key("created_by").String(r.created_by()).Key("override_promotion").Bool(r.override_promotion());
   w.Key("override_reason").String(r.override_reason());
   w.Key("created_at").String(Time(r.created_at())).Key("updated_at").String(Time(r.updated_at()));
@@ -162,10 +165,10 @@ Counts CountSteps(const v1::Rollout& r, const std::string& environment) {
   for (const v1::RolloutStep& s : r.steps()) {
     if (!environment.empty() && s.environment() != environment) continue;
     ++n.total;
-    n.succeeded += s.state() == "succeeded";
-    n.failed += s.state() == "failed";
-    n.skipped += s.state() == "skipped";
-    n.running += s.state() == "running";
+    n.succeeded += s.state() == v1::STEP_STATE_SUCCEEDED;
+    n.failed += s.state() == v1::STEP_STATE_FAILED;
+    n.skipped += s.state() == v1::STEP_STATE_SKIPPED;
+    n.running += s.state() == v1::STEP_STATE_RUNNING;
   }
   return n;
 }
@@ -176,8 +179,8 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
           << absl::StrJoin(r.target_revisions(), ", ") << "), "
           << Plural(r.steps_size(), "database") << "\n";
   } else {
-    c.out << "rollout " << r.id() << "  " << r.state() << "  " << r.kind() << " to " << r.target()
-          << " (" << absl::StrJoin(r.target_revisions(), ", ") << ")\n";
+    c.out << "rollout " << r.id() << "  " << WireName(r.state()) << "  " << r.kind() << " to "
+          << r.target() << " (" << absl::StrJoin(r.target_revisions(), ", ") << ")\n";
     c.out << "  created " << Time(r.created_at())
           << (r.created_by().empty() ? "" : " by " + r.created_by());
     if (!Time(r.finished_at()).empty()) c.out << ", finished " << Time(r.finished_at());
@@ -187,7 +190,7 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
   for (const v1::RolloutStage& st : r.stages()) {
     Counts n = CountSteps(r, st.environment());
     c.out << "\n" << st.environment();
-    if (!plan) c.out << "  " << st.state();
+    if (!plan) c.out << "  " << WireName(st.state());
     std::vector<std::string> policy;
     if (st.approval_required()) {
       policy.push_back(st.approved_by().empty() ? "approval required"
@@ -209,7 +212,7 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
     }
     policy.push_back(absl::StrCat("batch ", st.batch_size(), ", ", st.max_parallel(), " at once"));
     policy.push_back(absl::StrCat("max_failures ", st.max_failures()));
-    policy.push_back("on_failure " + st.on_failure());
+    policy.push_back("on_failure " + WireName(st.on_failure()));
     c.out << "  (" << absl::StrJoin(policy, "; ") << ")";
     if (!plan)
       c.out << "  " << n.succeeded << "/" << n.total << " done"
@@ -224,10 +227,10 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
           absl::StrCat(Rows(s.from()), " -> ", Rows(s.expected())),
           Plural(s.path_size(), "revision")};
       if (!plan) {
-        row.push_back(s.state());
+        row.push_back(WireName(s.state()));
         std::string note = s.error();
         if (!s.rollback().empty()) note = absl::StrCat(note, " [", s.rollback(), "]");
-        if (s.state() == "failed" && !s.output_log().empty()) {
+        if (s.state() == v1::STEP_STATE_FAILED && !s.output_log().empty()) {
           note = absl::StrCat(note, " (whole output: ", s.output_log(), ")");
         }
         row.push_back(note);
@@ -238,12 +241,12 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
   }
 }
 
-int ExitFor(const std::string& state) {
-  if (state == "succeeded") return kExitOk;
-  if (state == "failed") return kExitRolloutFailed;
-  if (state == "halted") return kExitRolloutHalted;
-  if (state == "aborted") return kExitRolloutAborted;
-  if (state == "awaiting_approval") return kExitAwaitingApproval;
+int ExitFor(v1::RolloutState state) {
+  if (state == v1::ROLLOUT_STATE_SUCCEEDED) return kExitOk;
+  if (state == v1::ROLLOUT_STATE_FAILED) return kExitRolloutFailed;
+  if (state == v1::ROLLOUT_STATE_HALTED) return kExitRolloutHalted;
+  if (state == v1::ROLLOUT_STATE_ABORTED) return kExitRolloutAborted;
+  if (state == v1::ROLLOUT_STATE_AWAITING_APPROVAL) return kExitAwaitingApproval;
   return kExitError;
 }
 
@@ -279,7 +282,8 @@ class Progress {
                   std::string(st.environment().size() < 10 ? 10 - st.environment().size() : 1, ' '),
                   "[", std::string(static_cast<size_t>(filled), '#'),
                   std::string(static_cast<size_t>(kWidth - filled), '.'), "] ", done, "/", n.total,
-                  "  ", st.state(), n.failed ? absl::StrCat(" (", n.failed, " failed)") : "",
+                  "  ", WireName(st.state()),
+                  n.failed ? absl::StrCat(" (", n.failed, " failed)") : "",
                   n.running ? absl::StrCat(" (", n.running, " running)") : "")
            << "\n";
       ++drawn_;
@@ -319,7 +323,6 @@ int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id, absl::Dur
   const bool verbose = c.args.Flag("verbose");
   Progress progress(c.out);
   int64_t after = 0;
-  std::string last_state;
   while (true) {
     v1::WatchRolloutRequest req;
     req.set_id(id);
@@ -331,12 +334,11 @@ int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id, absl::Dur
     while (reader->Read(&e)) {
       unavailable_since = absl::InfiniteFuture();
       after = e.seq();
-      last_state = e.rollout_state();
-      if (!c.json && (e.kind() != "output" || verbose)) {
+      if (!c.json && (e.kind() != v1::EVENT_KIND_OUTPUT || verbose)) {
         if (tty) progress.Clear();
         std::string where = e.database().empty() ? e.environment()
                                                  : absl::StrCat(e.environment(), "/", e.database());
-        c.out << Time(e.at()).substr(11, 8) << "  " << e.kind()
+        c.out << Time(e.at()).substr(11, 8) << "  " << WireName(e.kind())
               << (where.empty() ? "" : "  " + where) << "  " << e.message() << "\n";
         if (tty) {
           grpc::Status s;
@@ -346,7 +348,8 @@ int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id, absl::Dur
       }
       // Replayed events carry the rollout's state now: stop only when it
       // still waits (a pipeline cannot approve itself).
-      if (e.kind() == "awaiting_approval" && e.rollout_state() == "awaiting_approval") {
+      if (e.kind() == v1::EVENT_KIND_AWAITING_APPROVAL &&
+          e.rollout_state() == v1::ROLLOUT_STATE_AWAITING_APPROVAL) {
         awaiting = true;
         ctx.TryCancel();
         break;
@@ -373,8 +376,9 @@ int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id, absl::Dur
     grpc::Status gs;
     absl::StatusOr<v1::Rollout> r = GetRollout(c, stub, id, &gs);
     if (!r.ok()) return RpcFailure(c, gs);
-    if (!awaiting && r->state() != "succeeded" && r->state() != "failed" &&
-        r->state() != "halted" && r->state() != "aborted") {
+    if (!awaiting && r->state() != v1::ROLLOUT_STATE_SUCCEEDED &&
+        r->state() != v1::ROLLOUT_STATE_FAILED && r->state() != v1::ROLLOUT_STATE_HALTED &&
+        r->state() != v1::ROLLOUT_STATE_ABORTED) {
       continue;  // the stream ended early (e.g. a deadline); follow on
     }
     if (c.json) {
@@ -385,7 +389,7 @@ int Watch(Context& c, v1::Lockstep::Stub& stub, const std::string& id, absl::Dur
       if (tty) progress.Clear();
       c.out << "\n";
       PrintRollout(c, *r, false);
-      if (r->state() == "awaiting_approval") {
+      if (r->state() == v1::ROLLOUT_STATE_AWAITING_APPROVAL) {
         c.out << "\nwaiting for approval: lockstep approve " << id << "\n";
       }
     }
@@ -531,7 +535,7 @@ int Rollouts(Context& c, v1::Lockstep::Stub& stub) {
       {"ID", "KIND", "TARGET", "STATE", "DONE", "CREATED", "BY", "REASON"}};
   for (const v1::Rollout& r : resp.rollouts()) {
     Counts n = CountSteps(r, "");
-    rows.push_back({r.id(), r.kind(), r.target(), r.state(),
+    rows.push_back({r.id(), r.kind(), r.target(), WireName(r.state()),
                     absl::StrCat(n.succeeded, "/", n.total,
                                  n.failed ? absl::StrCat(" (", n.failed, " failed)") : ""),
                     Time(r.created_at()), r.created_by(), r.reason()});

@@ -194,20 +194,19 @@ void RolloutEngine::UpdateGauges() {
   if (hooks_.on_gauges) hooks_.on_gauges(static_cast<int>(active_.size()), awaiting);
 }
 
-absl::StatusOr<std::shared_ptr<RolloutEngine::Active>> RolloutEngine::FindControllable(
-    const std::string& id) {
-  absl::StatusOr<std::shared_ptr<Active>> a = Find(id);
-  if (a.ok() && (*a)->aborted) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("rollout ", id, " is being aborted (", (*a)->stop_reason,
-                     "); it can no longer be approved, paused or resumed"));
-  }
-  return a;
+absl::Status RolloutEngine::Controllable(const Active& a) {
+  if (!a.aborted) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("rollout ", a.r.id, " is being aborted (", a.stop_reason,
+                   "); it can no longer be approved, paused or resumed"));
 }
 
-absl::StatusOr<std::shared_ptr<RolloutEngine::Active>> RolloutEngine::Find(const std::string& id) {
+std::shared_ptr<RolloutEngine::Active> RolloutEngine::Find(const std::string& id) {
   auto it = active_.find(id);
-  if (it != active_.end()) return it->second;
+  return it == active_.end() ? nullptr : it->second;
+}
+
+absl::Status RolloutEngine::NotActive(const std::string& id) {
   absl::StatusOr<Rollout> stored = store_->LoadRollout(id);
   if (!stored.ok()) return stored.status();
   return absl::FailedPreconditionError(
@@ -410,10 +409,14 @@ absl::Status RolloutEngine::Recover() {
 
 absl::Status RolloutEngine::Approve(const std::string& id, const std::string& who) {
   MutexLock lock(mu_);
-  absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
-  if (!a.ok()) return a.status();
+  std::shared_ptr<Active> a = Find(id);
+  if (a == nullptr) {
+    lock.unlock();
+    return NotActive(id);
+  }
+  if (absl::Status c = Controllable(*a); !c.ok()) return c;
   if (!store_error_.empty()) return absl::UnavailableError(store_error_);
-  Active& active = **a;
+  Active& active = *a;
   // Only the gate waiting at this moment: a stage gate ahead, or the canary
   // gate of a stage whose canaries have not run, is not approved in advance.
   if (active.waiting == Active::Gate::kNone) {
@@ -443,30 +446,37 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
 
 absl::Status RolloutEngine::Pause(const std::string& id, const std::string& who) {
   MutexLock lock(mu_);
-  absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
-  if (!a.ok()) return a.status();
-  if ((*a)->paused)
+  std::shared_ptr<Active> a = Find(id);
+  if (a == nullptr) {
+    lock.unlock();
+    return NotActive(id);
+  }
+  if (absl::Status c = Controllable(*a); !c.ok()) return c;
+  if (a->paused)
     return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is already paused"));
-  (*a)->paused = true;
-  (*a)->r.state = RolloutState::kPaused;
-  (*a)->r.reason = absl::StrCat("paused by ", who.empty() ? "an unnamed caller" : who);
-  SaveHeader(**a);
-  Emit(**a, EventKind::kPaused, "", "",
-       (*a)->r.reason + "; running steps finish, no new ones start");
+  a->paused = true;
+  a->r.state = RolloutState::kPaused;
+  a->r.reason = absl::StrCat("paused by ", who.empty() ? "an unnamed caller" : who);
+  SaveHeader(*a);
+  Emit(*a, EventKind::kPaused, "", "", a->r.reason + "; running steps finish, no new ones start");
   UpdateGauges();
   return absl::OkStatus();
 }
 
 absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who) {
   MutexLock lock(mu_);
-  absl::StatusOr<std::shared_ptr<Active>> a = FindControllable(id);
-  if (!a.ok()) return a.status();
-  if (!(*a)->paused)
+  std::shared_ptr<Active> a = Find(id);
+  if (a == nullptr) {
+    lock.unlock();
+    return NotActive(id);
+  }
+  if (absl::Status c = Controllable(*a); !c.ok()) return c;
+  if (!a->paused)
     return absl::FailedPreconditionError(absl::StrCat("rollout ", id, " is not paused"));
   if (!store_error_.empty()) return absl::UnavailableError(store_error_);
-  (*a)->paused = false;
+  a->paused = false;
   // Back to what it was doing: running, or waiting at a stage's gate.
-  Rollout& r = (*a)->r;
+  Rollout& r = a->r;
   r.state = RolloutState::kRunning;
   r.reason.clear();
   for (const RolloutStage& st : r.stages) {
@@ -478,8 +488,8 @@ absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who
       r.reason = absl::StrCat("soaking before ", st.environment);
     }
   }
-  SaveHeader(**a);
-  Emit(**a, EventKind::kResumed, "", "",
+  SaveHeader(*a);
+  Emit(*a, EventKind::kResumed, "", "",
        absl::StrCat("resumed by ", who.empty() ? "an unnamed caller" : who));
   UpdateGauges();
   return absl::OkStatus();
@@ -487,14 +497,17 @@ absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who
 
 absl::Status RolloutEngine::Abort(const std::string& id, const std::string& who) {
   MutexLock lock(mu_);
-  absl::StatusOr<std::shared_ptr<Active>> a = Find(id);
-  if (!a.ok()) return a.status();
-  if ((*a)->aborted) return absl::OkStatus();
-  (*a)->aborted = true;
-  (*a)->cancel = true;
-  (*a)->stop_reason = absl::StrCat("rollout aborted by ", who.empty() ? "an unnamed caller" : who);
-  Emit(**a, EventKind::kAborted, "", "",
-       (*a)->stop_reason +
+  std::shared_ptr<Active> a = Find(id);
+  if (a == nullptr) {
+    lock.unlock();
+    return NotActive(id);
+  }
+  if (a->aborted) return absl::OkStatus();
+  a->aborted = true;
+  a->cancel = true;
+  a->stop_reason = absl::StrCat("rollout aborted by ", who.empty() ? "an unnamed caller" : who);
+  Emit(*a, EventKind::kAborted, "", "",
+       a->stop_reason +
            "; a running Alembic is stopped and its database rolled back as on_failure says");
   return absl::OkStatus();
 }

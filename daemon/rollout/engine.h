@@ -211,11 +211,14 @@ class RolloutEngine {
   void SaveStage(Active& a, size_t stage_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveHeader(Active& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::shared_ptr<Active>> Find(const std::string& id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Find, and FAILED_PRECONDITION once the rollout is being aborted.
-  absl::StatusOr<std::shared_ptr<Active>> FindControllable(const std::string& id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The active rollout `id`, or nullptr (then NotActive says why).
+  std::shared_ptr<Active> Find(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why `id` cannot be acted on: it has ended, or there is none. Reads the
+  // store, so never under mu_.
+  absl::Status NotActive(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  // FAILED_PRECONDITION once the rollout is being aborted: it can no longer
+  // be approved, paused or resumed.
+  static absl::Status Controllable(const Active& a);
 
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;

@@ -340,16 +340,37 @@ RolloutStage IncidentStage(const config::EnvironmentConfig& env) {
   return stage;
 }
 
-absl::StatusOr<Rollout> PlanStamp(const std::string& environment, const std::string& database,
-                                  const std::string& revision, const std::string& override_reason,
-                                  const config::Inventory& inv,
-                                  const migrations::Resolver& resolver,
-                                  const FleetSnapshot& fleet) {
+namespace {
+
+// The one database an incident rollout works on, and its environment.
+struct IncidentTarget {
+  const config::EnvironmentConfig* env;
+  const DatabaseStatus* database;
+};
+
+absl::StatusOr<IncidentTarget> FindIncidentTarget(const std::string& environment,
+                                                  const std::string& database,
+                                                  const config::Inventory& inv,
+                                                  const FleetSnapshot& fleet) {
   const config::EnvironmentConfig* env = inv.FindEnvironment(environment);
   const DatabaseStatus* d = fleet.Find(environment, database);
   if (env == nullptr || d == nullptr) {
     return absl::NotFoundError(absl::StrCat("no database '", environment, "/", database, "'"));
   }
+  return IncidentTarget{env, d};
+}
+
+}  // namespace
+
+absl::StatusOr<Rollout> PlanStamp(const std::string& environment, const std::string& database,
+                                  const std::string& revision, const std::string& override_reason,
+                                  const config::Inventory& inv,
+                                  const migrations::Resolver& resolver,
+                                  const FleetSnapshot& fleet) {
+  absl::StatusOr<IncidentTarget> t = FindIncidentTarget(environment, database, inv, fleet);
+  if (!t.ok()) return t.status();
+  const config::EnvironmentConfig* env = t->env;
+  const DatabaseStatus* d = t->database;
   if (d->state == DatabaseState::kUnreachable) {
     return absl::FailedPreconditionError(absl::StrCat(d->key(), ": ", d->reason));
   }
@@ -384,11 +405,10 @@ absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std:
                                       const std::string& target, const config::Inventory& inv,
                                       const migrations::Resolver& resolver,
                                       const FleetSnapshot& fleet) {
-  const config::EnvironmentConfig* env = inv.FindEnvironment(environment);
-  const DatabaseStatus* d = fleet.Find(environment, database);
-  if (env == nullptr || d == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no database '", environment, "/", database, "'"));
-  }
+  absl::StatusOr<IncidentTarget> t = FindIncidentTarget(environment, database, inv, fleet);
+  if (!t.ok()) return t.status();
+  const config::EnvironmentConfig* env = t->env;
+  const DatabaseStatus* d = t->database;
   Rollout rollout;
   rollout.kind = "downgrade";
   rollout.target = target;

@@ -157,7 +157,7 @@ absl::Status StepExecutor::Prewarm(const config::Inventory& inv) const {
 void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool>* cancel,
                        const Hooks& hooks) const {
   StepJournal journal(step, clock_, hooks.save, hooks.event);
-  StepContext c{job, journal, cancel, hooks, reconciler_->inventory()};
+  StepContext c{job, journal, cancel, hooks, reconciler_->inventory(), std::nullopt, {}, nullptr};
   RolloutStep& s = c.step();
   journal.Begin(absl::StrCat(
       "from ", RowsText(s.from), " to ", RowsText(s.expected),
@@ -379,32 +379,41 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
   return run;
 }
 
-// After Alembic and the version rows: the schema must be what Alembic
-// builds for those rows on an empty database (the article's "migration
-// applied but the table is missing", caught as it happens). "" when it is,
-// or when it cannot be told (no expected schema: said in an event);
-// project.verify_schema "warn" records a difference instead of failing.
+StepExecutor::SchemaVerdict StepExecutor::CompareWithAlembic(
+    StepContext& c, const std::vector<std::string>& rows) const {
+  const SchemaFilter filter = SchemaFilterFor(*c.target, c.inv->project.schema_ignore);
+  ExpectedSchema expected = reconciler_->ExpectedSchemaFor(*c.inv, c.url.dialect, rows, filter);
+  if (expected.schema == nullptr) return {SchemaVerdict::kNoExpected, expected.error};
+  absl::StatusOr<SchemaSnapshot> found = drivers_->For(c.url).ReadSchema(*c.target, filter);
+  if (!found.ok()) return {SchemaVerdict::kUnreadable, std::string(found.status().message())};
+  if (SchemaFingerprint(found->schema) == expected.fingerprint) return {SchemaVerdict::kMatch, ""};
+  const std::vector<SchemaDifference> differences = Diff(*expected.schema, found->schema);
+  return {SchemaVerdict::kDiffers, DescribeDifferences(differences, differences.size())};
+}
+
+// Before a stamp writes the rows: the schema must be what Alembic builds
+// for them, unless the stamp was forced (then the difference is recorded).
 absl::Status StepExecutor::StampCheckPhase(StepContext& c) const {
   const RolloutStep& s = c.step();
-  const SchemaFilter filter = SchemaFilterFor(*c.target, c.inv->project.schema_ignore);
-  ExpectedSchema expected =
-      reconciler_->ExpectedSchemaFor(*c.inv, c.url.dialect, s.expected, filter);
-  absl::StatusOr<SchemaSnapshot> found = drivers_->For(c.url).ReadSchema(*c.target, filter);
+  const SchemaVerdict v = CompareWithAlembic(c, s.expected);
   std::string why;
-  if (expected.schema == nullptr) {
-    why = absl::StrCat("lockstep cannot build what Alembic makes of ", RowsText(s.expected), ": ",
-                       expected.error.empty() ? "no expected schemas here" : expected.error);
-  } else if (!found.ok()) {
-    why = absl::StrCat("its schema cannot be read: ", found.status().message());
-  } else if (SchemaFingerprint(found->schema) != expected.fingerprint) {
-    const std::vector<SchemaDifference> differences = Diff(*expected.schema, found->schema);
-    why = absl::StrCat("its schema is not what Alembic builds for ", RowsText(s.expected), ": ",
-                       DescribeDifferences(differences, differences.size()));
-  } else {
-    c.journal.Event(EventKind::kSchemaVerified,
-                    absl::StrCat("the schema is what Alembic builds for ", RowsText(s.expected),
-                                 ": stamping it"));
-    return absl::OkStatus();
+  switch (v.outcome) {
+    case SchemaVerdict::kMatch:
+      c.journal.Event(EventKind::kSchemaVerified,
+                      absl::StrCat("the schema is what Alembic builds for ", RowsText(s.expected),
+                                   ": stamping it"));
+      return absl::OkStatus();
+    case SchemaVerdict::kNoExpected:
+      why = absl::StrCat("lockstep cannot build what Alembic makes of ", RowsText(s.expected), ": ",
+                         v.detail.empty() ? "no expected schemas here" : v.detail);
+      break;
+    case SchemaVerdict::kUnreadable:
+      why = absl::StrCat("its schema cannot be read: ", v.detail);
+      break;
+    case SchemaVerdict::kDiffers:
+      why = absl::StrCat("its schema is not what Alembic builds for ", RowsText(s.expected), ": ",
+                         v.detail);
+      break;
   }
   if (!c.job.override_reason.empty()) {
     c.journal.Event(EventKind::kSchemaDrift,
@@ -415,36 +424,37 @@ absl::Status StepExecutor::StampCheckPhase(StepContext& c) const {
       absl::StrCat(why, "; nothing was stamped (--force --reason TEXT stamps anyway)"));
 }
 
+// After Alembic and the version rows: the schema must be what Alembic
+// builds for those rows on an empty database (the article's "migration
+// applied but the table is missing", caught as it happens). OK when it is,
+// or when it cannot be told (said in an event); project.verify_schema
+// "warn" records a difference instead of failing.
 absl::Status StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const {
   // A forced stamp wrote rows its schema does not match, on purpose.
   const std::string& policy =
       c.job.override_reason.empty() ? c.inv->project.verify_schema : std::string("warn");
   if (policy == "off") return absl::OkStatus();
-  const SchemaFilter filter = SchemaFilterFor(*c.target, c.inv->project.schema_ignore);
-  ExpectedSchema expected = reconciler_->ExpectedSchemaFor(*c.inv, c.url.dialect, rows, filter);
-  if (expected.schema == nullptr) {
-    if (!expected.error.empty()) {
-      c.journal.Event(EventKind::kSchemaNotVerified,
-                      absl::StrCat("no expected schema: ", expected.error));
-    }
-    return absl::OkStatus();
+  const SchemaVerdict v = CompareWithAlembic(c, rows);
+  switch (v.outcome) {
+    case SchemaVerdict::kNoExpected:
+      if (!v.detail.empty()) {
+        c.journal.Event(EventKind::kSchemaNotVerified, "no expected schema: " + v.detail);
+      }
+      return absl::OkStatus();
+    case SchemaVerdict::kUnreadable:
+      c.journal.Event(EventKind::kSchemaNotVerified, v.detail);
+      return absl::OkStatus();
+    case SchemaVerdict::kMatch:
+      c.journal.Event(
+          EventKind::kSchemaVerified,
+          absl::StrCat("the schema Alembic builds for ", RowsText(rows), " on an empty database"));
+      return absl::OkStatus();
+    case SchemaVerdict::kDiffers:
+      break;
   }
-  absl::StatusOr<SchemaSnapshot> found = drivers_->For(c.url).ReadSchema(*c.target, filter);
-  if (!found.ok()) {
-    c.journal.Event(EventKind::kSchemaNotVerified, std::string(found.status().message()));
-    return absl::OkStatus();
-  }
-  if (SchemaFingerprint(found->schema) == expected.fingerprint) {
-    c.journal.Event(
-        EventKind::kSchemaVerified,
-        absl::StrCat("the schema Alembic builds for ", RowsText(rows), " on an empty database"));
-    return absl::OkStatus();
-  }
-  const std::vector<SchemaDifference> differences = Diff(*expected.schema, found->schema);
   const std::string why =
       absl::StrCat("Alembic succeeded and the version rows say ", RowsText(rows),
-                   ", but the schema is not what Alembic builds for them: ",
-                   DescribeDifferences(differences, differences.size()));
+                   ", but the schema is not what Alembic builds for them: ", v.detail);
   if (policy == "warn") {
     c.journal.Event(EventKind::kSchemaDrift, absl::StrCat(why, " (project.verify_schema: warn)"));
     return absl::OkStatus();

@@ -109,6 +109,13 @@ class StepExecutor {
   absl::Status StampCheckPhase(StepContext& c) const;
   std::optional<ProcessResult> AlembicPhase(StepContext& c) const;
   absl::Status SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const;
+  // The database's schema, read now, against what Alembic builds for `rows`
+  // on an empty database; detail: the differences, or why there is no verdict.
+  struct SchemaVerdict {
+    enum Outcome { kMatch, kDiffers, kNoExpected, kUnreadable } outcome;
+    std::string detail;
+  };
+  SchemaVerdict CompareWithAlembic(StepContext& c, const std::vector<std::string>& rows) const;
   absl::Status VerifyPhase(StepContext& c, const ProcessResult& run,
                            const VersionRead& after) const;
   // Returns the step's error: `error`, or what replaces it.

@@ -31,7 +31,7 @@ void ToProto(const DatabaseStatus& d, v1::Database* out) {
   out->set_database(d.name);
   out->set_url(d.url);
   for (const auto& [k, v] : d.labels) (*out->mutable_labels())[k] = v;
-  out->set_state(std::string(NameOf(d.state)));
+  out->set_state(ToWire(d.state));
   out->set_reason(d.reason);
   Copy(d.revisions, out->mutable_revisions());
   Copy(d.pending, out->mutable_pending());
@@ -44,7 +44,7 @@ void ToProto(const DatabaseStatus& d, v1::Database* out) {
   SetTime(d.last_change, out->mutable_last_change());
   out->set_discovered(d.discovered);
   v1::SchemaCheck* schema = out->mutable_schema();
-  schema->set_state(std::string(NameOf(d.schema.state)));
+  schema->set_state(ToWire(d.schema.state));
   schema->set_reason(d.schema.reason);
   schema->set_fingerprint(d.schema.fingerprint);
   for (const SchemaDifference& x : d.schema.differences) ToProto(x, schema->add_differences());
@@ -87,14 +87,14 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   std::shared_ptr<const FleetSnapshot> s = reconciler_->Snapshot();
   std::optional<DatabaseState> wanted;
-  if (!req->state().empty()) {
-    wanted = ParseName<DatabaseState>(req->state());
+  if (req->state() != v1::DATABASE_STATE_UNSPECIFIED) {
+    wanted = FromWire<DatabaseState>(req->state());
     if (!wanted) {
       std::vector<std::string> names;
       for (const auto& [state, name] : AllOf<DatabaseState>()) names.emplace_back(name);
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("unknown state '", ValidUtf8(req->state()),
-                                       "'; states: ", absl::StrJoin(names, ", ")));
+                          absl::StrCat("unknown state ", static_cast<int>(req->state()),
+                                       "; states: ", absl::StrJoin(names, ", ")));
     }
   }
   bool env_found = req->environment().empty();

@@ -1,4 +1,7 @@
-// Conversions shared by the service's files: times, durations, lists.
+// Conversions shared by the service's files: times, durations, lists, and
+// the model's enums to their lockstep.v1 mirrors (by name: each model value
+// and its proto value share one documented name; states_test checks every
+// value of every pair).
 #ifndef LOCKSTEP_DAEMON_RPC_PROTO_CONVERT_H_
 #define LOCKSTEP_DAEMON_RPC_PROTO_CONVERT_H_
 
@@ -9,6 +12,9 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "daemon/model/states.h"
+#include "lockstep/v1/lockstep.pb.h"
+#include "lockstep/v1/wire_names.h"
 
 namespace lockstep::daemon {
 
@@ -29,6 +35,59 @@ inline void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
 template <typename Repeated>
 inline void Copy(const std::vector<std::string>& in, Repeated* out) {
   for (const std::string& s : in) out->Add(std::string(s));
+}
+
+// The lockstep.v1 enum that mirrors each model enum.
+template <typename E>
+struct WireEnum;
+template <>
+struct WireEnum<DatabaseState> {
+  using type = v1::DatabaseState;
+};
+template <>
+struct WireEnum<SchemaState> {
+  using type = v1::SchemaState;
+};
+template <>
+struct WireEnum<RolloutState> {
+  using type = v1::RolloutState;
+};
+template <>
+struct WireEnum<StageState> {
+  using type = v1::StageState;
+};
+template <>
+struct WireEnum<StepState> {
+  using type = v1::StepState;
+};
+template <>
+struct WireEnum<StepPhase> {
+  using type = v1::StepPhase;
+};
+template <>
+struct WireEnum<FailurePolicy> {
+  using type = v1::FailurePolicy;
+};
+template <>
+struct WireEnum<EventKind> {
+  using type = v1::EventKind;
+};
+
+// Model value -> wire value, through the one name both have.
+template <typename E>
+typename WireEnum<E>::type ToWire(E value) {
+  using W = typename WireEnum<E>::type;
+  const absl::string_view name = NameOf(value);
+  return v1::ParseWireName<W>(std::string_view(name.data(), name.size()))
+      .value_or(static_cast<W>(0));
+}
+
+// Wire value -> model value: FromWire<DatabaseState>(req.state()); nullopt
+// for a number this build does not know (UNSPECIFIED is the "" name, which
+// only StepPhase has).
+template <typename E>
+std::optional<E> FromWire(typename WireEnum<E>::type value) {
+  return ParseName<E>(v1::WireName(value));
 }
 
 }  // namespace lockstep::daemon

@@ -28,7 +28,8 @@ int FitRolloutReply(const google::protobuf::Message& reply,
     for (v1::Rollout* r : rollouts) {
       for (v1::RolloutStep& s : *r->mutable_steps()) {
         if (s.output().empty()) continue;
-        if (pass == 0 && s.state() == "succeeded" && !cut.count(&s)) shorten(*r, &s, 0);
+        if (pass == 0 && s.state() == v1::STEP_STATE_SUCCEEDED && !cut.count(&s))
+          shorten(*r, &s, 0);
         if (pass == 1 && !cut.count(&s) && s.output().size() > 4096) shorten(*r, &s, 4096);
         if (pass == 2) shorten(*r, &s, 0);
       }

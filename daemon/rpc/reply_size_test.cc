@@ -18,7 +18,7 @@ v1::RolloutResponse BigRollout(int failed_index) {
   for (int i = 0; i < 200; ++i) {
     v1::RolloutStep* s = r->add_steps();
     s->set_database("t" + std::to_string(i));
-    s->set_state(i == failed_index ? "failed" : "succeeded");
+    s->set_state(i == failed_index ? v1::STEP_STATE_FAILED : v1::STEP_STATE_SUCCEEDED);
     s->set_output(std::string(64 * 1024 - 20, 'x') + "\nthe last line " + std::to_string(i));
     if (i == 1) s->set_output_log("/var/lib/lockstep/lockstep-output/r-1/step-1.log");
   }
@@ -43,7 +43,8 @@ TEST(FitRolloutReplyTest, SucceededStepsLoseTheirOutputFirstAndAFailedOneKeepsIt
 
 TEST(FitRolloutReplyTest, ManyFailedStepsKeepTheirLastLinesThenNothing) {
   v1::RolloutResponse resp = BigRollout(-1);
-  for (v1::RolloutStep& s : *resp.mutable_rollout()->mutable_steps()) s.set_state("failed");
+  for (v1::RolloutStep& s : *resp.mutable_rollout()->mutable_steps())
+    s.set_state(v1::STEP_STATE_FAILED);
   FitRolloutReply(resp, {resp.mutable_rollout()});
   EXPECT_LE(resp.ByteSizeLong(), kMaxReplyBytes);
   EXPECT_THAT(resp.rollout().steps(3).output(), HasSubstr("the last line 3"));  // 4 KiB kept

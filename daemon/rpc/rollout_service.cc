@@ -11,13 +11,13 @@ namespace {
 
 void ToProto(const RolloutStage& s, v1::RolloutStage* out) {
   out->set_environment(s.environment);
-  out->set_state(std::string(NameOf(s.state)));
+  out->set_state(ToWire(s.state));
   SetDuration(s.soak, out->mutable_soak());
   out->set_approval_required(s.approval_required);
   out->set_batch_size(s.batch_size);
   out->set_max_parallel(s.max_parallel);
   out->set_max_failures(s.max_failures);
-  out->set_on_failure(std::string(NameOf(s.on_failure)));
+  out->set_on_failure(ToWire(s.on_failure));
   out->set_backup_required(s.backup_required);
   out->set_failures(s.failures);
   out->set_approved_by(s.approved_by);
@@ -39,8 +39,8 @@ void ToProto(const RolloutStep& s, v1::RolloutStep* out) {
   Copy(s.from, out->mutable_from());
   Copy(s.expected, out->mutable_expected());
   Copy(s.path, out->mutable_path());
-  out->set_state(std::string(NameOf(s.state)));
-  out->set_phase(std::string(NameOf(s.phase)));
+  out->set_state(ToWire(s.state));
+  out->set_phase(ToWire(s.phase));
   out->set_error(s.error);
   out->set_rollback(s.rollback);
   out->set_output(s.output);
@@ -58,7 +58,7 @@ void ToProto(const Rollout& r, v1::Rollout* out) {
   out->set_kind(r.kind);
   out->set_target(r.target);
   Copy(r.target_revisions, out->mutable_target_revisions());
-  out->set_state(std::string(NameOf(r.state)));
+  out->set_state(ToWire(r.state));
   out->set_reason(r.reason);
   out->set_created_by(r.created_by);
   out->set_override_promotion(r.override_promotion);
@@ -163,17 +163,17 @@ grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
     absl::StatusOr<std::vector<RolloutEvent>> events =
         engine_->WaitEvents(req->id(), after, absl::Seconds(1), &finished);
     if (!events.ok()) return ToGrpc(events.status());
-    std::string state;
+    v1::RolloutState state = v1::ROLLOUT_STATE_UNSPECIFIED;
     if (!events->empty()) {
       absl::StatusOr<RolloutState> now = engine_->StateOf(req->id());
-      if (now.ok()) state = std::string(NameOf(*now));
+      if (now.ok()) state = ToWire(*now);
     }
     for (const RolloutEvent& e : *events) {
       v1::RolloutEvent out;
       out.set_rollout_id(req->id());
       out.set_seq(e.seq);
       SetTime(e.at, out.mutable_at());
-      out.set_kind(std::string(NameOf(e.kind)));
+      out.set_kind(ToWire(e.kind));
       out.set_environment(e.environment);
       out.set_database(e.database);
       out.set_message(e.message);

@@ -61,6 +61,7 @@ environments:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import grpc
         from test_daemon import grpc_stubs
+        from lockstepd import wire_name
         pb2, pb2_grpc = grpc_stubs(os.path.join(work, "stubs"))
         channel = grpc.insecure_channel("127.0.0.1:%d" % grpc_port)
         grpc.channel_ready_future(channel).result(timeout=20)
@@ -86,7 +87,8 @@ environments:
         assert len(fleet.databases) == total
         states = {}
         for d in fleet.databases:
-            states[d.state] = states.get(d.state, 0) + 1
+            name = wire_name(pb2.DatabaseState, d.state)
+            states[name] = states.get(name, 0) + 1
         with open("/proc/%d/status" % proc.pid) as f:
             rss = [l for l in f if l.startswith("VmHWM")][0].split()[1]
 

@@ -166,18 +166,19 @@ def step_durations(d, rollout_id):
     event stream (millisecond timestamps, via the gRPC API); and the time
     each step queued for an Alembic start-up slot (startup_slot events; not
     lockstep's own work but the host's CPUs being shared out)."""
-    from lockstepd import grpc_stubs
+    from lockstepd import grpc_stubs, wire_name
     import grpc
     pb2, pb2_grpc = grpc_stubs(os.path.join(os.path.dirname(d.config), "stubs"))
     stub = pb2_grpc.LockstepStub(grpc.insecure_channel(d.server))
     started, out, waited = {}, {}, {}
     for e in stub.WatchRollout(pb2.WatchRolloutRequest(id=rollout_id), timeout=60):
         t = e.at.seconds * 1000 + e.at.nanos / 1e6
-        if e.kind == "step_started":
+        kind = wire_name(pb2.EventKind, e.kind)
+        if kind == "step_started":
             started[e.database] = t
-        elif e.kind == "verified":
+        elif kind == "verified":
             out[e.database] = t - started[e.database]
-        elif e.kind == "startup_slot":
+        elif kind == "startup_slot":
             waited[e.database] = int(re.match(r"waited (\d+) ms", e.message).group(1))
     return out, waited
 

@@ -65,6 +65,7 @@ environments:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import grpc
         from test_daemon import grpc_stubs
+        from lockstepd import wire_name
         pb2, pb2_grpc = grpc_stubs(os.path.join(work, "stubs"))
         channel = grpc.insecure_channel("127.0.0.1:%d" % grpc_port)
         grpc.channel_ready_future(channel).result(timeout=20)
@@ -86,7 +87,8 @@ environments:
         fleet = stub.GetFleet(pb2.GetFleetRequest(), timeout=30)
         verdicts = {}
         for d in fleet.databases:
-            verdicts[d.schema.state] = verdicts.get(d.schema.state, 0) + 1
+            name = wire_name(pb2.SchemaState, d.schema.state)
+            verdicts[name] = verdicts.get(name, 0) + 1
         assert verdicts == {"match": args.sqlite + args.postgres}, verdicts
 
         # What teams script: a dump per database, compared with the reference

@@ -29,7 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
-from lockstepd import Lockstepd, grpc_stubs  # noqa: E402
+from lockstepd import Lockstepd, grpc_stubs, wire_name  # noqa: E402
 from pgserver import free_port  # noqa: E402
 
 HEAD = "e9a8c6b4d244"
@@ -152,9 +152,10 @@ environments:
         stub = pb2_grpc.LockstepStub(grpc.insecure_channel(d.server))
         for e in stub.WatchRollout(pb2.WatchRolloutRequest(id=r["id"]), timeout=120):
             t = e.at.seconds * 1000 + e.at.nanos / 1e6
-            if e.kind == "step_started":
+            kind = wire_name(pb2.EventKind, e.kind)
+            if kind == "step_started":
                 started = t
-            elif e.kind == "verified":
+            elif kind == "verified":
                 verified = t
         return step["alembic_ms"], verified - started
     finally:

@@ -153,8 +153,12 @@ environments:
         fleet = stub.GetFleet(self.pb2.GetFleetRequest(labels={"team": "core"}), timeout=5)
         self.assertEqual([(d.environment, d.database) for d in fleet.databases], [("dev", "app")])
         with self.assertRaises(grpc.RpcError) as e:
-            stub.GetFleet(self.pb2.GetFleetRequest(state="sideways"), timeout=5)
+            stub.GetFleet(self.pb2.GetFleetRequest(state=99), timeout=5)  # no such state
         self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("states: current, behind", e.exception.details())
+        behind = stub.GetFleet(self.pb2.GetFleetRequest(state=self.pb2.DATABASE_STATE_BEHIND), timeout=5)
+        self.assertTrue(behind.databases)
+        self.assertEqual({d.state for d in behind.databases}, {self.pb2.DATABASE_STATE_BEHIND})
         with self.assertRaises(grpc.RpcError) as e:
             stub.GetDatabase(self.pb2.GetDatabaseRequest(environment="prod", database="nope"), timeout=5)
         self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)

@@ -852,16 +852,17 @@ class StartupSlotsTest(unittest.TestCase):
         self.assertEqual(rc, 0, r)
         for t, path in self.tenants.items():
             self.assertEqual(sqlite_rows(path), [HEAD], t)
-        from lockstepd import grpc_stubs
+        from lockstepd import grpc_stubs, wire_name
         import grpc
         pb2, pb2_grpc = grpc_stubs(os.path.join(self.f.dir, "stubs"))
         stub = pb2_grpc.LockstepStub(grpc.insecure_channel(self.d.server))
         first_line, waits = {}, []
         for e in stub.WatchRollout(pb2.WatchRolloutRequest(id=r["id"]), timeout=60):
             at = e.at.seconds + e.at.nanos / 1e9
-            if e.kind == "output" and e.database not in first_line:
+            kind = wire_name(pb2.EventKind, e.kind)
+            if kind == "output" and e.database not in first_line:
                 first_line[e.database] = at
-            if e.kind == "startup_slot":
+            if kind == "startup_slot":
                 self.assertRegex(e.message, r"^waited \d+ ms for an Alembic start-up slot")
                 waits.append(e.database)
         self.assertEqual(sorted(first_line), sorted(self.tenants))
@@ -931,11 +932,11 @@ class AbortWhileQueuedForSlotTest(unittest.TestCase):
         self.assertEqual(steps[queued]["state"], "skipped", steps[queued])
         self.assertEqual(steps[queued]["attempts"], 0)
         self.assertIn("rollout aborted by oncall", steps[queued]["error"])
-        from lockstepd import grpc_stubs
+        from lockstepd import grpc_stubs, wire_name
         import grpc
         pb2, pb2_grpc = grpc_stubs(os.path.join(self.f.dir, "stubs"))
         stub = pb2_grpc.LockstepStub(grpc.insecure_channel(self.d.server))
-        kinds = [e.kind for e in stub.WatchRollout(pb2.WatchRolloutRequest(id=rid), timeout=60)
+        kinds = [wire_name(pb2.EventKind, e.kind) for e in stub.WatchRollout(pb2.WatchRolloutRequest(id=rid), timeout=60)
                  if e.database == queued]
         self.assertEqual(kinds[0], "step_started", kinds)
         self.assertEqual(kinds[-1], "step_skipped", kinds)

@@ -6,6 +6,7 @@ answers, ask it with the lockstep CLI, kill it (gently or with SIGKILL).
     d.kill9(); d.start()            # a crash and a restart on the same state
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +31,15 @@ def grpc_stubs(out_dir):
     sys.path.insert(0, out_dir)
     from lockstep.v1 import lockstep_pb2, lockstep_pb2_grpc  # noqa
     return lockstep_pb2, lockstep_pb2_grpc
+
+
+def wire_name(enum, value):
+    """The documented name of a lockstep.v1 enum value: its name without the
+    type's prefix, in lower case (EventKind OUTPUT -> "output"; 0 -> "")."""
+    if value == 0:
+        return ""
+    prefix = re.sub(r"(?<!^)([A-Z])", r"_\1", enum.DESCRIPTOR.name).upper() + "_"
+    return enum.Name(value)[len(prefix):].lower()
 
 
 class Lockstepd:
