@@ -37,41 +37,23 @@ inline void Copy(const std::vector<std::string>& in, Repeated* out) {
   for (const std::string& s : in) out->Add(std::string(s));
 }
 
-// The lockstep.v1 enum that mirrors each model enum.
+// The lockstep.v1 enum that mirrors each model enum (same name).
 template <typename E>
 struct WireEnum;
-template <>
-struct WireEnum<DatabaseState> {
-  using type = v1::DatabaseState;
-};
-template <>
-struct WireEnum<SchemaState> {
-  using type = v1::SchemaState;
-};
-template <>
-struct WireEnum<RolloutState> {
-  using type = v1::RolloutState;
-};
-template <>
-struct WireEnum<StageState> {
-  using type = v1::StageState;
-};
-template <>
-struct WireEnum<StepState> {
-  using type = v1::StepState;
-};
-template <>
-struct WireEnum<StepPhase> {
-  using type = v1::StepPhase;
-};
-template <>
-struct WireEnum<FailurePolicy> {
-  using type = v1::FailurePolicy;
-};
-template <>
-struct WireEnum<EventKind> {
-  using type = v1::EventKind;
-};
+#define LOCKSTEP_WIRE_ENUM(E) \
+  template <>                 \
+  struct WireEnum<E> {        \
+    using type = v1::E;       \
+  }
+LOCKSTEP_WIRE_ENUM(DatabaseState);
+LOCKSTEP_WIRE_ENUM(SchemaState);
+LOCKSTEP_WIRE_ENUM(RolloutState);
+LOCKSTEP_WIRE_ENUM(StageState);
+LOCKSTEP_WIRE_ENUM(StepState);
+LOCKSTEP_WIRE_ENUM(StepPhase);
+LOCKSTEP_WIRE_ENUM(FailurePolicy);
+LOCKSTEP_WIRE_ENUM(EventKind);
+#undef LOCKSTEP_WIRE_ENUM
 
 // Model value -> wire value, through the one name both have.
 template <typename E>
