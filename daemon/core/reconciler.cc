@@ -5,8 +5,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <thread>
 
@@ -458,6 +460,7 @@ absl::StatusOr<std::unique_ptr<Reconciler>> Reconciler::Create(
   r->graph_.loaded_at = r->clock_->Now();
   r->project_ = std::make_shared<const migrations::Project>(*std::move(project));
   r->snapshot_ = std::make_shared<const FleetSnapshot>();
+  if (absl::Status loaded = r->checksums_.Load(store); !loaded.ok()) return loaded;
   return r;
 }
 
@@ -518,6 +521,10 @@ absl::Status Reconciler::Refresh() {
   }
   JudgeEnvironments(*inv, resolver, plan.discover_errors, snapshot.get());
   absl::Status recorded = Record(reads, checked_at, snapshot.get());
+  if (absl::Status files = CheckRevisionFiles(*project, checked_at, snapshot.get());
+      recorded.ok()) {
+    recorded = files;
+  }
   snapshot->refreshed_at = checked_at;
   snapshot->refresh_duration = absl::Now() - started;
 
@@ -557,6 +564,72 @@ absl::Status Reconciler::Record(const std::vector<VersionRead>& reads, absl::Tim
       d.revisions = it->second.revisions;
   }
   return recorded;
+}
+
+std::optional<FileChecksum> Reconciler::CurrentChecksum(const migrations::Project& project,
+                                                        const std::string& revision) {
+  std::optional<int> node = project.graph().Find(revision);
+  if (!node) return std::nullopt;
+  const std::string& path = project.graph().node(*node).file->path;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  const int64_t mtime_ns =
+      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  {
+    MutexLock lock(files_mu_);
+    auto it = files_.find(path);
+    if (it != files_.end() && it->second.size == st.st_size && it->second.mtime_ns == mtime_ns) {
+      return it->second.sum;
+    }
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  FileChecksum sum = ChecksumOf(text);
+  MutexLock lock(files_mu_);
+  files_[path] = {static_cast<int64_t>(st.st_size), mtime_ns, sum};
+  return sum;
+}
+
+absl::Status Reconciler::CheckRevisionFiles(const migrations::Project& project, absl::Time now,
+                                            FleetSnapshot* snapshot) {
+  migrations::Resolver resolver(&project.graph());
+  const CurrentChecksumFn current = [&](const std::string& revision) {
+    return CurrentChecksum(project, revision);
+  };
+  // Databases at the same rows imply the same revisions: worked out once.
+  std::map<std::vector<std::string>, std::vector<std::string>> implied;
+  checksums_.BeginPass();
+  for (DatabaseStatus& d : snapshot->databases) {
+    // Rows that mean something in the graph: not orphaned, lost or unknown.
+    if (d.state != DatabaseState::kCurrent && d.state != DatabaseState::kBehind &&
+        d.state != DatabaseState::kAhead && d.state != DatabaseState::kDiverged) {
+      continue;
+    }
+    auto it = implied.find(d.revisions);
+    if (it == implied.end()) {
+      std::vector<int> nodes;
+      for (const std::string& r : d.revisions) {
+        if (std::optional<int> n = project.graph().Find(r)) nodes.push_back(*n);
+      }
+      std::vector<std::string> ids = project.graph().Ids(resolver.AncestorsOf(nodes));
+      std::sort(ids.begin(), ids.end());
+      it = implied.emplace(d.revisions, std::move(ids)).first;
+    }
+    d.changed_revisions = checksums_.Observe(d.key(), it->second, current, now);
+  }
+  return checksums_.Save(store_);
+}
+
+void Reconciler::RecordApplied(const std::string& key, const std::vector<std::string>& revisions,
+                               bool upgrade) {
+  std::shared_ptr<const migrations::Project> p = project();
+  checksums_.Applied(
+      key, revisions, upgrade,
+      [&](const std::string& revision) { return CurrentChecksum(*p, revision); }, clock_->Now());
+  // Not saved now (the store refuses writes): kept, and saved by the next
+  // pass, whose status says why it could not be.
+  checksums_.Save(store_).IgnoreError();
 }
 
 // Until its schema is read again, a database keeps its last verdict while

@@ -24,6 +24,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "config/inventory.h"
+#include "daemon/core/revision_checksums.h"
 #include "daemon/core/schema_check.h"
 #include "daemon/drivers/version_reader.h"
 #include "daemon/model/clock.h"
@@ -88,6 +89,12 @@ class Reconciler {
   absl::StatusOr<SchemaComparison> CompareSchema(const std::string& key,
                                                  const std::string& against);
 
+  // A lockstep step ran `revisions` on the database `key` (env/name):
+  // upgraded, or downgraded; their files' checksums as they are now are
+  // recorded as applied, or forgotten (revision_checksums.h).
+  void RecordApplied(const std::string& key, const std::vector<std::string>& revisions,
+                     bool upgrade);
+
   // The next pass reads every schema, due or not (`lockstep refresh`).
   void RequestSchemaPass() { schema_pass_requested_ = true; }
 
@@ -115,6 +122,14 @@ class Reconciler {
                       FleetSnapshot* snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
   // Each database keeps its last schema verdict while its rows are unchanged.
   void CarrySchemas(FleetSnapshot* snapshot) const;
+  // Revision files changed since each database applied them.
+  absl::Status CheckRevisionFiles(const migrations::Project& project, absl::Time now,
+                                  FleetSnapshot* snapshot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
+  // The checksums of a revision's file as it is now (cached by the file's
+  // size and mtime); nullopt when the revision or its file is gone.
+  std::optional<FileChecksum> CurrentChecksum(const migrations::Project& project,
+                                              const std::string& revision);
   // Reads the schemas that are due (every server.schema_interval, and any
   // database whose version rows changed since its last read) and judges
   // every database's schema (schema_check.h) into snapshot->databases;
@@ -167,6 +182,15 @@ class Reconciler {
   // Built for expected_signature_, the scripts' signature.
   ExpectedSchemas expected_ ABSL_GUARDED_BY(expected_mu_);
   std::string expected_signature_ ABSL_GUARDED_BY(expected_mu_);
+
+  ChecksumLedger checksums_;
+  struct CachedFile {
+    int64_t size = -1;
+    int64_t mtime_ns = 0;
+    FileChecksum sum;
+  };
+  Mutex files_mu_;
+  std::map<std::string, CachedFile> files_ ABSL_GUARDED_BY(files_mu_);  // by path
 
   RealClock real_clock_;
   const Clock* clock_ = &real_clock_;  // constant after Create

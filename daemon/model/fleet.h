@@ -33,6 +33,17 @@ struct SchemaStatus {
   int closest_differences = 0;
 };
 
+// A revision file that changed after this database applied it
+// (daemon/core/revision_checksums.h).
+struct ChangedRevision {
+  std::string revision;
+  std::string applied_sha256;
+  std::string current_sha256;
+  bool cosmetic = false;  // comments, docstrings, blank lines or spacing only
+  absl::Time applied_at = absl::InfinitePast();
+  bool baseline = false;  // applied_sha256 is what lockstep first saw, not what a step ran
+};
+
 // States a database can be in (DESIGN.md; DatabaseState in states.h).
 // `uninitialized` is a database lockstep
 // never saw version rows in; `version_rows_lost` one that has none now but
@@ -55,6 +66,7 @@ struct DatabaseStatus {
   absl::Time last_change = absl::InfinitePast();
   bool discovered = false;
   SchemaStatus schema;
+  std::vector<ChangedRevision> changed_revisions;  // by revision
 
   std::string key() const { return environment + "/" + name; }
 };

@@ -204,6 +204,9 @@ void StepExecutor::Run(const Job& job, RolloutStep* step, const std::atomic<bool
   absl::Status error = VerifyPhase(c, *run, after);
   if (error.ok()) error = SchemaPhase(c, after.rows);
   if (error.ok()) {
+    // What ran, for `lockstep validate`: the files as they are now (a stamp
+    // runs none).
+    if (job.kind != "stamp") reconciler_->RecordApplied(s.key(), s.path, job.kind != "downgrade");
     return journal.Succeed(absl::StrCat(
         "holds ", RowsText(after.rows), " as planned (Alembic took ",
         absl::FormatDuration(absl::Trunc(run->took, absl::Milliseconds(1))), ")"));

@@ -196,8 +196,9 @@ std::string SchemaText(const Schema& s) {
   return out;
 }
 
-std::string SchemaFingerprint(const Schema& schema) {
-  const std::string text = SchemaText(schema);
+std::string SchemaFingerprint(const Schema& schema) { return Sha256Hex(SchemaText(schema)); }
+
+std::string Sha256Hex(const std::string& text) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
   static constexpr char kHex[] = "0123456789abcdef";

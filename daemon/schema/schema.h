@@ -70,6 +70,8 @@ struct Schema {
 std::string SchemaText(const Schema& schema);
 // Lowercase hex SHA-256 of SchemaText.
 std::string SchemaFingerprint(const Schema& schema);
+// The SHA-256 of `bytes`, as 64 lower-case hex digits.
+std::string Sha256Hex(const std::string& bytes);
 
 struct SchemaDifference {
   std::string kind;    // table, column, primary key, index, unique, foreign key, check,

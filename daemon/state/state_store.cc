@@ -152,6 +152,17 @@ ALTER TABLE rollout_steps ADD COLUMN output_log TEXT NOT NULL DEFAULT '';
     R"sql(
 ALTER TABLE rollouts ADD COLUMN override_reason TEXT NOT NULL DEFAULT '';
 )sql",
+    // 8: the checksums of the revision files each database applied.
+    R"sql(
+CREATE TABLE checksum_sets (
+  id   TEXT PRIMARY KEY,
+  body TEXT NOT NULL
+);
+CREATE TABLE database_checksums (
+  database TEXT PRIMARY KEY,
+  set_id   TEXT NOT NULL
+);
+)sql",
 };
 
 }  // namespace
@@ -309,6 +320,47 @@ absl::StatusOr<std::map<std::string, LastCheck>> StateStore::LastChecks() {
       c.changed_at = FromMicros(q.getColumn(7).getInt64());
       out[q.getColumn(0).getString()] = std::move(c);
     }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::Status StateStore::SaveChecksums(const ChecksumSets& changed) {
+  MutexLock lock(mu_);
+  return Guard("record revision file checksums", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    SQLite::Transaction tx(*db_);
+    SQLite::Statement add(*db_, "INSERT OR IGNORE INTO checksum_sets (id, body) VALUES (?, ?)");
+    for (const auto& [id, body] : changed.bodies) {
+      add.bind(1, id);
+      add.bind(2, body);
+      add.exec();
+      add.reset();
+    }
+    SQLite::Statement point(*db_,
+                            "INSERT INTO database_checksums (database, set_id) VALUES (?, ?) "
+                            "ON CONFLICT (database) DO UPDATE SET set_id = excluded.set_id");
+    for (const auto& [database, id] : changed.of) {
+      point.bind(1, database);
+      point.bind(2, id);
+      point.exec();
+      point.reset();
+    }
+    db_->exec("DELETE FROM checksum_sets WHERE id NOT IN (SELECT set_id FROM database_checksums)");
+    tx.commit();
+  });
+}
+
+absl::StatusOr<ChecksumSets> StateStore::LoadChecksums() {
+  MutexLock lock(mu_);
+  ChecksumSets out;
+  absl::Status s = Guard("read revision file checksums", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    SQLite::Statement sets(*db_, "SELECT id, body FROM checksum_sets");
+    while (sets.executeStep())
+      out.bodies[sets.getColumn(0).getString()] = sets.getColumn(1).getString();
+    SQLite::Statement of(*db_, "SELECT database, set_id FROM database_checksums");
+    while (of.executeStep()) out.of[of.getColumn(0).getString()] = of.getColumn(1).getString();
   });
   if (!s.ok()) return s;
   return out;

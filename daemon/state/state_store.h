@@ -65,9 +65,19 @@ struct RevisionChange {
   absl::Time observed_at;
 };
 
+// The checksums of the revision files each database applied (issue 13 #5),
+// as lockstep keeps them: a set of (revision, checksum) lines is stored once
+// by content (its id is the SHA-256 of its body) and shared by every
+// database that applied the same files; each database names its set.
+// daemon/core/revision_checksums.h writes and reads the bodies.
+struct ChecksumSets {
+  std::map<std::string, std::string> bodies;  // set id -> body
+  std::map<std::string, std::string> of;      // database ("env/name") -> set id
+};
+
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 7;
+  static constexpr int kSchemaVersion = 8;
 
   // `busy_timeout`: how long a write waits for another connection's lock
   // on the file before it fails.
@@ -86,6 +96,12 @@ class StateStore {
   absl::StatusOr<std::map<std::string, LastCheck>> LastChecks();
   // Newest first, at most `limit`.
   absl::StatusOr<std::vector<RevisionChange>> Changes(const std::string& database, int limit);
+
+  // Adds the sets in `changed.bodies` (kept if already there) and points
+  // each database of `changed.of` at its set, in one transaction; then drops
+  // the sets no database names any more.
+  absl::Status SaveChecksums(const ChecksumSets& changed);
+  absl::StatusOr<ChecksumSets> LoadChecksums();
 
   // Rollouts (rollout_store.cc). SaveRollout writes everything in one
   // transaction; the others one row each, for the engine's write-ahead log.
