@@ -112,6 +112,8 @@ constexpr CommandDef kCommands[] = {
              "another database of the same dialect, or a revision, heads or base (default: what "
              "Alembic builds for its own version rows)");
      }},
+    {"validate", kOnline, "revision files changed after they were applied (exit 3 on an edit)",
+     [](CLI::App* c) { Argument(c, "ENV", false, "only this environment"); }},
     {"refresh", kOnline, "check every database now", [](CLI::App*) {}},
     {"plan", kOnline, "the rollout plan and what blocks it; changes nothing", AddRolloutRequest},
     {"rollout", kOnline, "start a rollout (--to REV), or show one (ID)",

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -86,7 +87,26 @@ void WriteDatabase(JsonWriter& w, const v1::Database& d) {
   revision_or_null("closest_revision", sc.closest_revisions());
   w.Key("closest_differences").Int(sc.closest_differences());
   w.EndObject();
+  w.Key("changed_revisions").BeginArray();
+  for (const v1::ChangedRevision& x : d.changed_revisions()) {
+    w.BeginObject().Key("revision").String(x.revision());
+    w.Key("applied_sha256").String(x.applied_sha256());
+    w.Key("current_sha256").String(x.current_sha256());
+    w.Key("cosmetic").Bool(x.cosmetic()).Key("baseline").Bool(x.baseline());
+    w.Key("applied_at").String(Time(x.applied_at())).EndObject();
+  }
+  w.EndArray();
   w.EndObject();
+}
+
+// "e9a8c6b4d244 changed after it was applied (sha256 1a2b3c4d5e6f then,
+// 3c4d5e6f7a8b now; only comments or spacing)".
+std::string DescribeChange(const v1::ChangedRevision& x) {
+  return absl::StrCat(
+      x.revision(), " changed after it was ", x.baseline() ? "first seen applied, " : "applied, ",
+      Time(x.applied_at()), ": sha256 ", x.applied_sha256().substr(0, 12), "… then, ",
+      x.current_sha256().substr(0, 12), "… now",
+      x.cosmetic() ? " (only comments, docstrings or spacing: the code is the same)" : "");
 }
 
 // "table orders missing", in the daemon's words (schema.h Describe).
@@ -161,6 +181,16 @@ int Status(Context& c, v1::Lockstep::Stub& stub) {
             << d->schema().reason();
     }
     if (!drifted.empty()) c.out << "\n";
+    std::map<std::string, int> edited;  // revision -> databases
+    for (const v1::Database& d : resp.databases()) {
+      for (const v1::ChangedRevision& x : d.changed_revisions())
+        edited[x.revision()] += !x.cosmetic();
+    }
+    for (const auto& [revision, databases] : edited) {
+      if (databases == 0) continue;
+      c.out << "\nrevision " << revision << " was edited after it was applied to "
+            << Plural(databases, "database") << " (lockstep validate)\n";
+    }
     for (const v1::Environment& e : resp.environments()) {
       if (!e.in_lockstep()) {
         // Why, in counts: the revision sets, then the databases whose rows
@@ -276,6 +306,9 @@ int Db(Context& c, v1::Lockstep::Stub& stub) {
           << d.schema().closest_differences() << " difference"
           << (d.schema().closest_differences() == 1 ? "" : "s") << ")\n";
   }
+  for (const v1::ChangedRevision& x : d.changed_revisions()) {
+    c.out << "  file:       " << DescribeChange(x) << "\n";
+  }
   if (!d.schema().fingerprint().empty()) {
     c.out << "  fingerprint: " << d.schema().fingerprint() << " (checked " << Time(d.schema().checked_at())
           << ")\n";
@@ -293,6 +326,61 @@ int Db(Context& c, v1::Lockstep::Stub& stub) {
           << (ch.to().empty() ? "<none>" : absl::StrJoin(ch.to(), ",")) << "\n";
   }
   return kExitOk;
+}
+
+// Like Flyway's validate: every revision file that changed after it was
+// applied, with the databases that applied it. Exit 3 on an edit; a change
+// in comments or spacing only is shown and does not fail.
+int Validate(Context& c, v1::Lockstep::Stub& stub) {
+  v1::GetFleetRequest req;
+  if (!c.args.positional.empty()) req.set_environment(c.args.positional[0]);
+  v1::GetFleetResponse resp;
+  int rc = Call(c, stub, &v1::Lockstep::Stub::GetFleet, req, &resp, kReadSeconds);
+  if (rc != kExitOk) return rc;
+  struct Finding {
+    std::string revision, applied, current;
+    bool cosmetic = false;
+    std::vector<std::string> databases;
+  };
+  std::map<std::tuple<std::string, std::string, std::string>, Finding> findings;
+  bool edited = false;
+  for (const v1::Database& d : resp.databases()) {
+    for (const v1::ChangedRevision& x : d.changed_revisions()) {
+      Finding& f = findings[{x.revision(), x.applied_sha256(), x.current_sha256()}];
+      f = {x.revision(), x.applied_sha256(), x.current_sha256(), x.cosmetic(),
+           std::move(f.databases)};
+      f.databases.push_back(d.environment() + "/" + d.database());
+      edited |= !x.cosmetic();
+    }
+  }
+  if (c.json) {
+    JsonWriter w;
+    w.BeginObject().Key("findings").BeginArray();
+    for (const auto& [key, f] : findings) {
+      w.BeginObject().Key("revision").String(f.revision);
+      w.Key("applied_sha256").String(f.applied).Key("current_sha256").String(f.current);
+      w.Key("change").String(f.cosmetic ? "cosmetic" : "edited");
+      w.Key("databases").StringArray(f.databases).EndObject();
+    }
+    w.EndArray().Key("clean").Bool(!edited).EndObject();
+    c.out << w.Finish();
+  } else if (findings.empty()) {
+    c.out << "every revision file is as it was when applied ("
+          << Plural(resp.databases_size(), "database") << ")\n";
+  } else {
+    for (const auto& [key, f] : findings) {
+      c.out << f.revision << (f.cosmetic ? " changed in comments or spacing only" : " changed")
+            << " after it was applied to "
+            << Plural(static_cast<int>(f.databases.size()), "database") << ": sha256 "
+            << f.applied.substr(0, 12) << "… then, " << f.current.substr(0, 12) << "… now\n  "
+            << absl::StrJoin(f.databases, ", ") << "\n";
+    }
+    if (edited) {
+      c.out << "\nAn applied revision's file no longer says what ran: put it back, or make the "
+               "change a new revision.\n";
+    }
+  }
+  return edited ? kExitNotClean : kExitOk;
 }
 
 int Refresh(Context& c, v1::Lockstep::Stub& stub) {
@@ -328,6 +416,7 @@ int RunOnlineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) 
   if (args.command == "status") return Status(c, *stub);
   if (args.command == "db") return Db(c, *stub);
   if (args.command == "diff") return Diff(c, *stub);
+  if (args.command == "validate") return Validate(c, *stub);
   if (args.command == "refresh") return Refresh(c, *stub);
   return RunRolloutCommand(c, *stub);
 }

@@ -5,6 +5,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <map>
+
 #include "absl/strings/str_join.h"
 #include "daemon/model/utf8.h"
 
@@ -45,6 +47,9 @@ struct FleetMetrics::Families {
         schema_differences(GaugeFamily(r, "lockstep_schema_differences",
                                        "Differences between the database's schema and the one "
                                        "expected for its version rows")),
+        files_changed(GaugeFamily(r, "lockstep_revision_files_changed",
+                                  "Databases that applied a revision file which changed since "
+                                  "(change: edited, or cosmetic: comments or spacing only)")),
         heads(GaugeFamily(r, "lockstep_graph_heads", "Heads of the revision graph")),
         revisions(GaugeFamily(r, "lockstep_graph_revisions", "Revisions in the graph")),
         broken(GaugeFamily(r, "lockstep_graph_broken",
@@ -57,8 +62,9 @@ struct FleetMetrics::Families {
             GaugeFamily(r, "lockstep_environment_in_lockstep",
                         "1 when every database of the environment is reachable and holds the same "
                         "known revisions (none orphaned or version_rows_lost)")),
-        violations(GaugeFamily(r, "lockstep_environment_promotion_violations",
-                               "Revisions applied before the environment they must follow has them")),
+        violations(
+            GaugeFamily(r, "lockstep_environment_promotion_violations",
+                        "Revisions applied before the environment they must follow has them")),
         check_duration(prometheus::BuildHistogram()
                            .Name("lockstep_check_duration_seconds")
                            .Help("Duration of one database check")
@@ -73,6 +79,7 @@ struct FleetMetrics::Families {
   Family<Gauge>& schema_drift;
   Family<Gauge>& schema_known;
   Family<Gauge>& schema_differences;
+  Family<Gauge>& files_changed;
   Family<Gauge>& heads;
   Family<Gauge>& revisions;
   Family<Gauge>& broken;
@@ -121,6 +128,14 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
     set(f.schema_differences, base, static_cast<double>(d.schema.differences.size()));
     f.check_duration.Add({{"outcome", d.check_outcome}}, kBuckets)
         .Observe(absl::ToDoubleSeconds(d.check_duration));
+  }
+  std::map<std::pair<std::string, bool>, int> changed;  // (revision, cosmetic) -> databases
+  for (const DatabaseStatus& d : s.databases) {
+    for (const ChangedRevision& c : d.changed_revisions) ++changed[{c.revision, c.cosmetic}];
+  }
+  for (const auto& [key, databases] : changed) {
+    set(f.files_changed, {{"revision", key.first}, {"change", key.second ? "cosmetic" : "edited"}},
+        databases);
   }
   for (const EnvironmentStatus& e : s.environments) {
     set(f.in_lockstep, {{"environment", e.name}}, e.in_lockstep ? 1 : 0);

@@ -52,6 +52,15 @@ void ToProto(const DatabaseStatus& d, v1::Database* out) {
   Copy(d.schema.matches_revisions, schema->mutable_matches_revisions());
   Copy(d.schema.closest_revisions, schema->mutable_closest_revisions());
   schema->set_closest_differences(d.schema.closest_differences);
+  for (const ChangedRevision& c : d.changed_revisions) {
+    v1::ChangedRevision* out_c = out->add_changed_revisions();
+    out_c->set_revision(c.revision);
+    out_c->set_applied_sha256(c.applied_sha256);
+    out_c->set_current_sha256(c.current_sha256);
+    out_c->set_cosmetic(c.cosmetic);
+    SetTime(c.applied_at, out_c->mutable_applied_at());
+    out_c->set_baseline(c.baseline);
+  }
 }
 
 void ToProto(const GraphStatus& g, v1::GraphStatus* out) {

@@ -353,6 +353,116 @@ environments:
 
 
 
+class ChangedRevisionFilesTest(unittest.TestCase):
+    """Like Flyway's validate: a revision file edited after it was applied is
+    reported per revision and database, after a restart too; a comment-only
+    change is reported as such; a file a step ran is recorded as it ran."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="lockstep-validate-")
+        self.versions = os.path.join(self.dir, "project", "versions")
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"),
+                        os.path.join(self.dir, "project"))
+        ini = os.path.join(self.dir, "project", "alembic.ini")
+        for name, rev in (("app", "heads"), ("old", AGE)):
+            subprocess.run(["/usr/bin/alembic", "-c", ini, "-x",
+                            "url=sqlite:///%s/%s.db" % (self.dir, name), "upgrade", rev],
+                           check=True, capture_output=True)
+        self.grpc_port, self.metrics_port = free_port(), free_port()
+        self.config = os.path.join(self.dir, "fleet.yaml")
+        with open(self.config, "w") as f:
+            f.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state.db,
+         poll_interval: 1h, backup_dir: backups}
+project: {alembic_ini: project/alembic.ini, alembic_command: [/usr/bin/alembic]}
+environments:
+  - name: prod
+    databases:
+      - {name: app, url: "sqlite:///app.db"}
+      - {name: old, url: "sqlite:///old.db"}
+""" % (self.grpc_port, self.metrics_port))
+        self.d = Lockstepd(BUILD, self.config, "127.0.0.1:%d" % self.grpc_port).start()
+
+    def tearDown(self):
+        self.d.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def edit(self, revision, text):
+        name = [n for n in os.listdir(self.versions) if n.startswith(revision)][0]
+        with open(os.path.join(self.versions, name), "a") as f:
+            f.write(text)
+
+    def validate(self):
+        self.d.cli("refresh")
+        p = self.d.cli("validate", "-o", "json", check=False)
+        return p.returncode, {f["revision"]: f for f in json.loads(p.stdout)["findings"]}
+
+    def test_edits_are_found_per_database_and_a_step_records_what_it_ran(self):
+        self.d.cli("refresh")
+        p = self.d.cli("validate", check=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("every revision file is as it was when applied (2 databases)", p.stdout)
+        self.edit("3f2a1b9c0d11", "\nEDITED = True\n")        # applied to both
+        self.edit(HEAD, "\nNOTE = 'v2'\n")                    # applied to app only
+        self.edit("c2e4a6b8d055", "\n# reviewed in 2027\n")  # a comment only
+        rc, found = self.validate()
+        self.assertEqual(rc, 3)
+        self.assertEqual(sorted(found), ["3f2a1b9c0d11", "c2e4a6b8d055", HEAD])
+        self.assertEqual(found["3f2a1b9c0d11"]["databases"], ["prod/app", "prod/old"])
+        self.assertEqual(found["3f2a1b9c0d11"]["change"], "edited")
+        self.assertNotEqual(found["3f2a1b9c0d11"]["applied_sha256"],
+                            found["3f2a1b9c0d11"]["current_sha256"])
+        self.assertEqual(found["c2e4a6b8d055"]["change"], "cosmetic")
+        self.assertEqual(found[HEAD]["databases"], ["prod/app"])
+        text = self.d.cli("validate", check=False).stdout
+        self.assertIn("3f2a1b9c0d11 changed after it was applied to 2 databases: sha256 ", text)
+        self.assertIn("c2e4a6b8d055 changed in comments or spacing only after it was applied to "
+                      "1 database", text)
+        status = self.d.cli("status").stdout
+        self.assertIn("revision 3f2a1b9c0d11 was edited after it was applied to 2 databases", status)
+        self.assertNotIn("revision c2e4a6b8d055 was edited", status)
+        app = json.loads(self.d.cli("db", "prod/app", "-o", "json").stdout)["database"]
+        changed = {c["revision"]: c for c in app["changed_revisions"]}
+        self.assertTrue(changed["3f2a1b9c0d11"]["baseline"])
+        self.assertFalse(changed["3f2a1b9c0d11"]["cosmetic"])
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port) as r:
+            body = r.read().decode()
+        self.assertIn('lockstep_revision_files_changed{change="edited",revision="3f2a1b9c0d11"} 2',
+                      body)
+        self.assertIn('lockstep_revision_files_changed{change="cosmetic",revision="c2e4a6b8d055"} 1',
+                      body)
+
+        # What was applied is kept: a restarted lockstepd still knows.
+        self.d.stop()
+        self.d = Lockstepd(BUILD, self.config, "127.0.0.1:%d" % self.grpc_port).start()
+        rc, again = self.validate()
+        self.assertEqual(rc, 3)
+        self.assertEqual(again, found)
+
+        # A step runs the files as they are now: old gets HEAD (edited) and
+        # c2e4a6b8d055 (commented) from lockstep, so neither is a finding for
+        # it; the root it had before still is.
+        r = json.loads(self.d.cli("rollout", "--to", "heads", "--watch", "-o", "json").stdout)
+        self.assertEqual([s["database"] for s in r["steps"] if s["state"] == "succeeded"], ["old"])
+        rc, after = self.validate()
+        self.assertEqual(rc, 3)
+        self.assertEqual(after[HEAD]["databases"], ["prod/app"])
+        self.assertEqual(after["c2e4a6b8d055"]["databases"], ["prod/app"])
+        self.assertEqual(after["3f2a1b9c0d11"]["databases"], ["prod/app", "prod/old"])
+        old = json.loads(self.d.cli("db", "prod/old", "-o", "json").stdout)["database"]
+        self.assertEqual([c["revision"] for c in old["changed_revisions"]], ["3f2a1b9c0d11"])
+        # Edited again: old's record of HEAD is the file its step ran (not a
+        # baseline lockstep took later).
+        self.edit(HEAD, "\nNOTE = 'v3'\n")
+        rc, third = self.validate()
+        old = json.loads(self.d.cli("db", "prod/old", "-o", "json").stdout)["database"]
+        head = [c for c in old["changed_revisions"] if c["revision"] == HEAD][0]
+        self.assertFalse(head["baseline"])
+        self.assertEqual(head["applied_sha256"], found[HEAD]["current_sha256"])
+        self.assertIn("changed after it was applied, ",
+                      self.d.cli("db", "prod/old").stdout)
+
+
 class ZeroFalsePositivesTest(unittest.TestCase):
     """Every revision set of the example project (each revision, each
     combination of its two branches, base), built by the real Alembic on
