@@ -141,6 +141,15 @@ constexpr CommandDef kCommands[] = {
        AddActor(c);
        AddRetryFor(c);
      }},
+    {"reapply", kOnline,
+     "run a database's migrations again from REV (downgrade REV-1, upgrade back), with a backup; "
+     "restored unless the schema is then right",
+     [](CLI::App* c) {
+       Argument(c, "ENV/NAME", true, "the database");
+       Argument(c, "REV", false, "the first revision to run again (default: its version row)");
+       AddActor(c);
+       AddRetryFor(c);
+     }},
     {"stamp", kOnline,
      "write a database's version rows (after a backup) when its schema is that revision's",
      [](CLI::App* c) {

@@ -593,6 +593,27 @@ int Stamp(Context& c, v1::Lockstep::Stub& stub) {
   return Watch(c, stub, resp.rollout().id(), retry_for);
 }
 
+int Reapply(Context& c, v1::Lockstep::Stub& stub) {
+  if (c.args.positional.empty() || c.args.positional.size() > 2 ||
+      c.args.positional[0].find('/') == std::string::npos) {
+    c.err << "lockstep reapply: expects ENV/NAME [REV]\n";
+    return kExitUsage;
+  }
+  absl::Duration retry_for;
+  if (!RetryFor(c, &retry_for)) return kExitUsage;
+  const std::string& arg = c.args.positional[0];
+  v1::ReapplyRequest req;
+  req.set_environment(arg.substr(0, arg.find('/')));
+  req.set_database(arg.substr(arg.find('/') + 1));
+  if (c.args.positional.size() == 2) req.set_revision(c.args.positional[1]);
+  req.set_actor(Actor(c.args));
+  v1::RolloutResponse resp;
+  int rc = Call(c, stub, &v1::Lockstep::Stub::Reapply, req, &resp, kChangeSeconds);
+  if (rc != kExitOk) return rc;
+  if (!c.json) c.out << "reapply " << resp.rollout().id() << " started\n";
+  return Watch(c, stub, resp.rollout().id(), retry_for);
+}
+
 int Backups(Context& c, v1::Lockstep::Stub& stub) {
   v1::ListBackupsRequest req;
   if (!c.args.positional.empty()) {
@@ -700,6 +721,7 @@ int RunRolloutCommand(Context& c, v1::Lockstep::Stub& stub) {
   if (cmd == "abort") return Control(c, stub, &v1::Lockstep::Stub::AbortRollout);
   if (cmd == "downgrade") return Downgrade(c, stub);
   if (cmd == "stamp") return Stamp(c, stub);
+  if (cmd == "reapply") return Reapply(c, stub);
   if (cmd == "backups") return Backups(c, stub);
   return Restore(c, stub);
 }

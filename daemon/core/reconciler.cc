@@ -163,12 +163,17 @@ DatabaseState DatabaseStateOf(migrations::RevisionState state) {
 }
 
 // What MatchRevisions found, said after the verdict's reason.
-std::string MatchText(const std::string& key, const SchemaStatus& s) {
+// `rerun`: the database's one version row when the schema it holds is
+// exactly its parent's (that migration did not take): reapply is the fix.
+std::string MatchText(const std::string& key, const SchemaStatus& s, const std::string& rerun) {
   if (!s.matches_revisions.empty()) {
     const std::string rows = absl::StrJoin(s.matches_revisions, " ");
     return absl::StrCat("; its schema is exactly what Alembic builds for ", rows,
                         ": `lockstep stamp ", key, " ", rows,
-                        "` makes its version rows say so (after a backup)");
+                        "` makes its version rows say so (after a backup)",
+                        rerun.empty() ? ""
+                                      : absl::StrCat(", or `lockstep reapply ", key, "` runs ",
+                                                     rerun, " again (after a backup)"));
   }
   if (!s.closest_revisions.empty()) {
     return absl::StrCat("; no revision builds its schema exactly; closest: ",
@@ -913,7 +918,16 @@ void Reconciler::MatchRevisions(const config::Inventory& inv,
     d.schema.matches_revisions = matched.matches_revisions;
     d.schema.closest_revisions = matched.closest_revisions;
     d.schema.closest_differences = matched.closest_differences;
-    d.schema.reason = absl::StrCat(d.schema.reason, MatchText(d.key(), d.schema), so_far);
+    std::string rerun;
+    if (d.revisions.size() == 1 && matched.matches_revisions.size() == 1 &&
+        d.state != DatabaseState::kOrphaned && d.state != DatabaseState::kVersionRowsLost) {
+      std::optional<int> row = graph.Find(d.revisions[0]);
+      std::optional<int> parent = graph.Find(matched.matches_revisions[0]);
+      if (row && parent) {
+        for (int p : graph.node(*row).down) rerun = p == *parent ? d.revisions[0] : rerun;
+      }
+    }
+    d.schema.reason = absl::StrCat(d.schema.reason, MatchText(d.key(), d.schema, rerun), so_far);
   }
 }
 

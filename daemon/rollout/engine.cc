@@ -293,6 +293,17 @@ absl::StatusOr<Rollout> RolloutEngine::Stamp(const std::string& environment,
                         });
 }
 
+absl::StatusOr<Rollout> RolloutEngine::Reapply(const std::string& environment,
+                                               const std::string& database,
+                                               const std::string& revision,
+                                               const std::string& requested_by) {
+  return LaunchIncident("reapplies", requested_by,
+                        [&](const config::Inventory& inv, const migrations::Resolver& resolver,
+                            const FleetSnapshot& fleet) {
+                          return PlanReapply(environment, database, revision, inv, resolver, fleet);
+                        });
+}
+
 absl::StatusOr<Rollout> RolloutEngine::Downgrade(const std::string& environment,
                                                  const std::string& database,
                                                  const std::string& target,

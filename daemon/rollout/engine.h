@@ -93,6 +93,9 @@ class RolloutEngine {
                                 const std::string& override_reason);
   absl::StatusOr<Rollout> Downgrade(const std::string& environment, const std::string& database,
                                     const std::string& target, const std::string& requested_by);
+  // `lockstep reapply`: see PlanReapply (planner.h).
+  absl::StatusOr<Rollout> Reapply(const std::string& environment, const std::string& database,
+                                  const std::string& revision, const std::string& requested_by);
 
   absl::Status Approve(const std::string& id, const std::string& who);
   absl::Status Pause(const std::string& id, const std::string& who);

@@ -933,6 +933,56 @@ TEST_F(EngineTest, SettleRestoresASqliteStepFromItsBackupBeforeRetrying) {
   sqlite3_close(db);
 }
 
+// A reapply (down, then up again) cut off by a crash: its rows cannot say
+// how far it got (they may already read as its start and end), so Settle
+// puts the backup back whatever they say, and the step runs again.
+TEST_F(EngineTest, SettleRestoresAReapplyCutOffMidwayAndRunsItAgain) {
+  Db("a", {kHead});
+  Start(R"(
+  - name: prod
+    on_failure: leave
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)");
+  std::unique_ptr<Drivers> drivers = MakeDrivers({});
+  ASSERT_TRUE(reconciler_->Refresh().ok());
+  std::optional<VersionTarget> target = reconciler_->Target("prod/a");
+  ASSERT_TRUE(target.has_value());
+  std::filesystem::create_directories(dir_ + "/backups");
+  absl::StatusOr<Backup> b =
+      drivers->For(target->url)
+          .TakeBackup(*target, target->url, dir_ + "/backups", absl::Minutes(1));
+  ASSERT_TRUE(b.ok()) << b.status();
+  b->revisions = {kHead};
+  ASSERT_TRUE(store_->AddBackup(&*b).ok());
+  // Down and most of the way up again: the rows already read as the start.
+  Sql(dir_ + "/a.db", "CREATE TABLE half_done (x INTEGER)");
+  Rollout crashed = Crashed("r-again", "prod", "a", "alembic");
+  crashed.kind = "reapply";
+  crashed.target = kHead;
+  crashed.steps[0].from = crashed.steps[0].expected = {kHead};
+  crashed.steps[0].path = {kHead, kHead};
+  crashed.steps[0].backup_id = b->id;
+  ASSERT_TRUE(store_->SaveRollout(crashed).ok());
+  engine_->Stop();
+  engine_.reset();
+  StartEngine();
+  ASSERT_TRUE(WaitFor("r-again", "succeeded")) << engine_->Get("r-again")->reason;
+  std::vector<std::string> messages;
+  absl::StatusOr<std::vector<RolloutEvent>> events = store_->Events("r-again", 0, 100);
+  ASSERT_TRUE(events.ok()) << events.status();
+  for (const RolloutEvent& e : *events) messages.push_back(e.message);
+  EXPECT_THAT(
+      messages,
+      ::testing::Contains(HasSubstr("a reapply the restart cut off; restored from its backup to")));
+  EXPECT_THAT(alembic_.downgrades(), ElementsAre(absl::StrCat("a to ", kHead, "-1")));
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kHead));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(std::string(dir_ + "/a.db").c_str(), &db), SQLITE_OK);
+  EXPECT_NE(sqlite3_exec(db, "SELECT x FROM half_done", nullptr, nullptr, nullptr), SQLITE_OK)
+      << "the half-done table outlived the restore";
+  sqlite3_close(db);
+}
+
 // `lockstep downgrade ENV/DB --to REV`: one database, a backup first; then
 // `lockstep restore` puts that backup back (with --yes, as the database
 // changed since), taking a safety backup of what it held, and a restore

@@ -434,4 +434,75 @@ absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std:
   return rollout;
 }
 
+absl::StatusOr<Rollout> PlanReapply(const std::string& environment, const std::string& database,
+                                    const std::string& revision, const config::Inventory& inv,
+                                    const migrations::Resolver& resolver,
+                                    const FleetSnapshot& fleet) {
+  absl::StatusOr<IncidentTarget> t = FindIncidentTarget(environment, database, inv, fleet);
+  if (!t.ok()) return t.status();
+  const DatabaseStatus* d = t->database;
+  if (d->state == DatabaseState::kUnreachable || d->state == DatabaseState::kVersionRowsLost ||
+      d->state == DatabaseState::kOrphaned || !d->orphaned.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(d->key(), " is ", NameOf(d->state), ": ", d->reason,
+                     "; reapply needs version rows Alembic can move (lockstep stamp first)"));
+  }
+  std::string rev = revision;
+  if (rev.empty()) {
+    if (d->revisions.size() != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(d->key(), " holds ", RowsText(d->revisions),
+                       "; name the revision to reapply (lockstep reapply ", d->key(), " REV)"));
+    }
+    rev = d->revisions[0];
+  }
+  std::vector<std::string> resolved;
+  if (absl::Status exists = TargetExists(resolver, rev, &resolved); !exists.ok()) return exists;
+  if (resolved.size() != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", rev, "' names ", resolved.size(), " revisions; reapply takes one"));
+  }
+  rev = resolved[0];
+  std::vector<int> held;
+  for (const std::string& r : d->revisions) {
+    if (std::optional<int> n = resolver.graph().Find(r)) held.push_back(*n);
+  }
+  const std::vector<std::string> applied = resolver.graph().Ids(resolver.AncestorsOf(held));
+  if (std::find(applied.begin(), applied.end(), rev) == applied.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(d->key(), " does not hold ", rev,
+                                                      " (it holds ", RowsText(d->revisions),
+                                                      "); nothing to reapply"));
+  }
+  // Down to just below it (Alembic's `downgrade REV-1`), then up again to
+  // the rows it holds now.
+  RolloutStep step;
+  if (std::optional<PlanProblem> p = PlanStep(resolver, *d, rev + "-1", true, &step)) {
+    return absl::FailedPreconditionError(absl::StrCat(d->key(), ": ", p->message));
+  }
+  std::vector<std::string> rows = step.expected;
+  for (const std::string& row : d->revisions) {
+    absl::StatusOr<std::vector<migrations::MigrationStep>> up =
+        migrations::PlanUpgrade(resolver, rows, row);
+    if (!up.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(d->key(), ": cannot upgrade back to ", row, ": ",
+                       migrations::CommandErrorMessage(up.status())));
+    }
+    for (const migrations::MigrationStep& s : *up)
+      step.path.push_back(resolver.graph().id(s.revision));
+    if (!up->empty()) rows = up->back().rows_after;
+  }
+  step.expected = d->revisions;
+  Rollout rollout;
+  rollout.kind = "reapply";
+  rollout.target = rev;
+  rollout.target_revisions = d->revisions;
+  RolloutStage stage = IncidentStage(*t->env);
+  // Whatever goes wrong on the way down or up, the backup is the way back.
+  stage.on_failure = FailurePolicy::kRestore;
+  rollout.stages.push_back(stage);
+  rollout.steps.push_back(std::move(step));
+  return rollout;
+}
+
 }  // namespace lockstep::daemon

@@ -92,6 +92,17 @@ absl::StatusOr<Rollout> PlanStamp(const std::string& environment, const std::str
                                   const config::Inventory& inv,
                                   const migrations::Resolver& resolver, const FleetSnapshot& fleet);
 
+// The article's "downgrade -1, then upgrade head" as one operation: one
+// database taken down to just below `revision` (Alembic's `downgrade
+// REV-1`; empty: its one version row) and up again to the rows it holds,
+// with a backup first; a one-step rollout of kind "reapply" whose step must
+// end with the schema Alembic builds for those rows, else it restores the
+// backup. Its step's `from` and `expected` are the same rows.
+absl::StatusOr<Rollout> PlanReapply(const std::string& environment, const std::string& database,
+                                    const std::string& revision, const config::Inventory& inv,
+                                    const migrations::Resolver& resolver,
+                                    const FleetSnapshot& fleet);
+
 // One database downgraded (or upgraded) to `target`, always with a backup:
 // a one-step rollout of kind "downgrade" for incident work.
 absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std::string& database,

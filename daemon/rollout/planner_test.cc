@@ -271,6 +271,36 @@ TEST_F(PlannerTest, StampIsOneStepWithABackupAndRestoresOnFailure) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(PlannerTest, ReapplyGoesDownBelowTheRevisionAndUpAgainWithABackup) {
+  Set("prod", "t1", {"c"});
+  auto r = PlanReapply("prod", "t1", "b", inv_, *resolver_, fleet_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->kind, "reapply");
+  EXPECT_EQ(r->target, "b");
+  ASSERT_EQ(r->steps.size(), 1u);
+  EXPECT_THAT(r->steps[0].path, ElementsAre("c", "b", "b", "c"));  // down, then up
+  EXPECT_THAT(r->steps[0].from, ElementsAre("c"));
+  EXPECT_THAT(r->steps[0].expected, ElementsAre("c"));
+  EXPECT_TRUE(r->stages[0].backup_required);
+  EXPECT_EQ(NameOf(r->stages[0].on_failure), "restore");
+  // No REV: its one row.
+  auto own = PlanReapply("prod", "t1", "", inv_, *resolver_, fleet_);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_THAT(own->steps[0].path, ElementsAre("c", "c"));
+  // A revision it does not hold, an unknown one, a database that cannot be read.
+  Set("prod", "t2", {"a"});
+  EXPECT_THAT(PlanReapply("prod", "t2", "c", inv_, *resolver_, fleet_).status().message(),
+              HasSubstr("does not hold c"));
+  EXPECT_THAT(PlanReapply("prod", "t2", "nope", inv_, *resolver_, fleet_).status().message(),
+              HasSubstr("nope"));
+  Set("prod", "t3", {"zzz"}).orphaned = {"zzz"};
+  EXPECT_EQ(PlanReapply("prod", "t3", "", inv_, *resolver_, fleet_).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  Set("prod", "t4", {});
+  EXPECT_THAT(PlanReapply("prod", "t4", "", inv_, *resolver_, fleet_).status().message(),
+              HasSubstr("name the revision to reapply"));
+}
+
 TEST_F(PlannerTest, ProblemsCarryDatabaseAndCode) {
   Set("prod", "t3", {"zzz"}).orphaned = {"zzz"};
   RolloutPlan plan = FullPlan(Req("heads", {"prod"}));

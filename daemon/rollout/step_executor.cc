@@ -236,6 +236,13 @@ absl::StatusOr<bool> StepExecutor::ReplanPhase(StepContext& c) const {
   if (before.outcome != ReadOutcome::kOk && before.outcome != ReadOutcome::kNoTable) {
     return absl::UnavailableError(absl::StrCat("cannot read the version rows: ", before.error));
   }
+  // A reapply goes down and up again: its start is its end.
+  if (c.job.kind == "reapply") {
+    if (before.rows == s.from) return false;
+    return absl::FailedPreconditionError(
+        absl::StrCat("the database moved to ", RowsText(before.rows), " since the plan (it held ",
+                     RowsText(s.from), "); nothing was reapplied"));
+  }
   if (before.rows == s.expected) return true;
   if (before.rows == s.from) return false;
   if (c.job.kind == "stamp") {
@@ -327,6 +334,30 @@ absl::Status StepExecutor::BackupPhase(StepContext& c) const {
   return absl::OkStatus();
 }
 
+// A reapply's Alembic: `downgrade REV-1`, then `upgrade` to each row the
+// database held, one run after the other; one result (the first failure,
+// all the output).
+ProcessResult StepExecutor::RunReapply(
+    StepContext& c, uint64_t ticket, const std::function<void(int pid)>& on_start,
+    const std::function<void(const std::string& line)>& on_line) const {
+  ProcessResult run =
+      RunAlembic(c, "downgrade", c.job.target + "-1", ticket, c.cancel, on_start, on_line);
+  for (const std::string& row : c.step().from) {
+    if (!run.ok() || run.cancelled) break;
+    const uint64_t next_ticket = startup_gate_.Enter(StartupSlots(c.inv->server), c.cancel);
+    if (next_ticket == 0) {
+      run.cancelled = true;
+      break;
+    }
+    ProcessResult up = RunAlembic(c, "upgrade", row, next_ticket, c.cancel, on_start, on_line);
+    up.output = run.output + up.output;
+    up.took += run.took;
+    if (up.output_log.empty()) up.output_log = run.output_log;
+    run = std::move(up);
+  }
+  return run;
+}
+
 // Queues for a start-up slot (its phase stays what it was), then runs
 // Alembic. nullopt when stopped while it queued.
 std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
@@ -366,8 +397,10 @@ std::optional<ProcessResult> StepExecutor::AlembicPhase(StepContext& c) const {
                                              : absl::StrCat("all of it is in ", log),
                                  "]"));
   };
-  ProcessResult run = RunAlembic(
-      c, command, c.job.target, ticket, c.cancel, [&](int pid) { c.journal.Pid(pid); }, on_line);
+  auto on_start = [&](int pid) { c.journal.Pid(pid); };
+  ProcessResult run = c.job.kind == "reapply" ? RunReapply(c, ticket, on_start, on_line)
+                                              : RunAlembic(c, command, c.job.target, ticket,
+                                                           c.cancel, on_start, on_line);
   s.pid = 0;
   s.pid_identity.clear();
   s.exit_code = run.exit_code;
@@ -434,8 +467,10 @@ absl::Status StepExecutor::StampCheckPhase(StepContext& c) const {
 // "warn" records a difference instead of failing.
 absl::Status StepExecutor::SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const {
   // A forced stamp wrote rows its schema does not match, on purpose.
-  const std::string& policy =
-      c.job.override_reason.empty() ? c.inv->project.verify_schema : std::string("warn");
+  // A reapply is done to make the schema right: it must be, or it restores.
+  const std::string& policy = !c.job.override_reason.empty() ? std::string("warn")
+                              : c.job.kind == "reapply"      ? std::string("fail")
+                                                             : c.inv->project.verify_schema;
   if (policy == "off") return absl::OkStatus();
   const SchemaVerdict v = CompareWithAlembic(c, rows);
   switch (v.outcome) {
@@ -500,7 +535,11 @@ absl::Status StepExecutor::RollbackPhase(StepContext& c, const ProcessResult& ru
   const bool readable = after.outcome == ReadOutcome::kOk || after.outcome == ReadOutcome::kNoTable;
   const bool transactional = drivers_->For(c.url).transactional_ddl();
   const FailurePolicy how = c.job.policy.on_failure;
-  if (how == FailurePolicy::kRestore && transactional && readable && after.rows == s.from) {
+  // A round trip (reapply) that ends where it started may have run both
+  // ways: only the backup says what it was.
+  const bool round_trip = s.from == s.expected;
+  if (how == FailurePolicy::kRestore && transactional && readable && after.rows == s.from &&
+      !round_trip) {
     s.rollback = "rolled_back";  // the dialect's transactional DDL undid it
     c.journal.Event(
         EventKind::kRolledBack,
@@ -615,18 +654,22 @@ absl::Status StepExecutor::SettlePhase(StepJournal& journal) const {
   const bool keeps_partial_ddl = !drivers_->For(*url).transactional_ddl();
   const bool alembic_may_have_run =
       phase == StepPhase::kAlembic || phase == StepPhase::kVerify || phase == StepPhase::kRollback;
-  if (read.rows == s.expected && phase != StepPhase::kRollback) {
+  // A reapply (down, then up again) that was cut off cannot be told done
+  // from its rows: its backup puts it back at its start, whatever it holds.
+  const bool round_trip = s.from == s.expected && alembic_may_have_run && s.backup_id != 0;
+  if (read.rows == s.expected && phase != StepPhase::kRollback && !round_trip) {
     journal.Succeed(
         absl::StrCat("holds ", RowsText(read.rows), " as planned (settled after a restart)"));
     return absl::OkStatus();
   }
-  if (read.rows != s.from) {
+  if (read.rows != s.from && !round_trip) {
     return absl::FailedPreconditionError(absl::StrCat("the database holds ", RowsText(read.rows),
                                                       "; it was moving from ", RowsText(s.from),
                                                       " to ", RowsText(s.expected)));
   }
   // Partial DDL stays: go back to the backup.
-  const bool restore = keeps_partial_ddl && alembic_may_have_run && s.backup_id != 0;
+  const bool restore =
+      round_trip || (keeps_partial_ddl && alembic_may_have_run && s.backup_id != 0);
   if (restore) {
     absl::Status restored = backups_.Restore(s.backup_id, *url, *inv);
     if (!restored.ok()) {
@@ -639,8 +682,11 @@ absl::Status StepExecutor::SettlePhase(StepJournal& journal) const {
         "the step had failed and was being rolled back; it is back at its start");
   }
   journal.Recover(
-      absl::StrCat("still at its start ", RowsText(read.rows),
-                   restore ? "; restored from its backup; will retry" : "; will retry"));
+      round_trip
+          ? absl::StrCat("a reapply the restart cut off; restored from its backup to ",
+                         RowsText(s.from), "; will retry")
+          : absl::StrCat("still at its start ", RowsText(read.rows),
+                         restore ? "; restored from its backup; will retry" : "; will retry"));
   return absl::OkStatus();
 }
 

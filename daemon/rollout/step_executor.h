@@ -108,6 +108,9 @@ class StepExecutor {
   // Alembic builds for them (with an override: said, not enforced).
   absl::Status StampCheckPhase(StepContext& c) const;
   std::optional<ProcessResult> AlembicPhase(StepContext& c) const;
+  ProcessResult RunReapply(StepContext& c, uint64_t ticket,
+                           const std::function<void(int pid)>& on_start,
+                           const std::function<void(const std::string& line)>& on_line) const;
   absl::Status SchemaPhase(StepContext& c, const std::vector<std::string>& rows) const;
   // The database's schema, read now, against what Alembic builds for `rows`
   // on an empty database; detail: the differences, or why there is no verdict.

@@ -53,6 +53,8 @@ class LockstepService final : public lockstep::v1::Lockstep::Service {
                           v1::DiffSchemaResponse* resp) override;
   grpc::Status Stamp(grpc::ServerContext* ctx, const v1::StampRequest* req,
                      v1::RolloutResponse* resp) override;
+  grpc::Status Reapply(grpc::ServerContext* ctx, const v1::ReapplyRequest* req,
+                       v1::RolloutResponse* resp) override;
   grpc::Status Downgrade(grpc::ServerContext* ctx, const v1::DowngradeRequest* req,
                          v1::RolloutResponse* resp) override;
   grpc::Status ListBackups(grpc::ServerContext* ctx, const v1::ListBackupsRequest* req,

@@ -268,6 +268,17 @@ grpc::Status LockstepService::Stamp(grpc::ServerContext*, const v1::StampRequest
                resp);
 }
 
+grpc::Status LockstepService::Reapply(grpc::ServerContext*, const v1::ReapplyRequest* req,
+                                      v1::RolloutResponse* resp) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
+  if (req->environment().empty() || req->database().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "environment and database are required");
+  }
+  return Reply(engine_->Reapply(req->environment(), req->database(), req->revision(), req->actor()),
+               resp);
+}
+
 grpc::Status LockstepService::ListBackups(grpc::ServerContext*, const v1::ListBackupsRequest* req,
                                           v1::ListBackupsResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;

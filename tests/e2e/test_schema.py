@@ -353,6 +353,99 @@ environments:
 
 
 
+class ReapplyTest(unittest.TestCase):
+    """The article's other repair, "downgrade -1, then upgrade head", as one
+    audited operation: a backup first, the schema checked after, restored
+    when it is still not right."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="lockstep-reapply-")
+        project = os.path.join(self.dir, "project")
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"), project)
+        self.ini = os.path.join(project, "alembic.ini")
+        self.invoices = os.path.join(project, "versions", "5e5e5e5e5e5e_invoices.py")
+        self.write_invoices("t2.db")
+        for t in ("t1", "t2"):
+            subprocess.run(["/usr/bin/alembic", "-c", self.ini, "-x",
+                            "url=sqlite:///%s/%s.db" % (self.dir, t), "upgrade", "heads"],
+                           check=True, capture_output=True)
+        grpc_port = free_port()
+        config = os.path.join(self.dir, "fleet.yaml")
+        with open(config, "w") as f:
+            f.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state.db,
+         poll_interval: 1h, backup_dir: backups}
+project: {alembic_ini: project/alembic.ini, alembic_command: [/usr/bin/alembic]}
+environments:
+  - name: prod
+    databases:
+      - {name: t1, url: "sqlite:///t1.db"}
+      - {name: t2, url: "sqlite:///t2.db"}
+""" % (grpc_port, free_port()))
+        self.d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port).start()
+
+    def tearDown(self):
+        self.d.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def write_invoices(self, skipped):
+        # The downgrade tolerates the missing table, as a fixed file would.
+        text = SILENT.replace('endswith("t2.db")', 'endswith("%s")' % skipped).replace(
+            'op.drop_table("invoices")', 'op.execute("DROP TABLE IF EXISTS invoices")')
+        with open(self.invoices, "w") as f:
+            f.write(text)
+
+    def tables(self, name):
+        with sqlite3.connect(os.path.join(self.dir, name + ".db")) as c:
+            return sorted(r[0] for r in c.execute("SELECT name FROM sqlite_master "
+                                                  "WHERE type = 'table'"))
+
+    def schema(self, name):
+        for _ in range(2):  # a drift verdict is confirmed by a second read
+            self.d.cli("refresh")
+        return json.loads(self.d.cli("db", "prod/" + name, "-o", "json").stdout)["database"]
+
+    def test_reapply_rebuilds_what_a_silent_migration_skipped_and_restores_when_still_wrong(self):
+        self.assertNotIn("invoices", self.tables("t2"))
+        before = self.schema("t2")
+        self.assertEqual(before["schema"]["state"], "drift")
+        self.assertIn("exactly what Alembic builds for %s" % HEAD, before["schema"]["reason"])
+        self.assertIn("or `lockstep reapply prod/t2` runs 5e5e5e5e5e5e again (after a backup)",
+                      before["schema"]["reason"])
+        self.write_invoices("no-such.db")  # the bug is fixed
+        p = self.d.cli("reapply", "prod/t2", "--actor", "ana", "-o", "json", check=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        r = json.loads(p.stdout)
+        self.assertEqual(r["kind"], "reapply")
+        self.assertEqual(r["created_by"], "ana")
+        step = r["steps"][0]
+        self.assertEqual(step["state"], "succeeded", step)
+        self.assertEqual(step["path"], ["5e5e5e5e5e5e", "5e5e5e5e5e5e"])
+        self.assertNotEqual(step["backup_id"], 0)
+        self.assertIn("invoices", self.tables("t2"))
+        self.assertEqual(self.schema("t2")["schema"]["state"], "match")
+        self.assertEqual(self.schema("t2")["revisions"], ["5e5e5e5e5e5e"])
+
+        # Still wrong after it ran again (the bug is back, for t1 now): the
+        # schema check fails the step and the backup puts t1 back as it was.
+        self.write_invoices("t1.db")
+        p = self.d.cli("reapply", "prod/t1", "5e5e5e5e5e5e", "-o", "json", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        step = json.loads(p.stdout)["steps"][0]
+        self.assertEqual(step["state"], "failed", step)
+        self.assertIn("table invoices missing", step["error"])
+        self.assertEqual(step["rollback"], "restored")
+        self.assertIn("invoices", self.tables("t1"))
+        self.assertEqual(self.schema("t1")["schema"]["state"], "match")
+
+        # What cannot be reapplied is refused before anything runs.
+        p = self.d.cli("reapply", "prod/t1", "nope", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("nope", p.stderr)
+        rollouts = self.d.cli("rollouts").stdout
+        self.assertEqual(rollouts.count("reapply"), 2, rollouts)
+
+
 class ChangedRevisionFilesTest(unittest.TestCase):
     """Like Flyway's validate: a revision file edited after it was applied is
     reported per revision and database, after a restart too; a comment-only
