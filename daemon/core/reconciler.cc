@@ -17,6 +17,8 @@
 #include "absl/strings/str_join.h"
 #include "config/database_identity.h"
 #include "daemon/core/schema_check.h"
+#include "daemon/drivers/backup_files.h"
+#include "daemon/schema/schema_json.h"
 #include "migrations/classify.h"
 #include "migrations/python_launcher.h"
 #include "migrations/resolver.h"
@@ -544,6 +546,7 @@ absl::Status Reconciler::Refresh() {
   std::vector<const VersionTarget*> schema_targets;
   for (const Planned& p : plan.databases) schema_targets.push_back(&p.target);
   CheckSchemas(*inv, project->graph(), schema_targets, with_schemas.get());
+  with_schemas->expected_builds = BuildStats();
   Publish(with_schemas, nullptr);
   return recorded;
 }
@@ -668,6 +671,37 @@ void Reconciler::SetExpectedSchemas(ExpectedSchemaFn fn) {
   expected_fn_ = std::move(fn);
 }
 
+std::string Reconciler::ExpectedKey(const config::Inventory& inv, config::Dialect dialect,
+                                    const std::vector<std::string>& revisions,
+                                    const SchemaFilter& filter) {
+  std::shared_ptr<const migrations::Project> p = project();
+  const migrations::RevisionGraph& graph = p->graph();
+  std::vector<int> nodes;
+  for (const std::string& r : revisions) {
+    std::optional<int> n = graph.Find(r);
+    if (!n) return "";
+    nodes.push_back(*n);
+  }
+  migrations::Resolver resolver(&graph);
+  std::vector<std::string> ids = graph.Ids(resolver.AncestorsOf(nodes));
+  std::sort(ids.begin(), ids.end());
+  // Bump when lockstep reads or normalizes schemas differently: what it
+  // stored before would no longer compare equal.
+  constexpr char kSchemaModel[] = "schema-model-1";
+  std::string key = absl::StrCat(kSchemaModel, "\n", config::DialectName(dialect), "\n",
+                                 absl::StrJoin(revisions, " "), "\n");
+  for (const std::string& id : ids) {
+    std::optional<FileChecksum> sum = CurrentChecksum(*p, id);
+    if (!sum) return "";
+    absl::StrAppend(&key, id, " ", sum->sha256, "\n");
+  }
+  absl::StatusOr<std::string> env_py = Sha256OfFile(p->location().script_dir + "/env.py");
+  absl::StrAppend(&key, "env.py ", env_py.ok() ? *env_py : "none", "\n", filter.version_table, "\n",
+                  absl::StrJoin(filter.ignore, " "), "\n", inv.project.python, "\n",
+                  absl::StrJoin(inv.project.alembic_command, " "), "\n");
+  return Sha256Hex(key);
+}
+
 ExpectedSchema Reconciler::ExpectedSchemaFor(const config::Inventory& inv,
                                              config::Dialect dialect,
                                              const std::vector<std::string>& revisions,
@@ -683,15 +717,48 @@ ExpectedSchema Reconciler::ExpectedSchemaFor(const config::Inventory& inv,
   auto cached = expected_.find(key);
   if (cached != expected_.end()) return cached->second;
   ExpectedSchema e;
+  // Built before, by this lockstepd or an earlier one, from the same files.
+  const std::string stored_key = ExpectedKey(inv, dialect, revisions, filter);
+  if (!stored_key.empty()) {
+    absl::StatusOr<std::optional<StoredExpectedSchema>> stored =
+        store_->LoadExpectedSchema(stored_key);
+    if (stored.ok() && stored->has_value()) {
+      absl::StatusOr<Schema> schema = SchemaFromJson((*stored)->schema_json);
+      if (schema.ok() && SchemaFingerprint(*schema) == (*stored)->fingerprint) {
+        e.fingerprint = (*stored)->fingerprint;
+        e.schema = std::make_shared<const Schema>(*std::move(schema));
+        ++build_stats_.loaded;
+        expected_[key] = e;
+        return e;
+      }
+    }
+  }
+  const absl::Time started = absl::Now();
   absl::StatusOr<Schema> built = fn(inv, dialect, revisions, filter);
+  const absl::Duration took = absl::Now() - started;
+  ++build_stats_.built;
+  build_stats_.build_time += took;
   if (built.ok()) {
     e.fingerprint = SchemaFingerprint(*built);
     e.schema = std::make_shared<const Schema>(*std::move(built));
+    if (!stored_key.empty()) {
+      // Not kept (the store refuses writes): built again after a restart.
+      store_
+          ->SaveExpectedSchema(stored_key,
+                               {SchemaToJson(*e.schema), e.fingerprint, clock_->Now(), took})
+          .IgnoreError();
+    }
   } else {
+    ++build_stats_.failed;
     e.error = std::string(built.status().message());
   }
   expected_[key] = e;
   return e;
+}
+
+ExpectedBuildStats Reconciler::BuildStats() {
+  MutexLock lock(expected_mu_);
+  return build_stats_;
 }
 
 ExpectedSchemas Reconciler::Expected(const config::Inventory& inv,

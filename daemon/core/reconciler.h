@@ -95,6 +95,10 @@ class Reconciler {
   void RecordApplied(const std::string& key, const std::vector<std::string>& revisions,
                      bool upgrade);
 
+  // Expected schemas since start: built by Alembic (and how long that
+  // took), or loaded from the state store (built before from the same files).
+  ExpectedBuildStats BuildStats();
+
   // The next pass reads every schema, due or not (`lockstep refresh`).
   void RequestSchemaPass() { schema_pass_requested_ = true; }
 
@@ -130,6 +134,10 @@ class Reconciler {
   // size and mtime); nullopt when the revision or its file is gone.
   std::optional<FileChecksum> CurrentChecksum(const migrations::Project& project,
                                               const std::string& revision);
+  // The state store's key for what Alembic builds for `revisions`: a hash of
+  // everything the build depends on; "" when a file is missing.
+  std::string ExpectedKey(const config::Inventory& inv, config::Dialect dialect,
+                          const std::vector<std::string>& revisions, const SchemaFilter& filter);
   // Reads the schemas that are due (every server.schema_interval, and any
   // database whose version rows changed since its last read) and judges
   // every database's schema (schema_check.h) into snapshot->databases;
@@ -181,6 +189,7 @@ class Reconciler {
   Mutex expected_mu_;  // held while one is built: each is built once
   // Built for expected_signature_, the scripts' signature.
   ExpectedSchemas expected_ ABSL_GUARDED_BY(expected_mu_);
+  ExpectedBuildStats build_stats_ ABSL_GUARDED_BY(expected_mu_);
   std::string expected_signature_ ABSL_GUARDED_BY(expected_mu_);
 
   ChecksumLedger checksums_;

@@ -50,6 +50,13 @@ struct FleetMetrics::Families {
         files_changed(GaugeFamily(r, "lockstep_revision_files_changed",
                                   "Databases that applied a revision file which changed since "
                                   "(change: edited, or cosmetic: comments or spacing only)")),
+        expected_builds(GaugeFamily(r, "lockstep_expected_schemas",
+                                    "Expected schemas since start, by how they were had "
+                                    "(built: Alembic on a shadow database, failures included; "
+                                    "failed; stored: loaded from the state store)")),
+        expected_build_seconds(
+            GaugeFamily(r, "lockstep_expected_schema_build_seconds",
+                        "Time spent building expected schemas with Alembic since start")),
         heads(GaugeFamily(r, "lockstep_graph_heads", "Heads of the revision graph")),
         revisions(GaugeFamily(r, "lockstep_graph_revisions", "Revisions in the graph")),
         broken(GaugeFamily(r, "lockstep_graph_broken",
@@ -80,6 +87,8 @@ struct FleetMetrics::Families {
   Family<Gauge>& schema_known;
   Family<Gauge>& schema_differences;
   Family<Gauge>& files_changed;
+  Family<Gauge>& expected_builds;
+  Family<Gauge>& expected_build_seconds;
   Family<Gauge>& heads;
   Family<Gauge>& revisions;
   Family<Gauge>& broken;
@@ -142,6 +151,10 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
     set(f.violations, {{"environment", e.name}},
         static_cast<double>(e.promotion_violations.size()));
   }
+  set(f.expected_builds, {{"how", "built"}}, s.expected_builds.built);
+  set(f.expected_builds, {{"how", "failed"}}, s.expected_builds.failed);
+  set(f.expected_builds, {{"how", "stored"}}, s.expected_builds.loaded);
+  set(f.expected_build_seconds, {}, absl::ToDoubleSeconds(s.expected_builds.build_time));
   set(f.heads, {}, static_cast<double>(s.graph.heads.size()));
   set(f.revisions, {}, s.graph.revisions);
   set(f.broken, {}, s.graph.broken ? 1 : 0);

@@ -97,10 +97,19 @@ struct GraphStatus {
   absl::Time loaded_at = absl::InfinitePast();
 };
 
+// Expected schemas (what Alembic builds for a revision set) since start.
+struct ExpectedBuildStats {
+  int built = 0;              // by running Alembic on a shadow database
+  int failed = 0;             // of those, how many could not be built
+  int loaded = 0;             // from the state store: built before from the same files
+  absl::Duration build_time;  // all the builds together
+};
+
 struct FleetSnapshot {
   absl::Time refreshed_at = absl::InfinitePast();
   absl::Duration refresh_duration;
   GraphStatus graph;
+  ExpectedBuildStats expected_builds;
   std::vector<EnvironmentStatus> environments;  // in promotion order
   std::vector<DatabaseStatus> databases;        // grouped by environment, by name
 

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "daemon/schema/schema_json.h"
+
 namespace lockstep::daemon {
 namespace {
 
@@ -49,6 +51,26 @@ TEST(SchemaTest, TheTextAndFingerprintAreStableAndFollowEveryChange) {
   Schema b = Users();
   b.tables["users"].columns["email"].not_null = false;
   EXPECT_NE(SchemaFingerprint(a), SchemaFingerprint(b));
+}
+
+TEST(SchemaJsonTest, EveryKindOfObjectComesBackTheSame) {
+  Schema a = Users();
+  SchemaTable& t = a.tables["orders"];
+  t.columns["total"] = {.type = "NUMERIC(10, 2)", .default_value = "0", .generated = true};
+  t.indexes["ix_open"] = {.columns = {"lower(status)"}, .where = "status <> 'done'"};
+  t.uniques = {{"id", "user_id"}};
+  t.checks = {"total >= 0"};
+  t.primary_key = {"id"};
+  a.views["v_open"] = "SELECT id FROM orders";
+  a.triggers["t_audit"] = "CREATE TRIGGER t_audit ...";
+  a.enums["mood"] = {"sad", "ok", "happy"};
+  a.sequences["orders_id_seq"] = "bigint";
+  absl::StatusOr<Schema> back = SchemaFromJson(SchemaToJson(a));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, a);
+  EXPECT_EQ(SchemaFingerprint(*back), SchemaFingerprint(a));
+  EXPECT_EQ(SchemaFromJson("{\"tables\": 3}").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(SchemaFromJson("not json").status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(SchemaTest, DiffNamesWhatAPersonCanActOn) {

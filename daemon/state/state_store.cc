@@ -163,6 +163,17 @@ CREATE TABLE database_checksums (
   set_id   TEXT NOT NULL
 );
 )sql",
+    // 9: what Alembic builds for each revision set, kept across restarts.
+    R"sql(
+CREATE TABLE expected_schemas (
+  key         TEXT PRIMARY KEY,
+  schema_json TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  built_at_us INTEGER NOT NULL,
+  took_us     INTEGER NOT NULL,
+  used_at_us  INTEGER NOT NULL
+);
+)sql",
 };
 
 }  // namespace
@@ -361,6 +372,54 @@ absl::StatusOr<ChecksumSets> StateStore::LoadChecksums() {
       out.bodies[sets.getColumn(0).getString()] = sets.getColumn(1).getString();
     SQLite::Statement of(*db_, "SELECT database, set_id FROM database_checksums");
     while (of.executeStep()) out.of[of.getColumn(0).getString()] = of.getColumn(1).getString();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::Status StateStore::SaveExpectedSchema(const std::string& key, const StoredExpectedSchema& e) {
+  MutexLock lock(mu_);
+  return Guard("record an expected schema", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    SQLite::Transaction tx(*db_);
+    SQLite::Statement put(*db_, R"sql(
+INSERT INTO expected_schemas (key, schema_json, fingerprint, built_at_us, took_us, used_at_us)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET schema_json = excluded.schema_json,
+  fingerprint = excluded.fingerprint, built_at_us = excluded.built_at_us,
+  took_us = excluded.took_us, used_at_us = excluded.used_at_us)sql");
+    put.bind(1, key);
+    put.bind(2, e.schema_json);
+    put.bind(3, e.fingerprint);
+    put.bind(4, static_cast<int64_t>(absl::ToUnixMicros(e.built_at)));
+    put.bind(5, static_cast<int64_t>(absl::ToInt64Microseconds(e.took)));
+    put.bind(6, static_cast<int64_t>(absl::ToUnixMicros(absl::Now())));
+    put.exec();
+    db_->exec(
+        "DELETE FROM expected_schemas WHERE key NOT IN "
+        "(SELECT key FROM expected_schemas ORDER BY used_at_us DESC LIMIT 2000)");
+    tx.commit();
+  });
+}
+
+absl::StatusOr<std::optional<StoredExpectedSchema>> StateStore::LoadExpectedSchema(
+    const std::string& key) {
+  MutexLock lock(mu_);
+  std::optional<StoredExpectedSchema> out;
+  absl::Status s = Guard("read an expected schema", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    SQLite::Statement q(*db_,
+                        "SELECT schema_json, fingerprint, built_at_us, took_us "
+                        "FROM expected_schemas WHERE key = ?");
+    q.bind(1, key);
+    if (!q.executeStep()) return;
+    out = StoredExpectedSchema{q.getColumn(0).getString(), q.getColumn(1).getString(),
+                               absl::FromUnixMicros(q.getColumn(2).getInt64()),
+                               absl::Microseconds(q.getColumn(3).getInt64())};
+    SQLite::Statement used(*db_, "UPDATE expected_schemas SET used_at_us = ? WHERE key = ?");
+    used.bind(1, static_cast<int64_t>(absl::ToUnixMicros(absl::Now())));
+    used.bind(2, key);
+    used.exec();
   });
   if (!s.ok()) return s;
   return out;

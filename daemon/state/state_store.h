@@ -75,9 +75,20 @@ struct ChecksumSets {
   std::map<std::string, std::string> of;      // database ("env/name") -> set id
 };
 
+// What Alembic built for a revision set on an empty database, kept by a
+// key that names everything it depends on (daemon/core/reconciler.cc
+// ExpectedKey): the dialect, the revisions, the checksums of their files and
+// env.py, the schema filter.
+struct StoredExpectedSchema {
+  std::string schema_json;  // daemon/schema/schema_json.h
+  std::string fingerprint;
+  absl::Time built_at;
+  absl::Duration took;
+};
+
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 8;
+  static constexpr int kSchemaVersion = 9;
 
   // `busy_timeout`: how long a write waits for another connection's lock
   // on the file before it fails.
@@ -102,6 +113,10 @@ class StateStore {
   // the sets no database names any more.
   absl::Status SaveChecksums(const ChecksumSets& changed);
   absl::StatusOr<ChecksumSets> LoadChecksums();
+
+  // Expected schemas by key; the 2,000 most recently used are kept.
+  absl::Status SaveExpectedSchema(const std::string& key, const StoredExpectedSchema& e);
+  absl::StatusOr<std::optional<StoredExpectedSchema>> LoadExpectedSchema(const std::string& key);
 
   // Rollouts (rollout_store.cc). SaveRollout writes everything in one
   // transaction; the others one row each, for the engine's write-ahead log.

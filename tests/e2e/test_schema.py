@@ -446,6 +446,68 @@ environments:
         self.assertEqual(rollouts.count("reapply"), 2, rollouts)
 
 
+class ExpectedSchemasKeptTest(unittest.TestCase):
+    """What Alembic builds for each revision set is kept in the state store: a
+    restarted lockstepd loads it instead of running Alembic again, and builds
+    again only what a changed file affects."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="lockstep-expected-")
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"),
+                        os.path.join(self.dir, "project"))
+        ini = os.path.join(self.dir, "project", "alembic.ini")
+        for name, rev in (("app", "heads"), ("old", AGE)):
+            subprocess.run(["/usr/bin/alembic", "-c", ini, "-x",
+                            "url=sqlite:///%s/%s.db" % (self.dir, name), "upgrade", rev],
+                           check=True, capture_output=True)
+        self.grpc_port, self.metrics_port = free_port(), free_port()
+        self.config = os.path.join(self.dir, "fleet.yaml")
+        with open(self.config, "w") as f:
+            f.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state.db,
+         poll_interval: 1h}
+project: {alembic_ini: project/alembic.ini}
+environments:
+  - name: prod
+    databases:
+      - {name: app, url: "sqlite:///app.db"}
+      - {name: old, url: "sqlite:///old.db"}
+""" % (self.grpc_port, self.metrics_port))
+        self.d = Lockstepd(BUILD, self.config, "127.0.0.1:%d" % self.grpc_port).start()
+
+    def tearDown(self):
+        self.d.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def builds(self):
+        self.d.cli("refresh")
+        states = {d["database"]: d["schema"]["state"]
+                  for d in json.loads(self.d.cli("status", "-o", "json").stdout)["databases"]}
+        self.assertEqual(states, {"app": "match", "old": "match"})
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port) as r:
+            body = r.read().decode()
+        out = {}
+        for how in ("built", "stored"):
+            line = [l for l in body.splitlines()
+                    if l.startswith('lockstep_expected_schemas{how="%s"}' % how)][0]
+            out[how] = int(float(line.split()[-1]))
+        self.assertIn("lockstep_expected_schema_build_seconds ", body)
+        return out
+
+    def test_a_restart_loads_what_was_built_and_a_changed_file_is_built_again(self):
+        self.assertEqual(self.builds(), {"built": 2, "stored": 0})
+        self.d.stop()
+        self.d = Lockstepd(BUILD, self.config, "127.0.0.1:%d" % self.grpc_port).start()
+        self.assertEqual(self.builds(), {"built": 0, "stored": 2})
+        # app's head is built from every file; old's set does not include it.
+        with open(os.path.join(self.dir, "project", "versions",
+                               "c2e4a6b8d055_add_status_to_orders.py"), "a") as f:
+            f.write("\n# reviewed\n")
+        self.d.stop()
+        self.d = Lockstepd(BUILD, self.config, "127.0.0.1:%d" % self.grpc_port).start()
+        self.assertEqual(self.builds(), {"built": 1, "stored": 1})
+
+
 class ChangedRevisionFilesTest(unittest.TestCase):
     """Like Flyway's validate: a revision file edited after it was applied is
     reported per revision and database, after a restart too; a comment-only
