@@ -6,6 +6,7 @@
 #include <prometheus/registry.h>
 
 #include <map>
+#include <unordered_map>
 
 #include "absl/strings/str_join.h"
 #include "daemon/model/utf8.h"
@@ -98,7 +99,11 @@ struct FleetMetrics::Families {
   Family<Gauge>& violations;
   Family<prometheus::Histogram>& check_duration;
   // Series added for the previous snapshot, removed before the next.
-  std::vector<std::pair<Family<Gauge>*, Gauge*>> series;
+  // The series the last Update set, and their family: a series keeps its
+  // place (and pointer) while its labels stay; only those that went are
+  // removed (Family::Remove searches linearly: calling it for every series
+  // on every pass was quadratic in the fleet).
+  std::unordered_map<Gauge*, Family<Gauge>*> series;
 };
 
 FleetMetrics::FleetMetrics(prometheus::Registry* registry)
@@ -108,12 +113,12 @@ FleetMetrics::~FleetMetrics() = default;
 void FleetMetrics::Update(const FleetSnapshot& s) {
   std::lock_guard<std::mutex> lock(mu_);
   Families& f = *f_;
-  for (auto& [family, gauge] : f.series) family->Remove(gauge);
-  f.series.clear();
+  std::unordered_map<Gauge*, Family<Gauge>*> now;
+  now.reserve(f.series.size());
   auto set = [&](Family<Gauge>& family, const Labels& labels, double value) {
-    Gauge& g = family.Add(labels);
+    Gauge& g = family.Add(labels);  // the existing series when it has these labels
     g.Set(value);
-    f.series.emplace_back(&family, &g);
+    now.emplace(&g, &family);
   };
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -160,6 +165,10 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
   set(f.broken, {}, s.graph.broken ? 1 : 0);
   set(f.refresh_duration, {}, absl::ToDoubleSeconds(s.refresh_duration));
   set(f.refresh_time, {}, Seconds(s.refreshed_at));
+  for (const auto& [gauge, family] : f.series) {
+    if (!now.count(gauge)) family->Remove(gauge);  // its database (or state) went
+  }
+  f.series = std::move(now);
 }
 
 }  // namespace lockstep::daemon
