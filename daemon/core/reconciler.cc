@@ -511,8 +511,12 @@ absl::Status Reconciler::Refresh() {
 
   FleetPlan plan = PlanChecks(*inv, *reader_);
   std::vector<VersionRead> reads(plan.databases.size());
-  ForEachAtOnce(plan.databases.size(), inv->server.max_concurrent_checks,
-                [&](size_t i) { reads[i] = reader_->Read(plan.databases[i].target); });
+  ForEachAtOnce(plan.databases.size(), inv->server.max_concurrent_checks, [&](size_t i) {
+    if (!closing_) reads[i] = reader_->Read(plan.databases[i].target);
+  });
+  // Stopping: what is left of the pass is not read, and a pass cut short is
+  // not published (it would say the databases it skipped are unreachable).
+  if (closing_) return absl::UnavailableError("lockstepd is shutting down; the pass was cut short");
 
   // An empty database is told apart by what lockstep saw there before, so
   // the previous checks are read (once) when any database is empty.
@@ -546,6 +550,7 @@ absl::Status Reconciler::Refresh() {
   std::vector<const VersionTarget*> schema_targets;
   for (const Planned& p : plan.databases) schema_targets.push_back(&p.target);
   CheckSchemas(*inv, project->graph(), schema_targets, with_schemas.get());
+  if (closing_) return absl::UnavailableError("lockstepd is shutting down; the pass was cut short");
   with_schemas->expected_builds = BuildStats();
   Publish(with_schemas, nullptr);
   return recorded;
@@ -712,6 +717,7 @@ ExpectedSchema Reconciler::ExpectedSchemaFor(const config::Inventory& inv,
     fn = expected_fn_;
   }
   if (!fn) return {};
+  if (closing_) return {nullptr, "", "lockstepd is shutting down"};  // not kept: not a verdict
   const auto key = std::make_pair(std::string(config::DialectName(dialect)), revisions);
   MutexLock lock(expected_mu_);
   auto cached = expected_.find(key);
@@ -826,8 +832,10 @@ void Reconciler::CheckSchemas(const config::Inventory& inv,
     filters[dbs[i].key()] = SchemaFilterFor(*targets[i], inv.project.schema_ignore);
   }
   ForEachAtOnce(to_read.size(), inv.server.max_concurrent_checks, [&](size_t k) {
+    if (closing_) return;
     reads[k] = reader_->ReadSchema(*targets[to_read[k]], filters.at(dbs[to_read[k]].key()));
   });
+  if (closing_) return;
   for (size_t k = 0; k < to_read.size(); ++k) {
     const DatabaseStatus& d = dbs[to_read[k]];
     SchemaMemo& m = schema_memo_[d.key()];
@@ -1027,6 +1035,7 @@ void Reconciler::SetInventory(std::shared_ptr<const config::Inventory> inventory
 }
 
 void Reconciler::Close() {
+  closing_ = true;  // a running pass stops reading and ends
   MutexLock pass(refresh_mu_);
   closed_ = true;
 }

@@ -105,6 +105,11 @@ class Reconciler {
   // Called after each refresh with the new snapshot (metrics hook).
   void OnRefresh(std::function<void(const FleetSnapshot&)> callback);
 
+  // Makes a running pass stop reading and end (UNAVAILABLE, nothing
+  // published), and later ones end at once: SIGTERM does not wait for a
+  // pass over a large fleet. Close() does it too.
+  void Interrupt() { closing_ = true; }
+
   // Waits for a running pass and makes later Refresh() calls return
   // UNAVAILABLE without touching the store: call before the store goes away
   // (a Refresh RPC may still hold this reconciler on its own thread).
@@ -214,6 +219,7 @@ class Reconciler {
   std::string project_signature_ ABSL_GUARDED_BY(refresh_mu_);
   std::atomic<bool> reload_requested_{false};  // SetInventory: reload the scripts next pass
   std::atomic<bool> schema_pass_requested_{false};  // RequestSchemaPass
+  std::atomic<bool> closing_{false};                // Interrupt, Close
   GraphStatus graph_ ABSL_GUARDED_BY(refresh_mu_);
   std::shared_ptr<const FleetSnapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, VersionTarget> targets_ ABSL_GUARDED_BY(mu_);

@@ -5,9 +5,11 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -559,6 +561,59 @@ environments:
   EXPECT_EQ(builds.load(), 16);
   EXPECT_THAT(r->Snapshot()->Find("prod", "orphan")->schema.matches_revisions,
               ElementsAre("f00000000010"));
+}
+
+}  // namespace
+}  // namespace lockstep::daemon
+
+namespace lockstep::daemon {
+namespace {
+
+// A reader that takes its time: 50 ms per database, counted.
+class SlowReader : public VersionReader {
+ public:
+  std::atomic<int> reads{0};
+
+ protected:
+  VersionRead ReadRows(const VersionTarget&) override {
+    ++reads;
+    absl::SleepFor(absl::Milliseconds(50));
+    VersionRead r;
+    r.outcome = ReadOutcome::kNoTable;
+    return r;
+  }
+};
+
+// SIGTERM during a pass over a large fleet: the pass stops reading, ends
+// without publishing what it did not read, and later passes end at once.
+TEST(ReconcilerInterruptTest, APassEndsEarlyAndPublishesNothingWhenInterrupted) {
+  lockstep::testing::TempDir tmp("lockstep-interrupt");
+  std::string yaml = "project: {scripts: " + std::string(std::getenv("LOCKSTEP_SOURCE_DIR")) +
+                     "/migrations/example}\nserver: {max_concurrent_checks: 1}\n"
+                     "environments:\n  - name: prod\n    databases:\n";
+  for (int i = 0; i < 400; ++i) {
+    yaml += "      - {name: t" + std::to_string(i) + ", url: \"sqlite:///t" + std::to_string(i) +
+            ".db\"}\n";
+  }
+  std::ofstream(tmp.path() + "/fleet.yaml") << yaml;
+  auto inv = config::LoadInventory(tmp.path() + "/fleet.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  auto store = StateStore::Open(tmp.path() + "/state.db");
+  ASSERT_TRUE(store.ok());
+  auto reader = std::make_shared<SlowReader>();
+  auto r = Reconciler::Create(std::make_shared<config::Inventory>(*inv), reader, store->get());
+  ASSERT_TRUE(r.ok()) << r.status();
+  absl::Status pass;
+  std::thread t([&] { pass = (*r)->Refresh(); });
+  while (reader->reads < 3) absl::SleepFor(absl::Milliseconds(5));
+  (*r)->Interrupt();
+  t.join();
+  EXPECT_EQ(pass.code(), absl::StatusCode::kUnavailable) << pass;
+  EXPECT_LT(reader->reads, 50);                      // 400 were planned
+  EXPECT_TRUE((*r)->Snapshot()->databases.empty());  // nothing half-read was published
+  const int before = reader->reads;
+  EXPECT_EQ((*r)->Refresh().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(reader->reads, before);
 }
 
 }  // namespace
