@@ -998,8 +998,10 @@ void Reconciler::MatchRevisions(const config::Inventory& inv,
         d.state != DatabaseState::kOrphaned && d.state != DatabaseState::kVersionRowsLost) {
       std::optional<int> row = graph.Find(d.revisions[0]);
       std::optional<int> parent = graph.Find(matched.matches_revisions[0]);
-      if (row && parent) {
-        for (int p : graph.node(*row).down) rerun = p == *parent ? d.revisions[0] : rerun;
+      // Not for a merge: Alembic's `downgrade REV-1` is ambiguous there.
+      if (row && parent && graph.node(*row).down.size() == 1 &&
+          *graph.node(*row).down.begin() == *parent) {
+        rerun = d.revisions[0];
       }
     }
     d.schema.reason = absl::StrCat(d.schema.reason, MatchText(d.key(), d.schema, rerun), so_far);

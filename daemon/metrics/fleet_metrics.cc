@@ -49,8 +49,11 @@ struct FleetMetrics::Families {
                                        "Differences between the database's schema and the one "
                                        "expected for its version rows")),
         files_changed(GaugeFamily(r, "lockstep_revision_files_changed",
-                                  "Databases that applied a revision file which changed since "
+                                  "Revision files changed since a database applied them "
                                   "(change: edited, or cosmetic: comments or spacing only)")),
+        file_changed_databases(
+            GaugeFamily(r, "lockstep_revision_file_changed_databases",
+                        "Databases that applied this revision's file before it changed")),
         expected_builds(GaugeFamily(r, "lockstep_expected_schemas",
                                     "Expected schemas since start, by how they were had "
                                     "(built: Alembic on a shadow database, failures included; "
@@ -88,6 +91,7 @@ struct FleetMetrics::Families {
   Family<Gauge>& schema_known;
   Family<Gauge>& schema_differences;
   Family<Gauge>& files_changed;
+  Family<Gauge>& file_changed_databases;
   Family<Gauge>& expected_builds;
   Family<Gauge>& expected_build_seconds;
   Family<Gauge>& heads;
@@ -147,10 +151,14 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
   for (const DatabaseStatus& d : s.databases) {
     for (const ChangedRevision& c : d.changed_revisions) ++changed[{c.revision, c.cosmetic}];
   }
+  int files[2] = {0, 0};  // edited, cosmetic: always exported, 0 when none
   for (const auto& [key, databases] : changed) {
-    set(f.files_changed, {{"revision", key.first}, {"change", key.second ? "cosmetic" : "edited"}},
-        databases);
+    const char* change = key.second ? "cosmetic" : "edited";
+    set(f.file_changed_databases, {{"revision", key.first}, {"change", change}}, databases);
+    ++files[key.second ? 1 : 0];
   }
+  set(f.files_changed, {{"change", "edited"}}, files[0]);
+  set(f.files_changed, {{"change", "cosmetic"}}, files[1]);
   for (const EnvironmentStatus& e : s.environments) {
     set(f.in_lockstep, {{"environment", e.name}}, e.in_lockstep ? 1 : 0);
     set(f.violations, {{"environment", e.name}},

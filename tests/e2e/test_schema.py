@@ -582,10 +582,12 @@ environments:
         self.assertFalse(changed["3f2a1b9c0d11"]["cosmetic"])
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port) as r:
             body = r.read().decode()
-        self.assertIn('lockstep_revision_files_changed{change="edited",revision="3f2a1b9c0d11"} 2',
-                      body)
-        self.assertIn('lockstep_revision_files_changed{change="cosmetic",revision="c2e4a6b8d055"} 1',
-                      body)
+        self.assertIn('lockstep_revision_file_changed_databases{change="edited",'
+                      'revision="3f2a1b9c0d11"} 2', body)
+        self.assertIn('lockstep_revision_file_changed_databases{change="cosmetic",'
+                      'revision="c2e4a6b8d055"} 1', body)
+        self.assertIn('lockstep_revision_files_changed{change="edited"} 2', body)  # 3f2a, HEAD
+        self.assertIn('lockstep_revision_files_changed{change="cosmetic"} 1', body)
 
         # What was applied is kept: a restarted lockstepd still knows.
         self.d.stop()
