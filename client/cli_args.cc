@@ -101,6 +101,8 @@ constexpr CommandDef kCommands[] = {
      [](CLI::App* c) {
        Argument(c, "ENV", false, "only this environment");
        Flag(c, "--check", "exit 3 unless every database is current");
+       Flag(c, "--not-clean", "only databases that are not current, or whose schema drifted");
+       Value(c, "--state", "STATE", "only databases in this state (current, behind, ...)");
      }},
     {"db", kOnline, "one database and its revision history",
      [](CLI::App* c) { Argument(c, "ENV/NAME", true, "the database"); }},

@@ -114,11 +114,39 @@ std::string DescribeDifference(const v1::SchemaDifference& d) {
   return daemon::Describe({d.kind(), d.name(), d.change(), d.expected(), d.found()});
 }
 
+// The whole (filtered) fleet, a page at a time: a reply of 100,000
+// databases would not fit in one message.
+int GetFleet(Context& c, v1::Lockstep::Stub& stub, v1::GetFleetRequest req,
+             v1::GetFleetResponse* resp) {
+  constexpr int kPage = 2000;
+  req.set_page_size(kPage);
+  int rc = Call(c, stub, &v1::Lockstep::Stub::GetFleet, req, resp, kReadSeconds);
+  while (rc == kExitOk && !resp->next_page_token().empty()) {
+    req.set_page_token(resp->next_page_token());
+    v1::GetFleetResponse page;
+    rc = Call(c, stub, &v1::Lockstep::Stub::GetFleet, req, &page, kReadSeconds);
+    for (v1::Database& d : *page.mutable_databases()) *resp->add_databases() = std::move(d);
+    resp->set_next_page_token(page.next_page_token());
+  }
+  return rc;
+}
+
 int Status(Context& c, v1::Lockstep::Stub& stub) {
   v1::GetFleetRequest req;
   if (!c.args.positional.empty()) req.set_environment(c.args.positional[0]);
+  req.set_not_clean(c.args.Flag("not-clean"));
+  if (std::optional<std::string> state = c.args.Option("state")) {
+    std::optional<v1::DatabaseState> wanted = v1::ParseWireName<v1::DatabaseState>(*state);
+    if (!wanted || *wanted == v1::DATABASE_STATE_UNSPECIFIED) {
+      c.err << "lockstep status: --state '" << *state
+            << "' is no state; states: current, behind, ahead, diverged, orphaned, "
+               "uninitialized, version_rows_lost, unreachable\n";
+      return kExitUsage;
+    }
+    req.set_state(*wanted);
+  }
   v1::GetFleetResponse resp;
-  int rc = Call(c, stub, &v1::Lockstep::Stub::GetFleet, req, &resp, kReadSeconds);
+  int rc = GetFleet(c, stub, req, &resp);
   if (rc != kExitOk) return rc;
   bool clean = true;
   // Clean: every database current, and none whose schema drifted.
@@ -335,7 +363,7 @@ int Validate(Context& c, v1::Lockstep::Stub& stub) {
   v1::GetFleetRequest req;
   if (!c.args.positional.empty()) req.set_environment(c.args.positional[0]);
   v1::GetFleetResponse resp;
-  int rc = Call(c, stub, &v1::Lockstep::Stub::GetFleet, req, &resp, kReadSeconds);
+  int rc = GetFleet(c, stub, req, &resp);
   if (rc != kExitOk) return rc;
   struct Finding {
     std::string revision, applied, current;

@@ -69,6 +69,10 @@ struct DatabaseStatus {
   std::vector<ChangedRevision> changed_revisions;  // by revision
 
   std::string key() const { return environment + "/" + name; }
+  // What `status --check` asks of every database.
+  bool clean() const {
+    return state == DatabaseState::kCurrent && schema.state != SchemaState::kDrift;
+  }
 };
 
 struct EnvironmentStatus {

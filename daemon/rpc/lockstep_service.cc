@@ -1,8 +1,11 @@
 #include "daemon/rpc/lockstep_service.h"
 
 #include <future>
+#include <map>
+#include <optional>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -125,16 +128,56 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         absl::StrCat("no environment named '", req->environment(), "'"));
   }
+  if (req->page_size() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size must be >= 0");
+  }
+  // A page token is "<environment's position>:<database name>" of the last
+  // database sent: the next page starts after it in the fleet's order (the
+  // inventory's, which a refresh keeps).
+  std::map<std::string, int> position;
+  for (size_t i = 0; i < s->environments.size(); ++i) {
+    position[s->environments[i].name] = static_cast<int>(i);
+  }
+  std::optional<std::pair<int, std::string>> after;
+  if (!req->page_token().empty()) {
+    std::pair<std::string, std::string> parts =
+        absl::StrSplit(req->page_token(), absl::MaxSplits(':', 1));
+    int env = 0;
+    if (!absl::SimpleAtoi(parts.first, &env) || parts.second.empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "page_token is not one a GetFleet reply gave");
+    }
+    after = std::make_pair(env, parts.second);
+  }
+  int sent = 0;
+  std::pair<int, std::string> last_sent;
   for (const DatabaseStatus& d : s->databases) {
+    const std::pair<int, std::string> place(position[d.environment], ValidUtf8(d.name));
+    if (after) {  // still before the page's start
+      if (place == *after) after.reset();
+      continue;
+    }
     if (!req->environment().empty() && d.environment != req->environment()) continue;
     if (wanted && d.state != *wanted) continue;
+    if (req->not_clean() && d.clean()) continue;
     bool labels_match = true;
     for (const auto& [k, v] : req->labels()) {
       auto it = d.labels.find(k);
       if (it == d.labels.end() || it->second != v) labels_match = false;
     }
     if (!labels_match) continue;
+    if (req->page_size() > 0 && sent == req->page_size()) {
+      resp->set_next_page_token(absl::StrCat(last_sent.first, ":", last_sent.second));
+      break;
+    }
     ToProto(d, resp->add_databases());
+    ++sent;
+    last_sent = place;
+  }
+  if (after) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "the database the last page ended at has left the fleet since; "
+                        "start again without a page_token");
   }
   ToProto(s->graph, resp->mutable_graph());
   SetTime(s->refreshed_at, resp->mutable_refreshed_at());

@@ -433,6 +433,47 @@ environments:
         self.assertIn("plan: upgrade to heads (%s), 1 database\n" % HEAD, plan)
         self.assertIn("3 revisions", plan)
 
+    def test_3b_pages_and_filters(self):
+        from lockstepd import grpc_stubs
+        import grpc
+        pb2, pb2_grpc = grpc_stubs(os.path.join(self.dir, "stubs"))
+        stub = pb2_grpc.LockstepStub(grpc.insecure_channel(self.d.server))
+        whole = [(d.environment, d.database) for d in stub.GetFleet(pb2.GetFleetRequest(),
+                                                                    timeout=10).databases]
+        self.assertEqual(len(whole), 8)
+        paged, token, pages = [], "", 0
+        while True:
+            r = stub.GetFleet(pb2.GetFleetRequest(page_size=2, page_token=token), timeout=10)
+            self.assertEqual(len(r.environments), 4)  # every page has them
+            paged += [(d.environment, d.database) for d in r.databases]
+            pages += 1
+            token = r.next_page_token
+            if not token:
+                break
+        self.assertEqual(paged, whole)  # in order, none twice, none left out
+        self.assertEqual(pages, 4)  # 8 databases, 2 a page: no empty last page
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.GetFleet(pb2.GetFleetRequest(page_size=2, page_token="garbage"), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.GetFleet(pb2.GetFleetRequest(page_size=-1), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        # Not clean: everything but the current databases whose schema is right.
+        dirty = json.loads(self.d.cli("status", "--not-clean", "-o", "json",
+                                      check=False).stdout)["databases"]
+        names = {(d["environment"], d["database"]) for d in dirty}
+        self.assertIn(("prod", "b"), names)
+        self.assertIn(("prod", "fresh"), names)
+        self.assertNotIn(("dev", "x"), names)
+        self.assertTrue(all(d["state"] != "current" or d["schema"]["state"] == "drift"
+                            for d in dirty))
+        lost = json.loads(self.d.cli("status", "--state", "version_rows_lost", "-o", "json",
+                                     check=False).stdout)["databases"]
+        self.assertEqual([(d["environment"], d["database"]) for d in lost], [("prod", "b")])
+        p = self.d.cli("status", "--state", "sideways", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--state 'sideways' is no state", p.stderr)
+
     def test_4_a_restarted_lockstepd_still_knows_the_rows_were_lost(self):
         self.d.stop()
         self.d.start()
