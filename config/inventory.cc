@@ -228,10 +228,11 @@ class Loader {
 
   void Server(const YAML::Node& n, ServerConfig* s) {
     const std::string p = "server";
-    if (!Keys(n, p, {"listen", "metrics_listen", "state", "poll_interval", "max_concurrent_checks",
-                     "max_connections_per_server", "connect_timeout", "statement_timeout",
-                     "log_format", "backup_dir", "backup_keep", "alembic_startup_slots",
-                     "lock_wait", "output_dir", "schema_interval"})) {
+    if (!Keys(n, p,
+              {"listen", "metrics_listen", "state", "poll_interval", "max_concurrent_checks",
+               "max_connections_per_server", "connect_timeout", "statement_timeout", "log_format",
+               "backup_dir", "backup_keep", "alembic_startup_slots", "lock_wait", "output_dir",
+               "schema_interval", "max_watch_streams", "max_watch_streams_per_client"})) {
       return;
     }
     for (auto [key, out] : {std::pair{"listen", &s->listen}, {"metrics_listen", &s->metrics_listen}}) {
@@ -252,6 +253,8 @@ class Loader {
     if (s->poll_interval < absl::Seconds(1)) Error(n["poll_interval"], p + ".poll_interval", "must be at least 1s");
     Int(n, "max_concurrent_checks", p, &s->max_concurrent_checks, 1);
     Int(n, "max_connections_per_server", p, &s->max_connections_per_server, 1);
+    Int(n, "max_watch_streams", p, &s->max_watch_streams, 1);
+    Int(n, "max_watch_streams_per_client", p, &s->max_watch_streams_per_client, 1);
     Duration(n, "connect_timeout", p, &s->connect_timeout);
     Duration(n, "statement_timeout", p, &s->statement_timeout);
     Duration(n, "lock_wait", p, &s->lock_wait);

@@ -41,6 +41,10 @@ struct ServerConfig {
   absl::Duration poll_interval = absl::Seconds(30);
   int max_concurrent_checks = 32;
   int max_connections_per_server = 8;
+  // WatchRollout streams held open at once, in all and per client address;
+  // one more is RESOURCE_EXHAUSTED (each holds a server thread).
+  int max_watch_streams = 256;
+  int max_watch_streams_per_client = 32;
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration statement_timeout = absl::Seconds(5);
   // How long a SQLite backup or restore waits for another connection's

@@ -7,7 +7,11 @@
 #ifndef LOCKSTEP_DAEMON_RPC_LOCKSTEP_SERVICE_H_
 #define LOCKSTEP_DAEMON_RPC_LOCKSTEP_SERVICE_H_
 
+#include <map>
+#include <string>
+
 #include "daemon/core/reconciler.h"
+#include "daemon/model/mutex.h"
 #include "daemon/rollout/engine.h"
 #include "daemon/state/state_store.h"
 #include "lockstep/v1/lockstep.grpc.pb.h"
@@ -67,9 +71,17 @@ class LockstepService final : public lockstep::v1::Lockstep::Service {
                    absl::Status (RolloutEngine::*action)(const std::string&, const std::string&),
                    v1::RolloutResponse* resp);
 
+  // Takes a place for one more WatchRollout stream of `client` (its peer
+  // address without the port), or says why not; LeaveWatch gives it back.
+  grpc::Status EnterWatch(const std::string& client);
+  void LeaveWatch(const std::string& client);
+
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
   RolloutEngine* engine_;  // outlives the service
+  Mutex watch_mu_;
+  int watchers_ ABSL_GUARDED_BY(watch_mu_) = 0;
+  std::map<std::string, int> watchers_by_client_ ABSL_GUARDED_BY(watch_mu_);
 };
 
 // absl::Status -> grpc::Status, code by code (the one place this is done).

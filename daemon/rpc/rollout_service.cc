@@ -152,11 +152,54 @@ grpc::Status LockstepService::StartRollout(grpc::ServerContext*, const v1::Start
   return Reply(engine_->Start(FromProto(*req)), resp);
 }
 
+// "ipv4:10.0.0.7:53412" -> "ipv4:10.0.0.7"; "ipv6:[::1]:5000" -> "ipv6:[::1]".
+static std::string ClientOf(const std::string& peer) {
+  const size_t colon = peer.rfind(':');
+  const size_t first = peer.find(':');
+  return colon == std::string::npos || colon == first ? peer : peer.substr(0, colon);
+}
+
+grpc::Status LockstepService::EnterWatch(const std::string& client) {
+  const config::ServerConfig& server = reconciler_->inventory()->server;
+  MutexLock lock(watch_mu_);
+  int& mine = watchers_by_client_[client];
+  if (watchers_ >= server.max_watch_streams) {
+    if (mine == 0) watchers_by_client_.erase(client);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat(watchers_,
+                                     " watch streams are open, the most lockstepd "
+                                     "serves (server.max_watch_streams); try again later"));
+  }
+  if (mine >= server.max_watch_streams_per_client) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("this client has ", mine,
+                                     " watch streams open, the most one "
+                                     "client may (server.max_watch_streams_per_client)"));
+  }
+  ++mine;
+  ++watchers_;
+  return grpc::Status::OK;
+}
+
+void LockstepService::LeaveWatch(const std::string& client) {
+  MutexLock lock(watch_mu_);
+  --watchers_;
+  if (--watchers_by_client_[client] <= 0) watchers_by_client_.erase(client);
+}
+
 grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
                                            const v1::WatchRolloutRequest* req,
                                            grpc::ServerWriter<v1::RolloutEvent>* writer) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
+  // Each stream holds a server thread: bounded, in all and per client.
+  const std::string client = ClientOf(ctx->peer());
+  if (grpc::Status s = EnterWatch(client); !s.ok()) return s;
+  struct Leave {
+    LockstepService* service;
+    const std::string& client;
+    ~Leave() { service->LeaveWatch(client); }
+  } leave{this, client};
   int64_t after = req->after_seq();
   while (!ctx->IsCancelled()) {
     bool finished = false;

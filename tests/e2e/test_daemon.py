@@ -532,5 +532,62 @@ environments:
                                         response_deserializer=lambda b: b)
             return check(None, timeout=5)
 
+class WatchCapsTest(unittest.TestCase):
+    """Each WatchRollout stream holds a server thread: one client may hold
+    server.max_watch_streams_per_client of them; one more is refused with
+    RESOURCE_EXHAUSTED while the others go on being served."""
+
+    def setUp(self):
+        from lockstepd import Lockstepd
+        self.dir = tempfile.mkdtemp(prefix="lockstep-watch-caps-")
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"),
+                        os.path.join(self.dir, "project"))
+        subprocess.run(["/usr/bin/alembic", "-c", os.path.join(self.dir, "project", "alembic.ini"),
+                        "-x", "url=sqlite:///%s/a.db" % self.dir, "upgrade", AGE],
+                       check=True, capture_output=True)
+        grpc_port = free_port()
+        config = os.path.join(self.dir, "fleet.yaml")
+        with open(config, "w") as f:
+            f.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state.db,
+         poll_interval: 1h, max_watch_streams: 10, max_watch_streams_per_client: 2}
+project: {alembic_ini: project/alembic.ini, alembic_command: [/usr/bin/alembic]}
+environments:
+  - name: prod
+    approval: required
+    databases: [{name: a, url: "sqlite:///a.db"}]
+""" % (grpc_port, free_port()))
+        self.d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port).start()
+
+    def tearDown(self):
+        self.d.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_one_stream_too_many_is_refused_and_the_others_are_served(self):
+        from lockstepd import grpc_stubs, wire_name
+        import grpc
+        pb2, pb2_grpc = grpc_stubs(os.path.join(self.dir, "stubs"))
+        stub = pb2_grpc.LockstepStub(grpc.insecure_channel(self.d.server))
+        out = self.d.cli("rollout", "--to", "heads", "-o", "json").stdout
+        rid = json.loads(out)["id"]
+        held = [stub.WatchRollout(pb2.WatchRolloutRequest(id=rid), timeout=60) for _ in range(2)]
+        for stream in held:
+            self.assertEqual(wire_name(pb2.EventKind, next(stream).kind), "rollout_started")
+        extra = stub.WatchRollout(pb2.WatchRolloutRequest(id=rid), timeout=60)
+        with self.assertRaises(grpc.RpcError) as e:
+            next(extra)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("server.max_watch_streams_per_client", e.exception.details())
+        # The two held streams go on to the end of the rollout.
+        self.d.cli("approve", rid, "--actor", "alice")
+        for stream in held:
+            kinds = [wire_name(pb2.EventKind, ev.kind) for ev in stream]
+            self.assertEqual(kinds[-1], "rollout_finished", kinds)
+        # Places are given back when streams end.
+        again = stub.WatchRollout(pb2.WatchRolloutRequest(id=rid), timeout=60)
+        self.assertEqual(wire_name(pb2.EventKind, next(again).kind), "rollout_started")
+        again.cancel()
+
+
 if __name__ == "__main__":
     unittest.main()
