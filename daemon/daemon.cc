@@ -194,6 +194,7 @@ void Daemon::Shutdown() {
   // Rollouts first: running steps stop as if lockstepd had crashed (the next
   // start settles them), and WatchRollout streams end at once.
   if (engine_) engine_->Stop();
+  if (service_) service_->StopWatches();
   // A pass over a large fleet ends now, not when its last read does.
   if (reconciler_) reconciler_->Interrupt();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

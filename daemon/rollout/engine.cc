@@ -24,10 +24,6 @@ using engine_internal::Plural;
 
 namespace {
 
-// How late a watcher may see a line of Alembic's output (lines wake nobody;
-// every other event wakes the watchers at once).
-constexpr absl::Duration kOutputLatency = absl::Milliseconds(100);
-
 std::string NewId(const std::string& prefix, absl::Time now) {
   std::random_device rd;
   return absl::StrCat(prefix, absl::FormatTime("%Y%m%d-%H%M%S", now, absl::UTCTimeZone()), "-",
@@ -160,9 +156,9 @@ void RolloutEngine::Announce(Active& a, RolloutEvent& e, const absl::Status& s) 
   }
   ++events_emitted_;
   if (hooks_.on_event) hooks_.on_event(a.r, e);
-  // A line of output wakes nobody: watchers look for new lines every
-  // kOutputLatency (WaitEvents). A step printing 20,000 lines would wake
-  // each of 150 watchers 20,000 times, all contending for mu_ with it.
+  // Watchers do not wait here: the WatchHub looks at events_emitted_ on its
+  // own schedule. A line of output wakes nobody (a step printing 20,000
+  // lines would otherwise wake the runner's waits 20,000 times).
   if (e.kind != EventKind::kOutput) changed_.notify_all();
 }
 
@@ -554,38 +550,24 @@ absl::StatusOr<std::vector<Rollout>> RolloutEngine::List(int limit) {
   return out;
 }
 
-absl::StatusOr<std::vector<RolloutEvent>> RolloutEngine::WaitEvents(const std::string& id,
-                                                                    int64_t after_seq,
-                                                                    absl::Duration wait,
-                                                                    bool* finished) {
-  constexpr int kBatch = 500;
-  const absl::Time deadline = absl::Now() + wait;
-  *finished = false;
-  while (true) {
-    uint64_t seen;
-    bool active;
-    {
-      MutexLock lock(mu_);
-      seen = events_emitted_;
-      active = active_.count(id) > 0;
-    }
-    if (!active) {
-      absl::StatusOr<Rollout> r = store_->LoadRollout(id);
-      if (!r.ok()) return r.status();
-    }
-    absl::StatusOr<std::vector<RolloutEvent>> events = events_.Read(id, after_seq, kBatch);
-    if (!events.ok()) return events.status();
-    if (!active && events->size() < static_cast<size_t>(kBatch)) *finished = true;
-    if (!events->empty() || *finished) return events;
+absl::StatusOr<std::vector<RolloutEvent>> RolloutEngine::ReadEvents(const std::string& id,
+                                                                    int64_t after_seq, int max,
+                                                                    bool* active,
+                                                                    RolloutState* state) {
+  {
+    // Before the events: an ended rollout emits nothing more, so what is
+    // read after seeing it ended is all there is.
     MutexLock lock(mu_);
-    if (absl::Now() >= deadline) return events;
-    const absl::Time until = std::min(deadline, absl::Now() + kOutputLatency);
-    changed_.wait_until(lock.native(), absl::ToChronoTime(until), [&] {
-      mu_.AssertHeld();  // the wait holds it while it asks
-      return events_emitted_ != seen || stopping_;
-    });
-    if (stopping_) return absl::UnavailableError("lockstepd is shutting down");
+    auto it = active_.find(id);
+    *active = it != active_.end();
+    if (*active) *state = it->second->r.state;
   }
+  return events_.Read(id, after_seq, max);
+}
+
+uint64_t RolloutEngine::EventsEmitted() {
+  MutexLock lock(mu_);
+  return events_emitted_;
 }
 
 // ---- backups ---------------------------------------------------------------

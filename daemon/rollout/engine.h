@@ -107,10 +107,16 @@ class RolloutEngine {
   // Just the state (cheap: no copy of the steps).
   absl::StatusOr<RolloutState> StateOf(const std::string& id);
   absl::StatusOr<std::vector<Rollout>> List(int limit);
-  // Events after `after_seq`, waiting up to `wait` when there are none yet.
-  // `*finished` is set when the rollout has ended and every event is out.
-  absl::StatusOr<std::vector<RolloutEvent>> WaitEvents(const std::string& id, int64_t after_seq,
-                                                       absl::Duration wait, bool* finished);
+  // Up to `max` events after `after_seq` (none yet: empty), without
+  // waiting. `*active` says whether the rollout was still running when they
+  // were read (if not, fewer than `max` events means they were its last);
+  // then `*state` is its state, else `*state` is left alone (StateOf reads
+  // an ended rollout's from the store, and says NOT_FOUND for no rollout).
+  absl::StatusOr<std::vector<RolloutEvent>> ReadEvents(const std::string& id, int64_t after_seq,
+                                                       int max, bool* active, RolloutState* state);
+  // How many events have been emitted since start: a watcher that saw this
+  // number before has nothing new to read while it stays the same.
+  uint64_t EventsEmitted();
 
   absl::StatusOr<std::vector<Backup>> Backups(const std::string& environment,
                                               const std::string& database, int limit);

@@ -13,15 +13,23 @@
 #include "daemon/core/reconciler.h"
 #include "daemon/model/mutex.h"
 #include "daemon/rollout/engine.h"
+#include "daemon/rpc/watch_hub.h"
 #include "daemon/state/state_store.h"
 #include "lockstep/v1/lockstep.grpc.pb.h"
 
 namespace lockstep::daemon {
 
-class LockstepService final : public lockstep::v1::Lockstep::Service {
+// WatchRollout is served by gRPC's callback API (no thread per stream, see
+// watch_hub.h); every other method is synchronous.
+class LockstepService final : public lockstep::v1::Lockstep::WithCallbackMethod_WatchRollout<
+                                  lockstep::v1::Lockstep::Service> {
  public:
   LockstepService(std::shared_ptr<Reconciler> reconciler, StateStore* store, RolloutEngine* engine)
-      : reconciler_(std::move(reconciler)), store_(store), engine_(engine) {}
+      : reconciler_(std::move(reconciler)), store_(store), engine_(engine), watches_(engine) {}
+
+  // Ends every WatchRollout stream (UNAVAILABLE) and refuses new ones; for
+  // shutting down, before the server is.
+  void StopWatches() { watches_.Stop(); }
 
   grpc::Status GetFleet(grpc::ServerContext* ctx, const v1::GetFleetRequest* req,
                         v1::GetFleetResponse* resp) override;
@@ -39,8 +47,8 @@ class LockstepService final : public lockstep::v1::Lockstep::Service {
                            v1::PlanRolloutResponse* resp) override;
   grpc::Status StartRollout(grpc::ServerContext* ctx, const v1::StartRolloutRequest* req,
                             v1::RolloutResponse* resp) override;
-  grpc::Status WatchRollout(grpc::ServerContext* ctx, const v1::WatchRolloutRequest* req,
-                            grpc::ServerWriter<v1::RolloutEvent>* writer) override;
+  grpc::ServerWriteReactor<v1::RolloutEvent>* WatchRollout(
+      grpc::CallbackServerContext* ctx, const v1::WatchRolloutRequest* req) override;
   grpc::Status ApproveRollout(grpc::ServerContext* ctx, const v1::RolloutActionRequest* req,
                               v1::RolloutResponse* resp) override;
   grpc::Status PauseRollout(grpc::ServerContext* ctx, const v1::RolloutActionRequest* req,
@@ -82,6 +90,7 @@ class LockstepService final : public lockstep::v1::Lockstep::Service {
   Mutex watch_mu_;
   int watchers_ ABSL_GUARDED_BY(watch_mu_) = 0;
   std::map<std::string, int> watchers_by_client_ ABSL_GUARDED_BY(watch_mu_);
+  WatchHub watches_;  // last: its streams call LeaveWatch
 };
 
 // absl::Status -> grpc::Status, code by code (the one place this is done).

@@ -187,50 +187,16 @@ void LockstepService::LeaveWatch(const std::string& client) {
   if (--watchers_by_client_[client] <= 0) watchers_by_client_.erase(client);
 }
 
-grpc::Status LockstepService::WatchRollout(grpc::ServerContext* ctx,
-                                           const v1::WatchRolloutRequest* req,
-                                           grpc::ServerWriter<v1::RolloutEvent>* writer) {
-  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
-  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
-  // Each stream holds a server thread: bounded, in all and per client.
-  const std::string client = ClientOf(ctx->peer());
-  if (grpc::Status s = EnterWatch(client); !s.ok()) return s;
-  struct Leave {
-    LockstepService* service;
-    const std::string& client;
-    ~Leave() { service->LeaveWatch(client); }
-  } leave{this, client};
-  int64_t after = req->after_seq();
-  while (!ctx->IsCancelled()) {
-    bool finished = false;
-    absl::StatusOr<std::vector<RolloutEvent>> events =
-        engine_->WaitEvents(req->id(), after, absl::Seconds(1), &finished);
-    if (!events.ok()) return ToGrpc(events.status());
-    v1::RolloutState state = v1::ROLLOUT_STATE_UNSPECIFIED;
-    if (!events->empty()) {
-      absl::StatusOr<RolloutState> now = engine_->StateOf(req->id());
-      if (now.ok()) state = ToWire(*now);
-    }
-    for (const RolloutEvent& e : *events) {
-      v1::RolloutEvent out;
-      out.set_rollout_id(req->id());
-      out.set_seq(e.seq);
-      SetTime(e.at, out.mutable_at());
-      out.set_kind(ToWire(e.kind));
-      out.set_environment(e.environment);
-      out.set_database(e.database);
-      out.set_message(e.message);
-      out.set_rollout_state(state);
-      // Every field is valid UTF-8 already (the engine made each event's
-      // text valid when it was emitted; the id was checked, kinds and states
-      // are lockstep's own): no reflection walk per event and watcher.
-      if (!writer->Write(out))
-        return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
-      after = e.seq;
-    }
-    if (finished) return grpc::Status::OK;
-  }
-  return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+grpc::ServerWriteReactor<v1::RolloutEvent>* LockstepService::WatchRollout(
+    grpc::CallbackServerContext* ctx, const v1::WatchRolloutRequest* req) {
+  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return WatchHub::Refuse(s);
+  if (grpc::Status s = RequireId(req->id()); !s.ok()) return WatchHub::Refuse(s);
+  // Streams hold no thread, but each holds memory and a place in the hub's
+  // polls: bounded, in all and per client.
+  std::string client = ClientOf(ctx->peer());
+  if (grpc::Status s = EnterWatch(client); !s.ok()) return WatchHub::Refuse(s);
+  return watches_.Open(req->id(), req->after_seq(),
+                       [this, client = std::move(client)] { LeaveWatch(client); });
 }
 
 grpc::Status LockstepService::ApproveRollout(grpc::ServerContext*,

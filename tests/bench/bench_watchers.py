@@ -15,6 +15,9 @@ One SQLite database, one migration that prints --lines lines (default
     is bound by its interpreter lock, not by lockstepd, so it is not shown.)
 A watcher must never make Alembic itself slower: it holds the database's
 locks while it runs.
+Then what --idle streams (default 1,000) that wait on a rollout
+(awaiting approval) cost lockstepd: threads and resident memory added (issue 12's target:
+<= 20 threads and <= 50 MB for 1,000).
 """
 import argparse
 import json
@@ -65,6 +68,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--lines", type=int, default=20000)
     ap.add_argument("--watchers", type=int, default=150)
+    ap.add_argument("--idle", type=int, default=1000)
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     work = tempfile.mkdtemp(prefix="lockstep-watch-bench-")
@@ -92,6 +96,10 @@ def main():
                 "lockstepd, %d watchers %s" % (watchers, "reading" if reading else "not reading")
             print("  %-40s %7.0f ms Alembic   %7.0f ms whole step" % (label, alembic_ms, step_ms))
             sys.stdout.flush()
+        shutil.copy(template, db)
+        threads, rss_mb = idle_cost(build, work, ini, db, args.idle, pb2, pb2_grpc)
+        print("%d idle WatchRollout streams: lockstepd +%d threads, +%.1f MB resident"
+              % (args.idle, threads, rss_mb))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -106,22 +114,61 @@ def drain(call):
         pass
 
 
-def run(build, work, ini, db, watchers, reading, pb2, pb2_grpc):
-    import grpc
+def start(build, work, ini, db, tag, caps="", approval="none"):
     grpc_port, metrics_port = free_port(), free_port()
-    tag = "%d-%s" % (watchers, reading)
     config = os.path.join(work, "fleet-%s.yaml" % tag)
     with open(config, "w") as f:
         f.write("""
 server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state-%s.db,
-     poll_interval: 1h}
+     poll_interval: 1h %s}
 project: {alembic_ini: %s, alembic_command: [/usr/bin/alembic]}
 environments:
   - name: dev
     on_failure: leave
+    approval: %s
     databases: [{name: t1, url: "sqlite:///%s"}]
-""" % (grpc_port, metrics_port, tag, ini, db))
-    d = Lockstepd(build, config, "127.0.0.1:%d" % grpc_port).start()
+""" % (grpc_port, metrics_port, tag, caps, ini, approval, db))
+    return Lockstepd(build, config, "127.0.0.1:%d" % grpc_port).start()
+
+
+def footprint(pid):
+    """(threads, resident MB) of a process."""
+    with open("/proc/%d/status" % pid) as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["Threads"]), int(fields["VmRSS"].split()[0]) / 1024.0
+
+
+def idle_cost(build, work, ini, db, n, pb2, pb2_grpc):
+    """Threads and memory that n streams waiting on a rollout add (it waits
+    for an approval, so nothing is emitted while they are counted)."""
+    import grpc
+    d = start(build, work, ini, db, "idle",
+              ", max_watch_streams: %d, max_watch_streams_per_client: %d" % (n, n), "required")
+    channels = [grpc.insecure_channel(d.server) for _ in range(10)]
+    try:
+        r = json.loads(d.cli("rollout", "--to", "heads", "-o", "json").stdout)
+        time.sleep(1)
+        threads0, rss0 = footprint(d.proc.pid)
+        calls = [pb2_grpc.LockstepStub(channels[i % 10]).WatchRollout(
+            pb2.WatchRolloutRequest(id=r["id"]), timeout=600) for i in range(n)]
+        for call in calls:
+            next(call)  # open, and served its first event
+        time.sleep(1)
+        threads1, rss1 = footprint(d.proc.pid)
+        for call in calls:
+            call.cancel()
+        return threads1 - threads0, rss1 - rss0
+    finally:
+        for ch in channels:
+            ch.close()
+        d.stop()
+
+
+def run(build, work, ini, db, watchers, reading, pb2, pb2_grpc):
+    import grpc
+    d = start(build, work, ini, db, "%d-%s" % (watchers, reading),
+              ", max_watch_streams: %d, max_watch_streams_per_client: %d"
+              % (watchers + 1, watchers + 1))
     channels, threads = [], []
     try:
         # Paused first, so that every watcher is attached before Alembic runs.

@@ -532,10 +532,11 @@ environments:
                                         response_deserializer=lambda b: b)
             return check(None, timeout=5)
 
-class WatchCapsTest(unittest.TestCase):
-    """Each WatchRollout stream holds a server thread: one client may hold
-    server.max_watch_streams_per_client of them; one more is refused with
-    RESOURCE_EXHAUSTED while the others go on being served."""
+class WatchFleet(unittest.TestCase):
+    """lockstepd on one SQLite database of an approval-gated environment,
+    with the watch caps CAPS."""
+
+    CAPS = ""
 
     def setUp(self):
         from lockstepd import Lockstepd
@@ -550,18 +551,26 @@ class WatchCapsTest(unittest.TestCase):
         with open(config, "w") as f:
             f.write("""
 server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state.db,
-         poll_interval: 1h, max_watch_streams: 10, max_watch_streams_per_client: 2}
+         poll_interval: 1h %s}
 project: {alembic_ini: project/alembic.ini, alembic_command: [/usr/bin/alembic]}
 environments:
   - name: prod
     approval: required
     databases: [{name: a, url: "sqlite:///a.db"}]
-""" % (grpc_port, free_port()))
+""" % (grpc_port, free_port(), self.CAPS))
         self.d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port).start()
 
     def tearDown(self):
         self.d.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class WatchCapsTest(WatchFleet):
+    """One client may hold server.max_watch_streams_per_client WatchRollout
+    streams; one more is refused with RESOURCE_EXHAUSTED while the others go
+    on being served."""
+
+    CAPS = ", max_watch_streams: 10, max_watch_streams_per_client: 2"
 
     def test_one_stream_too_many_is_refused_and_the_others_are_served(self):
         from lockstepd import grpc_stubs, wire_name
@@ -587,6 +596,54 @@ environments:
         again = stub.WatchRollout(pb2.WatchRolloutRequest(id=rid), timeout=60)
         self.assertEqual(wire_name(pb2.EventKind, next(again).kind), "rollout_started")
         again.cancel()
+
+
+class ManyWatchersTest(WatchFleet):
+    """A WatchRollout stream holds no server thread (gRPC's callback API and
+    one hub thread): 300 held streams, most of them never read, add few
+    threads; every stream that reads gets the whole rollout, and lockstepd
+    stops promptly with them open."""
+
+    CAPS = ", max_watch_streams: 1000, max_watch_streams_per_client: 1000"
+    STREAMS = 300
+
+    def threads(self):
+        return len(os.listdir("/proc/%d/task" % self.d.proc.pid))
+
+    def test_held_streams_hold_no_threads(self):
+        from lockstepd import grpc_stubs, wire_name
+        import grpc
+        pb2, pb2_grpc = grpc_stubs(os.path.join(self.dir, "stubs"))
+        rid = json.loads(self.d.cli("rollout", "--to", "heads", "-o", "json").stdout)["id"]
+        before = self.threads()
+        channels = [grpc.insecure_channel(self.d.server) for _ in range(4)]
+        stubs = [pb2_grpc.LockstepStub(c) for c in channels]
+        streams = [stubs[i % 4].WatchRollout(pb2.WatchRolloutRequest(id=rid), timeout=120)
+                   for i in range(self.STREAMS)]
+        # Every stream is open and has had its first event.
+        for stream in streams:
+            self.assertEqual(wire_name(pb2.EventKind, next(stream).kind), "rollout_started")
+        held = self.threads()
+        self.assertLess(held - before, 20, "%d threads before, %d with %d streams"
+                        % (before, held, self.STREAMS))
+        # The rollout runs with all of them attached; ten read it to the end.
+        self.d.cli("approve", rid, "--actor", "alice")
+        for stream in streams[:10]:
+            kinds = [wire_name(pb2.EventKind, ev.kind) for ev in stream]
+            self.assertEqual(kinds[-1], "rollout_finished", kinds)
+            self.assertIn("verified", kinds)
+        # A new watcher of the ended rollout gets all of it, and ends.
+        late = [wire_name(pb2.EventKind, ev.kind)
+                for ev in stubs[0].WatchRollout(pb2.WatchRolloutRequest(id=rid), timeout=60)]
+        self.assertEqual(late[0], "rollout_started")
+        self.assertEqual(late[-1], "rollout_finished")
+        # lockstepd stops with the rest still open (their messages unread).
+        start = time.time()
+        self.d.stop()
+        self.assertLess(time.time() - start, 10)
+        self.assertEqual(self.d.proc.returncode, 0, self.d.log()[-2000:])
+        for c in channels:
+            c.close()
 
 
 if __name__ == "__main__":
