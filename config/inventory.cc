@@ -232,7 +232,8 @@ class Loader {
               {"listen", "metrics_listen", "state", "poll_interval", "max_concurrent_checks",
                "max_connections_per_server", "connect_timeout", "statement_timeout", "log_format",
                "backup_dir", "backup_keep", "alembic_startup_slots", "lock_wait", "output_dir",
-               "schema_interval", "max_watch_streams", "max_watch_streams_per_client"})) {
+               "schema_interval", "max_watch_streams", "max_watch_streams_per_client",
+               "metrics_per_database"})) {
       return;
     }
     for (auto [key, out] : {std::pair{"listen", &s->listen}, {"metrics_listen", &s->metrics_listen}}) {
@@ -259,6 +260,13 @@ class Loader {
     Duration(n, "statement_timeout", p, &s->statement_timeout);
     Duration(n, "lock_wait", p, &s->lock_wait);
     Duration(n, "schema_interval", p, &s->schema_interval);
+    if (auto v = Str(n, "metrics_per_database", p)) {
+      if (*v != "not_clean" && *v != "all" && *v != "none") {
+        Error(n["metrics_per_database"], p + ".metrics_per_database",
+              "expected 'not_clean', 'all' or 'none'");
+      }
+      s->metrics_per_database = *v;
+    }
     if (auto v = Str(n, "log_format", p)) {
       if (*v != "text" && *v != "json") {
         Error(n["log_format"], p + ".log_format", "expected 'text' or 'json'");

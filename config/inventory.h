@@ -42,7 +42,7 @@ struct ServerConfig {
   int max_concurrent_checks = 32;
   int max_connections_per_server = 8;
   // WatchRollout streams held open at once, in all and per client address;
-  // one more is RESOURCE_EXHAUSTED (each holds a server thread).
+  // one more is RESOURCE_EXHAUSTED.
   int max_watch_streams = 256;
   int max_watch_streams_per_client = 32;
   absl::Duration connect_timeout = absl::Seconds(5);
@@ -51,6 +51,10 @@ struct ServerConfig {
   // lock (an application's transaction) before it fails.
   absl::Duration lock_wait = absl::Seconds(30);
   std::string log_format = "text";  // or "json"
+  // Which databases get their own series on /metrics (about 16 each):
+  // "not_clean" (behind, unreachable, drifted, ...), "all" or "none". Every
+  // environment's counts by state are exported whatever this says.
+  std::string metrics_per_database = "not_clean";
   std::string backup_dir = "lockstep-backups";  // where backups are written
   int backup_keep = 5;  // backups kept per database; older ones are deleted
   // Where a step's whole Alembic output goes when it outgrows the last

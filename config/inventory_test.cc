@@ -108,6 +108,22 @@ TEST(InventoryTest, StartupSlotsDefaultToOnePerCpuAndRefuseNegatives) {
               HasSubstr("f.yaml:1:33: server.alembic_startup_slots: expected a whole number >= 0"));
 }
 
+TEST(InventoryTest, MetricsPerDatabaseDefaultsToNotCleanAndNamesABadValue) {
+  const std::string envs = "environments: [{name: dev, databases: []}]\n";
+  auto inv = ParseInventory("project: {scripts: s}\n" + envs, "f.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->server.metrics_per_database, "not_clean");
+  inv = ParseInventory("server: {metrics_per_database: all}\nproject: {scripts: s}\n" + envs,
+                       "f.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->server.metrics_per_database, "all");
+  inv = ParseInventory("server: {metrics_per_database: every}\nproject: {scripts: s}\n" + envs,
+                       "f.yaml");
+  EXPECT_THAT(inv.status().message(),
+              HasSubstr("f.yaml:1:32: server.metrics_per_database: expected 'not_clean', 'all' "
+                        "or 'none'"));
+}
+
 TEST(InventoryTest, MalformedYamlNamesThePosition) {
   auto inv = ParseInventory("project: {scripts: s\nenvironments: [\n", "f.yaml");
   EXPECT_THAT(inv.status().message(), HasSubstr("f.yaml:"));

@@ -83,7 +83,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   Daemon* self = d.get();
   auto previous = std::make_shared<std::shared_ptr<const FleetSnapshot>>();
   d->reconciler_->OnRefresh([self, previous](const FleetSnapshot& s) {
-    self->metrics_->Update(s);
+    self->metrics_->Update(s, FleetMetrics::ParsePerDatabase(
+                                  self->reconciler_->inventory()->server.metrics_per_database));
     if (*previous) self->LogChanges(**previous, s);
     *previous = self->reconciler_->Snapshot();
   });

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -47,6 +48,43 @@ TEST_F(SqliteDriverTest, DriversDispatchOnTheDialect) {
   VersionRead read = drivers_->Read(target_);
   EXPECT_EQ(read.outcome, ReadOutcome::kOk);
   EXPECT_THAT(read.rows, ElementsAre("r1"));
+}
+
+// A file that did not change is not opened again (a pass over 100,000
+// tenant files stats them); any write, and a copy put back over the file
+// with its old size and mtime, is read.
+TEST_F(SqliteDriverTest, AnUnchangedFileIsNotOpenedAgainAndAnyChangeIsRead) {
+  std::unique_ptr<Drivers> drivers =
+      MakeDrivers(ReaderOptions{.statement_timeout = absl::Milliseconds(200)});
+  const std::string old_copy = tmp_.path() + "/r1-copy.db";
+  std::filesystem::copy_file(db_, old_copy);
+  // A file changed within a second of its read is read again next time.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_THAT(drivers->Read(target_).rows, ElementsAre("r1"));
+  {
+    // A writer holds the file's exclusive lock: opening it would time out.
+    SQLite::Database writer(db_, SQLite::OPEN_READWRITE);
+    writer.exec("BEGIN EXCLUSIVE");
+    VersionRead kept = drivers->Read(target_);
+    EXPECT_EQ(kept.outcome, ReadOutcome::kOk) << kept.error;
+    EXPECT_THAT(kept.rows, ElementsAre("r1"));
+    writer.exec("ROLLBACK");
+  }
+  SetVersion(db_, "r2");
+  EXPECT_THAT(drivers->Read(target_).rows, ElementsAre("r2"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_THAT(drivers->Read(target_).rows, ElementsAre("r2"));
+  // The old copy put back in place: same inode, size and mtime as now.
+  const auto mtime = std::filesystem::last_write_time(db_);
+  ASSERT_EQ(std::filesystem::file_size(db_), std::filesystem::file_size(old_copy));
+  std::filesystem::copy_file(old_copy, db_, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::last_write_time(db_, mtime);
+  EXPECT_THAT(drivers->Read(target_).rows, ElementsAre("r1"));
+  // And while a writer holds the lock, a changed file is not served from memory.
+  SetVersion(db_, "r3");
+  SQLite::Database writer(db_, SQLite::OPEN_READWRITE);
+  writer.exec("BEGIN EXCLUSIVE");
+  EXPECT_EQ(drivers->Read(target_).outcome, ReadOutcome::kTimedOut);
 }
 
 TEST_F(SqliteDriverTest, ADialectWithoutADriverFailsEveryCall) {

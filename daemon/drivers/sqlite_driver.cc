@@ -14,7 +14,9 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -176,6 +178,83 @@ class SqliteLock : public DatabaseLock {
  private:
   std::unique_ptr<SqliteFileLock> file_;
 };
+
+// How a database file and its -wal and -journal companions looked, by
+// stat(2): a write to any of them changes its size, mtime or ctime (a copy
+// put over the file with its old mtime still moves the ctime, which no one
+// can set), a replaced file has a new inode.
+struct FileStamp {
+  struct One {
+    ino_t ino = 0;
+    off_t size = -1;  // -1: absent
+    int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
+    bool operator==(const One&) const = default;
+  };
+  One main, wal, journal;
+  bool operator==(const FileStamp&) const = default;
+
+  static One Of(const struct stat& st) {
+    return One{st.st_ino, st.st_size,
+               static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+               static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec};
+  }
+  static One Of(const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 ? Of(st) : One{};
+  }
+  int64_t newest_ns() const {
+    return std::max({main.mtime_ns, main.ctime_ns, wal.mtime_ns, wal.ctime_ns, journal.mtime_ns,
+                     journal.ctime_ns});
+  }
+};
+
+// Version rows read from SQLite files, kept while the files do not change:
+// a pass over 100,000 tenant files that did not change stats them instead
+// of opening each. A file changed less than a second before it was read is
+// read again next time (file times are as coarse as the kernel's tick, so
+// a second write in the same tick may leave them as they were: git's
+// "racily clean" index entries, handled the same way).
+class SqliteReadCache {
+ public:
+  std::optional<VersionRead> Find(const std::string& path, const std::string& table,
+                                  const FileStamp& stamp) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(path);
+    if (it == entries_.end() || it->second.table != table || !(it->second.stamp == stamp) ||
+        stamp.newest_ns() >= it->second.read_at_ns - kRacy) {
+      return std::nullopt;
+    }
+    return it->second.read;
+  }
+  // `read_at_ns`: the wall clock before `stamp` was taken.
+  void Keep(const std::string& path, const std::string& table, const FileStamp& stamp,
+            int64_t read_at_ns, const VersionRead& read) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (read.outcome == ReadOutcome::kOk || read.outcome == ReadOutcome::kNoTable) {
+      entries_[path] = Entry{table, stamp, read_at_ns, read};
+    } else {
+      entries_.erase(path);
+    }
+  }
+  void Forget(const std::string& path) {
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_.erase(path);
+  }
+
+ private:
+  static constexpr int64_t kRacy = 1000000000;  // 1 s
+  struct Entry {
+    std::string table;
+    FileStamp stamp;
+    int64_t read_at_ns;
+    VersionRead read;
+  };
+  std::mutex mu_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+int64_t WallNanos() { return absl::ToUnixNanos(absl::Now()); }
 
 class SqliteDriver : public Driver {
  public:
@@ -362,21 +441,35 @@ class SqliteDriver : public Driver {
       out.error = "an in-memory SQLite database (sqlite://) cannot be watched";
       return out;
     }
+    const int64_t read_at = WallNanos();
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) {
       out.outcome = errno == EACCES ? ReadOutcome::kPermissionDenied : ReadOutcome::kUnreachable;
       out.error = absl::StrCat(path, ": ", std::strerror(errno));
+      cache_.Forget(path);
       return out;
     }
     if (::access(path.c_str(), R_OK) != 0) {
       out.outcome = ReadOutcome::kPermissionDenied;
       out.error = absl::StrCat(path, ": ", std::strerror(errno));
+      cache_.Forget(path);
       return out;
     }
+    const std::string table = VersionTableSql(t);
+    const FileStamp stamp{FileStamp::Of(st), FileStamp::Of(path + "-wal"),
+                          FileStamp::Of(path + "-journal")};
+    if (std::optional<VersionRead> kept = cache_.Find(path, table, stamp)) return *kept;
+    ReadFile(path, table, &out);
+    cache_.Keep(path, table, stamp, read_at, out);
+    return out;
+  }
+
+ private:
+  void ReadFile(const std::string& path, const std::string& table, VersionRead* result) {
+    VersionRead& out = *result;
     try {
       SQLite::Database db(path, SQLite::OPEN_READONLY,
                           static_cast<int>(absl::ToInt64Milliseconds(options_.statement_timeout)));
-      const std::string table = VersionTableSql(t);
       SQLite::Statement q(db, absl::StrCat("SELECT version_num FROM ", table));
       while (q.executeStep()) out.rows.push_back(q.getColumn(0).getString());
       out.outcome = ReadOutcome::kOk;
@@ -406,11 +499,10 @@ class SqliteDriver : public Driver {
       out.outcome = ReadOutcome::kError;
       out.error = absl::StrCat(path, ": ", e.what());
     }
-    return out;
   }
 
- private:
   const ReaderOptions options_;
+  SqliteReadCache cache_;
 };
 
 }  // namespace

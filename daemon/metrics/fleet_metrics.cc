@@ -69,6 +69,11 @@ struct FleetMetrics::Families {
                                      "Duration of the last full refresh")),
         refresh_time(GaugeFamily(r, "lockstep_refresh_timestamp_seconds",
                                  "When the last full refresh finished")),
+        env_databases(GaugeFamily(r, "lockstep_environment_databases",
+                                  "Databases of the environment in each state")),
+        env_schema_databases(
+            GaugeFamily(r, "lockstep_environment_schema_databases",
+                        "Databases of the environment by schema verdict (match, drift, unknown)")),
         in_lockstep(
             GaugeFamily(r, "lockstep_environment_in_lockstep",
                         "1 when every database of the environment is reachable and holds the same "
@@ -99,6 +104,8 @@ struct FleetMetrics::Families {
   Family<Gauge>& broken;
   Family<Gauge>& refresh_duration;
   Family<Gauge>& refresh_time;
+  Family<Gauge>& env_databases;
+  Family<Gauge>& env_schema_databases;
   Family<Gauge>& in_lockstep;
   Family<Gauge>& violations;
   Family<prometheus::Histogram>& check_duration;
@@ -110,11 +117,17 @@ struct FleetMetrics::Families {
   std::unordered_map<Gauge*, Family<Gauge>*> series;
 };
 
+FleetMetrics::PerDatabase FleetMetrics::ParsePerDatabase(const std::string& name) {
+  if (name == "all") return PerDatabase::kAll;
+  if (name == "none") return PerDatabase::kNone;
+  return PerDatabase::kNotClean;
+}
+
 FleetMetrics::FleetMetrics(prometheus::Registry* registry)
     : f_(std::make_unique<Families>(registry)) {}
 FleetMetrics::~FleetMetrics() = default;
 
-void FleetMetrics::Update(const FleetSnapshot& s) {
+void FleetMetrics::Update(const FleetSnapshot& s, PerDatabase per_database) {
   std::lock_guard<std::mutex> lock(mu_);
   Families& f = *f_;
   std::unordered_map<Gauge*, Family<Gauge>*> now;
@@ -126,7 +139,16 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
   };
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  // environment -> counts by state, by schema verdict
+  std::map<std::string, std::map<DatabaseState, int>> by_state;
+  std::map<std::string, std::map<SchemaState, int>> by_schema;
   for (const DatabaseStatus& d : s.databases) {
+    ++by_state[d.environment][d.state];
+    ++by_schema[d.environment][d.schema.state];
+    f.check_duration.Add({{"outcome", d.check_outcome}}, kBuckets)
+        .Observe(absl::ToDoubleSeconds(d.check_duration));
+    if (per_database == PerDatabase::kNone) continue;
+    if (per_database == PerDatabase::kNotClean && d.clean()) continue;
     Labels base = {{"environment", d.environment}, {"database", d.name}};
     set(f.up, base, d.check_outcome == "ok" || d.check_outcome == "no_table" ? 1 : 0);
     set(f.pending, base, static_cast<double>(d.pending.size()));
@@ -144,8 +166,6 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
     set(f.schema_drift, base, d.schema.state == SchemaState::kDrift ? 1 : 0);
     set(f.schema_known, base, d.schema.state == SchemaState::kUnknown ? 0 : 1);
     set(f.schema_differences, base, static_cast<double>(d.schema.differences.size()));
-    f.check_duration.Add({{"outcome", d.check_outcome}}, kBuckets)
-        .Observe(absl::ToDoubleSeconds(d.check_duration));
   }
   std::map<std::pair<std::string, bool>, int> changed;  // (revision, cosmetic) -> databases
   for (const DatabaseStatus& d : s.databases) {
@@ -160,6 +180,16 @@ void FleetMetrics::Update(const FleetSnapshot& s) {
   set(f.files_changed, {{"change", "edited"}}, files[0]);
   set(f.files_changed, {{"change", "cosmetic"}}, files[1]);
   for (const EnvironmentStatus& e : s.environments) {
+    // Every state and verdict, 0 when none: a dashboard's sum or an alert's
+    // comparison has a series to read.
+    for (const auto& [state, name] : AllOf<DatabaseState>()) {
+      set(f.env_databases, {{"environment", e.name}, {"state", std::string(name)}},
+          by_state[e.name][state]);
+    }
+    for (const auto& [schema, name] : AllOf<SchemaState>()) {
+      set(f.env_schema_databases, {{"environment", e.name}, {"schema", std::string(name)}},
+          by_schema[e.name][schema]);
+    }
     set(f.in_lockstep, {{"environment", e.name}}, e.in_lockstep ? 1 : 0);
     set(f.violations, {{"environment", e.name}},
         static_cast<double>(e.promotion_violations.size()));

@@ -79,5 +79,49 @@ TEST(FleetMetricsTest, AThousandsStrongFleetUpdatesInPlace) {
   EXPECT_GT(Count(text, "database=\"t4998\""), 10);
 }
 
+// By default only databases that are not clean have their own series; every
+// environment always has its counts by state and schema verdict.
+TEST(FleetMetricsTest, NotCleanDatabasesHaveSeriesAndEveryEnvironmentItsCounts) {
+  prometheus::Registry registry;
+  FleetMetrics metrics(&registry);
+  FleetSnapshot s;
+  s.environments.push_back(EnvironmentStatus{});
+  s.environments[0].name = "prod";
+  s.databases = {Db("t1", DatabaseState::kCurrent), Db("t2", DatabaseState::kBehind),
+                 Db("t3", DatabaseState::kCurrent)};
+  s.databases[2].schema.state = SchemaState::kDrift;  // current, but not clean
+  const auto not_clean = FleetMetrics::PerDatabase::kNotClean;
+  metrics.Update(s, not_clean);
+  std::string text = Text(registry);
+  EXPECT_EQ(Count(text, "database=\"t1\""), 0) << text;
+  EXPECT_GT(Count(text, "database=\"t2\""), 10);
+  EXPECT_TRUE(Has(text, "lockstep_database_schema_drift{database=\"t3\",environment=\"prod\"} 1"));
+  EXPECT_TRUE(
+      Has(text, "lockstep_environment_databases{environment=\"prod\",state=\"current\"} 2"));
+  EXPECT_TRUE(Has(text, "lockstep_environment_databases{environment=\"prod\",state=\"behind\"} 1"));
+  EXPECT_TRUE(
+      Has(text, "lockstep_environment_databases{environment=\"prod\",state=\"orphaned\"} 0"));
+  EXPECT_TRUE(
+      Has(text, "lockstep_environment_schema_databases{environment=\"prod\",schema=\"drift\"} 1"));
+
+  // t2 caught up: its series go; t1 fell behind: its series come.
+  s.databases[0].state = DatabaseState::kBehind;
+  s.databases[1].state = DatabaseState::kCurrent;
+  metrics.Update(s, not_clean);
+  text = Text(registry);
+  EXPECT_EQ(Count(text, "database=\"t2\""), 0) << text;
+  EXPECT_TRUE(Has(
+      text, "lockstep_database_state{database=\"t1\",environment=\"prod\",state=\"behind\"} 1"));
+
+  // all: every database; none: counts only.
+  metrics.Update(s, FleetMetrics::PerDatabase::kAll);
+  text = Text(registry);
+  EXPECT_GT(Count(text, "database=\"t2\""), 10);
+  metrics.Update(s, FleetMetrics::PerDatabase::kNone);
+  text = Text(registry);
+  EXPECT_EQ(Count(text, "database=\""), 0) << text;
+  EXPECT_TRUE(Has(text, "lockstep_environment_databases{environment=\"prod\",state=\"behind\"} 1"));
+}
+
 }  // namespace
 }  // namespace lockstep::daemon

@@ -182,9 +182,14 @@ environments:
     def test_5_metrics(self):
         body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
                                       timeout=5).read().decode()
-        self.assertIn('lockstep_database_up{database="app",environment="dev"} 1', body)
+        # dev/app is clean (current): no series of its own by default
+        # (server.metrics_per_database: not_clean); prod/app is behind.
+        self.assertNotIn('database="app",environment="dev"', body)
+        self.assertIn('lockstep_environment_databases{environment="dev",state="current"} 1', body)
+        self.assertIn('lockstep_environment_databases{environment="prod",state="behind"} 1', body)
+        self.assertIn('lockstep_database_up{database="app",environment="prod"} 1', body)
         self.assertIn('lockstep_database_state{database="app",environment="prod",state="behind"} 1', body)
-        self.assertIn('lockstep_database_info{database="app",environment="dev",revision="%s"} 1' % HEAD, body)
+        self.assertIn('lockstep_database_info{database="app",environment="prod",revision="%s"} 1' % AGE, body)
         self.assertIn("lockstep_graph_heads 1", body)
         self.assertIn("lockstep_check_duration_seconds_bucket", body)
         self.assertIn('lockstep_database_pending_revisions{database="app",environment="prod"} 3', body)

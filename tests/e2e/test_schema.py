@@ -59,6 +59,7 @@ server:
   state: state.db
   poll_interval: 1h
   schema_interval: 2s
+  metrics_per_database: all   # clean databases' series too
 project:
   alembic_ini: project/alembic.ini
 environments:

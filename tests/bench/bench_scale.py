@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""Benchmark: status that stays fresh at scale (issue 12).
+
+    /usr/bin/python3 tests/bench/bench_scale.py --build build
+
+1. Readers: --fleet SQLite files (default 2,000), poll_interval 10s, and
+   --readers clients (default 50, each its own process and connection)
+   calling GetFleet for the whole fleet, back to back, for --seconds
+   (default 60). Figures: GetFleet latency p50/p99, how far apart refreshes
+   ended (the target: never later than the interval + 1 s), lockstepd's RSS.
+2. Size: for each of --sizes (default 20,000 and 100,000) SQLite files, one
+   `discover: {glob}` rule: the first pass, two later passes, RSS, the
+   number of series on /metrics, how long lockstepd takes to stop when
+   SIGTERM arrives during a pass; side by side, a Python loop reading
+   alembic_version with SQLAlchemy (one engine per file), on --loop-sample
+   files and extrapolated to the fleet.
+Files are copies of a few made by the real Alembic (bench_support).
+"""
+import argparse
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_support import INI, ROOT, STATES, alembic  # noqa: E402
+from lockstepd import grpc_stubs  # noqa: E402
+from pgserver import free_port  # noqa: E402
+
+
+def make_files(work, count):
+    """work/tenants/t000000.db ... up to `count` files (kept between sizes)."""
+    tenants = os.path.join(work, "tenants")
+    os.makedirs(tenants, exist_ok=True)
+    seeds = []
+    for i, target in enumerate(STATES):
+        path = os.path.join(work, "seed%d.db" % i)
+        if not os.path.exists(path):
+            alembic("sqlite:///" + path, "upgrade", target)
+        seeds.append(path)
+    have = len(os.listdir(tenants))
+    for n in range(have, count):
+        shutil.copy(seeds[n % len(seeds)], os.path.join(tenants, "t%06d.db" % n))
+    return tenants
+
+
+class Daemon:
+    def __init__(self, build, work, tag, poll_interval):
+        self.grpc_port, self.metrics_port = free_port(), free_port()
+        self.config = os.path.join(work, "fleet-%s.yaml" % tag)
+        with open(self.config, "w") as f:
+            f.write("""
+server: {listen: 127.0.0.1:%d, metrics_listen: 127.0.0.1:%d, state: state-%s.db,
+         poll_interval: %s, schema_interval: 0}
+project: {alembic_ini: %s}
+environments:
+  - name: tenants
+    databases: [{discover: {glob: "tenants/*.db"}}]
+""" % (self.grpc_port, self.metrics_port, tag, poll_interval, INI))
+        self.log = open(os.path.join(work, "lockstepd-%s.log" % tag), "w")
+        self.proc = subprocess.Popen([os.path.join(build, "daemon", "lockstepd"), "--config",
+                                      self.config], stdout=self.log, stderr=subprocess.STDOUT)
+        self.server = "127.0.0.1:%d" % self.grpc_port
+
+    def metrics(self):
+        return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                      timeout=30).read().decode()
+
+    def metric(self, name):
+        for line in self.metrics().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def wait_first_pass(self, timeout=600):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit("lockstepd exited %d" % self.proc.returncode)
+            try:
+                if self.metric("lockstep_refresh_timestamp_seconds"):
+                    return self.metric("lockstep_refresh_duration_seconds")
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit("no first pass in %d s" % timeout)
+
+    def memory(self):
+        """(VmRSS, VmHWM) in MB."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return (int(fields["VmRSS"].split()[0]) / 1024.0,
+                int(fields["VmHWM"].split()[0]) / 1024.0)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def reader(server, stubs_dir, seconds, out):
+    import grpc
+    sys.path.insert(0, stubs_dir)  # made once by the parent
+    from lockstep.v1 import lockstep_pb2 as pb2, lockstep_pb2_grpc as pb2_grpc
+    stub = pb2_grpc.LockstepStub(grpc.insecure_channel(
+        server, options=[("grpc.max_receive_message_length", 64 << 20)]))
+    latencies, end = [], time.time() + seconds
+    while time.time() < end:
+        t = time.perf_counter()
+        stub.GetFleet(pb2.GetFleetRequest(), timeout=60)
+        latencies.append(time.perf_counter() - t)
+    out.put(latencies)
+
+
+def readers(args, build, work):
+    make_files(work, args.fleet)
+    d = Daemon(build, work, "readers", "10s")
+    try:
+        d.wait_first_pass()
+        stubs_dir = os.path.join(work, "stubs")
+        grpc_stubs(stubs_dir)
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue()
+        procs = [ctx.Process(target=reader, args=(d.server, stubs_dir, args.seconds, out))
+                 for _ in range(args.readers)]
+        ends, stop = [], threading.Event()
+
+        def watch_refreshes():
+            last = None
+            while not stop.is_set():
+                try:
+                    at = d.metric("lockstep_refresh_timestamp_seconds")
+                except OSError:
+                    at = None
+                if at and at != last:
+                    ends.append(at)
+                    last = at
+                time.sleep(0.25)
+        watcher = threading.Thread(target=watch_refreshes)
+        watcher.start()
+        for p in procs:
+            p.start()
+        latencies = []
+        for _ in procs:
+            latencies += out.get(timeout=args.seconds + 300)
+        for p in procs:
+            p.join()
+        stop.set()
+        watcher.join()
+        rss, hwm = d.memory()
+        latencies.sort()
+        gaps = [b - a for a, b in zip(ends, ends[1:])]
+        print("%d SQLite databases, %d GetFleet clients for %d s: %d calls" % (
+            args.fleet, args.readers, args.seconds, len(latencies)))
+        print("  GetFleet latency: p50 %.0f ms, p99 %.0f ms, max %.0f ms" % (
+            latencies[len(latencies) // 2] * 1e3, latencies[int(len(latencies) * 0.99)] * 1e3,
+            latencies[-1] * 1e3))
+        print("  refreshes ended %s s apart (poll_interval 10 s; longest %.1f s)" % (
+            ", ".join("%.1f" % g for g in gaps), max(gaps) if gaps else float("nan")))
+        print("  lockstepd RSS %.1f MB (peak %.1f MB)" % (rss, hwm))
+    finally:
+        d.stop()
+
+
+def sqlalchemy_loop(tenants, sample):
+    names = sorted(os.listdir(tenants))
+    picked = names[:: max(1, len(names) // sample)][:sample]
+    urls = ["sqlite:///" + os.path.join(tenants, n) for n in picked]
+    loop = subprocess.run([sys.executable, "-c", r"""
+import sys, time
+from sqlalchemy import create_engine, text
+urls = sys.stdin.read().split()
+t = time.perf_counter()
+for u in urls:
+    e = create_engine(u)
+    with e.connect() as c:
+        rows = [r[0] for r in c.execute(text("SELECT version_num FROM alembic_version"))]
+    e.dispose()
+print(time.perf_counter() - t)
+"""], input="\n".join(urls), capture_output=True, text=True, check=True)
+    return float(loop.stdout.strip()) / len(urls) * len(names)
+
+
+def size(args, build, work, count):
+    import grpc
+    t = time.perf_counter()
+    tenants = make_files(work, count)
+    print("%d SQLite databases (files made in %.0f s)" % (count, time.perf_counter() - t),
+          flush=True)
+    d = Daemon(build, work, "size-%d" % count, "1h")
+    try:
+        first = d.wait_first_pass()
+        pb2, pb2_grpc = grpc_stubs(os.path.join(work, "stubs"))
+        stub = pb2_grpc.LockstepStub(grpc.insecure_channel(d.server))
+        later = []
+        for _ in range(2):
+            r = stub.Refresh(pb2.RefreshRequest(), timeout=600)
+            later.append(r.took.seconds + r.took.nanos / 1e9)
+        series = sum(1 for line in d.metrics().splitlines() if line and line[0] != "#")
+        rss, hwm = d.memory()
+        # SIGTERM during a pass: a Refresh in flight, then the signal.
+        call = stub.Refresh.future(pb2.RefreshRequest(), timeout=600)
+        time.sleep(min(0.5, later[-1] / 3))
+        t = time.perf_counter()
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(timeout=120)
+        stopped = time.perf_counter() - t
+        try:
+            call.result()
+            during = "the pass had ended"
+        except grpc.RpcError as e:
+            during = "the pass was interrupted: %s" % e.code().name
+        loop = sqlalchemy_loop(tenants, args.loop_sample)
+        print("  lockstepd first pass %.1f s, later passes %s s" % (
+            first, ", ".join("%.1f" % x for x in later)))
+        print("  Python loop, SQLAlchemy, one engine per file: %.1f s (%d files, extrapolated)"
+              " = %.1fx a later pass" % (loop, args.loop_sample, loop / max(later)))
+        print("  RSS %.0f MB (peak %.0f MB), %d series on /metrics" % (rss, hwm, series))
+        print("  SIGTERM during a pass: stopped in %.2f s (%s)" % (stopped, during), flush=True)
+    finally:
+        d.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--fleet", type=int, default=2000)
+    ap.add_argument("--readers", type=int, default=50)
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--sizes", default="20000,100000")
+    ap.add_argument("--loop-sample", type=int, default=2000)
+    ap.add_argument("--skip-readers", action="store_true")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    work = tempfile.mkdtemp(prefix="lockstep-scale-bench-")
+    try:
+        if not args.skip_readers:
+            readers(args, build, work)
+        for count in [int(x) for x in args.sizes.split(",") if x]:
+            size(args, build, work, count)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
