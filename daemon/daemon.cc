@@ -230,6 +230,9 @@ absl::Status Daemon::Reload() {
 
 void Daemon::PollLoop() {
   while (true) {
+    // Passes start every poll_interval (a pass longer than that is followed
+    // at once): a slow pass under load does not push every later one back.
+    const auto started = std::chrono::steady_clock::now();
     absl::Status s = reconciler_->Refresh();
     std::shared_ptr<const FleetSnapshot> snap = reconciler_->Snapshot();
     std::map<std::string, int> by_state;
@@ -247,8 +250,8 @@ void Daemon::PollLoop() {
     (void)store;
     std::unique_lock<std::mutex> lock(mu_);
     absl::Duration interval = reconciler_->inventory()->server.poll_interval;
-    wake_.wait_for(lock, absl::ToChronoMilliseconds(interval),
-                   [this] { return stopping_ || refresh_requested_; });
+    wake_.wait_until(lock, started + absl::ToChronoMilliseconds(interval),
+                     [this] { return stopping_ || refresh_requested_; });
     if (stopping_) return;
     refresh_requested_ = false;
   }
@@ -268,9 +271,11 @@ void Daemon::LogEvent(const Rollout& r, const RolloutEvent& e) {
 }
 
 void Daemon::LogChanges(const FleetSnapshot& before, const FleetSnapshot& after) {
+  const std::unordered_map<std::string, const DatabaseStatus*> was = before.Index();
   for (const DatabaseStatus& d : after.databases) {
-    const DatabaseStatus* old = before.Find(d.environment, d.name);
-    if (old == nullptr) continue;
+    auto found = was.find(d.key());
+    if (found == was.end()) continue;
+    const DatabaseStatus* old = found->second;
     if (old->revisions != d.revisions) {
       log_->warn("{}: revisions changed from [{}] to [{}]", d.key(), absl::StrJoin(old->revisions, ","),
                  absl::StrJoin(d.revisions, ","));

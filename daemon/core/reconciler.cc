@@ -649,8 +649,11 @@ void Reconciler::RecordApplied(const std::string& key, const std::vector<std::st
 // its rows are unchanged.
 void Reconciler::CarrySchemas(FleetSnapshot* snapshot) const {
   std::shared_ptr<const FleetSnapshot> before = Snapshot();
+  std::unordered_map<std::string, const DatabaseStatus*> last_of;
+  if (before) last_of = before->Index();
   for (DatabaseStatus& d : snapshot->databases) {
-    const DatabaseStatus* last = before ? before->Find(d.environment, d.name) : nullptr;
+    auto found = last_of.find(d.key());
+    const DatabaseStatus* last = found == last_of.end() ? nullptr : found->second;
     if (last != nullptr && last->revisions == d.revisions) {
       d.schema = last->schema;
     } else {

@@ -94,10 +94,46 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), ValidUtf8(std::string(status.message())));
 }
 
-grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetRequest* req,
-                                       v1::GetFleetResponse* resp) {
-  if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
-  std::shared_ptr<const FleetSnapshot> s = reconciler_->Snapshot();
+grpc::ServerUnaryReactor* LockstepService::GetFleet(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* request,
+                                                    grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  grpc::Slice whole;
+  v1::GetFleetRequest req;
+  if (!request->DumpToSingleSlice(&whole).ok() ||
+      !req.ParseFromArray(whole.begin(), static_cast<int>(whole.size()))) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "the request is not a lockstep.v1.GetFleetRequest"));
+    return reactor;
+  }
+  if (grpc::Status s = CheckRequestBounds(req); !s.ok()) {
+    reactor->Finish(s);
+    return reactor;
+  }
+  fleet_replies_.Get(reconciler_->Snapshot(),
+                     std::string(reinterpret_cast<const char*>(whole.begin()), whole.size()), req,
+                     [this, reactor, response](const FleetReplies::Reply& reply) {
+                       if (!reply.status.ok()) return reactor->Finish(reply.status);
+                       std::vector<grpc::Slice> slices{SharedSlice(reply.bytes)};
+                       // Checked per call (a stat of the file, never a write), so status
+                       // says at once when the store was deleted or replaced. Serialized
+                       // messages concatenate as a merge: the field is appended.
+                       absl::Status store = engine_->CheckStore(/*retry_writes=*/false);
+                       if (!store.ok()) {
+                         v1::GetFleetResponse tail;
+                         tail.set_state_store_error(ValidUtf8(std::string(store.message())));
+                         slices.emplace_back(tail.SerializeAsString());
+                       }
+                       *response = grpc::ByteBuffer(slices.data(), slices.size());
+                       reactor->Finish(grpc::Status::OK);
+                     });
+  return reactor;
+}
+
+// The reply to `*req` from snapshot `s`, but its state_store_error (GetFleet
+// adds it per call): built once per snapshot and request (FleetReplies).
+grpc::Status LockstepService::BuildFleet(const v1::GetFleetRequest* req, const FleetSnapshot* s,
+                                         v1::GetFleetResponse* resp) {
   std::optional<DatabaseState> wanted;
   if (req->state() != v1::DATABASE_STATE_UNSPECIFIED) {
     wanted = FromWire<DatabaseState>(req->state());
@@ -181,10 +217,6 @@ grpc::Status LockstepService::GetFleet(grpc::ServerContext*, const v1::GetFleetR
   }
   ToProto(s->graph, resp->mutable_graph());
   SetTime(s->refreshed_at, resp->mutable_refreshed_at());
-  // Checked now (a stat of the file, never a write), so status says at
-  // once when the store was deleted or replaced.
-  absl::Status store = engine_->CheckStore(/*retry_writes=*/false);
-  resp->set_state_store_error(store.ok() ? "" : std::string(store.message()));
   return FinishReply(resp);
 }
 

@@ -13,26 +13,38 @@
 #include "daemon/core/reconciler.h"
 #include "daemon/model/mutex.h"
 #include "daemon/rollout/engine.h"
+#include "daemon/rpc/fleet_replies.h"
 #include "daemon/rpc/watch_hub.h"
 #include "daemon/state/state_store.h"
 #include "lockstep/v1/lockstep.grpc.pb.h"
 
 namespace lockstep::daemon {
 
-// WatchRollout is served by gRPC's callback API (no thread per stream, see
-// watch_hub.h); every other method is synchronous.
-class LockstepService final : public lockstep::v1::Lockstep::WithCallbackMethod_WatchRollout<
-                                  lockstep::v1::Lockstep::Service> {
+// WatchRollout (no thread per stream, see watch_hub.h) and GetFleet (raw
+// bytes: one serialized reply per snapshot and request, see
+// fleet_replies.h) are served by gRPC's callback API; every other method
+// is synchronous.
+class LockstepService final
+    : public lockstep::v1::Lockstep::WithCallbackMethod_WatchRollout<
+          lockstep::v1::Lockstep::WithRawCallbackMethod_GetFleet<lockstep::v1::Lockstep::Service>> {
  public:
   LockstepService(std::shared_ptr<Reconciler> reconciler, StateStore* store, RolloutEngine* engine)
-      : reconciler_(std::move(reconciler)), store_(store), engine_(engine), watches_(engine) {}
+      : reconciler_(std::move(reconciler)),
+        store_(store),
+        engine_(engine),
+        fleet_replies_([](const v1::GetFleetRequest& req, const FleetSnapshot& s,
+                          v1::GetFleetResponse* resp) { return BuildFleet(&req, &s, resp); }),
+        watches_(engine) {}
 
   // Ends every WatchRollout stream (UNAVAILABLE) and refuses new ones; for
   // shutting down, before the server is.
   void StopWatches() { watches_.Stop(); }
 
-  grpc::Status GetFleet(grpc::ServerContext* ctx, const v1::GetFleetRequest* req,
-                        v1::GetFleetResponse* resp) override;
+  grpc::ServerUnaryReactor* GetFleet(grpc::CallbackServerContext* ctx,
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
+  // How many GetFleet replies were built (not served from memory).
+  int fleet_reply_builds() { return fleet_replies_.builds(); }
   grpc::Status GetDatabase(grpc::ServerContext* ctx, const v1::GetDatabaseRequest* req,
                            v1::GetDatabaseResponse* resp) override;
   grpc::Status Refresh(grpc::ServerContext* ctx, const v1::RefreshRequest* req,
@@ -84,12 +96,16 @@ class LockstepService final : public lockstep::v1::Lockstep::WithCallbackMethod_
   grpc::Status EnterWatch(const std::string& client);
   void LeaveWatch(const std::string& client);
 
+  static grpc::Status BuildFleet(const v1::GetFleetRequest* req, const FleetSnapshot* s,
+                                 v1::GetFleetResponse* resp);
+
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
   RolloutEngine* engine_;  // outlives the service
   Mutex watch_mu_;
   int watchers_ ABSL_GUARDED_BY(watch_mu_) = 0;
   std::map<std::string, int> watchers_by_client_ ABSL_GUARDED_BY(watch_mu_);
+  FleetReplies fleet_replies_;
   WatchHub watches_;  // last: its streams call LeaveWatch
 };
 
