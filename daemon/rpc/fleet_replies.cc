@@ -17,8 +17,9 @@ void FleetReplies::Get(std::shared_ptr<const FleetSnapshot> snapshot, const std:
       built = it->second.reply;
     } else {
       Evict(snapshot.get());
-      entries_[k].snapshot = snapshot;
-      ++builds_;
+      Entry& e = entries_[k];
+      e.snapshot = snapshot;
+      e.seq = ++builds_;
     }
   }
   if (built) {
@@ -41,16 +42,29 @@ void FleetReplies::Get(std::shared_ptr<const FleetSnapshot> snapshot, const std:
 }
 
 void FleetReplies::Evict(const FleetSnapshot* newest) {
-  size_t kept = 0;
+  size_t count = 0;
+  size_t bytes = 0;
   for (auto it = entries_.begin(); it != entries_.end();) {
-    const bool built = it->second.reply.has_value();
-    const bool older = it->first.first != newest;
-    if (built && (older || kept >= kKept)) {
+    const Entry& e = it->second;
+    if (e.reply && it->first.first != newest) {  // an older snapshot's
       it = entries_.erase(it);
-    } else {
-      kept += older ? 0 : 1;
-      ++it;
+      continue;
     }
+    ++count;
+    bytes += e.reply && e.reply->bytes ? e.reply->bytes->size() : 0;
+    ++it;
+  }
+  // Then the oldest built ones, while there are too many or too much.
+  while (count >= kKept || bytes > kKeptBytes) {
+    auto oldest = entries_.end();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->second.reply && (oldest == entries_.end() || it->second.seq < oldest->second.seq))
+        oldest = it;
+    }
+    if (oldest == entries_.end()) return;  // all being built
+    bytes -= oldest->second.reply->bytes ? oldest->second.reply->bytes->size() : 0;
+    --count;
+    entries_.erase(oldest);
   }
 }
 

@@ -46,11 +46,15 @@ class FleetReplies {
   int builds();
 
  private:
-  // Replies kept for the newest snapshot; past this many different
-  // requests (filters, pages), built ones go to make room.
+  // Replies kept for the newest snapshot: past this many different
+  // requests (filters, pages), or this many bytes in all, built ones go to
+  // make room (a client sending many different requests costs memory
+  // bounded by this, not by the fleet times its requests).
   static constexpr size_t kKept = 256;
+  static constexpr size_t kKeptBytes = 64 << 20;
   struct Entry {
     std::shared_ptr<const FleetSnapshot> snapshot;  // keeps its address unique
+    int seq = 0;                                    // the order they were built in
     std::optional<Reply> reply;
     std::vector<std::function<void(const Reply&)>> waiting;
   };

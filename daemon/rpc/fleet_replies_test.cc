@@ -94,6 +94,28 @@ TEST(FleetRepliesTest, AnErrorIsTheReplyToo) {
   EXPECT_EQ(replies.builds(), 1);
 }
 
+// Many different requests keep a bounded number of replies: the first ones
+// asked are built again once the room went to others.
+TEST(FleetRepliesTest, ManyDifferentRequestsKeepABoundedNumber) {
+  FleetReplies replies(
+      [](const v1::GetFleetRequest& req, const FleetSnapshot&, v1::GetFleetResponse* resp) {
+        resp->add_databases()->set_database(req.environment());
+        return grpc::Status::OK;
+      });
+  auto snapshot = std::make_shared<FleetSnapshot>();
+  auto ask = [&](int i) {
+    v1::GetFleetRequest req;
+    req.set_environment("env" + std::to_string(i));
+    replies.Get(snapshot, req.SerializeAsString(), req, [](const FleetReplies::Reply&) {});
+  };
+  for (int i = 0; i < 1000; ++i) ask(i);
+  EXPECT_EQ(replies.builds(), 1000);
+  ask(999);  // the last one asked is kept
+  EXPECT_EQ(replies.builds(), 1000);
+  ask(0);  // the first one is not any more
+  EXPECT_EQ(replies.builds(), 1001);
+}
+
 // The slice holds its bytes alive after the reply that made them is gone.
 TEST(FleetRepliesTest, ASharedSliceKeepsItsBytes) {
   grpc::Slice slice = SharedSlice(std::make_shared<const std::string>("abc"));

@@ -24,7 +24,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_support import INI, ROOT, alembic, build_fleet  # noqa: E402
+from bench_support import INI, ROOT, alembic, build_fleet, sqlalchemy_loop  # noqa: E402
 from pgserver import PgServer, free_port  # noqa: E402
 
 
@@ -95,19 +95,7 @@ environments:
         urls = ["sqlite:///" + os.path.join(work, "tenants", n)
                 for n in sorted(os.listdir(os.path.join(work, "tenants")))]
         urls += [pg.url("tenant_%03d" % n) for n in range(args.postgres)]
-        loop = subprocess.run([sys.executable, "-c", r"""
-import sys, time
-from sqlalchemy import create_engine, text
-urls = sys.stdin.read().split()
-t = time.perf_counter()
-for u in urls:
-    e = create_engine(u)
-    with e.connect() as c:
-        rows = [r[0] for r in c.execute(text("SELECT version_num FROM alembic_version"))]
-    e.dispose()
-print(time.perf_counter() - t)
-"""], input="\n".join(urls), capture_output=True, text=True, check=True)
-        loop_t = float(loop.stdout.strip())
+        loop_t = sqlalchemy_loop(urls)
         sample = urls[:: max(1, len(urls) // args.sample)][: args.sample]
         t = time.perf_counter()
         for u in sample:

@@ -30,7 +30,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_support import INI, ROOT, STATES, alembic  # noqa: E402
+from bench_support import INI, ROOT, STATES, alembic, sqlalchemy_loop  # noqa: E402
 from lockstepd import grpc_stubs  # noqa: E402
 from pgserver import free_port  # noqa: E402
 
@@ -190,23 +190,12 @@ def readers(args, build, work):
         d.stop()
 
 
-def sqlalchemy_loop(tenants, sample):
+def sqlalchemy_sample(tenants, sample):
+    """The SQLAlchemy loop over `sample` of the files, extrapolated to all."""
     names = sorted(os.listdir(tenants))
     picked = names[:: max(1, len(names) // sample)][:sample]
-    urls = ["sqlite:///" + os.path.join(tenants, n) for n in picked]
-    loop = subprocess.run([sys.executable, "-c", r"""
-import sys, time
-from sqlalchemy import create_engine, text
-urls = sys.stdin.read().split()
-t = time.perf_counter()
-for u in urls:
-    e = create_engine(u)
-    with e.connect() as c:
-        rows = [r[0] for r in c.execute(text("SELECT version_num FROM alembic_version"))]
-    e.dispose()
-print(time.perf_counter() - t)
-"""], input="\n".join(urls), capture_output=True, text=True, check=True)
-    return float(loop.stdout.strip()) / len(urls) * len(names)
+    took = sqlalchemy_loop(["sqlite:///" + os.path.join(tenants, n) for n in picked])
+    return took / len(picked) * len(names)
 
 
 def size(args, build, work, count):
@@ -238,7 +227,7 @@ def size(args, build, work, count):
             during = "the pass had ended"
         except grpc.RpcError as e:
             during = "the pass was interrupted: %s" % e.code().name
-        loop = sqlalchemy_loop(tenants, args.loop_sample)
+        loop = sqlalchemy_sample(tenants, args.loop_sample)
         print("  lockstepd first pass %.1f s, later passes %s s" % (
             first, ", ".join("%.1f" % x for x in later)))
         print("  Python loop, SQLAlchemy, one engine per file: %.1f s (%d files, extrapolated)"

@@ -47,3 +47,21 @@ def build_fleet(work, pg, sqlite, postgres):
         pg.psql('CREATE DATABASE "tenant_%03d" TEMPLATE "tpl_%d"' % (n, n % len(STATES)))
         databases.append(("tenant_%03d" % n, n % len(STATES)))
     return seeds, files, databases
+
+
+def sqlalchemy_loop(urls):
+    """Seconds a Python loop takes to read alembic_version from each URL
+    with SQLAlchemy, one engine per URL: what teams script today."""
+    loop = subprocess.run([sys.executable, "-c", r"""
+import sys, time
+from sqlalchemy import create_engine, text
+urls = sys.stdin.read().split()
+t = time.perf_counter()
+for u in urls:
+    e = create_engine(u)
+    with e.connect() as c:
+        rows = [r[0] for r in c.execute(text("SELECT version_num FROM alembic_version"))]
+    e.dispose()
+print(time.perf_counter() - t)
+"""], input="\n".join(urls), capture_output=True, text=True, check=True)
+    return float(loop.stdout.strip())
