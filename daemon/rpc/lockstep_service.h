@@ -43,8 +43,6 @@ class LockstepService final
   grpc::ServerUnaryReactor* GetFleet(grpc::CallbackServerContext* ctx,
                                      const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;
-  // How many GetFleet replies were built (not served from memory).
-  int fleet_reply_builds() { return fleet_replies_.builds(); }
   grpc::Status GetDatabase(grpc::ServerContext* ctx, const v1::GetDatabaseRequest* req,
                            v1::GetDatabaseResponse* resp) override;
   grpc::Status Refresh(grpc::ServerContext* ctx, const v1::RefreshRequest* req,

@@ -172,11 +172,6 @@ void WatchHub::Stop() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
-int WatchHub::open_streams() {
-  MutexLock lock(mu_);
-  return static_cast<int>(all_.size());
-}
-
 void WatchHub::Idle(Stream* s) {
   {
     MutexLock lock(mu_);

@@ -45,8 +45,6 @@ class WatchHub {
   // Ends every stream (UNAVAILABLE: shutting down) and refuses new ones.
   void Stop();
 
-  int open_streams();
-
   class Stream;  // watch_hub.cc
 
  private:
