@@ -1,9 +1,11 @@
 // WatchRollout streams without a thread each. A stream is a gRPC callback
 // reactor (it holds no thread while it waits); one hub thread finds the
-// streams with events to send: it wakes when the engine has emitted events
-// (output lines are looked for every 100 ms, as WaitEvents does), reads the
+// streams with events to send: every 100 ms it looks whether the engine
+// emitted any event (RolloutEngine::EventsEmitted; the engine wakes nobody,
+// so a step printing 20,000 lines costs the hub nothing per line), reads the
 // next batch for each stream that is not writing, and hands the batch to the
-// stream, whose writes then go on from gRPC's own completion threads.
+// stream, whose writes then go on from gRPC's own completion threads. A
+// stream that finished a batch is read again at once (a reader catching up).
 //
 // A slow reader holds back only itself: while its writes are outstanding it
 // asks for nothing, and when it is done it reads on from where it was (the
