@@ -139,11 +139,10 @@ void FleetMetrics::Update(const FleetSnapshot& s, PerDatabase per_database) {
   };
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-  // environment -> counts by state, by schema verdict
-  std::map<std::string, std::map<DatabaseState, int>> by_state;
+  // environment -> counts by schema verdict (by state: the reconciler's
+  // EnvironmentStatus::by_state, which GetFleet shows too)
   std::map<std::string, std::map<SchemaState, int>> by_schema;
   for (const DatabaseStatus& d : s.databases) {
-    ++by_state[d.environment][d.state];
     ++by_schema[d.environment][d.schema.state];
     f.check_duration.Add({{"outcome", d.check_outcome}}, kBuckets)
         .Observe(absl::ToDoubleSeconds(d.check_duration));
@@ -184,7 +183,7 @@ void FleetMetrics::Update(const FleetSnapshot& s, PerDatabase per_database) {
     // comparison has a series to read.
     for (const auto& [state, name] : AllOf<DatabaseState>()) {
       set(f.env_databases, {{"environment", e.name}, {"state", std::string(name)}},
-          by_state[e.name][state]);
+          e.by_state.count(state) ? e.by_state.at(state) : 0);
     }
     for (const auto& [schema, name] : AllOf<SchemaState>()) {
       set(f.env_schema_databases, {{"environment", e.name}, {"schema", std::string(name)}},

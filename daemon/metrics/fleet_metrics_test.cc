@@ -89,6 +89,8 @@ TEST(FleetMetricsTest, NotCleanDatabasesHaveSeriesAndEveryEnvironmentItsCounts) 
   s.environments[0].name = "prod";
   s.databases = {Db("t1", DatabaseState::kCurrent), Db("t2", DatabaseState::kBehind),
                  Db("t3", DatabaseState::kCurrent)};
+  // As the reconciler counts them (JudgeEnvironments).
+  s.environments[0].by_state = {{DatabaseState::kCurrent, 2}, {DatabaseState::kBehind, 1}};
   s.databases[2].schema.state = SchemaState::kDrift;  // current, but not clean
   const auto not_clean = FleetMetrics::PerDatabase::kNotClean;
   metrics.Update(s, not_clean);

@@ -42,7 +42,7 @@ class FleetReplies {
   void Get(std::shared_ptr<const FleetSnapshot> snapshot, const std::string& key,
            const v1::GetFleetRequest& request, std::function<void(const Reply&)> done);
 
-  // Replies built since start (a test's and a benchmark's view of sharing).
+  // Replies built since start (how tests see that replies are shared).
   int builds();
 
  private:
