@@ -174,6 +174,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
 Daemon::~Daemon() {
   Shutdown();
   if (poller_.joinable()) poller_.join();
+  if (schema_poller_.joinable()) schema_poller_.join();
   // A Refresh RPC's pass may still run on its own thread: wait for it, and
   // keep later ones off the store, which is destroyed after this.
   if (reconciler_) reconciler_->Close();
@@ -181,8 +182,10 @@ Daemon::~Daemon() {
 
 void Daemon::Run() {
   poller_ = std::thread([this] { PollLoop(); });
+  schema_poller_ = std::thread([this] { SchemaLoop(); });
   server_->Wait();
   if (poller_.joinable()) poller_.join();
+  if (schema_poller_.joinable()) schema_poller_.join();
 }
 
 void Daemon::Shutdown() {
@@ -233,7 +236,12 @@ void Daemon::PollLoop() {
     // Passes start every poll_interval (a pass longer than that is followed
     // at once): a slow pass under load does not push every later one back.
     const auto started = std::chrono::steady_clock::now();
-    absl::Status s = reconciler_->Refresh();
+    absl::Status s = reconciler_->RefreshVersions();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      schemas_due_ = true;
+    }
+    wake_.notify_all();
     std::shared_ptr<const FleetSnapshot> snap = reconciler_->Snapshot();
     std::map<std::string, int> by_state;
     for (const DatabaseStatus& d : snap->databases) ++by_state[std::string(NameOf(d.state))];
@@ -254,6 +262,24 @@ void Daemon::PollLoop() {
                      [this] { return stopping_ || refresh_requested_; });
     if (stopping_) return;
     refresh_requested_ = false;
+  }
+}
+
+void Daemon::SchemaLoop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [this] { return stopping_ || schemas_due_; });
+      if (stopping_) return;
+      schemas_due_ = false;
+    }
+    const absl::Time started = absl::Now();
+    absl::Status s = reconciler_->RefreshSchemas();
+    if (s.ok()) {
+      log_->debug("schema pass in {}", absl::FormatDuration(absl::Now() - started));
+    } else if (!absl::IsUnavailable(s)) {
+      log_->error("schema pass: {}", std::string(s.message()));
+    }
   }
 }
 

@@ -60,7 +60,11 @@ class Daemon {
 
  private:
   Daemon() = default;
+  // The version pass every poll_interval; after each, the schema pass is
+  // due, which SchemaLoop runs on its own thread (a long one never holds
+  // the next version pass back; passes that came meanwhile make one).
   void PollLoop();
+  void SchemaLoop();
   void LogChanges(const FleetSnapshot& before, const FleetSnapshot& after);
   void LogEvent(const Rollout& rollout, const RolloutEvent& event);
 
@@ -80,11 +84,13 @@ class Daemon {
   std::unique_ptr<LockstepService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::thread poller_;
+  std::thread schema_poller_;
 
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;           // guarded by mu_
   bool refresh_requested_ = false;  // guarded by mu_: poll now, not at the interval
+  bool schemas_due_ = false;        // guarded by mu_: a version pass ended since
   // The state store takes writes (RolloutHooks::on_store); the gRPC health
   // of kRolloutsHealth follows it.
   std::mutex health_mu_;

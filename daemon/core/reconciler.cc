@@ -496,6 +496,13 @@ void Reconciler::MaybeReloadProject(const config::Inventory& inv, GraphStatus* g
 }
 
 absl::Status Reconciler::Refresh() {
+  absl::Status versions = RefreshVersions();
+  if (absl::IsUnavailable(versions) && closing_) return versions;
+  absl::Status schemas = RefreshSchemas();
+  return versions.ok() ? schemas : versions;
+}
+
+absl::Status Reconciler::RefreshVersions() {
   MutexLock pass(refresh_mu_);
   if (closed_) return absl::UnavailableError("lockstepd is shutting down");
   const absl::Time started = absl::Now();
@@ -539,21 +546,41 @@ absl::Status Reconciler::Refresh() {
   snapshot->refreshed_at = checked_at;
   snapshot->refresh_duration = absl::Now() - started;
 
-  // The version rows are published at once; schemas follow in a second
-  // publication (building an expected schema runs Alembic, seconds).
-  CarrySchemas(snapshot.get());
+  // The version rows are published at once; schemas follow in the schema
+  // pass (building an expected schema runs Alembic, seconds).
   std::map<std::string, VersionTarget> targets;
   for (const Planned& p : plan.databases) targets.emplace(p.target.name, p.target);
   Publish(snapshot, &targets);
-
-  auto with_schemas = std::make_shared<FleetSnapshot>(*snapshot);
-  std::vector<const VersionTarget*> schema_targets;
-  for (const Planned& p : plan.databases) schema_targets.push_back(&p.target);
-  CheckSchemas(*inv, project->graph(), schema_targets, with_schemas.get());
-  if (closing_) return absl::UnavailableError("lockstepd is shutting down; the pass was cut short");
-  with_schemas->expected_builds = BuildStats();
-  Publish(with_schemas, nullptr);
   return recorded;
+}
+
+absl::Status Reconciler::RefreshSchemas() {
+  MutexLock pass(schema_mu_);
+  if (closed_) return absl::UnavailableError("lockstepd is shutting down");
+  std::shared_ptr<const config::Inventory> inv = inventory();
+  std::shared_ptr<const migrations::Project> project = this->project();
+  std::shared_ptr<FleetSnapshot> judged;
+  std::map<std::string, VersionTarget> targets;
+  {
+    MutexLock lock(mu_);  // a snapshot and its targets, published together
+    judged = std::make_shared<FleetSnapshot>(*snapshot_);
+    targets = targets_;
+  }
+  std::vector<const VersionTarget*> schema_targets;
+  std::vector<DatabaseStatus> known;
+  for (DatabaseStatus& d : judged->databases) {
+    auto t = targets.find(d.key());
+    if (t == targets.end()) continue;  // not reached by this snapshot's pass
+    schema_targets.push_back(&t->second);
+    known.push_back(std::move(d));
+  }
+  judged->databases = std::move(known);
+  CheckSchemas(*inv, project->graph(), schema_targets, judged.get());
+  if (closing_) return absl::UnavailableError("lockstepd is shutting down; the pass was cut short");
+  // Into the newest snapshot: a version pass may have published since.
+  judged->expected_builds = BuildStats();
+  Publish(nullptr, nullptr, judged.get());
+  return absl::OkStatus();
 }
 
 // The durable record of what this pass saw, then when each database last
@@ -647,11 +674,10 @@ void Reconciler::RecordApplied(const std::string& key, const std::vector<std::st
 
 // Until its schema is read again, a database keeps its last verdict while
 // its rows are unchanged.
-void Reconciler::CarrySchemas(FleetSnapshot* snapshot) const {
-  std::shared_ptr<const FleetSnapshot> before = Snapshot();
-  std::unordered_map<std::string, const DatabaseStatus*> last_of;
-  if (before) last_of = before->Index();
-  for (DatabaseStatus& d : snapshot->databases) {
+void Reconciler::CarrySchemas(const FleetSnapshot& from, FleetSnapshot* to) {
+  to->expected_builds = from.expected_builds;
+  const std::unordered_map<std::string, const DatabaseStatus*> last_of = from.Index();
+  for (DatabaseStatus& d : to->databases) {
     auto found = last_of.find(d.key());
     const DatabaseStatus* last = found == last_of.end() ? nullptr : found->second;
     if (last != nullptr && last->revisions == d.revisions) {
@@ -662,8 +688,12 @@ void Reconciler::CarrySchemas(FleetSnapshot* snapshot) const {
   }
 }
 
-void Reconciler::Publish(std::shared_ptr<const FleetSnapshot> snapshot,
-                         std::map<std::string, VersionTarget>* targets) {
+void Reconciler::Publish(std::shared_ptr<FleetSnapshot> snapshot,
+                         std::map<std::string, VersionTarget>* targets,
+                         const FleetSnapshot* schemas_from) {
+  MutexLock publishing(publish_mu_);
+  if (snapshot == nullptr) snapshot = std::make_shared<FleetSnapshot>(*Snapshot());
+  CarrySchemas(schemas_from != nullptr ? *schemas_from : *Snapshot(), snapshot.get());
   std::function<void(const FleetSnapshot&)> callback;
   {
     MutexLock lock(mu_);
@@ -1042,6 +1072,7 @@ void Reconciler::SetInventory(std::shared_ptr<const config::Inventory> inventory
 void Reconciler::Close() {
   closing_ = true;  // a running pass stops reading and ends
   MutexLock pass(refresh_mu_);
+  MutexLock schemas(schema_mu_);
   closed_ = true;
 }
 

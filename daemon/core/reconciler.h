@@ -45,9 +45,23 @@ class Reconciler {
       std::shared_ptr<const config::Inventory> inventory, std::shared_ptr<VersionReader> reader,
       StateStore* store, const Clock* clock = nullptr);
 
-  // One full pass: reload the scripts if they changed, expand discover rules,
-  // check every database, record changes, publish the snapshot.
+  // One full pass: RefreshVersions(), then RefreshSchemas() (`lockstep
+  // refresh`, a rollout after its steps: everything read when it returns).
   absl::Status Refresh();
+  // The version pass: reload the scripts if they changed, expand discover
+  // rules, read every database's version rows, record changes, publish the
+  // snapshot. Each database keeps its schema verdict while its rows are
+  // unchanged; one whose rows changed reads "its schema is being read" until
+  // the next schema pass. Never waits for a schema pass (lockstepd's poll
+  // loop runs the two on their own threads: reading thousands of schemas,
+  // or Alembic building an expected one, does not hold the status back).
+  absl::Status RefreshVersions();
+  // The schema pass, on the last published snapshot: reads the schemas
+  // that are due (every server.schema_interval; a database whose rows
+  // changed, or that is new, or whose read is to be retried: at once),
+  // judges them and publishes the verdicts into the newest snapshot (a
+  // database whose rows changed meanwhile keeps waiting for the next pass).
+  absl::Status RefreshSchemas();
 
   std::shared_ptr<const FleetSnapshot> Snapshot() const;
   std::shared_ptr<const migrations::Project> project() const;
@@ -117,10 +131,14 @@ class Reconciler {
 
  private:
   Reconciler() = default;
-  // Makes `snapshot` (and `targets`, unless null) what readers see, then
-  // calls the OnRefresh callback.
-  void Publish(std::shared_ptr<const FleetSnapshot> snapshot,
-               std::map<std::string, VersionTarget>* targets);
+  // Makes `snapshot` (null: a copy of the one published now; and
+  // `targets`, unless null) what readers see, with the schema verdicts of
+  // `schemas_from` (null: the snapshot published now) carried over where
+  // the version rows are the same, then calls the OnRefresh callback. The
+  // two passes publish one at a time.
+  void Publish(std::shared_ptr<FleetSnapshot> snapshot,
+               std::map<std::string, VersionTarget>* targets,
+               const FleetSnapshot* schemas_from = nullptr) ABSL_LOCKS_EXCLUDED(publish_mu_);
   // Reloads the project when the version folders changed; keeps the last
   // good graph (and reports the error) when the new one does not load.
   void MaybeReloadProject(const config::Inventory& inv, GraphStatus* graph)
@@ -129,8 +147,10 @@ class Reconciler {
   // each database last changed.
   absl::Status Record(const std::vector<VersionRead>& reads, absl::Time checked_at,
                       FleetSnapshot* snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
-  // Each database keeps its last schema verdict while its rows are unchanged.
-  void CarrySchemas(FleetSnapshot* snapshot) const;
+  // Each database of `to` takes its schema verdict in `from` when its rows
+  // are the same there; else it reads "its schema is being read". The
+  // expected-schema build figures go along.
+  static void CarrySchemas(const FleetSnapshot& from, FleetSnapshot* to);
   // Revision files changed since each database applied them.
   absl::Status CheckRevisionFiles(const migrations::Project& project, absl::Time now,
                                   FleetSnapshot* snapshot)
@@ -149,7 +169,7 @@ class Reconciler {
   // `targets[i]` reaches snapshot->databases[i].
   void CheckSchemas(const config::Inventory& inv, const migrations::RevisionGraph& graph,
                     const std::vector<const VersionTarget*>& targets, FleetSnapshot* snapshot)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(schema_mu_);
   // Expected schemas for the cohorts in `samples` that have none yet (or
   // whose build failed, when `retry_failed`).
   // For each database whose version rows cannot be trusted (its schema
@@ -160,14 +180,14 @@ class Reconciler {
   // fingerprint once every candidate was compared (or one matched).
   void MatchRevisions(const config::Inventory& inv, const migrations::RevisionGraph& graph,
                       const std::map<std::string, SchemaFilter>& filters, FleetSnapshot* snapshot)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(schema_mu_);
   // The expected schema of `revisions` if it was built already.
   std::optional<ExpectedSchema> CachedExpected(config::Dialect dialect,
                                                const std::vector<std::string>& revisions);
   ExpectedSchemas Expected(const config::Inventory& inv, const migrations::RevisionGraph& graph,
                            const std::vector<SchemaSample>& samples,
                            const std::map<std::string, SchemaFilter>& filters, bool retry_failed)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(schema_mu_);
 
   // Each database's last schema read (by key) and the schemas read, shared
   // by fingerprint (thousands of tenants usually hold a handful).
@@ -184,12 +204,13 @@ class Reconciler {
     // is not mistaken for drift).
     std::string suspected;
   };
-  std::map<std::string, SchemaMemo> schema_memo_ ABSL_GUARDED_BY(refresh_mu_);
-  std::map<std::string, std::shared_ptr<const Schema>> schemas_ ABSL_GUARDED_BY(refresh_mu_);
-  absl::Time last_schema_pass_ ABSL_GUARDED_BY(refresh_mu_) = absl::InfinitePast();
+  Mutex schema_mu_;  // one schema pass at a time
+  std::map<std::string, SchemaMemo> schema_memo_ ABSL_GUARDED_BY(schema_mu_);
+  std::map<std::string, std::shared_ptr<const Schema>> schemas_ ABSL_GUARDED_BY(schema_mu_);
+  absl::Time last_schema_pass_ ABSL_GUARDED_BY(schema_mu_) = absl::InfinitePast();
   // MatchRevisions' results by "dialect/fingerprint", for match_signature_.
-  std::map<std::string, SchemaStatus> match_memo_ ABSL_GUARDED_BY(refresh_mu_);
-  std::string match_signature_ ABSL_GUARDED_BY(refresh_mu_);
+  std::map<std::string, SchemaStatus> match_memo_ ABSL_GUARDED_BY(schema_mu_);
+  std::string match_signature_ ABSL_GUARDED_BY(schema_mu_);
   ExpectedSchemaFn expected_fn_ ABSL_GUARDED_BY(mu_);
   Mutex expected_mu_;  // held while one is built: each is built once
   // Built for expected_signature_, the scripts' signature.
@@ -211,8 +232,10 @@ class Reconciler {
   std::shared_ptr<VersionReader> reader_;  // shared with the rollout engine (daemon: the Drivers)
   StateStore* store_ = nullptr;
 
-  Mutex refresh_mu_;  // one pass at a time
-  bool closed_ ABSL_GUARDED_BY(refresh_mu_) = false;
+  Mutex refresh_mu_;  // one version pass at a time
+  Mutex publish_mu_;  // one publication at a time (a version and a schema pass)
+  // Set by Close() holding refresh_mu_ and schema_mu_ (either one reads it).
+  std::atomic<bool> closed_{false};
   mutable Mutex mu_;
   std::shared_ptr<const config::Inventory> inventory_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const migrations::Project> project_ ABSL_GUARDED_BY(mu_);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -506,6 +507,68 @@ TEST_F(ReconcilerTest, SchemaChecksCanBeTurnedOff) {
   const SchemaStatus& st = r->Snapshot()->Find("dev", "app")->schema;
   EXPECT_EQ(NameOf(st.state), "unknown");
   EXPECT_EQ(st.reason, "schema checks are off (server.schema_interval: 0)");
+}
+
+// The version pass never waits for a schema pass: while one is held up
+// (Alembic building an expected schema), version rows go on being read and
+// published; the verdicts land in the newest snapshot, and a database whose
+// rows changed meanwhile waits for the next schema pass.
+TEST_F(ReconcilerTest, VersionPassesGoOnWhileASchemaPassIsHeldUp) {
+  for (const char* t : {"t1", "t2"}) {
+    Alembic(absl::StrCat("sqlite:///", dir_, "/", t, ".db"), {"upgrade", kAge});
+  }
+  auto r = Start(R"(
+project: {alembic_ini: project/alembic.ini}
+server: {schema_interval: 1h}
+environments:
+  - name: prod
+    databases:
+      - {name: t1, url: "sqlite:///t1.db"}
+      - {name: t2, url: "sqlite:///t2.db"}
+)");
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Refresh().ok());  // the expected schema of kAge: none yet
+  absl::StatusOr<SchemaSnapshot> real =
+      MakeReader({})->ReadSchema(*r->Target("prod/t1"), SchemaFilter{});
+  ASSERT_TRUE(real.ok()) << real.status();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool building = false, release = false;
+  const Schema want = real->schema;
+  r->SetExpectedSchemas([&](const config::Inventory&, config::Dialect,
+                            const std::vector<std::string>&,
+                            const SchemaFilter&) -> absl::StatusOr<Schema> {
+    std::unique_lock<std::mutex> lock(mu);
+    building = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+    return want;
+  });
+  r->RequestSchemaPass();
+  std::thread schemas([&] { EXPECT_TRUE(r->RefreshSchemas().ok()); });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return building; });
+  }
+  // t2 is upgraded by hand while the schema pass builds.
+  Alembic("sqlite:///" + dir_ + "/t2.db", {"upgrade", "heads"});
+  ASSERT_TRUE(r->RefreshVersions().ok());
+  auto s = r->Snapshot();
+  EXPECT_EQ(s->Find("prod", "t2")->revisions, std::vector<std::string>{kHead});
+  EXPECT_EQ(s->Find("prod", "t2")->schema.reason, "its schema is being read");
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  schemas.join();
+  s = r->Snapshot();
+  EXPECT_EQ(s->Find("prod", "t2")->revisions, std::vector<std::string>{kHead});  // not rolled back
+  EXPECT_EQ(NameOf(s->Find("prod", "t1")->schema.state), "match");
+  EXPECT_THAT(s->Find("prod", "t1")->schema.reason, HasSubstr("the schema Alembic builds for"));
+  EXPECT_EQ(s->Find("prod", "t2")->schema.reason, "its schema is being read");
+  ASSERT_TRUE(r->RefreshSchemas().ok());  // the next pass reads t2
+  EXPECT_NE(r->Snapshot()->Find("prod", "t2")->schema.reason, "its schema is being read");
 }
 
 // Which revision an orphaned database's schema is, matched against what

@@ -40,10 +40,15 @@ constexpr absl::Duration kDrain = absl::Milliseconds(250);
 
 constexpr size_t kMaxLog = 256 * 1024 * 1024;  // of one run's output log
 
-// The whole output of a run, in a file, once it outgrows kMaxOutput.
+// The whole output of a run (with the output of the step's earlier runs,
+// ProcessSpec::earlier_output), in a file, once it outgrows kMaxOutput.
 class OutputLog {
  public:
-  OutputLog(const std::string& path, ProcessResult* result) : path_(path), result_(result) {}
+  OutputLog(const ProcessSpec& spec, ProcessResult* result)
+      : path_(spec.output_log),
+        earlier_(spec.earlier_output_in_log ? "" : spec.earlier_output),
+        append_(spec.earlier_output_in_log),
+        result_(result) {}
   ~OutputLog() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -53,11 +58,12 @@ class OutputLog {
   // `chunk` was just appended to result->output, which held `total` bytes
   // so far in all.
   void Add(absl::string_view chunk, size_t total) {
-    if (path_.empty() || failed_ || total <= kMaxOutput) return;
+    if (path_.empty() || failed_ || (!append_ && earlier_.size() + total <= kMaxOutput)) return;
     if (fd_ < 0) {
       // Until now the whole output is still in result->output (it is only
       // cut when it reaches twice kMaxOutput).
       if (!Open()) return;
+      Write(earlier_);
       Write(result_->output);
       return;
     }
@@ -68,7 +74,8 @@ class OutputLog {
   bool Open() {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append_ ? O_APPEND : O_TRUNC),
+                 0600);
     if (fd_ < 0) return Fail(absl::StrCat("cannot create ", path_, ": ", std::strerror(errno)));
     result_->output_log = path_;
     return true;
@@ -106,6 +113,8 @@ class OutputLog {
   }
 
   std::string path_;
+  std::string earlier_;  // written first (a log this run creates)
+  bool append_;          // the step's earlier runs created the log
   ProcessResult* result_;
   int fd_ = -1;
   size_t written_ = 0;
@@ -225,7 +234,7 @@ void SuperviseOutput(int read_fd, const Supervised& who, const ProcessSpec& spec
   ProcessResult& result = *out;
   std::string pending;    // the line being read, at most kMaxLine bytes of it
   bool overlong = false;  // the line being read was cut; skip to its end
-  OutputLog log(spec.output_log, &result);
+  OutputLog log(spec, &result);
   size_t total = 0;
   auto emit = [&](absl::string_view chunk) {
     result.output.append(chunk.data(), chunk.size());

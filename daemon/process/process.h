@@ -33,6 +33,13 @@ struct ProcessSpec {
   // ProcessResult::output (created then, with its folder; nothing is
   // written for a shorter output). Empty: the rest is dropped.
   std::string output_log;
+  // A step of several runs (a reapply: its downgrade, then its upgrade):
+  // what the earlier runs printed, so that `output_log` holds the step's
+  // whole output. If they wrote the log already (`earlier_output_in_log`),
+  // this run adds to its end; else the log, once the output of all the runs
+  // outgrows 64 KiB, is created starting with `earlier_output`.
+  std::string earlier_output;
+  bool earlier_output_in_log = false;
 };
 
 // The environment entry that marks the processes of run `token`.

@@ -101,6 +101,44 @@ TEST(ProcessTest, AnOutputLongerThanItsTailIsWhollyInItsLog) {
   std::filesystem::remove_all(dir);
 }
 
+// A step of several runs (a reapply) keeps one log with all their output:
+// the run that outgrows the tail starts it with what the earlier ones
+// printed, and the runs after it add to its end.
+TEST(ProcessTest, TheRunsOfOneStepShareOneWholeLog) {
+  const std::string dir = ::testing::TempDir() + "/output-log-runs-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  auto print = [](char c, int n) {
+    return std::vector<std::string>{"/usr/bin/python3", "-c",
+                                    absl::StrCat("print('", std::string(1, c), "' * ", n, ")")};
+  };
+  ProcessSpec spec;
+  spec.output_log = dir + "/r-1/step-0.log";
+  spec.argv = print('a', 40000);  // the downgrade: shorter than the tail, no log
+  ProcessResult first = RunProcess(spec, nullptr, nullptr, nullptr);
+  ASSERT_EQ(first.exit_code, 0);
+  EXPECT_EQ(first.output_log, "");
+
+  spec.argv = print('b', 40000);  // together past 64 KiB: the log starts
+  spec.earlier_output = first.output;
+  ProcessResult second = RunProcess(spec, nullptr, nullptr, nullptr);
+  ASSERT_EQ(second.exit_code, 0);
+  EXPECT_EQ(second.output_log, spec.output_log);
+
+  spec.argv = print('c', 10);  // after a logged run: added at the end
+  spec.earlier_output = second.output;
+  spec.earlier_output_in_log = true;
+  ProcessResult third = RunProcess(spec, nullptr, nullptr, nullptr);
+  ASSERT_EQ(third.exit_code, 0);
+  EXPECT_EQ(third.output_log, spec.output_log);
+
+  std::ifstream in(spec.output_log, std::ios::binary);
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(log == absl::StrCat(std::string(40000, 'a'), "\n", std::string(40000, 'b'), "\n",
+                                  std::string(10, 'c'), "\n"))
+      << log.size() << " bytes";
+  std::filesystem::remove_all(dir);
+}
+
 // A log that cannot be written does not fail the run; the result says why.
 TEST(ProcessTest, AnOutputLogThatCannotBeWrittenIsSaidNotFatal) {
   ProcessSpec spec;

@@ -81,11 +81,12 @@ struct StepExecutor::StepContext {
   RolloutStep& step() { return journal.step(); }
 };
 
-ProcessResult StepExecutor::RunAlembic(
-    const StepContext& c, const std::string& command, const std::string& target,
-    uint64_t startup_ticket, const std::atomic<bool>* cancel,
-    const std::function<void(int pid)>& on_start,
-    const std::function<void(const std::string& line)>& on_line) const {
+ProcessResult StepExecutor::RunAlembic(const StepContext& c, const std::string& command,
+                                       const std::string& target, uint64_t startup_ticket,
+                                       const std::atomic<bool>* cancel,
+                                       const std::function<void(int pid)>& on_start,
+                                       const std::function<void(const std::string& line)>& on_line,
+                                       const ProcessResult* earlier) const {
   // The run is past its start-up at its first output line (recorded first,
   // so the next run's start always follows it in the event log).
   std::atomic<bool> started_up{false};
@@ -100,6 +101,10 @@ ProcessResult StepExecutor::RunAlembic(
   spec.run_token = StepRunToken(c.job.rollout_id, c.journal.step());
   if (command != "current") {
     spec.output_log = OutputLogPath(inv.server, c.job.rollout_id, c.journal.step());
+    if (earlier != nullptr) {  // one log for the step's runs
+      spec.earlier_output = earlier->output;
+      spec.earlier_output_in_log = !earlier->output_log.empty();
+    }
   }
   ProcessResult run;
   if (alembic_) {
@@ -349,7 +354,8 @@ ProcessResult StepExecutor::RunReapply(
       run.cancelled = true;
       break;
     }
-    ProcessResult up = RunAlembic(c, "upgrade", row, next_ticket, c.cancel, on_start, on_line);
+    ProcessResult up =
+        RunAlembic(c, "upgrade", row, next_ticket, c.cancel, on_start, on_line, &run);
     up.output = run.output + up.output;
     up.took += run.took;
     if (up.output_log.empty()) up.output_log = run.output_log;

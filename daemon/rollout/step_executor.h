@@ -138,11 +138,14 @@ class StepExecutor {
   absl::StatusOr<std::shared_ptr<WarmAlembic>> Warm(const config::Inventory& inv) const;
   // Runs Alembic for one step, as project.alembic_runner says, holding
   // `startup_ticket` of startup_gate_ until Alembic's first output line.
+  // `earlier`: the step's run before this one (a reapply's downgrade), whose
+  // output the step's output log continues.
   ProcessResult RunAlembic(const StepContext& c, const std::string& command,
-                           const std::string& target,
-                           uint64_t startup_ticket, const std::atomic<bool>* cancel,
+                           const std::string& target, uint64_t startup_ticket,
+                           const std::atomic<bool>* cancel,
                            const std::function<void(int pid)>& on_start,
-                           const std::function<void(const std::string& line)>& on_line) const;
+                           const std::function<void(const std::string& line)>& on_line,
+                           const ProcessResult* earlier = nullptr) const;
 
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;

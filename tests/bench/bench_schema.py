@@ -16,6 +16,12 @@ so both dialects are judged against what Alembic builds. Figures:
     database, each compared with a reference dump of its revision (the
     seed's), in a shell-like loop of processes.
 Every database must read `match`; the script must find no difference either.
+
+Expected schemas: lockstepd's time building them (Alembic on shadow
+databases, every revision set of the fleet on both dialects: the metric
+lockstep_expected_schema_build_seconds) side by side with doing the same by
+hand: per revision set and dialect, an empty database, `alembic upgrade` to
+the set, `sqlite3 .schema` or `pg_dump --schema-only`, the database dropped.
 """
 import argparse
 import os
@@ -25,10 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_support import INI, ROOT, STATES, build_fleet  # noqa: E402
+from bench_support import INI, ROOT, STATES, alembic, build_fleet  # noqa: E402
 from pgserver import PgServer, free_port  # noqa: E402
 
 
@@ -84,6 +91,15 @@ environments:
             t = time.perf_counter()
             stub.Refresh(pb2.RefreshRequest(), timeout=300)
             passes.append(time.perf_counter() - t)
+        metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port,
+                                         timeout=10).read().decode()
+        built = [l for l in metrics.splitlines()
+                 if l.startswith(("lockstep_expected_schema_build_seconds ",
+                                  'lockstep_expected_schemas{how="built"}'))]
+        build_s = float(next(l for l in built if l.startswith("lockstep_expected_schema_build"))
+                        .split()[-1])
+        builds = int(float(next(l for l in built if l.startswith("lockstep_expected_schemas"))
+                           .split()[-1]))
         fleet = stub.GetFleet(pb2.GetFleetRequest(), timeout=30)
         verdicts = {}
         for d in fleet.databases:
@@ -120,6 +136,20 @@ environments:
         pg_t = time.perf_counter() - t
         script = sqlite_t + pg_t
 
+        # The expected schemas by hand: an empty database per revision set
+        # and dialect, Alembic up to the set, the schema dumped.
+        t = time.perf_counter()
+        for i, target in enumerate(STATES):
+            path = os.path.join(work, "by-hand-%d.db" % i)
+            alembic("sqlite:///" + path, "upgrade", target)
+            sqlite_schema(path)
+            os.remove(path)
+            pg.create_database("by_hand_%d" % i)
+            alembic(pg.url("by_hand_%d" % i), "upgrade", target)
+            pg_dump("by_hand_%d" % i)
+            pg.psql('DROP DATABASE "by_hand_%d"' % i)
+        by_hand = time.perf_counter() - t
+
         full = statistics.median(passes)
         total = args.sqlite + args.postgres
         print("fleet: %d databases (%d SQLite, %d PostgreSQL); lockstepd: %s; the script: %d "
@@ -135,6 +165,11 @@ environments:
         print("%-58s %8.0f ms %11s" % ("script: pg_dump --schema-only per database, compared",
                                        pg_t * 1e3, ""))
         print("%-58s %8.0f ms %10.1fx" % ("script: both", script * 1e3, script / full))
+        print()
+        print("%-58s %8.0f ms %11s" % ("expected schemas: lockstepd, %d built with Alembic" % builds,
+                                       build_s * 1e3, "1.0x"))
+        print("%-58s %8.0f ms %10.1fx" % ("expected schemas: by hand, %d upgrades and dumps"
+                                          % (2 * len(STATES)), by_hand * 1e3, by_hand / build_s))
     finally:
         if proc:
             proc.terminate()
