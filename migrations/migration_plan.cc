@@ -4,6 +4,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "migrations/revision_error.h"
 #include "migrations/traversal.h"
 
 namespace lockstep::migrations {
@@ -30,6 +32,9 @@ class StepApplier {
  public:
   StepApplier(const Resolver& r, const std::vector<std::string>& rows) : r_(r), heads_(rows) {}
 
+  // Where Alembic itself would fail applying the steps so far (the first).
+  const absl::Status& error() const { return error_; }
+
   MigrationStep Apply(int rev, bool upgrade) {
     const RevisionGraph& g = r_.graph();
     const RevisionGraph::Node& node = g.node(rev);
@@ -51,8 +56,26 @@ class StepApplier {
         Insert(id, &step);
       } else if (down.size() > 1 && present_down.size() > 1) {
         // Merge: parents that another remaining row already implies stay
-        // implied; of the rest, all but the last are deleted.
+        // implied; of the rest, all but the last are deleted. Alembic's
+        // HeadMaintainer removes each of those from its rows: one that is
+        // not a row then (a parent another parent already includes) makes
+        // it fail (KeyError), so the plan fails there too.
         std::vector<std::string> from = MinusAncestorsOfOthers(down, /*exclude=*/down);
+        std::vector<std::string> absent;
+        for (const std::string& f : from) {
+          if (!heads_.Has(f)) absent.push_back(f);
+        }
+        if ((from.empty() || !absent.empty()) && error_.ok()) {
+          error_ = GenericRevisionError(absl::StrCat(
+              "Alembic cannot run merge ", id, " from these version rows: ",
+              from.empty() ? std::string("every parent is included by another row")
+                           : absl::StrCat("its parent ", absl::StrJoin(absent, ", "),
+                                          absent.size() == 1 ? " is" : " are",
+                                          " not a version row then (another parent includes ",
+                                          absent.size() == 1 ? "it" : "them", ")"),
+              ", and Alembic's merge step fails on that (KeyError in its HeadMaintainer); "
+              "take the redundant parent out of down_revision"));
+        }
         std::vector<std::string> from_present = present(from);
         if (from_present.empty()) from_present = present_down;
         for (size_t k = 0; k + 1 < from_present.size(); ++k) Delete(from_present[k], &step);
@@ -122,6 +145,7 @@ class StepApplier {
 
   const Resolver& r_;
   Heads heads_;
+  absl::Status error_;
 };
 
 }  // namespace
@@ -151,6 +175,7 @@ absl::StatusOr<std::vector<MigrationStep>> PlanUpgrade(const Resolver& resolver,
   StepApplier applier(resolver, rows);
   std::vector<MigrationStep> steps;
   for (auto it = revs->rbegin(); it != revs->rend(); ++it) steps.push_back(applier.Apply(*it, true));
+  if (!applier.error().ok()) return applier.error();
   return steps;
 }
 

@@ -51,6 +51,29 @@ TEST(MigrationPlanTest, FromEmptyInsertsThenUpdates) {
               ElementsAre(VersionChange{K::kUpdate, "b", "a"}, VersionChange{K::kDelete, "a", ""}));
 }
 
+// A merge that lists, besides two rows, a parent another parent already
+// includes: Alembic's HeadMaintainer removes each listed parent from its
+// rows and fails on the one that is no row (KeyError; found by the
+// conformance run, generated project 19). The plan says so instead of
+// planning what Alembic cannot run.
+TEST(MigrationPlanTest, AMergeListingAParentThatIsNoRowFailsAsAlembicDoes) {
+  auto g = BuildGraph(
+      {{"a", {}}, {"b1", {"a"}}, {"b2", {"a"}}, {"c", {"b1"}}, {"m", {"c", "b2", "b1"}}});
+  ASSERT_TRUE(g.ok());
+  Resolver r(&*g);
+  auto steps = PlanUpgrade(r, {"c", "b2"}, "m");
+  ASSERT_FALSE(steps.ok());
+  EXPECT_EQ(steps.status().message(),
+            "Alembic cannot run merge m from these version rows: its parent b1 is not a version "
+            "row then (another parent includes it), and Alembic's merge step fails on that "
+            "(KeyError in its HeadMaintainer); take the redundant parent out of down_revision");
+  // Without the redundant parent it is an ordinary merge.
+  auto fixed =
+      BuildGraph({{"a", {}}, {"b1", {"a"}}, {"b2", {"a"}}, {"c", {"b1"}}, {"m", {"c", "b2"}}});
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_THAT(Plan(*fixed, {"c", "b2"}, "m").rows, ElementsAre("m"));
+}
+
 TEST(MigrationPlanTest, Case10MergeAndDependencyRows) {
   // b2(b1){a2} from {a2, b1}: DELETE b1, UPDATE a2 -> b2 (or the mirror).
   auto g = BuildGraph({{"a1", {}}, {"a2", {"a1"}}, {"b1", {"a1"}}, {"b2", {"b1"}, {}, {"a2"}}});

@@ -201,8 +201,9 @@ std::string RevisionSpec::ToString() const {
   return absl::StrCat("(", absl::StrJoin(items, ", "), ")");
 }
 
-std::vector<int> TopologicalSort(const Resolver& r, const std::vector<int>& revisions,
-                                 const std::vector<int>& heads_in) {
+absl::StatusOr<std::vector<int>> TopologicalSort(const Resolver& r,
+                                                 const std::vector<int>& revisions,
+                                                 const std::vector<int>& heads_in) {
   const RevisionGraph& g = r.graph();
   const int n = g.size();
   Set todo = MakeSet(n, revisions);
@@ -260,6 +261,17 @@ std::vector<int> TopologicalSort(const Resolver& r, const std::vector<int>& revi
         ancestors_by_idx.push_back(ancestors(to_add[k]));
       }
     }
+  }
+  std::vector<std::string> left;
+  for (int i = 0; i < n; ++i) {
+    if (todo[i]) left.push_back(g.id(i));
+  }
+  if (!left.empty()) {
+    return GenericRevisionError(
+        absl::StrCat("cannot order the revisions of this range: ", absl::StrJoin(left, ", "),
+                     left.size() == 1 ? " is" : " are",
+                     " not reached down the revision lines from its upper end (a dependency, "
+                     "not a down_revision; Alembic fails here too, with an AssertionError)"));
   }
   return output;
 }

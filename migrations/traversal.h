@@ -40,9 +40,13 @@ absl::StatusOr<std::vector<int>> IterateRevisions(const Resolver& resolver,
                                                   const IterateOptions& options);
 
 // Orders `revisions` so that each comes before its ancestors, walking down
-// from `heads` in load order (Alembic's `_topological_sort`).
-std::vector<int> TopologicalSort(const Resolver& resolver, const std::vector<int>& revisions,
-                                 const std::vector<int>& heads);
+// from `heads` in load order (Alembic's `_topological_sort`). An error when
+// the walk cannot reach some of them (a range whose lower end is only a
+// dependency of the upper one, not on its down_revision line), where
+// Alembic fails its own assertion.
+absl::StatusOr<std::vector<int>> TopologicalSort(const Resolver& resolver,
+                                                 const std::vector<int>& revisions,
+                                                 const std::vector<int>& heads);
 
 }  // namespace lockstep::migrations
 

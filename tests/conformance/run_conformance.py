@@ -257,21 +257,24 @@ class Checker:
         l_kind, l_out = _lockstep_path(ls, target, [] if start == "base" else [start], downgrade)
         if self.alembic_crashed(name, kind, out, l_kind, l_out):
             return
-        if kind != l_kind:
-            # Offline mode refuses some starts Alembic accepts online (and the
-            # reverse); compare only where both planned.
+        if kind != l_kind:  # one planned, the other refused: a disagreement
+            self.record(name, False, "alembic %s: %s\nlockstep %s: %s" % (kind, out, l_kind, l_out))
             return
-        if kind == "error":
+        if kind == "error":  # both refused (offline messages differ from online ones)
+            self.record(name, True)
             return
         self.record(name, _same_sql_steps(_sql_steps(buf.getvalue()), _sql_steps(l_out)),
                     "alembic:\n%s\nlockstep:\n%s" % (buf.getvalue()[-2000:], l_out[-2000:]))
 
     def alembic_crashed(self, name, kind, out, l_kind, l_out):
-        """Where Alembic crashed, records that lockstep did not; True then."""
+        """Where Alembic crashed (an exception that is not a CommandError:
+        a cycle, a broken graph), records whether lockstep refused the same
+        input with an error, as it must; True then."""
         if kind != "crash":
             return False
         self.count_crash(out)
-        self.record(name + " (alembic crashed: %s)" % out, l_kind != "crash", l_out)
+        self.record(name + " (alembic crashed: %s; lockstep must say it is an error)" % out,
+                    l_kind == "error", "lockstep %s: %s" % (l_kind, l_out))
         return True
 
     def compare_steps(self, name, kind, out, cfg, ls, target, rows, downgrade):
@@ -394,6 +397,9 @@ def main():
     ap.add_argument("--seed", type=int, default=20261127)
     ap.add_argument("--max-size", type=int, default=2000)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    # A broken harness or Alembic install crashes everywhere: past this share
+    # of the comparisons, the run fails whatever lockstep said.
+    ap.add_argument("--max-crash-share", type=float, default=0.02)
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="lockstep-conformance-")
@@ -425,10 +431,19 @@ def main():
           "revisions, %d in all), %.0f s"
           % (len(alembic_cases.CASES), args.projects, min(sizes or [0]), max(sizes or [0]),
              sum(sizes), time.time() - started))
-    if crashes:
-        print("comparisons where Alembic itself crashed (lockstep must not): %s" % ", ".join(
-            "%s %d" % kv for kv in sorted(crashes.items())))
+    crashed = sum(crashes.values())
+    print("comparisons where Alembic itself crashed (lockstep must report an error): %d of %d%s"
+          % (crashed, passed + failed, (" (" + ", ".join("%s %d" % kv for kv in
+                                                        sorted(crashes.items())) + ")")
+             if crashes else ""))
     print("%d passed, %d failed" % (passed, failed))
+    if passed + failed == 0:
+        print("no comparison was made: the harness is broken")
+        return 1
+    if crashed > args.max_crash_share * (passed + failed):
+        print("Alembic crashed in more than %.0f%% of the comparisons: is the harness or the "
+              "Alembic install broken?" % (100 * args.max_crash_share))
+        return 1
     return 1 if failed else 0
 
 
