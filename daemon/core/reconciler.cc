@@ -466,6 +466,7 @@ absl::StatusOr<std::unique_ptr<Reconciler>> Reconciler::Create(
   r->project_signature_ = ScriptsSignature(project->location());
   r->graph_.loaded_at = r->clock_->Now();
   r->project_ = std::make_shared<const migrations::Project>(*std::move(project));
+  r->loaded_signature_ = r->project_signature_;
   r->snapshot_ = std::make_shared<const FleetSnapshot>();
   if (absl::Status loaded = r->checksums_.Load(store); !loaded.ok()) return loaded;
   return r;
@@ -493,6 +494,7 @@ void Reconciler::MaybeReloadProject(const config::Inventory& inv, GraphStatus* g
   project_signature_ = ScriptsSignature(loaded->location());
   MutexLock lock(mu_);
   project_ = std::make_shared<const migrations::Project>(*std::move(loaded));
+  loaded_signature_ = project_signature_;
 }
 
 absl::Status Reconciler::Refresh() {
@@ -805,11 +807,12 @@ ExpectedSchemas Reconciler::Expected(const config::Inventory& inv,
                                      const std::vector<SchemaSample>& samples,
                                      const std::map<std::string, SchemaFilter>& filters,
                                      bool retry_failed) {
+  const std::string signature = LoadedSignature();
   {
     MutexLock lock(expected_mu_);
-    if (expected_signature_ != project_signature_) {
+    if (expected_signature_ != signature) {
       expected_.clear();  // the scripts changed: what they build may have too
-      expected_signature_ = project_signature_;
+      expected_signature_ = signature;
     }
     if (retry_failed) {
       for (auto it = expected_.begin(); it != expected_.end();) {
@@ -959,9 +962,9 @@ void Reconciler::MatchRevisions(const config::Inventory& inv,
                                 const migrations::RevisionGraph& graph,
                                 const std::map<std::string, SchemaFilter>& filters,
                                 FleetSnapshot* snapshot) {
-  if (match_signature_ != project_signature_) {
+  if (const std::string signature = LoadedSignature(); match_signature_ != signature) {
     match_memo_.clear();
-    match_signature_ = project_signature_;
+    match_signature_ = signature;
   }
   // Each candidate not built yet is an Alembic run on a shadow database; a
   // pass builds a few and the next passes the rest, so that a project of
@@ -1049,6 +1052,11 @@ std::shared_ptr<const FleetSnapshot> Reconciler::Snapshot() const {
 std::shared_ptr<const migrations::Project> Reconciler::project() const {
   MutexLock lock(mu_);
   return project_;
+}
+
+std::string Reconciler::LoadedSignature() const {
+  MutexLock lock(mu_);
+  return loaded_signature_;
 }
 
 std::shared_ptr<const config::Inventory> Reconciler::inventory() const {

@@ -159,6 +159,8 @@ class Reconciler {
   // size and mtime); nullopt when the revision or its file is gone.
   std::optional<FileChecksum> CurrentChecksum(const migrations::Project& project,
                                               const std::string& revision);
+  // The signature of the scripts project() was loaded from.
+  std::string LoadedSignature() const;
   // The state store's key for what Alembic builds for `revisions`: a hash of
   // everything the build depends on; "" when a file is missing.
   std::string ExpectedKey(const config::Inventory& inv, config::Dialect dialect,
@@ -239,7 +241,10 @@ class Reconciler {
   mutable Mutex mu_;
   std::shared_ptr<const config::Inventory> inventory_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const migrations::Project> project_ ABSL_GUARDED_BY(mu_);
+  // The scripts' signature as the version pass last saw them; and that of
+  // project_, the last that loaded (the schema pass's, published with it).
   std::string project_signature_ ABSL_GUARDED_BY(refresh_mu_);
+  std::string loaded_signature_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> reload_requested_{false};  // SetInventory: reload the scripts next pass
   std::atomic<bool> schema_pass_requested_{false};  // RequestSchemaPass
   std::atomic<bool> closing_{false};                // Interrupt, Close

@@ -647,9 +647,13 @@ class PostgresDriver : public Driver {
     }
   }
 
-  // One pool per server and user (host, port, user).
+  // The pool of `url`'s server, user and password (its digest: a password
+  // changed in the inventory or its file is proven on a new connection, not
+  // taken on trust from one the old password opened).
   ServerPool* PoolFor(const config::DatabaseUrl& url) {
-    const std::string server = absl::StrCat(url.host, ":", url.port, ":", url.user);
+    const std::string server =
+        absl::StrCat(url.host, ":", url.port, ":", url.user, ":",
+                     url.password ? Sha256Hex(*url.password) : std::string());
     std::lock_guard<std::mutex> lock(mu_);
     std::unique_ptr<ServerPool>& p = pools_[server];
     if (!p) p = std::make_unique<ServerPool>(options_.max_connections_per_server);

@@ -195,9 +195,46 @@ TEST_F(PostgresReaderTest, UnreachableWithoutLeakingThePassword) {
   EXPECT_THAT(r.error, HasSubstr("does not exist"));
 }
 
+// The test server checks passwords (scram-sha-256 for every role but its
+// own superuser): the password in the URL, from password_file and from
+// password_env gets in; a wrong one is refused, named, and never shown.
+TEST_F(PostgresReaderTest, PasswordsAreCheckedFromTheUrlAFileOrTheEnvironment) {
+  ASSERT_TRUE(server_->Psql("CREATE ROLE reader LOGIN PASSWORD 'correct-horse'").ok());
+  ASSERT_TRUE(server_->Psql("GRANT SELECT ON alembic_version TO reader", "app").ok());
+  VersionRead r = reader_->Read(Target(server_->Url("app", "reader", "correct-horse")));
+  EXPECT_EQ(r.outcome, ReadOutcome::kOk) << r.error;
+
+  lockstep::testing::TempDir dir("lockstep-pw");
+  const std::string file = dir.path() + "/pw";
+  std::ofstream(file) << "correct-horse\n";
+  VersionTarget from_file = Target(server_->Url("app", "reader"));
+  from_file.secret.file = file;
+  r = reader_->Read(from_file);
+  EXPECT_EQ(r.outcome, ReadOutcome::kOk) << r.error;
+
+  ::setenv("LOCKSTEP_TEST_READER_PW", "correct-horse", 1);
+  VersionTarget from_env = Target(server_->Url("app", "reader"));
+  from_env.secret.env = "LOCKSTEP_TEST_READER_PW";
+  r = reader_->Read(from_env);
+  EXPECT_EQ(r.outcome, ReadOutcome::kOk) << r.error;
+
+  std::ofstream(file, std::ios::trunc) << "battery-staple\n";
+  r = reader_->Read(from_file);
+  EXPECT_EQ(r.outcome, ReadOutcome::kPermissionDenied);
+  EXPECT_THAT(r.error, HasSubstr("password authentication failed for user \"reader\""));
+  EXPECT_THAT(r.error, Not(HasSubstr("battery-staple")));
+  r = reader_->Read(Target(server_->Url("app", "reader", "hunter2")));
+  EXPECT_THAT(r.error, HasSubstr("password authentication failed"));
+  EXPECT_THAT(r.error, Not(HasSubstr("hunter2")));
+  r = reader_->Read(Target(server_->Url("app", "reader")));  // none at all
+  EXPECT_EQ(r.outcome, ReadOutcome::kPermissionDenied);
+  EXPECT_THAT(r.error, HasSubstr("password"));
+  ::unsetenv("LOCKSTEP_TEST_READER_PW");
+}
+
 TEST_F(PostgresReaderTest, RoleWithoutSelectIsPermissionDenied) {
-  ASSERT_TRUE(server_->Psql("CREATE ROLE nosel LOGIN").ok());
-  VersionRead r = reader_->Read(Target(server_->Url("app", "nosel")));
+  ASSERT_TRUE(server_->Psql("CREATE ROLE nosel LOGIN PASSWORD 'nosel-pw'").ok());
+  VersionRead r = reader_->Read(Target(server_->Url("app", "nosel", "nosel-pw")));
   EXPECT_EQ(r.outcome, ReadOutcome::kPermissionDenied) << r.error;
   EXPECT_THAT(r.error, HasSubstr("permission denied"));
 }

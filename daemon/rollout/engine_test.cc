@@ -650,7 +650,8 @@ TEST_F(EngineTest, AFileReplacedDuringItsStepIsNeitherVerifiedNorRestored) {
   fs::rename(dir_ + "/other.db", dir_ + "/a.db");  // the copy put in its place
   alembic_.Release("a");
   ASSERT_TRUE(WaitFor(id, "halted"));
-  const RolloutStep& step = Step(*engine_->Get(id), "a");
+  const Rollout rollout = *engine_->Get(id);  // the step refers into it
+  const RolloutStep& step = Step(rollout, "a");
   EXPECT_EQ(NameOf(step.state), "failed");
   EXPECT_THAT(step.error, HasSubstr("was replaced by another file since lockstep locked it"));
   EXPECT_EQ(step.rollback, "left");

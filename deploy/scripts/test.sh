@@ -1,7 +1,8 @@
 #!/bin/bash
 # Builds and runs every test: unit, integration (real PostgreSQL and SQLite,
-# real Alembic), conformance against Alembic, then the sanitizer build with
-# the fuzzers run for a bounded time.
+# real Alembic), conformance against Alembic, then the sanitizer build (the
+# migrations and daemon core tests under ASan+UBSan) with the fuzzers run
+# for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
@@ -13,9 +14,14 @@ deploy/scripts/build.sh
 # ASan + UBSan build of the migrations tests, and the libFuzzer targets.
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
   -DLOCKSTEP_FUZZ=ON -DLOCKSTEP_SANITIZE=ON > /dev/null
-ninja -C build-fuzz lockstep_migrations_test revision_file_fuzzer ini_fuzzer graph_fuzzer
+ninja -C build-fuzz lockstep_migrations_test lockstep_core_test revision_file_fuzzer ini_fuzzer \
+  graph_fuzzer
 echo "== migrations tests under ASan+UBSan"
 build-fuzz/migrations/lockstep_migrations_test --gtest_brief=1
+# The daemon's core (reconciler, rollout engine, state store, processes:
+# its threads) against real SQLite, PostgreSQL and Alembic.
+echo "== daemon core tests under ASan+UBSan"
+LOCKSTEP_SOURCE_DIR="$PWD" build-fuzz/daemon/lockstep_core_test --gtest_brief=1
 
 # clang's lock analysis (-Wthread-safety, as errors: CMakeLists.txt) over the
 # daemon's libraries that share state between threads; and proof that it is

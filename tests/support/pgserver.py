@@ -2,6 +2,10 @@
 down on exit. Uses Debian's PostgreSQL 15 binaries; initdb refuses root, so
 as root the server runs as the `postgres` user.
 
+Authentication is real for every role a test creates: TCP connections
+check passwords with scram-sha-256 (HBA below); only the harness's own
+superuser `postgres` is trusted, so fixtures need no password plumbing.
+
     with PgServer() as pg:
         url = pg.url("mydb")          # postgresql://postgres@127.0.0.1:PORT/mydb
         pg.create_database("mydb")
@@ -39,6 +43,13 @@ def free_port():
     raise RuntimeError("no free port between 15000 and 32000")
 
 
+# Every role but the harness's superuser proves its password (scram-sha-256).
+HBA = """local all all trust
+host all postgres 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+"""
+
+
 class PgServer:
     def __init__(self, settings=None):
         self.settings = settings or {}
@@ -58,6 +69,8 @@ class PgServer:
             shutil.chown(self.dir, "postgres")
         self._run(os.path.join(self.bindir, "initdb"), "-D", self.dir + "/data", "-A", "trust",
                   "-U", "postgres", "--no-sync")
+        with open(self.dir + "/data/pg_hba.conf", "w") as f:
+            f.write(HBA)
         self._run(os.path.join(self.bindir, "pg_ctl"), "-D", self.dir + "/data", "-w", "-l",
                   self.dir + "/log", "-o",
                   "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off%s" % (

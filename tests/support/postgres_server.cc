@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <vector>
 
@@ -93,6 +94,12 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
                  &out) != 0) {
     return absl::InternalError("initdb failed: " + out);
   }
+  // Every role a test creates proves its password (scram-sha-256) over TCP;
+  // only the harness's superuser is trusted (tests/support/pgserver.py: HBA).
+  std::ofstream(s->dir_ + "/data/pg_hba.conf", std::ios::trunc)
+      << "local all all trust\n"
+         "host all postgres 127.0.0.1/32 trust\n"
+         "host all all 127.0.0.1/32 scram-sha-256\n";
   std::string opts = absl::StrCat("-p ", s->port_, " -k ", s->dir_,
                                   " -c listen_addresses=127.0.0.1 -c fsync=off");
   if (RunCommand(as_pg({s->bindir_ + "/pg_ctl", "-D", s->dir_ + "/data", "-w", "-l",
