@@ -934,6 +934,70 @@ TEST_F(EngineTest, SettleRestoresASqliteStepFromItsBackupBeforeRetrying) {
   sqlite3_close(db);
 }
 
+// A crash after Alembic committed part of a step's path (SQLite: one
+// revision done, the next one's DDL maybe half there): the step's backup
+// puts it back at its start and the step runs again, to the end; without a
+// backup to go back to, a person looks (nothing is guessed).
+TEST_F(EngineTest, SettleBringsAStepCutOffPartWayAlongItsPathToTheEnd) {
+  Db("a", {kAge});
+  Db("b", {kAge});
+  Start(R"(
+  - name: prod
+    on_failure: leave
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+      - {name: b, url: "sqlite:///b.db"}
+)");
+  std::unique_ptr<Drivers> drivers = MakeDrivers({});
+  ASSERT_TRUE(reconciler_->Refresh().ok());
+  std::optional<VersionTarget> target = reconciler_->Target("prod/a");
+  ASSERT_TRUE(target.has_value());
+  std::filesystem::create_directories(dir_ + "/backups");
+  absl::StatusOr<Backup> b =
+      drivers->For(target->url)
+          .TakeBackup(*target, target->url, dir_ + "/backups", absl::Minutes(1));
+  ASSERT_TRUE(b.ok()) << b.status();
+  b->revisions = {kAge};
+  ASSERT_TRUE(store_->AddBackup(&*b).ok());
+  // Alembic committed b5d1e7f3a033 (orders), then died inside the next one.
+  for (const char* db : {"a", "b"}) {
+    Sql(absl::StrCat(dir_, "/", db, ".db"),
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY); "
+        "INSERT INTO alembic_version VALUES ('b5d1e7f3a033'); "
+        "CREATE TABLE half_done (x INTEGER)");
+  }
+  Rollout crashed = Crashed("r-mid", "prod", "a", "alembic");
+  crashed.stages[0].max_failures = 1;  // b's failure does not stop a
+  crashed.steps[0].backup_id = b->id;
+  RolloutStep no_backup = crashed.steps[0];
+  no_backup.index = 1;
+  no_backup.database = "b";
+  no_backup.backup_id = 0;
+  crashed.steps.push_back(no_backup);
+  ASSERT_TRUE(store_->SaveRollout(crashed).ok());
+  engine_->Stop();
+  engine_.reset();
+  StartEngine();
+  ASSERT_TRUE(WaitFor("r-mid", "failed"));  // b failed; within max_failures, a went on
+  std::vector<std::string> messages;
+  absl::StatusOr<std::vector<RolloutEvent>> events = store_->Events("r-mid", 0, 100);
+  ASSERT_TRUE(events.ok()) << events.status();
+  for (const RolloutEvent& e : *events) messages.push_back(e.message);
+  EXPECT_THAT(messages, ::testing::Contains(
+                            HasSubstr(absl::StrCat("cut off at [", kAge,
+                                                   ", b5d1e7f3a033] on its path; restored from "
+                                                   "its backup to [",
+                                                   kAge, "]; will retry"))));
+  absl::StatusOr<Rollout> r = engine_->Get("r-mid");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(NameOf(Step(*r, "a").state), "succeeded");
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kHead));
+  EXPECT_EQ(NameOf(Step(*r, "b").state), "failed");
+  EXPECT_THAT(Step(*r, "b").error,
+              HasSubstr("and has no backup to go back to (its DDL is not transactional)"));
+  EXPECT_THAT(Rows(dir_ + "/b.db"), ElementsAre(kAge, "b5d1e7f3a033"));  // left as it was
+}
+
 // A reapply (down, then up again) cut off by a crash: its rows cannot say
 // how far it got (they may already read as its start and end), so Settle
 // puts the backup back whatever they say, and the step runs again.

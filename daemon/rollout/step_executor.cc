@@ -4,15 +4,17 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "daemon/rollout/alembic_entry.h"
 #include "daemon/core/schema_check.h"
-#include "daemon/rollout/alembic_output.h"
-#include "daemon/rollout/step_journal.h"
 #include "daemon/drivers/backup_files.h"
 #include "daemon/process/process.h"
+#include "daemon/rollout/alembic_entry.h"
+#include "daemon/rollout/alembic_output.h"
+#include "daemon/rollout/step_journal.h"
 #include "migrations/migration_plan.h"
 #include "migrations/revision_error.h"
 
@@ -43,6 +45,19 @@ int StartupSlots(const config::ServerConfig& server) {
   cpu_set_t cpus;
   if (::sched_getaffinity(0, sizeof cpus, &cpus) == 0) return std::max(1, CPU_COUNT(&cpus));
   return 1;
+}
+
+// Rows a step passes through: each one its start, its path or its end holds.
+bool OnPath(const std::vector<std::string>& rows, const RolloutStep& s) {
+  if (rows.empty()) return false;
+  for (const std::string& r : rows) {
+    if (std::find(s.from.begin(), s.from.end(), r) == s.from.end() &&
+        std::find(s.path.begin(), s.path.end(), r) == s.path.end() &&
+        std::find(s.expected.begin(), s.expected.end(), r) == s.expected.end()) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -668,10 +683,19 @@ absl::Status StepExecutor::SettlePhase(StepJournal& journal) const {
         absl::StrCat("holds ", RowsText(read.rows), " as planned (settled after a restart)"));
     return absl::OkStatus();
   }
-  if (read.rows != s.from && !round_trip) {
-    return absl::FailedPreconditionError(absl::StrCat("the database holds ", RowsText(read.rows),
-                                                      "; it was moving from ", RowsText(s.from),
-                                                      " to ", RowsText(s.expected)));
+  // Cut off part way along its path (Alembic had committed some of its
+  // revisions): SQLite goes back to its backup (the next revision's DDL may
+  // be half there), a dialect whose migrations commit whole continues from
+  // what it committed (the retry plans again from there).
+  const bool mid_path = read.rows != s.from && alembic_may_have_run &&
+                        phase != StepPhase::kRollback && OnPath(read.rows, s);
+  const bool can_resume = mid_path && (!keeps_partial_ddl || s.backup_id != 0);
+  if (read.rows != s.from && !round_trip && !can_resume) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the database holds ", RowsText(read.rows), "; it was moving from ",
+                     RowsText(s.from), " to ", RowsText(s.expected),
+                     mid_path ? " and has no backup to go back to (its DDL is not transactional)"
+                              : " (that is not on its path)"));
   }
   // Partial DDL stays: go back to the backup.
   const bool restore =
@@ -688,9 +712,13 @@ absl::Status StepExecutor::SettlePhase(StepJournal& journal) const {
         "the step had failed and was being rolled back; it is back at its start");
   }
   journal.Recover(
-      round_trip
-          ? absl::StrCat("a reapply the restart cut off; restored from its backup to ",
-                         RowsText(s.from), "; will retry")
+      round_trip ? absl::StrCat("a reapply the restart cut off; restored from its backup to ",
+                                RowsText(s.from), "; will retry")
+      : mid_path
+          ? absl::StrCat("cut off at ", RowsText(read.rows), " on its path",
+                         restore
+                             ? "; restored from its backup to " + RowsText(s.from) + "; will retry"
+                             : " (committed whole); will go on from there")
           : absl::StrCat("still at its start ", RowsText(read.rows),
                          restore ? "; restored from its backup; will retry" : "; will retry"));
   return absl::OkStatus();
