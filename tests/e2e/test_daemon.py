@@ -653,3 +653,76 @@ class ManyWatchersTest(WatchFleet):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PollingTest(unittest.TestCase):
+    """The poll loop itself (the other tests poll once an hour and ask for a
+    refresh): with poll_interval 1s and nobody asking, a change made by hand
+    is seen, and the schema verdicts follow from the schema pass on its own
+    thread; GetGraph answers from the same project."""
+
+    def test_changes_by_hand_are_seen_and_judged_without_asking(self):
+        from lockstepd import Lockstepd
+        import grpc
+        work = tempfile.mkdtemp(prefix="lockstep-poll-")
+        self.addCleanup(shutil.rmtree, work, True)
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"), os.path.join(work, "project"))
+        ini = os.path.join(work, "project", "alembic.ini")
+
+        def alembic(db, *args):
+            subprocess.run(["/usr/bin/alembic", "-c", ini, "-x",
+                            "url=sqlite:///%s/%s.db" % (work, db)] + list(args),
+                           check=True, capture_output=True)
+        for db in ("a", "b", "c"):
+            alembic(db, "upgrade", AGE)
+        grpc_port = free_port()
+        config = os.path.join(work, "fleet.yaml")
+        with open(config, "w") as f:
+            f.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: state.db,
+         poll_interval: 1s, schema_interval: 1h}
+project: {alembic_ini: project/alembic.ini}
+environments:
+  - name: prod
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+      - {name: b, url: "sqlite:///b.db"}
+      - {name: c, url: "sqlite:///c.db"}
+""" % (grpc_port, free_port()))
+        d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port).start()
+        self.addCleanup(d.stop)
+
+        def databases():
+            out = json.loads(d.cli("status", "-o", "json", check=False).stdout or "{}")
+            return {x["database"]: x for x in out.get("databases", [])}
+
+        def wait(predicate, what):
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                dbs = databases()
+                if dbs and predicate(dbs):
+                    return dbs
+                time.sleep(0.2)
+            self.fail("timed out waiting for " + what + ": " + json.dumps(databases())[:2000])
+
+        judged = lambda x: x["schema"]["state"] == "match"  # noqa: E731
+        wait(lambda dbs: all(judged(x) for x in dbs.values()), "every schema judged at start")
+        # By hand, nobody asking lockstepd: an upgrade, and a table dropped.
+        alembic("a", "upgrade", "heads")
+        with sqlite3.connect(os.path.join(work, "c.db")) as conn:
+            conn.execute("CREATE TABLE by_hand (id INTEGER)")
+        dbs = wait(lambda dbs: dbs["a"]["revisions"] == [HEAD] and judged(dbs["a"]),
+                   "the upgrade by hand seen and its schema judged")
+        self.assertEqual(dbs["a"]["state"], "current")
+        self.assertEqual(dbs["b"]["state"], "behind")
+        # c's rows did not change: its schema is read at schema_interval (1h),
+        # so its verdict stands until then (or `lockstep refresh`).
+        self.assertEqual(dbs["c"]["schema"]["state"], "match")
+        self.assertIn("refreshed 3 databases", d.log())
+
+        pb2, pb2_grpc = grpc_stubs(os.path.join(work, "stubs"))
+        stub = pb2_grpc.LockstepStub(grpc.insecure_channel(d.server))
+        graph = stub.GetGraph(pb2.GetGraphRequest(), timeout=10)
+        self.assertEqual(list(graph.heads), [HEAD])
+        self.assertEqual(len(graph.revisions), 5)
+        self.assertIn("3f2a1b9c0d11", graph.bases)
