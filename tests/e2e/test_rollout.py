@@ -182,7 +182,8 @@ class Fleet:
         return path
 
     def daemon(self, environments, state="state.db", env=None, name="fleet",
-               alembic_command="/usr/bin/alembic", runner="process", server_extra=""):
+               alembic_command="/usr/bin/alembic", runner="process", server_extra="",
+               step_timeout="2m"):
         grpc_port, metrics_port = free_port(), free_port()
         config = os.path.join(self.dir, name + ".yaml")
         with open(config, "w") as f:
@@ -199,9 +200,10 @@ server:
   alembic_command: [%s]
   alembic_runner: %s
   python: /usr/bin/python3
-  step_timeout: 2m
+  step_timeout: %s
 environments:
-%s""" % (grpc_port, metrics_port, state, server_extra, alembic_command, runner, environments))
+%s""" % (grpc_port, metrics_port, state, server_extra, alembic_command, runner, step_timeout,
+       environments))
         d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port, env=env).start()
         d.metrics_port = metrics_port
         self.daemons.append(d)
@@ -1253,3 +1255,33 @@ class WarmCrashAndAbortTest(CrashAndAbortTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class StepTimeoutTest(unittest.TestCase):
+    """A migration that outlasts project.step_timeout: Alembic is stopped,
+    the step fails saying so, and the SQLite file, whose DDL Alembic had
+    begun, is restored from the step's backup."""
+
+    def test_a_step_past_its_timeout_is_stopped_failed_and_restored(self):
+        f = Fleet([("5105105105aa_slow.py", SLOW)])
+        self.addCleanup(f.close)
+        db = f.sqlite("app", HEAD)
+        with open(db + ".slow", "w") as fh:
+            fh.write("120")
+        d = f.daemon("""
+  - name: prod
+    on_failure: restore
+    databases: [{name: app, url: "sqlite:///app.db"}]
+""", step_timeout="3s")
+        started = time.time()
+        rc, r = rollout_json(d, "rollout", "--to", "heads", "--env", "prod")
+        self.assertEqual(rc, 0, r)
+        rc, done = rollout_json(d, "watch", r["id"])
+        self.assertLess(time.time() - started, 60, "the step was not stopped at its timeout")
+        step = done["steps"][0]
+        self.assertEqual(step["state"], "failed", step)
+        self.assertIn("timed out after 3", step["error"])
+        self.assertEqual(step["rollback"], "restored", step)
+        self.assertEqual(sqlite_rows(db), [HEAD])
+        self.assertNotIn("heartbeat", sqlite_tables(db))  # the migration's first write is gone
+        self.assertEqual(d.cli("status").returncode, 0)
