@@ -128,10 +128,26 @@ class FakeAlembic {
       output_logs_.push_back(spec.output_log);
       for (int i = 0; i < chatter_[name]; ++i) on_line(absl::StrCat("migrating row batch ", i));
     }
-    Sql(file, absl::StrCat("DELETE FROM alembic_version; INSERT INTO alembic_version VALUES ('",
-                           kHead, "')"));
+    bool lies = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      lies = lies_.count(name) > 0;
+    }
+    if (lies) {
+      // Exit 0, one revision short (an env.py that swallowed an error).
+      Sql(file, "INSERT INTO alembic_version VALUES ('b5d1e7f3a033')");
+    } else {
+      Sql(file, absl::StrCat("DELETE FROM alembic_version; INSERT INTO alembic_version VALUES ('",
+                             kHead, "')"));
+    }
     r.exit_code = 0;
     return r;
+  }
+
+  // `name`'s upgrade exits 0 without reaching its target.
+  void Lie(const std::string& name) {
+    std::lock_guard<std::mutex> l(mu_);
+    lies_.insert(name);
   }
 
   void Fail(const std::string& name) {
@@ -193,7 +209,7 @@ class FakeAlembic {
  private:
   std::mutex mu_;
   std::condition_variable changed_;
-  std::set<std::string> fail_, block_, stubborn_;
+  std::set<std::string> fail_, block_, stubborn_, lies_;
   std::map<std::string, std::vector<std::string>> halfway_;
   std::map<std::string, int> chatter_;
   std::vector<std::string> calls_, downgrades_, output_logs_;
@@ -887,6 +903,28 @@ TEST_F(EngineTest, OnFailureRestorePutsTheBackupBackAfterAHalfwayFailure) {
   EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
   Sql(dir_ + "/a.db", "SELECT x FROM kept");  // the backup's table is there again
   EXPECT_THAT(EventKinds(id), ::testing::Contains("rolled_back"));
+}
+
+// Alembic exits 0 but the version rows are not the planned ones (an
+// env.py that swallowed an error, a migration that moved the rows by hand):
+// exit codes are claims too. The step fails naming what the database holds,
+// and on_failure puts the backup back.
+TEST_F(EngineTest, AnAlembicThatExitsZeroShortOfItsTargetFailsTheStep) {
+  Db("a", {kAge});
+  alembic_.Lie("a");
+  Start(R"(
+  - name: prod
+    on_failure: restore
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "halted"));
+  Rollout r = *engine_->Get(id);
+  EXPECT_EQ(NameOf(Step(r, "a").state), "failed");
+  EXPECT_EQ(Step(r, "a").error, absl::StrCat("Alembic exited 0 but the database holds [", kAge,
+                                             ", b5d1e7f3a033], not the planned [", kHead, "]"));
+  EXPECT_EQ(Step(r, "a").rollback, "restored");
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
 }
 
 // A lockstepd killed while Alembic ran on SQLite, the database back at its
