@@ -487,6 +487,31 @@ TEST_F(EngineTest, ApprovalGatesAProtectedEnvironment) {
   EXPECT_EQ(engine_->Get(id)->stages[0].approved_by, "dave");
 }
 
+// The database moved between the plan and its step (by hand, while the
+// rollout waited for approval): the step plans again from where it is, says
+// so, and goes on from there to the same target.
+TEST_F(EngineTest, AStepPlansAgainWhenTheDatabaseMovedSinceThePlan) {
+  Db("app", {kAge});
+  Start(R"(
+  - name: prod
+    approval: required
+    databases: [{name: app, url: "sqlite:///app.db"}]
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "awaiting_approval"));
+  EXPECT_THAT(Step(*engine_->Get(id), "app").path,
+              ElementsAre("b5d1e7f3a033", "c2e4a6b8d055", kHead));
+  Sql(dir_ + "/app.db", "INSERT INTO alembic_version VALUES ('b5d1e7f3a033')");
+  ASSERT_TRUE(engine_->Approve(id, "dave").ok());
+  ASSERT_TRUE(WaitFor(id, "succeeded"));
+  const Rollout r = *engine_->Get(id);
+  const RolloutStep& step = Step(r, "app");
+  EXPECT_THAT(step.from, ElementsAre(kAge, "b5d1e7f3a033"));
+  EXPECT_THAT(step.path, ElementsAre("c2e4a6b8d055", kHead));
+  EXPECT_THAT(EventKinds(id), ::testing::Contains("replanned"));
+  EXPECT_THAT(Rows(dir_ + "/app.db"), ElementsAre(kHead));
+}
+
 TEST_F(EngineTest, HaltsPastMaxFailuresWithTheCause) {
   for (const char* t : {"a", "b", "c", "d"}) Db(t, {kAge});
   alembic_.Fail("a");
