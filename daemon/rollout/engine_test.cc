@@ -83,6 +83,12 @@ class FakeAlembic {
       downgrades_.push_back(absl::StrCat(name, " to ", spec.argv.back()));
       if (on_start) on_start(0);
       on_line("INFO  [alembic.runtime.migration] Running downgrade");
+      if (fail_downgrade_.count(name)) {
+        on_line("NotImplementedError: this migration cannot be undone");
+        r.exit_code = 1;
+        r.output = "NotImplementedError: this migration cannot be undone\n";
+        return r;
+      }
       Sql(file, spec.argv.back() == "base"
                     ? std::string("DELETE FROM alembic_version")
                     : absl::StrCat("DELETE FROM alembic_version; INSERT INTO alembic_version "
@@ -144,6 +150,11 @@ class FakeAlembic {
     return r;
   }
 
+  // `name`'s downgrade fails, touching nothing.
+  void FailDowngrade(const std::string& name) {
+    std::lock_guard<std::mutex> l(mu_);
+    fail_downgrade_.insert(name);
+  }
   // `name`'s upgrade exits 0 without reaching its target.
   void Lie(const std::string& name) {
     std::lock_guard<std::mutex> l(mu_);
@@ -209,7 +220,7 @@ class FakeAlembic {
  private:
   std::mutex mu_;
   std::condition_variable changed_;
-  std::set<std::string> fail_, block_, stubborn_, lies_;
+  std::set<std::string> fail_, block_, stubborn_, lies_, fail_downgrade_;
   std::map<std::string, std::vector<std::string>> halfway_;
   std::map<std::string, int> chatter_;
   std::vector<std::string> calls_, downgrades_, output_logs_;
@@ -910,6 +921,29 @@ TEST_F(EngineTest, OnFailureDowngradeRunsAlembicBackToTheStart) {
 // A migration that fails half-way under `on_failure: restore` on SQLite
 // (no transactional DDL): the step's backup is put back, and the database
 // holds what it held before, partial changes included.
+// on_failure: downgrade whose downgrade fails too: the step says both, with
+// what the database holds, and nothing is claimed undone.
+TEST_F(EngineTest, ADowngradeThatFailsToUndoAFailedStepIsSaid) {
+  Db("a", {kAge});
+  alembic_.FailHalfway("a", {"b5d1e7f3a033"});
+  alembic_.FailDowngrade("a");
+  Start(R"(
+  - name: prod
+    on_failure: downgrade
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "halted"));
+  Rollout r = *engine_->Get(id);
+  EXPECT_EQ(NameOf(Step(r, "a").state), "failed");
+  EXPECT_THAT(Step(r, "a").error, HasSubstr("no such table: x"));
+  EXPECT_THAT(Step(r, "a").rollback, HasSubstr("downgrade_failed: Alembic "));
+  EXPECT_THAT(Step(r, "a").rollback,
+              HasSubstr("cannot be undone, the database holds [b5d1e7f3a033]"));
+  EXPECT_THAT(alembic_.downgrades(), ElementsAre(absl::StrCat("a to ", kAge)));
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre("b5d1e7f3a033"));  // left, and said
+}
+
 TEST_F(EngineTest, OnFailureRestorePutsTheBackupBackAfterAHalfwayFailure) {
   Db("a", {kAge});
   Sql(dir_ + "/a.db", "CREATE TABLE kept (x INTEGER)");
