@@ -523,6 +523,34 @@ TEST_F(EngineTest, AStepPlansAgainWhenTheDatabaseMovedSinceThePlan) {
   EXPECT_THAT(Rows(dir_ + "/app.db"), ElementsAre(kHead));
 }
 
+// A database that became unreachable after the plan (its file gone while
+// the rollout waited for approval): its step fails saying so, creates
+// nothing, and the others go on within max_failures.
+TEST_F(EngineTest, ADatabaseUnreachableMidRolloutFailsItsStepOnly) {
+  Db("a", {kAge});
+  Db("b", {kAge});
+  Start(R"(
+  - name: prod
+    approval: required
+    max_failures: 1
+    max_parallel: 1
+    databases:
+      - {name: a, url: "sqlite:///a.db"}
+      - {name: b, url: "sqlite:///b.db"}
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "awaiting_approval"));
+  fs::rename(dir_ + "/b.db", dir_ + "/b.db.moved-away");
+  ASSERT_TRUE(engine_->Approve(id, "dave").ok());
+  ASSERT_TRUE(WaitFor(id, "failed"));
+  const Rollout r = *engine_->Get(id);
+  EXPECT_EQ(NameOf(Step(r, "a").state), "succeeded");
+  EXPECT_EQ(NameOf(Step(r, "b").state), "failed");
+  EXPECT_THAT(Step(r, "b").error, HasSubstr("b.db"));
+  EXPECT_THAT(alembic_.calls(), ElementsAre("a"));
+  EXPECT_FALSE(fs::exists(dir_ + "/b.db")) << "a missing SQLite file was created";
+}
+
 TEST_F(EngineTest, HaltsPastMaxFailuresWithTheCause) {
   for (const char* t : {"a", "b", "c", "d"}) Db(t, {kAge});
   alembic_.Fail("a");
