@@ -263,6 +263,28 @@ class EngineTest : public ::testing::Test {
     reconciler_ = *std::move(r);
     StartEngine();
   }
+  // A backup of database `key` ("env/name") as a dead lockstepd took it
+  // before its step's Alembic started, recorded with `revisions`; its id.
+  int64_t BackupBeforeTheCrash(const std::string& key, std::vector<std::string> revisions) {
+    std::unique_ptr<Drivers> drivers = MakeDrivers({});
+    EXPECT_TRUE(reconciler_->Refresh().ok());
+    std::optional<VersionTarget> target = reconciler_->Target(key);
+    if (!target) {
+      ADD_FAILURE() << "no database " << key;
+      return 0;
+    }
+    std::filesystem::create_directories(dir_ + "/backups");
+    absl::StatusOr<Backup> b =
+        drivers->For(target->url)
+            .TakeBackup(*target, target->url, dir_ + "/backups", absl::Minutes(1));
+    if (!b.ok()) {
+      ADD_FAILURE() << b.status();
+      return 0;
+    }
+    b->revisions = std::move(revisions);
+    EXPECT_TRUE(store_->AddBackup(&*b).ok());
+    return b->id;
+  }
   // A new engine on the same store, as a restarted lockstepd has.
   void StartEngine() {
     RolloutEngine::Options options;
@@ -1025,22 +1047,12 @@ TEST_F(EngineTest, SettleRestoresASqliteStepFromItsBackupBeforeRetrying) {
     on_failure: leave
     databases: [{name: a, url: "sqlite:///a.db"}]
 )");
-  // The backup the dead lockstepd took before Alembic started.
-  std::unique_ptr<Drivers> drivers = MakeDrivers({});
-  ASSERT_TRUE(reconciler_->Refresh().ok());
-  std::optional<VersionTarget> target = reconciler_->Target("prod/a");
-  ASSERT_TRUE(target.has_value());
-  std::filesystem::create_directories(dir_ + "/backups");
-  absl::StatusOr<Backup> b =
-      drivers->For(target->url)
-          .TakeBackup(*target, target->url, dir_ + "/backups", absl::Minutes(1));
-  ASSERT_TRUE(b.ok()) << b.status();
-  b->revisions = {kAge};
-  ASSERT_TRUE(store_->AddBackup(&*b).ok());
+  const int64_t backup_id = BackupBeforeTheCrash("prod/a", {kAge});
+  ASSERT_NE(backup_id, 0);
   // Then half a migration: a table, no new version row.
   Sql(dir_ + "/a.db", "CREATE TABLE half_done (x INTEGER)");
   Rollout crashed = Crashed("r-half", "prod", "a", "alembic");
-  crashed.steps[0].backup_id = b->id;
+  crashed.steps[0].backup_id = backup_id;
   ASSERT_TRUE(store_->SaveRollout(crashed).ok());
   engine_->Stop();
   engine_.reset();
@@ -1073,17 +1085,8 @@ TEST_F(EngineTest, SettleBringsAStepCutOffPartWayAlongItsPathToTheEnd) {
       - {name: a, url: "sqlite:///a.db"}
       - {name: b, url: "sqlite:///b.db"}
 )");
-  std::unique_ptr<Drivers> drivers = MakeDrivers({});
-  ASSERT_TRUE(reconciler_->Refresh().ok());
-  std::optional<VersionTarget> target = reconciler_->Target("prod/a");
-  ASSERT_TRUE(target.has_value());
-  std::filesystem::create_directories(dir_ + "/backups");
-  absl::StatusOr<Backup> b =
-      drivers->For(target->url)
-          .TakeBackup(*target, target->url, dir_ + "/backups", absl::Minutes(1));
-  ASSERT_TRUE(b.ok()) << b.status();
-  b->revisions = {kAge};
-  ASSERT_TRUE(store_->AddBackup(&*b).ok());
+  const int64_t backup_id = BackupBeforeTheCrash("prod/a", {kAge});
+  ASSERT_NE(backup_id, 0);
   // Alembic committed b5d1e7f3a033 (orders), then died inside the next one.
   for (const char* db : {"a", "b"}) {
     Sql(absl::StrCat(dir_, "/", db, ".db"),
@@ -1093,7 +1096,7 @@ TEST_F(EngineTest, SettleBringsAStepCutOffPartWayAlongItsPathToTheEnd) {
   }
   Rollout crashed = Crashed("r-mid", "prod", "a", "alembic");
   crashed.stages[0].max_failures = 1;  // b's failure does not stop a
-  crashed.steps[0].backup_id = b->id;
+  crashed.steps[0].backup_id = backup_id;
   RolloutStep no_backup = crashed.steps[0];
   no_backup.index = 1;
   no_backup.database = "b";
@@ -1133,17 +1136,8 @@ TEST_F(EngineTest, SettleRestoresAReapplyCutOffMidwayAndRunsItAgain) {
     on_failure: leave
     databases: [{name: a, url: "sqlite:///a.db"}]
 )");
-  std::unique_ptr<Drivers> drivers = MakeDrivers({});
-  ASSERT_TRUE(reconciler_->Refresh().ok());
-  std::optional<VersionTarget> target = reconciler_->Target("prod/a");
-  ASSERT_TRUE(target.has_value());
-  std::filesystem::create_directories(dir_ + "/backups");
-  absl::StatusOr<Backup> b =
-      drivers->For(target->url)
-          .TakeBackup(*target, target->url, dir_ + "/backups", absl::Minutes(1));
-  ASSERT_TRUE(b.ok()) << b.status();
-  b->revisions = {kHead};
-  ASSERT_TRUE(store_->AddBackup(&*b).ok());
+  const int64_t backup_id = BackupBeforeTheCrash("prod/a", {kHead});
+  ASSERT_NE(backup_id, 0);
   // Down and most of the way up again: the rows already read as the start.
   Sql(dir_ + "/a.db", "CREATE TABLE half_done (x INTEGER)");
   Rollout crashed = Crashed("r-again", "prod", "a", "alembic");
@@ -1151,7 +1145,7 @@ TEST_F(EngineTest, SettleRestoresAReapplyCutOffMidwayAndRunsItAgain) {
   crashed.target = kHead;
   crashed.steps[0].from = crashed.steps[0].expected = {kHead};
   crashed.steps[0].path = {kHead, kHead};
-  crashed.steps[0].backup_id = b->id;
+  crashed.steps[0].backup_id = backup_id;
   ASSERT_TRUE(store_->SaveRollout(crashed).ok());
   engine_->Stop();
   engine_.reset();
