@@ -200,7 +200,12 @@ environments:
         with open(self.config, "w") as f:
             f.write(good.replace("poll_interval: 1h", "poll_interval: soon"))
         self.proc.send_signal(signal.SIGHUP)
-        time.sleep(1)
+        deadline = time.time() + 30  # until the reload was judged, not for a time
+        while time.time() < deadline:
+            with open(self.log_path) as f:
+                if "reload of %s rejected" % self.config in f.read():
+                    break
+            time.sleep(0.1)
         with open(self.config, "w") as f:
             f.write(good)
         self.assertIsNone(self.proc.poll())  # still running, still serving

@@ -762,7 +762,10 @@ class CrashAndAbortTest(unittest.TestCase):
         rid = r["id"]
         wait_for(lambda: self.get(self.d, rid)["steps"][0]["phase"] == "alembic",
                  what="the long step inside Alembic")
-        time.sleep(1)  # Alembic is inside the migration's sleep now
+        # Alembic is inside the migration's sleep once its write transaction
+        # is open (the heartbeat row comes first).
+        wait_for(lambda: os.path.exists(self.long + "-journal"),
+                 what="the long migration inside its write transaction")
         other = self.f.daemon(self.envs, state="second-state.db", name="second", runner=self.runner)
         rc, r2 = rollout_json(other, "rollout", "--to", "heads", "--env", "long", "--watch")
         self.assertEqual(rc, 5, r2)

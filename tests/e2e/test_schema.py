@@ -194,9 +194,13 @@ environments:
         shutil.copy(os.path.join(self.dir, "t1.db"), os.path.join(self.dir, "t2.db"))
         # Its version rows did not change: it is read again once
         # server.schema_interval (2s here) has passed.
-        time.sleep(2.2)
-        self.d.cli("refresh")
-        dbs = self.databases()
+        deadline = time.time() + 30
+        while True:
+            self.d.cli("refresh")
+            dbs = self.databases()
+            if dbs["t2"]["schema"]["state"] == "match" or time.time() > deadline:
+                break
+            time.sleep(0.2)
         self.assertEqual(dbs["t2"]["schema"]["state"], "match")
         self.assertEqual(dbs["t2"]["schema"]["reason"],
                          "the schema Alembic builds for %s on an empty sqlite database" % HEAD)
@@ -213,8 +217,11 @@ environments:
             text = f.read()
         with open(config, "w") as f:
             f.write(text + '      - {name: stamped, url: "sqlite:///stamped.db"}\n')
+        reloads = self.d.log().count("reloaded ")
         os.kill(self.d.proc.pid, signal.SIGHUP)  # reload the inventory
-        time.sleep(1)
+        deadline = time.time() + 30
+        while self.d.log().count("reloaded ") == reloads and time.time() < deadline:
+            time.sleep(0.1)
         for _ in range(2):  # drift is confirmed by a second read
             self.d.cli("refresh")
         dbs = self.databases()
