@@ -1288,3 +1288,50 @@ class StepTimeoutTest(unittest.TestCase):
         self.assertEqual(sqlite_rows(db), [HEAD])
         self.assertNotIn("heartbeat", sqlite_tables(db))  # the migration's first write is gone
         self.assertEqual(d.cli("status").returncode, 0)
+
+
+class PostgresDiscoverTest(unittest.TestCase):
+    """PostgreSQL tenants found by a discover query, reached as a role that
+    proves its password (password_env; the test server runs scram-sha-256):
+    a rollout moves every one found, and a tenant created later is found at
+    the next refresh."""
+
+    def test_discovered_tenants_are_rolled_out_and_a_new_one_is_found(self):
+        f = Fleet()
+        self.addCleanup(f.close)
+        pg = PgServer().__enter__()
+        self.addCleanup(pg.__exit__, None, None, None)
+        pg.psql("CREATE ROLE tenants LOGIN CREATEDB PASSWORD '%s'" % SECRET)
+        pg.psql('CREATE DATABASE tpl OWNER tenants')
+        f.alembic(pg.url("tpl", "tenants", SECRET), "upgrade", AGE)
+        for t in ("tenant_a", "tenant_b", "tenant_c"):
+            pg.psql('CREATE DATABASE "%s" TEMPLATE tpl OWNER tenants' % t)
+        pg.psql('CREATE DATABASE other OWNER tenants')  # not matched by the query
+        d = f.daemon("""
+  - name: pg
+    databases:
+      - discover: {url: "postgresql://tenants@127.0.0.1:%d/postgres",
+                   query: "SELECT datname FROM pg_database WHERE datname LIKE 'tenant_%%'",
+                   password_env: TENANTS_PW}
+""" % pg.port, env={"TENANTS_PW": SECRET})
+        status = json.loads(d.cli("status", "-o", "json", check=False).stdout)
+        found = {x["database"]: x for x in status["databases"]}
+        self.assertEqual(sorted(found), ["tenant_a", "tenant_b", "tenant_c"])
+        self.assertTrue(all(x["discovered"] and x["state"] == "behind" for x in found.values()),
+                        found)
+        rc, r = rollout_json(d, "rollout", "--to", "heads", "--env", "pg", "--watch")
+        self.assertEqual(rc, 0, r)
+        self.assertEqual(sorted(s["database"] for s in r["steps"]),
+                         ["tenant_a", "tenant_b", "tenant_c"])
+        for t in ("tenant_a", "tenant_b", "tenant_c"):
+            self.assertEqual(pg.psql("SELECT version_num FROM alembic_version", db=t).split(),
+                             [HEAD], t)
+        self.assertEqual(pg.psql("SELECT count(*) FROM pg_tables WHERE tablename = "
+                                 "'alembic_version'", db="other").split(), ["0"])
+        pg.psql('CREATE DATABASE tenant_d TEMPLATE tpl OWNER tenants')
+        d.cli("refresh")
+        status = json.loads(d.cli("status", "-o", "json", check=False).stdout)
+        found = {x["database"]: x["state"] for x in status["databases"]}
+        self.assertEqual(found, {"tenant_a": "current", "tenant_b": "current",
+                                 "tenant_c": "current", "tenant_d": "behind"})
+        self.assertNotIn(SECRET, d.log())
