@@ -968,9 +968,6 @@ TEST_F(EngineTest, OnFailureDowngradeRunsAlembicBackToTheStart) {
   EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
 }
 
-// A migration that fails half-way under `on_failure: restore` on SQLite
-// (no transactional DDL): the step's backup is put back, and the database
-// holds what it held before, partial changes included.
 // on_failure: downgrade whose downgrade fails too: the step says both, with
 // what the database holds, and nothing is claimed undone.
 TEST_F(EngineTest, ADowngradeThatFailsToUndoAFailedStepIsSaid) {
@@ -994,6 +991,9 @@ TEST_F(EngineTest, ADowngradeThatFailsToUndoAFailedStepIsSaid) {
   EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre("b5d1e7f3a033"));  // left, and said
 }
 
+// A migration that fails half-way under `on_failure: restore` on SQLite
+// (no transactional DDL): the step's backup is put back, and the database
+// holds what it held before, partial changes included.
 TEST_F(EngineTest, OnFailureRestorePutsTheBackupBackAfterAHalfwayFailure) {
   Db("a", {kAge});
   Sql(dir_ + "/a.db", "CREATE TABLE kept (x INTEGER)");
