@@ -54,6 +54,17 @@ std::string DescribeHolder(dev_t dev, ino_t ino) {
   return absl::StrCat("pid ", pid, comm.empty() ? "" : absl::StrCat(" (", comm, ")"));
 }
 
+// Unlocks, then closes. close() alone does not release a flock while a copy
+// of the descriptor lives on: a child another thread is starting (clone,
+// then exec) holds copies of all of them until its exec, and the lock
+// belongs to the open file description they share. LOCK_UN releases it for
+// every copy, so the next Acquire of the file does not find it held by
+// "this lockstepd".
+void ReleaseAndClose(int fd) {
+  ::flock(fd, LOCK_UN);
+  ::close(fd);
+}
+
 absl::Status Unavailable(const std::string& what, const std::string& path) {
   return absl::UnavailableError(
       absl::StrCat("cannot ", what, " ", path, ": ", std::strerror(errno)));
@@ -74,10 +85,11 @@ absl::Status RemoveLegacyLockFile(const std::string& path) {
     status = absl::AbortedError(absl::StrCat("flock on ", legacy, " held by ",
                                              DescribeHolder(st.st_dev, st.st_ino),
                                              ": a lockstepd older than this one is working on it"));
+    ::close(fd);
   } else {
     ::unlink(legacy.c_str());
+    ReleaseAndClose(fd);
   }
-  ::close(fd);
   return status;
 }
 
@@ -165,13 +177,13 @@ absl::StatusOr<std::unique_ptr<SqliteFileLock>> SqliteFileLock::Acquire(const st
     struct stat now {};
     if (::stat(path.c_str(), &now) != 0 || now.st_dev != locked.st_dev ||
         now.st_ino != locked.st_ino) {
-      ::close(fd);
+      ReleaseAndClose(fd);
       continue;
     }
     absl::Status legacy = RemoveLegacyLockFile(path);
     if (!legacy.ok()) {
       if (created) ::unlink(path.c_str());  // still empty, still locked
-      ::close(fd);
+      ReleaseAndClose(fd);
       return legacy;
     }
     std::unique_ptr<SqliteFileLock> lock(new SqliteFileLock());
@@ -200,7 +212,7 @@ SqliteFileLock::~SqliteFileLock() {
       ::unlink(path_.c_str());
     }
   }
-  ::close(fd_);  // releases the flock
+  ReleaseAndClose(fd_);
   table.held.erase({dev_, ino_});
 }
 

@@ -78,6 +78,36 @@ TEST_F(SqliteLockTest, SecondLockInThisProcessIsRefusedWithoutOpeningTheFile) {
   EXPECT_TRUE(SqliteFileLock::Acquire(db_, IfMissing::kRefuse).ok());
 }
 
+// A child forked by another thread (to run Alembic) holds a copy of every
+// descriptor until it execs, the lock's open file description among them.
+// Releasing the lock must release it for that copy too, or the next step on
+// the database finds it "held by this lockstepd" (a flake seen in CI).
+TEST_F(SqliteLockTest, ReleaseHoldsEvenWhileAForkedChildHasTheDescriptor) {
+  absl::StatusOr<std::unique_ptr<SqliteFileLock>> lock =
+      SqliteFileLock::Acquire(db_, IfMissing::kRefuse);
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    ::close(ready[1]);  // tells the parent the copy exists
+    ::pause();          // holds the copied descriptors until killed
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char byte;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 0);
+  ::close(ready[0]);
+  lock->reset();
+  absl::StatusOr<std::unique_ptr<SqliteFileLock>> again =
+      SqliteFileLock::Acquire(db_, IfMissing::kRefuse);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_TRUE(again.ok()) << again.status();
+}
+
 TEST_F(SqliteLockTest, HolderInAnotherProcessIsNamed) {
   int ready[2];
   ASSERT_EQ(::pipe(ready), 0);

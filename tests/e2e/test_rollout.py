@@ -1256,9 +1256,6 @@ class WarmCrashAndAbortTest(CrashAndAbortTest):
     runner = "warm"
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class StepTimeoutTest(unittest.TestCase):
     """A migration that outlasts project.step_timeout: Alembic is stopped,
@@ -1335,3 +1332,7 @@ class PostgresDiscoverTest(unittest.TestCase):
         self.assertEqual(found, {"tenant_a": "current", "tenant_b": "current",
                                  "tenant_c": "current", "tenant_d": "behind"})
         self.assertNotIn(SECRET, d.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
