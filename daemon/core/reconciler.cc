@@ -595,17 +595,25 @@ absl::Status Reconciler::Record(const std::vector<VersionRead>& reads, absl::Tim
     records.push_back({d.key(), d.environment, IsKnown(reads[i]), d.revisions,
                        std::string(NameOf(d.state)), d.check_outcome, d.check_error, checked_at});
   }
-  absl::Status recorded = store_->RecordChecks(records);
-  absl::StatusOr<std::map<std::string, LastCheck>> last = store_->LastChecks();
-  if (!last.ok()) return recorded.ok() ? last.status() : recorded;
-  for (DatabaseStatus& d : snapshot->databases) {
-    auto it = last->find(d.key());
-    if (it == last->end()) continue;
-    d.last_change = it->second.changed_at;
-    if (d.state == DatabaseState::kUnreachable && it->second.revisions_known)
-      d.revisions = it->second.revisions;
+  auto fill = [](const LastCheck& last, DatabaseStatus& d) {
+    d.last_change = last.changed_at;
+    if (d.state == DatabaseState::kUnreachable && last.revisions_known)
+      d.revisions = last.revisions;
+  };
+  absl::StatusOr<std::vector<LastCheck>> stored = store_->RecordChecks(records);
+  if (stored.ok()) {
+    for (size_t i = 0; i < stored->size(); ++i) fill((*stored)[i], snapshot->databases[i]);
+    return absl::OkStatus();
   }
-  return recorded;
+  // Not recorded (a full disk): what the store still holds fills in.
+  absl::StatusOr<std::map<std::string, LastCheck>> last = store_->LastChecks();
+  if (last.ok()) {
+    for (DatabaseStatus& d : snapshot->databases) {
+      auto it = last->find(d.key());
+      if (it != last->end()) fill(it->second, d);
+    }
+  }
+  return stored.status();
 }
 
 std::optional<FileChecksum> Reconciler::CurrentChecksum(const migrations::Project& project,

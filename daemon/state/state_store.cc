@@ -174,6 +174,11 @@ CREATE TABLE expected_schemas (
   used_at_us  INTEGER NOT NULL
 );
 )sql",
+    // 10: a check row is written only when what it says changes, so its
+    // time is when it was last recorded, not when it was last checked.
+    R"sql(
+ALTER TABLE database_checks RENAME COLUMN checked_at_us TO recorded_at_us;
+)sql",
 };
 
 }  // namespace
@@ -246,70 +251,100 @@ absl::Status StateStore::Migrate() {
   });
 }
 
-absl::Status StateStore::RecordChecks(const std::vector<CheckRecord>& checks) {
+absl::StatusOr<std::vector<LastCheck>> StateStore::RecordChecks(
+    const std::vector<CheckRecord>& checks) {
   MutexLock lock(mu_);
-  return Guard("record checks", [&] {
+  std::vector<LastCheck> out;
+  out.reserve(checks.size());
+  absl::Status s = Guard("record checks", [&] {
     mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    out.clear();       // a retried attempt starts over
     SQLite::Transaction tx(*db_);
     SQLite::Statement last(*db_,
-                           "SELECT revisions, revisions_known, changed_at_us FROM database_checks "
-                           "WHERE database = ?");
+                           "SELECT environment, revisions, revisions_known, state, outcome, error, "
+                           "recorded_at_us, changed_at_us FROM database_checks WHERE database = ?");
     SQLite::Statement upsert(*db_, R"sql(
       INSERT INTO database_checks (database, environment, revisions, revisions_known, state,
-                                   outcome, error, checked_at_us, changed_at_us)
+                                   outcome, error, recorded_at_us, changed_at_us)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (database) DO UPDATE SET
         environment = excluded.environment, revisions = excluded.revisions,
         revisions_known = excluded.revisions_known, state = excluded.state,
         outcome = excluded.outcome, error = excluded.error,
-        checked_at_us = excluded.checked_at_us, changed_at_us = excluded.changed_at_us)sql");
+        recorded_at_us = excluded.recorded_at_us, changed_at_us = excluded.changed_at_us)sql");
     SQLite::Statement change(*db_,
                              "INSERT INTO revision_changes (database, from_revisions, to_revisions, "
                              "observed_at_us) VALUES (?, ?, ?, ?)");
     for (const CheckRecord& c : checks) {
-      std::string before;
       bool had_before = false;
-      bool before_known = false;
-      int64_t changed_at = Micros(absl::InfinitePast());
+      std::string before_env;
+      LastCheck before;
+      before.changed_at = absl::InfinitePast();
+      std::string before_joined;
       last.bind(1, c.database);
       if (last.executeStep()) {
         had_before = true;
-        before = last.getColumn(0).getString();
-        before_known = last.getColumn(1).getInt() != 0;
-        changed_at = last.getColumn(2).getInt64();
+        before_env = last.getColumn(0).getString();
+        before_joined = last.getColumn(1).getString();
+        before.revisions = Split(before_joined);
+        before.revisions_known = last.getColumn(2).getInt() != 0;
+        before.state = last.getColumn(3).getString();
+        before.outcome = last.getColumn(4).getString();
+        before.error = last.getColumn(5).getString();
+        before.recorded_at = FromMicros(last.getColumn(6).getInt64());
+        before.changed_at = FromMicros(last.getColumn(7).getInt64());
       }
       last.reset();
-      std::string now = Join(c.revisions);
-      std::string revisions = c.rows_known ? now : before;
-      bool known = c.rows_known || before_known;
+      const std::string now = Join(c.revisions);
+      LastCheck after;
+      after.revisions_known = c.rows_known || before.revisions_known;
+      after.revisions = c.rows_known ? c.revisions : before.revisions;
+      after.state = c.state;
+      after.outcome = c.outcome;
+      after.error = c.error;
+      after.changed_at = before.changed_at;
       // Never known before, `before` is empty: a first sight of rows is a
       // change from none; a first sight of none is no change, so the history
       // holds no "<none> -> <none>" line (changed_at still starts there).
-      if (c.rows_known && (!had_before || !before_known || before != now)) {
-        if (before != now) {
+      if (c.rows_known && (!had_before || !before.revisions_known || before_joined != now)) {
+        if (before_joined != now) {
           change.bind(1, c.database);
-          change.bind(2, before);
+          change.bind(2, before_joined);
           change.bind(3, now);
           change.bind(4, static_cast<int64_t>(Micros(c.checked_at)));
           change.exec();
           change.reset();
         }
-        changed_at = Micros(c.checked_at);
+        after.changed_at = c.checked_at;
       }
+      // A row that says what it said is not written again: a pass over a
+      // fleet at rest writes nothing but its transaction.
+      if (had_before && before_env == c.environment && before.revisions == after.revisions &&
+          before.revisions_known == after.revisions_known && before.state == after.state &&
+          before.outcome == after.outcome && before.error == after.error &&
+          before.changed_at == after.changed_at) {
+        after.recorded_at = before.recorded_at;
+        out.push_back(std::move(after));
+        continue;
+      }
+      after.recorded_at = c.checked_at;
       upsert.bind(1, c.database);
       upsert.bind(2, c.environment);
-      upsert.bind(3, revisions);
-      upsert.bind(4, known ? 1 : 0);
+      upsert.bind(3, Join(after.revisions));
+      upsert.bind(4, after.revisions_known ? 1 : 0);
       upsert.bind(5, c.state);
       upsert.bind(6, c.outcome);
       upsert.bind(7, c.error);
-      upsert.bind(8, static_cast<int64_t>(Micros(c.checked_at)));
-      upsert.bind(9, static_cast<int64_t>(changed_at));
+      upsert.bind(8, static_cast<int64_t>(Micros(after.recorded_at)));
+      upsert.bind(9, static_cast<int64_t>(Micros(after.changed_at)));
       upsert.exec();
       upsert.reset();
+      out.push_back(std::move(after));
     }
     tx.commit();
   });
+  if (!s.ok()) return s;
+  return out;
 }
 
 absl::StatusOr<std::map<std::string, LastCheck>> StateStore::LastChecks() {
@@ -319,7 +354,7 @@ absl::StatusOr<std::map<std::string, LastCheck>> StateStore::LastChecks() {
     mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Statement q(*db_,
                         "SELECT database, revisions, revisions_known, state, outcome, error, "
-                        "checked_at_us, changed_at_us FROM database_checks");
+                        "recorded_at_us, changed_at_us FROM database_checks");
     while (q.executeStep()) {
       LastCheck c;
       c.revisions = Split(q.getColumn(1).getString());
@@ -327,7 +362,7 @@ absl::StatusOr<std::map<std::string, LastCheck>> StateStore::LastChecks() {
       c.state = q.getColumn(3).getString();
       c.outcome = q.getColumn(4).getString();
       c.error = q.getColumn(5).getString();
-      c.checked_at = FromMicros(q.getColumn(6).getInt64());
+      c.recorded_at = FromMicros(q.getColumn(6).getInt64());
       c.changed_at = FromMicros(q.getColumn(7).getInt64());
       out[q.getColumn(0).getString()] = std::move(c);
     }

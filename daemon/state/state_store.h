@@ -48,7 +48,9 @@ struct LastCheck {
   std::string state;
   std::string outcome;
   std::string error;
-  absl::Time checked_at;
+  // When the row was last written: a check that finds what the previous
+  // one found writes nothing.
+  absl::Time recorded_at;
   absl::Time changed_at;  // when the revisions last changed (InfinitePast: never seen)
 };
 
@@ -88,7 +90,7 @@ struct StoredExpectedSchema {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 9;
+  static constexpr int kSchemaVersion = 10;
 
   // `busy_timeout`: how long a write waits for another connection's lock
   // on the file before it fails.
@@ -102,8 +104,11 @@ class StateStore {
   absl::Status CheckFile() const;
 
   // Records checks in one transaction; a database whose known revisions
-  // differ from the last known ones gets a RevisionChange.
-  absl::Status RecordChecks(const std::vector<CheckRecord>& checks);
+  // differ from the last known ones gets a RevisionChange. Only rows whose
+  // content changes are written (a fleet at rest costs one empty
+  // transaction a pass). Returns what the store holds for each check after
+  // it, in the order given (for a failed read: the rows last known).
+  absl::StatusOr<std::vector<LastCheck>> RecordChecks(const std::vector<CheckRecord>& checks);
   absl::StatusOr<std::map<std::string, LastCheck>> LastChecks();
   // Newest first, at most `limit`.
   absl::StatusOr<std::vector<RevisionChange>> Changes(const std::string& database, int limit);

@@ -59,7 +59,41 @@ TEST_F(StateStoreTest, UnreachableKeepsLastKnownRevisions) {
   auto last = (*store)->LastChecks();
   EXPECT_THAT(last->at("prod/a").revisions, ElementsAre("r1"));
   EXPECT_EQ(last->at("prod/a").outcome, "unreachable");
-  EXPECT_EQ(last->at("prod/a").checked_at, absl::FromUnixSeconds(1005));
+  EXPECT_EQ(last->at("prod/a").recorded_at, absl::FromUnixSeconds(1005));
+}
+
+// A pass over a fleet at rest writes no row: each check that says what the
+// last one said leaves its row (and the file) as it was, and what the store
+// holds still comes back for every check.
+TEST_F(StateStoreTest, ACheckThatFindsWhatTheLastFoundWritesNothing) {
+  auto store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto first =
+      (*store)->RecordChecks({Check("prod/a", {"r1"}, true, 0), Check("prod/b", {}, false, 0)});
+  ASSERT_TRUE(first.ok()) << first.status();
+  SQLite::Database db(path_, SQLite::OPEN_READONLY);
+  auto data_version = [&] { return db.execAndGet("PRAGMA data_version").getInt(); };
+  const int before = data_version();
+  auto again =
+      (*store)->RecordChecks({Check("prod/a", {"r1"}, true, 7), Check("prod/b", {}, false, 7)});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(data_version(), before) << "a pass that found nothing new wrote to the store";
+  ASSERT_EQ(again->size(), 2u);
+  EXPECT_THAT((*again)[0].revisions, ElementsAre("r1"));
+  EXPECT_EQ((*again)[0].changed_at, absl::FromUnixSeconds(1000));
+  EXPECT_EQ((*again)[0].recorded_at, absl::FromUnixSeconds(1000));
+  EXPECT_FALSE((*again)[1].revisions_known);
+  EXPECT_EQ((*again)[1].outcome, "unreachable");
+  // A change writes that row, and only that one.
+  auto moved =
+      (*store)->RecordChecks({Check("prod/a", {"r2"}, true, 9), Check("prod/b", {}, false, 9)});
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_NE(data_version(), before);
+  EXPECT_EQ((*moved)[0].changed_at, absl::FromUnixSeconds(1009));
+  auto last = (*store)->LastChecks();
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->at("prod/a").recorded_at, absl::FromUnixSeconds(1009));
+  EXPECT_EQ(last->at("prod/b").recorded_at, absl::FromUnixSeconds(1000));
 }
 
 TEST_F(StateStoreTest, AnEmptyDatabaseSeenFirstIsNoChange) {
@@ -255,6 +289,7 @@ TEST_F(StateStoreTest, UpgradesAVersionThreeBackupCatalogAndRecordsRestores) {
       INSERT INTO backups VALUES (1, 'prod', 't1', 'a', '/b/1', 10, 'ab', 'r-1', 5, 6);
       CREATE TABLE rollout_steps (rollout_id TEXT NOT NULL, pid INTEGER NOT NULL);
       CREATE TABLE rollouts (id TEXT PRIMARY KEY);
+      CREATE TABLE database_checks (database TEXT PRIMARY KEY, checked_at_us INTEGER NOT NULL);
       PRAGMA user_version = 3;)sql");
   }
   auto store = StateStore::Open(path_);
