@@ -35,6 +35,14 @@ std::string DatabaseIdentity(const DatabaseUrl& url, const std::string& version_
   if (url.dialect == Dialect::kSqlite) {
     if (url.database == ":memory:" || url.database.empty()) return "";
     where = FileIdentity(url.database);
+  } else if (url.dialect == Dialect::kMysql) {
+    // A MySQL "schema" is a database: version_table_schema names the
+    // database that holds the version table.
+    auto socket = url.query.find("unix_socket");
+    where =
+        absl::StrCat(url.host, ":", url.port, socket == url.query.end() ? "" : ":" + socket->second,
+                     "/", version_table_schema.empty() ? url.database : version_table_schema);
+    return absl::StrCat(static_cast<int>(url.dialect), "|", where, "|", version_table);
   } else {
     where = absl::StrCat(url.host, ":", url.port, "/", url.database);
   }

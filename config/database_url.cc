@@ -110,7 +110,7 @@ absl::StatusOr<DatabaseUrl> ParseUrlParts(absl::string_view url, absl::string_vi
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("unsupported database dialect '", dialect,
-                     "' (lockstep reads sqlite and postgresql)"));
+                     "' (lockstep reads sqlite, postgresql and mysql/mariadb)"));
   }
   absl::string_view rest = url.substr(scheme_end + 3);
   absl::string_view query;
@@ -230,7 +230,11 @@ std::string DatabaseUrl::LibpqConninfo() const {
 
 std::string DatabaseUrl::ToSqlAlchemy() const {
   if (dialect == Dialect::kSqlite) return absl::StrCat("sqlite:///", database);
-  std::string out = absl::StrCat(DialectName(dialect), "://");
+  // MySQL keeps its driver: SQLAlchemy's default for mysql:// is MySQLdb,
+  // which a project on PyMySQL does not have.
+  std::string out =
+      absl::StrCat(DialectName(dialect),
+                   dialect == Dialect::kMysql && !driver.empty() ? "+" + driver : "", "://");
   if (!user.empty() || password.has_value()) {
     absl::StrAppend(&out, PercentEncode(user));
     if (password.has_value()) absl::StrAppend(&out, ":", PercentEncode(*password));

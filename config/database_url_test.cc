@@ -53,6 +53,29 @@ TEST(DatabaseUrlTest, PasswordInTheQueryIsAPassword) {
               HasSubstr("given twice"));
 }
 
+// The URLs SQLAlchemy writes for MySQL and MariaDB. Alembic gets the driver
+// back (SQLAlchemy's default for mysql:// is MySQLdb, not PyMySQL).
+TEST(DatabaseUrlTest, MysqlAndMariadbAsSqlalchemyWritesThem) {
+  auto u = ParseDatabaseUrl("mysql+pymysql://app:p%40ss@db:3307/shop?charset=utf8mb4");
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->dialect, Dialect::kMysql);
+  EXPECT_EQ(u->driver, "pymysql");
+  EXPECT_EQ(*u->password, "p@ss");
+  EXPECT_EQ(u->port, 3307);
+  EXPECT_EQ(u->database, "shop");
+  EXPECT_EQ(u->query.at("charset"), "utf8mb4");
+  EXPECT_EQ(u->Redacted(), "mysql+pymysql://app:***@db:3307/shop?charset=utf8mb4");
+  EXPECT_EQ(u->ToSqlAlchemy(), "mysql+pymysql://app:p%40ss@db:3307/shop?charset=utf8mb4");
+  auto socket =
+      ParseDatabaseUrl("mariadb+pymysql://app@localhost/shop?unix_socket=/run/mysqld/mysqld.sock");
+  ASSERT_TRUE(socket.ok()) << socket.status();
+  EXPECT_EQ(socket->dialect, Dialect::kMysql);
+  EXPECT_EQ(socket->query.at("unix_socket"), "/run/mysqld/mysqld.sock");
+  EXPECT_EQ(ParseDatabaseUrl("mysql://app@db/shop")->ToSqlAlchemy(), "mysql://app@db/shop");
+  EXPECT_EQ(ParseDatabaseUrl("mysql+mysqldb://app@db/shop")->ToSqlAlchemy(),
+            "mysql+mysqldb://app@db/shop");
+}
+
 TEST(DatabaseUrlTest, Errors) {
   EXPECT_THAT(ParseDatabaseUrl("oracle://x/y").status().message(), HasSubstr("unsupported"));
   EXPECT_THAT(ParseDatabaseUrl("postgresql://u:secret@h:99999/db").status().message(),

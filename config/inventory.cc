@@ -370,10 +370,6 @@ class Loader {
       Error(n["url"], Join(path, "url"), std::string(url.status().message()));
       return std::nullopt;
     }
-    if (url->dialect == Dialect::kMysql) {
-      Error(n["url"], Join(path, "url"), "MySQL is not supported yet (sqlite, postgresql)");
-      return std::nullopt;
-    }
     return *url;
   }
 
@@ -553,8 +549,9 @@ class Loader {
           } else {
             Error(disc, dp, "query is required with url (it lists database names)");
           }
-          if (rule.url && rule.url->dialect != Dialect::kPostgresql) {
-            Error(disc["url"], dp + ".url", "discover queries need a postgresql URL");
+          if (rule.url && rule.url->dialect == Dialect::kSqlite) {
+            Error(disc["url"], dp + ".url",
+                  "discover queries need a postgresql or mysql URL (SQLite files: glob)");
           }
         }
         Secret(disc, dp, &rule.secret);

@@ -174,6 +174,39 @@ environments:
   EXPECT_THAT(m, Not(HasSubstr(":pw@")));
 }
 
+// MySQL and MariaDB databases are a third dialect: listed, discovered by a
+// query on their server, and the same version table named two ways is
+// caught (version_table_schema names the database that holds it).
+TEST(InventoryTest, MysqlDatabasesAreListedDiscoveredAndDeduplicated) {
+  auto ok = ParseInventory(R"(project: {scripts: s}
+environments:
+  - name: prod
+    databases:
+      - {name: shop, url: "mysql+pymysql://app@db:3306/shop"}
+      - {name: maria, url: "mariadb+pymysql://app@db/maria?unix_socket=/run/mysqld/mysqld.sock"}
+      - discover: {url: "mysql+pymysql://app@db/shop", query: "SHOW DATABASES LIKE 'tenant_%'"}
+)",
+                           "/srv/f.yaml");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  const EnvironmentConfig* prod = ok->FindEnvironment("prod");
+  EXPECT_EQ(prod->databases[0].url.dialect, Dialect::kMysql);
+  EXPECT_EQ(prod->databases[1].url.dialect, Dialect::kMysql);
+  ASSERT_EQ(prod->discover.size(), 1u);
+  auto twice = ParseInventory(R"(project: {scripts: s}
+environments:
+  - name: prod
+    databases:
+      - {name: a, url: "mysql+pymysql://app@db:3306/shop"}
+      - {name: b, url: "mysql+pymysql://app@db:3306/other", version_table_schema: shop}
+      - discover: {glob: "/srv/*.db"}
+      - discover: {url: "sqlite:///x.db", query: "x"}
+)",
+                              "/srv/f.yaml");
+  ASSERT_FALSE(twice.ok());
+  EXPECT_THAT(twice.status().message(), HasSubstr("prod/b is the same database as prod/a"));
+  EXPECT_THAT(twice.status().message(), HasSubstr("need a postgresql or mysql URL"));
+}
+
 TEST(InventoryTest, LockstepdsOwnFilesAreNeverFleetDatabases) {
   const std::string dir = (std::filesystem::temp_directory_path() / "lockstep-own-files").string();
   std::filesystem::create_directories(dir + "/backups");

@@ -2,8 +2,11 @@
 
 #include <fnmatch.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "config/inventory.h"
+#include "daemon/drivers/mysql_driver.h"
 #include "daemon/drivers/postgres_driver.h"
 #include "daemon/drivers/sqlite_driver.h"
 
@@ -70,6 +73,31 @@ absl::StatusOr<config::DatabaseUrl> ConnectUrl(const VersionTarget& target) {
   return url;
 }
 
+absl::StatusOr<config::DatabaseUrl> DiscoverUrl(const config::DiscoverRule& rule) {
+  if (!rule.url) return absl::InvalidArgumentError("a discover query needs a url");
+  config::DatabaseUrl url = *rule.url;
+  absl::StatusOr<std::optional<std::string>> pw =
+      config::ResolvePassword(url, rule.secret, absl::StrCat(rule.environment, " discover"));
+  if (!pw.ok()) return pw.status();
+  url.password = *pw;
+  return url;
+}
+
+std::vector<Discovered> DiscoveredOnServer(const config::DiscoverRule& rule,
+                                           std::vector<std::string> names) {
+  std::sort(names.begin(), names.end());
+  std::vector<Discovered> out;
+  for (std::string& name : names) {
+    Discovered d;
+    d.url = *rule.url;
+    d.url.database = name;
+    d.name = std::move(name);
+    d.secret = rule.secret;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
 Drivers::Drivers(std::vector<std::unique_ptr<Driver>> drivers) {
   for (std::unique_ptr<Driver>& d : drivers) {
     const config::Dialect dialect = d->dialect();
@@ -92,6 +120,7 @@ absl::StatusOr<std::vector<Discovered>> Drivers::Discover(const config::Discover
 std::unique_ptr<Drivers> MakeDrivers(const ReaderOptions& options) {
   std::vector<std::unique_ptr<Driver>> drivers;
   drivers.push_back(MakePostgresDriver(options));
+  drivers.push_back(MakeMysqlDriver(options));
   drivers.push_back(MakeSqliteDriver(options));
   return std::make_unique<Drivers>(std::move(drivers));
 }

@@ -58,6 +58,14 @@ namespace lockstep::daemon {
 // password_file or the URL). Never print it: use Redacted().
 absl::StatusOr<config::DatabaseUrl> ConnectUrl(const VersionTarget& target);
 
+// A discover rule's server URL with its password resolved (never print it).
+absl::StatusOr<config::DatabaseUrl> DiscoverUrl(const config::DiscoverRule& rule);
+
+// The databases `names` (sorted here) on the rule's server, each reached
+// with the rule's URL and secret.
+std::vector<Discovered> DiscoveredOnServer(const config::DiscoverRule& rule,
+                                           std::vector<std::string> names);
+
 // What Driver::Lock does when the database does not exist (only a SQLite
 // file can be missing; a PostgreSQL database that is not there fails to
 // connect either way).
@@ -169,6 +177,17 @@ class Driver : public VersionReader {
   // The environment a child process (Alembic) needs to reach the database
   // at `url`, secrets included ("KEY=value"; never put them in argv).
   virtual std::vector<std::string> ChildEnvironment(const config::DatabaseUrl& url) const = 0;
+
+  // The URL Alembic is given on its command line and as sqlalchemy.url for
+  // `url` (password included): never the password itself. By default `url`
+  // without its password (libpq finds it in PGPASSWORD). MySQL: PyMySQL
+  // reads no environment, so the URL names an option file that holds it
+  // (read_default_file, kept in memory by lockstepd).
+  virtual config::DatabaseUrl ChildUrl(const config::DatabaseUrl& url) const {
+    config::DatabaseUrl out = url;
+    out.password.reset();
+    return out;
+  }
 };
 
 // One Driver per dialect, created once; Read() reads through the target's

@@ -12,6 +12,7 @@
 
 #include "daemon/drivers/backup_files.h"
 #include "daemon/drivers/postgres_driver.h"
+#include "daemon/drivers/sqlite_driver.h"
 #include "tests/support/temp_dir.h"
 
 namespace lockstep::daemon {
@@ -88,7 +89,10 @@ TEST_F(SqliteDriverTest, AnUnchangedFileIsNotOpenedAgainAndAnyChangeIsRead) {
 }
 
 TEST_F(SqliteDriverTest, ADialectWithoutADriverFailsEveryCall) {
-  Driver& mysql = drivers_->For(config::Dialect::kMysql);
+  std::vector<std::unique_ptr<Driver>> only_sqlite;
+  only_sqlite.push_back(MakeSqliteDriver(ReaderOptions{}));
+  Drivers drivers(std::move(only_sqlite));
+  Driver& mysql = drivers.For(config::Dialect::kMysql);
   EXPECT_EQ(mysql.dialect(), config::Dialect::kMysql);
   config::DatabaseUrl url = *config::ParseDatabaseUrl("mysql://u@h/db");
   VersionTarget t{.name = "prod/my", .url = url};

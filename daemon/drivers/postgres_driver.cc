@@ -446,24 +446,12 @@ class PostgresDriver : public Driver {
 
   // The names the rule's query returns on its server.
   absl::StatusOr<std::vector<Discovered>> Discover(const config::DiscoverRule& rule) override {
-    config::DatabaseUrl url = *rule.url;
-    absl::StatusOr<std::optional<std::string>> pw =
-        config::ResolvePassword(url, rule.secret, absl::StrCat(rule.environment, " discover"));
-    if (!pw.ok()) return pw.status();
-    url.password = *pw;
+    absl::StatusOr<config::DatabaseUrl> url = DiscoverUrl(rule);
+    if (!url.ok()) return url.status();
     absl::StatusOr<std::vector<std::string>> names =
-        ListPostgresDatabases(url, rule.query, options_);
+        ListPostgresDatabases(*url, rule.query, options_);
     if (!names.ok()) return names.status();
-    std::vector<Discovered> out;
-    for (const std::string& name : *names) {
-      Discovered d;
-      d.name = name;
-      d.url = *rule.url;
-      d.url.database = name;
-      d.secret = rule.secret;
-      out.push_back(std::move(d));
-    }
-    return out;
+    return DiscoveredOnServer(rule, *std::move(names));
   }
 
   absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::ProjectConfig& project) override {
@@ -490,11 +478,9 @@ class PostgresDriver : public Driver {
 
   absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& t,
                                             const SchemaFilter& filter) override {
-    absl::StatusOr<std::optional<std::string>> password =
-        config::ResolvePassword(t.url, t.secret, t.name);
-    if (!password.ok()) return password.status();
-    config::DatabaseUrl url = t.url;
-    url.password = *password;
+    absl::StatusOr<config::DatabaseUrl> resolved = ConnectUrl(t);
+    if (!resolved.ok()) return resolved.status();
+    const config::DatabaseUrl& url = *resolved;
     const std::string conninfo = Conninfo(url, options_.connect_timeout);
     ServerPool* pool = PoolFor(url);
     std::string error;
@@ -548,16 +534,9 @@ class PostgresDriver : public Driver {
 
  protected:
   VersionRead ReadRows(const VersionTarget& t) override {
-    VersionRead out;
-    absl::StatusOr<std::optional<std::string>> password =
-        config::ResolvePassword(t.url, t.secret, t.name);
-    if (!password.ok()) {
-      out.outcome = ReadOutcome::kPermissionDenied;
-      out.error = std::string(password.status().message());
-      return out;
-    }
-    config::DatabaseUrl url = t.url;
-    url.password = *password;
+    absl::StatusOr<config::DatabaseUrl> resolved = ConnectUrl(t);
+    if (!resolved.ok()) return PasswordUnresolved(resolved.status());
+    const config::DatabaseUrl& url = *resolved;
     const std::string conninfo = Conninfo(url, options_.connect_timeout);
     ServerPool* pool = PoolFor(url);
     // A pooled connection the server has ended meanwhile (a restart,

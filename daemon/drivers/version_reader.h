@@ -48,6 +48,15 @@ struct VersionRead {
   absl::Duration took;
 };
 
+// The read of a database whose password cannot be found (password_env
+// unset, password_file unreadable): permission denied, saying why.
+inline VersionRead PasswordUnresolved(const absl::Status& why) {
+  VersionRead out;
+  out.outcome = ReadOutcome::kPermissionDenied;
+  out.error = std::string(why.message());
+  return out;
+}
+
 struct ReaderOptions {
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration statement_timeout = absl::Seconds(5);

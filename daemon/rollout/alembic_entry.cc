@@ -57,6 +57,25 @@ def _lockstep_check(ctx):
             why = " (%s)" % str(e).splitlines()[0] if str(e) else ""
         if began and conn.in_transaction():
             conn.rollback()
+    elif backend in ("mysql", "mariadb"):
+        # lockstep's GET_LOCK is held by session LOCK_PID under a name made
+        # from the database (mysql_driver.h: MysqlLockName): the same
+        # server, the same session's lock, and this database's name.
+        began = not conn.in_transaction()
+        try:
+            holder, db = conn.exec_driver_sql(
+                "SELECT IS_USED_LOCK(%s), DATABASE()",
+                (env.get("LOCKSTEP_TARGET_LOCK_NAME", ""),)).one()
+            name = "lockstep:%s" % (db or "")
+            if len(name.encode()) > 64:
+                import hashlib
+                name = "lockstep:" + hashlib.sha256((db or "").encode()).hexdigest()[:55]
+            ok = holder is not None and int(holder) == int(want_pid) and \
+                name == env.get("LOCKSTEP_TARGET_LOCK_NAME")
+        except Exception as e:
+            why = " (%s)" % str(e).splitlines()[0] if str(e) else ""
+        if began and conn.in_transaction():
+            conn.rollback()
     if not ok:
         _lockstep_refuse(
             "env.py connected to %s%s, which is not %s, the database this step is for; "
@@ -126,8 +145,7 @@ ProcessSpec AlembicSpec(const config::Inventory& inv, const Driver& driver,
   if (inv.project.ini_section != "alembic") {
     spec.argv.insert(spec.argv.end(), {"-n", inv.project.ini_section});
   }
-  config::DatabaseUrl without_password = url;
-  without_password.password.reset();
+  const config::DatabaseUrl without_password = driver.ChildUrl(url);
   spec.argv.insert(spec.argv.end(), {"-x", "url=" + without_password.ToSqlAlchemy(), command});
   if (!target.empty()) spec.argv.push_back(target);
   // A stamp replaces whatever rows are there (orphaned ones included, which

@@ -45,7 +45,8 @@ namespace lockstep::daemon {
 // sqlalchemy.url), LOCKSTEP_TARGET (the database's name, for messages),
 // and what proves the connection: LOCKSTEP_TARGET_FILE ("DEV:INODE" of a
 // SQLite file) or LOCKSTEP_TARGET_LOCK_PID (the PostgreSQL backend holding
-// lockstep's advisory lock).
+// lockstep's advisory lock; on MySQL, the session holding the GET_LOCK
+// named LOCKSTEP_TARGET_LOCK_NAME).
 extern const char kAlembicEntry[];
 
 // The interpreter (and its arguments) that runs the project's Alembic, or

@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libabsl-dev liburing-dev libcli11-dev nlohmann-json3-dev
   # real components the tests and the quick start use
   postgresql sqlite3 alembic python3-psycopg2 python3-sqlalchemy
+  libmariadb-dev mariadb-server mariadb-client python3-pymysql
   python3-grpcio python3-grpc-tools prometheus
 )
 missing=()
@@ -26,4 +27,8 @@ if command -v pg_lsclusters > /dev/null; then
   pg_lsclusters -h 2>/dev/null | awk '$4 == "online" {print $1, $2}' | while read -r v c; do
     pg_ctlcluster "$v" "$c" stop || true
   done
+fi
+# Nor the MariaDB server Debian starts.
+if command -v service > /dev/null && [ -x /etc/init.d/mariadb ]; then
+  service mariadb stop > /dev/null 2>&1 || true
 fi

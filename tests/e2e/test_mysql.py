@@ -1,0 +1,100 @@
+"""MySQL/MariaDB databases end to end: lockstepd watching a real MariaDB
+server (started here) and rolling the example project out on it with the
+real Alembic over PyMySQL.
+
+Run: LOCKSTEP_BUILD=build python3 -m unittest tests/e2e/test_mysql.py
+"""
+import json
+import os
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+sys.path.insert(0, HERE)
+
+from mariadbserver import MariadbServer  # noqa: E402
+from test_rollout import AGE, HEAD, Fleet, rollout_json  # noqa: E402
+
+SECRET = "maria-Pw-7q%x"  # percent-encoded in URLs: %25
+
+
+class MysqlFleetTest(unittest.TestCase):
+    """Every state of a MariaDB database, then a rollout with a canary."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.f = Fleet()
+        cls.my = MariadbServer().__enter__()
+        cls.my.sql("CREATE USER 'app'@'%%' IDENTIFIED BY '%s'; "
+                   "GRANT ALL ON `shop\\_%%`.* TO 'app'@'%%'" % SECRET)
+        for db in ("shop_current", "shop_behind", "shop_fresh", "shop_other", "shop_t1", "shop_t2"):
+            cls.my.sql("CREATE DATABASE %s" % db)
+        url = lambda db: cls.my.url(db, "app", SECRET.replace("%", "%25"))  # noqa: E731
+        cls.f.alembic(url("shop_current"), "upgrade", "heads")
+        for db in ("shop_behind", "shop_t1", "shop_t2"):
+            cls.f.alembic(url(db), "upgrade", AGE)
+
+        def entry(name, db, extra=""):
+            return ('      - {name: %s, url: "mysql+pymysql://app@127.0.0.1:%d/%s", '
+                    'password_env: SHOP_PW%s}\n' % (name, cls.my.port, db, extra))
+        cls.d = cls.f.daemon("""
+  - name: watch
+    databases:
+%s%s%s%s      - {name: badpw, url: "mysql+pymysql://app:nope@127.0.0.1:%d/shop_other"}
+  - name: prod
+    canary: [shop_t1]
+    on_failure: leave
+    databases:
+      - discover: {url: "mysql+pymysql://app@127.0.0.1:%d/shop_current",
+                   query: "SHOW DATABASES LIKE 'shop\\\\_t%%'", password_env: SHOP_PW}
+""" % (entry("current", "shop_current"), entry("behind", "shop_behind"),
+       entry("fresh", "shop_fresh"), entry("gone", "shop_gone"), cls.my.port, cls.my.port),
+            env={"SHOP_PW": SECRET})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.f.close()
+        cls.my.__exit__(None, None, None)
+
+    def status(self):
+        out = json.loads(self.d.cli("status", "-o", "json", check=False).stdout)
+        return {(x["environment"], x["database"]): x for x in out["databases"]}
+
+    def test_1_every_state_is_told_apart(self):
+        s = self.status()
+        states = {k: v["state"] for k, v in s.items()}
+        self.assertEqual(states[("watch", "current")], "current", s)
+        self.assertEqual(states[("watch", "behind")], "behind")
+        self.assertEqual(s[("watch", "behind")]["revisions"], [AGE])
+        self.assertEqual(states[("watch", "fresh")], "uninitialized")
+        self.assertEqual(states[("watch", "gone")], "unreachable")
+        self.assertIn("`shop_gone` does not exist", s[("watch", "gone")]["check_error"])
+        self.assertEqual(states[("watch", "badpw")], "unreachable")
+        self.assertEqual(s[("watch", "badpw")]["check_outcome"], "permission_denied")
+        self.assertEqual(s[("watch", "gone")]["check_outcome"], "unreachable")
+        self.assertEqual(s[("watch", "fresh")]["check_outcome"], "no_table")
+        self.assertEqual(sorted(k[1] for k in s if k[0] == "prod"), ["shop_t1", "shop_t2"])
+        self.assertNotIn("nope", json.dumps(list(s.values())))
+        self.assertNotIn(SECRET, json.dumps(list(s.values())))
+
+    def test_2_rollout_moves_the_discovered_tenants_canary_first(self):
+        rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "prod", "--watch")
+        self.assertEqual(rc, 0, r)
+        self.assertEqual(r["state"], "succeeded", r)
+        order = [s["database"] for s in sorted(r["steps"], key=lambda s: s["wave"])]
+        self.assertEqual(order[0], "shop_t1")  # the canary
+        for db in ("shop_t1", "shop_t2"):
+            self.assertEqual(self.my.sql("SELECT version_num FROM alembic_version", db).split(),
+                             [HEAD], db)
+            self.assertIn("orders", self.my.sql("SHOW TABLES", db).split(), db)
+        s = self.status()
+        self.assertEqual(s[("prod", "shop_t1")]["state"], "current")
+
+    def test_3_no_password_in_the_log(self):
+        self.assertNotIn(SECRET, self.d.log())
+        self.assertNotIn("nope", self.d.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
