@@ -2,13 +2,15 @@
 #include "daemon/drivers/mysql_driver.h"
 
 #include <errmsg.h>
-#include <mysql.h>
 #include <mysqld_error.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
+#include <fstream>
+#include <initializer_list>
 #include <list>
 #include <map>
 #include <mutex>
@@ -16,139 +18,29 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "daemon/drivers/backup_files.h"
+#include "daemon/drivers/mysql_connection.h"
+#include "daemon/drivers/mysql_schema.h"
+#include "daemon/process/process.h"
 #include "daemon/schema/schema.h"
 
 namespace lockstep::daemon {
 namespace {
 
-std::string OneLine(absl::string_view s) {
-  return absl::StrReplaceAll(absl::StripTrailingAsciiWhitespace(s), {{"\n", " "}, {"\t", " "}});
-}
-
-// `name` quoted as a MySQL identifier.
-std::string Ident(absl::string_view name) {
-  return absl::StrCat("`", absl::StrReplaceAll(name, {{"`", "``"}}), "`");
-}
+using mysql::Connection;
+using mysql::Ident;
+using mysql::IsConnectionGone;
+using MysqlError = mysql::Error;
+using Rows = mysql::Rows;
 
 // MariaDB's ER_STATEMENT_TIMEOUT and MySQL's ER_QUERY_TIMEOUT (neither
 // header has both).
 constexpr unsigned kMariadbStatementTimeout = 1969;
 constexpr unsigned kMysqlQueryTimeout = 3024;
-
-// A failed call: its error number and message (never holds a password:
-// servers name the user and host only).
-struct MysqlError {
-  unsigned code = 0;
-  std::string message;
-};
-
-// One connection. Not thread-safe: one owner at a time.
-class Connection {
- public:
-  Connection() : m_(mysql_init(nullptr)) {}
-  ~Connection() {
-    if (m_ != nullptr) mysql_close(m_);
-  }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-
-  // Connects to `url`'s server (with no default database: reads name their
-  // tables in full). `read_timeout` bounds every network wait after that.
-  bool Connect(const config::DatabaseUrl& url, absl::Duration connect_timeout,
-               absl::Duration read_timeout, MysqlError* error) {
-    if (m_ == nullptr) {
-      *error = {CR_OUT_OF_MEMORY, "out of memory"};
-      return false;
-    }
-    unsigned connect_s =
-        static_cast<unsigned>(std::max<int64_t>(1, absl::ToInt64Seconds(connect_timeout)));
-    unsigned read_s =
-        static_cast<unsigned>(std::max<int64_t>(1, absl::ToInt64Seconds(read_timeout)));
-    mysql_options(m_, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
-    mysql_options(m_, MYSQL_OPT_READ_TIMEOUT, &read_s);
-    mysql_options(m_, MYSQL_OPT_WRITE_TIMEOUT, &read_s);
-    auto q = [&](const char* key) -> const char* {
-      auto it = url.query.find(key);
-      return it == url.query.end() ? nullptr : it->second.c_str();
-    };
-    mysql_options(m_, MYSQL_SET_CHARSET_NAME, q("charset") ? q("charset") : "utf8mb4");
-    if (q("ssl_ca")) mysql_options(m_, MYSQL_OPT_SSL_CA, q("ssl_ca"));
-    if (q("ssl_cert")) mysql_options(m_, MYSQL_OPT_SSL_CERT, q("ssl_cert"));
-    if (q("ssl_key")) mysql_options(m_, MYSQL_OPT_SSL_KEY, q("ssl_key"));
-    if (q("ssl_ca") || q("ssl_cert")) {
-      my_bool enforce = 1;
-      mysql_options(m_, MYSQL_OPT_SSL_ENFORCE, &enforce);
-    }
-    const char* host = url.host.empty() ? "localhost" : url.host.c_str();
-    if (!mysql_real_connect(m_, host, url.user.empty() ? nullptr : url.user.c_str(),
-                            url.password ? url.password->c_str() : nullptr, nullptr,
-                            static_cast<unsigned>(url.port), q("unix_socket"), 0)) {
-      *error = Error();
-      return false;
-    }
-    return true;
-  }
-
-  // Runs `sql`; its rows (NULL as nullopt) into *rows when given.
-  bool Query(const std::string& sql, std::vector<std::vector<std::optional<std::string>>>* rows,
-             MysqlError* error) {
-    if (mysql_real_query(m_, sql.data(), sql.size()) != 0) {
-      *error = Error();
-      return false;
-    }
-    MYSQL_RES* res = mysql_store_result(m_);
-    if (res == nullptr) {
-      if (mysql_field_count(m_) != 0) {
-        *error = Error();
-        return false;
-      }
-      return true;  // no result set (SET, ...)
-    }
-    const unsigned n = mysql_num_fields(res);
-    while (MYSQL_ROW row = mysql_fetch_row(res)) {
-      unsigned long* lengths = mysql_fetch_lengths(res);
-      if (rows == nullptr) continue;
-      std::vector<std::optional<std::string>> r;
-      for (unsigned i = 0; i < n; ++i) {
-        if (row[i] == nullptr) {
-          r.push_back(std::nullopt);
-        } else {
-          r.emplace_back(std::string(row[i], lengths[i]));
-        }
-      }
-      rows->push_back(std::move(r));
-    }
-    mysql_free_result(res);
-    return true;
-  }
-
-  // The first column of the first row, or nullopt (NULL, no row, error).
-  std::optional<std::string> Scalar(const std::string& sql, MysqlError* error) {
-    std::vector<std::vector<std::optional<std::string>>> rows;
-    if (!Query(sql, &rows, error) || rows.empty() || rows[0].empty()) return std::nullopt;
-    return rows[0][0];
-  }
-
-  std::string Quote(absl::string_view text) {
-    std::string out(text.size() * 2 + 1, '\0');
-    unsigned long n = mysql_real_escape_string(m_, out.data(), text.data(), text.size());
-    out.resize(n);
-    return absl::StrCat("'", out, "'");
-  }
-
-  unsigned long id() const { return mysql_thread_id(m_); }
-  bool alive() { return mysql_ping(m_) == 0; }
-
- private:
-  MysqlError Error() const { return {mysql_errno(m_), OneLine(mysql_error(m_))}; }
-  MYSQL* m_;
-};
-
-bool IsConnectionGone(unsigned code) {
-  return code == CR_SERVER_GONE_ERROR || code == CR_SERVER_LOST || code == ER_CONNECTION_KILLED ||
-         code == ER_SERVER_SHUTDOWN;
-}
 
 ReadOutcome ClassifyConnectError(const MysqlError& e) {
   switch (e.code) {
@@ -255,6 +147,96 @@ std::string LockHolder(Connection& c, const std::string& database) {
   return absl::StrCat("connection ", *id, who ? absl::StrCat(" (", *who, ")") : "");
 }
 
+// The first of `names` on PATH (the MariaDB and MySQL client programs
+// have both names on Debian; MySQL's own packages only the second).
+absl::StatusOr<std::string> FirstOnPath(std::initializer_list<const char*> names) {
+  const char* path = std::getenv("PATH");
+  for (const char* name : names) {
+    for (absl::string_view dir : absl::StrSplit(path ? path : "/usr/bin:/bin", ':')) {
+      const std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", name);
+      if (::access(candidate.c_str(), X_OK) == 0) return std::string(name);
+    }
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("none of ", absl::StrJoin(names, ", "),
+                   " is on lockstepd's PATH (Debian: apt-get install mariadb-client)"));
+}
+
+// A client program's connection arguments for `url` (no password: that is
+// MYSQL_PWD's).
+std::vector<std::string> ClientArgs(const std::string& program, const config::DatabaseUrl& url) {
+  std::vector<std::string> argv = {program, "--no-defaults"};
+  if (!url.host.empty()) argv.push_back("--host=" + url.host);
+  if (url.port != 0) argv.push_back(absl::StrCat("--port=", url.port));
+  if (!url.user.empty()) argv.push_back("--user=" + url.user);
+  auto q = [&](const char* key) {
+    auto it = url.query.find(key);
+    return it == url.query.end() ? std::string() : it->second;
+  };
+  if (!q("unix_socket").empty()) argv.push_back("--socket=" + q("unix_socket"));
+  argv.push_back("--default-character-set=" + (q("charset").empty() ? "utf8mb4" : q("charset")));
+  for (const char* key : {"ssl_ca", "ssl_cert", "ssl_key"}) {
+    if (!q(key).empty())
+      argv.push_back(absl::StrCat("--", absl::StrReplaceAll(key, {{"_", "-"}}), "=", q(key)));
+  }
+  return argv;
+}
+
+// Drops every view, table, sequence, routine and event of `database`.
+absl::Status DropEverything(Connection& c, const std::string& database) {
+  MysqlError e;
+  Rows objects;
+  const std::string db = c.Quote(database);
+  const std::string list = absl::StrCat(
+      "SELECT 'VIEW', TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ", db,
+      " AND TABLE_TYPE = 'VIEW' UNION ALL "
+      "SELECT IF(TABLE_TYPE = 'SEQUENCE', 'SEQUENCE', 'TABLE'), TABLE_NAME FROM "
+      "information_schema.TABLES WHERE TABLE_SCHEMA = ",
+      db,
+      " AND TABLE_TYPE <> 'VIEW' UNION ALL "
+      "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ",
+      db,
+      " UNION ALL SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE "
+      "EVENT_SCHEMA = ",
+      db);
+  if (!c.Query(list, &objects, &e) || !c.Query("SET SESSION FOREIGN_KEY_CHECKS = 0", nullptr, &e)) {
+    return absl::UnavailableError(
+        absl::StrCat("nothing changed: cannot list what to drop: ", e.message));
+  }
+  int dropped = 0;
+  for (const auto& row : objects) {
+    if (row.size() < 2 || !row[0] || !row[1]) continue;
+    const std::string sql =
+        absl::StrCat("DROP ", *row[0], " IF EXISTS ", Ident(database), ".", Ident(*row[1]));
+    if (!c.Query(sql, nullptr, &e)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dropped == 0 ? "nothing changed: " : "the database is part emptied: ", sql,
+                       ": ", e.message));
+    }
+    ++dropped;
+  }
+  return absl::OkStatus();
+}
+
+// COUNT(*) of every base table of `database`.
+bool CountRows(Connection& c, const std::string& database, TableCounts* out, MysqlError* e) {
+  Rows tables;
+  if (!c.Query(absl::StrCat("SELECT TABLE_NAME FROM information_schema.TABLES WHERE "
+                            "TABLE_SCHEMA = ",
+                            c.Quote(database), " AND TABLE_TYPE = 'BASE TABLE'"),
+               &tables, e)) {
+    return false;
+  }
+  for (const auto& row : tables) {
+    if (row.empty() || !row[0]) continue;
+    std::optional<std::string> n =
+        c.Scalar(absl::StrCat("SELECT COUNT(*) FROM ", Ident(database), ".", Ident(*row[0])), e);
+    if (!n) return false;
+    (*out)[*row[0]] = std::stoll(*n);
+  }
+  return true;
+}
+
 class MysqlLock : public DatabaseLock {
  public:
   MysqlLock(std::unique_ptr<Connection> conn, std::string target, std::string database)
@@ -288,10 +270,7 @@ class MysqlLock : public DatabaseLock {
 
 class MysqlDriver : public Driver {
  public:
-  explicit MysqlDriver(const ReaderOptions& o) : options_(o) {
-    static std::once_flag init;
-    std::call_once(init, [] { mysql_library_init(0, nullptr, nullptr); });
-  }
+  explicit MysqlDriver(const ReaderOptions& o) : options_(o) {}
 
   config::Dialect dialect() const override { return config::Dialect::kMysql; }
 
@@ -331,29 +310,152 @@ class MysqlDriver : public Driver {
     return std::make_unique<MysqlLock>(std::move(conn), target.name, url.database);
   }
 
-  absl::StatusOr<Backup> TakeBackup(const VersionTarget& target, const config::DatabaseUrl&,
-                                    const std::string&, absl::Duration) override {
-    return absl::UnimplementedError(
-        absl::StrCat("backup of ", target.name,
-                     ": MySQL backups are not supported yet; set on_failure: leave "
-                     "(or downgrade) for this environment"));
-  }
-  absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl&,
-                             absl::Duration) override {
-    return absl::UnimplementedError(absl::StrCat("restore of ", backup.environment, "/",
-                                                 backup.database,
-                                                 ": MySQL restores are not supported yet"));
-  }
-  absl::StatusOr<BackupComparison> CompareWithBackup(const Backup&, const config::DatabaseUrl&,
-                                                     std::vector<std::string>, absl::Duration,
-                                                     absl::Duration) override {
-    return absl::UnimplementedError("MySQL restores are not supported yet");
+  // `mariadb-dump` (or `mysqldump`) of the database alone, in one
+  // consistent snapshot (--single-transaction: InnoDB tables are read
+  // without locking writers), with its routines and triggers.
+  absl::StatusOr<Backup> TakeBackup(const VersionTarget& target, const config::DatabaseUrl& url,
+                                    const std::string& dir, absl::Duration timeout) override {
+    absl::StatusOr<std::string> dump = FirstOnPath({"mariadb-dump", "mysqldump"});
+    if (!dump.ok()) return dump.status();
+    absl::StatusOr<BackupFile> file = NewBackupFile(target.name, dir, ".sql", absl::Now());
+    if (!file.ok()) return file.status();
+    ProcessSpec spec;
+    spec.argv = ClientArgs(*dump, url);
+    spec.argv.insert(spec.argv.end(), {"--single-transaction", "--routines", "--triggers",
+                                       "--hex-blob", "--no-tablespaces", "--skip-dump-date",
+                                       "--result-file=" + file->partial, "--", url.database});
+    spec.env = MysqlEnvironment(url);
+    spec.timeout = timeout;
+    ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
+    if (!r.ok()) {
+      ::unlink(file->partial.c_str());
+      return absl::FailedPreconditionError(
+          absl::StrCat("backup of ", target.name, ": ", *dump, " ", r.Describe(), ": ", r.output));
+    }
+    return FinishBackupFile(*std::move(file));
   }
 
-  absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget&, const SchemaFilter&) override {
-    return absl::UnimplementedError(
-        "reading the schema of MySQL databases is not supported yet (their version rows are "
-        "checked)");
+  // MySQL cannot drop and replay in one transaction (DDL commits): every
+  // table, view, sequence and routine of the database is dropped, then the
+  // dump is replayed with the `mariadb` client. A restore that fails part
+  // way leaves the database part restored, and says so.
+  absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl& url,
+                             absl::Duration timeout) override {
+    const std::string name = absl::StrCat(backup.environment, "/", backup.database);
+    absl::StatusOr<std::string> client = FirstOnPath({"mariadb", "mysql"});
+    if (!client.ok()) return client.status();
+    Connection c;
+    MysqlError e;
+    if (!c.Connect(url, options_.connect_timeout, timeout, &e)) {
+      return absl::UnavailableError(
+          absl::StrCat("restore of ", name, " (nothing changed): cannot connect: ", e.message));
+    }
+    absl::Status emptied = DropEverything(c, url.database);
+    if (!emptied.ok()) {
+      return absl::Status(emptied.code(),
+                          absl::StrCat("restore of ", name, ": ", emptied.message()));
+    }
+    // The objects' DEFINER clauses are left out: they name whoever made
+    // them, whom only a privileged user may name again; restored, they
+    // belong to the user lockstep restores as.
+    const std::string replay = backup.path + ".restore.sql";
+    struct Cleanup {
+      std::string path;
+      ~Cleanup() { ::unlink(path.c_str()); }
+    } cleanup{replay};
+    {
+      std::ifstream in(backup.path);
+      std::ofstream out(replay, std::ios::trunc);
+      std::string line;
+      // Only statements carry them (data lines start with "(" or INSERT).
+      while (std::getline(in, line)) {
+        const bool statement = absl::StartsWith(line, "/*!") || absl::StartsWith(line, "CREATE");
+        out << (statement ? WithoutDefiners(line) : line) << '\n';
+      }
+      if (in.bad() || !out.flush()) {
+        return absl::InternalError(absl::StrCat("restore of ", name, ": cannot write ", replay,
+                                                " (the database is emptied; restore again)"));
+      }
+    }
+    ProcessSpec apply;
+    apply.argv = ClientArgs(*client, url);
+    apply.argv.insert(apply.argv.end(), {"--batch", "--database=" + url.database});
+    apply.stdin_path = replay;
+    apply.env = MysqlEnvironment(url);
+    apply.timeout = timeout;
+    ProcessResult r = RunProcess(apply, nullptr, nullptr, nullptr);
+    if (!r.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("restore of ", name,
+                       " failed part way (MySQL commits each statement, so the database "
+                       "now holds part of the backup): ",
+                       *client, " ", r.Describe(), ": ", r.output));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<BackupComparison> CompareWithBackup(const Backup& backup,
+                                                     const config::DatabaseUrl& url,
+                                                     std::vector<std::string> rows_now,
+                                                     absl::Duration connect_timeout,
+                                                     absl::Duration timeout) override {
+    Connection c;
+    MysqlError e;
+    TableCounts now;
+    if (!c.Connect(url, connect_timeout, timeout, &e) || !CountRows(c, url.database, &now, &e)) {
+      return absl::UnavailableError(absl::StrCat("cannot count the rows of ", backup.environment,
+                                                 "/", backup.database, "'s tables: ", e.message));
+    }
+    absl::StatusOr<TableCounts> then = MysqlDumpCounts(backup.path);
+    if (!then.ok()) return then.status();
+    return CompareTableCounts(backup, std::move(rows_now), now, *then);
+  }
+
+  // The schema and the version rows, with who holds lockstep's lock before
+  // and after (MySQL's DDL is not transactional and information_schema is
+  // no snapshot: a read while a step migrates is marked, not judged).
+  absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& t,
+                                            const SchemaFilter& filter) override {
+    absl::StatusOr<config::DatabaseUrl> resolved = ConnectUrl(t);
+    if (!resolved.ok()) return resolved.status();
+    const config::DatabaseUrl& url = *resolved;
+    const std::string& version_db =
+        t.version_table_schema.empty() ? url.database : t.version_table_schema;
+    SchemaFilter own = filter;
+    if (version_db == url.database) own.version_table = t.version_table;
+    ServerPool* pool = PoolFor(url);
+    std::string error;
+    // A pooled session the server ended: once more on a new one.
+    for (bool fresh : {false, true}) {
+      bool reused = false;
+      MysqlError e;
+      std::unique_ptr<Connection> conn = pool->Acquire(url, options_, fresh, &reused, &e);
+      if (!conn)
+        return absl::UnavailableError(
+            absl::StrCat(t.name, ": cannot read its schema: ", e.message));
+      SchemaSnapshot out;
+      out.locked_by = LockHolder(*conn, url.database);
+      absl::StatusOr<Schema> schema = ReadMysqlSchema(*conn, url.database, own);
+      Rows rows;
+      const bool read_rows =
+          schema.ok() && conn->Query(absl::StrCat("SELECT version_num FROM ", Ident(version_db),
+                                                  ".", Ident(t.version_table)),
+                                     &rows, &e);
+      if (schema.ok() && (read_rows || e.code == ER_NO_SUCH_TABLE)) {
+        out.schema = *std::move(schema);
+        for (const auto& row : rows) {
+          if (!row.empty() && row[0]) out.rows.push_back(*row[0]);
+        }
+        std::sort(out.rows.begin(), out.rows.end());
+        if (out.locked_by.empty()) out.locked_by = LockHolder(*conn, url.database);
+        pool->Release(std::move(conn));
+        return out;
+      }
+      error = schema.ok() ? e.message : std::string(schema.status().message());
+      pool->Release(nullptr);
+      if (!reused) break;
+    }
+    return absl::UnavailableError(absl::StrCat(t.name, ": cannot read its schema: ", error));
   }
 
   bool RepairAfterKilledWriter(const VersionTarget&, const VersionRead&) override {
@@ -402,7 +504,7 @@ class MysqlDriver : public Driver {
     if (!url.ok()) return url.status();
     Connection c;
     MysqlError e;
-    std::vector<std::vector<std::optional<std::string>>> rows;
+    Rows rows;
     if (!c.Connect(*url, options_.connect_timeout, options_.statement_timeout, &e) ||
         (BoundStatements(c, options_.statement_timeout), !c.Query(rule.query, &rows, &e))) {
       return absl::UnavailableError(
@@ -445,7 +547,7 @@ class MysqlDriver : public Driver {
     }
     const std::string& schema =
         t.version_table_schema.empty() ? url.database : t.version_table_schema;
-    std::vector<std::vector<std::optional<std::string>>> rows;
+    Rows rows;
     if (conn->Query(
             absl::StrCat("SELECT version_num FROM ", Ident(schema), ".", Ident(t.version_table)),
             &rows, &e)) {
@@ -528,6 +630,101 @@ class MysqlDriver : public Driver {
 };
 
 }  // namespace
+
+namespace {
+
+// The identifier quoted with backticks at the start of `rest` (`a``b` is
+// a`b), and how many characters it took; nullopt when there is none.
+std::optional<std::pair<std::string, size_t>> QuotedName(absl::string_view rest) {
+  if (rest.empty() || rest[0] != '`') return std::nullopt;
+  std::string name;
+  for (size_t i = 1; i < rest.size(); ++i) {
+    if (rest[i] != '`') {
+      name.push_back(rest[i]);
+    } else if (i + 1 < rest.size() && rest[i + 1] == '`') {
+      name.push_back('`');
+      ++i;
+    } else {
+      return std::make_pair(name, i + 1);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::StatusOr<TableCounts> MysqlDumpCounts(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::FailedPreconditionError(absl::StrCat("cannot read backup ", path));
+  TableCounts counts;
+  // "CREATE TABLE `t` (" names a table (with no rows until an INSERT says
+  // so); view stand-ins are written inside /*!50001 ... */ and are not.
+  // "INSERT INTO `t` VALUES" then "(...),(...);", on that line or the next
+  // ones: one row per "(" at depth 0 outside quoted strings, up to the ";"
+  // (the dump writes literals only, and escapes newlines inside strings).
+  std::string line;
+  int64_t* rows = nullptr;  // the table of the INSERT being read
+  int depth = 0;
+  bool quoted = false;
+  while (std::getline(in, line)) {
+    absl::string_view l = line;
+    if (rows == nullptr) {
+      if (absl::ConsumePrefix(&l, "CREATE TABLE ")) {
+        if (auto t = QuotedName(l)) counts.emplace(t->first, 0);
+        continue;
+      }
+      if (!absl::ConsumePrefix(&l, "INSERT INTO ")) continue;
+      auto t = QuotedName(l);
+      if (!t) continue;
+      l.remove_prefix(t->second);
+      if (!absl::ConsumePrefix(&l, " VALUES")) continue;
+      rows = &counts[t->first];
+      depth = 0;
+      quoted = false;
+    }
+    for (size_t i = 0; i < l.size() && rows != nullptr; ++i) {
+      const char ch = l[i];
+      if (quoted) {
+        if (ch == '\\') {
+          ++i;
+        } else if (ch == '\'') {
+          quoted = false;
+        }
+      } else if (ch == '\'') {
+        quoted = true;
+      } else if (ch == '(') {
+        if (depth++ == 0) ++*rows;
+      } else if (ch == ')') {
+        --depth;
+      } else if (ch == ';' && depth == 0) {
+        rows = nullptr;
+      }
+    }
+  }
+  if (in.bad()) return absl::FailedPreconditionError(absl::StrCat("cannot read backup ", path));
+  return counts;
+}
+
+std::string WithoutDefiners(absl::string_view line) {
+  std::string out;
+  while (true) {
+    const size_t at = line.find("DEFINER=`");
+    if (at == absl::string_view::npos) break;
+    absl::string_view rest = line.substr(at + 8);
+    auto user = QuotedName(rest);
+    if (!user) break;
+    rest.remove_prefix(user->second);
+    if (!absl::ConsumePrefix(&rest, "@")) break;
+    auto host = QuotedName(rest);
+    if (!host) break;
+    rest.remove_prefix(host->second);
+    rest = absl::StripLeadingAsciiWhitespace(rest);
+    absl::StrAppend(&out, line.substr(0, at));
+    line = rest;
+  }
+  absl::StrAppend(&out, line);
+  return out;
+}
 
 std::string MysqlLockName(const std::string& database) {
   std::string name = absl::StrCat("lockstep:", database);

@@ -14,6 +14,13 @@
 // for the whole step; every lockstepd uses the same name, so a second
 // daemon is refused too; the lock dies with its session.
 //
+// Backup: `mariadb-dump --single-transaction --routines --triggers` of the
+// database alone (SQL text). Restore: every table, view, sequence, routine
+// and event of the database dropped, then the dump replayed with the
+// `mariadb` client; MySQL commits DDL statement by statement, so unlike
+// PostgreSQL's a restore that fails part way is not undone. Row counts:
+// COUNT(*) on the live tables, and the dump's INSERTs counted.
+//
 // Secrets: the password reaches child processes by MYSQL_PWD only (never
 // argv), and no message holds it.
 #ifndef LOCKSTEP_DAEMON_DRIVERS_MYSQL_DRIVER_H_
@@ -23,12 +30,21 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "config/database_url.h"
 #include "daemon/drivers/driver.h"
+#include "daemon/drivers/restore_check.h"
 
 namespace lockstep::daemon {
 
 std::unique_ptr<Driver> MakeMysqlDriver(const ReaderOptions& options);
+
+// Row counts by table of a backup written by TakeBackup (a mariadb-dump
+// file): every table the dump creates, and the rows its INSERTs hold.
+absl::StatusOr<TableCounts> MysqlDumpCounts(const std::string& path);
+
+// `line` of a dump without its DEFINER=`user`@`host` clauses.
+std::string WithoutDefiners(absl::string_view line);
 
 // The name lockstep's GET_LOCK takes for `database` (at most 64 characters,
 // MySQL's limit: a long name is replaced by its SHA-256).

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/drivers/mysql_schema.h"
+#include "tests/support/alembic.h"
 #include "tests/support/mariadb_server.h"
 #include "tests/support/postgres_server.h"  // FreePort
 
@@ -25,27 +27,32 @@ constexpr char kSecret[] = "s3cr3t-Pa55";
 
 class MysqlDriverTest : public ::testing::Test {
  protected:
+  // One server for the suite. A server that does not start fails every
+  // test (an ASSERT here would only skip them, which CTest counts as passed).
   static void SetUpTestSuite() {
     absl::StatusOr<std::unique_ptr<testing::MariadbServer>> s = testing::MariadbServer::Start();
-    ASSERT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) {
+      *start_error_ = s.status().ToString();
+      return;
+    }
     server_ = s->release();
-    ASSERT_TRUE(server_
-                    ->Sql(absl::StrCat(
-                        "CREATE DATABASE app; CREATE DATABASE fresh; CREATE DATABASE tenant_a; "
-                        "CREATE DATABASE tenant_b; CREATE DATABASE other; "
-                        "CREATE TABLE app.alembic_version (version_num VARCHAR(32) NOT NULL "
-                        "PRIMARY KEY); INSERT INTO app.alembic_version VALUES ('b2'), ('a1'); "
-                        "CREATE TABLE other.alembic_version (version_num VARCHAR(32) NOT NULL); "
-                        "CREATE TABLE app.my_versions (version_num VARCHAR(32) NOT NULL); "
-                        "INSERT INTO app.my_versions VALUES ('c3'); "
-                        "CREATE USER 'app'@'%' IDENTIFIED BY '",
-                        kSecret,
-                        "'; GRANT ALL ON app.* TO 'app'@'%'; GRANT ALL ON fresh.* TO 'app'@'%'; "
-                        "GRANT ALL ON `tenant\\_%`.* TO 'app'@'%'; "
-                        "CREATE USER 'nosy'@'%' IDENTIFIED BY 'x'; "
-                        "GRANT SELECT ON fresh.* TO 'nosy'@'%';"))
-                    .ok());
+    absl::StatusOr<std::string> made = server_->Sql(
+        absl::StrCat("CREATE DATABASE app; CREATE DATABASE fresh; CREATE DATABASE tenant_a; "
+                     "CREATE DATABASE tenant_b; CREATE DATABASE other; "
+                     "CREATE TABLE app.alembic_version (version_num VARCHAR(32) NOT NULL "
+                     "PRIMARY KEY); INSERT INTO app.alembic_version VALUES ('b2'), ('a1'); "
+                     "CREATE TABLE other.alembic_version (version_num VARCHAR(32) NOT NULL); "
+                     "CREATE TABLE app.my_versions (version_num VARCHAR(32) NOT NULL); "
+                     "INSERT INTO app.my_versions VALUES ('c3'); "
+                     "CREATE USER 'app'@'%' IDENTIFIED BY '",
+                     kSecret,
+                     "'; GRANT ALL ON app.* TO 'app'@'%'; GRANT ALL ON fresh.* TO 'app'@'%'; "
+                     "GRANT ALL ON `tenant\\_%`.* TO 'app'@'%'; "
+                     "CREATE USER 'nosy'@'%' IDENTIFIED BY 'x'; "
+                     "GRANT SELECT ON fresh.* TO 'nosy'@'%';"));
+    if (!made.ok()) *start_error_ = made.status().ToString();
   }
+  void SetUp() override { ASSERT_TRUE(start_error_->empty()) << *start_error_; }
   static void TearDownTestSuite() {
     delete server_;
     server_ = nullptr;
@@ -60,11 +67,13 @@ class MysqlDriverTest : public ::testing::Test {
   }
 
   static testing::MariadbServer* server_;
+  static std::string* start_error_;
   ReaderOptions options_{absl::Seconds(3), absl::Seconds(1), 4, absl::Seconds(5)};
   std::unique_ptr<Driver> driver_ = MakeMysqlDriver(options_);
 };
 
 testing::MariadbServer* MysqlDriverTest::server_ = nullptr;
+std::string* MysqlDriverTest::start_error_ = new std::string();
 
 TEST_F(MysqlDriverTest, ReadsTheRowsAndTellsEveryFailureApart) {
   VersionRead ok = driver_->Read(Target("app"));
@@ -216,6 +225,158 @@ TEST_F(MysqlDriverTest, AlembicsUrlNamesAnOptionFileNotThePassword) {
   EXPECT_EQ(driver_->ChildUrl(url).query.at("read_default_file"), path);  // one per password
   url.password.reset();
   EXPECT_EQ(driver_->ChildUrl(url).query.count("read_default_file"), 0u);
+}
+
+// A database backed up, changed (rows, a new table, the version row),
+// compared with its backup, restored, and compared again.
+TEST_F(MysqlDriverTest, BackupCompareRestoreCompare) {
+  ASSERT_TRUE(
+      server_
+          ->Sql("CREATE DATABASE keep; "
+                "CREATE TABLE keep.alembic_version (version_num VARCHAR(32) PRIMARY KEY); "
+                "INSERT INTO keep.alembic_version VALUES ('a1'); "
+                "CREATE TABLE keep.notes (id INT PRIMARY KEY, body TEXT); "
+                "INSERT INTO keep.notes VALUES (1, 'it''s (tricky), \\\\ isn''t it'), (2, NULL); "
+                "CREATE TABLE keep.empty (id INT); "
+                "CREATE VIEW keep.v AS SELECT id FROM keep.notes; "
+                "GRANT ALL ON keep.* TO 'app'@'%'")
+          .ok());
+  VersionTarget t = Target("keep");
+  const std::string dir = ::testing::TempDir() + "/mysql-backups-" + std::to_string(::getpid());
+  absl::StatusOr<Backup> backup = driver_->TakeBackup(t, t.url, dir, absl::Seconds(30));
+  ASSERT_TRUE(backup.ok()) << backup.status();
+  backup->environment = "prod";
+  backup->database = "keep";
+  backup->revisions = {"a1"};
+  EXPECT_GT(backup->size_bytes, 0);
+  absl::StatusOr<TableCounts> in_dump = MysqlDumpCounts(backup->path);
+  ASSERT_TRUE(in_dump.ok()) << in_dump.status();
+  EXPECT_EQ(*in_dump, (TableCounts{{"alembic_version", 1}, {"empty", 0}, {"notes", 2}}));
+
+  // What a migration that failed half-way leaves: a new table, rows, the row moved.
+  ASSERT_TRUE(server_
+                  ->Sql("CREATE TABLE keep.half_done (id INT); INSERT INTO keep.notes VALUES (3, "
+                        "'x'); UPDATE keep.alembic_version SET version_num = 'b2'; "
+                        "DROP VIEW keep.v")
+                  .ok());
+  absl::StatusOr<BackupComparison> before =
+      driver_->CompareWithBackup(*backup, t.url, {"b2"}, absl::Seconds(3), absl::Seconds(30));
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_TRUE(before->changed());
+  EXPECT_THAT(before->Describe(), ::testing::Contains("half_done: 0 rows now, not in the backup"));
+  EXPECT_THAT(before->Describe(), ::testing::Contains("notes: 3 rows now, 2 in the backup"));
+
+  ASSERT_TRUE(driver_->RestoreBackup(*backup, t.url, absl::Seconds(30)).ok());
+  EXPECT_EQ(*server_->Sql("SHOW FULL TABLES FROM keep"),
+            "alembic_version\tBASE TABLE\nempty\tBASE TABLE\nnotes\tBASE TABLE\nv\tVIEW\n");
+  EXPECT_EQ(*server_->Sql("SELECT body FROM keep.notes WHERE id = 1"),
+            "it's (tricky), \\\\ isn't it\n");
+  EXPECT_THAT(driver_->Read(t).rows, ElementsAre("a1"));
+  absl::StatusOr<BackupComparison> after =
+      driver_->CompareWithBackup(*backup, t.url, {"a1"}, absl::Seconds(3), absl::Seconds(30));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_FALSE(after->changed()) << ::testing::PrintToString(after->Describe());
+
+  // A dump the server refuses part way: the restore says so, never OK.
+  Backup broken = *backup;
+  broken.path = dir + "/broken.sql";
+  std::ofstream(broken.path) << "CREATE TABLE `first` (id INT);\nTHIS IS NOT SQL;\n"
+                                "CREATE TABLE `second` (id INT);\n";
+  absl::Status failed = driver_->RestoreBackup(broken, t.url, absl::Seconds(30));
+  EXPECT_EQ(failed.code(), absl::StatusCode::kFailedPrecondition) << failed;
+  EXPECT_THAT(failed.message(), HasSubstr("failed part way"));
+  EXPECT_THAT(failed.message(), Not(HasSubstr(kSecret)));
+  EXPECT_EQ(*server_->Sql("SHOW TABLES FROM keep"), "first\n");
+}
+
+TEST(MysqlDumpCountsTest, RowsAreCountedOutsideQuotedStrings) {
+  const std::string path = ::testing::TempDir() + "/dump-" + std::to_string(::getpid()) + ".sql";
+  std::ofstream(path) << "CREATE TABLE `a``b` (\n  `id` int\n);\n"
+                         "INSERT INTO `a``b` VALUES (1,'x),(y'),(2,'it\\'s'),(3,'\\\\'),(4,0x28);\n"
+                         "INSERT INTO `a``b` VALUES\n(5,NULL),\n(6,'a;b'),\n(7,'\\n(');\n"
+                         "CREATE TABLE `empty` (\n  `id` int\n);\n"
+                         "/*!50001 CREATE TABLE `v` (\n  `id` tinyint NOT NULL\n) */;\n";
+  absl::StatusOr<TableCounts> counts = MysqlDumpCounts(path);
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(*counts, (TableCounts{{"a`b", 7}, {"empty", 0}}));
+  EXPECT_FALSE(MysqlDumpCounts(path + ".missing").ok());
+}
+
+// Two databases the real Alembic built to heads read the same; what a
+// person changed by hand is named; the version table is left out and its
+// rows come with the schema.
+TEST_F(MysqlDriverTest, TheExampleProjectsSchemaIsReadAndDriftIsNamed) {
+  const std::string ini = testing::ExampleProjectDir() + "/alembic.ini";
+  for (const char* db : {"built_a", "built_b"}) {
+    ASSERT_TRUE(server_->Sql(absl::StrCat("CREATE DATABASE ", db)).ok());
+    std::string out;
+    ASSERT_EQ(testing::RunAlembic(ini, server_->Url(db), {"upgrade", "heads"}, &out), 0) << out;
+    ASSERT_TRUE(server_
+                    ->Sql(absl::StrCat("CREATE VIEW ", db, ".adults AS SELECT id, name FROM ", db,
+                                       ".users WHERE age >= 18"))
+                    .ok());
+  }
+  VersionTarget a = Target("built_a", "root", ""), b = Target("built_b", "root", "");
+  SchemaFilter filter = SchemaFilterFor(a, {});
+  absl::StatusOr<SchemaSnapshot> sa = driver_->ReadSchema(a, filter);
+  absl::StatusOr<SchemaSnapshot> sb = driver_->ReadSchema(b, filter);
+  ASSERT_TRUE(sa.ok()) << sa.status();
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  EXPECT_THAT(sa->rows, ElementsAre("e9a8c6b4d244"));
+  EXPECT_EQ(sa->locked_by, "");
+  EXPECT_EQ(SchemaText(sa->schema), SchemaText(sb->schema));
+  const Schema& s = sa->schema;
+  EXPECT_EQ(s.tables.count("alembic_version"), 0u);
+  ASSERT_EQ(s.tables.count("users"), 1u);
+  const SchemaTable& users = s.tables.at("users");
+  EXPECT_EQ(users.columns.at("id").type, "INT");
+  EXPECT_EQ(users.columns.at("id").default_value, "AUTO_INCREMENT");
+  EXPECT_TRUE(users.columns.at("name").not_null);
+  EXPECT_EQ(users.columns.at("name").type, "VARCHAR(100)");
+  EXPECT_THAT(users.primary_key, ElementsAre("id"));
+  EXPECT_THAT(users.uniques, ElementsAre(ElementsAre("email")));
+  EXPECT_EQ(users.indexes.count("ix_users_name"), 1u);
+  const SchemaTable& orders = s.tables.at("orders");
+  EXPECT_EQ(orders.columns.at("status").default_value, "'new'");
+  ASSERT_EQ(orders.foreign_keys.size(), 1u);
+  EXPECT_EQ(orders.foreign_keys[0].ref_table, "users");
+  EXPECT_EQ(s.views.count("adults"), 1u);
+  EXPECT_THAT(s.views.at("adults"), Not(HasSubstr("built_a")));
+
+  // By hand: a column dropped, an index added.
+  ASSERT_TRUE(
+      server_->Sql("ALTER TABLE built_b.users DROP COLUMN age, ADD INDEX ix_by_hand (email)").ok());
+  sb = driver_->ReadSchema(b, filter);
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  std::vector<std::string> said;
+  for (const SchemaDifference& d : Diff(sa->schema, sb->schema)) said.push_back(Describe(d));
+  EXPECT_THAT(said, ::testing::Contains("column users.age missing"));
+  EXPECT_THAT(said, ::testing::Contains("index ix_by_hand unexpected"));
+
+  // Read while lockstep's lock is held: marked, not judged.
+  auto lock = driver_->Lock(a, a.url, absl::Seconds(3), IfMissing::kRefuse);
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  EXPECT_THAT(driver_->ReadSchema(a, filter)->locked_by, HasSubstr("connection "));
+}
+
+TEST(MysqlTypeTest, DisplayWidthsGoBooleansStay) {
+  EXPECT_EQ(MysqlType("int(11)"), "INT");
+  EXPECT_EQ(MysqlType("bigint(20) unsigned"), "BIGINT UNSIGNED");
+  EXPECT_EQ(MysqlType("int"), "INT");
+  EXPECT_EQ(MysqlType("tinyint(1)"), "TINYINT(1)");
+  EXPECT_EQ(MysqlType("tinyint(4)"), "TINYINT");
+  EXPECT_EQ(MysqlType("varchar(20)"), "VARCHAR(20)");
+  EXPECT_EQ(MysqlType("decimal(10,2)"), "DECIMAL(10, 2)");
+  EXPECT_EQ(MysqlType("enum('a','B')"), "ENUM('a','B')");
+}
+
+TEST(MysqlDumpCountsTest, DefinersAreLeftOutOfTheReplay) {
+  EXPECT_EQ(WithoutDefiners("/*!50013 DEFINER=`root`@`localhost` SQL SECURITY DEFINER */"),
+            "/*!50013 SQL SECURITY DEFINER */");
+  EXPECT_EQ(WithoutDefiners("/*!50003 CREATE*/ /*!50017 DEFINER=`a``b`@`%`*/ /*!50003 TRIGGER t"),
+            "/*!50003 CREATE*/ /*!50017 */ /*!50003 TRIGGER t");
+  EXPECT_EQ(WithoutDefiners("INSERT INTO `t` VALUES ('DEFINER=`x`')"),
+            "INSERT INTO `t` VALUES ('DEFINER=`x`')");
 }
 
 TEST(MysqlLockNameTest, StaysWithinMysqlsLimit) {

@@ -313,6 +313,7 @@ struct ChildArgs {
   const char* cwd;  // null: stay
   int output_fd;
   int fd3;
+  int stdin_fd;
   pid_t parent;
   int failed_errno = 0;  // set when the child could not get to exec
   bool failed_at_cwd = false;
@@ -340,8 +341,9 @@ int ChildMain(void* raw) {
       ::sigaction(sig, &sa, nullptr);
     }
   }
-  int null = ::open("/dev/null", O_RDONLY);
-  if (null > 0) {
+  if (a.stdin_fd >= 0) {
+    ::dup2(a.stdin_fd, 0);
+  } else if (int null = ::open("/dev/null", O_RDONLY); null > 0) {
     ::dup2(null, 0);
     if (null > 2) ::close(null);  // not for the program
   }
@@ -373,6 +375,7 @@ absl::StatusOr<int> SpawnChild(const ChildSetup& setup) {
   args.cwd = setup.cwd.empty() ? nullptr : setup.cwd.c_str();
   args.output_fd = setup.output_fd;
   args.fd3 = setup.fd3;
+  args.stdin_fd = setup.stdin_fd;
   args.parent = ::getpid();
   // The child's stack; it returns to us once the child has exec'd or exited.
   constexpr size_t kStack = 256 * 1024;
@@ -430,8 +433,19 @@ ProcessResult RunProcess(const ProcessSpec& given, const std::atomic<bool>* canc
   child.env = spec.env;
   child.cwd = spec.cwd;
   child.output_fd = fds[1];
+  if (!spec.stdin_path.empty()) {
+    child.stdin_fd = ::open(spec.stdin_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (child.stdin_fd < 0) {
+      result.start_error =
+          absl::StrCat("cannot open ", spec.stdin_path, ": ", std::strerror(errno));
+      ::close(fds[0]);
+      ::close(fds[1]);
+      return result;
+    }
+  }
   absl::StatusOr<int> spawned = SpawnChild(child);
   ::close(fds[1]);
+  if (child.stdin_fd >= 0) ::close(child.stdin_fd);
   if (!spawned.ok()) {
     ::close(fds[0]);
     result.start_error = std::string(spawned.status().message());

@@ -22,6 +22,7 @@ struct ProcessSpec {
   std::vector<std::string> argv;
   std::vector<std::string> env;  // "KEY=value", added to (and overriding) lockstepd's own
   std::string cwd;               // empty: lockstepd's
+  std::string stdin_path;        // read as its standard input; empty: /dev/null
   absl::Duration timeout = absl::InfiniteDuration();
   absl::Duration grace = absl::Seconds(5);  // between SIGTERM and SIGKILL
   // Marks every process of this run, whatever it does to its process group
@@ -117,9 +118,10 @@ struct ChildSetup {
   std::string cwd;                // empty: lockstepd's
   int output_fd = -1;             // stdout and stderr; -1: lockstepd's
   int fd3 = -1;                   // installed as fd 3 when set
+  int stdin_fd = -1;              // its standard input; -1: /dev/null
 };
 
-// Starts `setup` in its own process group, stdin /dev/null, with SIGKILL
+// Starts `setup` in its own process group, stdin /dev/null (or stdin_fd), with SIGKILL
 // when the calling thread ends (PR_SET_PDEATHSIG), every signal unblocked
 // and at its default.
 // The child shares lockstepd's memory until it execs (clone with CLONE_VM |

@@ -41,6 +41,26 @@ TEST(ProcessTest, CapturesLinesExitCodeAndEnvironment) {
   EXPECT_EQ(r.Describe(), "exit 3");
 }
 
+// A program reads a file as its standard input (the mariadb client
+// replaying a dump); without one it reads /dev/null; a file that cannot be
+// opened is a start error, and nothing runs.
+TEST(ProcessTest, StandardInputIsTheGivenFileOrNothing) {
+  const std::string path = ::testing::TempDir() + "/stdin-" + std::to_string(::getpid());
+  std::ofstream(path) << "first line\nsecond line\n";
+  ProcessSpec spec;
+  spec.argv = {"/bin/sh", "-c", "wc -l"};
+  spec.stdin_path = path;
+  ProcessResult r = RunProcess(spec, nullptr, nullptr, nullptr);
+  EXPECT_TRUE(r.ok()) << r.Describe();
+  EXPECT_EQ(r.output, "2\n");
+  spec.stdin_path.clear();
+  EXPECT_EQ(RunProcess(spec, nullptr, nullptr, nullptr).output, "0\n");
+  spec.stdin_path = path + ".missing";
+  ProcessResult missing = RunProcess(spec, nullptr, nullptr, nullptr);
+  EXPECT_THAT(missing.start_error, HasSubstr("cannot open " + path + ".missing"));
+  std::filesystem::remove(path);
+}
+
 // One long line (a migration printing a blob) is one event, not 1 MB of
 // it: its start, marked, then the next lines as they are. The output kept
 // is its last 64 KiB, cut on a character boundary.

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "support"))
 sys.path.insert(0, HERE)
 
 from mariadbserver import MariadbServer  # noqa: E402
-from test_rollout import AGE, HEAD, Fleet, rollout_json  # noqa: E402
+from test_rollout import AGE, FAILING, HEAD, Fleet, rollout_json, steps_by_db  # noqa: E402
 
 SECRET = "maria-Pw-7q%x"  # percent-encoded in URLs: %25
 
@@ -28,11 +28,12 @@ class MysqlFleetTest(unittest.TestCase):
         cls.my = MariadbServer().__enter__()
         cls.my.sql("CREATE USER 'app'@'%%' IDENTIFIED BY '%s'; "
                    "GRANT ALL ON `shop\\_%%`.* TO 'app'@'%%'" % SECRET)
-        for db in ("shop_current", "shop_behind", "shop_fresh", "shop_other", "shop_t1", "shop_t2"):
+        for db in ("shop_current", "shop_behind", "shop_fresh", "shop_other", "shop_t1", "shop_t2",
+                   "shop_t3"):
             cls.my.sql("CREATE DATABASE %s" % db)
         url = lambda db: cls.my.url(db, "app", SECRET.replace("%", "%25"))  # noqa: E731
         cls.f.alembic(url("shop_current"), "upgrade", "heads")
-        for db in ("shop_behind", "shop_t1", "shop_t2"):
+        for db in ("shop_behind", "shop_t1", "shop_t2", "shop_t3"):
             cls.f.alembic(url(db), "upgrade", AGE)
 
         def entry(name, db, extra=""):
@@ -74,7 +75,8 @@ class MysqlFleetTest(unittest.TestCase):
         self.assertEqual(s[("watch", "badpw")]["check_outcome"], "permission_denied")
         self.assertEqual(s[("watch", "gone")]["check_outcome"], "unreachable")
         self.assertEqual(s[("watch", "fresh")]["check_outcome"], "no_table")
-        self.assertEqual(sorted(k[1] for k in s if k[0] == "prod"), ["shop_t1", "shop_t2"])
+        self.assertEqual(sorted(k[1] for k in s if k[0] == "prod"),
+                         ["shop_t1", "shop_t2", "shop_t3"])
         self.assertNotIn("nope", json.dumps(list(s.values())))
         self.assertNotIn(SECRET, json.dumps(list(s.values())))
 
@@ -84,16 +86,79 @@ class MysqlFleetTest(unittest.TestCase):
         self.assertEqual(r["state"], "succeeded", r)
         order = [s["database"] for s in sorted(r["steps"], key=lambda s: s["wave"])]
         self.assertEqual(order[0], "shop_t1")  # the canary
-        for db in ("shop_t1", "shop_t2"):
+        for db in ("shop_t1", "shop_t2", "shop_t3"):
             self.assertEqual(self.my.sql("SELECT version_num FROM alembic_version", db).split(),
                              [HEAD], db)
             self.assertIn("orders", self.my.sql("SHOW TABLES", db).split(), db)
         s = self.status()
         self.assertEqual(s[("prod", "shop_t1")]["state"], "current")
 
-    def test_3_no_password_in_the_log(self):
+    def test_3_schema_drift_is_found_by_the_cohort(self):
+        # Three tenants at one revision that agree: match. A column dropped
+        # by hand in one: drift, named; the other two still match.
+        self.d.cli("refresh")
+        s = self.status()
+        self.assertEqual({s[("prod", t)]["schema"]["state"] for t in ("shop_t1", "shop_t2", "shop_t3")},
+                         {"match"}, s)
+        self.my.sql("ALTER TABLE users DROP COLUMN age", "shop_t3")
+        self.d.cli("refresh")  # a first sight of drift is confirmed at the next pass
+        self.assertIn("confirming at the next poll",
+                      self.status()[("prod", "shop_t3")]["schema"]["reason"])
+        self.d.cli("refresh")
+        s = self.status()
+        t3 = s[("prod", "shop_t3")]["schema"]
+        self.assertEqual(t3["state"], "drift", t3)
+        self.assertIn("column users.age missing", t3["reason"])
+        self.assertEqual(s[("prod", "shop_t1")]["schema"]["state"], "match")
+
+    def test_4_no_password_in_the_log(self):
         self.assertNotIn(SECRET, self.d.log())
         self.assertNotIn("nope", self.d.log())
+
+
+
+class MysqlPartialDdlTest(unittest.TestCase):
+    """MySQL commits DDL statement by statement: a migration that fails
+    half-way leaves its first table behind with the version row unchanged.
+    on_failure: restore puts the database back from the step's backup
+    (mariadb-dump) and the step says so; `lockstep restore` can put back
+    any backup later."""
+
+    def test_a_half_applied_migration_is_restored_from_its_backup(self):
+        f = Fleet([("f0a11f0a11f0_fails.py", FAILING)])
+        self.addCleanup(f.close)
+        my = MariadbServer().__enter__()
+        self.addCleanup(my.__exit__, None, None, None)
+        my.sql("CREATE USER 'app'@'%%' IDENTIFIED BY '%s'; GRANT ALL ON shop.* TO 'app'@'%%'; "
+               "CREATE DATABASE shop" % SECRET)
+        url = my.url("shop", "app", SECRET.replace("%", "%25"))
+        f.alembic(url, "upgrade", HEAD)
+        my.sql("INSERT INTO users (name, email, age) VALUES ('ann', 'ann@example.com', 40)", "shop")
+        # Real Alembic on the database alone: the first table stays behind.
+        probe = f.alembic(url, "upgrade", "heads", check=False)
+        self.assertNotEqual(probe.returncode, 0)
+        self.assertIn("half_done", my.sql("SHOW TABLES", "shop").split())
+        my.sql("DROP TABLE half_done", "shop")
+
+        d = f.daemon("""
+  - name: prod
+    on_failure: restore
+    databases:
+      - {name: shop, url: "mysql+pymysql://app@127.0.0.1:%d/shop", password_env: SHOP_PW}
+""" % my.port, env={"SHOP_PW": SECRET})
+        rc, r = rollout_json(d, "rollout", "--to", "heads", "--env", "prod", "--watch")
+        self.assertEqual(rc, 5, r)
+        step = steps_by_db(r)[("prod", "shop")]
+        self.assertEqual(step["state"], "failed", step)
+        self.assertIn("Unknown column 'no_such_column'", step["error"])
+        self.assertEqual(step["rollback"], "restored", step)
+        self.assertGreater(step["backup_id"], 0)
+        self.assertNotIn("half_done", my.sql("SHOW TABLES", "shop").split())
+        self.assertEqual(my.sql("SELECT version_num FROM alembic_version", "shop").split(), [HEAD])
+        self.assertEqual(my.sql("SELECT name FROM users", "shop").split(), ["ann"])
+        backups = json.loads(d.cli("backups", "-o", "json").stdout)
+        self.assertTrue(any(b["path"].endswith(".sql") for b in backups["backups"]), backups)
+        self.assertNotIn(SECRET, d.log())
 
 
 if __name__ == "__main__":

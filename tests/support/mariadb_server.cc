@@ -46,8 +46,14 @@ absl::StatusOr<std::unique_ptr<MariadbServer>> MariadbServer::Start() {
     }
     user = {"--user=mysql"};
   }
-  std::vector<std::string> install = {"mariadb-install-db", "--datadir=" + s->dir_ + "/data",
-                                      "--auth-root-authentication-method=normal", "--skip-test-db",
+  // Its own tmpdir: a starting mariadbd removes the "#sql*" files it finds
+  // in its tmpdir, those of another server starting beside it included.
+  const std::string tmpdir = "--tmpdir=" + s->dir_;
+  std::vector<std::string> install = {"mariadb-install-db",
+                                      "--datadir=" + s->dir_ + "/data",
+                                      tmpdir,
+                                      "--auth-root-authentication-method=normal",
+                                      "--skip-test-db",
                                       "--skip-name-resolve"};
   install.insert(install.end(), user.begin(), user.end());
   std::string out;
@@ -56,6 +62,7 @@ absl::StatusOr<std::unique_ptr<MariadbServer>> MariadbServer::Start() {
   std::vector<std::string> argv = {"/usr/sbin/mariadbd",
                                    "--no-defaults",
                                    "--datadir=" + s->dir_ + "/data",
+                                   tmpdir,
                                    "--socket=" + s->socket_,
                                    absl::StrCat("--port=", s->port_),
                                    "--bind-address=127.0.0.1",

@@ -32,12 +32,16 @@ class MariadbServer:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "mysql", "mysql")
             user = ["--user=mysql"]
+        # Its own tmpdir: a starting mariadbd removes the "#sql*" files it
+        # finds there, those of another server starting beside it included.
         subprocess.run(["mariadb-install-db", "--datadir=" + self.dir + "/data",
+                        "--tmpdir=" + self.dir,
                         "--auth-root-authentication-method=normal", "--skip-test-db",
                         "--skip-name-resolve"] + user,
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.proc = subprocess.Popen(
             ["/usr/sbin/mariadbd", "--no-defaults", "--datadir=" + self.dir + "/data",
+             "--tmpdir=" + self.dir,
              "--socket=" + self.socket, "--port=%d" % self.port, "--bind-address=127.0.0.1",
              "--skip-name-resolve", "--skip-log-bin", "--log-error=" + self.dir + "/error.log",
              "--pid-file=" + self.dir + "/mysqld.pid", "--innodb-buffer-pool-size=32M",
