@@ -1,13 +1,14 @@
 #include "config/inventory.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
-
-#include <yaml-cpp/yaml.h>
+#include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -278,10 +279,10 @@ class Loader {
 
   void Project(const YAML::Node& n, ProjectConfig* pr) {
     const std::string p = "project";
-    if (!Keys(n, p, {"alembic_ini", "scripts", "ini_section", "version_table",
-                     "version_table_schema", "alembic_command", "working_dir", "step_timeout",
-                     "alembic_runner", "python", "schema_ignore", "shadow_postgresql",
-                     "verify_schema"})) {
+    if (!Keys(n, p,
+              {"alembic_ini", "scripts", "ini_section", "version_table", "version_table_schema",
+               "alembic_command", "working_dir", "step_timeout", "alembic_runner", "python",
+               "schema_ignore", "shadow_postgresql", "shadow_mysql", "verify_schema"})) {
       return;
     }
     if (auto v = Str(n, "alembic_ini", p)) pr->alembic_ini = Resolve(base_, *v);
@@ -310,15 +311,21 @@ class Loader {
         pr->verify_schema = *v;
       }
     }
-    if (auto v = Str(n, "shadow_postgresql", p)) {
+    for (auto [key, dialect, field] :
+         {std::tuple{"shadow_postgresql", Dialect::kPostgresql, &pr->shadow_postgresql},
+          std::tuple{"shadow_mysql", Dialect::kMysql, &pr->shadow_mysql}}) {
+      std::optional<std::string> v = Str(n, key, p);
+      if (!v) continue;
+      const std::string where = absl::StrCat(p, ".", key);
       absl::StatusOr<DatabaseUrl> url = ParseDatabaseUrl(*v, base_);
       if (!url.ok()) {
-        Error(n["shadow_postgresql"], p + ".shadow_postgresql", std::string(url.status().message()));
-      } else if (url->dialect != Dialect::kPostgresql) {
-        Error(n["shadow_postgresql"], p + ".shadow_postgresql",
-              "expected a postgresql:// URL of a server where lockstepd may create databases");
+        Error(n[key], where, std::string(url.status().message()));
+      } else if (url->dialect != dialect) {
+        Error(n[key], where,
+              absl::StrCat("expected a ", DialectName(dialect),
+                           ":// URL of a server where lockstepd may create databases"));
       } else {
-        pr->shadow_postgresql = *url;
+        *field = *url;
       }
     }
     if (YAML::Node ignore = n["schema_ignore"]) {

@@ -91,6 +91,9 @@ struct ProjectConfig {
   // databases to build expected schemas with Alembic; unset: PostgreSQL
   // databases are judged by their cohort only (README: Schema drift).
   std::optional<DatabaseUrl> shadow_postgresql;
+  // The MySQL/MariaDB server where lockstepd may create (and drop)
+  // lockstep_shadow_* databases to build expected schemas on.
+  std::optional<DatabaseUrl> shadow_mysql;
   // After each rollout step, the database's schema is compared with what
   // Alembic builds for its new revisions: "fail" fails the step (and its
   // on_failure applies), "warn" records it, "off" skips the check.

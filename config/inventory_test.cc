@@ -178,7 +178,7 @@ environments:
 // query on their server, and the same version table named two ways is
 // caught (version_table_schema names the database that holds it).
 TEST(InventoryTest, MysqlDatabasesAreListedDiscoveredAndDeduplicated) {
-  auto ok = ParseInventory(R"(project: {scripts: s}
+  auto ok = ParseInventory(R"(project: {scripts: s, shadow_mysql: "mysql+pymysql://root@db/mysql"}
 environments:
   - name: prod
     databases:
@@ -188,11 +188,13 @@ environments:
 )",
                            "/srv/f.yaml");
   ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_TRUE(ok->project.shadow_mysql.has_value());
+  EXPECT_EQ(ok->project.shadow_mysql->host, "db");
   const EnvironmentConfig* prod = ok->FindEnvironment("prod");
   EXPECT_EQ(prod->databases[0].url.dialect, Dialect::kMysql);
   EXPECT_EQ(prod->databases[1].url.dialect, Dialect::kMysql);
   ASSERT_EQ(prod->discover.size(), 1u);
-  auto twice = ParseInventory(R"(project: {scripts: s}
+  auto twice = ParseInventory(R"(project: {scripts: s, shadow_mysql: "postgresql://u@h/db"}
 environments:
   - name: prod
     databases:
@@ -205,6 +207,8 @@ environments:
   ASSERT_FALSE(twice.ok());
   EXPECT_THAT(twice.status().message(), HasSubstr("prod/b is the same database as prod/a"));
   EXPECT_THAT(twice.status().message(), HasSubstr("need a postgresql or mysql URL"));
+  EXPECT_THAT(twice.status().message(),
+              HasSubstr("project.shadow_mysql: expected a mysql:// URL of a server"));
 }
 
 TEST(InventoryTest, LockstepdsOwnFilesAreNeverFleetDatabases) {

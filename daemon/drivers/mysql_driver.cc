@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
@@ -458,6 +459,28 @@ class MysqlDriver : public Driver {
     return absl::UnavailableError(absl::StrCat(t.name, ": cannot read its schema: ", error));
   }
 
+  // A database lockstep_shadow_<pid>_<n> on project.shadow_mysql.
+  absl::StatusOr<config::DatabaseUrl> CreateScratch(const config::ProjectConfig& project) override {
+    if (!project.shadow_mysql) {
+      return absl::FailedPreconditionError(
+          "no project.shadow_mysql server to build expected schemas on");
+    }
+    static std::atomic<int> counter{0};
+    config::DatabaseUrl scratch = *project.shadow_mysql;
+    scratch.database = absl::StrCat("lockstep_shadow_", ::getpid(), "_", ++counter);
+    absl::Status made =
+        Admin(*project.shadow_mysql, absl::StrCat("CREATE DATABASE ", Ident(scratch.database)));
+    if (!made.ok()) return made;
+    return scratch;
+  }
+
+  absl::Status DropScratch(const config::ProjectConfig& project,
+                           const config::DatabaseUrl& scratch) override {
+    if (!project.shadow_mysql) return absl::FailedPreconditionError("no project.shadow_mysql");
+    return Admin(*project.shadow_mysql,
+                 absl::StrCat("DROP DATABASE IF EXISTS ", Ident(scratch.database)));
+  }
+
   bool RepairAfterKilledWriter(const VersionTarget&, const VersionRead&) override {
     return false;  // the server rolled the killed session's transaction back
   }
@@ -533,6 +556,18 @@ class MysqlDriver : public Driver {
   }
 
  private:
+  // One statement on a short-lived session to `server`.
+  absl::Status Admin(const config::DatabaseUrl& server, const std::string& sql) {
+    Connection c;
+    MysqlError e;
+    if (!c.Connect(server, options_.connect_timeout, options_.statement_timeout, &e) ||
+        !c.Query(sql, nullptr, &e)) {
+      return absl::UnavailableError(
+          absl::StrCat(sql, " on ", server.Redacted(), " failed: ", e.message));
+    }
+    return absl::OkStatus();
+  }
+
   VersionRead ReadOnce(const VersionTarget& t, const config::DatabaseUrl& url, ServerPool* pool,
                        bool fresh, bool* stale) {
     *stale = false;

@@ -161,5 +161,38 @@ class MysqlPartialDdlTest(unittest.TestCase):
         self.assertNotIn(SECRET, d.log())
 
 
+
+class MysqlExpectedSchemaTest(unittest.TestCase):
+    """With project.shadow_mysql, a database alone at its revision is judged
+    against what Alembic builds on a scratch database there: the example
+    project matches (no false drift), a column dropped by hand is drift,
+    and no scratch database is left behind."""
+
+    def test_a_database_alone_is_judged_against_what_alembic_builds(self):
+        f = Fleet()
+        self.addCleanup(f.close)
+        my = MariadbServer().__enter__()
+        self.addCleanup(my.__exit__, None, None, None)
+        my.sql("CREATE DATABASE solo")
+        f.alembic(my.url("solo"), "upgrade", "heads")
+        d = f.daemon("""
+  - name: prod
+    databases: [{name: solo, url: "%s"}]
+""" % my.url("solo"), project_extra='  shadow_mysql: "%s"\n' % my.url("mysql"))
+        status = lambda: json.loads(d.cli("status", "-o", "json", check=False).stdout)  # noqa: E731
+        d.cli("refresh")
+        schema = status()["databases"][0]["schema"]
+        self.assertEqual(schema["state"], "match", schema)
+        self.assertIn("the schema Alembic builds for %s on an empty mysql database" % HEAD,
+                      schema["reason"])
+        my.sql("ALTER TABLE orders DROP COLUMN status", "solo")
+        d.cli("refresh")
+        d.cli("refresh")
+        schema = status()["databases"][0]["schema"]
+        self.assertEqual(schema["state"], "drift", schema)
+        self.assertIn("column orders.status missing", schema["reason"])
+        self.assertEqual(my.sql("SHOW DATABASES LIKE 'lockstep\\_shadow%'"), "")
+
+
 if __name__ == "__main__":
     unittest.main()

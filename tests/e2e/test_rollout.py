@@ -183,7 +183,7 @@ class Fleet:
 
     def daemon(self, environments, state="state.db", env=None, name="fleet",
                alembic_command="/usr/bin/alembic", runner="process", server_extra="",
-               step_timeout="2m"):
+               step_timeout="2m", project_extra=""):
         grpc_port, metrics_port = free_port(), free_port()
         config = os.path.join(self.dir, name + ".yaml")
         with open(config, "w") as f:
@@ -201,9 +201,9 @@ server:
   alembic_runner: %s
   python: /usr/bin/python3
   step_timeout: %s
-environments:
+%senvironments:
 %s""" % (grpc_port, metrics_port, state, server_extra, alembic_command, runner, step_timeout,
-       environments))
+       project_extra, environments))
         d = Lockstepd(BUILD, config, "127.0.0.1:%d" % grpc_port, env=env).start()
         d.metrics_port = metrics_port
         self.daemons.append(d)
