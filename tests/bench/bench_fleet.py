@@ -4,13 +4,15 @@ teams script it today.
 
     /usr/bin/python3 tests/bench/bench_fleet.py --build build
 
-The fleet: --sqlite SQLite files and --postgres PostgreSQL databases in one
-local cluster (started here), at mixed revisions of migrations/example. A few
-databases per revision are made with real Alembic; the rest are copies (SQLite)
-or clones (CREATE DATABASE ... TEMPLATE). Figures:
+The fleet: --sqlite SQLite files, --postgres PostgreSQL databases in one
+local cluster and --mysql MariaDB databases on one server (both started
+here), at mixed revisions of migrations/example. A few databases per
+revision are made with real Alembic; the rest are copies (SQLite, MariaDB:
+its dump replayed) or clones (CREATE DATABASE ... TEMPLATE). Figures:
   - lockstepd: a full refresh (Refresh RPC, median of 5), GetFleet latency
     (median of 50), lockstepd peak RSS;
-  - a Python loop reading alembic_version with SQLAlchemy, one engine per URL;
+  - a Python loop reading alembic_version with SQLAlchemy (psycopg2,
+    PyMySQL), one engine per URL, in all and per dialect;
   - `alembic current` on a sample, extrapolated to the fleet.
 """
 import argparse
@@ -24,7 +26,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_support import INI, ROOT, alembic, build_fleet, sqlalchemy_loop  # noqa: E402
+from bench_support import INI, ROOT, alembic, build_fleet, build_mysql_fleet, sqlalchemy_loop  # noqa: E402,E501
+from mariadbserver import MariadbServer  # noqa: E402
 from pgserver import PgServer, free_port  # noqa: E402
 
 
@@ -33,6 +36,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--sqlite", type=int, default=1000)
     ap.add_argument("--postgres", type=int, default=200)
+    ap.add_argument("--mysql", type=int, default=200)
     ap.add_argument("--sample", type=int, default=20)
     args = ap.parse_args()
     build = os.path.abspath(args.build)
@@ -40,9 +44,11 @@ def main():
     # One pooled connection per database needs room on the server.
     pg = PgServer({"max_connections": args.postgres + 50})
     pg.__enter__()
+    my = MariadbServer().__enter__()
     proc = None
     try:
         build_fleet(work, pg, args.sqlite, args.postgres)
+        build_mysql_fleet(my, args.mysql)
         grpc_port, metrics_port = free_port(), free_port()
         with open(os.path.join(work, "fleet.yaml"), "w") as f:
             f.write("""
@@ -55,7 +61,10 @@ environments:
   - name: postgres
     databases:
       - discover: {url: "%s", query: "SELECT datname FROM pg_database WHERE datname LIKE 'tenant_%%'"}
-""" % (grpc_port, metrics_port, args.postgres + 8, INI, pg.url("postgres")))
+  - name: mysql
+    databases:
+      - discover: {url: "%s", query: "SHOW DATABASES LIKE 'tenant\\\\_%%'"}
+""" % (grpc_port, metrics_port, args.postgres + 8, INI, pg.url("postgres"), my.url("mysql")))
         proc = subprocess.Popen([os.path.join(build, "daemon", "lockstepd"), "--config",
                                  os.path.join(work, "fleet.yaml")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -94,8 +103,16 @@ environments:
 
         urls = ["sqlite:///" + os.path.join(work, "tenants", n)
                 for n in sorted(os.listdir(os.path.join(work, "tenants")))]
-        urls += [pg.url("tenant_%03d" % n) for n in range(args.postgres)]
-        loop_t = sqlalchemy_loop(urls)
+        pg_urls = [pg.url("tenant_%03d" % n) for n in range(args.postgres)]
+        my_urls = [my.url("tenant_%03d" % n) for n in range(args.mysql)]
+        loop_by = {"sqlite": sqlalchemy_loop(urls) if urls else 0.0,
+                   "postgresql": sqlalchemy_loop(pg_urls) if pg_urls else 0.0,
+                   "mysql": sqlalchemy_loop(my_urls) if my_urls else 0.0}
+        urls += pg_urls + my_urls
+        loop_t = sum(loop_by.values())
+        by_env = {}
+        for d in fleet.databases:
+            by_env[d.environment] = by_env.get(d.environment, 0) + 1
         sample = urls[:: max(1, len(urls) // args.sample)][: args.sample]
         t = time.perf_counter()
         for u in sample:
@@ -110,6 +127,9 @@ environments:
                                        cold * 1e3, ""))
         print("%-44s %8.0f ms %10.1fx" % ("Python loop, SQLAlchemy, one engine per URL", loop_t * 1e3,
                                           loop_t / refresh))
+        for dialect, env in (("sqlite", "sqlite"), ("postgresql", "postgres"), ("mysql", "mysql")):
+            print("%-44s %8.0f ms" % ("  of which %s (%d databases)" % (dialect, by_env.get(env, 0)),
+                                      loop_by[dialect] * 1e3))
         print("%-44s %8.0f ms %10.1fx" % ("alembic current (sample of %d, extrapolated)" % len(sample),
                                           current_t * 1e3, current_t / refresh))
         print("GetFleet for %d databases: median %.1f ms, max %.1f ms; lockstepd peak RSS %.1f MB"
@@ -119,6 +139,7 @@ environments:
             proc.terminate()
             proc.wait(timeout=10)
         pg.__exit__(None, None, None)
+        my.__exit__(None, None, None)
         shutil.rmtree(work, ignore_errors=True)
 
 

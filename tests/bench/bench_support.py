@@ -49,6 +49,29 @@ def build_fleet(work, pg, sqlite, postgres):
     return seeds, files, databases
 
 
+def build_mysql_fleet(my, count):
+    """`count` databases tenant_000, ... on MariaDB server `my`, at the
+    example project's revisions in turn: a seed per revision made by the
+    real Alembic, then copies of its dump (MySQL has no template
+    databases). Returns [(database, seed index)]."""
+    print("building %d MariaDB databases..." % count, flush=True)
+    dumps = []
+    for i, target in enumerate(STATES):
+        my.sql("CREATE DATABASE mtpl_%d" % i)
+        alembic(my.url("mtpl_%d" % i), "upgrade", target)
+        dumps.append(subprocess.run(
+            ["mariadb-dump", "--no-defaults", "--socket=" + my.socket, "-uroot", "mtpl_%d" % i],
+            check=True, capture_output=True, text=True).stdout)
+    databases = []
+    for n in range(count):
+        name = "tenant_%03d" % n
+        my.sql("CREATE DATABASE %s" % name)
+        subprocess.run(["mariadb", "--no-defaults", "--socket=" + my.socket, "-uroot", name],
+                       input=dumps[n % len(STATES)], check=True, capture_output=True, text=True)
+        databases.append((name, n % len(STATES)))
+    return databases
+
+
 def sqlalchemy_loop(urls):
     """Seconds a Python loop takes to read alembic_version from each URL
     with SQLAlchemy, one engine per URL: what teams script today."""
