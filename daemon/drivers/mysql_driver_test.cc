@@ -106,6 +106,18 @@ TEST_F(MysqlDriverTest, ReadsTheRowsAndTellsEveryFailureApart) {
   EXPECT_THAT(empty.rows, IsEmpty());
 }
 
+TEST_F(MysqlDriverTest, AUnixSocketInTheUrlIsUsed) {
+  VersionTarget t;
+  t.name = "prod/app";
+  t.url = *config::ParseDatabaseUrl(absl::StrCat("mysql+pymysql://app:", kSecret,
+                                                 "@localhost/app?unix_socket=", server_->socket()));
+  VersionRead r = driver_->Read(t);
+  EXPECT_EQ(r.outcome, ReadOutcome::kOk) << r.error;
+  EXPECT_THAT(r.rows, ElementsAre("a1", "b2"));
+  t.url.query["unix_socket"] = server_->socket() + ".nothing";
+  EXPECT_EQ(driver_->Read(t).outcome, ReadOutcome::kUnreachable);
+}
+
 TEST_F(MysqlDriverTest, TheVersionTableAndItsDatabaseComeFromTheTarget) {
   VersionTarget t = Target("app");
   t.version_table = "my_versions";

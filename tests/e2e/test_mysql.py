@@ -20,7 +20,9 @@ SECRET = "maria-Pw-7q%x"  # percent-encoded in URLs: %25
 
 
 class MysqlFleetTest(unittest.TestCase):
-    """Every state of a MariaDB database, then a rollout with a canary."""
+    """Every state of a MariaDB database, then a rollout with a canary of
+    tenants found by a discover query over the server's unix socket (so
+    lockstepd's reads and Alembic's PyMySQL both use ?unix_socket=)."""
 
     @classmethod
     def setUpClass(cls):
@@ -47,10 +49,10 @@ class MysqlFleetTest(unittest.TestCase):
     canary: [shop_t1]
     on_failure: leave
     databases:
-      - discover: {url: "mysql+pymysql://app@127.0.0.1:%d/shop_current",
+      - discover: {url: "mysql+pymysql://app@localhost/shop_current?unix_socket=%s",
                    query: "SHOW DATABASES LIKE 'shop\\\\_t%%'", password_env: SHOP_PW}
 """ % (entry("current", "shop_current"), entry("behind", "shop_behind"),
-       entry("fresh", "shop_fresh"), entry("gone", "shop_gone"), cls.my.port, cls.my.port),
+       entry("fresh", "shop_fresh"), entry("gone", "shop_gone"), cls.my.port, cls.my.socket),
             env={"SHOP_PW": SECRET})
 
     @classmethod
