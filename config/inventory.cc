@@ -239,7 +239,7 @@ class Loader {
     }
     for (auto [key, out] : {std::pair{"listen", &s->listen}, {"metrics_listen", &s->metrics_listen}}) {
       std::optional<std::string> v = Str(n, key, p);
-      if (!v) continue;
+      if (!v || v->empty()) continue;  // "" (as the README's reference shows): none
       if (!IsValidListen(*v)) {
         Error(n[key], Join(p, key),
               absl::StrCat("expected HOST:PORT with a port from 0 to 65535, not '", *v, "'"));
@@ -315,7 +315,7 @@ class Loader {
          {std::tuple{"shadow_postgresql", Dialect::kPostgresql, &pr->shadow_postgresql},
           std::tuple{"shadow_mysql", Dialect::kMysql, &pr->shadow_mysql}}) {
       std::optional<std::string> v = Str(n, key, p);
-      if (!v) continue;
+      if (!v || v->empty()) continue;  // "" (as the README's reference shows): none
       const std::string where = absl::StrCat(p, ".", key);
       absl::StatusOr<DatabaseUrl> url = ParseDatabaseUrl(*v, base_);
       if (!url.ok()) {

@@ -189,6 +189,13 @@ environments:
                            "/srv/f.yaml");
   ASSERT_TRUE(ok.ok()) << ok.status();
   ASSERT_TRUE(ok->project.shadow_mysql.has_value());
+  auto unset = ParseInventory(R"(project: {scripts: s, shadow_mysql: "", shadow_postgresql: ""}
+environments: [{name: dev, databases: [{name: a, url: "sqlite:///a.db"}]}]
+)",
+                              "/srv/f.yaml");
+  ASSERT_TRUE(unset.ok()) << unset.status();
+  EXPECT_FALSE(unset->project.shadow_mysql.has_value());
+  EXPECT_FALSE(unset->project.shadow_postgresql.has_value());
   EXPECT_EQ(ok->project.shadow_mysql->host, "db");
   const EnvironmentConfig* prod = ok->FindEnvironment("prod");
   EXPECT_EQ(prod->databases[0].url.dialect, Dialect::kMysql);

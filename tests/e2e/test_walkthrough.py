@@ -17,9 +17,11 @@ Run: /usr/bin/python3 -m unittest -v tests/e2e/test_walkthrough.py
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -156,6 +158,35 @@ class ReadmeWalkthroughTest(unittest.TestCase):
                 self.assertIn(mask(line), actual,
                               "README line not printed by `%s`:\n  %s\nprinted:\n%s" % (
                                   command, line, out))
+
+
+
+class ReadmeInventoryReferenceTest(unittest.TestCase):
+    """The README's inventory reference (its first yaml block) is a valid
+    inventory as written, every dialect's entries included: copying it is
+    a start. Only its password file and project are provided here."""
+
+    def test_the_reference_inventory_passes_check_config(self):
+        with open(README) as f:
+            text = f.read()
+        start = text.index("```yaml")
+        body = text[text.index("\n", start) + 1:text.index("\n```", start)]
+        self.assertIn("mysql+pymysql://", body)
+        with tempfile.TemporaryDirectory() as d:
+            pw = os.path.join(d, "pw")
+            with open(pw, "w") as f:
+                f.write("secret\n")
+            # Its project (alembic_ini: migrations/alembic.ini): the example's.
+            shutil.copytree(os.path.join(ROOT, "migrations", "example"),
+                            os.path.join(d, "migrations"))
+            config = os.path.join(d, "lockstep.yaml")
+            with open(config, "w") as f:
+                f.write(body.replace("/run/secrets/pw", pw))
+            build = os.environ.get("LOCKSTEP_BUILD", os.path.join(ROOT, "build"))
+            env = dict(os.environ, STAGING_PW="x", PROD_PW="x", BILLING_PW="x")
+            r = subprocess.run([os.path.join(build, "daemon", "lockstepd"), "--check-config", config],
+                               capture_output=True, text=True, env=env, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":
