@@ -160,6 +160,23 @@ class MysqlPartialDdlTest(unittest.TestCase):
         self.assertEqual(my.sql("SELECT name FROM users", "shop").split(), ["ann"])
         backups = json.loads(d.cli("backups", "-o", "json").stdout)
         self.assertTrue(any(b["path"].endswith(".sql") for b in backups["backups"]), backups)
+
+        # `lockstep restore` on MySQL: what the backup would overwrite is
+        # said first (a row added since), a safety backup is taken, and
+        # restoring that one brings the row back.
+        my.sql("INSERT INTO users (name, email, age) VALUES ('bob', 'bob@example.com', 30)", "shop")
+        refused = d.cli("restore", str(step["backup_id"]), check=False)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("users: 2 rows now, 1 in the backup", refused.stdout + refused.stderr)
+        rc, out = rollout_json(d, "restore", str(step["backup_id"]), "--yes")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out["revisions"], [HEAD])
+        self.assertEqual(my.sql("SELECT name FROM users", "shop").split(), ["ann"])
+        safety = out["safety_backup"]["id"]
+        self.assertGreater(safety, 0, out)
+        rc, out = rollout_json(d, "restore", str(safety), "--yes")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(sorted(my.sql("SELECT name FROM users", "shop").split()), ["ann", "bob"])
         self.assertNotIn(SECRET, d.log())
 
 
