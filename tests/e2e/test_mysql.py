@@ -181,6 +181,62 @@ class MysqlPartialDdlTest(unittest.TestCase):
 
 
 
+class MysqlLocksTest(unittest.TestCase):
+    """Another session holding lockstep's GET_LOCK (another lockstepd) is
+    waited for up to server.lock_wait, then the step fails naming it and
+    nothing runs; a migration's table lock held past statement_timeout
+    reads timed_out."""
+
+    def test_a_held_lock_refuses_the_step_and_a_table_lock_is_a_timeout(self):
+        import subprocess
+        import time
+        f = Fleet()
+        self.addCleanup(f.close)
+        my = MariadbServer().__enter__()
+        self.addCleanup(my.__exit__, None, None, None)
+        my.sql("CREATE DATABASE shop")
+        f.alembic(my.url("shop"), "upgrade", AGE)
+        d = f.daemon("""
+  - name: prod
+    on_failure: leave
+    databases: [{name: shop, url: "%s"}]
+""" % my.url("shop"), server_extra="  lock_wait: 2s\n  statement_timeout: 1s\n")
+
+        def hold(sql):
+            p = subprocess.Popen(["mariadb", "--no-defaults", "--socket=" + my.socket, "-uroot",
+                                  "shop", "-e", sql + "; SELECT SLEEP(30)"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.time() + 20
+            while "SLEEP" not in my.sql("SELECT GROUP_CONCAT(INFO) FROM "
+                                        "information_schema.PROCESSLIST WHERE INFO LIKE '%SLEEP%'"):
+                self.assertLess(time.time(), deadline, "the holder did not start")
+                time.sleep(0.05)
+            return p
+
+        holder = hold("SELECT GET_LOCK('lockstep:shop', 0)")
+        try:
+            rc, r = rollout_json(d, "rollout", "--to", "heads", "--watch")
+        finally:
+            holder.kill()
+            holder.wait()
+        self.assertEqual(rc, 5, r)
+        error = r["steps"][0]["error"]
+        self.assertIn("locked by another rollout or lockstepd (GET_LOCK('lockstep:shop') is held by "
+                      "connection ", error)
+        self.assertIn("root@localhost", error)
+        self.assertEqual(my.sql("SELECT version_num FROM alembic_version", "shop").split(), [AGE])
+
+        holder = hold("LOCK TABLES alembic_version WRITE")
+        try:
+            d.cli("refresh", check=False)
+            db = json.loads(d.cli("status", "-o", "json", check=False).stdout)["databases"][0]
+        finally:
+            holder.kill()
+            holder.wait()
+        self.assertEqual(db["check_outcome"], "timed_out", db)
+        self.assertIn("timed out after 1s reading the version table", db["check_error"])
+
+
 class MysqlExpectedSchemaTest(unittest.TestCase):
     """With project.shadow_mysql, a database alone at its revision is judged
     against what Alembic builds on a scratch database there: the example
