@@ -47,7 +47,6 @@ class MysqlFleetTest(unittest.TestCase):
 %s%s%s%s      - {name: badpw, url: "mysql+pymysql://app:nope@127.0.0.1:%d/shop_other"}
   - name: prod
     canary: [shop_t1]
-    on_failure: leave
     databases:
       - discover: {url: "mysql+pymysql://app@localhost/shop_current?unix_socket=%s",
                    query: "SHOW DATABASES LIKE 'shop\\\\_t%%'", password_env: SHOP_PW}
@@ -88,6 +87,8 @@ class MysqlFleetTest(unittest.TestCase):
         self.assertEqual(r["state"], "succeeded", r)
         order = [s["database"] for s in sorted(r["steps"], key=lambda s: s["wave"])]
         self.assertEqual(order[0], "shop_t1")  # the canary
+        # on_failure: restore (the default) backs every database up first.
+        self.assertTrue(all(s["backup_id"] > 0 for s in r["steps"]), r["steps"])
         for db in ("shop_t1", "shop_t2", "shop_t3"):
             self.assertEqual(self.my.sql("SELECT version_num FROM alembic_version", db).split(),
                              [HEAD], db)
