@@ -195,6 +195,11 @@ std::unique_ptr<CLI::App> Globals() {
   Value(app.get(), "-o,--output", "FORMAT", "text (default) or json");
   Value(app.get(), "--server", "ADDR",
         "lockstepd's gRPC address (default: $LOCKSTEP_SERVER, else 127.0.0.1:50051)");
+  Value(app.get(), "--tls-ca", "FILE",
+        "talk TLS, trusting this CA for lockstepd's certificate (default: $LOCKSTEP_TLS_CA)");
+  Value(app.get(), "--tls-cert", "FILE",
+        "a client certificate, for a lockstepd that requires one (default: $LOCKSTEP_TLS_CERT)");
+  Value(app.get(), "--tls-key", "FILE", "its private key (default: $LOCKSTEP_TLS_KEY)");
   Flag(app.get(), "-v,--verbose",
        "more detail: heads, branches and history as Alembic's -v; rollout --watch, "
        "watch and downgrade add Alembic's output lines");

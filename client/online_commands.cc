@@ -439,7 +439,12 @@ int RunOnlineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) 
   c.json = output == "json";
   c.color = !c.json && ::isatty(1) && std::getenv("NO_COLOR") == nullptr;
   c.server = Server(args);
-  auto channel = grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials());
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = ChannelCredentials(args);
+  if (!credentials.ok()) {
+    err << "lockstep " << args.command << ": " << credentials.status().message() << "\n";
+    return kExitUsage;
+  }
+  auto channel = grpc::CreateChannel(c.server, *credentials);
   auto stub = v1::Lockstep::NewStub(channel);
   if (args.command == "status") return Status(c, *stub);
   if (args.command == "db") return Db(c, *stub);

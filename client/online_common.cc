@@ -1,6 +1,8 @@
 #include "client/online_common.h"
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -13,6 +15,42 @@ std::string Server(const CliArgs& args) {
   if (auto s = args.Option("server")) return *s;
   if (const char* env = std::getenv("LOCKSTEP_SERVER"); env && *env) return env;
   return "127.0.0.1:50051";
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(const CliArgs& args) {
+  auto setting = [&](const char* option, const char* env) -> std::string {
+    if (auto v = args.Option(option)) return *v;
+    const char* e = std::getenv(env);
+    return e ? e : "";
+  };
+  const std::string ca = setting("tls-ca", "LOCKSTEP_TLS_CA");
+  const std::string cert = setting("tls-cert", "LOCKSTEP_TLS_CERT");
+  const std::string key = setting("tls-key", "LOCKSTEP_TLS_KEY");
+  if (ca.empty()) {
+    if (!cert.empty() || !key.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls-cert and --tls-key need --tls-ca (the CA that "
+          "signed lockstepd's certificate)");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (cert.empty() != key.empty()) {
+    return absl::InvalidArgumentError("give --tls-cert and --tls-key together");
+  }
+  grpc::SslCredentialsOptions options;
+  for (auto [path, out] :
+       {std::pair{&ca, &options.pem_root_certs}, std::pair{&cert, &options.pem_cert_chain},
+        std::pair{&key, &options.pem_private_key}}) {
+    if (path->empty()) continue;
+    std::ifstream in(*path);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in || text.str().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot read ", *path));
+    }
+    *out = text.str();
+  }
+  return grpc::SslCredentials(options);
 }
 
 int Fail(Context& c, const std::string& message) {

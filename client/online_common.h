@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "client/cli_args.h"
 #include "client/offline_commands.h"  // the exit codes
 
@@ -25,6 +26,11 @@ struct Context {
 
 // --server, else $LOCKSTEP_SERVER, else 127.0.0.1:50051.
 std::string Server(const CliArgs& args);
+// The channel's credentials: TLS when --tls-ca (or $LOCKSTEP_TLS_CA) names
+// the CA that signed lockstepd's certificate, with a client certificate from
+// --tls-cert/--tls-key ($LOCKSTEP_TLS_CERT, $LOCKSTEP_TLS_KEY) when given;
+// plaintext otherwise. A file that cannot be read is an error naming it.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(const CliArgs& args);
 // Prints "FAILED: message" (and {"error": ...} with -o json); kExitError.
 int Fail(Context& c, const std::string& message);
 // Fail() for an RPC's status, saying where lockstepd was expected when unreachable.

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -230,16 +231,31 @@ class Loader {
   void Server(const YAML::Node& n, ServerConfig* s) {
     const std::string p = "server";
     if (!Keys(n, p,
-              {"listen", "metrics_listen", "state", "poll_interval", "max_concurrent_checks",
-               "max_connections_per_server", "connect_timeout", "statement_timeout", "log_format",
-               "backup_dir", "backup_keep", "alembic_startup_slots", "lock_wait", "output_dir",
-               "schema_interval", "max_watch_streams", "max_watch_streams_per_client",
-               "metrics_per_database"})) {
+              {"listen",
+               "metrics_listen",
+               "state",
+               "poll_interval",
+               "max_concurrent_checks",
+               "max_connections_per_server",
+               "connect_timeout",
+               "statement_timeout",
+               "log_format",
+               "backup_dir",
+               "backup_keep",
+               "alembic_startup_slots",
+               "lock_wait",
+               "output_dir",
+               "schema_interval",
+               "max_watch_streams",
+               "max_watch_streams_per_client",
+               "metrics_per_database",
+               "tls",
+               "insecure"})) {
       return;
     }
     for (auto [key, out] : {std::pair{"listen", &s->listen}, {"metrics_listen", &s->metrics_listen}}) {
       std::optional<std::string> v = Str(n, key, p);
-      if (!v || v->empty()) continue;  // "" (as the README's reference shows): none
+      if (!v) continue;
       if (!IsValidListen(*v)) {
         Error(n[key], Join(p, key),
               absl::StrCat("expected HOST:PORT with a port from 0 to 65535, not '", *v, "'"));
@@ -275,6 +291,58 @@ class Loader {
         s->log_format = *v;
       }
     }
+    if (auto v = Str(n, "insecure", p)) {
+      if (*v != "true" && *v != "false") {
+        Error(n["insecure"], p + ".insecure", "expected true or false");
+      }
+      s->insecure = *v == "true";
+    }
+    if (YAML::Node tls = n["tls"]) Tls(tls, s);
+    if (!s->tls && !s->insecure && !IsLoopbackListen(s->listen)) {
+      Error(n["listen"] ? n["listen"] : n, p + ".listen",
+            absl::StrCat("lockstepd would serve ", s->listen,
+                         " in plaintext to anyone who reaches it: set server.tls {cert, key} "
+                         "(and client_ca to require client certificates), or server.insecure: "
+                         "true to accept that"));
+    }
+  }
+
+  // server.tls: {cert, key, client_ca}; every file must be readable now.
+  void Tls(const YAML::Node& n, ServerConfig* s) {
+    const std::string p = "server.tls";
+    if (!n.IsMap()) {
+      Error(n, p, "expected a mapping {cert, key, client_ca}");
+      return;
+    }
+    if (!Keys(n, p, {"cert", "key", "client_ca"})) return;
+    // All empty (as the README's reference shows): no TLS.
+    bool any = false;
+    for (const char* key : {"cert", "key", "client_ca"}) {
+      std::optional<std::string> v = Str(n, key, p);
+      any = any || (v && !v->empty());
+    }
+    if (!any) return;
+    TlsConfig tls;
+    bool ok = true;
+    for (auto [key, out, required] :
+         {std::tuple{"cert", &tls.cert, true}, std::tuple{"key", &tls.key, true},
+          std::tuple{"client_ca", &tls.client_ca, false}}) {
+      std::optional<std::string> v = Str(n, key, p);
+      if (!v || v->empty()) {
+        if (required) {
+          Error(n, Join(p, key), "is required (a PEM file)");
+          ok = false;
+        }
+        continue;
+      }
+      *out = Resolve(base_, *v);
+      std::ifstream in(*out);
+      if (!in) {
+        Error(n[key], Join(p, key), absl::StrCat("cannot read ", *out));
+        ok = false;
+      }
+    }
+    if (ok) s->tls = std::move(tls);
   }
 
   void Project(const YAML::Node& n, ProjectConfig* pr) {
@@ -629,6 +697,14 @@ absl::StatusOr<Inventory> LoadInventory(const std::string& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   return ParseInventory(buffer.str(), path);
+}
+
+bool IsLoopbackListen(const std::string& listen) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
 }
 
 absl::StatusOr<std::optional<std::string>> ResolvePassword(const DatabaseUrl& url,

@@ -34,8 +34,19 @@ bool IsValidName(const std::string& name);
 // '?': safe to echo in an error, a log line or a reply.
 std::string Printable(const std::string& text);
 
+// TLS for lockstepd's gRPC port (PEM files, absolute once loaded).
+struct TlsConfig {
+  std::string cert;       // the server's certificate (chain)
+  std::string key;        // its private key
+  std::string client_ca;  // set: clients must present a certificate it signed
+};
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
+  // Unset: plaintext, allowed only on a loopback address unless `insecure`.
+  std::optional<TlsConfig> tls;
+  // Serve plaintext on a non-loopback address anyway (logged at every start).
+  bool insecure = false;
   std::string metrics_listen = "127.0.0.1:9187";
   std::string state = "lockstep-state.db";  // SQLite file of the state store
   absl::Duration poll_interval = absl::Seconds(30);
@@ -166,6 +177,10 @@ absl::StatusOr<Inventory> ParseInventory(const std::string& yaml, const std::str
 
 // The password for a database: from its secret reference, else from its URL.
 // Errors name the variable or file, never a value.
+// Whether `listen` ("host:port") names a loopback address only
+// (127.0.0.0/8, ::1, localhost).
+bool IsLoopbackListen(const std::string& listen);
+
 absl::StatusOr<std::optional<std::string>> ResolvePassword(const DatabaseUrl& url,
                                                            const SecretRef& secret,
                                                            const std::string& what);

@@ -311,6 +311,35 @@ environments:
   EXPECT_FALSE(IsValidName(std::string(129, 'a')));
 }
 
+// Plaintext gRPC beyond loopback is refused unless the inventory says so;
+// server.tls names readable PEM files.
+TEST(InventoryTest, PlaintextBeyondLoopbackNeedsTlsOrInsecure) {
+  EXPECT_TRUE(IsLoopbackListen("127.0.0.1:50051"));
+  EXPECT_TRUE(IsLoopbackListen("localhost:1"));
+  EXPECT_TRUE(IsLoopbackListen("[::1]:1"));
+  EXPECT_FALSE(IsLoopbackListen("0.0.0.0:50051"));
+  EXPECT_FALSE(IsLoopbackListen("[::]:50051"));
+  EXPECT_FALSE(IsLoopbackListen("10.0.0.5:50051"));
+  const std::string envs =
+      "\nproject: {scripts: s}\nenvironments: [{name: dev, databases: "
+      "[{name: a, url: \"sqlite:///a.db\"}]}]\n";
+  auto open = ParseInventory("server: {listen: \"0.0.0.0:50051\"}" + envs, "/srv/f.yaml");
+  ASSERT_FALSE(open.ok());
+  EXPECT_THAT(open.status().message(),
+              HasSubstr("/srv/f.yaml:1:18: server.listen: lockstepd would serve 0.0.0.0:50051 in "
+                        "plaintext"));
+  auto insecure =
+      ParseInventory("server: {listen: \"0.0.0.0:50051\", insecure: true}" + envs, "/srv/f.yaml");
+  ASSERT_TRUE(insecure.ok()) << insecure.status();
+  EXPECT_TRUE(insecure->server.insecure);
+  auto missing = ParseInventory(
+      "server: {listen: \"0.0.0.0:50051\", tls: {cert: no/cert.pem}}" + envs, "/srv/f.yaml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(),
+              HasSubstr("server.tls.cert: cannot read /srv/no/cert.pem"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("server.tls.key: is required"));
+}
+
 TEST(DurationTest, Forms) {
   EXPECT_EQ(*ParseDurationText("90"), absl::Seconds(90));
   EXPECT_EQ(*ParseDurationText("1h30m"), absl::Minutes(90));

@@ -1,13 +1,15 @@
 #include "daemon/daemon.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -23,6 +25,33 @@
 
 namespace lockstep::daemon {
 namespace {
+
+std::string ReadPem(const std::string& path, absl::Status* error) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    *error = absl::FailedPreconditionError(absl::StrCat("cannot read ", path));
+  }
+  return text.str();
+}
+
+// server.tls as gRPC credentials (client certificates required when
+// client_ca is set); plaintext without it.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const config::ServerConfig& server) {
+  if (!server.tls) return grpc::InsecureServerCredentials();
+  absl::Status error;
+  grpc::SslServerCredentialsOptions options(
+      server.tls->client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                    : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_key_cert_pairs.push_back(
+      {ReadPem(server.tls->key, &error), ReadPem(server.tls->cert, &error)});
+  if (!server.tls->client_ca.empty())
+    options.pem_root_certs = ReadPem(server.tls->client_ca, &error);
+  if (!error.ok()) return absl::Status(error.code(), absl::StrCat("server.tls: ", error.message()));
+  return grpc::SslServerCredentials(options);
+}
 
 int CountDatabases(const config::Inventory& inv) {
   int n = 0;
@@ -144,7 +173,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   // No request needs more (CheckRequestBounds bounds each field further).
   builder.SetMaxReceiveMessageSize(1 << 20);
   int port = 0;
-  builder.AddListeningPort(inventory->server.listen, grpc::InsecureServerCredentials(), &port);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentials(inventory->server);
+  if (!credentials.ok()) return credentials.status();
+  if (inventory->server.insecure && !inventory->server.tls) {
+    d->log_->warn(
+        "server.insecure: true: gRPC on {} is plaintext and open to anyone who reaches "
+        "it",
+        inventory->server.listen);
+  }
+  builder.AddListeningPort(inventory->server.listen, *credentials, &port);
   builder.RegisterService(d->service_.get());
   {
     // on_store (runner threads) reads server_ under health_mu_, and may

@@ -43,13 +43,14 @@ def wire_name(enum, value):
 
 
 class Lockstepd:
-    def __init__(self, build, config, server, env=None, log_path=None):
+    def __init__(self, build, config, server, env=None, log_path=None, client_args=()):
         self.lockstepd = os.path.join(build, "daemon", "lockstepd")
         self.lockstep = os.path.join(build, "client", "lockstep")
         self.config = config
         self.server = server
         self.env = dict(os.environ, **(env or {}))
         self.log_path = log_path or config + ".log"
+        self.client_args = list(client_args)  # every `lockstep` call's, e.g. --tls-ca
         self.proc = None
 
     def start(self, timeout=30):
@@ -71,7 +72,7 @@ class Lockstepd:
             return f.read()
 
     def cli(self, *args, check=True, timeout=300):
-        p = subprocess.run([self.lockstep, "--server", self.server] + list(args),
+        p = subprocess.run([self.lockstep, "--server", self.server] + self.client_args + list(args),
                            capture_output=True, text=True, timeout=timeout)
         if check and p.returncode != 0:
             raise AssertionError("lockstep %s exited %d: %s %s" % (
