@@ -4,6 +4,8 @@
 // reconciler, planner, executor, locks and backups are the real ones.
 #include "daemon/rollout/engine.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -18,11 +20,9 @@
 #include <set>
 #include <thread>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "daemon/drivers/sqlite_driver.h"
 #include "tests/support/alembic.h"
 #include "tests/support/temp_dir.h"
 
@@ -227,6 +227,57 @@ class FakeAlembic {
   int running_ = 0, max_running_ = 0;
 };
 
+// The real SQLite driver, except that after each restore a writer that
+// ignores lockstep's lock moves the version row (`sneaked_in`): the restore
+// succeeded, and its result is not what the backup holds.
+class RestoreThenOverwrittenDriver : public Driver {
+ public:
+  explicit RestoreThenOverwrittenDriver(std::string sneaked_in)
+      : inner_(MakeSqliteDriver({})), sneaked_in_(std::move(sneaked_in)) {}
+  config::Dialect dialect() const override { return inner_->dialect(); }
+  absl::StatusOr<std::unique_ptr<DatabaseLock>> Lock(const VersionTarget& t,
+                                                     const config::DatabaseUrl& url,
+                                                     absl::Duration timeout,
+                                                     IfMissing if_missing) override {
+    return inner_->Lock(t, url, timeout, if_missing);
+  }
+  absl::StatusOr<Backup> TakeBackup(const VersionTarget& t, const config::DatabaseUrl& url,
+                                    const std::string& dir, absl::Duration timeout) override {
+    return inner_->TakeBackup(t, url, dir, timeout);
+  }
+  absl::Status RestoreBackup(const Backup& backup, const config::DatabaseUrl& url,
+                             absl::Duration timeout) override {
+    absl::Status restored = inner_->RestoreBackup(backup, url, timeout);
+    Sql(url.database, "UPDATE alembic_version SET version_num = '" + sneaked_in_ + "'");
+    return restored;
+  }
+  absl::StatusOr<BackupComparison> CompareWithBackup(const Backup& backup,
+                                                     const config::DatabaseUrl& url,
+                                                     std::vector<std::string> rows,
+                                                     absl::Duration connect_timeout,
+                                                     absl::Duration timeout) override {
+    return inner_->CompareWithBackup(backup, url, std::move(rows), connect_timeout, timeout);
+  }
+  bool transactional_ddl() const override { return inner_->transactional_ddl(); }
+  bool RepairAfterKilledWriter(const VersionTarget& t, const VersionRead& r) override {
+    return inner_->RepairAfterKilledWriter(t, r);
+  }
+  std::vector<std::string> ChildEnvironment(const config::DatabaseUrl& url) const override {
+    return inner_->ChildEnvironment(url);
+  }
+  absl::StatusOr<SchemaSnapshot> ReadSchema(const VersionTarget& t,
+                                            const SchemaFilter& filter) override {
+    return inner_->ReadSchema(t, filter);
+  }
+
+ protected:
+  VersionRead ReadRows(const VersionTarget& t) override { return inner_->Read(t); }
+
+ private:
+  std::unique_ptr<Driver> inner_;
+  const std::string sneaked_in_;
+};
+
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -294,7 +345,8 @@ class EngineTest : public ::testing::Test {
                              const std::function<void(const std::string&)>& on_line) {
       return alembic_.Run(spec, cancel, on_start, on_line);
     };
-    engine_ = std::make_unique<RolloutEngine>(reconciler_, store_.get(), MakeDrivers({}),
+    engine_ = std::make_unique<RolloutEngine>(reconciler_, store_.get(),
+                                              engine_drivers_ ? engine_drivers_ : MakeDrivers({}),
                                               RolloutHooks{}, std::move(options));
     ASSERT_TRUE(engine_->Recover().ok());
   }
@@ -351,6 +403,7 @@ class EngineTest : public ::testing::Test {
   std::string dir_ = tmp_.path();
   FakeClock clock_{absl::Now()};
   FakeAlembic alembic_;
+  std::shared_ptr<Drivers> engine_drivers_;  // set: the engine's drivers instead of the real ones
   std::unique_ptr<StateStore> store_;
   std::shared_ptr<Reconciler> reconciler_;
   std::unique_ptr<RolloutEngine> engine_;
@@ -1011,6 +1064,30 @@ TEST_F(EngineTest, OnFailureRestorePutsTheBackupBackAfterAHalfwayFailure) {
   EXPECT_NE(Step(r, "a").backup_id, 0);
   EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
   Sql(dir_ + "/a.db", "SELECT x FROM kept");  // the backup's table is there again
+  EXPECT_THAT(EventKinds(id), ::testing::Contains("rolled_back"));
+}
+
+// A restore that succeeded but whose result is not what the backup holds
+// (a writer that ignores lockstep's lock moved the rows right after it):
+// the step says the restore failed and what the database holds, never
+// "restored".
+TEST_F(EngineTest, ARestoreWhoseResultIsNotTheBackupIsSaidToHaveFailed) {
+  Db("a", {kAge});
+  alembic_.FailHalfway("a", {"b5d1e7f3a033"});
+  std::vector<std::unique_ptr<Driver>> drivers;
+  drivers.push_back(std::make_unique<RestoreThenOverwrittenDriver>("c2e4a6b8d055"));
+  engine_drivers_ = std::make_shared<Drivers>(std::move(drivers));
+  Start(R"(
+  - name: prod
+    on_failure: restore
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)");
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "halted"));
+  Rollout r = *engine_->Get(id);
+  EXPECT_EQ(NameOf(Step(r, "a").state), "failed");
+  EXPECT_EQ(Step(r, "a").rollback, "restore_failed: after the restore it holds [c2e4a6b8d055]");
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre("c2e4a6b8d055"));
   EXPECT_THAT(EventKinds(id), ::testing::Contains("rolled_back"));
 }
 
