@@ -31,10 +31,14 @@ class MysqlFleetTest(unittest.TestCase):
         cls.my.sql("CREATE USER 'app'@'%%' IDENTIFIED BY '%s'; "
                    "GRANT ALL ON `shop\\_%%`.* TO 'app'@'%%'" % SECRET)
         for db in ("shop_current", "shop_behind", "shop_fresh", "shop_other", "shop_t1", "shop_t2",
-                   "shop_t3"):
+                   "shop_t3", "shop_orphan", "shop_ahead"):
             cls.my.sql("CREATE DATABASE %s" % db)
         url = lambda db: cls.my.url(db, "app", SECRET.replace("%", "%25"))  # noqa: E731
         cls.f.alembic(url("shop_current"), "upgrade", "heads")
+        cls.f.alembic(url("shop_ahead"), "upgrade", "heads")
+        # A version row no script defines (the database was replaced).
+        cls.my.sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY); "
+                   "INSERT INTO alembic_version VALUES ('1d5e0a7c9f00')", "shop_orphan")
         for db in ("shop_behind", "shop_t1", "shop_t2", "shop_t3"):
             cls.f.alembic(url(db), "upgrade", AGE)
 
@@ -44,14 +48,18 @@ class MysqlFleetTest(unittest.TestCase):
         cls.d = cls.f.daemon("""
   - name: watch
     databases:
-%s%s%s%s      - {name: badpw, url: "mysql+pymysql://app:nope@127.0.0.1:%d/shop_other"}
-  - name: prod
+%s%s%s%s%s      - {name: badpw, url: "mysql+pymysql://app:nope@127.0.0.1:%d/shop_other"}
+  - name: pinned
+    target: %s
+    databases:
+%s  - name: prod
     canary: [shop_t1]
     databases:
       - discover: {url: "mysql+pymysql://app@localhost/shop_current?unix_socket=%s",
                    query: "SHOW DATABASES LIKE 'shop\\\\_t%%'", password_env: SHOP_PW}
 """ % (entry("current", "shop_current"), entry("behind", "shop_behind"),
-       entry("fresh", "shop_fresh"), entry("gone", "shop_gone"), cls.my.port, cls.my.socket),
+       entry("fresh", "shop_fresh"), entry("gone", "shop_gone"), entry("orphan", "shop_orphan"),
+       cls.my.port, AGE, entry("ahead", "shop_ahead"), cls.my.socket),
             env={"SHOP_PW": SECRET})
 
     @classmethod
@@ -70,6 +78,8 @@ class MysqlFleetTest(unittest.TestCase):
         self.assertEqual(states[("watch", "behind")], "behind")
         self.assertEqual(s[("watch", "behind")]["revisions"], [AGE])
         self.assertEqual(states[("watch", "fresh")], "uninitialized")
+        self.assertEqual(states[("watch", "orphan")], "orphaned")
+        self.assertEqual(states[("pinned", "ahead")], "ahead")
         self.assertEqual(states[("watch", "gone")], "unreachable")
         self.assertIn("`shop_gone` does not exist", s[("watch", "gone")]["check_error"])
         self.assertEqual(states[("watch", "badpw")], "unreachable")
