@@ -277,6 +277,10 @@ class MysqlExpectedSchemaTest(unittest.TestCase):
         schema = status()["databases"][0]["schema"]
         self.assertEqual(schema["state"], "drift", schema)
         self.assertIn("column orders.status missing", schema["reason"])
+        # `lockstep diff` reads it now and names the same difference.
+        diff = d.cli("diff", "prod/solo", check=False)
+        self.assertEqual(diff.returncode, 3, diff.stdout + diff.stderr)
+        self.assertIn("orders.status", diff.stdout)
         self.assertEqual(my.sql("SHOW DATABASES LIKE 'lockstep\\_shadow%'"), "")
 
 
