@@ -5,7 +5,8 @@ ignores `-x url` and DATABASE_URL. lockstep sets sqlalchemy.url on Alembic's
 Config through its own entry point, so the step's database is migrated and
 the one in alembic.ini is not. An env.py that connects somewhere else anyway
 (it sets its own URL) is stopped before it migrates anything: SQLite by the
-file's device and inode, PostgreSQL by the advisory lock lockstep holds.
+file's device and inode, PostgreSQL by the advisory lock lockstep holds,
+MySQL by its GET_LOCK.
 Both runners (process and warm). An alembic_command lockstep cannot enter (a
 wrapper script) is checked by Alembic's `current` before the first step.
 
@@ -22,6 +23,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "support"))
+from mariadbserver import MariadbServer  # noqa: E402
 from pgserver import PgServer  # noqa: E402
 from test_rollout import Fleet, rollout_json, sqlite_rows, sqlite_tables, steps_by_db  # noqa: E402
 
@@ -219,6 +221,50 @@ class PostgresStockEnvPyTest(unittest.TestCase):
 
     def test_an_env_py_on_another_database_of_the_same_server_is_stopped(self):
         self.p.connect_elsewhere(self.pg.url(self.other))
+        rc, r, _ = self.rollout()
+        self.assertNotEqual(rc, 0, r)
+        step = steps_by_db(r)[("dev", "app")]
+        self.assertIn("env.py connected to", step["error"] + "\n".join(step.get("output", [])))
+        self.assertEqual(self.tables(self.other), [])
+        self.assertEqual(self.tables(self.app), [])
+
+
+class MysqlStockEnvPyTest(unittest.TestCase):
+    """The same on a MariaDB server: the target and the other database are on
+    one server, and only lockstep's GET_LOCK (held by the step's session,
+    named after the database) tells them apart."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.my = MariadbServer().__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.my.__exit__(None, None, None)
+
+    def setUp(self):
+        name = self.id().rsplit(".", 1)[-1][5:25]
+        self.app, self.other = "app_" + name, "other_" + name
+        self.my.sql("CREATE DATABASE %s; CREATE DATABASE %s" % (self.app, self.other))
+        self.p = StockProject(self.my.url(self.other))
+
+    def tearDown(self):
+        self.p.f.close()
+
+    def tables(self, db):
+        return self.my.sql("SHOW TABLES", db).split()
+
+    def rollout(self):
+        return self.p.rollout('[{name: app, url: "%s"}]' % self.my.url(self.app), "process")
+
+    def test_the_stock_env_py_migrates_the_step_database(self):
+        rc, r, _ = self.rollout()
+        self.assertEqual(rc, 0, r)
+        self.assertIn("users", self.tables(self.app))
+        self.assertEqual(self.tables(self.other), [])
+
+    def test_an_env_py_on_another_database_of_the_same_server_is_stopped(self):
+        self.p.connect_elsewhere(self.my.url(self.other))
         rc, r, _ = self.rollout()
         self.assertNotEqual(rc, 0, r)
         step = steps_by_db(r)[("dev", "app")]
