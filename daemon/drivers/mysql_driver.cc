@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "daemon/drivers/backup_files.h"
+#include "daemon/drivers/connection_pool.h"
 #include "daemon/drivers/mysql_connection.h"
 #include "daemon/drivers/mysql_schema.h"
 #include "daemon/process/process.h"
@@ -72,67 +73,22 @@ void BoundStatements(Connection& c, absl::Duration timeout) {
           nullptr, &ignored);
 }
 
-// A bounded pool of connections to one server. Connections are not bound to
-// a database, so any idle one serves any read.
-class ServerPool {
- public:
-  explicit ServerPool(int max) : max_(std::max(1, max)) {}
+// A MySQL session is not bound to one database: every pooled one serves
+// any read, under the key "".
+using ServerPool = ConnectionPool<Connection>;
 
-  // An idle connection (*reused = true), or a new one; nullptr with *error
-  // when a new one cannot be opened.
-  std::unique_ptr<Connection> Acquire(const config::DatabaseUrl& url, const ReaderOptions& o,
-                                      bool fresh, bool* reused, MysqlError* error) {
-    *reused = false;
-    std::unique_ptr<Connection> evicted;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      while (true) {
-        if (!fresh && !idle_.empty()) {
-          std::unique_ptr<Connection> c = std::move(idle_.front());
-          idle_.pop_front();
-          *reused = true;
-          return c;
-        }
-        if (open_ < max_) break;
-        if (!idle_.empty()) {  // fresh: an idle one makes room
-          evicted = std::move(idle_.back());
-          idle_.pop_back();
-          --open_;
-          break;
-        }
-        cv_.wait(lock);
-      }
-      ++open_;
-    }
-    evicted.reset();  // closed outside the lock
-    auto c = std::make_unique<Connection>();
-    // The read timeout is a backstop above the server-side statement bound.
-    if (!c->Connect(url, o.connect_timeout, o.statement_timeout + absl::Seconds(5), error)) {
-      Release(nullptr);
-      return nullptr;
-    }
-    BoundStatements(*c, o.statement_timeout);
-    return c;
+// A new pooled session to `url`'s server, its statements bounded; null
+// (with *error) when it cannot be opened.
+std::unique_ptr<Connection> OpenSession(const config::DatabaseUrl& url, const ReaderOptions& o,
+                                        MysqlError* error) {
+  auto c = std::make_unique<Connection>();
+  // The read timeout is a backstop above the server-side statement bound.
+  if (!c->Connect(url, o.connect_timeout, o.statement_timeout + absl::Seconds(5), error)) {
+    return nullptr;
   }
-
-  // Gives a connection back; nullptr frees its slot.
-  void Release(std::unique_ptr<Connection> c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (c) {
-      idle_.push_front(std::move(c));
-    } else {
-      --open_;
-    }
-    cv_.notify_one();
-  }
-
- private:
-  const int max_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int open_ = 0;                                 // guarded by mu_
-  std::list<std::unique_ptr<Connection>> idle_;  // guarded by mu_
-};
+  BoundStatements(*c, o.statement_timeout);
+  return c;
+}
 
 // Who holds lockstep's lock on `database` ("connection 12 (app@127.0.0.1)"),
 // or "" when nobody does.
@@ -430,7 +386,8 @@ class MysqlDriver : public Driver {
     for (bool fresh : {false, true}) {
       bool reused = false;
       MysqlError e;
-      std::unique_ptr<Connection> conn = pool->Acquire(url, options_, fresh, &reused, &e);
+      std::unique_ptr<Connection> conn =
+          pool->Acquire("", fresh, &reused, [&] { return OpenSession(url, options_, &e); });
       if (!conn)
         return absl::UnavailableError(
             absl::StrCat(t.name, ": cannot read its schema: ", e.message));
@@ -449,11 +406,11 @@ class MysqlDriver : public Driver {
         }
         std::sort(out.rows.begin(), out.rows.end());
         if (out.locked_by.empty()) out.locked_by = LockHolder(*conn, url.database);
-        pool->Release(std::move(conn));
+        pool->Release("", std::move(conn));
         return out;
       }
       error = schema.ok() ? e.message : std::string(schema.status().message());
-      pool->Release(nullptr);
+      pool->Release("", nullptr);
       if (!reused) break;
     }
     return absl::UnavailableError(absl::StrCat(t.name, ": cannot read its schema: ", error));
@@ -574,7 +531,8 @@ class MysqlDriver : public Driver {
     VersionRead out;
     bool reused = false;
     MysqlError e;
-    std::unique_ptr<Connection> conn = pool->Acquire(url, options_, fresh, &reused, &e);
+    std::unique_ptr<Connection> conn =
+        pool->Acquire("", fresh, &reused, [&] { return OpenSession(url, options_, &e); });
     if (!conn) {
       out.error = e.message;
       out.outcome = ClassifyConnectError(e);
@@ -590,7 +548,7 @@ class MysqlDriver : public Driver {
         if (!row.empty() && row[0]) out.rows.push_back(*row[0]);
       }
       out.outcome = ReadOutcome::kOk;
-      pool->Release(std::move(conn));
+      pool->Release("", std::move(conn));
       return out;
     }
     out.error = e.message;
@@ -600,7 +558,7 @@ class MysqlDriver : public Driver {
       if (e.code == CR_SERVER_LOST && !reused && absl::StrContains(e.message, "during query")) {
         out.outcome = ReadOutcome::kTimedOut;
       }
-      pool->Release(nullptr);
+      pool->Release("", nullptr);
       return out;
     }
     switch (e.code) {
@@ -639,26 +597,14 @@ class MysqlDriver : public Driver {
       default:
         out.outcome = ReadOutcome::kError;
     }
-    pool->Release(std::move(conn));
+    pool->Release("", std::move(conn));
     return out;
   }
 
-  // The pool of `url`'s server, user and password digest (a changed
-  // password is proven on a new connection).
-  ServerPool* PoolFor(const config::DatabaseUrl& url) {
-    auto q = url.query.find("unix_socket");
-    const std::string server =
-        absl::StrCat(url.host, ":", url.port, ":", q == url.query.end() ? "" : q->second, ":",
-                     url.user, ":", url.password ? Sha256Hex(*url.password) : std::string());
-    std::lock_guard<std::mutex> lock(mu_);
-    std::unique_ptr<ServerPool>& p = pools_[server];
-    if (!p) p = std::make_unique<ServerPool>(options_.max_connections_per_server);
-    return p.get();
-  }
+  ServerPool* PoolFor(const config::DatabaseUrl& url) { return pools_.For(url); }
 
   const ReaderOptions options_;
-  std::mutex mu_;
-  std::map<std::string, std::unique_ptr<ServerPool>> pools_;  // guarded by mu_
+  ServerPools<Connection> pools_{options_.max_connections_per_server};
   mutable std::mutex files_mu_;
   // SHA-256 of a password -> its option file's path.
   mutable std::map<std::string, std::string> option_files_;  // guarded by files_mu_

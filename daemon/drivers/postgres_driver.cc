@@ -1,6 +1,5 @@
 // The PostgreSQL driver. All pqxx exceptions stop here.
 #include "daemon/drivers/postgres_driver.h"
-#include "daemon/drivers/postgres_schema.h"
 
 #include <unistd.h>
 
@@ -12,7 +11,6 @@
 #include <list>
 #include <map>
 #include <mutex>
-
 #include <pqxx/pqxx>
 
 #include "absl/strings/match.h"
@@ -21,6 +19,8 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "daemon/drivers/backup_files.h"
+#include "daemon/drivers/connection_pool.h"
+#include "daemon/drivers/postgres_schema.h"
 #include "daemon/process/process.h"
 
 namespace lockstep::daemon {
@@ -223,71 +223,16 @@ struct Conn {
   std::unique_ptr<QuietErrors> quiet;
 };
 
-// A bounded pool of connections to one server (host, port, user). A libpq
-// connection serves one database; idle ones are reused for the same
-// database and evicted, oldest first, when another database needs a slot.
-class ServerPool {
- public:
-  explicit ServerPool(int max) : max_(max) {}
+using ServerPool = ConnectionPool<Conn>;
 
-  // Returns a connection for `db`: an idle one (*reused = true), or a new
-  // one opened with `conninfo`. `fresh` skips the idle ones.
-  std::unique_ptr<Conn> Acquire(const std::string& db, const std::string& conninfo,
-                                absl::Duration statement_timeout, bool fresh, bool* reused) {
-    *reused = false;
-    std::unique_ptr<Conn> evicted;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      while (true) {
-        for (auto it = idle_.begin(); !fresh && it != idle_.end(); ++it) {
-          if (it->first == db) {
-            std::unique_ptr<Conn> c = std::move(it->second);
-            idle_.erase(it);
-            *reused = true;
-            return c;
-          }
-        }
-        if (open_ < max_) break;
-        if (!idle_.empty()) {
-          evicted = std::move(idle_.back().second);
-          idle_.pop_back();
-          --open_;
-          break;
-        }
-        cv_.wait(lock);
-      }
-      ++open_;
-    }
-    evicted.reset();  // closed outside the lock
-    try {
-      auto c = std::make_unique<Conn>(conninfo);
-      pqxx::nontransaction w(*c->c);
-      w.exec(absl::StrCat("SET statement_timeout = ", absl::ToInt64Milliseconds(statement_timeout)));
-      return c;
-    } catch (...) {
-      Release(db, nullptr);
-      throw;
-    }
-  }
-
-  // Gives a connection back; nullptr (or a broken one) frees its slot.
-  void Release(const std::string& db, std::unique_ptr<Conn> c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (c && c->c->is_open()) {
-      idle_.emplace_front(db, std::move(c));
-    } else {
-      --open_;
-    }
-    cv_.notify_one();
-  }
-
- private:
-  const int max_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int open_ = 0;  // guarded by mu_: idle plus in use
-  std::list<std::pair<std::string, std::unique_ptr<Conn>>> idle_;  // guarded by mu_
-};
+// A new connection with `conninfo`, its statements bounded by
+// `statement_timeout`; throws when it cannot be opened.
+std::unique_ptr<Conn> OpenConn(const std::string& conninfo, absl::Duration statement_timeout) {
+  auto c = std::make_unique<Conn>(conninfo);
+  pqxx::nontransaction w(*c->c);
+  w.exec(absl::StrCat("SET statement_timeout = ", absl::ToInt64Milliseconds(statement_timeout)));
+  return c;
+}
 
 // The first column of `query`'s rows (nulls skipped), sorted, on a
 // short-lived connection to `url`: a discover rule's database names.
@@ -489,7 +434,8 @@ class PostgresDriver : public Driver {
       bool reused = false;
       std::unique_ptr<Conn> conn;
       try {
-        conn = pool->Acquire(url.database, conninfo, options_.statement_timeout, fresh, &reused);
+        conn = pool->Acquire(url.database, fresh, &reused,
+                             [&] { return OpenConn(conninfo, options_.statement_timeout); });
         SchemaSnapshot out;
         {
           // One snapshot: the schema and the version rows at one instant.
@@ -559,7 +505,8 @@ class PostgresDriver : public Driver {
     std::unique_ptr<Conn> conn;
     bool reused = false;
     try {
-      conn = pool->Acquire(url.database, conninfo, options_.statement_timeout, fresh, &reused);
+      conn = pool->Acquire(url.database, fresh, &reused,
+                           [&] { return OpenConn(conninfo, options_.statement_timeout); });
     } catch (const std::exception& e) {
       out.error = OneLine(e.what());
       out.outcome = ClassifyConnectError(out.error);
@@ -626,22 +573,12 @@ class PostgresDriver : public Driver {
     }
   }
 
-  // The pool of `url`'s server, user and password (its digest: a password
-  // changed in the inventory or its file is proven on a new connection, not
-  // taken on trust from one the old password opened).
-  ServerPool* PoolFor(const config::DatabaseUrl& url) {
-    const std::string server =
-        absl::StrCat(url.host, ":", url.port, ":", url.user, ":",
-                     url.password ? Sha256Hex(*url.password) : std::string());
-    std::lock_guard<std::mutex> lock(mu_);
-    std::unique_ptr<ServerPool>& p = pools_[server];
-    if (!p) p = std::make_unique<ServerPool>(options_.max_connections_per_server);
-    return p.get();
-  }
+  ServerPool* PoolFor(const config::DatabaseUrl& url) { return pools_.For(url); }
 
   const ReaderOptions options_;
-  std::mutex mu_;
-  std::map<std::string, std::unique_ptr<ServerPool>> pools_;  // guarded by mu_
+  // A connection the server ended (or lost) is not kept.
+  ServerPools<Conn> pools_{options_.max_connections_per_server,
+                           [](const Conn& c) { return c.c->is_open(); }};
 };
 
 }  // namespace
