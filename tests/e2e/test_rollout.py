@@ -28,7 +28,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
-from lockstepd import Lockstepd  # noqa: E402
+from lockstepd import Lockstepd, alive, cmdline  # noqa: E402
 from pgserver import PgServer, free_port  # noqa: E402
 
 BUILD = os.path.abspath(os.environ.get("LOCKSTEP_BUILD", os.path.join(ROOT, "build")))
@@ -714,16 +714,10 @@ class CrashAndAbortTest(unittest.TestCase):
         self.assertEqual(rc, 0, r)
         return r["id"]
 
-    @staticmethod
-    def pgrep(*args):
-        return subprocess.run(["pgrep"] + list(args), capture_output=True, text=True).stdout.split()
-
-    def alembic_children(self, with_runner=False):
-        """Alembic processes still alive: run directly, or forked by a warm
-        runner; with_runner: the warm runners themselves too."""
-        runners = self.pgrep("-f", "lockstep warm Alembic runner")
-        forked = [c for r in runners for c in self.pgrep("-P", r)]
-        return self.pgrep("-f", self.f.ini) + forked + (runners if with_runner else [])
+    def alembic_children(self):
+        """Alembic processes of this test's lockstepd still alive: run
+        directly or forked by a warm runner (not the runners themselves)."""
+        return [p for p in self.d.descendants() if "warm Alembic runner" not in cmdline(p)]
 
     def test_1_kill9_mid_wave_then_restart_applies_each_step_once(self):
         rid = self.start_tenants_rollout()
@@ -738,11 +732,11 @@ class CrashAndAbortTest(unittest.TestCase):
         def inside_transaction():
             return [t for t, path in self.tenants.items() if os.path.exists(path + "-journal")]
         wait_for(inside_transaction, what="a migration inside its write transaction")
-        self.d.kill9()
+        orphans = self.d.kill9()
         hot = inside_transaction()
         # Alembic does not outlive lockstepd (PR_SET_PDEATHSIG).
-        wait_for(lambda: not self.alembic_children(with_runner=True), timeout=10,
-                 what="Alembic children to die")
+        self.assertTrue(orphans, "lockstepd had no children: nothing to check")
+        wait_for(lambda: not alive(orphans), timeout=10, what="Alembic children to die")
         self.d.start()
         rc, done = rollout_json(self.d, "watch", rid)
         self.assertEqual(rc, 0, done)
@@ -819,10 +813,10 @@ class CrashAndAbortTest(unittest.TestCase):
         wait_for(lambda: any(s["phase"] == "alembic" for s in self.get(self.d, rid)["steps"]),
                  what="a step inside Alembic")
         started = time.time()
-        self.d.stop()  # SIGTERM
+        orphans = self.d.stop()  # SIGTERM
         self.assertLess(time.time() - started, 6)
-        wait_for(lambda: not self.alembic_children(with_runner=True), timeout=10,
-                 what="Alembic children to die")
+        self.assertTrue(orphans, "lockstepd had no children: nothing to check")
+        wait_for(lambda: not alive(orphans), timeout=10, what="Alembic children to die")
         self.d.start()
         rc, end = rollout_json(self.d, "watch", rid)
         self.assertEqual(rc, 0, end)

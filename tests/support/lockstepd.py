@@ -42,6 +42,45 @@ def wire_name(enum, value):
     return enum.Name(value)[len(prefix):].lower()
 
 
+def _stat(pid):
+    """(state, ppid) of a process from /proc, or None once it is gone."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)"
+        return fields[0], int(fields[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_tree(root):
+    """PIDs of the live descendants of `root` (not root itself)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(entry)
+            if st and st[0] != "Z":
+                children.setdefault(st[1], []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids):
+    """Those of `pids` still running (a zombie counts as ended)."""
+    return [p for p in pids if (_stat(p) or ("Z",))[0] != "Z"]
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 class Lockstepd:
     def __init__(self, build, config, server, env=None, log_path=None, client_args=()):
         self.lockstepd = os.path.join(build, "daemon", "lockstepd")
@@ -79,11 +118,24 @@ class Lockstepd:
                 " ".join(args), p.returncode, p.stdout, p.stderr))
         return p
 
+    def descendants(self):
+        """PIDs of the processes this lockstepd started and theirs (Alembic,
+        warm runners, pg_dump...): ours alone, whatever else runs here."""
+        return process_tree(self.proc.pid) if self.proc and self.proc.poll() is None else []
+
     def stop(self):
+        """SIGTERM; returns the PIDs of its descendants just before."""
+        tree = []
         if self.proc and self.proc.poll() is None:
+            tree = self.descendants()
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=15)
+        return tree
 
     def kill9(self):
+        """SIGKILL; returns the PIDs of its descendants just before, which
+        are orphans now (they should die with it: PR_SET_PDEATHSIG)."""
+        tree = self.descendants()
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=15)
+        return tree
