@@ -173,6 +173,16 @@ constexpr CommandDef kCommands[] = {
        Flag(c, "--yes", "even though the database changed since the backup");
        AddActor(c);
      }},
+    {"whoami", kOnline, "who lockstepd thinks you are, and what you may do where",
+     [](CLI::App*) {}},
+    {"token", kOnline,
+     "token create: print a new random token and its line for the tokens file "
+     "(server.auth.tokens_file); lockstepd is not asked",
+     [](CLI::App* c) {
+       Argument(c, "ACTION", true, "create");
+       Value(c, "--subject", "NAME", "who the token stands for (required)");
+       Value(c, "--groups", "G,..", "the subject's groups, for access bindings (group:NAME)");
+     }},
     {"help", "", "this help, or one command's",
      [](CLI::App* c) { Argument(c, "COMMAND", false, "the command"); }},
 };
@@ -200,6 +210,9 @@ std::unique_ptr<CLI::App> Globals() {
   Value(app.get(), "--tls-cert", "FILE",
         "a client certificate, for a lockstepd that requires one (default: $LOCKSTEP_TLS_CERT)");
   Value(app.get(), "--tls-key", "FILE", "its private key (default: $LOCKSTEP_TLS_KEY)");
+  Value(app.get(), "--token-file", "FILE",
+        "a file holding the token to present to lockstepd (default: the token in "
+        "$LOCKSTEP_TOKEN)");
   Flag(app.get(), "-v,--verbose",
        "more detail: heads, branches and history as Alembic's -v; rollout --watch, "
        "watch and downgrade add Alembic's output lines");

@@ -287,7 +287,7 @@ bool IsOnlineCommand(const std::string& command) {
   static const char* kCommands[] = {"status",  "db",       "diff",      "refresh", "plan",
                                     "rollout", "watch",    "rollouts",  "approve", "pause",
                                     "resume",  "abort",    "downgrade", "stamp",   "backups",
-                                    "restore", "validate", "reapply"};
+                                    "restore", "validate", "reapply",   "whoami",  "token"};
   for (const char* k : kCommands) {
     if (command == k) return true;
   }

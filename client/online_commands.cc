@@ -1,6 +1,8 @@
 #include "client/online_commands.h"
 
 #include <grpcpp/grpcpp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -427,6 +429,94 @@ int Refresh(Context& c, v1::Lockstep::Stub& stub) {
   return kExitOk;
 }
 
+int WhoAmI(Context& c, v1::Lockstep::Stub& stub) {
+  v1::WhoAmIResponse resp;
+  int rc = Call(c, stub, &v1::Lockstep::Stub::WhoAmI, v1::WhoAmIRequest(), &resp, kReadSeconds);
+  if (rc != kExitOk) return rc;
+  if (c.json) {
+    JsonWriter w;
+    w.BeginObject().Key("authentication").Bool(resp.authentication());
+    if (resp.authentication()) {
+      w.Key("subject").String(resp.subject()).Key("method").String(resp.method());
+      w.Key("groups").StringArray({resp.groups().begin(), resp.groups().end()});
+    }
+    w.Key("access").BeginObject();
+    for (const v1::EnvironmentAccess& a : resp.access()) {
+      w.Key(a.environment()).StringArray({a.permissions().begin(), a.permissions().end()});
+    }
+    c.out << w.EndObject().EndObject().Finish();
+    return kExitOk;
+  }
+  if (!resp.authentication()) {
+    c.out << "lockstepd at " << c.server
+          << " runs without authentication: every caller may do everything, and --actor is "
+             "only a label\n";
+    return kExitOk;
+  }
+  c.out << "subject: " << resp.subject() << " (" << resp.method() << ")\n";
+  c.out << "groups:  " << (resp.groups().empty() ? "none" : absl::StrJoin(resp.groups(), ", "))
+        << "\n\n";
+  std::vector<std::vector<std::string>> rows = {{"ENVIRONMENT", "MAY"}};
+  for (const v1::EnvironmentAccess& a : resp.access()) {
+    rows.push_back({a.environment(),
+                    a.permissions().empty() ? "nothing" : absl::StrJoin(a.permissions(), ", ")});
+  }
+  PrintTable(c.out, rows, rows);
+  return kExitOk;
+}
+
+// `lockstep token create --subject S [--groups G,..]`: a random token and
+// the tokens file's line for it (its sha256); lockstepd is not asked.
+int TokenCreate(Context& c) {
+  if (c.args.positional.size() != 1 || c.args.positional[0] != "create") {
+    c.err << "lockstep token: the action is 'create' (lockstep token create --subject NAME)\n";
+    return kExitUsage;
+  }
+  std::optional<std::string> subject = c.args.Option("subject");
+  if (!subject || subject->empty()) {
+    c.err << "lockstep token create: --subject NAME is required (who the token stands for)\n";
+    return kExitUsage;
+  }
+  const std::string groups = c.args.Option("groups").value_or("");
+  for (const std::string& word : {*subject, groups}) {
+    if (word.find_first_of(" \t\r\n#") != std::string::npos) {
+      c.err << "lockstep token create: --subject and --groups take no spaces or '#'\n";
+      return kExitUsage;
+    }
+  }
+  unsigned char random[32];
+  if (RAND_bytes(random, sizeof random) != 1) return Fail(c, "no random bytes from OpenSSL");
+  static constexpr char kHex[] = "0123456789abcdef";
+  auto hex = [](const unsigned char* bytes, size_t n) {
+    std::string out;
+    for (size_t i = 0; i < n; ++i) {
+      out += kHex[bytes[i] >> 4];
+      out += kHex[bytes[i] & 15];
+    }
+    return out;
+  };
+  const std::string token = "lst_" + hex(random, sizeof random);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
+  std::string line = absl::StrCat("sha256:", hex(digest, sizeof digest), " ", *subject);
+  if (!groups.empty()) absl::StrAppend(&line, " ", groups);
+  if (c.json) {
+    c.out << JsonWriter()
+                 .BeginObject()
+                 .Key("token")
+                 .String(token)
+                 .Key("line")
+                 .String(line)
+                 .EndObject()
+                 .Finish();
+  } else {
+    c.out << "token for " << *subject << " (shown only now; lockstepd keeps its hash only):\n  "
+          << token << "\nline for the tokens file (server.auth.tokens_file; lockstepd reads it "
+          << "again on SIGHUP):\n  " << line << "\n";
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunOnlineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) {
@@ -438,19 +528,24 @@ int RunOnlineCommand(const CliArgs& args, std::ostream& out, std::ostream& err) 
   }
   c.json = output == "json";
   c.color = !c.json && ::isatty(1) && std::getenv("NO_COLOR") == nullptr;
+  if (args.command == "token") return TokenCreate(c);
   c.server = Server(args);
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = ChannelCredentials(args);
-  if (!credentials.ok()) {
-    err << "lockstep " << args.command << ": " << credentials.status().message() << "\n";
-    return kExitUsage;
+  absl::StatusOr<std::string> token = Token(args);
+  for (const absl::Status& s : {credentials.status(), token.status()}) {
+    if (!s.ok()) {
+      err << "lockstep " << args.command << ": " << s.message() << "\n";
+      return kExitUsage;
+    }
   }
-  auto channel = grpc::CreateChannel(c.server, *credentials);
+  auto channel = OpenChannel(c.server, *credentials, *token);
   auto stub = v1::Lockstep::NewStub(channel);
   if (args.command == "status") return Status(c, *stub);
   if (args.command == "db") return Db(c, *stub);
   if (args.command == "diff") return Diff(c, *stub);
   if (args.command == "validate") return Validate(c, *stub);
   if (args.command == "refresh") return Refresh(c, *stub);
+  if (args.command == "whoami") return WhoAmI(c, *stub);
   return RunRolloutCommand(c, *stub);
 }
 

@@ -1,5 +1,7 @@
 #include "client/online_common.h"
 
+#include <grpcpp/support/client_interceptor.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -51,6 +53,66 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(con
     *out = text.str();
   }
   return grpc::SslCredentials(options);
+}
+
+absl::StatusOr<std::string> Token(const CliArgs& args) {
+  if (auto file = args.Option("token-file")) {
+    std::ifstream in(*file);
+    std::string line;
+    if (!in || !std::getline(in, line)) {
+      return absl::InvalidArgumentError(absl::StrCat("--token-file: cannot read ", *file));
+    }
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--token-file: ", *file, " holds no token on its first line"));
+    }
+    return line;
+  }
+  const char* env = std::getenv("LOCKSTEP_TOKEN");
+  return std::string(env ? env : "");
+}
+
+namespace {
+
+// Adds the bearer token to every call's initial metadata.
+class TokenInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit TokenInterceptor(const std::string& header) : header_(header) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"authorization", header_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string& header_;
+};
+
+class TokenInterceptorFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit TokenInterceptorFactory(const std::string& token) : header_("Bearer " + token) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new TokenInterceptor(header_);
+  }
+
+ private:
+  const std::string header_;  // outlives every interceptor: the channel owns the factory
+};
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> OpenChannel(const std::string& server,
+                                           std::shared_ptr<grpc::ChannelCredentials> credentials,
+                                           const std::string& token) {
+  if (token.empty()) return grpc::CreateChannel(server, credentials);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  factories.push_back(std::make_unique<TokenInterceptorFactory>(token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      server, credentials, grpc::ChannelArguments(), std::move(factories));
 }
 
 int Fail(Context& c, const std::string& message) {

@@ -31,6 +31,15 @@ std::string Server(const CliArgs& args);
 // --tls-cert/--tls-key ($LOCKSTEP_TLS_CERT, $LOCKSTEP_TLS_KEY) when given;
 // plaintext otherwise. A file that cannot be read is an error naming it.
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(const CliArgs& args);
+// The token to present: the first line of --token-file, else
+// $LOCKSTEP_TOKEN, else "" (none). A file that cannot be read or holds no
+// token is an error naming the file (never its content).
+absl::StatusOr<std::string> Token(const CliArgs& args);
+// A channel to `server` that sends "authorization: Bearer TOKEN" with every
+// call when `token` is set.
+std::shared_ptr<grpc::Channel> OpenChannel(const std::string& server,
+                                           std::shared_ptr<grpc::ChannelCredentials> credentials,
+                                           const std::string& token);
 // Prints "FAILED: message" (and {"error": ...} with -o json); kExitError.
 int Fail(Context& c, const std::string& message);
 // Fail() for an RPC's status, saying where lockstepd was expected when unreachable.

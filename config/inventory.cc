@@ -1,5 +1,6 @@
 #include "config/inventory.h"
 
+#include <fnmatch.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "config/database_identity.h"
 
@@ -23,16 +25,22 @@ namespace lockstep::config {
 // Environment and database names appear in `ENV/NAME` arguments, metric
 // labels, backup folders and JSON: one pattern for all of them, so that
 // none is ambiguous, a path or invalid UTF-8.
-bool IsValidName(const std::string& name) {
+namespace {
+bool IsNameLike(const std::string& name, bool at_allowed) {
   if (name.empty() || name.size() > kMaxNameLength) return false;
   if (!absl::ascii_isalnum(static_cast<unsigned char>(name[0]))) return false;
   for (char c : name) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' &&
+        !(at_allowed && c == '@')) {
       return false;
     }
   }
   return true;
 }
+}  // namespace
+
+bool IsValidName(const std::string& name) { return IsNameLike(name, false); }
+bool IsValidSubject(const std::string& subject) { return IsNameLike(subject, true); }
 
 std::string Printable(const std::string& text) {
   std::string shown = text.substr(0, 64);
@@ -101,7 +109,7 @@ class Loader {
       return absl::InvalidArgumentError(
           absl::StrCat(file_, ": expected a mapping with server, project and environments"));
     }
-    Keys(root, "", {"server", "project", "environments"});
+    Keys(root, "", {"server", "project", "environments", "access"});
     if (root["server"]) Server(root["server"], &inv.server);
     inv.server.state = Resolve(base_, inv.server.state);
     inv.server.backup_dir = Resolve(base_, inv.server.backup_dir);
@@ -116,6 +124,7 @@ class Loader {
     } else {
       Error(root, "environments", "is required: at least one environment");
     }
+    Access(root, inv);
     if (!errors_.empty()) {
       return absl::InvalidArgumentError(absl::StrJoin(errors_, "\n"));
     }
@@ -123,6 +132,8 @@ class Loader {
   }
 
  private:
+  YAML::Node auth_node_;  // server.auth.tokens_file, for its errors
+
   void Error(const YAML::Node& n, const std::string& path, const std::string& message) {
     YAML::Mark m = n.Mark();
     std::string where = m.line >= 0 ? absl::StrCat(file_, ":", m.line + 1, ":", m.column + 1)
@@ -250,6 +261,7 @@ class Loader {
                "max_watch_streams_per_client",
                "metrics_per_database",
                "tls",
+               "auth",
                "insecure"})) {
       return;
     }
@@ -298,13 +310,169 @@ class Loader {
       s->insecure = *v == "true";
     }
     if (YAML::Node tls = n["tls"]) Tls(tls, s);
-    if (!s->tls && !s->insecure && !IsLoopbackListen(s->listen)) {
+    if (YAML::Node auth = n["auth"]) Auth(auth, s);
+    const bool authenticated = s->auth || (s->tls && !s->tls->client_ca.empty());
+    if (!s->insecure && !IsLoopbackListen(s->listen) && (!s->tls || !authenticated)) {
       Error(n["listen"] ? n["listen"] : n, p + ".listen",
             absl::StrCat("lockstepd would serve ", s->listen,
-                         " in plaintext to anyone who reaches it: set server.tls {cert, key} "
-                         "(and client_ca to require client certificates), or server.insecure: "
-                         "true to accept that"));
+                         !s->tls ? " in plaintext" : " without authentication",
+                         " to anyone who reaches it: set server.tls {cert, key} and "
+                         "server.auth.tokens_file (or tls.client_ca to require client "
+                         "certificates), or server.insecure: true to accept that"));
     }
+  }
+
+  // server.auth: {tokens_file}; the file is read now (and at every reload).
+  void Auth(const YAML::Node& n, ServerConfig* s) {
+    const std::string p = "server.auth";
+    if (!n.IsMap()) {
+      Error(n, p, "expected a mapping {tokens_file}");
+      return;
+    }
+    if (!Keys(n, p, {"tokens_file"})) return;
+    std::optional<std::string> file = Str(n, "tokens_file", p);
+    if (!file) {
+      Error(n, p + ".tokens_file", "is required (the file `lockstep token create` lines go in)");
+      return;
+    }
+    if (file->empty()) return;  // as the README's reference shows: no tokens
+    s->auth = AuthConfig{Resolve(base_, *file)};
+    auth_node_ = n["tokens_file"];
+  }
+
+  // The tokens file: "sha256:<hex> SUBJECT [GROUP,...]" per line; '#'
+  // starts a comment. Errors name the file and line, never a line's text
+  // (a token pasted by mistake must not reach a log).
+  void Tokens(Inventory& inv) {
+    const std::string& path = inv.server.auth->tokens_file;
+    std::ifstream in(path);
+    if (!in) {
+      Error(auth_node_, "server.auth.tokens_file", absl::StrCat("cannot read ", path));
+      return;
+    }
+    std::string line;
+    for (int number = 1; std::getline(in, line); ++number) {
+      if (size_t hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+      std::vector<std::string> fields =
+          absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+      if (fields.empty()) continue;
+      auto bad = [&](const std::string& what) {
+        errors_.push_back(absl::StrCat(path, ":", number, ": ", what));
+      };
+      static constexpr char kPrefix[] = "sha256:";
+      const std::string lower = absl::AsciiStrToLower(fields[0]);
+      absl::string_view digest = lower;
+      if (fields.size() < 2 || fields.size() > 3 || !absl::ConsumePrefix(&digest, kPrefix) ||
+          digest.size() != 64 || !std::all_of(digest.begin(), digest.end(), [](char c) {
+            return absl::ascii_isxdigit(c);
+          })) {
+        bad("expected 'sha256:<64 hex digits> SUBJECT [GROUP,...]' (lockstep token create "
+            "prints such a line)");
+        continue;
+      }
+      TokenSubject who{fields[1], {}};
+      if (!IsValidSubject(who.subject) || absl::StartsWith(who.subject, "group:")) {
+        bad(absl::StrCat("bad subject '", Printable(who.subject), "': ", kSubjectPatternText));
+        continue;
+      }
+      if (fields.size() == 3) {
+        who.groups = absl::StrSplit(fields[2], ',', absl::SkipEmpty());
+        for (const std::string& g : who.groups) {
+          if (!IsValidSubject(g)) bad(absl::StrCat("bad group '", Printable(g), "'"));
+        }
+      }
+      if (!inv.tokens.emplace(std::string(digest), std::move(who)).second) {
+        bad("the same token hash is listed twice");
+      }
+    }
+  }
+
+  // access: [{subjects, role, environments}], checked against the
+  // environments; needs authentication, and authentication needs it.
+  void Access(const YAML::Node& root, Inventory& inv) {
+    inv.authentication = inv.server.auth || (inv.server.tls && !inv.server.tls->client_ca.empty());
+    if (inv.server.auth) Tokens(inv);
+    YAML::Node n = root["access"];
+    if (!n) {
+      if (inv.authentication) {
+        Error(root, "access",
+              "is required with authentication (server.auth or tls.client_ca): access is "
+              "denied by default, so without bindings nobody could do anything");
+      }
+      return;
+    }
+    if (!inv.authentication) {
+      Error(n, "access",
+            "needs authentication to know who calls: set server.auth.tokens_file or "
+            "server.tls.client_ca");
+      return;
+    }
+    if (!n.IsSequence() || n.size() == 0) {
+      Error(n, "access", "expected a list of {subjects, role, environments}");
+      return;
+    }
+    for (size_t i = 0; i < n.size(); ++i) {
+      const YAML::Node b = n[i];
+      const std::string p = absl::StrCat("access[", i, "]");
+      if (!b.IsMap()) {
+        Error(b, p, "expected a mapping {subjects, role, environments}");
+        continue;
+      }
+      if (!Keys(b, p, {"subjects", "role", "environments"})) continue;
+      AccessBinding binding;
+      binding.line = b.Mark().line + 1;
+      binding.subjects = NameList(b, "subjects", p);
+      for (const std::string& subject : binding.subjects) {
+        absl::string_view name = subject;
+        absl::ConsumePrefix(&name, "group:");
+        if (!IsValidSubject(std::string(name))) {
+          Error(b["subjects"], p + ".subjects",
+                absl::StrCat("bad subject '", Printable(subject), "': ", kSubjectPatternText,
+                             " (a group as group:NAME)"));
+        }
+      }
+      if (std::optional<std::string> role = Str(b, "role", p)) {
+        if (std::find(std::begin(kRoles), std::end(kRoles), *role) == std::end(kRoles)) {
+          Error(b["role"], p + ".role",
+                absl::StrCat("unknown role '", Printable(*role),
+                             "'; roles: viewer, operator, approver, restorer, admin"));
+        }
+        binding.role = *role;
+      } else {
+        Error(b, p + ".role", "is required: viewer, operator, approver, restorer or admin");
+      }
+      binding.environments = NameList(b, "environments", p);
+      for (const std::string& pattern : binding.environments) {
+        bool matched = false;
+        for (const EnvironmentConfig& e : inv.environments) {
+          matched = matched || ::fnmatch(pattern.c_str(), e.name.c_str(), 0) == 0;
+        }
+        if (!matched) {
+          Error(b["environments"], p + ".environments",
+                absl::StrCat("'", Printable(pattern), "' matches no environment"));
+        }
+      }
+      inv.access.push_back(std::move(binding));
+    }
+  }
+
+  // A non-empty list of strings at parent[key].
+  std::vector<std::string> NameList(const YAML::Node& parent, const std::string& key,
+                                    const std::string& path) {
+    std::vector<std::string> out;
+    YAML::Node n = parent[key];
+    if (!n || !n.IsSequence() || n.size() == 0) {
+      Error(n ? n : parent, Join(path, key), "expected a non-empty list");
+      return out;
+    }
+    for (const auto& item : n) {
+      if (!item.IsScalar()) {
+        Error(item, Join(path, key), "expected a string");
+        continue;
+      }
+      out.push_back(item.Scalar());
+    }
+    return out;
   }
 
   // server.tls: {cert, key, client_ca}; every file must be readable now.

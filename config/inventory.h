@@ -30,6 +30,12 @@ inline constexpr char kNamePatternText[] =
     "a name starts with a letter or digit and has only letters, digits, '-', '_' and '.' "
     "(at most 128 characters)";
 bool IsValidName(const std::string& name);
+// Subjects (who a token or certificate stands for) and groups: as names,
+// with '@' allowed too (alice@example.com).
+inline constexpr char kSubjectPatternText[] =
+    "a subject starts with a letter or digit and has only letters, digits, '-', '_', '.' and '@' "
+    "(at most 128 characters)";
+bool IsValidSubject(const std::string& subject);
 // `text` cut to 64 bytes with every byte outside printable ASCII shown as
 // '?': safe to echo in an error, a log line or a reply.
 std::string Printable(const std::string& text);
@@ -41,11 +47,44 @@ struct TlsConfig {
   std::string client_ca;  // set: clients must present a certificate it signed
 };
 
+// server.auth: bearer tokens. The tokens file holds one line per token,
+// "sha256:<64 hex digits> SUBJECT [GROUP,GROUP...]": hashes only, never a
+// token. `lockstep token create` prints a new token and its line.
+struct AuthConfig {
+  std::string tokens_file;  // absolute
+};
+
+// Who a token stands for (the tokens file's line).
+struct TokenSubject {
+  std::string subject;
+  std::vector<std::string> groups;
+};
+
+// The roles, each with what it may do on the environments it is bound to:
+// viewer reads (status, plans, rollouts, backups); operator also starts,
+// pauses, resumes and aborts rollouts, refreshes, downgrades, stamps and
+// reapplies; approver reads and approves; restorer reads and restores
+// backups; admin may do all of it.
+inline constexpr const char* kRoles[] = {"viewer", "operator", "approver", "restorer", "admin"};
+
+// One entry of `access`: these subjects (a name, or "group:NAME") hold this
+// role on the environments matching these shell patterns.
+struct AccessBinding {
+  std::vector<std::string> subjects;
+  std::string role;
+  std::vector<std::string> environments;
+  int line = 0;
+};
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   // Unset: plaintext, allowed only on a loopback address unless `insecure`.
   std::optional<TlsConfig> tls;
-  // Serve plaintext on a non-loopback address anyway (logged at every start).
+  // Set: callers must present a token from its tokens file (or a client
+  // certificate, when tls.client_ca is set).
+  std::optional<AuthConfig> auth;
+  // Serve plaintext, or without authentication, on a non-loopback address
+  // anyway (logged at every start).
   bool insecure = false;
   std::string metrics_listen = "127.0.0.1:9187";
   std::string state = "lockstep-state.db";  // SQLite file of the state store
@@ -168,6 +207,12 @@ struct Inventory {
   ServerConfig server;
   ProjectConfig project;
   std::vector<EnvironmentConfig> environments;  // in `after` order
+  // Authentication is on (server.auth, or client certificates required):
+  // every call names its caller, and `access` decides what they may do.
+  // Off (the loopback quick start): every caller may do everything.
+  bool authentication = false;
+  std::map<std::string, TokenSubject> tokens;  // server.auth's file, by sha256 (hex)
+  std::vector<AccessBinding> access;           // deny by default
 
   const EnvironmentConfig* FindEnvironment(const std::string& name) const;
 };

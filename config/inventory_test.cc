@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -338,6 +339,88 @@ TEST(InventoryTest, PlaintextBeyondLoopbackNeedsTlsOrInsecure) {
   EXPECT_THAT(missing.status().message(),
               HasSubstr("server.tls.cert: cannot read /srv/no/cert.pem"));
   EXPECT_THAT(missing.status().message(), HasSubstr("server.tls.key: is required"));
+}
+
+// A temp folder with a tokens file holding `lines`; its path.
+std::string TokensFile(const std::string& lines) {
+  std::string dir =
+      std::filesystem::temp_directory_path() / ("lockstep-tokens-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/tokens.txt") << lines;
+  return dir + "/tokens.txt";
+}
+
+const std::string kHash(64, 'a');
+
+// server.auth's tokens file and `access`: each needs the other, TLS with
+// authentication beyond loopback, and every mistake named.
+TEST(InventoryTest, TokensAndAccessBindings) {
+  const std::string tokens = TokensFile("# comment\n\nsha256:" + kHash +
+                                        " alice@example.com release,dba\n"
+                                        "SHA256:" +
+                                        std::string(64, 'B') + " bot  # ci\n");
+  const std::string envs =
+      "project: {scripts: s}\nenvironments: [{name: dev, databases: [{name: a, url: "
+      "\"sqlite:///a.db\"}]}, {name: prod, databases: [{name: b, url: \"sqlite:///b.db\"}]}]\n";
+  auto inv = ParseInventory("server: {auth: {tokens_file: " + tokens + "}}\n" + envs +
+                                "access:\n"
+                                "  - {subjects: [group:release, bot], role: operator, "
+                                "environments: [dev]}\n"
+                                "  - {subjects: [alice@example.com], role: admin, "
+                                "environments: [\"*\"]}\n",
+                            "/srv/f.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_TRUE(inv->authentication);
+  ASSERT_EQ(inv->tokens.size(), 2u);
+  EXPECT_EQ(inv->tokens.at(kHash).subject, "alice@example.com");
+  EXPECT_THAT(inv->tokens.at(kHash).groups, ElementsAre("release", "dba"));
+  EXPECT_EQ(inv->tokens.at(std::string(64, 'b')).subject, "bot");  // hex in any case
+  ASSERT_EQ(inv->access.size(), 2u);
+  EXPECT_THAT(inv->access[0].subjects, ElementsAre("group:release", "bot"));
+  EXPECT_EQ(inv->access[1].role, "admin");
+
+  const std::string broken = TokensFile("sha256:abc alice\nsha256:" + kHash + " bad/name\n" +
+                                        "sha256:" + kHash + " x\nsha256:" + kHash + " y\n");
+  auto bad = ParseInventory("server: {auth: {tokens_file: " + broken + "}}\n" + envs +
+                                "access:\n"
+                                "  - {subjects: [x], role: owner, environments: [prd]}\n"
+                                "  - {subjects: [\"a b\"], environments: []}\n",
+                            "/srv/f.yaml");
+  ASSERT_FALSE(bad.ok());
+  const std::string m(bad.status().message());
+  EXPECT_THAT(m, HasSubstr(broken + ":1: expected 'sha256:<64 hex digits> SUBJECT"));
+  EXPECT_THAT(m, HasSubstr(broken + ":2: bad subject 'bad/name'"));
+  EXPECT_THAT(m, HasSubstr(broken + ":4: the same token hash is listed twice"));
+  EXPECT_THAT(m, HasSubstr("access[0].role: unknown role 'owner'"));
+  EXPECT_THAT(m, HasSubstr("access[0].environments: 'prd' matches no environment"));
+  EXPECT_THAT(m, HasSubstr("access[1].subjects: bad subject 'a b'"));
+  EXPECT_THAT(m, HasSubstr("access[1].role: is required"));
+  EXPECT_THAT(m, HasSubstr("access[1].environments: expected a non-empty list"));
+
+  // Beyond loopback, TLS alone is not enough: someone must be known.
+  auto tls_only = ParseInventory(
+      "server: {listen: \"0.0.0.0:1\", tls: {cert: " + tokens + ", key: " + tokens + "}}\n" + envs,
+      "f");
+  ASSERT_FALSE(tls_only.ok());
+  EXPECT_THAT(tls_only.status().message(),
+              HasSubstr("lockstepd would serve 0.0.0.0:1 without authentication"));
+
+  auto no_access = ParseInventory("server: {auth: {tokens_file: " + tokens + "}}\n" + envs, "f");
+  ASSERT_FALSE(no_access.ok());
+  EXPECT_THAT(no_access.status().message(), HasSubstr("access: is required with authentication"));
+  auto no_auth = ParseInventory(envs +
+                                    "access: [{subjects: [a], role: viewer, environments: "
+                                    "[dev]}]\n",
+                                "f");
+  ASSERT_FALSE(no_auth.ok());
+  EXPECT_THAT(no_auth.status().message(), HasSubstr("access: needs authentication"));
+  auto unreadable =
+      ParseInventory("server: {auth: {tokens_file: /nonexistent/t}}\n" + envs +
+                         "access: [{subjects: [a], role: viewer, environments: [dev]}]\n",
+                     "f");
+  ASSERT_FALSE(unreadable.ok());
+  EXPECT_THAT(unreadable.status().message(),
+              HasSubstr("server.auth.tokens_file: cannot read /nonexistent/t"));
 }
 
 TEST(DurationTest, Forms) {

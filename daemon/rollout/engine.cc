@@ -414,7 +414,9 @@ absl::Status RolloutEngine::Recover() {
 
 // ---- control ---------------------------------------------------------------
 
-absl::Status RolloutEngine::Approve(const std::string& id, const std::string& who) {
+absl::Status RolloutEngine::Approve(
+    const std::string& id, const std::string& who,
+    const std::function<absl::Status(const std::string& environment)>& may_approve) {
   MutexLock lock(mu_);
   std::shared_ptr<Active> a = Find(id);
   if (a == nullptr) {
@@ -432,6 +434,9 @@ absl::Status RolloutEngine::Approve(const std::string& id, const std::string& wh
   }
   const size_t i = active.waiting_stage;
   RolloutStage& s = active.r.stages[i];
+  if (may_approve) {
+    if (absl::Status allowed = may_approve(s.environment); !allowed.ok()) return allowed;
+  }
   const std::string by = who.empty() ? "unnamed" : who;
   if (active.waiting == Active::Gate::kStage) {
     s.approved_by = by;

@@ -97,7 +97,11 @@ class RolloutEngine {
   absl::StatusOr<Rollout> Reapply(const std::string& environment, const std::string& database,
                                   const std::string& revision, const std::string& requested_by);
 
-  absl::Status Approve(const std::string& id, const std::string& who);
+  // `may_approve` (when set) is asked, with the lock held, about the
+  // environment whose gate waits; its error is returned, nothing approved.
+  absl::Status Approve(
+      const std::string& id, const std::string& who,
+      const std::function<absl::Status(const std::string& environment)>& may_approve = nullptr);
   absl::Status Pause(const std::string& id, const std::string& who);
   absl::Status Resume(const std::string& id, const std::string& who);
   // No new steps; a running Alembic is stopped and its database restored.

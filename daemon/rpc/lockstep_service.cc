@@ -94,6 +94,73 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), ValidUtf8(std::string(status.message())));
 }
 
+absl::StatusOr<Identity> LockstepService::Caller(const grpc::ServerContextBase& ctx) const {
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
+  absl::string_view authorization;
+  const auto& metadata = ctx.client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    authorization = absl::string_view(it->second.data(), it->second.size());
+  }
+  std::string cn;
+  // gRPC has verified the certificate against tls.client_ca (required then).
+  if (inv->server.tls && !inv->server.tls->client_ca.empty() && ctx.auth_context()) {
+    std::vector<grpc::string_ref> names =
+        ctx.auth_context()->FindPropertyValues("x509_common_name");
+    if (!names.empty()) cn.assign(names[0].data(), names[0].size());
+  }
+  return Authenticate(*inv, authorization, cn);
+}
+
+absl::StatusOr<Identity> LockstepService::Allow(const grpc::ServerContextBase& ctx, Permission p,
+                                                const std::vector<std::string>& envs) const {
+  absl::StatusOr<Identity> who = Caller(ctx);
+  if (!who.ok()) return who.status();
+  if (absl::Status s = Authorize(*reconciler_->inventory(), *who, p, envs); !s.ok()) return s;
+  return who;
+}
+
+absl::StatusOr<Identity> LockstepService::AllowOnRollout(const grpc::ServerContextBase& ctx,
+                                                         Permission p, const std::string& id,
+                                                         bool on_any) const {
+  absl::StatusOr<Identity> who = Caller(ctx);
+  if (!who.ok()) return who.status();
+  if (who->anonymous) return who;
+  absl::StatusOr<Rollout> r = engine_->Get(id);
+  if (!r.ok()) {
+    // Whether a rollout exists is itself something to read.
+    if (absl::Status s = Authorize(*reconciler_->inventory(), *who, Permission::kRead, {});
+        !s.ok()) {
+      return s;
+    }
+    return r.status();
+  }
+  std::vector<std::string> envs;
+  for (const RolloutStage& s : r->stages) envs.push_back(s.environment);
+  const config::Inventory& inv = *reconciler_->inventory();
+  absl::Status allowed = on_any ? AuthorizeAny(inv, *who, p, envs) : Authorize(inv, *who, p, envs);
+  if (!allowed.ok()) return allowed;
+  return who;
+}
+
+grpc::Status LockstepService::WhoAmI(grpc::ServerContext* ctx, const v1::WhoAmIRequest*,
+                                     v1::WhoAmIResponse* resp) {
+  absl::StatusOr<Identity> who = Caller(*ctx);
+  if (!who.ok()) return ToGrpc(who.status());
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
+  resp->set_authentication(inv->authentication);
+  resp->set_subject(ValidUtf8(who->subject));
+  for (const std::string& g : who->groups) resp->add_groups(ValidUtf8(g));
+  resp->set_method(who->method);
+  for (const config::EnvironmentConfig& e : inv->environments) {
+    v1::EnvironmentAccess* a = resp->add_access();
+    a->set_environment(e.name);
+    for (Permission p : kAllPermissions) {
+      if (Allows(*inv, *who, p, e.name)) a->add_permissions(std::string(PermissionName(p)));
+    }
+  }
+  return grpc::Status::OK;
+}
+
 grpc::ServerUnaryReactor* LockstepService::GetFleet(grpc::CallbackServerContext* ctx,
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* response) {
@@ -110,8 +177,33 @@ grpc::ServerUnaryReactor* LockstepService::GetFleet(grpc::CallbackServerContext*
     reactor->Finish(s);
     return reactor;
   }
-  fleet_replies_.Get(reconciler_->Snapshot(),
-                     std::string(reinterpret_cast<const char*>(whole.begin()), whole.size()), req,
+  // A reader of some environments only gets those (and asking for another
+  // by name is refused): the filter goes into the request, so replies are
+  // still shared by everyone who may read the same.
+  std::vector<std::string> asked;
+  if (!req.environment().empty()) asked.push_back(req.environment());
+  absl::StatusOr<Identity> who = Allow(*ctx, Permission::kRead, asked);
+  if (!who.ok()) {
+    reactor->Finish(ToGrpc(who.status()));
+    return reactor;
+  }
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
+  std::string key(reinterpret_cast<const char*>(whole.begin()), whole.size());
+  if (!req.readable_environments().empty() || !who->anonymous) {
+    req.clear_readable_environments();
+    bool all = true;
+    std::vector<std::string> readable;
+    for (const config::EnvironmentConfig& e : inv->environments) {
+      if (Allows(*inv, *who, Permission::kRead, e.name)) {
+        readable.push_back(e.name);
+      } else {
+        all = false;
+      }
+    }
+    if (!all) Copy(readable, req.mutable_readable_environments());
+    key = req.SerializeAsString();
+  }
+  fleet_replies_.Get(reconciler_->Snapshot(), key, req,
                      [this, reactor, response](const FleetReplies::Reply& reply) {
                        if (!reply.status.ok()) return reactor->Finish(reply.status);
                        std::vector<grpc::Slice> slices{SharedSlice(reply.bytes)};
@@ -145,9 +237,13 @@ grpc::Status LockstepService::BuildFleet(const v1::GetFleetRequest* req, const F
                                        "; states: ", absl::StrJoin(names, ", ")));
     }
   }
+  std::set<std::string> readable(req->readable_environments().begin(),
+                                 req->readable_environments().end());
+  auto hidden = [&](const std::string& env) { return !readable.empty() && !readable.count(env); };
   bool env_found = req->environment().empty();
   for (const EnvironmentStatus& e : s->environments) {
     if (!req->environment().empty() && e.name != req->environment()) continue;
+    if (hidden(e.name)) continue;
     env_found = true;
     v1::Environment* out = resp->add_environments();
     out->set_name(e.name);
@@ -194,6 +290,7 @@ grpc::Status LockstepService::BuildFleet(const v1::GetFleetRequest* req, const F
       continue;
     }
     if (!req->environment().empty() && d.environment != req->environment()) continue;
+    if (hidden(d.environment)) continue;
     if (wanted && d.state != *wanted) continue;
     if (req->not_clean() && d.clean()) continue;
     bool labels_match = true;
@@ -220,13 +317,18 @@ grpc::Status LockstepService::BuildFleet(const v1::GetFleetRequest* req, const F
   return FinishReply(resp);
 }
 
-grpc::Status LockstepService::DiffSchema(grpc::ServerContext*, const v1::DiffSchemaRequest* req,
+grpc::Status LockstepService::DiffSchema(grpc::ServerContext* ctx, const v1::DiffSchemaRequest* req,
                                          v1::DiffSchemaResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->environment().empty() || req->database().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "environment and database are required (ENV/NAME)");
   }
+  std::vector<std::string> envs = {req->environment()};
+  if (size_t slash = req->against().find('/'); slash != std::string::npos) {
+    envs.push_back(req->against().substr(0, slash));  // another database's schema
+  }
+  if (auto who = Allow(*ctx, Permission::kRead, envs); !who.ok()) return ToGrpc(who.status());
   absl::StatusOr<Reconciler::SchemaComparison> c = reconciler_->CompareSchema(
       absl::StrCat(req->environment(), "/", req->database()), req->against());
   if (!c.ok()) return ToGrpc(c.status());
@@ -237,12 +339,16 @@ grpc::Status LockstepService::DiffSchema(grpc::ServerContext*, const v1::DiffSch
   return grpc::Status::OK;
 }
 
-grpc::Status LockstepService::GetDatabase(grpc::ServerContext*, const v1::GetDatabaseRequest* req,
+grpc::Status LockstepService::GetDatabase(grpc::ServerContext* ctx,
+                                          const v1::GetDatabaseRequest* req,
                                           v1::GetDatabaseResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->environment().empty() || req->database().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "environment and database are required (ENV/NAME)");
+  }
+  if (auto who = Allow(*ctx, Permission::kRead, {req->environment()}); !who.ok()) {
+    return ToGrpc(who.status());
   }
   std::shared_ptr<const FleetSnapshot> s = reconciler_->Snapshot();
   const DatabaseStatus* d = s->Find(req->environment(), req->database());
@@ -271,6 +377,7 @@ grpc::Status LockstepService::GetDatabase(grpc::ServerContext*, const v1::GetDat
 
 grpc::Status LockstepService::Refresh(grpc::ServerContext* ctx, const v1::RefreshRequest*,
                                       v1::RefreshResponse* resp) {
+  if (auto who = Allow(*ctx, Permission::kOperate, {}); !who.ok()) return ToGrpc(who.status());
   // The pass runs on its own thread so that the caller's deadline is kept;
   // a pass that outlives it completes anyway and shows in GetFleet.
   auto done = std::make_shared<std::promise<absl::Status>>();
@@ -297,8 +404,9 @@ grpc::Status LockstepService::Refresh(grpc::ServerContext* ctx, const v1::Refres
   return ToGrpc(status);
 }
 
-grpc::Status LockstepService::GetGraph(grpc::ServerContext*, const v1::GetGraphRequest*,
+grpc::Status LockstepService::GetGraph(grpc::ServerContext* ctx, const v1::GetGraphRequest*,
                                        v1::GetGraphResponse* resp) {
+  if (auto who = Allow(*ctx, Permission::kRead, {}); !who.ok()) return ToGrpc(who.status());
   std::shared_ptr<const migrations::Project> p = reconciler_->project();
   const migrations::RevisionGraph& g = p->graph();
   for (int i = 0; i < g.size(); ++i) ToProto(g, i, resp->add_revisions());
@@ -308,9 +416,10 @@ grpc::Status LockstepService::GetGraph(grpc::ServerContext*, const v1::GetGraphR
   return FinishReply(resp);
 }
 
-grpc::Status LockstepService::GetHistory(grpc::ServerContext*, const v1::GetHistoryRequest* req,
+grpc::Status LockstepService::GetHistory(grpc::ServerContext* ctx, const v1::GetHistoryRequest* req,
                                          v1::GetHistoryResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
+  if (auto who = Allow(*ctx, Permission::kRead, {}); !who.ok()) return ToGrpc(who.status());
   std::string base = "base", head = "heads";
   if (!req->range().empty()) {
     std::vector<std::string> parts = absl::StrSplit(req->range(), ':');

@@ -13,6 +13,7 @@
 #include "daemon/core/reconciler.h"
 #include "daemon/model/mutex.h"
 #include "daemon/rollout/engine.h"
+#include "daemon/rpc/access.h"
 #include "daemon/rpc/fleet_replies.h"
 #include "daemon/rpc/watch_hub.h"
 #include "daemon/state/state_store.h"
@@ -83,9 +84,24 @@ class LockstepService final
                            v1::ListBackupsResponse* resp) override;
   grpc::Status RestoreBackup(grpc::ServerContext* ctx, const v1::RestoreBackupRequest* req,
                              v1::RestoreBackupResponse* resp) override;
+  grpc::Status WhoAmI(grpc::ServerContext* ctx, const v1::WhoAmIRequest* req,
+                      v1::WhoAmIResponse* resp) override;
 
  private:
-  grpc::Status Act(const v1::RolloutActionRequest& req,
+  // Who calls (access.h): from the "authorization" header and the verified
+  // client certificate; UNAUTHENTICATED when authentication is on and
+  // neither names a known subject.
+  absl::StatusOr<Identity> Caller(const grpc::ServerContextBase& ctx) const;
+  // Caller(), when they hold `p` on every one of `envs` (none: on some
+  // environment); PERMISSION_DENIED otherwise.
+  absl::StatusOr<Identity> Allow(const grpc::ServerContextBase& ctx, Permission p,
+                                 const std::vector<std::string>& envs) const;
+  // Allow() on every environment of rollout `id` (on_any: on one of them);
+  // NOT_FOUND when there is no such rollout.
+  absl::StatusOr<Identity> AllowOnRollout(const grpc::ServerContextBase& ctx, Permission p,
+                                          const std::string& id, bool on_any = false) const;
+
+  grpc::Status Act(const grpc::ServerContextBase& ctx, const v1::RolloutActionRequest& req,
                    absl::Status (RolloutEngine::*action)(const std::string&, const std::string&),
                    v1::RolloutResponse* resp);
 

@@ -117,23 +117,48 @@ grpc::Status RequireId(const std::string& id) {
   return grpc::Status::OK;
 }
 
+// Who acted: the authenticated subject, else the label the client sent
+// (--actor; authentication off).
+std::string Actor(const Identity& who, const std::string& label) {
+  return who.anonymous ? label : who.subject;
+}
+
+// The environments a rollout request covers: those it names, else all.
+std::vector<std::string> Scope(const config::Inventory& inv, const v1::StartRolloutRequest& req) {
+  std::vector<std::string> envs(req.environments().begin(), req.environments().end());
+  if (envs.empty()) {
+    for (const config::EnvironmentConfig& e : inv.environments) envs.push_back(e.name);
+  }
+  return envs;
+}
+
 }  // namespace
 
-// Approve, pause, resume, abort: the action, then the rollout as it is now.
-grpc::Status LockstepService::Act(const v1::RolloutActionRequest& req,
+// Pause, resume, abort: the action (operate on every environment of the
+// rollout), then the rollout as it is now.
+grpc::Status LockstepService::Act(const grpc::ServerContextBase& ctx,
+                                  const v1::RolloutActionRequest& req,
                                   absl::Status (RolloutEngine::*action)(const std::string&,
                                                                         const std::string&),
                                   v1::RolloutResponse* resp) {
   if (grpc::Status s = RequireId(req.id()); !s.ok()) return s;
-  absl::Status s = (engine_->*action)(req.id(), req.actor());
+  absl::StatusOr<Identity> who = AllowOnRollout(ctx, Permission::kOperate, req.id());
+  if (!who.ok()) return ToGrpc(who.status());
+  absl::Status s = (engine_->*action)(req.id(), Actor(*who, req.actor()));
   if (!s.ok()) return ToGrpc(s);
   return Reply(engine_->Get(req.id()), resp);
 }
 
-grpc::Status LockstepService::PlanRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,
+grpc::Status LockstepService::PlanRollout(grpc::ServerContext* ctx,
+                                          const v1::StartRolloutRequest* req,
                                           v1::PlanRolloutResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
-  absl::StatusOr<RolloutPlan> plan = engine_->Plan(FromProto(*req));
+  absl::StatusOr<Identity> who =
+      Allow(*ctx, Permission::kRead, Scope(*reconciler_->inventory(), *req));
+  if (!who.ok()) return ToGrpc(who.status());
+  RolloutRequest request = FromProto(*req);
+  request.requested_by = Actor(*who, req->actor());
+  absl::StatusOr<RolloutPlan> plan = engine_->Plan(request);
   if (!plan.ok()) return ToGrpc(plan.status());
   ToProto(plan->rollout, resp->mutable_plan());
   for (const PlanProblem& p : plan->problems) ToProto(p, resp->add_problems());
@@ -142,14 +167,20 @@ grpc::Status LockstepService::PlanRollout(grpc::ServerContext*, const v1::StartR
   return FinishReply(resp);
 }
 
-grpc::Status LockstepService::StartRollout(grpc::ServerContext*, const v1::StartRolloutRequest* req,
+grpc::Status LockstepService::StartRollout(grpc::ServerContext* ctx,
+                                           const v1::StartRolloutRequest* req,
                                            v1::RolloutResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->target().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "target is required to start a rollout (e.g. heads)");
   }
-  return Reply(engine_->Start(FromProto(*req)), resp);
+  absl::StatusOr<Identity> who =
+      Allow(*ctx, Permission::kOperate, Scope(*reconciler_->inventory(), *req));
+  if (!who.ok()) return ToGrpc(who.status());
+  RolloutRequest request = FromProto(*req);
+  request.requested_by = Actor(*who, req->actor());
+  return Reply(engine_->Start(request), resp);
 }
 
 // "ipv4:10.0.0.7:53412" -> "ipv4:10.0.0.7"; "ipv6:[::1]:5000" -> "ipv6:[::1]".
@@ -191,6 +222,9 @@ grpc::ServerWriteReactor<v1::RolloutEvent>* LockstepService::WatchRollout(
     grpc::CallbackServerContext* ctx, const v1::WatchRolloutRequest* req) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return WatchHub::Refuse(s);
   if (grpc::Status s = RequireId(req->id()); !s.ok()) return WatchHub::Refuse(s);
+  if (auto who = AllowOnRollout(*ctx, Permission::kRead, req->id()); !who.ok()) {
+    return WatchHub::Refuse(ToGrpc(who.status()));
+  }
   // Streams hold no thread, but each holds memory and a place in the hub's
   // polls: bounded, in all and per client.
   std::string client = ClientOf(ctx->peer());
@@ -199,43 +233,62 @@ grpc::ServerWriteReactor<v1::RolloutEvent>* LockstepService::WatchRollout(
                        [this, client = std::move(client)] { LeaveWatch(client); });
 }
 
-grpc::Status LockstepService::ApproveRollout(grpc::ServerContext*,
+// Approve needs `approve` on the environment whose gate waits (the engine
+// asks, under its lock, for the very stage it would approve).
+grpc::Status LockstepService::ApproveRollout(grpc::ServerContext* ctx,
                                              const v1::RolloutActionRequest* req,
                                              v1::RolloutResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
-  return Act(*req, &RolloutEngine::Approve, resp);
+  if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
+  absl::StatusOr<Identity> who =
+      AllowOnRollout(*ctx, Permission::kApprove, req->id(), /*on_any=*/true);
+  if (!who.ok()) return ToGrpc(who.status());
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
+  absl::Status s =
+      engine_->Approve(req->id(), Actor(*who, req->actor()), [&](const std::string& environment) {
+        return Authorize(*inv, *who, Permission::kApprove, {environment});
+      });
+  if (!s.ok()) return ToGrpc(s);
+  return Reply(engine_->Get(req->id()), resp);
 }
 
-grpc::Status LockstepService::PauseRollout(grpc::ServerContext*,
+grpc::Status LockstepService::PauseRollout(grpc::ServerContext* ctx,
                                            const v1::RolloutActionRequest* req,
                                            v1::RolloutResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
-  return Act(*req, &RolloutEngine::Pause, resp);
+  return Act(*ctx, *req, &RolloutEngine::Pause, resp);
 }
 
-grpc::Status LockstepService::ResumeRollout(grpc::ServerContext*,
+grpc::Status LockstepService::ResumeRollout(grpc::ServerContext* ctx,
                                             const v1::RolloutActionRequest* req,
                                             v1::RolloutResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
-  return Act(*req, &RolloutEngine::Resume, resp);
+  return Act(*ctx, *req, &RolloutEngine::Resume, resp);
 }
 
-grpc::Status LockstepService::AbortRollout(grpc::ServerContext*,
+grpc::Status LockstepService::AbortRollout(grpc::ServerContext* ctx,
                                            const v1::RolloutActionRequest* req,
                                            v1::RolloutResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
-  return Act(*req, &RolloutEngine::Abort, resp);
+  return Act(*ctx, *req, &RolloutEngine::Abort, resp);
 }
 
-grpc::Status LockstepService::ListRollouts(grpc::ServerContext*, const v1::ListRolloutsRequest* req,
+grpc::Status LockstepService::ListRollouts(grpc::ServerContext* ctx,
+                                           const v1::ListRolloutsRequest* req,
                                            v1::ListRolloutsResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
+  absl::StatusOr<Identity> who = Allow(*ctx, Permission::kRead, {});
+  if (!who.ok()) return ToGrpc(who.status());
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
   if (req->limit() < 0)
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
   absl::StatusOr<std::vector<Rollout>> list = engine_->List(req->limit() > 0 ? req->limit() : 20);
   if (!list.ok()) return ToGrpc(list.status());
   std::vector<v1::Rollout*> rollouts;
   for (const Rollout& r : *list) {
+    std::vector<std::string> envs;
+    for (const RolloutStage& s : r.stages) envs.push_back(s.environment);
+    if (!Authorize(*inv, *who, Permission::kRead, envs).ok()) continue;  // not theirs to see
     ToProto(r, resp->add_rollouts());
     rollouts.push_back(resp->mutable_rollouts(resp->rollouts_size() - 1));
   }
@@ -243,25 +296,31 @@ grpc::Status LockstepService::ListRollouts(grpc::ServerContext*, const v1::ListR
   return FinishReply(resp);
 }
 
-grpc::Status LockstepService::GetRollout(grpc::ServerContext*, const v1::GetRolloutRequest* req,
+grpc::Status LockstepService::GetRollout(grpc::ServerContext* ctx, const v1::GetRolloutRequest* req,
                                          v1::RolloutResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (grpc::Status s = RequireId(req->id()); !s.ok()) return s;
+  if (auto who = AllowOnRollout(*ctx, Permission::kRead, req->id()); !who.ok()) {
+    return ToGrpc(who.status());
+  }
   return Reply(engine_->Get(req->id()), resp);
 }
 
-grpc::Status LockstepService::Downgrade(grpc::ServerContext*, const v1::DowngradeRequest* req,
+grpc::Status LockstepService::Downgrade(grpc::ServerContext* ctx, const v1::DowngradeRequest* req,
                                         v1::RolloutResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->environment().empty() || req->database().empty() || req->target().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "environment, database and target are required");
   }
-  return Reply(engine_->Downgrade(req->environment(), req->database(), req->target(), req->actor()),
+  absl::StatusOr<Identity> who = Allow(*ctx, Permission::kOperate, {req->environment()});
+  if (!who.ok()) return ToGrpc(who.status());
+  return Reply(engine_->Downgrade(req->environment(), req->database(), req->target(),
+                                  Actor(*who, req->actor())),
                resp);
 }
 
-grpc::Status LockstepService::Stamp(grpc::ServerContext*, const v1::StampRequest* req,
+grpc::Status LockstepService::Stamp(grpc::ServerContext* ctx, const v1::StampRequest* req,
                                     v1::RolloutResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->environment().empty() || req->database().empty() || req->revision().empty()) {
@@ -272,41 +331,69 @@ grpc::Status LockstepService::Stamp(grpc::ServerContext*, const v1::StampRequest
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "force needs a reason: it is recorded with the stamp");
   }
-  return Reply(engine_->Stamp(req->environment(), req->database(), req->revision(), req->actor(),
-                              req->force() ? req->reason() : ""),
+  absl::StatusOr<Identity> who = Allow(*ctx, Permission::kOperate, {req->environment()});
+  if (!who.ok()) return ToGrpc(who.status());
+  return Reply(engine_->Stamp(req->environment(), req->database(), req->revision(),
+                              Actor(*who, req->actor()), req->force() ? req->reason() : ""),
                resp);
 }
 
-grpc::Status LockstepService::Reapply(grpc::ServerContext*, const v1::ReapplyRequest* req,
+grpc::Status LockstepService::Reapply(grpc::ServerContext* ctx, const v1::ReapplyRequest* req,
                                       v1::RolloutResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->environment().empty() || req->database().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "environment and database are required");
   }
-  return Reply(engine_->Reapply(req->environment(), req->database(), req->revision(), req->actor()),
+  absl::StatusOr<Identity> who = Allow(*ctx, Permission::kOperate, {req->environment()});
+  if (!who.ok()) return ToGrpc(who.status());
+  return Reply(engine_->Reapply(req->environment(), req->database(), req->revision(),
+                                Actor(*who, req->actor())),
                resp);
 }
 
-grpc::Status LockstepService::ListBackups(grpc::ServerContext*, const v1::ListBackupsRequest* req,
+grpc::Status LockstepService::ListBackups(grpc::ServerContext* ctx,
+                                          const v1::ListBackupsRequest* req,
                                           v1::ListBackupsResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
+  std::vector<std::string> asked;
+  if (!req->environment().empty()) asked.push_back(req->environment());
+  absl::StatusOr<Identity> who = Allow(*ctx, Permission::kRead, asked);
+  if (!who.ok()) return ToGrpc(who.status());
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
   if (req->limit() < 0)
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0");
   absl::StatusOr<std::vector<Backup>> list =
       engine_->Backups(req->environment(), req->database(), req->limit() > 0 ? req->limit() : 50);
   if (!list.ok()) return ToGrpc(list.status());
-  for (const Backup& b : *list) ToProto(b, resp->add_backups());
+  for (const Backup& b : *list) {
+    if (Allows(*inv, *who, Permission::kRead, b.environment)) ToProto(b, resp->add_backups());
+  }
   return FinishReply(resp);
 }
 
-grpc::Status LockstepService::RestoreBackup(grpc::ServerContext*,
+grpc::Status LockstepService::RestoreBackup(grpc::ServerContext* ctx,
                                             const v1::RestoreBackupRequest* req,
                                             v1::RestoreBackupResponse* resp) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return s;
   if (req->id() <= 0)
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a backup id is required");
-  absl::StatusOr<RestoreResult> r = engine_->Restore(req->id(), req->actor(), req->yes());
+  absl::StatusOr<Identity> who = Caller(*ctx);
+  if (!who.ok()) return ToGrpc(who.status());
+  if (!who->anonymous) {
+    absl::StatusOr<Backup> backup = store_->GetBackup(req->id());
+    std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
+    if (!backup.ok()) {
+      if (absl::Status s = Authorize(*inv, *who, Permission::kRead, {}); !s.ok()) return ToGrpc(s);
+      return ToGrpc(backup.status());
+    }
+    if (absl::Status s = Authorize(*inv, *who, Permission::kRestore, {backup->environment});
+        !s.ok()) {
+      return ToGrpc(s);
+    }
+  }
+  absl::StatusOr<RestoreResult> r =
+      engine_->Restore(req->id(), Actor(*who, req->actor()), req->yes());
   if (!r.ok()) return ToGrpc(r.status());
   ToProto(r->restored, resp->mutable_backup());
   if (r->safety.id != 0) ToProto(r->safety, resp->mutable_safety_backup());

@@ -1,13 +1,18 @@
-"""Who may reach lockstepd: TLS on its gRPC port, client certificates, and
-the refusal to serve plaintext beyond loopback.
+"""Who may reach lockstepd and what they may do: TLS on its gRPC port,
+client certificates, the refusal to serve plaintext or unauthenticated
+beyond loopback, bearer tokens, and access per environment and role (every
+RPC x every role x an environment inside and outside the binding).
 
 Certificates are made here with openssl: a CA, a server certificate for
 127.0.0.1 and localhost, a client certificate, and an unrelated CA.
 
 Run: LOCKSTEP_BUILD=build python3 -m unittest tests/e2e/test_security.py
 """
+import hashlib
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +24,7 @@ sys.path.insert(0, HERE)
 
 from lockstepd import Lockstepd, grpc_stubs  # noqa: E402
 from pgserver import free_port  # noqa: E402
-from test_rollout import BUILD, Fleet  # noqa: E402
+from test_rollout import AGE, BUILD, HEAD, USERS, Fleet  # noqa: E402
 
 
 def openssl(*args, cwd):
@@ -55,7 +60,7 @@ class TlsTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.f.close()
 
-    def start(self, tls, client_args=(), listen_host="127.0.0.1"):
+    def start(self, tls, client_args=(), listen_host="127.0.0.1", access=""):
         port, metrics = free_port(), free_port()
         config = os.path.join(self.f.dir, "tls-%d.yaml" % port)
         with open(config, "w") as f:
@@ -70,7 +75,7 @@ project: {alembic_ini: project/alembic.ini}
 environments:
   - name: dev
     databases: [{name: app, url: "sqlite:///app.db"}]
-""" % (listen_host, port, metrics, port, tls))
+%s""" % (listen_host, port, metrics, port, tls, access))
         d = Lockstepd(BUILD, config, "localhost:%d" % port, client_args=client_args).start()
         self.addCleanup(d.stop)
         return d
@@ -106,8 +111,17 @@ environments:
     def test_a_client_ca_requires_a_client_certificate(self):
         d = self.start("{cert: pki/server.pem, key: pki/server.key, client_ca: pki/ca.pem}",
                        client_args=["--tls-ca", self.p("ca.pem"), "--tls-cert",
-                                    self.p("client.pem"), "--tls-key", self.p("client.key")])
+                                    self.p("client.pem"), "--tls-key", self.p("client.key")],
+                       access="access: [{subjects: [release-bot], role: viewer, "
+                              "environments: [dev]}]\n")
         self.assertIn("dev", d.cli("status").stdout)
+        # The certificate's CN is the subject.
+        who = json.loads(d.cli("whoami", "-o", "json").stdout)
+        self.assertEqual((who["subject"], who["method"]), ("release-bot", "certificate"))
+        self.assertEqual(who["access"], {"dev": ["read"]})
+        refused = d.cli("refresh", check=False)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("release-bot may not operate in any environment", refused.stderr)
         without = subprocess.run([d.lockstep, "--server", d.server, "--tls-ca", self.p("ca.pem"),
                                   "status"], capture_output=True, text=True, timeout=60)
         self.assertNotEqual(without.returncode, 0)
@@ -159,6 +173,231 @@ environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
         d = Lockstepd(BUILD, config, "127.0.0.1:%d" % port).start()
         self.addCleanup(d.stop)
         self.assertIn("server.insecure: true: gRPC on 0.0.0.0:%d is plaintext" % port, d.log())
+
+
+# What each RPC needs: the permission, and whether it names an environment
+# (False: a call about the project or the whole fleet, allowed with the
+# permission on some environment).
+RPC_PERMISSION = {
+    "GetFleet": ("read", True), "GetDatabase": ("read", True), "DiffSchema": ("read", True),
+    "Refresh": ("operate", False), "GetGraph": ("read", False), "GetHistory": ("read", False),
+    "PlanRollout": ("read", True), "StartRollout": ("operate", True),
+    "WatchRollout": ("read", True), "ApproveRollout": ("approve", True),
+    "PauseRollout": ("operate", True), "ResumeRollout": ("operate", True),
+    "AbortRollout": ("operate", True), "ListRollouts": ("read", False),
+    "GetRollout": ("read", True), "Downgrade": ("operate", True), "Stamp": ("operate", True),
+    "Reapply": ("operate", True), "ListBackups": ("read", True),
+    "RestoreBackup": ("restore", True), "WhoAmI": (None, False),
+}
+ROLE_GRANTS = {
+    "viewer": {"read"}, "operator": {"read", "operate"}, "approver": {"read", "approve"},
+    "restorer": {"read", "restore"}, "admin": {"read", "operate", "approve", "restore"},
+    "none": set(),  # a valid token, no binding
+}
+
+
+def token_line(token, subject, groups=""):
+    return "sha256:%s %s %s\n" % (hashlib.sha256(token.encode()).hexdigest(), subject, groups)
+
+
+class AccessTest(unittest.TestCase):
+    """Tokens and access bindings: subjects u-<role> hold their role on dev
+    only; root is admin everywhere (by group). dev and prod each have a
+    finished rollout (with a backup) and one awaiting approval."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.f = Fleet()
+        for env in ("dev", "prod"):
+            cls.f.sqlite(env, USERS)
+        cls.tokens = os.path.join(cls.f.dir, "tokens.txt")
+        with open(cls.tokens, "w") as fh:
+            fh.write("# sha256 of each token, subject, groups\n")
+            fh.write(token_line("tok-root", "root", "ops,dba"))
+            for role in ROLE_GRANTS:
+                fh.write(token_line("tok-" + role, "u-" + role))
+        cls.port = free_port()
+        cls.config = os.path.join(cls.f.dir, "access.yaml")
+        with open(cls.config, "w") as fh:
+            fh.write("""
+server:
+  listen: 127.0.0.1:%d
+  metrics_listen: 127.0.0.1:%d
+  state: state.db
+  poll_interval: 1h
+  backup_dir: backups
+  auth: {tokens_file: tokens.txt}
+project: {alembic_ini: project/alembic.ini, alembic_command: [/usr/bin/alembic]}
+environments:
+  - name: dev
+    approval: required
+    databases: [{name: app, url: "sqlite:///dev.db"}]
+  - name: prod
+    approval: required
+    databases: [{name: app, url: "sqlite:///prod.db"}]
+access:
+  - {subjects: [group:ops], role: admin, environments: ["*"]}
+%s""" % (cls.port, free_port(), "".join(
+                "  - {subjects: [u-%s], role: %s, environments: [dev]}\n" % (r, r)
+                for r in ROLE_GRANTS if r != "none")))
+        token_file = os.path.join(cls.f.dir, "root.token")
+        with open(token_file, "w") as fh:
+            fh.write("tok-root\n")
+        cls.d = Lockstepd(BUILD, cls.config, "127.0.0.1:%d" % cls.port,
+                          client_args=["--token-file", token_file]).start()
+        import grpc
+        cls.grpc = grpc
+        cls.pb2, pb2_grpc = grpc_stubs(os.path.join(cls.f.dir, "stubs"))
+        cls.stub = pb2_grpc.LockstepStub(grpc.insecure_channel(cls.d.server))
+        cls.finished, cls.waiting, cls.backup = {}, {}, {}
+        for env in ("dev", "prod"):
+            r = json.loads(cls.d.cli("rollout", "--to", AGE, "--env", env, "-o", "json").stdout)
+            cls.d.cli("approve", r["id"])
+            cls.d.cli("watch", r["id"])
+            cls.finished[env] = r["id"]
+            backups = json.loads(cls.d.cli("backups", env, "-o", "json").stdout)
+            cls.backup[env] = backups["backups"][0]["id"]
+            r = json.loads(cls.d.cli("rollout", "--to", HEAD, "--env", env, "-o", "json").stdout)
+            cls.waiting[env] = r["id"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        cls.f.close()
+
+    def call(self, rpc, env, token):
+        """Calls `rpc` about `env` as the holder of `token`; returns the gRPC
+        status code (OK when it answered). Requests are chosen so that an
+        allowed call changes nothing lasting (unknown targets, a restore the
+        database's changes refuse) except on the rollouts waiting."""
+        pb = self.pb2
+        metadata = [("authorization", "Bearer " + token)] if token else []
+        requests = {
+            "GetFleet": pb.GetFleetRequest(environment=env),
+            "GetDatabase": pb.GetDatabaseRequest(environment=env, database="app"),
+            "DiffSchema": pb.DiffSchemaRequest(environment=env, database="app"),
+            "Refresh": pb.RefreshRequest(), "GetGraph": pb.GetGraphRequest(),
+            "GetHistory": pb.GetHistoryRequest(),
+            "PlanRollout": pb.StartRolloutRequest(target="nope", environments=[env]),
+            "StartRollout": pb.StartRolloutRequest(target="nope", environments=[env]),
+            "WatchRollout": pb.WatchRolloutRequest(id=self.finished[env]),
+            "ApproveRollout": pb.RolloutActionRequest(id=self.waiting[env]),
+            "PauseRollout": pb.RolloutActionRequest(id=self.waiting[env]),
+            "ResumeRollout": pb.RolloutActionRequest(id=self.waiting[env]),
+            "AbortRollout": pb.RolloutActionRequest(id=self.waiting[env]),
+            "ListRollouts": pb.ListRolloutsRequest(),
+            "GetRollout": pb.GetRolloutRequest(id=self.waiting[env]),
+            "Downgrade": pb.DowngradeRequest(environment=env, database="app", target="nope"),
+            "Stamp": pb.StampRequest(environment=env, database="app", revision="nope"),
+            "Reapply": pb.ReapplyRequest(environment=env, database="app", revision="nope"),
+            "ListBackups": pb.ListBackupsRequest(environment=env),
+            "RestoreBackup": pb.RestoreBackupRequest(id=self.backup[env]),
+            "WhoAmI": pb.WhoAmIRequest(),
+        }
+        try:
+            reply = getattr(self.stub, rpc)(requests[rpc], metadata=metadata, timeout=60)
+            if rpc == "WatchRollout":
+                for _ in reply:  # a finished rollout's stream ends by itself
+                    pass
+            return self.grpc.StatusCode.OK
+        except self.grpc.RpcError as e:
+            return e.code()
+
+    def test_1_every_rpc_every_role_inside_and_outside_the_binding(self):
+        denied, cells = [], 0
+        # Abort last: it ends the rollouts waiting that the others act on.
+        order = sorted(RPC_PERMISSION, key=lambda r: r == "AbortRollout")
+        for rpc in order:
+            permission, per_env = RPC_PERMISSION[rpc]
+            for role, grants in ROLE_GRANTS.items():
+                for env in (("dev", "prod") if per_env else ("dev",)):
+                    allowed = permission is None or (permission in grants and env == "dev")
+                    code = self.call(rpc, env, "tok-" + role)
+                    cells += 1
+                    refused = code == self.grpc.StatusCode.PERMISSION_DENIED
+                    if refused == allowed or code == self.grpc.StatusCode.UNAUTHENTICATED:
+                        denied.append("%s as %s on %s: %s, expected %s" % (
+                            rpc, role, env, code, "allowed" if allowed else "PERMISSION_DENIED"))
+        self.assertEqual(denied, [])
+        self.assertEqual(cells, 6 * (2 * 16 + 5))  # 16 RPCs about an environment, 5 not
+
+    def test_2_no_token_or_an_unknown_one_is_unauthenticated_everywhere(self):
+        for token in ("", "tok-nobody"):
+            for rpc in RPC_PERMISSION:
+                self.assertEqual(self.call(rpc, "dev", token),
+                                 self.grpc.StatusCode.UNAUTHENTICATED, (rpc, token))
+        p = subprocess.run([self.d.lockstep, "--server", self.d.server, "status"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("no credentials: lockstepd requires a token", p.stderr)
+
+    def test_3_a_reader_of_dev_sees_dev_only(self):
+        env = dict(os.environ, LOCKSTEP_TOKEN="tok-viewer")
+        run = lambda *a: subprocess.run(  # noqa: E731
+            [self.d.lockstep, "--server", self.d.server] + list(a) + ["-o", "json"],
+            capture_output=True, text=True, timeout=60, env=env)
+        fleet = json.loads(run("status").stdout)
+        self.assertEqual(sorted({db["environment"] for db in fleet["databases"]}), ["dev"])
+        rollouts = json.loads(run("rollouts").stdout)["rollouts"]
+        self.assertTrue(rollouts)
+        self.assertEqual({s["environment"] for r in rollouts for s in r["stages"]}, {"dev"})
+        who = json.loads(run("whoami").stdout)
+        self.assertEqual(who["subject"], "u-viewer")
+        self.assertEqual(who["access"], {"dev": ["read"], "prod": []})
+
+    def test_4_the_actor_is_the_authenticated_subject(self):
+        r = json.loads(self.d.cli("rollout", "--to", AGE, "--env", "dev", "--actor", "someone-else",
+                                  "-o", "json", check=False).stdout or "{}")
+        rollout = json.loads(self.d.cli("rollout", self.finished["dev"], "-o", "json").stdout)
+        self.assertEqual(rollout["created_by"], "root")
+        self.assertNotIn("someone-else", json.dumps(r))
+
+    def test_5_token_create_then_revoke_by_sighup(self):
+        made = subprocess.run([os.path.join(BUILD, "client", "lockstep"), "token", "create",
+                               "--subject", "carol", "--groups", "ops", "-o", "json"],
+                              capture_output=True, text=True, check=True)
+        new = json.loads(made.stdout)
+        self.assertTrue(new["token"].startswith("lst_"))
+        self.assertEqual(new["line"], token_line(new["token"], "carol", "ops").strip())
+        with open(self.tokens) as fh:
+            before = fh.read()
+        with open(self.tokens, "a") as fh:
+            fh.write(new["line"] + "\n")
+        self.d.proc.send_signal(signal.SIGHUP)
+        self.wait_code("WhoAmI", new["token"], self.grpc.StatusCode.OK)
+        with open(self.tokens, "w") as fh:  # revoked: the line is gone
+            fh.write(before)
+        self.d.proc.send_signal(signal.SIGHUP)
+        self.wait_code("WhoAmI", new["token"], self.grpc.StatusCode.UNAUTHENTICATED)
+        # Neither token nor hash reaches the log.
+        log = self.d.log()
+        self.assertNotIn(new["token"], log)
+        self.assertNotIn("tok-root", log)
+
+    def wait_code(self, rpc, token, code):
+        import time
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.call(rpc, "dev", token) == code:
+                return
+            time.sleep(0.1)
+        self.fail("%s never answered %s" % (rpc, code))
+
+    def test_6_config_errors_name_the_line(self):
+        bad = os.path.join(self.f.dir, "bad-tokens.txt")
+        with open(bad, "w") as fh:
+            fh.write("# ok\nsha256:abc alice\n")
+        config = os.path.join(self.f.dir, "bad.yaml")
+        with open(self.config) as fh:
+            text = fh.read().replace("tokens_file: tokens.txt", "tokens_file: bad-tokens.txt")
+        with open(config, "w") as fh:
+            fh.write(text.replace("role: admin", "role: superuser"))
+        p = subprocess.run([self.d.lockstepd, "--check-config", config],
+                           capture_output=True, text=True)
+        out = p.stdout + p.stderr
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("bad-tokens.txt:2: expected 'sha256:<64 hex digits> SUBJECT", out)
+        self.assertIn("access[0].role: unknown role 'superuser'", out)
 
 
 if __name__ == "__main__":
