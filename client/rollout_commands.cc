@@ -58,7 +58,12 @@ void WriteStage(JsonWriter& w, const v1::RolloutStage& s, bool plan) {
   if (!plan) w.Key("state").String(WireName(s.state()));
   w.Key("soak_seconds").Int(static_cast<long>(s.soak().seconds()));
   w.Key("approval_required").Bool(s.approval_required());
-  if (!plan) w.Key("approved_by").String(s.approved_by()).Key("approved_at").String(Time(s.approved_at()));
+  w.Key("approvals_required").Int(s.approvals_required());
+  w.Key("distinct_from_requester").Bool(s.distinct_from_requester());
+  if (!plan) {
+    w.Key("approved_by").String(s.approved_by()).Key("approved_at").String(Time(s.approved_at()));
+    w.Key("approvers").StringArray({s.approvers().begin(), s.approvers().end()});
+  }
   w.Key("batch_size").Int(s.batch_size()).Key("max_parallel").Int(s.max_parallel());
   w.Key("max_failures").Int(s.max_failures()).Key("on_failure").String(WireName(s.on_failure()));
   w.Key("backup_required").Bool(s.backup_required());
@@ -193,8 +198,13 @@ void PrintRollout(Context& c, const v1::Rollout& r, bool plan) {
     if (!plan) c.out << "  " << WireName(st.state());
     std::vector<std::string> policy;
     if (st.approval_required()) {
-      policy.push_back(st.approved_by().empty() ? "approval required"
-                                                : "approved by " + st.approved_by());
+      std::string wanted = "approval required";
+      if (st.approvals_required() > 1) {
+        wanted = absl::StrCat(st.approvals_required(), " approvals required (", st.approvers_size(),
+                              " so far)");
+      }
+      if (st.distinct_from_requester()) absl::StrAppend(&wanted, ", not by the requester");
+      policy.push_back(st.approved_by().empty() ? wanted : "approved by " + st.approved_by());
     }
     if (st.soak().seconds() > 0) {
       policy.push_back(

@@ -206,6 +206,31 @@ class Loader {
     *out = *d;
   }
 
+  // `approval: required|none`, or {required, approvals,
+  // distinct_from_requester} (required defaults to true there).
+  void Approval(const YAML::Node& e, const std::string& path, EnvironmentConfig* env) {
+    YAML::Node n = e["approval"];
+    if (!n || !n.IsMap()) {
+      Required(e, "approval", path, &env->approval_required);
+      return;
+    }
+    const std::string p = Join(path, "approval");
+    if (!Keys(n, p, {"required", "approvals", "distinct_from_requester"})) return;
+    env->approval_required = true;
+    Required(n, "required", p, &env->approval_required);
+    Int(n, "approvals", p, &env->approvals, 1);
+    if (auto v = Str(n, "distinct_from_requester", p)) {
+      if (*v != "true" && *v != "false") {
+        Error(n["distinct_from_requester"], p + ".distinct_from_requester",
+              "expected true or false");
+      }
+      env->distinct_from_requester = *v == "true";
+    }
+    if (!env->approval_required && (n["approvals"] || n["distinct_from_requester"])) {
+      Error(n, p, "approvals and distinct_from_requester need required: true");
+    }
+  }
+
   // `approval: required|none` or a boolean.
   void Required(const YAML::Node& parent, const std::string& key, const std::string& path,
                 bool* out) {
@@ -651,7 +676,7 @@ class Loader {
       nodes[env.name] = e;
       if (auto v = Str(e, "after", p)) env.after = *v;
       Duration(e, "soak", p, &env.soak);
-      Required(e, "approval", p, &env.approval_required);
+      Approval(e, p, &env);
       Required(e, "backup", p, &env.backup_required);
       Int(e, "batch_size", p, &env.batch_size, 1);
       Int(e, "max_parallel", p, &env.max_parallel, 1);

@@ -186,6 +186,11 @@ struct EnvironmentConfig {
   std::string after;  // the environment that must hold a revision first
   absl::Duration soak = absl::ZeroDuration();
   bool approval_required = false;
+  // approval: {required, approvals, distinct_from_requester}: how many
+  // different people must approve the stage (four eyes: 2), and whether
+  // the one who requested the rollout may be one of them.
+  int approvals = 1;
+  bool distinct_from_requester = false;
   bool backup_required = false;
   std::vector<std::string> canary;
   // The canary gate, between the canary waves and the rest of the stage:

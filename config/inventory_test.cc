@@ -423,6 +423,39 @@ TEST(InventoryTest, TokensAndAccessBindings) {
               HasSubstr("server.auth.tokens_file: cannot read /nonexistent/t"));
 }
 
+// approval: the short form, or four eyes as a mapping.
+TEST(InventoryTest, ApprovalPolicies) {
+  auto inv = ParseInventory(R"(project: {scripts: s}
+environments:
+  - name: dev
+    approval: required
+    databases: [{name: a, url: "sqlite:///a.db"}]
+  - name: prod
+    approval: {approvals: 2, distinct_from_requester: true}
+    databases: [{name: b, url: "sqlite:///b.db"}]
+)",
+                            "f.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  const EnvironmentConfig* dev = inv->FindEnvironment("dev");
+  const EnvironmentConfig* prod = inv->FindEnvironment("prod");
+  EXPECT_TRUE(dev->approval_required);
+  EXPECT_EQ(dev->approvals, 1);
+  EXPECT_FALSE(dev->distinct_from_requester);
+  EXPECT_TRUE(prod->approval_required);
+  EXPECT_EQ(prod->approvals, 2);
+  EXPECT_TRUE(prod->distinct_from_requester);
+  auto bad = ParseInventory(R"(project: {scripts: s}
+environments:
+  - name: prod
+    approval: {required: false, approvals: 0, distinct: yes}
+    databases: [{name: b, url: "sqlite:///b.db"}]
+)",
+                            "f.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("environments[prod].approval"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("distinct"));
+}
+
 TEST(DurationTest, Forms) {
   EXPECT_EQ(*ParseDurationText("90"), absl::Seconds(90));
   EXPECT_EQ(*ParseDurationText("1h30m"), absl::Minutes(90));

@@ -65,6 +65,12 @@ struct RolloutStage {
   FailurePolicy on_failure = FailurePolicy::kRestore;
   bool backup_required = false;
   int failures = 0;
+  // Four eyes: the gate opens once `approvals_required` different people
+  // approved (`approvers`, in order); then approved_by names them all and
+  // approved_at is when the last one did.
+  int approvals_required = 1;
+  bool distinct_from_requester = false;  // the rollout's requester may not approve
+  std::vector<std::string> approvers;
   std::string approved_by;
   absl::Time approved_at = absl::InfinitePast();
   // The canary gate (see EnvironmentConfig): after the canary waves, hold

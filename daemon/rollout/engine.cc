@@ -439,11 +439,32 @@ absl::Status RolloutEngine::Approve(
   }
   const std::string by = who.empty() ? "unnamed" : who;
   if (active.waiting == Active::Gate::kStage) {
-    s.approved_by = by;
+    if (s.distinct_from_requester && by == active.r.created_by) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(by, " requested rollout ", id, " and may not approve it: ", s.environment,
+                       " needs approval by someone else (approval.distinct_from_requester)"));
+    }
+    if (std::find(s.approvers.begin(), s.approvers.end(), by) != s.approvers.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(by, " already approved ", s.environment, " for rollout ", id, "; it needs ",
+                       s.approvals_required, " approvals from different people (",
+                       s.approvers.size(), " so far)"));
+    }
+    s.approvers.push_back(by);
+    const int have = static_cast<int>(s.approvers.size());
+    if (have < s.approvals_required) {
+      SaveStage(active, i);
+      Emit(
+          active, EventKind::kApproved, s.environment, "",
+          absl::StrCat(s.environment, " approved by ", by, " (", have, " of ", s.approvals_required,
+                       " approvals; waiting for ", s.approvals_required - have, " more)"));
+      return absl::OkStatus();  // the gate still waits
+    }
+    s.approved_by = absl::StrJoin(s.approvers, ", ");
     s.approved_at = clock_->Now();
     SaveStage(active, i);
     Emit(active, EventKind::kApproved, s.environment, "",
-         absl::StrCat(s.environment, " approved by ", by));
+         absl::StrCat(s.environment, " approved by ", s.approved_by));
   } else {
     s.canary_approved_by = by;
     s.canary_approved_at = clock_->Now();

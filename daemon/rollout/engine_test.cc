@@ -573,6 +573,36 @@ TEST_F(EngineTest, ApprovalGatesAProtectedEnvironment) {
   EXPECT_EQ(engine_->Get(id)->stages[0].approved_by, "dave");
 }
 
+// Four eyes: two different people, neither the requester; each approval
+// is recorded as it comes.
+TEST_F(EngineTest, FourEyesNeedsTwoDistinctApproversNotTheRequester) {
+  Db("app", {kAge});
+  Start(R"(
+  - name: prod
+    approval: {required: true, approvals: 2, distinct_from_requester: true}
+    databases: [{name: app, url: "sqlite:///app.db"}]
+)");
+  std::string id = Launch();  // requested by "test"
+  ASSERT_TRUE(WaitFor(id, "awaiting_approval"));
+  absl::Status self = engine_->Approve(id, "test");
+  EXPECT_EQ(self.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(self.message(), HasSubstr("test requested rollout " + id + " and may not approve"));
+  ASSERT_TRUE(engine_->Approve(id, "dave").ok());
+  absl::Status twice = engine_->Approve(id, "dave");
+  EXPECT_EQ(twice.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(twice.message(), HasSubstr("dave already approved prod"));
+  EXPECT_EQ(StateOf(id), "awaiting_approval");
+  EXPECT_TRUE(alembic_.calls().empty());
+  Rollout waiting = *engine_->Get(id);
+  EXPECT_THAT(waiting.stages[0].approvers, ElementsAre("dave"));
+  EXPECT_EQ(waiting.stages[0].approved_by, "");
+  ASSERT_TRUE(engine_->Approve(id, "erin").ok());
+  ASSERT_TRUE(WaitFor(id, "succeeded"));
+  Rollout done = *engine_->Get(id);
+  EXPECT_EQ(done.stages[0].approved_by, "dave, erin");
+  EXPECT_EQ(done.stages[0].approvals_required, 2);
+}
+
 // The database moved between the plan and its step (by hand, while the
 // rollout waited for approval): the step plans again from where it is, says
 // so, and goes on from there to the same target.

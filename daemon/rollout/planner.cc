@@ -27,6 +27,8 @@ RolloutStage StageFor(const config::EnvironmentConfig& env) {
   s.environment = env.name;
   s.soak = env.soak;
   s.approval_required = env.approval_required;
+  s.approvals_required = env.approvals;
+  s.distinct_from_requester = env.distinct_from_requester;
   s.batch_size = env.batch_size;
   s.max_parallel = env.max_parallel;
   s.max_failures = env.max_failures;
@@ -328,11 +330,11 @@ absl::StatusOr<RolloutPlan> PlanRollout(const RolloutRequest& request,
   return plan;
 }
 
-// The stage of a one-database rollout for incident work: no gate (the
-// caller is the approval), a backup always, one step, no failure allowed.
+// The stage of a one-database rollout for incident work: the environment's
+// approval policy (a downgrade or stamp of prod waits for its approvers as
+// a rollout does), no soak, a backup always, one step, no failure allowed.
 RolloutStage IncidentStage(const config::EnvironmentConfig& env) {
   RolloutStage stage = StageFor(env);
-  stage.approval_required = false;
   stage.soak = absl::ZeroDuration();
   stage.backup_required = true;
   stage.max_parallel = 1;

@@ -240,7 +240,7 @@ TEST_F(PlannerTest, DowngradeIsOneStepWithABackup) {
   EXPECT_THAT(r->steps[0].expected, ElementsAre("a"));
   EXPECT_THAT(r->target_revisions, ElementsAre("a"));
   EXPECT_TRUE(r->stages[0].backup_required);
-  EXPECT_FALSE(r->stages[0].approval_required);
+  EXPECT_TRUE(r->stages[0].approval_required);  // prod's policy holds for incident work too
   EXPECT_EQ(PlanDowngrade("prod", "t9", "a", inv_, *resolver_, fleet_).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_THAT(PlanDowngrade("prod", "t2", "a", inv_, *resolver_, fleet_).status().message(),
@@ -257,7 +257,7 @@ TEST_F(PlannerTest, StampIsOneStepWithABackupAndRestoresOnFailure) {
   EXPECT_THAT(r->steps[0].from, ElementsAre("zzz"));
   EXPECT_THAT(r->steps[0].expected, ElementsAre("b"));
   EXPECT_TRUE(r->stages[0].backup_required);
-  EXPECT_FALSE(r->stages[0].approval_required);
+  EXPECT_TRUE(r->stages[0].approval_required);  // prod's policy holds for incident work too
   // prod says on_failure: downgrade; a stamp has nothing to downgrade.
   EXPECT_EQ(NameOf(r->stages[0].on_failure), "restore");
   EXPECT_EQ(PlanStamp("prod", "t1", "base", "x", inv_, *resolver_, fleet_)->override_reason, "x");

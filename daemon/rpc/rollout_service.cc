@@ -28,6 +28,9 @@ void ToProto(const RolloutStage& s, v1::RolloutStage* out) {
   out->set_canary_approval_required(s.canary_approval_required);
   out->set_canary_approved_by(s.canary_approved_by);
   SetTime(s.canary_approved_at, out->mutable_canary_approved_at());
+  out->set_approvals_required(s.approvals_required);
+  Copy(s.approvers, out->mutable_approvers());
+  out->set_distinct_from_requester(s.distinct_from_requester);
 }
 
 void ToProto(const RolloutStep& s, v1::RolloutStep* out) {

@@ -25,8 +25,9 @@ constexpr const char* kUpsertStage = R"sql(
   INSERT OR REPLACE INTO rollout_stages (rollout_id, position, environment, state, soak_us,
       approval_required, batch_size, max_parallel, max_failures, on_failure, backup_required,
       failures, approved_by, approved_at_us, started_at_us, finished_at_us, canary_soak_us,
-      canary_approval_required, canary_approved_by, canary_approved_at_us)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
+      canary_approval_required, canary_approved_by, canary_approved_at_us, approvals_required,
+      distinct_from_requester, approvers)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
 
 constexpr const char* kUpsertStep = R"sql(
   INSERT OR REPLACE INTO rollout_steps (rollout_id, position, environment, database, wave, canary,
@@ -71,6 +72,9 @@ void BindStage(SQLite::Statement& q, const std::string& id, int position, const 
   q.bind(18, s.canary_approval_required ? 1 : 0);
   q.bind(19, s.canary_approved_by);
   q.bind(20, Micros(s.canary_approved_at));
+  q.bind(21, s.approvals_required);
+  q.bind(22, s.distinct_from_requester ? 1 : 0);
+  q.bind(23, absl::StrJoin(s.approvers, "\n"));  // actor labels may hold commas
 }
 
 void BindStep(SQLite::Statement& q, const std::string& id, const RolloutStep& s) {
@@ -112,7 +116,7 @@ void LoadChildren(SQLite::Database& db, Rollout* r) {
     SELECT environment, state, soak_us, approval_required, batch_size, max_parallel, max_failures,
            on_failure, backup_required, failures, approved_by, approved_at_us, started_at_us,
            finished_at_us, canary_soak_us, canary_approval_required, canary_approved_by,
-           canary_approved_at_us
+           canary_approved_at_us, approvals_required, distinct_from_requester, approvers
     FROM rollout_stages WHERE rollout_id = ? ORDER BY position)sql");
   stages.bind(1, r->id);
   while (stages.executeStep()) {
@@ -136,6 +140,9 @@ void LoadChildren(SQLite::Database& db, Rollout* r) {
     s.canary_approval_required = stages.getColumn(15).getInt() != 0;
     s.canary_approved_by = stages.getColumn(16).getString();
     s.canary_approved_at = FromMicros(stages.getColumn(17).getInt64());
+    s.approvals_required = stages.getColumn(18).getInt();
+    s.distinct_from_requester = stages.getColumn(19).getInt() != 0;
+    s.approvers = absl::StrSplit(stages.getColumn(20).getString(), '\n', absl::SkipEmpty());
     r->stages.push_back(std::move(s));
   }
   SQLite::Statement steps(db, R"sql(

@@ -179,6 +179,13 @@ CREATE TABLE expected_schemas (
     R"sql(
 ALTER TABLE database_checks RENAME COLUMN checked_at_us TO recorded_at_us;
 )sql",
+    // 11: four eyes: how many different people approve a stage, whether the
+    // requester may be one, and who approved so far.
+    R"sql(
+ALTER TABLE rollout_stages ADD COLUMN approvals_required INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE rollout_stages ADD COLUMN distinct_from_requester INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollout_stages ADD COLUMN approvers TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 }  // namespace

@@ -90,7 +90,7 @@ struct StoredExpectedSchema {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 10;
+  static constexpr int kSchemaVersion = 11;
 
   // `busy_timeout`: how long a write waits for another connection's lock
   // on the file before it fails.

@@ -289,6 +289,7 @@ TEST_F(StateStoreTest, UpgradesAVersionThreeBackupCatalogAndRecordsRestores) {
       INSERT INTO backups VALUES (1, 'prod', 't1', 'a', '/b/1', 10, 'ab', 'r-1', 5, 6);
       CREATE TABLE rollout_steps (rollout_id TEXT NOT NULL, pid INTEGER NOT NULL);
       CREATE TABLE rollouts (id TEXT PRIMARY KEY);
+      CREATE TABLE rollout_stages (rollout_id TEXT NOT NULL);
       CREATE TABLE database_checks (database TEXT PRIMARY KEY, checked_at_us INTEGER NOT NULL);
       PRAGMA user_version = 3;)sql");
   }

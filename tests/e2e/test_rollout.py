@@ -427,8 +427,15 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
 
     def test_3_downgrade_one_database_with_backup_then_restore(self):
         rc, r = rollout_json(self.d, "downgrade", "prod/t1", "--to", AGE)
+        # prod's approval policy holds a downgrade as it holds a rollout.
+        self.assertEqual(rc, 6, r)
+        self.assertEqual(r["state"], "awaiting_approval")
+        self.assertEqual(sqlite_rows(self.tenants["t1"]), [HEAD])
+        self.d.cli("approve", r["id"], "--actor", "oncall")
+        rc, r = rollout_json(self.d, "watch", r["id"])
         self.assertEqual(rc, 0, r)
         self.assertEqual(r["kind"], "downgrade")
+        self.assertEqual(r["stages"][0]["approved_by"], "oncall")
         step = r["steps"][0]
         self.assertIn(AGE, step["expected"])
         self.assertEqual(sqlite_rows(self.tenants["t1"]), step["expected"])  # what Alembic left

@@ -400,5 +400,67 @@ access:
         self.assertIn("access[0].role: unknown role 'superuser'", out)
 
 
+class FourEyesTest(unittest.TestCase):
+    """live needs two approvals from different people, not the requester's:
+    for a rollout and for a downgrade alike."""
+
+    def test_two_distinct_approvers_neither_the_requester(self):
+        f = Fleet()
+        self.addCleanup(f.close)
+        f.sqlite("live", USERS)
+        with open(os.path.join(f.dir, "tokens.txt"), "w") as fh:
+            for who in ("rita", "dora", "erin"):
+                fh.write(token_line("tok-" + who, who, "ops"))
+        port = free_port()
+        config = os.path.join(f.dir, "four.yaml")
+        with open(config, "w") as fh:
+            fh.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: s.db, poll_interval: 1h,
+         backup_dir: backups, auth: {tokens_file: tokens.txt}}
+project: {alembic_ini: project/alembic.ini, alembic_command: [/usr/bin/alembic]}
+environments:
+  - name: live
+    approval: {approvals: 2, distinct_from_requester: true}
+    databases: [{name: app, url: "sqlite:///live.db"}]
+access: [{subjects: [group:ops], role: admin, environments: [live]}]
+""" % (port, free_port()))
+        rita = os.path.join(f.dir, "rita.token")
+        with open(rita, "w") as fh:
+            fh.write("tok-rita\n")
+        d = Lockstepd(BUILD, config, "127.0.0.1:%d" % port,
+                      client_args=["--token-file", rita]).start()
+        self.addCleanup(d.stop)
+
+        def as_(who, *args):
+            return subprocess.run([d.lockstep, "--server", d.server] + list(args),
+                                  capture_output=True, text=True, timeout=120,
+                                  env=dict(os.environ, LOCKSTEP_TOKEN="tok-" + who))
+
+        for kind in ("rollout", "downgrade"):
+            args = (["rollout", "--to", AGE, "--env", "live", "--watch"] if kind == "rollout"
+                    else ["downgrade", "live/app", "--to", USERS])
+            started = as_("rita", *args, "-o", "json")
+            r = json.loads(started.stdout)
+            self.assertEqual(r["state"], "awaiting_approval", started.stdout)
+            own = as_("rita", "approve", r["id"])
+            self.assertEqual(own.returncode, 1, own.stdout)
+            self.assertIn("rita requested rollout %s and may not approve it" % r["id"], own.stderr)
+            self.assertEqual(as_("dora", "approve", r["id"]).returncode, 0)
+            again = as_("dora", "approve", r["id"])
+            self.assertIn("dora already approved live", again.stderr)
+            waiting = json.loads(as_("dora", "rollout", r["id"], "-o", "json").stdout)
+            self.assertEqual(waiting["state"], "awaiting_approval")
+            self.assertEqual(waiting["stages"][0]["approvers"], ["dora"])
+            self.assertEqual(as_("erin", "approve", r["id"]).returncode, 0)
+            done = as_("rita", "watch", r["id"], "-o", "json")
+            self.assertEqual(done.returncode, 0, done.stdout)
+            done = json.loads(done.stdout)
+            self.assertEqual(done["created_by"], "rita")
+            self.assertEqual(done["stages"][0]["approved_by"], "dora, erin")
+            events = as_("rita", "watch", r["id"]).stdout
+            self.assertIn("live approved by dora (1 of 2 approvals; waiting for 1 more)", events)
+            self.assertIn("live approved by dora, erin", events)
+
+
 if __name__ == "__main__":
     unittest.main()

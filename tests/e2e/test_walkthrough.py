@@ -139,10 +139,11 @@ class ReadmeWalkthroughTest(unittest.TestCase):
                     time.sleep(1)
             typed = command
             if rollout_id:
-                typed = re.sub(r"\br-\d{8}-\d{6}-[0-9a-f]{4}\b", rollout_id, typed)
+                typed = re.sub(r"\b[rd]-\d{8}-\d{6}-[0-9a-f]{4}\b", rollout_id, typed)
             p = self.sh(typed)
             out = p.stdout + p.stderr
-            found = re.search(r"rollout (r-\d{8}-\d{6}-[0-9a-f]{4}) started", out)
+            found = re.search(r"(?:rollout|downgrade|stamp|reapply) ([rd]-\d{8}-\d{6}-[0-9a-f]{4}) "
+                              r"started", out)
             if found:
                 rollout_id = found.group(1)
             previous_rc = p.returncode
