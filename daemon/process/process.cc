@@ -317,7 +317,23 @@ struct ChildArgs {
   pid_t parent;
   int failed_errno = 0;  // set when the child could not get to exec
   bool failed_at_cwd = false;
+  int report_fd = -1;  // kSharedMemory false: where the child writes the two above
 };
+
+// ThreadSanitizer cannot follow a child that runs on the parent's memory
+// (CLONE_VM): its build spawns with fork's semantics instead, the child
+// reporting a failure before exec through a close-on-exec pipe.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kSharedMemory = false;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kSharedMemory = false;
+#else
+constexpr bool kSharedMemory = true;
+#endif
+#else
+constexpr bool kSharedMemory = true;
+#endif
 
 // Runs in the child, on its own stack, before exec: system calls only.
 int ChildMain(void* raw) {
@@ -325,6 +341,11 @@ int ChildMain(void* raw) {
   auto fail = [&](bool at_cwd) {
     a.failed_errno = errno;
     a.failed_at_cwd = at_cwd;
+    if (a.report_fd >= 0) {
+      const int report[2] = {a.failed_errno, at_cwd ? 1 : 0};
+      ssize_t wrote = ::write(a.report_fd, report, sizeof report);
+      (void)wrote;
+    }
     ::_exit(127);
   };
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -389,11 +410,25 @@ absl::StatusOr<int> SpawnChild(const ChildSetup& setup) {
   sigset_t all, old;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  int report[2] = {-1, -1};
+  if (!kSharedMemory && ::pipe2(report, O_CLOEXEC) == 0) args.report_fd = report[1];
   pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + kStack,
-                      CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+                      kSharedMemory ? CLONE_VM | CLONE_VFORK | SIGCHLD : SIGCHLD, &args);
   const int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::munmap(stack, kStack);
+  if (report[1] >= 0) {
+    ::close(report[1]);
+    int got[2] = {0, 0};
+    ssize_t n;
+    while ((n = ::read(report[0], got, sizeof got)) < 0 && errno == EINTR) {
+    }
+    if (n == sizeof got) {  // nothing (EOF at exec) when it got there
+      args.failed_errno = got[0];
+      args.failed_at_cwd = got[1] != 0;
+    }
+    ::close(report[0]);
+  }
   if (pid < 0) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot start ", setup.argv[0], ": ", std::strerror(clone_errno)));
