@@ -50,6 +50,8 @@ void AddRolloutRequest(CLI::App* c) {
   Value(c, "--env", "E,..", "only these environments");
   Value(c, "--db", "F,..", "only these databases (NAME or ENV/NAME filters)");
   Flag(c, "--override-promotion", "go ahead although the promotion order forbids it");
+  Value(c, "--override-window", "REASON",
+        "start steps outside the environments' change windows (admin; recorded)");
   Value(c, "--allow-lint", "CODE,..", "go ahead despite lint findings of these codes");
   Flag(c, "--allow-drift", "migrate databases whose schema drifted (recorded)");
   AddActor(c);
@@ -172,6 +174,12 @@ constexpr CommandDef kCommands[] = {
        Argument(c, "ID", true, "the backup (lockstep backups lists them)");
        Flag(c, "--yes", "even though the database changed since the backup");
        AddActor(c);
+     }},
+    {"audit", kOnline, "the audit log: calls that changed something, and refused ones",
+     [](CLI::App* c) {
+       Value(c, "--since", "DURATION", "only the last DURATION (24h, 30m)");
+       Value(c, "--subject", "NAME", "only this subject's calls");
+       AddLimit(c);
      }},
     {"whoami", kOnline, "who lockstepd thinks you are, and what you may do where",
      [](CLI::App*) {}},

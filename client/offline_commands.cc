@@ -284,10 +284,10 @@ bool IsOfflineCommand(const std::string& command) {
 }
 
 bool IsOnlineCommand(const std::string& command) {
-  static const char* kCommands[] = {"status",  "db",       "diff",      "refresh", "plan",
-                                    "rollout", "watch",    "rollouts",  "approve", "pause",
-                                    "resume",  "abort",    "downgrade", "stamp",   "backups",
-                                    "restore", "validate", "reapply",   "whoami",  "token"};
+  static const char* kCommands[] = {
+      "status",   "db",      "diff",     "refresh", "plan",   "rollout",   "watch",
+      "rollouts", "approve", "pause",    "resume",  "abort",  "downgrade", "stamp",
+      "backups",  "restore", "validate", "reapply", "whoami", "token",     "audit"};
   for (const char* k : kCommands) {
     if (command == k) return true;
   }

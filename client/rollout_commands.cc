@@ -101,6 +101,7 @@ void WriteRollout(JsonWriter& w, const v1::Rollout& r) {
   w.Key("state").String(WireName(r.state())).Key("reason").String(r.reason());
   w.Key("created_by").String(r.created_by()).Key("override_promotion").Bool(r.override_promotion());
   w.Key("override_reason").String(r.override_reason());
+  w.Key("override_window").String(r.override_window());
   w.Key("created_at").String(Time(r.created_at())).Key("updated_at").String(Time(r.updated_at()));
   w.Key("finished_at").String(Time(r.finished_at()));
   w.Key("stages").BeginArray();
@@ -442,6 +443,7 @@ v1::StartRolloutRequest RolloutRequestFrom(const CliArgs& args) {
   for (const std::string& d : CommaList(args, "db")) req.add_databases(d);
   for (const std::string& l : CommaList(args, "allow-lint")) req.add_allow_lint(l);
   req.set_override_promotion(args.Flag("override-promotion"));
+  req.set_override_window(args.Option("override-window").value_or(""));
   req.set_allow_drift(args.Flag("allow-drift"));
   req.set_actor(Actor(args));
   return req;
@@ -702,6 +704,51 @@ int Restore(Context& c, v1::Lockstep::Stub& stub) {
 
 }  // namespace
 
+// `lockstep audit [--since 24h] [--subject S] [--limit N]`: the audit log,
+// newest first.
+int Audit(Context& c, v1::Lockstep::Stub& stub) {
+  v1::ListAuditRequest req;
+  int limit = 0;
+  if (!LimitOption(c, &limit)) return kExitUsage;
+  req.set_limit(limit);
+  if (auto since = c.args.Option("since")) {
+    absl::Duration d;
+    if (!absl::ParseDuration(*since, &d) || d < absl::ZeroDuration()) {
+      c.err << "lockstep audit: --since takes a duration back from now (24h, 30m), not '" << *since
+            << "'\n";
+      return kExitUsage;
+    }
+    req.mutable_since()->set_seconds(absl::ToUnixSeconds(absl::Now() - d));
+  }
+  req.set_subject(c.args.Option("subject").value_or(""));
+  v1::ListAuditResponse resp;
+  int rc = Call(c, stub, &v1::Lockstep::Stub::ListAudit, req, &resp, kReadSeconds);
+  if (rc != kExitOk) return rc;
+  if (c.json) {
+    JsonWriter w;
+    w.BeginObject().Key("entries").BeginArray();
+    for (const v1::AuditEntry& e : resp.entries()) {
+      w.BeginObject().Key("id").Int(static_cast<long>(e.id())).Key("at").String(Time(e.at()));
+      w.Key("subject").String(e.subject()).Key("method").String(e.method());
+      w.Key("peer").String(e.peer()).Key("rpc").String(e.rpc()).Key("request").String(e.request());
+      w.Key("code").String(e.code()).Key("message").String(e.message()).EndObject();
+    }
+    c.out << w.EndArray().EndObject().Finish();
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "AT", "SUBJECT", "PEER", "RPC", "RESULT", "REQUEST"}};
+  for (const v1::AuditEntry& e : resp.entries()) {
+    std::string result = e.code();
+    if (!e.message().empty()) absl::StrAppend(&result, ": ", e.message().substr(0, 80));
+    rows.push_back({std::to_string(e.id()), Time(e.at()),
+                    e.subject().empty() ? "(" + e.method() + ")" : e.subject(), e.peer(), e.rpc(),
+                    result, e.request()});
+  }
+  PrintTable(c.out, rows, rows);
+  return kExitOk;
+}
+
 int RunRolloutCommand(Context& c, v1::Lockstep::Stub& stub) {
   const std::string& cmd = c.args.command;
   if (cmd == "plan") return Plan(c, stub);
@@ -733,6 +780,7 @@ int RunRolloutCommand(Context& c, v1::Lockstep::Stub& stub) {
   if (cmd == "stamp") return Stamp(c, stub);
   if (cmd == "reapply") return Reapply(c, stub);
   if (cmd == "backups") return Backups(c, stub);
+  if (cmd == "audit") return Audit(c, stub);
   return Restore(c, stub);
 }
 

@@ -114,6 +114,7 @@ class Loader {
     inv.server.state = Resolve(base_, inv.server.state);
     inv.server.backup_dir = Resolve(base_, inv.server.backup_dir);
     inv.server.output_dir = Resolve(base_, inv.server.output_dir);
+    if (!inv.server.audit_log.empty()) inv.server.audit_log = Resolve(base_, inv.server.audit_log);
     if (root["project"]) {
       Project(root["project"], &inv.project);
     } else {
@@ -206,6 +207,44 @@ class Loader {
     *out = *d;
   }
 
+  // windows: [{kind: deny|allow, schedule: "Fri 16:00-Mon 08:00", timezone}].
+  void Windows(const YAML::Node& e, const std::string& path, EnvironmentConfig* env) {
+    YAML::Node n = e["windows"];
+    if (!n) return;
+    if (!n.IsSequence()) {
+      Error(n, Join(path, "windows"), "expected a list of {kind, schedule, timezone}");
+      return;
+    }
+    for (size_t i = 0; i < n.size(); ++i) {
+      const std::string p = absl::StrCat(path, ".windows[", i, "]");
+      if (!n[i].IsMap()) {
+        Error(n[i], p, "expected a mapping {kind: deny|allow, schedule, timezone}");
+        continue;
+      }
+      if (!Keys(n[i], p, {"kind", "schedule", "timezone"})) continue;
+      ChangeWindow::Kind kind = ChangeWindow::Kind::kDeny;
+      std::optional<std::string> k = Str(n[i], "kind", p);
+      if (!k || (*k != "deny" && *k != "allow")) {
+        Error(n[i]["kind"] ? n[i]["kind"] : n[i], p + ".kind",
+              "expected deny (a freeze) or allow (steps start only inside such windows)");
+        continue;
+      }
+      if (*k == "allow") kind = ChangeWindow::Kind::kAllow;
+      std::optional<std::string> schedule = Str(n[i], "schedule", p);
+      if (!schedule) {
+        Error(n[i], p + ".schedule", "is required, e.g. \"Fri 16:00-Mon 08:00\"");
+        continue;
+      }
+      absl::StatusOr<ChangeWindow> w =
+          ParseChangeWindow(kind, *schedule, Str(n[i], "timezone", p).value_or("UTC"));
+      if (!w.ok()) {
+        Error(n[i], p, std::string(w.status().message()));
+        continue;
+      }
+      env->windows.push_back(*std::move(w));
+    }
+  }
+
   // `approval: required|none`, or {required, approvals,
   // distinct_from_requester} (required defaults to true there).
   void Approval(const YAML::Node& e, const std::string& path, EnvironmentConfig* env) {
@@ -287,6 +326,7 @@ class Loader {
                "metrics_per_database",
                "tls",
                "auth",
+               "audit_log",
                "insecure"})) {
       return;
     }
@@ -302,6 +342,7 @@ class Loader {
     if (auto v = Str(n, "state", p)) s->state = *v;
     if (auto v = Str(n, "backup_dir", p)) s->backup_dir = *v;
     if (auto v = Str(n, "output_dir", p)) s->output_dir = *v;
+    if (auto v = Str(n, "audit_log", p)) s->audit_log = *v;
     Int(n, "backup_keep", p, &s->backup_keep, 1);
     Int(n, "alembic_startup_slots", p, &s->alembic_startup_slots, 0);
     Duration(n, "poll_interval", p, &s->poll_interval);
@@ -651,9 +692,10 @@ class Loader {
     for (size_t i = 0; i < n.size(); ++i) {
       const YAML::Node e = n[i];
       std::string p = absl::StrCat("environments[", i, "]");
-      if (!Keys(e, p, {"name", "after", "soak", "approval", "backup", "canary", "canary_soak",
-                       "canary_approval", "batch_size", "max_parallel", "max_failures",
-                       "on_failure", "target", "databases"})) {
+      if (!Keys(e, p,
+                {"name", "after", "soak", "approval", "backup", "canary", "canary_soak",
+                 "canary_approval", "windows", "batch_size", "max_parallel", "max_failures",
+                 "on_failure", "target", "databases"})) {
         continue;
       }
       EnvironmentConfig env;
@@ -677,6 +719,7 @@ class Loader {
       if (auto v = Str(e, "after", p)) env.after = *v;
       Duration(e, "soak", p, &env.soak);
       Approval(e, p, &env);
+      Windows(e, p, &env);
       Required(e, "backup", p, &env.backup_required);
       Int(e, "batch_size", p, &env.batch_size, 1);
       Int(e, "max_parallel", p, &env.max_parallel, 1);

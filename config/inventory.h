@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "config/change_window.h"
 #include "config/database_url.h"
 
 namespace lockstep::config {
@@ -106,6 +107,9 @@ struct ServerConfig {
   // environment's counts by state are exported whatever this says.
   std::string metrics_per_database = "not_clean";
   std::string backup_dir = "lockstep-backups";  // where backups are written
+  // The audit log (kept in the state store) also appended here as JSON
+  // lines, for a log shipper; "" : not.
+  std::string audit_log;
   int backup_keep = 5;  // backups kept per database; older ones are deleted
   // Where a step's whole Alembic output goes when it outgrows the last
   // 64 KiB kept in the state store: <output_dir>/<rollout>/step-<n>.log
@@ -191,6 +195,9 @@ struct EnvironmentConfig {
   // the one who requested the rollout may be one of them.
   int approvals = 1;
   bool distinct_from_requester = false;
+  // windows: [{kind: deny|allow, schedule, timezone}]: when steps may start
+  // (config/change_window.h); none: always.
+  std::vector<ChangeWindow> windows;
   bool backup_required = false;
   std::vector<std::string> canary;
   // The canary gate, between the canary waves and the rest of the stage:

@@ -20,6 +20,7 @@
 #include "daemon/metrics/rollout_metrics.h"
 #include "daemon/rollout/engine.h"
 #include "daemon/rollout/shadow_schema.h"
+#include "daemon/rpc/audit_interceptor.h"
 #include "daemon/rpc/lockstep_service.h"
 #include "daemon/state/state_store.h"
 
@@ -136,8 +137,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
                      r.restored.database, r.restored.id, r.restored.restored_by,
                      r.changed ? " (confirmed: it had changed)" : "", safety);
   };
-  hooks.on_gauges = [self](int active, int awaiting) {
-    self->rollout_metrics_->Gauges(active, awaiting);
+  hooks.on_gauges = [self](int active, int awaiting, int window) {
+    self->rollout_metrics_->Gauges(active, awaiting, window);
   };
   hooks.on_store = [self](bool ok, const std::string& why) {
     if (ok) {
@@ -184,6 +185,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   }
   builder.AddListeningPort(inventory->server.listen, *credentials, &port);
   builder.RegisterService(d->service_.get());
+  // The audit log sees every call's request and result (audit_interceptor.h).
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> audit;
+  audit.push_back(std::make_unique<AuditInterceptorFactory>(d->service_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(audit));
   {
     // on_store (runner threads) reads server_ under health_mu_, and may
     // have run already (recovery): the health starts as it left store_ok_.

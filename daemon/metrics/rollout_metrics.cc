@@ -38,7 +38,12 @@ struct RolloutMetrics::Families {
                      .Name("lockstep_rollouts_awaiting_approval")
                      .Help("Rollouts waiting for someone to approve a protected environment")
                      .Register(*r)
-                     .Add({})) {}
+                     .Add({})),
+        window(prometheus::BuildGauge()
+                   .Name("lockstep_rollouts_awaiting_window")
+                   .Help("Rollouts waiting for an environment's change window to open")
+                   .Register(*r)
+                   .Add({})) {}
 
   prometheus::Family<prometheus::Counter>& rollouts;
   prometheus::Family<prometheus::Counter>& steps;
@@ -47,6 +52,7 @@ struct RolloutMetrics::Families {
   prometheus::Family<prometheus::Histogram>& backup_duration;
   prometheus::Gauge& active;
   prometheus::Gauge& awaiting;
+  prometheus::Gauge& window;
 };
 
 RolloutMetrics::RolloutMetrics(prometheus::Registry* registry)
@@ -76,9 +82,10 @@ void RolloutMetrics::BackupTaken(const Backup& backup) {
       .Observe(absl::ToDoubleSeconds(backup.took));
 }
 
-void RolloutMetrics::Gauges(int active, int awaiting_approval) {
+void RolloutMetrics::Gauges(int active, int awaiting_approval, int awaiting_window) {
   f_->active.Set(active);
   f_->awaiting.Set(awaiting_approval);
+  f_->window.Set(awaiting_window);
 }
 
 }  // namespace lockstep::daemon

@@ -8,6 +8,7 @@
 // lockstep_backup_duration_seconds{environment}  histogram
 // lockstep_rollouts_active                   gauge: not yet finished
 // lockstep_rollouts_awaiting_approval        gauge
+// lockstep_rollouts_awaiting_window          gauge: held by a change window
 #ifndef LOCKSTEP_DAEMON_METRICS_ROLLOUT_METRICS_H_
 #define LOCKSTEP_DAEMON_METRICS_ROLLOUT_METRICS_H_
 
@@ -30,7 +31,7 @@ class RolloutMetrics {
   void RolloutFinished(const Rollout& rollout);
   void StepFinished(const RolloutStep& step, absl::Duration took);
   void BackupTaken(const Backup& backup);
-  void Gauges(int active, int awaiting_approval);
+  void Gauges(int active, int awaiting_approval, int awaiting_window);
 
  private:
   struct Families;

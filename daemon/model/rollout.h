@@ -97,6 +97,9 @@ struct Rollout {
   // Why an operator overrode a refusal (`stamp --force --reason`); empty
   // when nothing was overridden.
   std::string override_reason;
+  // Why change windows do not hold this rollout (an admin's override);
+  // empty: they do.
+  std::string override_window;
   absl::Time created_at = absl::InfinitePast();
   absl::Time updated_at = absl::InfinitePast();
   absl::Time finished_at = absl::InfinitePast();

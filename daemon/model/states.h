@@ -51,6 +51,7 @@ enum class RolloutState {
   kPaused,
   kAwaitingApproval,
   kSoaking,
+  kAwaitingWindow,  // outside its environment's change windows
   kSucceeded,
   kFailed,
   kHalted,
@@ -61,6 +62,7 @@ enum class StageState {
   kPending,
   kSoaking,
   kAwaitingApproval,
+  kAwaitingWindow,
   kRunning,
   kSucceeded,
   kFailed,
@@ -87,6 +89,9 @@ enum class EventKind {
   kCanarySoaked,
   kAwaitingApproval,
   kApproved,
+  kAwaitingWindow,
+  kWindowOpened,
+  kOverrideWindow,
   kStepStarted,
   kEnvPyChecked,
   kBackupTaken,
@@ -142,10 +147,15 @@ struct NameTable<SchemaState> {
 template <>
 struct NameTable<RolloutState> {
   static constexpr std::pair<RolloutState, absl::string_view> kNames[] = {
-      {RolloutState::kPlanned, "planned"}, {RolloutState::kRunning, "running"},
-      {RolloutState::kPaused, "paused"},   {RolloutState::kAwaitingApproval, "awaiting_approval"},
-      {RolloutState::kSoaking, "soaking"}, {RolloutState::kSucceeded, "succeeded"},
-      {RolloutState::kFailed, "failed"},   {RolloutState::kHalted, "halted"},
+      {RolloutState::kPlanned, "planned"},
+      {RolloutState::kRunning, "running"},
+      {RolloutState::kPaused, "paused"},
+      {RolloutState::kAwaitingApproval, "awaiting_approval"},
+      {RolloutState::kSoaking, "soaking"},
+      {RolloutState::kAwaitingWindow, "awaiting_window"},
+      {RolloutState::kSucceeded, "succeeded"},
+      {RolloutState::kFailed, "failed"},
+      {RolloutState::kHalted, "halted"},
       {RolloutState::kAborted, "aborted"},
   };
 };
@@ -155,6 +165,7 @@ struct NameTable<StageState> {
   static constexpr std::pair<StageState, absl::string_view> kNames[] = {
       {StageState::kPending, "pending"},
       {StageState::kSoaking, "soaking"},
+      {StageState::kAwaitingWindow, "awaiting_window"},
       {StageState::kAwaitingApproval, "awaiting_approval"},
       {StageState::kRunning, "running"},
       {StageState::kSucceeded, "succeeded"},
@@ -205,6 +216,9 @@ struct NameTable<EventKind> {
       {EventKind::kCanarySoaking, "canary_soaking"},
       {EventKind::kCanarySoaked, "canary_soaked"},
       {EventKind::kAwaitingApproval, "awaiting_approval"},
+      {EventKind::kAwaitingWindow, "awaiting_window"},
+      {EventKind::kWindowOpened, "window_opened"},
+      {EventKind::kOverrideWindow, "override_window"},
       {EventKind::kApproved, "approved"},
       {EventKind::kStepStarted, "step_started"},
       {EventKind::kEnvPyChecked, "env_py_checked"},

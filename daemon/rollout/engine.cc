@@ -184,10 +184,12 @@ void RolloutEngine::SaveHeader(Active& a) {
 }
 
 void RolloutEngine::UpdateGauges() {
-  int awaiting = 0;
-  for (const auto& [id, a] : active_)
+  int awaiting = 0, window = 0;
+  for (const auto& [id, a] : active_) {
     awaiting += a->r.state == RolloutState::kAwaitingApproval ? 1 : 0;
-  if (hooks_.on_gauges) hooks_.on_gauges(static_cast<int>(active_.size()), awaiting);
+    window += a->r.state == RolloutState::kAwaitingWindow ? 1 : 0;
+  }
+  if (hooks_.on_gauges) hooks_.on_gauges(static_cast<int>(active_.size()), awaiting, window);
 }
 
 absl::Status RolloutEngine::Controllable(const Active& a) {
@@ -370,6 +372,10 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
     Emit(*a, EventKind::kOverrideSchemaCheck, "", "",
          absl::StrCat("schema check overridden by ", who, " (--force): ", a->r.override_reason));
   }
+  if (!a->r.override_window.empty()) {
+    Emit(*a, EventKind::kOverrideWindow, "", "",
+         absl::StrCat("change windows overridden by ", who, ": ", a->r.override_window));
+  }
   if (!promotion.empty()) {
     Emit(*a, EventKind::kOverridePromotion, "", "",
          absl::StrCat("promotion gate overridden by ", who, ": ", absl::StrJoin(promotion, "; ")));
@@ -519,6 +525,9 @@ absl::Status RolloutEngine::Resume(const std::string& id, const std::string& who
     } else if (st.state == StageState::kSoaking) {
       r.state = RolloutState::kSoaking;
       r.reason = absl::StrCat("soaking before ", st.environment);
+    } else if (st.state == StageState::kAwaitingWindow) {
+      r.state = RolloutState::kAwaitingWindow;
+      r.reason = absl::StrCat(st.environment, " waits for its change window");
     }
   }
   SaveHeader(*a);

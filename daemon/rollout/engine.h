@@ -51,7 +51,7 @@ struct RolloutHooks {
   // After a restore (its safety backup also goes to on_backup).
   std::function<void(const RestoreResult&)> on_restore;
   std::function<void(const Rollout&)> on_rollout_finished;
-  std::function<void(int active, int awaiting_approval)> on_gauges;
+  std::function<void(int active, int awaiting_approval, int awaiting_window)> on_gauges;
   // The state store stopped taking writes (ok false, `why` says how) or
   // takes them again (ok true). Called with the engine's lock held, on each
   // change only.
@@ -197,6 +197,12 @@ class RolloutEngine {
   // said, and waited out (lock held). False when the rollout was aborted
   // or the engine stops meanwhile.
   struct GateWait;
+  // The change windows that hold stage `i` of `a` now (the inventory's,
+  // none when the rollout overrides them).
+  std::vector<config::ChangeWindow> WindowsOf(const Active& a, size_t i) const;
+  // Waits while stage `i`'s environment is outside its change windows
+  // (awaiting_window); false when the rollout ends or lockstepd stops first.
+  bool WindowGate(MutexLock& lock, Active& a, size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool EnterGate(MutexLock& lock, Active& a, size_t stage_index, const GateWait& gate)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -45,6 +45,46 @@ bool RolloutEngine::EnterGate(MutexLock& lock, Active& a, size_t i, const GateWa
   return passed;
 }
 
+std::vector<config::ChangeWindow> RolloutEngine::WindowsOf(const Active& a, size_t i) const {
+  if (!a.r.override_window.empty()) return {};
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
+  const config::EnvironmentConfig* env = inv->FindEnvironment(a.r.stages[i].environment);
+  return env ? env->windows : std::vector<config::ChangeWindow>();
+}
+
+bool RolloutEngine::WindowGate(MutexLock& lock, Active& a, size_t i) {
+  while (true) {
+    if (stopping_ || a.aborted || a.halted) return false;
+    const std::vector<config::ChangeWindow> windows = WindowsOf(a, i);
+    const absl::Time now = clock_->Now();
+    const config::ChangeWindow* closed_by = nullptr;
+    if (config::WindowsOpen(windows, now, &closed_by)) return true;
+    RolloutStage& st = a.r.stages[i];
+    const StageState was = st.state;
+    const absl::Time until = config::NextOpen(windows, now);
+    const std::string reason = absl::StrCat(
+        st.environment, " is outside its change windows (", closed_by->Describe(), "): ",
+        until == absl::InfiniteFuture() ? "they never open; change them or --override-window"
+                                        : absl::StrCat("no step starts before ", When(until)));
+    if (!EnterGate(lock, a, i,
+                   {StageState::kAwaitingWindow, RolloutState::kAwaitingWindow,
+                    EventKind::kAwaitingWindow, reason, until,
+                    [this, windows] { return config::WindowsOpen(windows, clock_->Now()); }})) {
+      return false;
+    }
+    st.state = was;
+    SaveStage(a, i);
+    if (!a.paused) {
+      a.r.state = RolloutState::kRunning;
+      a.r.reason.clear();
+      SaveHeader(a);
+    }
+    Emit(a, EventKind::kWindowOpened, st.environment, "",
+         absl::StrCat(st.environment, "'s change window is open: steps start again"));
+    UpdateGauges();
+  }
+}
+
 void RolloutEngine::Run(std::shared_ptr<Active> active) {
   Active& a = *active;
   // Steps a previous lockstepd left running are settled first.
@@ -75,7 +115,8 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
   RolloutStage& st = a.r.stages[i];
   if (st.state == StageState::kSucceeded) return true;
   if (st.state != StageState::kPending && st.state != StageState::kSoaking &&
-      st.state != StageState::kAwaitingApproval && st.state != StageState::kRunning) {
+      st.state != StageState::kAwaitingApproval && st.state != StageState::kAwaitingWindow &&
+      st.state != StageState::kRunning) {
     return false;
   }
   std::map<int, std::vector<int>> waves;
@@ -107,6 +148,7 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
       return false;
     }
   }
+  if (has_work && !WindowGate(lock, a, i)) return false;
   if (st.state != StageState::kRunning) {
     st.state = StageState::kRunning;
     st.started_at = clock_->Now();
@@ -129,10 +171,24 @@ bool RolloutEngine::RunStage(Active& a, size_t i) {
   lock.unlock();
   for (const auto& [wave, steps] : waves) {
     if (!canary_waves.count(wave) && !CanaryGate(a, i)) break;
-    RunWave(a, i, steps);
-    lock.lock();
-    bool stop = a.aborted || a.halted || stopping_;
-    lock.unlock();
+    bool stop = false;
+    while (true) {
+      lock.lock();
+      const bool open = WindowGate(lock, a, i);
+      lock.unlock();
+      if (!open) {
+        stop = true;
+        break;
+      }
+      RunWave(a, i, steps);  // its workers take no step once the window closes
+      lock.lock();
+      stop = a.aborted || a.halted || stopping_;
+      const bool pending = std::any_of(steps.begin(), steps.end(), [&](int s) {
+        return a.r.steps[static_cast<size_t>(s)].state == StepState::kPending;
+      });
+      lock.unlock();
+      if (stop || !pending) break;  // pending: the window closed mid-wave; wait for it
+    }
     if (stop) break;
   }
   lock.lock();
@@ -160,6 +216,8 @@ void RolloutEngine::RunWave(Active& a, size_t stage_index, const std::vector<int
       {
         MutexLock lock(mu_);
         if (!WaitUntil(lock, a, [] { return true; }) || a.halted) return;
+        // A change window that closed: no new step (the stage waits for it).
+        if (!config::WindowsOpen(WindowsOf(a, stage_index), clock_->Now())) return;
         while (next < steps.size() && step < 0) {
           int candidate = steps[next++];
           if (a.r.steps[static_cast<size_t>(candidate)].state == StepState::kPending)
@@ -364,7 +422,7 @@ void RolloutEngine::Finish(Active& a) {
                        NameOf(a.r.stages[i - 1].state), "), so it is not promoted further");
     }
     if (st.state == StageState::kPending || st.state == StageState::kSoaking ||
-        st.state == StageState::kAwaitingApproval) {
+        st.state == StageState::kAwaitingApproval || st.state == StageState::kAwaitingWindow) {
       st.state = a.aborted ? StageState::kAborted : StageState::kSkipped;
       SaveStage(a, i);
     }

@@ -22,6 +22,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "daemon/drivers/sqlite_driver.h"
 #include "tests/support/alembic.h"
 #include "tests/support/temp_dir.h"
@@ -571,6 +572,53 @@ TEST_F(EngineTest, ApprovalGatesAProtectedEnvironment) {
   ASSERT_TRUE(engine_->Approve(id, "dave").ok());
   ASSERT_TRUE(WaitFor(id, "succeeded"));
   EXPECT_EQ(engine_->Get(id)->stages[0].approved_by, "dave");
+}
+
+// A freeze that covers now holds the rollout (awaiting_window, no step
+// run) until the window ends on the engine's clock; an override skips it.
+TEST_F(EngineTest, AChangeWindowHoldsStepsUntilItOpens) {
+  Db("app", {kAge});
+  const absl::CivilMinute now = absl::ToCivilMinute(clock_.Now(), absl::UTCTimeZone());
+  const absl::CivilMinute end = now + 30;
+  Start(absl::StrFormat(R"(
+  - name: prod
+    windows: [{kind: deny, schedule: "daily %02d:%02d-%02d:%02d", timezone: UTC}]
+    databases: [{name: app, url: "sqlite:///app.db"}]
+)",
+                        now.hour(), now.minute(), end.hour(), end.minute()));
+  std::string id = Launch();
+  ASSERT_TRUE(WaitFor(id, "awaiting_window"));
+  EXPECT_THAT(engine_->Get(id)->reason,
+              HasSubstr("prod is outside its change windows (deny daily"));
+  EXPECT_EQ(NameOf(engine_->Get(id)->stages[0].state), "awaiting_window");
+  clock_.Advance(absl::Minutes(20));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(StateOf(id), "awaiting_window");
+  EXPECT_TRUE(alembic_.calls().empty());
+  clock_.Advance(absl::Minutes(11));
+  ASSERT_TRUE(WaitFor(id, "succeeded"));
+  EXPECT_THAT(alembic_.calls(), ElementsAre("app"));
+  std::vector<RolloutEvent> events = *store_->Events(id, 0, 100);
+  EXPECT_TRUE(std::any_of(events.begin(), events.end(), [](const RolloutEvent& e) {
+    return e.kind == EventKind::kWindowOpened;
+  }));
+
+  // The same freeze, overridden with a reason: no wait, and it is recorded.
+  clock_.Advance(absl::Hours(24) - absl::Minutes(31));  // inside the window again
+  Sql(dir_ + "/app.db", absl::StrCat("UPDATE alembic_version SET version_num = '", kAge, "'"));
+  ASSERT_TRUE(reconciler_->Refresh().ok());
+  RolloutRequest req;
+  req.target = "heads";
+  req.requested_by = "test";
+  req.override_window = "hotfix for INC-42";
+  absl::StatusOr<Rollout> r = engine_->Start(req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(WaitFor(r->id, "succeeded"));
+  std::vector<RolloutEvent> overridden = *store_->Events(r->id, 0, 100);
+  EXPECT_TRUE(std::any_of(overridden.begin(), overridden.end(), [](const RolloutEvent& e) {
+    return e.kind == EventKind::kOverrideWindow &&
+           e.message == "change windows overridden by test: hotfix for INC-42";
+  }));
 }
 
 // Four eyes: two different people, neither the requester; each approval

@@ -190,6 +190,7 @@ absl::StatusOr<RolloutPlan> PlanRollout(const RolloutRequest& request,
   rollout.target = request.target.empty() ? "heads" : request.target;
   rollout.created_by = request.requested_by;
   rollout.override_promotion = request.override_promotion;
+  rollout.override_window = request.override_window;
   absl::Status exists = TargetExists(resolver, rollout.target, &rollout.target_revisions);
   if (!exists.ok()) return exists;
   if (rollout.target == "heads" && rollout.target_revisions.size() > 1) {

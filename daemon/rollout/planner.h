@@ -37,6 +37,9 @@ struct RolloutRequest {
   // Migrate databases whose schema drifted (schema-drift problems); each is
   // recorded in the rollout's events.
   bool allow_drift = false;
+  // Non-empty: start steps even outside the environments' change windows,
+  // for this reason (an admin's call; recorded in the rollout's events).
+  std::string override_window;
   std::string requested_by;
 };
 

@@ -86,6 +86,13 @@ class LockstepService final
                              v1::RestoreBackupResponse* resp) override;
   grpc::Status WhoAmI(grpc::ServerContext* ctx, const v1::WhoAmIRequest* req,
                       v1::WhoAmIResponse* resp) override;
+  grpc::Status ListAudit(grpc::ServerContext* ctx, const v1::ListAuditRequest* req,
+                         v1::ListAuditResponse* resp) override;
+
+  // The audit interceptor's sink (audit_interceptor.h): fills in who
+  // called (from `ctx`), from where and when, then keeps `record` in the
+  // state store and appends it to server.audit_log when set.
+  void Record(const grpc::ServerContextBase& ctx, AuditRecord record);
 
  private:
   // Who calls (access.h): from the "authorization" header and the verified
@@ -116,6 +123,7 @@ class LockstepService final
   std::shared_ptr<Reconciler> reconciler_;
   StateStore* store_;
   RolloutEngine* engine_;  // outlives the service
+  Mutex audit_mu_;         // one audit_log line at a time
   Mutex watch_mu_;
   int watchers_ ABSL_GUARDED_BY(watch_mu_) = 0;
   std::map<std::string, int> watchers_by_client_ ABSL_GUARDED_BY(watch_mu_);

@@ -66,6 +66,7 @@ void ToProto(const Rollout& r, v1::Rollout* out) {
   out->set_created_by(r.created_by);
   out->set_override_promotion(r.override_promotion);
   out->set_override_reason(r.override_reason);
+  out->set_override_window(r.override_window);
   SetTime(r.created_at, out->mutable_created_at());
   SetTime(r.updated_at, out->mutable_updated_at());
   SetTime(r.finished_at, out->mutable_finished_at());
@@ -98,6 +99,7 @@ RolloutRequest FromProto(const v1::StartRolloutRequest& req) {
   r.override_promotion = req.override_promotion();
   r.allow_lint.assign(req.allow_lint().begin(), req.allow_lint().end());
   r.allow_drift = req.allow_drift();
+  r.override_window = req.override_window();
   r.requested_by = req.actor();
   return r;
 }
@@ -178,9 +180,17 @@ grpc::Status LockstepService::StartRollout(grpc::ServerContext* ctx,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "target is required to start a rollout (e.g. heads)");
   }
-  absl::StatusOr<Identity> who =
-      Allow(*ctx, Permission::kOperate, Scope(*reconciler_->inventory(), *req));
+  const std::vector<std::string> scope = Scope(*reconciler_->inventory(), *req);
+  absl::StatusOr<Identity> who = Allow(*ctx, Permission::kOperate, scope);
   if (!who.ok()) return ToGrpc(who.status());
+  if (!req->override_window().empty()) {  // an admin's call: every permission there
+    for (Permission p : kAllPermissions) {
+      if (absl::Status s = Authorize(*reconciler_->inventory(), *who, p, scope); !s.ok()) {
+        return ToGrpc(absl::PermissionDeniedError(
+            absl::StrCat("overriding change windows needs admin: ", s.message())));
+      }
+    }
+  }
   RolloutRequest request = FromProto(*req);
   request.requested_by = Actor(*who, req->actor());
   return Reply(engine_->Start(request), resp);
@@ -205,10 +215,11 @@ grpc::Status LockstepService::EnterWatch(const std::string& client) {
                                      "serves (server.max_watch_streams); try again later"));
   }
   if (mine >= server.max_watch_streams_per_client) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("this client has ", mine,
-                                     " watch streams open, the most one "
-                                     "client may (server.max_watch_streams_per_client)"));
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat(client.rfind("subject ", 0) == 0 ? client : "this client", " has ", mine,
+                     " watch streams open, the most one "
+                     "client may (server.max_watch_streams_per_client)"));
   }
   ++mine;
   ++watchers_;
@@ -225,12 +236,12 @@ grpc::ServerWriteReactor<v1::RolloutEvent>* LockstepService::WatchRollout(
     grpc::CallbackServerContext* ctx, const v1::WatchRolloutRequest* req) {
   if (grpc::Status s = CheckRequestBounds(*req); !s.ok()) return WatchHub::Refuse(s);
   if (grpc::Status s = RequireId(req->id()); !s.ok()) return WatchHub::Refuse(s);
-  if (auto who = AllowOnRollout(*ctx, Permission::kRead, req->id()); !who.ok()) {
-    return WatchHub::Refuse(ToGrpc(who.status()));
-  }
+  absl::StatusOr<Identity> who = AllowOnRollout(*ctx, Permission::kRead, req->id());
+  if (!who.ok()) return WatchHub::Refuse(ToGrpc(who.status()));
   // Streams hold no thread, but each holds memory and a place in the hub's
-  // polls: bounded, in all and per client.
-  std::string client = ClientOf(ctx->peer());
+  // polls: bounded, in all and per client (its subject when authentication
+  // is on, else its address).
+  std::string client = who->anonymous ? ClientOf(ctx->peer()) : "subject " + who->subject;
   if (grpc::Status s = EnterWatch(client); !s.ok()) return WatchHub::Refuse(s);
   return watches_.Open(req->id(), req->after_seq(),
                        [this, client = std::move(client)] { LeaveWatch(client); });

@@ -18,8 +18,8 @@ using store_util::Stored;
 constexpr const char* kUpsertRollout = R"sql(
   INSERT OR REPLACE INTO rollouts (id, kind, target, target_revisions, state, reason, created_by,
                                    override_promotion, created_at_us, updated_at_us, finished_at_us,
-                                   override_reason)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
+                                   override_reason, override_window)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql";
 
 constexpr const char* kUpsertStage = R"sql(
   INSERT OR REPLACE INTO rollout_stages (rollout_id, position, environment, state, soak_us,
@@ -49,6 +49,7 @@ void BindRollout(SQLite::Statement& q, const Rollout& r) {
   q.bind(10, Micros(r.updated_at));
   q.bind(11, Micros(r.finished_at));
   q.bind(12, r.override_reason);
+  q.bind(13, r.override_window);
 }
 
 void BindStage(SQLite::Statement& q, const std::string& id, int position, const RolloutStage& s) {
@@ -193,12 +194,13 @@ Rollout RolloutFromRow(SQLite::Statement& q) {
   r.updated_at = FromMicros(q.getColumn(9).getInt64());
   r.finished_at = FromMicros(q.getColumn(10).getInt64());
   r.override_reason = q.getColumn(11).getString();
+  r.override_window = q.getColumn(12).getString();
   return r;
 }
 
 constexpr const char* kRolloutColumns =
     "SELECT id, kind, target, target_revisions, state, reason, created_by, override_promotion, "
-    "created_at_us, updated_at_us, finished_at_us, override_reason FROM rollouts ";
+    "created_at_us, updated_at_us, finished_at_us, override_reason, override_window FROM rollouts ";
 
 Backup BackupFromRow(SQLite::Statement& q) {
   Backup b;
@@ -511,6 +513,62 @@ absl::Status StateStore::MarkRestored(int64_t id, const std::string& who, absl::
   if (!s.ok()) return s;
   if (changed == 0) return absl::NotFoundError(absl::StrCat("no backup ", id));
   return absl::OkStatus();
+}
+
+absl::Status StateStore::AddAudit(AuditRecord* r) {
+  MutexLock lock(mu_);
+  return Guard("record audit", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    ExecOne(*prepared_,
+            "INSERT INTO audit (at_us, subject, method, peer, rpc, request, code, message) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [&](SQLite::Statement& q) {
+              q.bind(1, Micros(r->at));
+              q.bind(2, r->subject);
+              q.bind(3, r->method);
+              q.bind(4, r->peer);
+              q.bind(5, r->rpc);
+              q.bind(6, r->request);
+              q.bind(7, r->code);
+              q.bind(8, r->message);
+            });
+    r->id = db_->getLastInsertRowid();
+    if (r->id % 1000 == 0) {  // now and then, the oldest beyond kAuditKeep go
+      ExecOne(*prepared_, "DELETE FROM audit WHERE id <= ?",
+              [&](SQLite::Statement& q) { q.bind(1, r->id - kAuditKeep); });
+    }
+  });
+}
+
+absl::StatusOr<std::vector<AuditRecord>> StateStore::Audit(absl::Time since,
+                                                           const std::string& subject, int limit) {
+  MutexLock lock(mu_);
+  std::vector<AuditRecord> out;
+  absl::Status s = Guard("read audit", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    SQLite::Statement q(*db_,
+                        "SELECT id, at_us, subject, method, peer, rpc, request, code, message "
+                        "FROM audit WHERE at_us >= ?1 AND (?2 = '' OR subject = ?2) "
+                        "ORDER BY id DESC LIMIT ?3");
+    q.bind(1, Micros(since));
+    q.bind(2, subject);
+    q.bind(3, limit);
+    while (q.executeStep()) {
+      AuditRecord r;
+      r.id = q.getColumn(0).getInt64();
+      r.at = FromMicros(q.getColumn(1).getInt64());
+      r.subject = q.getColumn(2).getString();
+      r.method = q.getColumn(3).getString();
+      r.peer = q.getColumn(4).getString();
+      r.rpc = q.getColumn(5).getString();
+      r.request = q.getColumn(6).getString();
+      r.code = q.getColumn(7).getString();
+      r.message = q.getColumn(8).getString();
+      out.push_back(std::move(r));
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
 }
 
 }  // namespace lockstep::daemon

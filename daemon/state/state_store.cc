@@ -186,6 +186,22 @@ ALTER TABLE rollout_stages ADD COLUMN approvals_required INTEGER NOT NULL DEFAUL
 ALTER TABLE rollout_stages ADD COLUMN distinct_from_requester INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rollout_stages ADD COLUMN approvers TEXT NOT NULL DEFAULT '';
 )sql",
+    // 12: the audit log: mutating calls and refused ones.
+    R"sql(
+CREATE TABLE audit (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_us   INTEGER NOT NULL,
+  subject TEXT NOT NULL,
+  method  TEXT NOT NULL,
+  peer    TEXT NOT NULL,
+  rpc     TEXT NOT NULL,
+  request TEXT NOT NULL,
+  code    TEXT NOT NULL,
+  message TEXT NOT NULL
+);
+CREATE INDEX audit_at ON audit (at_us);
+ALTER TABLE rollouts ADD COLUMN override_window TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 }  // namespace

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "daemon/model/audit.h"
 #include "daemon/model/mutex.h"
 #include "daemon/model/rollout.h"
 
@@ -90,7 +91,7 @@ struct StoredExpectedSchema {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 11;
+  static constexpr int kSchemaVersion = 12;
 
   // `busy_timeout`: how long a write waits for another connection's lock
   // on the file before it fails.
@@ -156,6 +157,14 @@ class StateStore {
   absl::Status DeleteBackup(int64_t id);
   // Records the latest restore of backup `id`: who asked for it, and when.
   absl::Status MarkRestored(int64_t id, const std::string& who, absl::Time at);
+
+  // The audit log: AddAudit sets `record->id`; the newest kAuditKeep
+  // records are kept (a flood of refused calls cannot fill the disk).
+  static constexpr int64_t kAuditKeep = 100000;
+  absl::Status AddAudit(AuditRecord* record);
+  // Newest first: at or after `since`, of `subject` ("" : anyone), at most `limit`.
+  absl::StatusOr<std::vector<AuditRecord>> Audit(absl::Time since, const std::string& subject,
+                                                 int limit);
 
  private:
   explicit StateStore(std::unique_ptr<SQLite::Database> db);

@@ -1,13 +1,13 @@
 #include "daemon/state/state_store.h"
 
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 
-#include <SQLiteCpp/SQLiteCpp.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
+#include "absl/strings/str_cat.h"
 #include "tests/support/temp_dir.h"
 
 namespace lockstep::daemon {
@@ -50,6 +50,38 @@ TEST_F(StateStoreTest, RecordsChangesAndSurvivesReopen) {
   ASSERT_TRUE(last.ok());
   EXPECT_THAT(last->at("prod/a").revisions, ElementsAre("r2"));
   EXPECT_EQ(last->at("prod/a").changed_at, absl::FromUnixSeconds(1003));
+}
+
+// The audit log: newest first, by time and subject, and it survives a reopen.
+TEST_F(StateStoreTest, AuditRecordsNewestFirstBySinceAndSubject) {
+  {
+    auto store = StateStore::Open(path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    for (int i = 0; i < 5; ++i) {
+      AuditRecord r;
+      r.at = absl::FromUnixSeconds(100 + i);
+      r.subject = i % 2 ? "alice" : "bob";
+      r.method = "token";
+      r.rpc = i == 4 ? "RestoreBackup" : "StartRollout";
+      r.request = absl::StrCat("target: \"r", i, "\"");
+      r.code = i == 2 ? "PERMISSION_DENIED" : "OK";
+      ASSERT_TRUE((*store)->AddAudit(&r).ok());
+      EXPECT_EQ(r.id, i + 1);
+    }
+  }
+  auto store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto all = (*store)->Audit(absl::InfinitePast(), "", 10);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 5u);
+  EXPECT_EQ((*all)[0].rpc, "RestoreBackup");
+  EXPECT_EQ((*all)[2].code, "PERMISSION_DENIED");
+  EXPECT_EQ((*all)[4].at, absl::FromUnixSeconds(100));
+  auto alice = (*store)->Audit(absl::FromUnixSeconds(102), "alice", 10);
+  ASSERT_TRUE(alice.ok());
+  ASSERT_EQ(alice->size(), 1u);
+  EXPECT_EQ((*alice)[0].request, "target: \"r3\"");
+  EXPECT_EQ((*store)->Audit(absl::InfinitePast(), "", 2)->size(), 2u);
 }
 
 TEST_F(StateStoreTest, UnreachableKeepsLastKnownRevisions) {

@@ -12,6 +12,8 @@ PACKAGES=(
   postgresql sqlite3 alembic python3-psycopg2 python3-sqlalchemy
   libmariadb-dev mariadb-server mariadb-client python3-pymysql
   python3-grpcio python3-grpc-tools prometheus
+  # change windows name IANA time zones (absl reads /usr/share/zoneinfo)
+  tzdata
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -177,7 +177,7 @@ environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
 
 # What each RPC needs: the permission, and whether it names an environment
 # (False: a call about the project or the whole fleet, allowed with the
-# permission on some environment).
+# permission on some environment; "all": on every environment).
 RPC_PERMISSION = {
     "GetFleet": ("read", True), "GetDatabase": ("read", True), "DiffSchema": ("read", True),
     "Refresh": ("operate", False), "GetGraph": ("read", False), "GetHistory": ("read", False),
@@ -188,6 +188,7 @@ RPC_PERMISSION = {
     "GetRollout": ("read", True), "Downgrade": ("operate", True), "Stamp": ("operate", True),
     "Reapply": ("operate", True), "ListBackups": ("read", True),
     "RestoreBackup": ("restore", True), "WhoAmI": (None, False),
+    "ListAudit": ("read", "all"),  # read on every environment
 }
 ROLE_GRANTS = {
     "viewer": {"read"}, "operator": {"read", "operate"}, "approver": {"read", "approve"},
@@ -227,6 +228,7 @@ server:
   poll_interval: 1h
   backup_dir: backups
   auth: {tokens_file: tokens.txt}
+  audit_log: audit.jsonl
 project: {alembic_ini: project/alembic.ini, alembic_command: [/usr/bin/alembic]}
 environments:
   - name: dev
@@ -293,6 +295,7 @@ access:
             "ListBackups": pb.ListBackupsRequest(environment=env),
             "RestoreBackup": pb.RestoreBackupRequest(id=self.backup[env]),
             "WhoAmI": pb.WhoAmIRequest(),
+            "ListAudit": pb.ListAuditRequest(limit=1),
         }
         try:
             reply = getattr(self.stub, rpc)(requests[rpc], metadata=metadata, timeout=60)
@@ -310,8 +313,9 @@ access:
         for rpc in order:
             permission, per_env = RPC_PERMISSION[rpc]
             for role, grants in ROLE_GRANTS.items():
-                for env in (("dev", "prod") if per_env else ("dev",)):
-                    allowed = permission is None or (permission in grants and env == "dev")
+                for env in (("dev", "prod") if per_env is True else ("dev",)):
+                    allowed = permission is None or (permission in grants and env == "dev" and
+                                                     per_env != "all")
                     code = self.call(rpc, env, "tok-" + role)
                     cells += 1
                     refused = code == self.grpc.StatusCode.PERMISSION_DENIED
@@ -319,7 +323,42 @@ access:
                         denied.append("%s as %s on %s: %s, expected %s" % (
                             rpc, role, env, code, "allowed" if allowed else "PERMISSION_DENIED"))
         self.assertEqual(denied, [])
-        self.assertEqual(cells, 6 * (2 * 16 + 5))  # 16 RPCs about an environment, 5 not
+        self.assertEqual(cells, 6 * (2 * 16 + 6))  # 16 RPCs about an environment, 6 not
+
+    def test_7_the_audit_log_holds_mutations_and_refusals_and_no_token(self):
+        self.call("Refresh", "dev", "tok-viewer")  # refused
+        self.call("Stamp", "dev", "tok-operator")  # allowed, fails on its revision
+        self.call("GetFleet", "dev", "tok-unknown")  # unauthenticated
+        self.call("GetFleet", "dev", "tok-viewer")  # a read that succeeds: not recorded
+        audit = json.loads(self.d.cli("audit", "--limit", "4", "-o", "json").stdout)["entries"]
+        got = [(e["rpc"], e["subject"], e["code"]) for e in audit]
+        self.assertEqual([(rpc, subject) for rpc, subject, _ in got[:3]],
+                         [("GetFleet", ""), ("Stamp", "u-operator"), ("Refresh", "u-viewer")])
+        self.assertEqual(got[0][2], "UNAUTHENTICATED")
+        self.assertNotEqual(got[1][2], "OK")  # an unknown revision
+        self.assertEqual(got[2][2], "PERMISSION_DENIED")
+        self.assertEqual(audit[0]["method"], "none")
+        stamp = audit[1]
+        self.assertIn('revision: "nope"', stamp["request"])
+        self.assertTrue(stamp["peer"].startswith("ipv4:127.0.0.1:"), stamp)
+        self.assertNotIn("GetFleet", [e["rpc"] for e in audit if e["code"] == "OK"])
+        # Filters, and who may read it: read on every environment.
+        mine = json.loads(self.d.cli("audit", "--subject", "u-viewer", "-o", "json").stdout)
+        self.assertTrue(mine["entries"])
+        self.assertEqual({e["subject"] for e in mine["entries"]}, {"u-viewer"})
+        self.assertEqual(self.call("ListAudit", "dev", "tok-admin"),
+                         self.grpc.StatusCode.PERMISSION_DENIED)  # admin of dev only
+        # Also as JSON lines for a log shipper; no token anywhere on disk.
+        with open(os.path.join(self.f.dir, "audit.jsonl")) as fh:
+            lines = [json.loads(line) for line in fh]
+        self.assertIn("Refresh", [line["rpc"] for line in lines])
+        for name in ("state.db", "state.db-wal", "audit.jsonl"):
+            path = os.path.join(self.f.dir, name)
+            if os.path.exists(path):
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                for token in ["tok-" + r for r in ROLE_GRANTS] + ["tok-root"]:
+                    self.assertNotIn(token.encode(), data, name)
 
     def test_2_no_token_or_an_unknown_one_is_unauthenticated_everywhere(self):
         for token in ("", "tok-nobody"):
