@@ -221,6 +221,7 @@ std::unique_ptr<CLI::App> Globals() {
   Value(app.get(), "--token-file", "FILE",
         "a file holding the token to present to lockstepd (default: the token in "
         "$LOCKSTEP_TOKEN)");
+  Flag(app.get(), "--version", "print lockstep's version and the commit it was built from");
   Flag(app.get(), "-v,--verbose",
        "more detail: heads, branches and history as Alembic's -v; rollout --watch, "
        "watch and downgrade add Alembic's output lines");

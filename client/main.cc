@@ -3,16 +3,16 @@
 #include <limits.h>
 #include <malloc.h>
 #include <sys/mman.h>
-
-#include <cstdint>
-#include <cstdlib>
-#include <cerrno>
-#include <cstring>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <string>
 
+#include "build_info.h"
 #include "client/cli_args.h"
 #include "client/offline_commands.h"
 
@@ -59,6 +59,13 @@ int ExecOnline(char** argv) {
 
 int main(int argc, char** argv) {
   using namespace lockstep::client;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--version") {
+      std::cout << "lockstep " << lockstep::kVersion << " (commit " << lockstep::kCommit << ")\n";
+      return kExitOk;
+    }
+    if (std::string(argv[i]) == "--") break;
+  }
   absl::StatusOr<CliArgs> args = ParseCliArgs(argc, argv);
   if (!args.ok()) {
     std::cerr << "lockstep: " << args.status().message() << "\n";

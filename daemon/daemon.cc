@@ -3,7 +3,11 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 
@@ -13,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "build_info.h"
 #include "daemon/core/reconciler.h"
 #include "daemon/drivers/driver.h"
 #include "daemon/drivers/sqlite_lock.h"
@@ -37,21 +42,31 @@ std::string ReadPem(const std::string& path, absl::Status* error) {
   return text.str();
 }
 
+// How often gRPC looks at server.tls's files for a new certificate, key
+// or client CA: a rotated certificate is served without a restart.
+constexpr unsigned kTlsRefreshSeconds = 5;
+
 // server.tls as gRPC credentials (client certificates required when
-// client_ca is set); plaintext without it.
+// client_ca is set), watched for rotation; plaintext without it.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
     const config::ServerConfig& server) {
   if (!server.tls) return grpc::InsecureServerCredentials();
-  absl::Status error;
-  grpc::SslServerCredentialsOptions options(
-      server.tls->client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                    : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  options.pem_key_cert_pairs.push_back(
-      {ReadPem(server.tls->key, &error), ReadPem(server.tls->cert, &error)});
-  if (!server.tls->client_ca.empty())
-    options.pem_root_certs = ReadPem(server.tls->client_ca, &error);
+  absl::Status error;  // each file must be readable PEM now; later changes are picked up
+  for (const std::string* path : {&server.tls->key, &server.tls->cert, &server.tls->client_ca}) {
+    if (!path->empty()) ReadPem(*path, &error);
+  }
   if (!error.ok()) return absl::Status(error.code(), absl::StrCat("server.tls: ", error.message()));
-  return grpc::SslServerCredentials(options);
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      server.tls->key, server.tls->cert, server.tls->client_ca, kTlsRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (!server.tls->client_ca.empty()) {
+    options.watch_root_certs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  } else {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  }
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 int CountDatabases(const config::Inventory& inv) {
@@ -101,6 +116,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
       });
 
   d->registry_ = std::make_shared<prometheus::Registry>();
+  // lockstep_build_info{version, commit} 1: which lockstepd answers.
+  prometheus::BuildGauge()
+      .Name("lockstep_build_info")
+      .Help("The lockstepd serving: its version and the commit it was built from (always 1)")
+      .Register(*d->registry_)
+      .Add({{"version", kVersion}, {"commit", kCommit}})
+      .Set(1);
   d->metrics_ = std::make_unique<FleetMetrics>(d->registry_.get());
   try {
     d->exposer_ = std::make_unique<prometheus::Exposer>(inventory->server.metrics_listen);

@@ -3,18 +3,18 @@
 //   lockstepd --config fleet.yaml [--log-format text|json]
 //   lockstepd --check-config fleet.yaml
 #include <signal.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-#include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include "absl/strings/str_join.h"
+#include "build_info.h"
 #include "config/inventory.h"
 #include "daemon/core/reconciler.h"
 #include "daemon/daemon.h"
@@ -27,7 +27,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: lockstepd --config FILE [--log-format text|json]\n"
-    "       lockstepd --check-config FILE\n";
+    "       lockstepd --check-config FILE\n"
+    "       lockstepd --version\n";
 
 // `%*` in a pattern: the message, escaped for a JSON string.
 class JsonMessage : public spdlog::custom_flag_formatter {
@@ -127,6 +128,10 @@ int main(int argc, char** argv) {
     if (a == "--log-format" && value(&log_format)) continue;
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
+      return 0;
+    }
+    if (a == "--version") {
+      std::cout << "lockstepd " << lockstep::kVersion << " (commit " << lockstep::kCommit << ")\n";
       return 0;
     }
     std::cerr << "lockstepd: unexpected argument '" << a << "'\n" << kUsage;

@@ -3,8 +3,8 @@
 # quick start. Idempotent; run as root.
 set -euo pipefail
 PACKAGES=(
-  # build
-  cmake ninja-build ccache g++ clang libclang-rt-14-dev pkg-config
+  # build (dpkg-dev: dpkg-shlibdeps, for the Debian package's dependencies)
+  cmake ninja-build ccache g++ clang libclang-rt-14-dev pkg-config dpkg-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libpqxx-dev libsqlitecpp-dev libyaml-cpp-dev libspdlog-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libabsl-dev liburing-dev libcli11-dev nlohmann-json3-dev

@@ -193,6 +193,16 @@ environments:
         self.assertIn("lockstep_graph_heads 1", body)
         self.assertIn("lockstep_check_duration_seconds_bucket", body)
         self.assertIn('lockstep_database_pending_revisions{database="app",environment="prod"} 3', body)
+        # Which lockstepd answers: its version and commit, as --version says.
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
+                                capture_output=True, text=True).stdout.strip() or "unknown"
+        for binary, name in ((LOCKSTEPD, "lockstepd"),
+                             (os.path.join(BUILD, "client", "lockstep"), "lockstep")):
+            version = subprocess.run([binary, "--version"], capture_output=True, text=True)
+            self.assertEqual(version.returncode, 0, version.stderr)
+            self.assertRegex(version.stdout, r"^%s \d+\.\d+\.\d+ \(commit %s\)\n$" % (name, commit))
+        number = version.stdout.split()[1]
+        self.assertIn('lockstep_build_info{commit="%s",version="%s"} 1' % (commit, number), body)
 
     def test_6_sighup_with_a_broken_file_keeps_the_old_config(self):
         with open(self.config) as f:

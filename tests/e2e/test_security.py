@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -107,6 +108,71 @@ environments:
         with open(self.p("server.key")) as f:
             key_line = f.read().splitlines()[1]
         self.assertNotIn(key_line, d.log())
+
+    def test_an_expired_server_certificate_is_refused_by_clients(self):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                "-keyout", "expired.key", "-out", "expired.csr", cwd=self.pki)
+        openssl("x509", "-req", "-in", "expired.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "-1", "-out", "expired.pem", "-extfile", "san.ext",
+                cwd=self.pki)  # notAfter before notBefore: expired from the start
+        port, config = free_port(), os.path.join(self.f.dir, "expired.yaml")
+        with open(config, "w") as f:
+            f.write("""
+server: {listen: "127.0.0.1:%d", metrics_listen: "127.0.0.1:%d", state: expired.db,
+         poll_interval: 1h, tls: {cert: pki/expired.pem, key: pki/expired.key}}
+project: {alembic_ini: project/alembic.ini}
+environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
+""" % (port, free_port()))
+        log = open(config + ".log", "w")
+        proc = subprocess.Popen([os.path.join(BUILD, "daemon", "lockstepd"), "--config", config],
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: (proc.kill(), proc.wait(), log.close()))
+        deadline = time.time() + 20
+        while True:  # the port opens; every handshake then fails on the date
+            p = subprocess.run([os.path.join(BUILD, "client", "lockstep"), "--server",
+                                "localhost:%d" % port, "--tls-ca", self.p("ca.pem"), "status"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(p.returncode, 0, p.stdout)
+            if "Connection refused" not in p.stderr or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertIn("FAILED", p.stderr)
+        self.assertIsNone(proc.poll())  # lockstepd itself keeps running
+        import grpc
+        pb2, pb2_grpc = grpc_stubs(os.path.join(self.f.dir, "stubs"))
+        with open(self.p("ca.pem"), "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        stub = pb2_grpc.LockstepStub(grpc.secure_channel("localhost:%d" % port, creds))
+        with self.assertRaises(grpc.RpcError) as refused:
+            stub.GetFleet(pb2.GetFleetRequest(), timeout=10)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.UNAVAILABLE)
+
+    def test_a_rotated_certificate_is_served_without_a_restart(self):
+        own = os.path.join(self.pki, "rotating")
+        os.makedirs(own, exist_ok=True)
+        for name in ("server.pem", "server.key"):
+            shutil.copy(self.p(name), os.path.join(own, name))
+        d = self.start("{cert: pki/rotating/server.pem, key: pki/rotating/server.key}",
+                       client_args=["--tls-ca", self.p("ca.pem")])
+        self.assertIn("dev", d.cli("status").stdout)
+        # A new certificate, from another CA, put in place of the old one.
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                "-keyout", "next.key", "-out", "next.csr", cwd=self.pki)
+        openssl("x509", "-req", "-in", "next.csr", "-CA", "other-ca.pem", "-CAkey", "other-ca.key",
+                "-CAcreateserial", "-days", "2", "-out", "next.pem", "-extfile", "san.ext",
+                cwd=self.pki)
+        os.replace(self.p("next.key"), os.path.join(own, "server.key"))
+        os.replace(self.p("next.pem"), os.path.join(own, "server.pem"))
+
+        def status(ca):
+            return subprocess.run([d.lockstep, "--server", d.server, "--tls-ca", self.p(ca),
+                                   "status"], capture_output=True, text=True, timeout=60)
+        deadline = time.time() + 30
+        while status("other-ca.pem").returncode != 0:
+            self.assertLess(time.time(), deadline, "the new certificate was never served")
+            time.sleep(0.5)
+        self.assertNotEqual(status("ca.pem").returncode, 0)  # the old one is gone
+        self.assertEqual(d.proc.poll(), None)  # the same lockstepd all along
 
     def test_a_client_ca_requires_a_client_certificate(self):
         d = self.start("{cert: pki/server.pem, key: pki/server.key, client_ca: pki/ca.pem}",
@@ -217,7 +283,7 @@ class AccessTest(unittest.TestCase):
             fh.write(token_line("tok-root", "root", "ops,dba"))
             for role in ROLE_GRANTS:
                 fh.write(token_line("tok-" + role, "u-" + role))
-        cls.port = free_port()
+        cls.port, cls.metrics_port = free_port(), free_port()
         cls.config = os.path.join(cls.f.dir, "access.yaml")
         with open(cls.config, "w") as fh:
             fh.write("""
@@ -239,7 +305,7 @@ environments:
     databases: [{name: app, url: "sqlite:///prod.db"}]
 access:
   - {subjects: [group:ops], role: admin, environments: ["*"]}
-%s""" % (cls.port, free_port(), "".join(
+%s""" % (cls.port, cls.metrics_port, "".join(
                 "  - {subjects: [u-%s], role: %s, environments: [dev]}\n" % (r, r)
                 for r in ROLE_GRANTS if r != "none")))
         token_file = os.path.join(cls.f.dir, "root.token")
@@ -348,7 +414,14 @@ access:
         self.assertEqual({e["subject"] for e in mine["entries"]}, {"u-viewer"})
         self.assertEqual(self.call("ListAudit", "dev", "tok-admin"),
                          self.grpc.StatusCode.PERMISSION_DENIED)  # admin of dev only
-        # Also as JSON lines for a log shipper; no token anywhere on disk.
+        # Also as JSON lines for a log shipper; no token anywhere on disk or
+        # in the metrics.
+        import urllib.request
+        metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                         timeout=10).read()
+        self.assertIn(b"lockstep_build_info", metrics)
+        for token in ["tok-" + r for r in ROLE_GRANTS] + ["tok-root", "tok-unknown"]:
+            self.assertNotIn(token.encode(), metrics)
         with open(os.path.join(self.f.dir, "audit.jsonl")) as fh:
             lines = [json.loads(line) for line in fh]
         self.assertIn("Refresh", [line["rpc"] for line in lines])
