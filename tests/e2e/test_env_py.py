@@ -184,7 +184,40 @@ class WrapperCommandTest(unittest.TestCase):
                       "reports [%s], the database holds [] (no version rows))" % REV, out)
 
 
-class PostgresStockEnvPyTest(unittest.TestCase):
+class ServerStockEnvPyCases:
+    """The stock env.py on a database server where the step's database and
+    another one live side by side (a mixin: each dialect's class starts the
+    server, creates app and other, and says how to reach and list them)."""
+
+    def tearDown(self):
+        self.p.f.close()
+
+    def rollout(self):
+        return self.p.rollout('[{name: app, url: "%s"}]' % self.url(self.app), "process")
+
+    def test_the_stock_env_py_migrates_the_step_database(self):
+        rc, r, _ = self.rollout()
+        self.assertEqual(rc, 0, r)
+        self.assertIn("users", self.tables(self.app))
+        self.assertEqual(self.tables(self.other), [])
+
+    def test_an_env_py_on_another_database_of_the_same_server_is_stopped(self):
+        self.p.connect_elsewhere(self.url(self.other))
+        rc, r, _ = self.rollout()
+        self.assertNotEqual(rc, 0, r)
+        step = steps_by_db(r)[("dev", "app")]
+        self.assertIn("env.py connected to", step["error"] + "\n".join(step.get("output", [])))
+        self.assertEqual(self.tables(self.other), [])
+        self.assertEqual(self.tables(self.app), [])
+
+
+def database_pair(test):
+    """app_<test>, other_<test>: a pair of database names per test."""
+    name = test.id().rsplit(".", 1)[-1][5:25]
+    return "app_" + name, "other_" + name
+
+
+class PostgresStockEnvPyTest(ServerStockEnvPyCases, unittest.TestCase):
     """The target and the other database on one server: only the advisory
     lock tells them apart."""
 
@@ -197,39 +230,20 @@ class PostgresStockEnvPyTest(unittest.TestCase):
         cls.pg.__exit__(None, None, None)
 
     def setUp(self):
-        name = self.id().rsplit(".", 1)[-1][5:25]
-        self.app, self.other = "app_" + name, "other_" + name
+        self.app, self.other = database_pair(self)
         self.pg.create_database(self.app)
         self.pg.create_database(self.other)
-        self.p = StockProject(self.pg.url(self.other))
+        self.p = StockProject(self.url(self.other))
 
-    def tearDown(self):
-        self.p.f.close()
+    def url(self, db):
+        return self.pg.url(db)
 
     def tables(self, db):
         return self.pg.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
                             db=db).split()
 
-    def rollout(self):
-        return self.p.rollout('[{name: app, url: "%s"}]' % self.pg.url(self.app), "process")
 
-    def test_the_stock_env_py_migrates_the_step_database(self):
-        rc, r, _ = self.rollout()
-        self.assertEqual(rc, 0, r)
-        self.assertIn("users", self.tables(self.app))
-        self.assertEqual(self.tables(self.other), [])
-
-    def test_an_env_py_on_another_database_of_the_same_server_is_stopped(self):
-        self.p.connect_elsewhere(self.pg.url(self.other))
-        rc, r, _ = self.rollout()
-        self.assertNotEqual(rc, 0, r)
-        step = steps_by_db(r)[("dev", "app")]
-        self.assertIn("env.py connected to", step["error"] + "\n".join(step.get("output", [])))
-        self.assertEqual(self.tables(self.other), [])
-        self.assertEqual(self.tables(self.app), [])
-
-
-class MysqlStockEnvPyTest(unittest.TestCase):
+class MysqlStockEnvPyTest(ServerStockEnvPyCases, unittest.TestCase):
     """The same on a MariaDB server: the target and the other database are on
     one server, and only lockstep's GET_LOCK (held by the step's session,
     named after the database) tells them apart."""
@@ -243,34 +257,15 @@ class MysqlStockEnvPyTest(unittest.TestCase):
         cls.my.__exit__(None, None, None)
 
     def setUp(self):
-        name = self.id().rsplit(".", 1)[-1][5:25]
-        self.app, self.other = "app_" + name, "other_" + name
+        self.app, self.other = database_pair(self)
         self.my.sql("CREATE DATABASE %s; CREATE DATABASE %s" % (self.app, self.other))
-        self.p = StockProject(self.my.url(self.other))
+        self.p = StockProject(self.url(self.other))
 
-    def tearDown(self):
-        self.p.f.close()
+    def url(self, db):
+        return self.my.url(db)
 
     def tables(self, db):
         return self.my.sql("SHOW TABLES", db).split()
-
-    def rollout(self):
-        return self.p.rollout('[{name: app, url: "%s"}]' % self.my.url(self.app), "process")
-
-    def test_the_stock_env_py_migrates_the_step_database(self):
-        rc, r, _ = self.rollout()
-        self.assertEqual(rc, 0, r)
-        self.assertIn("users", self.tables(self.app))
-        self.assertEqual(self.tables(self.other), [])
-
-    def test_an_env_py_on_another_database_of_the_same_server_is_stopped(self):
-        self.p.connect_elsewhere(self.my.url(self.other))
-        rc, r, _ = self.rollout()
-        self.assertNotEqual(rc, 0, r)
-        step = steps_by_db(r)[("dev", "app")]
-        self.assertIn("env.py connected to", step["error"] + "\n".join(step.get("output", [])))
-        self.assertEqual(self.tables(self.other), [])
-        self.assertEqual(self.tables(self.app), [])
 
 
 if __name__ == "__main__":
