@@ -2,7 +2,6 @@
 
 #include <grpcpp/grpcpp.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,6 +9,7 @@
 #include <map>
 #include <tuple>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -486,19 +486,10 @@ int TokenCreate(Context& c) {
   }
   unsigned char random[32];
   if (RAND_bytes(random, sizeof random) != 1) return Fail(c, "no random bytes from OpenSSL");
-  static constexpr char kHex[] = "0123456789abcdef";
-  auto hex = [](const unsigned char* bytes, size_t n) {
-    std::string out;
-    for (size_t i = 0; i < n; ++i) {
-      out += kHex[bytes[i] >> 4];
-      out += kHex[bytes[i] & 15];
-    }
-    return out;
-  };
-  const std::string token = "lst_" + hex(random, sizeof random);
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
-  std::string line = absl::StrCat("sha256:", hex(digest, sizeof digest), " ", *subject);
+  const std::string token = "lst_" + absl::BytesToHexString(absl::string_view(
+                                         reinterpret_cast<char*>(random), sizeof random));
+  // The hash lockstepd looks tokens up by (daemon/rpc/access.h TokenHash).
+  std::string line = absl::StrCat("sha256:", daemon::Sha256Hex(token), " ", *subject);
   if (!groups.empty()) absl::StrAppend(&line, " ", groups);
   if (c.json) {
     c.out << JsonWriter()

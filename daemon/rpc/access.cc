@@ -1,7 +1,6 @@
 #include "daemon/rpc/access.h"
 
 #include <fnmatch.h>
-#include <openssl/sha.h>
 
 #include <algorithm>
 
@@ -10,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "daemon/schema/schema.h"  // Sha256Hex
 
 namespace lockstep::daemon {
 
@@ -34,17 +34,7 @@ bool RoleGrants(absl::string_view role, Permission p) {
          (role == "restorer" && p == Permission::kRestore);
 }
 
-std::string TokenHash(absl::string_view token) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : digest) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
-}
+std::string TokenHash(absl::string_view token) { return Sha256Hex(std::string(token)); }
 
 absl::StatusOr<Identity> Authenticate(const config::Inventory& inv, absl::string_view authorization,
                                       absl::string_view cert_cn) {
