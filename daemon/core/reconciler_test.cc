@@ -10,8 +10,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -624,6 +626,82 @@ environments:
   EXPECT_EQ(builds.load(), 16);
   EXPECT_THAT(r->Snapshot()->Find("prod", "orphan")->schema.matches_revisions,
               ElementsAre("f00000000010"));
+}
+
+// A reader that batches targets by their file's directory, as the
+// PostgreSQL driver does by database: the reconciler hands each batch over
+// at most 50 at a time, reads the others alone, and every database gets
+// its own read's result.
+class BatchingReader : public VersionReader {
+ public:
+  std::mutex mu;
+  std::vector<size_t> batch_sizes;
+  int alone = 0;
+
+  std::string BatchKey(const VersionTarget& t) const override {
+    return absl::StrContains(t.url.database, "/tenants/") ? "tenants" : "";
+  }
+
+ protected:
+  VersionRead ReadRows(const VersionTarget& t) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++alone;
+    return RowsOf(t);
+  }
+  std::vector<VersionRead> ReadRowsBatch(
+      const std::vector<const VersionTarget*>& targets) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      batch_sizes.push_back(targets.size());
+    }
+    std::vector<VersionRead> out;
+    for (const VersionTarget* t : targets) out.push_back(RowsOf(*t));
+    return out;
+  }
+
+ private:
+  // t<N> below 300 is at the base revision, the rest was never migrated.
+  static VersionRead RowsOf(const VersionTarget& t) {
+    VersionRead r;
+    const std::string file = std::filesystem::path(t.url.database).stem();
+    int n = std::stoi(file.substr(1));
+    r.outcome = n < 300 ? ReadOutcome::kOk : ReadOutcome::kNoTable;
+    if (n < 300) r.rows = {"a1b2c3d4e5f6"};
+    return r;
+  }
+};
+
+TEST(ReconcilerBatchTest, BatchesAreReadTogetherAtMost50AtATimeAndEachDatabaseGetsItsOwnRead) {
+  lockstep::testing::TempDir tmp("lockstep-batch");
+  std::string yaml = "project: {scripts: " + std::string(std::getenv("LOCKSTEP_SOURCE_DIR")) +
+                     "/migrations/example}\nenvironments:\n  - name: prod\n    databases:\n";
+  for (int i = 0; i < 450; ++i) {
+    yaml += "      - {name: t" + std::to_string(i) + ", url: \"sqlite:///tenants/t" +
+            std::to_string(i) + ".db\"}\n";
+  }
+  for (int i = 0; i < 3; ++i) {
+    yaml += "      - {name: s" + std::to_string(i) + ", url: \"sqlite:///solo/t" +
+            std::to_string(400 + i) + ".db\"}\n";
+  }
+  std::ofstream(tmp.path() + "/fleet.yaml") << yaml;
+  auto inv = config::LoadInventory(tmp.path() + "/fleet.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  auto store = StateStore::Open(tmp.path() + "/state.db");
+  ASSERT_TRUE(store.ok());
+  auto reader = std::make_shared<BatchingReader>();
+  auto r = Reconciler::Create(std::make_shared<config::Inventory>(*inv), reader, store->get());
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE((*r)->Refresh().ok());
+  EXPECT_THAT(reader->batch_sizes, ::testing::Each(50u));
+  EXPECT_EQ(reader->batch_sizes.size(), 9u);  // 450 tenants
+  EXPECT_EQ(reader->alone, 3);
+  std::shared_ptr<const FleetSnapshot> snap = (*r)->Snapshot();
+  ASSERT_EQ(snap->databases.size(), 453u);
+  for (const DatabaseStatus& d : snap->databases) {
+    const int n = std::stoi(std::filesystem::path(d.url).stem().string().substr(1));
+    EXPECT_EQ(d.state, n < 300 ? DatabaseState::kOrphaned : DatabaseState::kUninitialized)
+        << d.name << " " << d.reason;
+  }
 }
 
 }  // namespace

@@ -45,6 +45,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "config/database_url.h"
 #include "config/inventory.h"
@@ -212,9 +213,20 @@ class Drivers : public VersionReader {
   // Through the rule's dialect: a `glob` is SQLite's, a `url` names its own.
   absl::StatusOr<std::vector<Discovered>> Discover(const config::DiscoverRule& rule) override;
 
+  // The dialect's own key, prefixed by the dialect: batches never mix dialects.
+  std::string BatchKey(const VersionTarget& target) const override {
+    std::string key = For(target.url).BatchKey(target);
+    return key.empty() ? key : absl::StrCat(config::DialectName(target.url.dialect), ":", key);
+  }
+
  protected:
   VersionRead ReadRows(const VersionTarget& target) override {
     return For(target.url).Read(target);
+  }
+  std::vector<VersionRead> ReadRowsBatch(
+      const std::vector<const VersionTarget*>& targets) override {
+    if (targets.empty()) return {};
+    return For(targets.front()->url).ReadBatch(targets);
   }
 
  private:

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <pqxx/pqxx>
 
+#include "absl/strings/str_cat.h"
 #include "daemon/drivers/driver.h"
 #include "daemon/drivers/postgres_driver.h"
 #include "daemon/drivers/sqlite_driver.h"
@@ -248,6 +249,104 @@ TEST_F(PostgresReaderTest, LockHeldIsATimeout) {
   EXPECT_THAT(r.error, HasSubstr("timed out after 300ms"));
   tx.abort();
   EXPECT_EQ(reader_->Read(Target(server_->Url("app"))).outcome, ReadOutcome::kOk);
+}
+
+// Tenants as schemas of one database: the reconciler reads them in one
+// batch (one connection, two statements), and every outcome is the one a
+// read of each alone gives: rows, an empty table, no table, no schema, no
+// SELECT, a table locked past the statement timeout.
+TEST_F(PostgresReaderTest, TenantsAsSchemasAreReadTogetherExactlyAsAlone) {
+  ASSERT_TRUE(server_->Psql("CREATE DATABASE tenants").ok());
+  ASSERT_TRUE(server_->Psql("CREATE ROLE tenant_reader LOGIN PASSWORD 'tr-pw'").ok());
+  std::string setup;
+  for (const char* schema : {"t_a", "t_b", "t_empty", "t_notable", "t_nosel", "t_locked"}) {
+    absl::StrAppend(&setup, "CREATE SCHEMA ", schema, "; GRANT USAGE ON SCHEMA ", schema,
+                    " TO tenant_reader; ");
+    if (std::string(schema) == "t_notable") continue;
+    absl::StrAppend(&setup, "CREATE TABLE ", schema,
+                    ".alembic_version (version_num varchar(32) PRIMARY KEY); ");
+    if (std::string(schema) != "t_nosel") {
+      absl::StrAppend(&setup, "GRANT SELECT ON ", schema, ".alembic_version TO tenant_reader; ");
+    }
+  }
+  absl::StrAppend(&setup,
+                  "INSERT INTO t_a.alembic_version VALUES ('a1'), ('a2'); "
+                  "INSERT INTO t_b.alembic_version VALUES ('b1'); "
+                  "INSERT INTO t_locked.alembic_version VALUES ('l1');");
+  ASSERT_TRUE(server_->Psql(setup, "tenants").ok());
+
+  std::unique_ptr<Drivers> drivers = MakeDrivers(FastOptions());
+  std::vector<VersionTarget> targets;
+  for (const char* schema : {"t_a", "t_b", "t_empty", "t_notable", "t_nosel", "t_locked", "nope"}) {
+    VersionTarget t = Target(server_->Url("tenants", "tenant_reader", "tr-pw"));
+    t.name = std::string("test/") + schema;
+    t.version_table_schema = schema;
+    targets.push_back(t);
+  }
+  std::vector<const VersionTarget*> batch;
+  for (const VersionTarget& t : targets) batch.push_back(&t);
+
+  // One key for them all; another user, another database or SQLite differ.
+  const std::string key = drivers->BatchKey(targets[0]);
+  EXPECT_FALSE(key.empty());
+  for (const VersionTarget& t : targets) EXPECT_EQ(drivers->BatchKey(t), key);
+  EXPECT_NE(drivers->BatchKey(Target(server_->Url("tenants"))), key);
+  EXPECT_NE(drivers->BatchKey(Target(server_->Url("app", "tenant_reader", "tr-pw"))), key);
+  EXPECT_THAT(key, Not(HasSubstr("tr-pw")));
+  EXPECT_EQ(drivers->BatchKey(Target("sqlite:////tmp/x.db")), "");
+
+  auto compare = [&](const std::vector<VersionRead>& together) {
+    ASSERT_EQ(together.size(), targets.size());
+    for (size_t i = 0; i < targets.size(); ++i) {
+      VersionRead alone = drivers->Read(targets[i]);
+      EXPECT_EQ(ReadOutcomeName(together[i].outcome), ReadOutcomeName(alone.outcome))
+          << targets[i].name << ": " << together[i].error << " / " << alone.error;
+      EXPECT_EQ(together[i].rows, alone.rows) << targets[i].name;
+      EXPECT_EQ(together[i].error.empty(), alone.error.empty()) << targets[i].name;
+    }
+  };
+  std::vector<VersionRead> together = drivers->ReadBatch(batch);
+  ASSERT_EQ(together.size(), targets.size());
+  EXPECT_THAT(together[0].rows, ElementsAre("a1", "a2"));
+  EXPECT_THAT(together[1].rows, ElementsAre("b1"));
+  EXPECT_EQ(together[2].outcome, ReadOutcome::kOk);
+  EXPECT_THAT(together[2].rows, IsEmpty());
+  EXPECT_EQ(together[3].outcome, ReadOutcome::kNoTable);
+  EXPECT_EQ(together[4].outcome, ReadOutcome::kPermissionDenied);
+  EXPECT_THAT(together[4].error, HasSubstr("permission denied"));
+  EXPECT_THAT(together[5].rows, ElementsAre("l1"));
+  EXPECT_EQ(together[6].outcome, ReadOutcome::kNoTable);
+  compare(together);
+
+  {
+    // A migration holds one tenant's version table: that one times out as
+    // alone, the others are still read.
+    pqxx::connection holder(config::ParseDatabaseUrl(server_->Url("tenants"))->LibpqConninfo());
+    pqxx::work tx(holder);
+    tx.exec("LOCK TABLE t_locked.alembic_version IN ACCESS EXCLUSIVE MODE");
+    together = drivers->ReadBatch(batch);
+    ASSERT_EQ(together.size(), targets.size());
+    EXPECT_EQ(together[5].outcome, ReadOutcome::kTimedOut) << together[5].error;
+    EXPECT_THAT(together[0].rows, ElementsAre("a1", "a2"));
+    EXPECT_EQ(together[4].outcome, ReadOutcome::kPermissionDenied);
+    compare(together);
+    tx.abort();
+  }
+
+  // The server unreachable: each says so, without the password.
+  std::vector<VersionTarget> gone = targets;
+  const int closed = lockstep::testing::FreePort();
+  for (VersionTarget& t : gone) {
+    t.url = *config::ParseDatabaseUrl(
+        "postgresql://app:hunter2@127.0.0.1:" + std::to_string(closed) + "/tenants");
+  }
+  std::vector<const VersionTarget*> gone_batch;
+  for (const VersionTarget& t : gone) gone_batch.push_back(&t);
+  for (const VersionRead& r : drivers->ReadBatch(gone_batch)) {
+    EXPECT_EQ(r.outcome, ReadOutcome::kUnreachable);
+    EXPECT_THAT(r.error, HasSubstr("Connection refused"));
+    EXPECT_THAT(r.error, Not(HasSubstr("hunter2")));
+  }
 }
 
 TEST_F(PostgresReaderTest, DiscoverByQueryAndGlob) {
