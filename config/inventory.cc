@@ -579,12 +579,23 @@ class Loader {
     if (ok) s->tls = std::move(tls);
   }
 
+  // schema_scope: database | version_table_schema.
+  std::optional<SchemaScope> Scope(const YAML::Node& n, const std::string& p) {
+    std::optional<std::string> v = Str(n, "schema_scope", p);
+    if (!v) return std::nullopt;
+    if (*v == "database") return SchemaScope::kDatabase;
+    if (*v == "version_table_schema") return SchemaScope::kVersionTableSchema;
+    Error(n["schema_scope"], p + ".schema_scope",
+          absl::StrCat("'", Printable(*v), "' is not one of database, version_table_schema"));
+    return std::nullopt;
+  }
+
   void Project(const YAML::Node& n, ProjectConfig* pr) {
     const std::string p = "project";
     if (!Keys(n, p,
               {"alembic_ini", "scripts", "ini_section", "version_table", "version_table_schema",
-               "alembic_command", "working_dir", "step_timeout", "alembic_runner", "python",
-               "schema_ignore", "shadow_postgresql", "shadow_mysql", "verify_schema"})) {
+               "schema_scope", "alembic_command", "working_dir", "step_timeout", "alembic_runner",
+               "python", "schema_ignore", "shadow_postgresql", "shadow_mysql", "verify_schema"})) {
       return;
     }
     if (auto v = Str(n, "alembic_ini", p)) pr->alembic_ini = Resolve(base_, *v);
@@ -595,6 +606,7 @@ class Loader {
     if (auto v = Str(n, "ini_section", p)) pr->ini_section = *v;
     if (auto v = Str(n, "version_table", p)) pr->version_table = *v;
     if (auto v = Str(n, "version_table_schema", p)) pr->version_table_schema = *v;
+    if (auto v = Scope(n, p)) pr->schema_scope = *v;
     pr->working_dir = base_;
     if (auto v = Str(n, "working_dir", p)) pr->working_dir = Resolve(base_, *v);
     Duration(n, "step_timeout", p, &pr->step_timeout);
@@ -869,8 +881,9 @@ class Loader {
         env->discover.push_back(std::move(rule));
         continue;
       }
-      if (!Keys(d, p, {"name", "url", "labels", "version_table", "version_table_schema",
-                       "password_env", "password_file"})) {
+      if (!Keys(d, p,
+                {"name", "url", "labels", "version_table", "version_table_schema", "schema_scope",
+                 "password_env", "password_file"})) {
         continue;
       }
       DatabaseConfig db;
@@ -895,6 +908,22 @@ class Loader {
       db.version_table = Str(d, "version_table", p).value_or(project.version_table);
       db.version_table_schema =
           Str(d, "version_table_schema", p).value_or(project.version_table_schema);
+      if (std::optional<SchemaScope> scope = Scope(d, p)) {
+        db.schema_scope = *scope;
+        if (*scope == SchemaScope::kVersionTableSchema && url &&
+            url->dialect != Dialect::kPostgresql) {
+          Error(d["schema_scope"], p + ".schema_scope",
+                "version_table_schema scopes PostgreSQL databases only (a MySQL database is "
+                "already one schema; SQLite has none)");
+        }
+      } else if (url && url->dialect == Dialect::kPostgresql) {
+        db.schema_scope = project.schema_scope;
+      }
+      if (db.schema_scope == SchemaScope::kVersionTableSchema && db.version_table_schema.empty()) {
+        Error(d, p,
+              "schema_scope: version_table_schema needs a version_table_schema (the tenant's "
+              "schema)");
+      }
       Secret(d, p, &db.secret);
       env->databases.push_back(std::move(db));
     }

@@ -123,12 +123,18 @@ struct ServerConfig {
   int alembic_startup_slots = 0;
 };
 
+// What a PostgreSQL database's schema check reads: every schema of the
+// database, or only the one that holds its version table (tenants as
+// schemas of one database, each compared as if it were the whole).
+enum class SchemaScope { kDatabase, kVersionTableSchema };
+
 struct ProjectConfig {
   std::string alembic_ini;  // absolute; empty when `scripts` is used
   std::string scripts;      // a script directory instead of an ini
   std::string ini_section = "alembic";
   std::string version_table = "alembic_version";
   std::string version_table_schema;  // empty: the default schema
+  SchemaScope schema_scope = SchemaScope::kDatabase;  // for PostgreSQL databases
   std::vector<std::string> alembic_command = {"alembic"};
   std::string working_dir;  // for Alembic; default: the inventory's folder
   absl::Duration step_timeout = absl::Minutes(30);  // one Alembic run, then it is stopped
@@ -167,6 +173,7 @@ struct DatabaseConfig {
   std::map<std::string, std::string> labels;
   std::string version_table;         // resolved: override or project's
   std::string version_table_schema;  // resolved
+  SchemaScope schema_scope = SchemaScope::kDatabase;  // resolved
   SecretRef secret;
   int line = 0;  // where it is defined, for messages
 };

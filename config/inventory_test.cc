@@ -456,6 +456,49 @@ environments:
   EXPECT_THAT(bad.status().message(), HasSubstr("distinct"));
 }
 
+// schema_scope: the project's applies to its PostgreSQL databases; a
+// database may set its own; only PostgreSQL can be scoped, and a scope
+// needs the schema it scopes to.
+TEST(InventoryTest, SchemaScopeForTenantsAsSchemas) {
+  auto inv = ParseInventory(R"(
+project: {scripts: versions, schema_scope: version_table_schema}
+environments:
+  - name: prod
+    databases:
+      - {name: acme, url: "postgresql://app@db/app", version_table_schema: acme}
+      - {name: globex, url: "postgresql://app@db/app", version_table_schema: globex}
+      - {name: whole, url: "postgresql://app@db/other", schema_scope: database}
+      - {name: file, url: "sqlite:///x.db"}
+)",
+                            "fleet.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  const auto& dbs = inv->environments[0].databases;
+  EXPECT_EQ(dbs[0].schema_scope, SchemaScope::kVersionTableSchema);
+  EXPECT_EQ(dbs[1].schema_scope, SchemaScope::kVersionTableSchema);
+  EXPECT_EQ(dbs[2].schema_scope, SchemaScope::kDatabase);
+  EXPECT_EQ(dbs[3].schema_scope, SchemaScope::kDatabase);  // SQLite: not scoped
+
+  auto bad = ParseInventory(R"(
+project: {scripts: versions}
+environments:
+  - name: prod
+    databases:
+      - {name: a, url: "postgresql://app@db/app", schema_scope: tenant}
+      - {name: b, url: "postgresql://app@db/app", schema_scope: version_table_schema}
+      - {name: c, url: "sqlite:///c.db", version_table_schema: main, schema_scope: version_table_schema}
+)",
+                            "fleet.yaml");
+  ASSERT_FALSE(bad.ok());
+  std::string m(bad.status().message());
+  EXPECT_THAT(m,
+              HasSubstr("fleet.yaml:6:65: environments[prod].databases[0].schema_scope: 'tenant' "
+                        "is not one of database, version_table_schema"));
+  EXPECT_THAT(m, HasSubstr("environments[prod].databases[1]: schema_scope: version_table_schema "
+                           "needs a version_table_schema"));
+  EXPECT_THAT(m, HasSubstr("environments[prod].databases[2].schema_scope: version_table_schema "
+                           "scopes PostgreSQL databases only"));
+}
+
 TEST(DurationTest, Forms) {
   EXPECT_EQ(*ParseDurationText("90"), absl::Seconds(90));
   EXPECT_EQ(*ParseDurationText("1h30m"), absl::Minutes(90));

@@ -247,7 +247,9 @@ FleetPlan PlanChecks(const config::Inventory& inv, VersionReader& reader) {
       claims.Listed(env.name, db.name,
                     config::DatabaseIdentity(db.url, db.version_table_schema, db.version_table));
       plan.databases.push_back(
-          {{env.name + "/" + db.name, db.url, db.secret, db.version_table, db.version_table_schema},
+          {{env.name + "/" + db.name, db.url, db.secret, db.version_table, db.version_table_schema,
+            db.schema_scope == config::SchemaScope::kVersionTableSchema ? db.version_table_schema
+                                                                        : ""},
            &env,
            db.name,
            db.labels,
@@ -277,8 +279,11 @@ FleetPlan PlanChecks(const config::Inventory& inv, VersionReader& reader) {
                                         "; lockstepd never migrates its own files"));
           continue;
         }
+        const bool scoped = inv.project.schema_scope == config::SchemaScope::kVersionTableSchema &&
+                            item.url.dialect == config::Dialect::kPostgresql;
         Planned p{{env.name + "/" + item.name, std::move(item.url), std::move(item.secret),
-                   inv.project.version_table, inv.project.version_table_schema},
+                   inv.project.version_table, inv.project.version_table_schema,
+                   scoped ? inv.project.version_table_schema : ""},
                   &env,
                   item.name,
                   rule.labels,
@@ -780,6 +785,9 @@ std::string Reconciler::ExpectedKey(const config::Inventory& inv, config::Dialec
     absl::StrAppend(&key, id, " ", sum->sha256, "\n");
   }
   absl::StatusOr<std::string> env_py = Sha256OfFile(p->location().script_dir + "/env.py");
+  // A scoped read (a tenant's schema) reads the scratch database's public
+  // schema only: another expected schema than a whole database's.
+  if (!filter.only_schema.empty()) absl::StrAppend(&key, "scoped\n");
   absl::StrAppend(&key, "env.py ", env_py.ok() ? *env_py : "none", "\n", filter.version_table, "\n",
                   absl::StrJoin(filter.ignore, " "), "\n", inv.project.python, "\n",
                   absl::StrJoin(inv.project.alembic_command, " "), "\n");

@@ -127,7 +127,9 @@ std::unique_ptr<Drivers> MakeDrivers(const ReaderOptions& options) {
 
 SchemaFilter SchemaFilterFor(const VersionTarget& t, const std::vector<std::string>& ignore) {
   SchemaFilter filter;
-  filter.version_table = t.version_table_schema.empty() || t.version_table_schema == "public"
+  filter.only_schema = t.schema_scope;
+  filter.version_table = t.version_table_schema.empty() || t.version_table_schema == "public" ||
+                                 t.version_table_schema == t.schema_scope
                              ? t.version_table
                              : absl::StrCat(t.version_table_schema, ".", t.version_table);
   filter.ignore = ignore;

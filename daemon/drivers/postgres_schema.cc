@@ -12,18 +12,39 @@
 namespace lockstep::daemon {
 namespace {
 
+// How an object of schema `nsp` (a column reference) is named: bare in the
+// home schema (public, or the one schema a scoped read reads), else
+// "schema.name".
+std::string QualifiedName(pqxx::transaction_base& tx, const SchemaFilter& f, const std::string& nsp,
+                          const std::string& name) {
+  return absl::StrCat("CASE WHEN ", nsp, " = ",
+                      tx.quote(f.only_schema.empty() ? "public" : f.only_schema), " THEN ", name,
+                      " ELSE ", nsp, " || '.' || ", name, " END");
+}
+
+// The condition on schema `nsp` of what a read looks at: no system schema,
+// and the one schema of a scoped read.
+std::string SchemaCondition(pqxx::transaction_base& tx, const SchemaFilter& f,
+                            const std::string& nsp) {
+  if (!f.only_schema.empty()) return absl::StrCat(nsp, " = ", tx.quote(f.only_schema));
+  return absl::StrCat(nsp, " NOT IN ('pg_catalog', 'information_schema') AND ", nsp,
+                      " NOT LIKE 'pg\\_toast%' AND ", nsp, " NOT LIKE 'pg\\_temp\\_%'");
+}
+
 // The relations lockstep looks at, as a CTE every query starts with.
-constexpr const char* kRelations = R"sql(
+std::string Relations(pqxx::transaction_base& tx, const SchemaFilter& f) {
+  return absl::StrCat(R"sql(
 WITH rel AS (
-  SELECT c.oid, c.relkind,
-         CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END AS name
+  SELECT c.oid, c.relkind, )sql",
+                      QualifiedName(tx, f, "n.nspname", "c.relname"), R"sql( AS name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
+  WHERE )sql",
+                      SchemaCondition(tx, f, "n.nspname"), R"sql(
     AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                     AND d.objid = c.oid AND d.deptype = 'e')
-))sql";
+))sql");
+}
 
 // Joins the names of `attnums` (an int2vector or array column) of relation
 // `rel`, in order, with \x1f.
@@ -79,8 +100,8 @@ SchemaTable* TableIn(Schema& s, const std::string& name) {
 }
 
 // Each kept table's columns: type, nullability, default, generated.
-void ReadColumns(pqxx::transaction_base& tx, Schema& s) {
-  for (const auto& row : tx.exec(absl::StrCat(kRelations, R"sql(
+void ReadColumns(pqxx::transaction_base& tx, const SchemaFilter& filter, Schema& s) {
+  for (const auto& row : tx.exec(absl::StrCat(Relations(tx, filter), R"sql(
       SELECT rel.name, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
              pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '', a.attidentity
       FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid
@@ -101,10 +122,11 @@ void ReadColumns(pqxx::transaction_base& tx, Schema& s) {
 }
 
 // Primary keys, uniques, foreign keys and checks, by content.
-void ReadConstraints(pqxx::transaction_base& tx, Schema& s) {
-  for (const auto& row : tx.exec(absl::StrCat(
-           kRelations, " SELECT rel.name, con.contype, ", AttNames("con.conkey", "con.conrelid"),
-           ", ", AttNames("con.confkey", "con.confrelid"), R"sql(,
+void ReadConstraints(pqxx::transaction_base& tx, const SchemaFilter& filter, Schema& s) {
+  for (const auto& row :
+       tx.exec(absl::StrCat(Relations(tx, filter), " SELECT rel.name, con.contype, ",
+                            AttNames("con.conkey", "con.conrelid"), ", ",
+                            AttNames("con.confkey", "con.confrelid"), R"sql(,
              (SELECT r.name FROM rel r WHERE r.oid = con.confrelid),
              con.confupdtype, con.confdeltype, pg_get_constraintdef(con.oid, true)
            FROM rel JOIN pg_constraint con ON con.conrelid = rel.oid
@@ -134,9 +156,11 @@ void ReadConstraints(pqxx::transaction_base& tx, Schema& s) {
 
 // Indexes that no constraint owns, by name: columns or expressions, unique, partial.
 void ReadIndexes(pqxx::transaction_base& tx, const SchemaFilter& filter, Schema& s) {
-  for (const auto& row : tx.exec(absl::StrCat(kRelations, R"sql(
+  for (const auto& row :
+       tx.exec(absl::StrCat(Relations(tx, filter), R"sql(
       SELECT rel.name,
-             CASE WHEN n.nspname = 'public' THEN ic.relname ELSE n.nspname || '.' || ic.relname END,
+             )sql",
+                            QualifiedName(tx, filter, "n.nspname", "ic.relname"), R"sql(,
              i.indisunique,
              (SELECT string_agg(pg_get_indexdef(i.indexrelid, k, true), E'\x1f' ORDER BY k)
               FROM generate_series(1, i.indnkeyatts) k),
@@ -159,29 +183,31 @@ void ReadIndexes(pqxx::transaction_base& tx, const SchemaFilter& filter, Schema&
 void ReadOtherObjects(pqxx::transaction_base& tx, const SchemaFilter& filter, Schema& s,
                       const std::map<std::string, std::string>& kinds) {
   for (const auto& row : tx.exec(absl::StrCat(
-           kRelations, " SELECT name, pg_get_viewdef(oid, true) FROM rel WHERE relkind IN ('v', 'm')"))) {
+           Relations(tx, filter),
+           " SELECT name, pg_get_viewdef(oid, true) FROM rel WHERE relkind IN ('v', 'm')"))) {
     if (kinds.count(Str(row[0]))) s.views[Str(row[0])] = NormalizeExpression(Str(row[1]));
   }
-  for (const auto& row : tx.exec(absl::StrCat(kRelations, R"sql(
+  for (const auto& row : tx.exec(absl::StrCat(Relations(tx, filter), R"sql(
       SELECT rel.name, t.tgname, pg_get_triggerdef(t.oid, true)
       FROM rel JOIN pg_trigger t ON t.tgrelid = rel.oid WHERE NOT t.tgisinternal)sql"))) {
     if (kinds.count(Str(row[0])) && !filter.Skips(Str(row[1]))) {
       s.triggers[Str(row[1])] = NormalizeExpression(Str(row[2]));
     }
   }
-  for (const auto& row : tx.exec(absl::StrCat(kRelations, R"sql(
+  for (const auto& row : tx.exec(absl::StrCat(Relations(tx, filter), R"sql(
       SELECT rel.name, format_type(q.seqtypid, NULL)
       FROM rel JOIN pg_sequence q ON q.seqrelid = rel.oid)sql"))) {
     if (kinds.count(Str(row[0]))) s.sequences[Str(row[0])] = PostgresType(Str(row[1]));
   }
-  for (const auto& row : tx.exec(R"sql(
-      SELECT CASE WHEN n.nspname = 'public' THEN t.typname ELSE n.nspname || '.' || t.typname END,
+  for (const auto& row : tx.exec(absl::StrCat(
+           "SELECT ", QualifiedName(tx, filter, "n.nspname", "t.typname"), R"sql(,
              string_agg(e.enumlabel, E'\x1f' ORDER BY e.enumsortorder)
       FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
       JOIN pg_enum e ON e.enumtypid = t.oid
       WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
-                        AND d.objid = t.oid AND d.deptype = 'e')
-      GROUP BY 1)sql")) {
+                        AND d.objid = t.oid AND d.deptype = 'e') AND )sql",
+           filter.only_schema.empty() ? "true" : SchemaCondition(tx, filter, "n.nspname"),
+           " GROUP BY 1"))) {
     if (!filter.Skips(Str(row[0]))) s.enums[Str(row[0])] = Names(row[1]);
   }
 }
@@ -190,15 +216,22 @@ void ReadOtherObjects(pqxx::transaction_base& tx, const SchemaFilter& filter, Sc
 
 Schema ReadPostgresSchema(pqxx::transaction_base& tx, const SchemaFilter& filter) {
   Schema s;
+  // Defaults, checks and views print names relative to the search path:
+  // a tenant's own schema is read as public is (nextval('orders_id_seq'),
+  // not nextval('t1.orders_id_seq')).
+  if (!filter.only_schema.empty()) {
+    tx.exec(absl::StrCat("SET LOCAL search_path = ", tx.quote_name(filter.only_schema)));
+  }
   std::map<std::string, std::string> kinds;  // name -> relkind, of what is kept
-  for (const auto& row : tx.exec(absl::StrCat(kRelations, " SELECT name, relkind FROM rel"))) {
+  for (const auto& row :
+       tx.exec(absl::StrCat(Relations(tx, filter), " SELECT name, relkind FROM rel"))) {
     const std::string name = Str(row[0]), kind = Str(row[1]);
     if (filter.Skips(name)) continue;
     kinds[name] = kind;
     if (kind == "r" || kind == "p") s.tables[name];
   }
-  ReadColumns(tx, s);
-  ReadConstraints(tx, s);
+  ReadColumns(tx, filter, s);
+  ReadConstraints(tx, filter, s);
   ReadIndexes(tx, filter, s);
   ReadOtherObjects(tx, filter, s, kinds);
   return s;

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "daemon/drivers/driver.h"
 #include "daemon/drivers/postgres_driver.h"
 #include "tests/support/alembic.h"
 #include "tests/support/postgres_server.h"
@@ -111,6 +112,55 @@ TEST_F(PostgresSchemaTest, WhatWasChangedByHandIsNamed) {
   const Schema filtered = Read(db, filter);
   EXPECT_EQ(filtered.tables.count("audit.events"), 0u);
   EXPECT_EQ(filtered.enums.count("mood"), 0u);
+}
+
+// Tenants as schemas of one database (Alembic run with each tenant's
+// search_path): a read scoped to a tenant's schema sees that tenant alone,
+// named as a database of its own is, so tenants compare with each other and
+// with a whole database at the same revision; an unscoped read sees every
+// tenant's tables qualified.
+TEST_F(PostgresSchemaTest, ATenantSchemaReadsAsAWholeDatabaseAtItsRevision) {
+  const Schema whole = Read(Migrated("whole", {"heads"}));
+  const Schema older = Read(Migrated("older", {"3f2a1b9c0d11"}));
+  ASSERT_TRUE(server_->Psql("CREATE DATABASE schemas").ok());
+  ASSERT_TRUE(server_->Psql("CREATE SCHEMA t1; CREATE SCHEMA t2", "schemas").ok());
+  for (const auto& [schema, revision] :
+       std::vector<std::pair<std::string, std::string>>{{"t1", "heads"}, {"t2", "3f2a1b9c0d11"}}) {
+    std::string out;
+    ASSERT_EQ(lockstep::testing::RunAlembic(
+                  lockstep::testing::ExampleProjectDir() + "/alembic.ini",
+                  server_->Url("schemas") + "?options=-csearch_path%3D" + schema,
+                  {"upgrade", revision}, &out),
+              0)
+        << out;
+  }
+  auto scoped = [&](const std::string& schema) {
+    VersionTarget t;
+    t.name = "prod/" + schema;
+    t.url = *config::ParseDatabaseUrl(server_->Url("schemas"));
+    t.version_table_schema = schema;
+    t.schema_scope = schema;
+    absl::StatusOr<SchemaSnapshot> s = driver_->ReadSchema(t, SchemaFilterFor(t, {}));
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : SchemaSnapshot{};
+  };
+  const SchemaSnapshot t1 = scoped("t1"), t2 = scoped("t2");
+  EXPECT_THAT(t1.rows, ElementsAre("e9a8c6b4d244"));
+  EXPECT_THAT(t2.rows, ElementsAre("3f2a1b9c0d11"));
+  EXPECT_THAT(Differences(whole, t1.schema), IsEmpty());
+  EXPECT_THAT(Differences(older, t2.schema), IsEmpty());
+  EXPECT_EQ(SchemaFingerprint(whole), SchemaFingerprint(t1.schema));
+  EXPECT_EQ(t1.schema.tables.count("alembic_version"), 0u);  // the version table is left out
+  // Drift in one tenant is that tenant's alone.
+  ASSERT_TRUE(server_->Psql("ALTER TABLE t2.users ADD COLUMN nickname text", "schemas").ok());
+  EXPECT_THAT(Differences(older, scoped("t2").schema),
+              ElementsAre("column users.nickname unexpected"));
+  EXPECT_THAT(Differences(whole, scoped("t1").schema), IsEmpty());
+  // Unscoped, the database holds both tenants, qualified.
+  const Schema all = Read("schemas");
+  EXPECT_EQ(all.tables.count("t1.orders"), 1u);
+  EXPECT_EQ(all.tables.count("t2.users"), 1u);
+  EXPECT_EQ(all.tables.count("users"), 0u);
 }
 
 TEST_F(PostgresSchemaTest, AnUnreachableServerIsAClearErrorWithoutThePassword) {

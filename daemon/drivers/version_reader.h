@@ -39,6 +39,10 @@ struct VersionTarget {
   config::SecretRef secret;
   std::string version_table = "alembic_version";
   std::string version_table_schema;  // empty: the default schema
+  // PostgreSQL: the one schema its schema check reads, as if it were the
+  // whole database (tenants as schemas: schema_scope: version_table_schema);
+  // empty: every schema of the database.
+  std::string schema_scope;
 };
 
 struct VersionRead {
@@ -76,6 +80,9 @@ inline ReaderOptions ReaderOptionsFor(const config::ServerConfig& server) {
 // What a schema check leaves out besides the dialect's own objects.
 struct SchemaFilter {
   std::string version_table = "alembic_version";  // "schema.table" outside public
+  // PostgreSQL: read only this schema, its objects named as public's are
+  // (unqualified); empty: every schema.
+  std::string only_schema;
   // project.schema_ignore: shell patterns (fnmatch) of table, index, view,
   // trigger, enum and sequence names a team manages by hand.
   std::vector<std::string> ignore;

@@ -37,7 +37,14 @@ absl::StatusOr<Schema> ShadowSchemas::Build(const config::Inventory& inv, config
                        AlembicFailure(run)));
     }
   }
-  absl::StatusOr<SchemaSnapshot> read = driver.ReadSchema(target, filter);
+  // A tenant's schema (a scoped read) is compared with what Alembic built
+  // in the scratch database's default schema, named the same way (bare).
+  SchemaFilter own = filter;
+  if (!own.only_schema.empty()) {
+    own.only_schema = "public";
+    own.version_table = inv.project.version_table;
+  }
+  absl::StatusOr<SchemaSnapshot> read = driver.ReadSchema(target, own);
   if (!read.ok()) return read.status();
   if (read->rows != revisions) {
     return absl::FailedPreconditionError(
