@@ -153,12 +153,19 @@ TEST_F(MysqlDriverTest, ATableLockedByAMigrationIsATimeoutNotAHang) {
     server_->Sql("LOCK TABLES app.alembic_version WRITE; SELECT SLEEP(4); UNLOCK TABLES")
         .IgnoreError();
   });
-  // Until the holder has the lock.
-  for (int i = 0; i < 100; ++i) {
+  // Until the holder has the lock (each poll is a client process: on a
+  // loaded machine that is slow, so by a deadline, not a count).
+  bool held = false;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(60);
+       !held && absl::Now() < deadline;) {
     absl::StatusOr<std::string> busy = server_->Sql(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'");
-    if (busy.ok() && *busy != "0\n") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    held = busy.ok() && *busy != "0\n";
+    if (!held) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!held) {
+    holder.join();
+    FAIL() << "the holder never got the lock";
   }
   const absl::Time start = absl::Now();
   VersionRead r = driver_->Read(Target("app"));
