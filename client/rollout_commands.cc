@@ -1,5 +1,6 @@
 #include "client/rollout_commands.h"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -37,10 +38,18 @@ long Millis(const google::protobuf::Duration& d) {
 std::string Actor(const CliArgs& args) {
   if (auto a = args.Option("actor")) return *a;
   if (const char* env = std::getenv("LOCKSTEP_ACTOR"); env && *env) return env;
-  const char* user = std::getenv("USER");
+  // The account, not $USER (unset under cron, systemd and many CI runners).
+  std::string user;
+  if (const struct passwd* pw = ::getpwuid(::geteuid()); pw != nullptr && pw->pw_name != nullptr) {
+    user = pw->pw_name;
+  } else if (const char* env = std::getenv("USER"); env != nullptr && *env) {
+    user = env;
+  } else {
+    user = absl::StrCat("uid", ::geteuid());
+  }
   char host[256] = "";
   ::gethostname(host, sizeof host - 1);
-  return absl::StrCat(user != nullptr ? user : "unknown", "@", host);
+  return absl::StrCat(user, "@", host);
 }
 
 std::vector<std::string> CommaList(const CliArgs& args, const std::string& name) {

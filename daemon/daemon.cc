@@ -313,9 +313,17 @@ void Daemon::PollLoop() {
     std::vector<std::string> counts;
     for (const auto& [k, v] : by_state) counts.push_back(absl::StrCat(k, "=", v));
     if (s.ok()) {
-      log_->info("refreshed {} databases in {}: {}", snap->databases.size(),
-                 absl::FormatDuration(snap->refresh_duration), absl::StrJoin(counts, " "));
+      // A fleet at rest logs at debug; a change of counts (or the first
+      // pass, or the first after a failed one) at info.
+      std::string summary =
+          absl::StrCat(snap->databases.size(), " databases: ", absl::StrJoin(counts, " "));
+      const auto level =
+          summary == last_refresh_summary_ ? spdlog::level::debug : spdlog::level::info;
+      log_->log(level, "refreshed {} databases in {}: {}", snap->databases.size(),
+                absl::FormatDuration(snap->refresh_duration), absl::StrJoin(counts, " "));
+      last_refresh_summary_ = std::move(summary);
     } else {
+      last_refresh_summary_.clear();
       log_->error("refresh: {}", std::string(s.message()));
     }
     if (snap->graph.broken) log_->error("revision scripts do not load (using the last good graph): {}", snap->graph.error);

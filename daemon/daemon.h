@@ -91,6 +91,9 @@ class Daemon {
   bool stopping_ = false;           // guarded by mu_
   bool refresh_requested_ = false;  // guarded by mu_: poll now, not at the interval
   bool schemas_due_ = false;        // guarded by mu_: a version pass ended since
+  // The poller's last "N databases: state=count ..." (its thread only): an
+  // unchanged one is logged at debug.
+  std::string last_refresh_summary_;
   // The state store takes writes (RolloutHooks::on_store); the gRPC health
   // of kRolloutsHealth follows it.
   std::mutex health_mu_;

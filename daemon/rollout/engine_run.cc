@@ -307,7 +307,7 @@ bool RolloutEngine::CanaryGate(Active& a, size_t i) {
   auto halt = [&](const std::string& why) {
     mu_.AssertHeld();  // called below with `lock` held
     a.halted = true;
-    a.stop_reason = absl::StrCat("rollout halted: ", why);
+    a.stop_reason = why;  // the state already says "halted"
     Emit(a, EventKind::kHalted, st.environment, "", a.stop_reason);
     return false;
   };
@@ -387,9 +387,9 @@ void RolloutEngine::CountFailure(Active& a, size_t stage_index, const RolloutSte
   if (st.failures > st.max_failures && !a.halted) {
     a.halted = true;
     // The failure that tipped it, so every view of the rollout says why.
-    a.stop_reason = absl::StrCat("rollout halted: ", st.failures, " failed in ", st.environment,
-                                 ", more than max_failures ", st.max_failures, "; ", failed.key(),
-                                 ": ", failed.error);
+    a.stop_reason =
+        absl::StrCat(st.failures, " failed in ", st.environment, ", more than max_failures ",
+                     st.max_failures, "; ", failed.key(), ": ", failed.error);
     Emit(a, EventKind::kHalted, st.environment, "", a.stop_reason);
   }
 }

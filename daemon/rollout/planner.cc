@@ -17,6 +17,11 @@
 namespace lockstep::daemon {
 namespace {
 
+// A duration as absl prints it, but "0s" rather than a bare "0".
+std::string WithUnit(absl::Duration d) {
+  return d == absl::ZeroDuration() ? "0s" : absl::FormatDuration(d);
+}
+
 bool Matches(const std::string& pattern, const DatabaseStatus& d) {
   const std::string& subject = pattern.find('/') != std::string::npos ? d.key() : d.name;
   return ::fnmatch(pattern.c_str(), subject.c_str(), 0) == 0;
@@ -109,7 +114,7 @@ std::vector<PlanProblem> PromotionProblems(const config::EnvironmentConfig& env,
   if (problems.empty() && last_change != absl::InfinitePast() && now - last_change < env.soak) {
     problem(absl::StrCat(
         env.after, " has held ", target, " for ",
-        absl::FormatDuration(absl::Trunc(now - last_change, absl::Seconds(1))), " of its ",
+        WithUnit(absl::Trunc(now - last_change, absl::Seconds(1))), " of its ",
         absl::FormatDuration(env.soak), " soak (until ",
         absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", last_change + env.soak, absl::UTCTimeZone()),
         ")"));
