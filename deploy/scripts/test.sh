@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
-FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
 deploy/scripts/build.sh
 (cd build && ctest --output-on-failure --timeout 2400 -j 2)
