@@ -192,8 +192,12 @@ bool CheckEnvPy(const config::Inventory& inv, const migrations::RevisionGraph& g
   for (const config::EnvironmentConfig& env : inv.environments) {
     for (const config::DatabaseConfig& db : env.databases) {
       if (!checked.insert(db.url.dialect).second) continue;
-      VersionTarget target{absl::StrCat(env.name, "/", db.name), db.url, db.secret,
-                           db.version_table, db.version_table_schema};
+      VersionTarget target{absl::StrCat(env.name, "/", db.name),
+                           db.url,
+                           db.secret,
+                           db.version_table,
+                           db.version_table_schema,
+                           /*schema_scope=*/""};
       auto skip = [&](absl::string_view why) {
         out << "  env.py not checked on " << target.name << ": " << why << "\n";
       };

@@ -75,8 +75,7 @@ void RolloutEngine::StoreFailed(const absl::Status& status, bool write) {
   for (auto& [id, other] : active_) {
     if (other->halted) continue;
     other->halted = true;
-    other->stop_reason =
-        absl::StrCat("halted: ", store_error_, "; nothing more is done until it can");
+    other->stop_reason = absl::StrCat(store_error_, "; nothing more is done until it can");
   }
   changed_.notify_all();
 }

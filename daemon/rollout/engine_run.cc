@@ -406,7 +406,11 @@ void RolloutEngine::Settle(Active& a, RolloutStep* step) {
 void RolloutEngine::Finish(Active& a) {
   MutexLock lock(mu_);
   if (stopping_) return;  // not finished: the next lockstepd continues it
-  std::string skip_reason = a.stop_reason;
+  // A skipped step says why in its own words; the rollout's reason does
+  // not repeat its state ("halted").
+  std::string skip_reason = a.halted && !a.stop_reason.empty()
+                                ? absl::StrCat("rollout halted: ", a.stop_reason)
+                                : a.stop_reason;
   int failed = 0;
   const RolloutStep* first_failure = nullptr;
   for (const RolloutStep& s : a.r.steps) {
