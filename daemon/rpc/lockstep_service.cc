@@ -91,6 +91,19 @@ void ToProto(const migrations::RevisionGraph& g, int i, v1::Revision* out) {
   out->set_is_merge_point(n.is_merge_point());
 }
 
+// Who a verified client certificate names: its CN, else its first email,
+// then DNS subject alternative name that is a valid subject (a URI such as
+// a SPIFFE id is not one: subjects have no ':' or '/'); empty: none.
+std::string CertificateSubject(const grpc::AuthContext& auth) {
+  for (const char* property : {"x509_common_name", "peer_email", "peer_dns"}) {
+    for (const grpc::string_ref& value : auth.FindPropertyValues(property)) {
+      std::string name(value.data(), value.size());
+      if (config::IsValidSubject(name)) return name;
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 grpc::Status ToGrpc(const absl::Status& status) {
@@ -105,14 +118,12 @@ absl::StatusOr<Identity> LockstepService::Caller(const grpc::ServerContextBase& 
   if (auto it = metadata.find("authorization"); it != metadata.end()) {
     authorization = absl::string_view(it->second.data(), it->second.size());
   }
-  std::string cn;
+  std::string subject;
   // gRPC has verified the certificate against tls.client_ca (required then).
   if (inv->server.tls && !inv->server.tls->client_ca.empty() && ctx.auth_context()) {
-    std::vector<grpc::string_ref> names =
-        ctx.auth_context()->FindPropertyValues("x509_common_name");
-    if (!names.empty()) cn.assign(names[0].data(), names[0].size());
+    subject = CertificateSubject(*ctx.auth_context());
   }
-  return Authenticate(*inv, authorization, cn);
+  return Authenticate(*inv, authorization, subject);
 }
 
 absl::StatusOr<Identity> LockstepService::Allow(const grpc::ServerContextBase& ctx, Permission p,

@@ -34,7 +34,8 @@ def openssl(*args, cwd):
 
 def make_pki(d):
     """ca.pem/ca.key, server.pem/server.key (127.0.0.1, localhost),
-    client.pem/client.key (CN release-bot), other-ca.pem."""
+    client.pem/client.key (CN release-bot), client-san.pem/client-san.key
+    (no CN; URI, email and DNS subject alternative names), other-ca.pem."""
     for ca in ("ca", "other-ca"):
         openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
                 "/CN=%s" % ca, "-keyout", ca + ".key", "-out", ca + ".pem", cwd=d)
@@ -46,6 +47,15 @@ def make_pki(d):
                 "-keyout", name + ".key", "-out", name + ".csr", cwd=d)
         openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                 "-CAcreateserial", "-days", "2", "-out", name + ".pem", *ext, cwd=d)
+    # A client certificate without a CN: its subject alternative names say who.
+    with open(os.path.join(d, "client-san.ext"), "w") as f:
+        f.write("subjectAltName=URI:spiffe://example.org/deploy,email:deploy@example.org,"
+                "DNS:deploy-bot.example.org\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=lockstep tests",
+            "-keyout", "client-san.key", "-out", "client-san.csr", cwd=d)
+    openssl("x509", "-req", "-in", "client-san.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-out", "client-san.pem", "-extfile", "client-san.ext",
+            cwd=d)
 
 
 class TlsTest(unittest.TestCase):
@@ -178,12 +188,22 @@ environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
         d = self.start("{cert: pki/server.pem, key: pki/server.key, client_ca: pki/ca.pem}",
                        client_args=["--tls-ca", self.p("ca.pem"), "--tls-cert",
                                     self.p("client.pem"), "--tls-key", self.p("client.key")],
-                       access="access: [{subjects: [release-bot], role: viewer, "
-                              "environments: [dev]}]\n")
+                       access="access: [{subjects: [release-bot, deploy@example.org], "
+                              "role: viewer, environments: [dev]}]\n")
         self.assertIn("dev", d.cli("status").stdout)
         # The certificate's CN is the subject.
         who = json.loads(d.cli("whoami", "-o", "json").stdout)
         self.assertEqual((who["subject"], who["method"]), ("release-bot", "certificate"))
+        self.assertEqual(who["access"], {"dev": ["read"]})
+        # Without a CN, the first email or DNS subject alternative name (the
+        # URI cannot be a subject).
+        san = subprocess.run([d.lockstep, "--server", d.server, "--tls-ca", self.p("ca.pem"),
+                              "--tls-cert", self.p("client-san.pem"), "--tls-key",
+                              self.p("client-san.key"), "whoami", "-o", "json"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(san.returncode, 0, san.stderr)
+        who = json.loads(san.stdout)
+        self.assertEqual((who["subject"], who["method"]), ("deploy@example.org", "certificate"))
         self.assertEqual(who["access"], {"dev": ["read"]})
         refused = d.cli("refresh", check=False)
         self.assertEqual(refused.returncode, 1)
