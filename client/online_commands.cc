@@ -112,6 +112,18 @@ std::string DescribeChange(const v1::ChangedRevision& x) {
 }
 
 // "table orders missing", in the daemon's words (schema.h Describe).
+// Who changed a database's rows, as the daemon worked it out: a step of a
+// rollout (which kind), a restore, or nothing lockstep did.
+std::string ChangeCause(const v1::RevisionChange& ch) {
+  if (ch.first_seen()) return "";
+  if (!ch.rollout_id().empty()) return absl::StrCat(ch.rollout_kind(), " ", ch.rollout_id());
+  if (ch.restored_backup() != 0) {
+    return absl::StrCat("restore of backup ", ch.restored_backup(),
+                        ch.restored_by().empty() ? "" : " by ", ch.restored_by());
+  }
+  return "not by lockstep";
+}
+
 std::string DescribeDifference(const v1::SchemaDifference& d) {
   return daemon::Describe({d.kind(), d.name(), d.change(), d.expected(), d.found()});
 }
@@ -308,7 +320,13 @@ int Db(Context& c, v1::Lockstep::Stub& stub) {
     for (const v1::RevisionChange& ch : resp.changes()) {
       w.BeginObject().Key("from").StringArray({ch.from().begin(), ch.from().end()});
       w.Key("to").StringArray({ch.to().begin(), ch.to().end()});
-      w.Key("observed_at").String(Time(ch.observed_at())).EndObject();
+      w.Key("observed_at").String(Time(ch.observed_at()));
+      w.Key("first_seen").Bool(ch.first_seen());
+      w.Key("rollout_id").String(ch.rollout_id());
+      w.Key("rollout_kind").String(ch.rollout_kind());
+      w.Key("restored_backup").Int(ch.restored_backup());
+      w.Key("restored_by").String(ch.restored_by());
+      w.Key("cause").String(ChangeCause(ch)).EndObject();
     }
     w.EndArray().EndObject();
     c.out << w.Finish();
@@ -351,9 +369,14 @@ int Db(Context& c, v1::Lockstep::Stub& stub) {
   }
   c.out << "  history (observed changes, newest first):\n";
   for (const v1::RevisionChange& ch : resp.changes()) {
-    c.out << "    " << Time(ch.observed_at()) << "  "
-          << (ch.from().empty() ? "<none>" : absl::StrJoin(ch.from(), ",")) << " -> "
-          << (ch.to().empty() ? "<none>" : absl::StrJoin(ch.to(), ",")) << "\n";
+    const std::string to = ch.to().empty() ? "no version rows" : absl::StrJoin(ch.to(), ",");
+    c.out << "    " << Time(ch.observed_at()) << "  ";
+    if (ch.first_seen()) {
+      c.out << "first seen holding " << to << "\n";
+      continue;
+    }
+    c.out << (ch.from().empty() ? "no version rows" : absl::StrJoin(ch.from(), ",")) << " -> " << to
+          << "  (" << ChangeCause(ch) << ")\n";
   }
   return kExitOk;
 }

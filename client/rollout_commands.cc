@@ -58,7 +58,7 @@ std::vector<std::string> CommaList(const CliArgs& args, const std::string& name)
   return absl::StrSplit(*v, ',', absl::SkipEmpty());
 }
 
-// ---- JSON (field names are documented in the README) ------------------------
+// ---- JSON (field names are documented in docs/reference.md) ------------------------
 
 // A stage or step of a plan carries what would be done; of a rollout, also
 // what happened (state, times, errors).

@@ -401,7 +401,7 @@ class Loader {
       Error(n, p + ".tokens_file", "is required (the file `lockstep token create` lines go in)");
       return;
     }
-    if (file->empty()) return;  // as the README's reference shows: no tokens
+    if (file->empty()) return;  // as docs/reference.md shows: no tokens
     s->auth = AuthConfig{Resolve(base_, *file)};
     auth_node_ = n["tokens_file"];
   }
@@ -549,7 +549,7 @@ class Loader {
       return;
     }
     if (!Keys(n, p, {"cert", "key", "client_ca"})) return;
-    // All empty (as the README's reference shows): no TLS.
+    // All empty (as docs/reference.md shows): no TLS.
     bool any = false;
     for (const char* key : {"cert", "key", "client_ca"}) {
       std::optional<std::string> v = Str(n, key, p);
@@ -629,7 +629,7 @@ class Loader {
          {std::tuple{"shadow_postgresql", Dialect::kPostgresql, &pr->shadow_postgresql},
           std::tuple{"shadow_mysql", Dialect::kMysql, &pr->shadow_mysql}}) {
       std::optional<std::string> v = Str(n, key, p);
-      if (!v || v->empty()) continue;  // "" (as the README's reference shows): none
+      if (!v || v->empty()) continue;  // "" (as docs/reference.md shows): none
       const std::string where = absl::StrCat(p, ".", key);
       absl::StatusOr<DatabaseUrl> url = ParseDatabaseUrl(*v, base_);
       if (!url.ok()) {

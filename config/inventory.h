@@ -149,7 +149,7 @@ struct ProjectConfig {
   std::vector<std::string> schema_ignore;
   // A PostgreSQL server where lockstepd may create (and drop) scratch
   // databases to build expected schemas with Alembic; unset: PostgreSQL
-  // databases are judged by their cohort only (README: Schema drift).
+  // databases are judged by their cohort only (docs/reference.md: Schema drift).
   std::optional<DatabaseUrl> shadow_postgresql;
   // The MySQL/MariaDB server where lockstepd may create (and drop)
   // lockstep_shadow_* databases to build expected schemas on.

@@ -105,8 +105,9 @@ int CheckConfig(const std::string& path) {
   // Does env.py reach the database a step is for? (README: "Your env.py")
   if (!inv->project.alembic_ini.empty() &&
       !lockstep::daemon::CheckEnvPy(*inv, project->graph(), std::cout)) {
-    std::cerr << path << ": env.py connects to another database than the one lockstep "
-              << "migrates, or Alembic cannot run it (above); see the README's 'Your env.py'\n";
+    std::cerr
+        << path << ": env.py connects to another database than the one lockstep "
+        << "migrates, or Alembic cannot run it (above); see docs/rollouts.md, 'Your env.py'\n";
     return 1;
   }
   return 0;

@@ -23,7 +23,7 @@ struct LintFinding {
   std::string message;
 };
 
-// Every code a finding can have (README, "lint findings"), for checking
+// Every code a finding can have (docs/reference.md, "lint findings"), for checking
 // names given on a command line (`rollout --allow-lint CODE,...`).
 inline constexpr std::string_view kLintCodes[] = {
     "multiple-heads",     "empty-upgrade", "empty-downgrade", "filename-mismatch",

@@ -1,6 +1,6 @@
 // The states and kinds the daemon reasons about, as enums, each with one
 // name table: the names are the stable strings the state store keeps and
-// the API, the JSON output and the CLI show (README "States", "Rollouts").
+// the API, the JSON output and the CLI show (docs/reference.md "States", docs/rollouts.md).
 // Code compares enums; only the edges (store, API, logs, metrics labels)
 // turn them into names, with NameOf, or back, with ParseName.
 //
@@ -15,7 +15,7 @@
 //   StepPhase      "" (none), lock, backup, alembic, verify, rollback
 //   FailurePolicy  restore, downgrade, leave (config::FailurePolicy)
 //   EventKind      rollout_started, stage_started, step_started, output,
-//                  verified, step_failed, ... (README "Events")
+//                  verified, step_failed, ... (docs/rollouts.md)
 //
 // Example:
 //   if (step.state == StepState::kFailed) ...

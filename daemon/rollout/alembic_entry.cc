@@ -80,7 +80,7 @@ def _lockstep_check(ctx):
         _lockstep_refuse(
             "env.py connected to %s%s, which is not %s, the database this step is for; "
             "nothing was run. lockstep sets sqlalchemy.url (and passes -x url and "
-            "DATABASE_URL); see the README's 'Your env.py'."
+            "DATABASE_URL); see docs/rollouts.md, 'Your env.py'."
             % (repr(url), why, env.get("LOCKSTEP_TARGET", "the target")))
 
 
@@ -175,10 +175,10 @@ absl::StatusOr<std::string> CheckCurrent(const ProcessResult& run, const std::st
   std::sort(rows.begin(), rows.end());
   std::vector<std::string> reported = CurrentRevisions(run.output, graph);
   if (reported != rows) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "env.py connects to another database than ", name, " (Alembic's `current` reports ",
-        RowsText(reported), ", the database holds ", RowsText(rows),
-        "); nothing was run; see the README's 'Your env.py'"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("env.py connects to another database than ", name,
+                     " (Alembic's `current` reports ", RowsText(reported), ", the database holds ",
+                     RowsText(rows), "); nothing was run; see docs/rollouts.md, 'Your env.py'"));
   }
   return absl::StrCat("Alembic's `current` through this runner reports ", RowsText(reported),
                       ", what ", name, " holds");

@@ -75,7 +75,7 @@ ProcessSpec AlembicSpec(const config::Inventory& inv, const Driver& driver,
 // `current` through this runner reports [..], what prod/t1 holds"), or
 // FAILED_PRECONDITION: the run failed, or env.py connects to another
 // database ("... (Alembic's `current` reports X, the database holds Y);
-// nothing was run; see the README's 'Your env.py'").
+// nothing was run; see docs/rollouts.md, 'Your env.py'").
 absl::StatusOr<std::string> CheckCurrent(const ProcessResult& run, const std::string& name,
                                          std::vector<std::string> rows,
                                          const migrations::RevisionGraph& graph);

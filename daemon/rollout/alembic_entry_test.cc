@@ -109,10 +109,11 @@ TEST(CheckCurrentTest, SaysWhichDatabaseEnvPyReaches) {
   ASSERT_TRUE(same.ok()) << same.status();
   EXPECT_EQ(*same, "Alembic's `current` through this runner reports [b2], what prod/t1 holds");
   absl::StatusOr<std::string> other = CheckCurrent(run, "prod/t1", {}, *g);
-  EXPECT_EQ(other.status().message(),
-            "env.py connects to another database than prod/t1 (Alembic's `current` reports [b2], "
-            "the database holds [] (no version rows)); nothing was run; see the README's 'Your "
-            "env.py'");
+  EXPECT_EQ(
+      other.status().message(),
+      "env.py connects to another database than prod/t1 (Alembic's `current` reports [b2], "
+      "the database holds [] (no version rows)); nothing was run; see docs/rollouts.md, 'Your "
+      "env.py'");
   run.exit_code = 1;
   run.output = "lockstep: env.py connected to sqlite:////x.db, which is not prod/t1\n";
   EXPECT_THAT(std::string(CheckCurrent(run, "prod/t1", {"b2"}, *g).status().message()),

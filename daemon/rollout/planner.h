@@ -43,7 +43,7 @@ struct RolloutRequest {
   std::string requested_by;
 };
 
-// Why a rollout may not start. `code` is stable (README: plan -o json):
+// Why a rollout may not start. `code` is stable (docs/rollouts.md: plan -o json):
 // unreachable, orphaned, version_rows_lost, schema-drift, cannot-plan, canary-unknown,
 // scripts-broken, promotion, or a lint code (empty-upgrade, empty-downgrade,
 // filename-mismatch, duplicate-revision, unreadable, graph-error).

@@ -442,6 +442,11 @@ grpc::Status LockstepService::GetDatabase(grpc::ServerContext* ctx,
     Copy(c.from, out->mutable_from());
     Copy(c.to, out->mutable_to());
     SetTime(c.observed_at, out->mutable_observed_at());
+    out->set_first_seen(c.first_seen);
+    out->set_rollout_id(c.rollout_id);
+    out->set_rollout_kind(c.rollout_kind);
+    out->set_restored_backup(c.restored_backup);
+    out->set_restored_by(ValidUtf8(c.restored_by));
   }
   return FinishReply(resp);
 }

@@ -202,6 +202,14 @@ CREATE TABLE audit (
 CREATE INDEX audit_at ON audit (at_us);
 ALTER TABLE rollouts ADD COLUMN override_window TEXT NOT NULL DEFAULT '';
 )sql",
+    // 13: a database's first sight is not a change from no rows. Older
+    // stores: a database's oldest change from none was its first sight.
+    R"sql(
+ALTER TABLE revision_changes ADD COLUMN first_seen INTEGER NOT NULL DEFAULT 0;
+UPDATE revision_changes SET first_seen = 1
+  WHERE from_revisions = '' AND id = (SELECT MIN(id) FROM revision_changes AS c
+                                      WHERE c.database = revision_changes.database);
+)sql",
 };
 
 }  // namespace
@@ -295,9 +303,10 @@ absl::StatusOr<std::vector<LastCheck>> StateStore::RecordChecks(
         revisions_known = excluded.revisions_known, state = excluded.state,
         outcome = excluded.outcome, error = excluded.error,
         recorded_at_us = excluded.recorded_at_us, changed_at_us = excluded.changed_at_us)sql");
-    SQLite::Statement change(*db_,
-                             "INSERT INTO revision_changes (database, from_revisions, to_revisions, "
-                             "observed_at_us) VALUES (?, ?, ?, ?)");
+    SQLite::Statement change(
+        *db_,
+        "INSERT INTO revision_changes (database, from_revisions, to_revisions, "
+        "observed_at_us, first_seen) VALUES (?, ?, ?, ?, ?)");
     for (const CheckRecord& c : checks) {
       bool had_before = false;
       std::string before_env;
@@ -335,6 +344,7 @@ absl::StatusOr<std::vector<LastCheck>> StateStore::RecordChecks(
           change.bind(2, before_joined);
           change.bind(3, now);
           change.bind(4, static_cast<int64_t>(Micros(c.checked_at)));
+          change.bind(5, !had_before || !before.revisions_known ? 1 : 0);
           change.exec();
           change.reset();
         }
@@ -490,17 +500,80 @@ absl::StatusOr<std::vector<RevisionChange>> StateStore::Changes(const std::strin
   absl::Status s = Guard("read changes", [&] {
     mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Statement q(*db_,
-                        "SELECT from_revisions, to_revisions, observed_at_us FROM revision_changes "
+                        "SELECT from_revisions, to_revisions, observed_at_us, first_seen "
+                        "FROM revision_changes "
                         // Older lockstepd recorded a first sight of an empty
                         // database as a change from none to none: not one.
                         "WHERE database = ? AND from_revisions != to_revisions "
                         "ORDER BY id DESC LIMIT ?");
     q.bind(1, database);
-    q.bind(2, limit);
+    q.bind(2, limit + 1);  // one more: when the oldest one shown was seen before
+    std::vector<int64_t> observed_us;
     while (q.executeStep()) {
-      out.push_back({database, Split(q.getColumn(0).getString()), Split(q.getColumn(1).getString()),
-                     FromMicros(q.getColumn(2).getInt64())});
+      RevisionChange c{database, Split(q.getColumn(0).getString()),
+                       Split(q.getColumn(1).getString()), FromMicros(q.getColumn(2).getInt64())};
+      c.first_seen = q.getColumn(3).getInt() != 0;
+      out.push_back(std::move(c));
+      observed_us.push_back(q.getColumn(2).getInt64());
     }
+    // What lockstep did there in the window each change was observed in:
+    // after the change before it was seen, up to its observation.
+    const size_t slash = database.find('/');
+    const std::string env = database.substr(0, slash);
+    const std::string name = slash == std::string::npos ? "" : database.substr(slash + 1);
+    SQLite::Statement steps(
+        *db_,
+        "SELECT s.rollout_id, r.kind, s.from_revisions, s.expected_revisions, s.started_at_us, "
+        "s.finished_at_us FROM rollout_steps AS s JOIN rollouts AS r ON r.id = s.rollout_id "
+        "WHERE s.environment = ? AND s.database = ? AND s.started_at_us != ? "
+        "AND s.started_at_us <= ? AND (s.finished_at_us = ? OR s.finished_at_us >= ?) "
+        "ORDER BY s.started_at_us DESC");
+    SQLite::Statement restores(
+        *db_,
+        "SELECT id, revisions, restored_by FROM backups WHERE environment = ? AND database = ? "
+        "AND restored_at_us > ? AND restored_at_us <= ? ORDER BY restored_at_us DESC LIMIT 1");
+    for (size_t i = 0; i < out.size(); ++i) {
+      RevisionChange& c = out[i];
+      if (c.first_seen) continue;
+      const int64_t seen = observed_us[i];
+      const int64_t after = i + 1 < observed_us.size() ? observed_us[i + 1] : INT64_MIN;
+      const std::string to = Join(c.to);
+      steps.bind(1, env);
+      steps.bind(2, name);
+      steps.bind(3, INT64_MIN);
+      steps.bind(4, seen);
+      steps.bind(5, INT64_MIN);
+      steps.bind(6, after);
+      int64_t step_at = INT64_MIN;
+      while (steps.executeStep()) {
+        const int64_t started = steps.getColumn(4).getInt64();
+        const int64_t finished = steps.getColumn(5).getInt64();
+        // The step left `to` (its target; or where it started, after its
+        // backup was restored), or was running when `to` was seen (a step
+        // of several revisions, seen half way).
+        const bool running_then = finished == INT64_MIN || finished >= seen;
+        if (steps.getColumn(3).getString() == to || steps.getColumn(2).getString() == to ||
+            running_then) {
+          c.rollout_id = steps.getColumn(0).getString();
+          c.rollout_kind = steps.getColumn(1).getString();
+          step_at = started;
+          break;
+        }
+      }
+      steps.reset();
+      restores.bind(1, env);
+      restores.bind(2, name);
+      restores.bind(3, std::max(after, step_at));  // a restore after that step, if any
+      restores.bind(4, seen);
+      if (restores.executeStep() && restores.getColumn(1).getString() == to) {
+        c.rollout_id.clear();
+        c.rollout_kind.clear();
+        c.restored_backup = restores.getColumn(0).getInt64();
+        c.restored_by = restores.getColumn(2).getString();
+      }
+      restores.reset();
+    }
+    if (out.size() > static_cast<size_t>(std::max(limit, 0))) out.resize(std::max(limit, 0));
   });
   if (!s.ok()) return s;
   return out;

@@ -66,6 +66,18 @@ struct RevisionChange {
   std::vector<std::string> from;
   std::vector<std::string> to;
   absl::Time observed_at;
+  // The first rows lockstep read there (from is empty: not "a change from
+  // none", which is a database that had no rows and got some).
+  bool first_seen = false;
+  // What lockstep did there between the observation before and this one
+  // that leaves `to` (Changes() works it out from the rollout steps and the
+  // backups catalog): a rollout's step (its id and kind: upgrade,
+  // downgrade, stamp, reapply), or a restore (backup id, by whom). Neither:
+  // the change was made outside lockstep (by hand, another tool).
+  std::string rollout_id;
+  std::string rollout_kind;
+  int64_t restored_backup = 0;
+  std::string restored_by;
 };
 
 // The checksums of the revision files each database applied (issue 13 #5),
@@ -91,7 +103,7 @@ struct StoredExpectedSchema {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 12;
+  static constexpr int kSchemaVersion = 13;
 
   // `busy_timeout`: how long a write waits for another connection's lock
   // on the file before it fails.

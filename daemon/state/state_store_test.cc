@@ -45,7 +45,11 @@ TEST_F(StateStoreTest, RecordsChangesAndSurvivesReopen) {
   EXPECT_THAT((*changes)[0].from, ElementsAre("r1"));
   EXPECT_THAT((*changes)[0].to, ElementsAre("r2"));
   EXPECT_EQ((*changes)[0].observed_at, absl::FromUnixSeconds(1003));
+  EXPECT_FALSE((*changes)[0].first_seen);
+  EXPECT_TRUE((*changes)[0].rollout_id.empty());  // no rollout or restore: by hand
+  EXPECT_EQ((*changes)[0].restored_backup, 0);
   EXPECT_THAT((*changes)[1].from, IsEmpty());
+  EXPECT_TRUE((*changes)[1].first_seen);
   auto last = (*store)->LastChecks();
   ASSERT_TRUE(last.ok());
   EXPECT_THAT(last->at("prod/a").revisions, ElementsAre("r2"));
@@ -153,6 +157,81 @@ TEST_F(StateStoreTest, AnEmptyDatabaseSeenFirstIsNoChange) {
   ASSERT_EQ(changes->size(), 1u);
   EXPECT_THAT((*changes)[0].from, IsEmpty());
   EXPECT_THAT((*changes)[0].to, ElementsAre("r1"));
+  EXPECT_FALSE((*changes)[0].first_seen);  // a database without rows that got some
+}
+
+// `db` history says which rollout step or restore changed a database, from
+// what lockstep did between the observation before and this one; a change
+// nothing of lockstep's explains was made outside it.
+TEST_F(StateStoreTest, HistoryNamesTheRolloutOrRestoreThatChangedADatabase) {
+  auto store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->RecordChecks({Check("prod/t1", {"a"}, true, 0)}).ok());
+  Rollout r;
+  r.id = "r-1";
+  r.kind = "upgrade";
+  r.target = "heads";
+  r.created_at = absl::FromUnixSeconds(1004);
+  r.stages.push_back({});
+  r.stages[0].environment = "prod";
+  RolloutStep step;
+  step.environment = "prod";
+  step.database = "t1";
+  step.from = {"a"};
+  step.expected = {"b"};
+  step.state = StepState::kSucceeded;
+  step.started_at = absl::FromUnixSeconds(1005);
+  step.finished_at = absl::FromUnixSeconds(1006);
+  r.steps.push_back(step);
+  RolloutStep other = step;  // another database's step in the same window
+  other.index = 1;
+  other.database = "t2";
+  other.expected = {"c"};
+  r.steps.push_back(other);
+  ASSERT_TRUE((*store)->SaveRollout(r).ok());
+  ASSERT_TRUE((*store)->RecordChecks({Check("prod/t1", {"b"}, true, 10)}).ok());
+  Backup b;
+  b.environment = "prod";
+  b.database = "t1";
+  b.revisions = {"a"};
+  b.created_at = absl::FromUnixSeconds(1005);
+  ASSERT_TRUE((*store)->AddBackup(&b).ok());
+  ASSERT_TRUE((*store)->MarkRestored(b.id, "alice@vm", absl::FromUnixSeconds(1015)).ok());
+  ASSERT_TRUE((*store)->RecordChecks({Check("prod/t1", {"a"}, true, 20)}).ok());
+  ASSERT_TRUE((*store)->RecordChecks({Check("prod/t1", {"c"}, true, 30)}).ok());  // by hand
+
+  auto changes = (*store)->Changes("prod/t1", 10);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  ASSERT_EQ(changes->size(), 4u);
+  EXPECT_THAT((*changes)[0].to, ElementsAre("c"));
+  EXPECT_EQ((*changes)[0].rollout_id, "");  // r-1 ended before the observation before
+  EXPECT_EQ((*changes)[0].restored_backup, 0);
+  EXPECT_THAT((*changes)[1].to, ElementsAre("a"));
+  EXPECT_EQ((*changes)[1].restored_backup, b.id);
+  EXPECT_EQ((*changes)[1].restored_by, "alice@vm");
+  EXPECT_EQ((*changes)[1].rollout_id, "");
+  EXPECT_THAT((*changes)[2].to, ElementsAre("b"));
+  EXPECT_EQ((*changes)[2].rollout_id, "r-1");
+  EXPECT_EQ((*changes)[2].rollout_kind, "upgrade");
+  EXPECT_TRUE((*changes)[3].first_seen);
+  EXPECT_EQ((*changes)[3].rollout_id, "");
+  // A store from before first sights were recorded (schema 12): the
+  // oldest change from none of each database was its first sight.
+  store->reset();
+  {
+    SQLite::Database db(path_, SQLite::OPEN_READWRITE);
+    db.exec("ALTER TABLE revision_changes DROP COLUMN first_seen; PRAGMA user_version = 12;");
+  }
+  store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  changes = (*store)->Changes("prod/t1", 10);
+  ASSERT_EQ(changes->size(), 4u);
+  EXPECT_TRUE((*changes)[3].first_seen);
+  EXPECT_FALSE((*changes)[2].first_seen);
+  // The limit cuts the list, not what the oldest one shown is judged by.
+  auto newest = (*store)->Changes("prod/t1", 2);
+  ASSERT_EQ(newest->size(), 2u);
+  EXPECT_EQ((*newest)[1].restored_backup, b.id);
 }
 
 TEST_F(StateStoreTest, RefusesANewerSchema) {
@@ -323,6 +402,8 @@ TEST_F(StateStoreTest, UpgradesAVersionThreeBackupCatalogAndRecordsRestores) {
       CREATE TABLE rollouts (id TEXT PRIMARY KEY);
       CREATE TABLE rollout_stages (rollout_id TEXT NOT NULL);
       CREATE TABLE database_checks (database TEXT PRIMARY KEY, checked_at_us INTEGER NOT NULL);
+      CREATE TABLE revision_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, database TEXT NOT NULL,
+        from_revisions TEXT NOT NULL, to_revisions TEXT NOT NULL, observed_at_us INTEGER NOT NULL);
       PRAGMA user_version = 3;)sql");
   }
   auto store = StateStore::Open(path_);

@@ -2,7 +2,9 @@
 # Creates the demo fleet with real Alembic from migrations/example, in DIR
 # (default: ./demo): dev at heads, staging one revision behind, prod two
 # behind, and a prod tenant whose version row no script defines (as after
-# restoring the wrong file). Writes DIR/lockstep.yaml for lockstepd.
+# restoring the wrong file). Writes DIR/lockstep.yaml for lockstepd, serving
+# gRPC on $LOCKSTEP_DEMO_LISTEN (default 127.0.0.1:50051) and /metrics on
+# $LOCKSTEP_DEMO_METRICS_LISTEN (default 127.0.0.1:9187).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 DIR="$(mkdir -p "${1:-$ROOT/demo}" && cd "${1:-$ROOT/demo}" && pwd)"
@@ -23,8 +25,8 @@ sqlite3 "$DIR/prod-tenant-c.db" "UPDATE alembic_version SET version_num = '1d5e0
 cat > "$DIR/lockstep.yaml" <<YAML
 # The demo fleet (deploy/scripts/demo-fleet.sh). Paths are relative to this file.
 server:
-  listen: 127.0.0.1:50051
-  metrics_listen: 127.0.0.1:9187
+  listen: ${LOCKSTEP_DEMO_LISTEN:-127.0.0.1:50051}
+  metrics_listen: ${LOCKSTEP_DEMO_METRICS_LISTEN:-127.0.0.1:9187}
   state: state.db
   poll_interval: 10s
   backup_dir: backups

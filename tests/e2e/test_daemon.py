@@ -415,7 +415,7 @@ environments:
         self.assertIn("version_rows_lost", self.d.cli("status", check=False).stdout)
         # The history line it is judged on; no "<none> -> <none>" for fresh.
         history = self.d.cli("db", "prod/b").stdout
-        self.assertRegex(history, r"\d\dZ  %s -> <none>" % HEAD)
+        self.assertRegex(history, r"\d\dZ  %s -> no version rows  \(not by lockstep\)" % HEAD)
         self.assertNotIn("<none> -> <none>", self.d.cli("db", "prod/fresh").stdout)
         fresh = json.loads(self.d.cli("db", "prod/fresh", "-o", "json").stdout)
         self.assertEqual(fresh["changes"], [])

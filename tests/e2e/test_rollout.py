@@ -442,11 +442,26 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
         self.assertNotEqual(step["expected"], [HEAD])
         backup_id = r["steps"][0]["backup_id"]
         self.assertGreater(backup_id, 0)
+        self.d.cli("refresh")
         # Restoring the backup taken before the downgrade brings HEAD back.
-        rc, out = rollout_json(self.d, "restore", str(backup_id), "--yes")
+        rc, out = rollout_json(self.d, "restore", str(backup_id), "--yes", "--actor", "dora")
         self.assertEqual(rc, 0, out)
         self.assertEqual(out["revisions"], [HEAD])
         self.assertEqual(sqlite_rows(self.tenants["t1"]), [HEAD])
+        # Its history names what changed it each time: the rollout of
+        # test_2, this downgrade, this restore.
+        self.d.cli("refresh")
+        history = self.d.cli("db", "prod/t1").stdout
+        self.assertRegex(history, r"-> %s  \(restore of backup %d by dora\)" % (HEAD, backup_id))
+        self.assertRegex(history, r"%s -> \S+  \(downgrade %s\)" % (HEAD, r["id"]))
+        self.assertRegex(history, r"-> %s  \(upgrade r-\d{8}-\d{6}-[0-9a-f]{4}\)" % HEAD)
+        self.assertRegex(history, r"\d\dZ  first seen holding \S+\n")
+        changes = json.loads(self.d.cli("db", "prod/t1", "-o", "json").stdout)["changes"]
+        self.assertEqual((changes[0]["restored_backup"], changes[0]["restored_by"]),
+                         (backup_id, "dora"))
+        self.assertEqual((changes[1]["rollout_id"], changes[1]["rollout_kind"]),
+                         (r["id"], "downgrade"))
+        self.assertTrue(changes[-1]["first_seen"])
 
     def test_5_postgresql_backup_restores_with_pg_restore(self):
         backups = rollout_json(self.d, "backups", "staging/app")[1]["backups"]

@@ -1,17 +1,21 @@
 """End to end: the README, typed as a newcomer types it.
 
-From the checkout's root: `bash deploy/scripts/quickstart.sh` (install
-check, build, the demo fleet, lockstepd with the relative
-`--config demo/lockstep.yaml`) in one process; then every `$ ` command of
-the README's status example and of its rollout walkthrough, in order, in
-another, exactly as written (relative paths). Each command must exit as
+`bash deploy/scripts/quickstart.sh` (install check, build, the demo
+fleet, lockstepd with a relative `--config DEMO/lockstep.yaml`) in one
+process; then every `$ ` command of the README's status example and of its
+rollout walkthrough, in order, in another, exactly as written (relative
+paths), from a folder laid out as the checkout's root is for them: `build`
+(the build) and `demo` (the demo fleet). The demo lives in that temporary
+folder and serves on free ports (LOCKSTEP_DEMO_DIR, LOCKSTEP_DEMO_LISTEN,
+LOCKSTEP_DEMO_METRICS_LISTEN; the commands get LOCKSTEP_SERVER), so the
+test passes while a user's quick start runs on the demo's own ports and
+never writes into ./demo. Each command must exit as
 the README shows (FAILED lines mean exit 1, `echo $?` states the code) and
 print the lines the README shows, once times, ids, checksums, sizes and
 durations are masked.
 
 The README is the script: change the walkthrough and this test follows it.
 
-Needs: ports 50051 and 9187 free (the demo's), writes ./demo.
 Run: /usr/bin/python3 -m unittest -v tests/e2e/test_walkthrough.py
 """
 import json
@@ -36,7 +40,7 @@ def readme_blocks():
         text = f.read()
     blocks = []
     for anchor in ("With the daemon running (command 1), in another terminal:",
-                   "### Walkthrough on the demo fleet"):
+                   "## Walkthrough on the demo fleet"):
         start = text.index("```", text.index(anchor))
         body = text[text.index("\n", start) + 1:text.index("\n```", start)]
         blocks.append(body)
@@ -72,22 +76,26 @@ def mask(line):
     return line.strip()
 
 
-def port_free(port):
+def free_port():
     with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class ReadmeWalkthroughTest(unittest.TestCase):
     def setUp(self):
-        for port in (50051, 9187):
-            if not port_free(port):
-                self.fail("port %d is taken: stop the other lockstepd (the demo's ports)" % port)
-        self.log = open(os.path.join(ROOT, "build", "walkthrough-lockstepd.log"), "w")
-        self.daemon = subprocess.Popen(["bash", "deploy/scripts/quickstart.sh"], cwd=ROOT,
-                                       stdout=self.log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
-        self.env = dict(os.environ, LOCKSTEP_ACTOR="alice@vm")
-        self.env.pop("LOCKSTEP_SERVER", None)
+        self.root = tempfile.mkdtemp(prefix="lockstep-walkthrough-")
+        build = os.environ.get("LOCKSTEP_BUILD", os.path.join(ROOT, "build"))
+        os.symlink(os.path.abspath(build), os.path.join(self.root, "build"))
+        listen = "127.0.0.1:%d" % free_port()
+        self.log = open(os.path.join(self.root, "lockstepd.log"), "w")
+        self.daemon = subprocess.Popen(
+            ["bash", "deploy/scripts/quickstart.sh"], cwd=ROOT, stdout=self.log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            env=dict(os.environ, LOCKSTEP_DEMO_DIR=os.path.join(self.root, "demo"),
+                     LOCKSTEP_DEMO_LISTEN=listen,
+                     LOCKSTEP_DEMO_METRICS_LISTEN="127.0.0.1:%d" % free_port()))
+        self.env = dict(os.environ, LOCKSTEP_ACTOR="alice@vm", LOCKSTEP_SERVER=listen)
         deadline = time.time() + 900  # a first build on a fresh clone is part of the command
         while time.time() < deadline:
             self.assertIsNone(self.daemon.poll(), self.daemon_log())
@@ -113,13 +121,14 @@ class ReadmeWalkthroughTest(unittest.TestCase):
         os.killpg(self.daemon.pid, signal.SIGTERM)
         self.daemon.wait(timeout=20)
         self.log.close()
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def daemon_log(self):
         with open(self.log.name) as f:
             return f.read()[-4000:]
 
     def sh(self, command):
-        return subprocess.run(["bash", "-c", "L=build/client/lockstep\n" + command], cwd=ROOT,
+        return subprocess.run(["bash", "-c", "L=build/client/lockstep\n" + command], cwd=self.root,
                               env=self.env, capture_output=True, text=True, timeout=300)
 
     def test_readme_as_written(self):
@@ -163,14 +172,14 @@ class ReadmeWalkthroughTest(unittest.TestCase):
 
 
 class ReadmeInventoryReferenceTest(unittest.TestCase):
-    """The README's inventory reference (the yaml block under its heading) is a valid
+    """docs/reference.md's inventory reference (the yaml block under its heading) is a valid
     inventory as written, every dialect's entries included: copying it is
     a start. Only its password file and project are provided here."""
 
     def test_the_reference_inventory_passes_check_config(self):
-        with open(README) as f:
+        with open(os.path.join(ROOT, "docs", "reference.md")) as f:
             text = f.read()
-        start = text.index("```yaml", text.index("### Inventory reference"))
+        start = text.index("```yaml", text.index("## Inventory reference"))
         body = text[text.index("\n", start) + 1:text.index("\n```", start)]
         self.assertIn("mysql+pymysql://", body)
         with tempfile.TemporaryDirectory() as d:
@@ -188,6 +197,45 @@ class ReadmeInventoryReferenceTest(unittest.TestCase):
             r = subprocess.run([os.path.join(build, "daemon", "lockstepd"), "--check-config", config],
                                capture_output=True, text=True, env=env, timeout=60)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
+def heading_anchors(text):
+    """GitHub's anchors for a Markdown file's headings (not those in code)."""
+    anchors, code = set(), False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            code = not code
+        m = re.match(r"#+ (.*)", line)
+        if m and not code:
+            slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower())
+            anchors.add(slug.replace(" ", "-"))
+    return anchors
+
+
+class DocsLinksTest(unittest.TestCase):
+    """Every link between the README and docs/ lands: the file exists and,
+    with a #fragment, has that heading."""
+
+    def test_every_relative_link_resolves(self):
+        files = [README] + sorted(
+            os.path.join(ROOT, "docs", f) for f in os.listdir(os.path.join(ROOT, "docs"))
+            if f.endswith(".md"))
+        checked = 0
+        for path in files:
+            with open(path) as f:
+                text = f.read()
+            for target in re.findall(r"\]\(([^)\s]+)\)", text):
+                if re.match(r"[a-z]+:", target):
+                    continue
+                name, _, fragment = target.partition("#")
+                dest = os.path.normpath(os.path.join(os.path.dirname(path), name)) if name else path
+                self.assertTrue(os.path.exists(dest), "%s: %s: no such file" % (path, target))
+                if fragment:
+                    with open(dest) as f:
+                        self.assertIn(fragment, heading_anchors(f.read()),
+                                      "%s: %s: no such heading" % (path, target))
+                checked += 1
+        self.assertGreater(checked, 20)
 
 
 if __name__ == "__main__":

@@ -313,7 +313,8 @@ class ComputedHeadersTest(unittest.TestCase):
             "expand1.py": ('"""add column"""\nfrom alembic import op\nfrom branches import cli\n'
                            'revision = "eeee00000001"\ndown_revision = "aaaa00000001"\n'
                            'branch_labels = (cli.EXPAND_BRANCH,)\n'),
-            "expand2.py": ('"""add index"""\nrevision = "eeee00000002"\n'
+            # A computed revision id too (issue 26 #5: Alembic loads it).
+            "expand2.py": ('"""add index"""\nrevision = "eeee0000" + "0002"\n'
                            'down_revision = "eeee00000001"\n'),
             "contract1.py": ('"""drop column"""\nfrom branches import cli\n'
                              'revision = "cccc00000001"\ndown_revision = "aaaa00000001"\n'
