@@ -13,10 +13,16 @@
 namespace lockstep::client {
 namespace {
 
-constexpr char kOffline[] = "Offline commands (read alembic.ini like Alembic, or --scripts DIR):";
+constexpr char kOffline[] =
+    "Offline commands (read the project like Alembic: -c, --scripts or --inventory):";
 constexpr char kOnline[] =
     "Online commands (ask lockstepd at --server ADDR, else $LOCKSTEP_SERVER,\n"
     "else 127.0.0.1:50051):";
+// The global options, in three groups: help shows a command the group of
+// its kind and the common one.
+constexpr char kProjectOptions[] = "Project options (offline commands):";
+constexpr char kConnectionOptions[] = "Connection options (online commands):";
+constexpr char kCommonOptions[] = "Options of every command (before or after it):";
 constexpr char kExitCodes[] =
     "Exit codes: 0 ok, 1 error, 2 usage, 3 findings/not clean; rollout --watch,\n"
     "watch and downgrade: 0 succeeded, 4 failed, 5 halted, 6 awaiting approval,\n"
@@ -24,9 +30,14 @@ constexpr char kExitCodes[] =
 
 // Small wrappers over CLI11's builders, so that each definition below reads
 // as one line: names, value name, help.
+// A value the command uses when the option is not given is its
+// `default_value`: ParseCliArgs fills it in and help shows it, so the two
+// cannot disagree.
 CLI::Option* Value(CLI::App* app, const std::string& names, const std::string& value_name,
-                   const std::string& help) {
-  return app->add_option(names, CLI::callback_t(), help)->type_name(value_name);
+                   const std::string& help, const std::string& default_value = "") {
+  CLI::Option* o = app->add_option(names, CLI::callback_t(), help)->type_name(value_name);
+  if (!default_value.empty()) o->default_str(default_value);
+  return o;
 }
 
 CLI::Option* Flag(CLI::App* app, const std::string& names, const std::string& help) {
@@ -41,12 +52,19 @@ CLI::Option* Argument(CLI::App* app, const std::string& name, bool required,
 }
 
 void AddActor(CLI::App* c) {
-  Value(c, "--actor", "NAME", "who does it, recorded (default: $LOCKSTEP_ACTOR, else $USER@host)");
+  Value(c, "--actor", "NAME",
+        "who does it, recorded (default: $LOCKSTEP_ACTOR, else your account@host)");
 }
 
-// What `plan` and `rollout` both take: the request for a rollout.
-void AddRolloutRequest(CLI::App* c) {
-  Value(c, "--to", "REV", "the target (default: heads)");
+// What `plan` and `rollout` both take: the request for a rollout. A plan
+// changes nothing and defaults to heads; a rollout changes databases, and
+// where to is said, never defaulted.
+void AddRolloutRequest(CLI::App* c, bool start) {
+  if (start) {
+    Value(c, "--to", "REV", "the target, required to start one: heads, a revision, orders@head");
+  } else {
+    Value(c, "--to", "REV", "the target", "heads");
+  }
   Value(c, "--env", "E,..", "only these environments");
   Value(c, "--db", "F,..", "only these databases (NAME or ENV/NAME filters)");
   Flag(c, "--override-promotion", "go ahead although the promotion order forbids it");
@@ -66,8 +84,7 @@ void AddLimit(CLI::App* c) { Value(c, "--limit", "N", "at most N"); }
 
 void AddRetryFor(CLI::App* c) {
   Value(c, "--retry-for", "DURATION",
-        "while following, reconnect to an unavailable lockstepd this long, then fail "
-        "(default 60s)");
+        "while following, reconnect to an unavailable lockstepd this long, then fail", "60s");
 }
 
 // Every command: where the overview lists it, its one-line description and
@@ -119,11 +136,12 @@ constexpr CommandDef kCommands[] = {
     {"validate", kOnline, "revision files changed after they were applied (exit 3 on an edit)",
      [](CLI::App* c) { Argument(c, "ENV", false, "only this environment"); }},
     {"refresh", kOnline, "check every database now", [](CLI::App*) {}},
-    {"plan", kOnline, "the rollout plan and what blocks it; changes nothing", AddRolloutRequest},
+    {"plan", kOnline, "the rollout plan and what blocks it; changes nothing",
+     [](CLI::App* c) { AddRolloutRequest(c, false); }},
     {"rollout", kOnline, "start a rollout (--to REV), or show one (ID)",
      [](CLI::App* c) {
        Argument(c, "ID", false, "the rollout to show");
-       AddRolloutRequest(c);
+       AddRolloutRequest(c, true);
        Flag(c, "--watch", "follow it to the end (exit code: how it ended)");
        Flag(c, "--wait", "the same as --watch");
        AddRetryFor(c);
@@ -207,24 +225,39 @@ std::unique_ptr<CLI::App> Globals() {
   app->footer(kExitCodes);
 
   Value(app.get(), "-c,--config", "FILE",
-        "alembic.ini (default: $ALEMBIC_CONFIG, else ./alembic.ini)");
-  Value(app.get(), "--scripts", "DIR", "a script directory instead of an ini file");
-  Value(app.get(), "-n,--name", "SECTION", "the ini section (default: alembic)");
-  Value(app.get(), "-o,--output", "FORMAT", "text (default) or json");
+        "alembic.ini (default: $ALEMBIC_CONFIG, else $LOCKSTEP_INVENTORY's project, else "
+        "./alembic.ini)")
+      ->group(kProjectOptions);
+  Value(app.get(), "--scripts", "DIR", "a script directory instead of an ini file")
+      ->group(kProjectOptions);
+  Value(app.get(), "--inventory", "FILE",
+        "lockstepd's inventory: its project (alembic_ini or scripts, ini_section) "
+        "(default: $LOCKSTEP_INVENTORY)")
+      ->group(kProjectOptions);
+  Value(app.get(), "-n,--name", "SECTION", "the ini section (default: alembic)")
+      ->group(kProjectOptions);
   Value(app.get(), "--server", "ADDR",
-        "lockstepd's gRPC address (default: $LOCKSTEP_SERVER, else 127.0.0.1:50051)");
+        "lockstepd's gRPC address (default: $LOCKSTEP_SERVER, else 127.0.0.1:50051)")
+      ->group(kConnectionOptions);
   Value(app.get(), "--tls-ca", "FILE",
-        "talk TLS, trusting this CA for lockstepd's certificate (default: $LOCKSTEP_TLS_CA)");
+        "talk TLS, trusting this CA for lockstepd's certificate (default: $LOCKSTEP_TLS_CA)")
+      ->group(kConnectionOptions);
   Value(app.get(), "--tls-cert", "FILE",
-        "a client certificate, for a lockstepd that requires one (default: $LOCKSTEP_TLS_CERT)");
-  Value(app.get(), "--tls-key", "FILE", "its private key (default: $LOCKSTEP_TLS_KEY)");
+        "a client certificate, for a lockstepd that requires one (default: $LOCKSTEP_TLS_CERT)")
+      ->group(kConnectionOptions);
+  Value(app.get(), "--tls-key", "FILE", "its private key (default: $LOCKSTEP_TLS_KEY)")
+      ->group(kConnectionOptions);
   Value(app.get(), "--token-file", "FILE",
         "a file holding the token to present to lockstepd (default: the token in "
-        "$LOCKSTEP_TOKEN)");
-  Flag(app.get(), "--version", "print lockstep's version and the commit it was built from");
+        "$LOCKSTEP_TOKEN)")
+      ->group(kConnectionOptions);
+  Value(app.get(), "-o,--output", "FORMAT", "text (default) or json")->group(kCommonOptions);
   Flag(app.get(), "-v,--verbose",
        "more detail: heads, branches and history as Alembic's -v; rollout --watch, "
-       "watch and downgrade add Alembic's output lines");
+       "watch and downgrade add Alembic's output lines")
+      ->group(kCommonOptions);
+  Flag(app.get(), "--version", "print lockstep's version and the commit it was built from")
+      ->group(kCommonOptions);
   return app;
 }
 
@@ -340,12 +373,22 @@ std::vector<std::string> CommandSynopsis(const CLI::App& command) {
   return words;
 }
 
-void AppendGlobalOptions(std::string* out, const CLI::App& app) {
-  absl::StrAppend(out, "Global options (before or after the command):\n");
+// An option's help line: its description, and the default the parser
+// fills in when there is one.
+std::string Describe(const CLI::Option* o) {
+  if (o->get_default_str().empty()) return o->get_description();
+  return absl::StrCat(o->get_description(), " (default: ", o->get_default_str(), ")");
+}
+
+// The global options of `group`; the help flag goes with the common ones.
+void AppendGlobalOptions(std::string* out, const CLI::App& app, const std::string& group) {
+  absl::StrAppend(out, group, "\n");
   for (const CLI::Option* o : Options(app, false)) {
-    AppendEntry(out, OptionName(o), {}, o->get_description());
+    if (o->get_group() == group) AppendEntry(out, OptionName(o), {}, Describe(o));
   }
-  AppendEntry(out, OptionName(app.get_help_ptr()), {}, app.get_help_ptr()->get_description());
+  if (group == kCommonOptions) {
+    AppendEntry(out, OptionName(app.get_help_ptr()), {}, app.get_help_ptr()->get_description());
+  }
 }
 
 std::string Overview(const CLI::App& app) {
@@ -360,8 +403,10 @@ std::string Overview(const CLI::App& app) {
     }
     AppendEntry(&out, c->get_name(), CommandSynopsis(*c), c->get_description());
   }
-  absl::StrAppend(&out, "\n");
-  AppendGlobalOptions(&out, app);
+  for (const char* group : {kProjectOptions, kConnectionOptions, kCommonOptions}) {
+    absl::StrAppend(&out, "\n");
+    AppendGlobalOptions(&out, app, group);
+  }
   absl::StrAppend(&out, "\n", app.get_footer());
   return out;
 }
@@ -386,10 +431,20 @@ std::string CommandHelp(const CLI::App& app, const CLI::App& command) {
   }
   if (auto opts = Options(command, false); !opts.empty()) {
     absl::StrAppend(&out, "\nOptions:\n");
-    for (const CLI::Option* o : opts) AppendEntry(&out, OptionName(o), {}, o->get_description());
+    for (const CLI::Option* o : opts) AppendEntry(&out, OptionName(o), {}, Describe(o));
+  }
+  // The global options this command reads: the project's (offline) or the
+  // connection's (online), then those of every command.
+  if (command.get_group() != kOnline) {
+    absl::StrAppend(&out, "\n");
+    AppendGlobalOptions(&out, app, kProjectOptions);
+  }
+  if (command.get_group() != kOffline) {
+    absl::StrAppend(&out, "\n");
+    AppendGlobalOptions(&out, app, kConnectionOptions);
   }
   absl::StrAppend(&out, "\n");
-  AppendGlobalOptions(&out, app);
+  AppendGlobalOptions(&out, app, kCommonOptions);
   return out;
 }
 
@@ -490,6 +545,9 @@ absl::StatusOr<CliArgs> ParseCliArgs(int argc, char** argv) {
   for (const CLI::App* a : {static_cast<const CLI::App*>(app.get()), command}) {
     if (a == nullptr) continue;
     for (const CLI::Option* o : a->get_options()) {
+      if (o->count() == 0 && !o->get_default_str().empty()) {
+        out.options[o->get_single_name()] = o->get_default_str();  // as its help says
+      }
       if (o->count() == 0 || o == a->get_help_ptr()) continue;
       if (o->get_positional()) {
         for (const std::string& r : o->results()) out.positional.push_back(r);

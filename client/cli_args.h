@@ -1,6 +1,6 @@
 // Command-line parsing for `lockstep`, on CLI11: every command declares its
 // own options and arguments (cli_args.cc), and `--help` is generated from the
-// same declarations. Global options (-c, --scripts, -n, -o, --server, -v) may
+// same declarations. Global options (-c, --scripts, --inventory, -n, -o, --server, -v) may
 // stand before or after the command; an option the command does not take is
 // a usage error (exit 2).
 #ifndef LOCKSTEP_CLIENT_CLI_ARGS_H_

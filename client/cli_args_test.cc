@@ -186,16 +186,48 @@ TEST(CliArgsTest, HelpListsEveryOptionOfTheCommand) {
   const std::string rollout = HelpText("rollout");
   for (const char* o : {"--to REV", "--env", "--db", "--override-promotion", "--allow-lint",
                         "--actor NAME", "--watch", "--wait", "ID",
-                        // and the global ones
-                        "-c, --config FILE", "--scripts DIR", "-n, --name SECTION",
-                        "-o, --output FORMAT", "--server ADDR", "-v, --verbose", "-h, --help"}) {
+                        // and the global ones an online command reads
+                        "-o, --output FORMAT", "--server ADDR", "--token-file FILE",
+                        "-v, --verbose", "-h, --help"}) {
     EXPECT_TRUE(absl::StrContains(rollout, o)) << o << " missing from\n" << rollout;
   }
+  // Its own options first, then the connection's, then every command's;
+  // the project's are an offline command's, not shown here.
+  EXPECT_LT(rollout.find("--to REV "), rollout.find("Connection options"));
+  EXPECT_LT(rollout.find("Connection options"), rollout.find("Options of every command"));
+  for (const char* o : {"-c, --config FILE", "--scripts DIR", "--inventory", "-n, --name"}) {
+    EXPECT_FALSE(absl::StrContains(rollout, o)) << o << " in\n" << rollout;
+  }
+  const std::string heads = HelpText("heads");
+  for (const char* o : {"-c, --config FILE", "--scripts DIR", "--inventory FILE",
+                        "-n, --name SECTION", "-o, --output FORMAT"}) {
+    EXPECT_TRUE(absl::StrContains(heads, o)) << o << " missing from\n" << heads;
+  }
+  EXPECT_FALSE(absl::StrContains(heads, "--server")) << heads;
   EXPECT_TRUE(absl::StartsWith(rollout, "usage: lockstep rollout [ID] [--to REV]")) << rollout;
   EXPECT_TRUE(absl::StrContains(HelpText("history"), "-r, --rev-range START:END"));
   EXPECT_TRUE(
       absl::StrContains(HelpText("downgrade"), "usage: lockstep downgrade ENV/NAME --to REV"));
   EXPECT_EQ(HelpText("frobnicate"), "");
+}
+
+// A default the help shows is the one the parser fills in: plan's --to is
+// heads; rollout's --to has none (a rollout is refused without it), and its
+// help does not claim one.
+TEST(CliArgsTest, DefaultsComeFromTheDefinitionsHelpShows) {
+  auto plan = Parse({"plan"});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->Option("to").value_or("none"), "heads");
+  EXPECT_TRUE(absl::StrContains(HelpText("plan"), "(default: heads)")) << HelpText("plan");
+  auto rollout = Parse({"rollout"});
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_FALSE(rollout->Option("to").has_value());
+  EXPECT_FALSE(absl::StrContains(HelpText("rollout"), "(default: heads)")) << HelpText("rollout");
+  EXPECT_TRUE(absl::StrContains(HelpText("rollout"), "required to start one"));
+  auto watch = Parse({"watch", "r-1"});
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  EXPECT_EQ(watch->Option("retry-for").value_or("none"), "60s");
+  EXPECT_TRUE(absl::StrContains(HelpText("watch"), "(default: 60s)")) << HelpText("watch");
 }
 
 TEST(CliArgsTest, OverviewListsEveryCommandThenGlobalOptionsThenExitCodes) {
@@ -210,7 +242,9 @@ TEST(CliArgsTest, OverviewListsEveryCommandThenGlobalOptionsThenExitCodes) {
   }
   EXPECT_FALSE(absl::StrContains(help, "  help"));
   const size_t commands = help.find("Offline commands");
-  const size_t options = help.find("Global options");
+  const size_t options = help.find("Project options");
+  EXPECT_LT(options, help.find("Connection options"));
+  EXPECT_LT(help.find("Connection options"), help.find("Options of every command"));
   const size_t exits = help.find("Exit codes");
   EXPECT_LT(commands, options);
   EXPECT_LT(options, exits);

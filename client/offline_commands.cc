@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/json_writer.h"
+#include "config/inventory.h"
 #include "migrations/format.h"
 #include "migrations/lint.h"
 #include "migrations/migration_plan.h"
@@ -45,16 +46,34 @@ int Usage(Context& c, const std::string& message) {
   return kExitUsage;
 }
 
-migrations::ProjectSource SourceFrom(const CliArgs& args) {
+// The project: --scripts, -c, --inventory (its project), $ALEMBIC_CONFIG,
+// $LOCKSTEP_INVENTORY, else ./alembic.ini, the first that is given. -n
+// names the ini section over the inventory's ini_section.
+absl::StatusOr<migrations::ProjectSource> SourceFrom(const CliArgs& args) {
+  auto env = [](const char* name) -> std::optional<std::string> {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
+  };
   migrations::ProjectSource s;
+  std::optional<std::string> inventory;
   if (auto scripts = args.Option("scripts")) {
     s.scripts_dir = *scripts;
   } else if (auto config = args.Option("config")) {
     s.config_file = *config;
-  } else if (const char* env = std::getenv("ALEMBIC_CONFIG"); env && *env) {
-    s.config_file = env;
+  } else if ((inventory = args.Option("inventory"))) {
+  } else if (auto alembic_config = env("ALEMBIC_CONFIG")) {
+    s.config_file = *alembic_config;
+  } else if ((inventory = env("LOCKSTEP_INVENTORY"))) {
   } else {
     s.config_file = "alembic.ini";
+  }
+  if (inventory) {
+    absl::StatusOr<config::ProjectConfig> project = config::LoadInventoryProject(*inventory);
+    if (!project.ok()) return project.status();
+    s.config_file = project->alembic_ini;
+    s.scripts_dir = project->scripts;
+    s.section = project->ini_section;
   }
   if (auto name = args.Option("name")) s.section = *name;
   return s;
@@ -243,7 +262,9 @@ int Path(Context& c, const Project& p) {
 }
 
 int Lint(Context& c) {
-  migrations::ProjectSource source = SourceFrom(c.args);
+  absl::StatusOr<migrations::ProjectSource> from = SourceFrom(c.args);
+  if (!from.ok()) return Fail(c, std::string(from.status().message()));
+  const migrations::ProjectSource& source = *from;
   absl::StatusOr<Project> p = Project::Load(source, /*tolerate_file_errors=*/true);
   std::vector<migrations::LintFinding> findings;
   if (!p.ok()) {
@@ -303,7 +324,9 @@ int RunOfflineCommand(const CliArgs& args, std::ostream& out, std::ostream& err)
   if (args.command != "show" && args.command != "path" && !args.positional.empty()) {
     return Usage(c, absl::StrCat("unexpected argument '", args.positional[0], "'"));
   }
-  absl::StatusOr<Project> p = Project::Load(SourceFrom(args));
+  absl::StatusOr<migrations::ProjectSource> source = SourceFrom(args);
+  if (!source.ok()) return Fail(c, std::string(source.status().message()));
+  absl::StatusOr<Project> p = Project::Load(*source);
   if (!p.ok()) return Fail(c, CommandErrorMessage(p.status()));
   for (const std::string& w : p->warnings()) err << "WARNING: " << w << "\n";
   if (args.command == "heads") return Heads(c, *p);

@@ -322,8 +322,8 @@ class Progress {
 // reconnecting to a lockstepd that does not answer. False (after saying
 // why) when malformed.
 bool RetryFor(Context& c, absl::Duration* retry_for) {
-  *retry_for = absl::Seconds(60);
-  std::optional<std::string> v = c.args.Option("retry-for");
+  *retry_for = absl::ZeroDuration();
+  std::optional<std::string> v = c.args.Option("retry-for");  // its default is in cli_args.cc
   if (!v) return true;
   int64_t seconds = 0;
   if (absl::SimpleAtoi(*v, &seconds) && seconds >= 0) {
@@ -447,7 +447,9 @@ int ShowRollout(Context& c, const v1::Rollout& r, bool plan) {
 
 v1::StartRolloutRequest RolloutRequestFrom(const CliArgs& args) {
   v1::StartRolloutRequest req;
-  req.set_target(args.Option("to").value_or("heads"));
+  // plan's default (heads) comes from its definition (cli_args.cc); rollout
+  // has none and was refused without --to.
+  req.set_target(args.Option("to").value_or(""));
   for (const std::string& e : CommaList(args, "env")) req.add_environments(e);
   for (const std::string& d : CommaList(args, "db")) req.add_databases(d);
   for (const std::string& l : CommaList(args, "allow-lint")) req.add_allow_lint(l);

@@ -97,12 +97,7 @@ class Loader {
 
   absl::StatusOr<Inventory> Load(const std::string& text) {
     YAML::Node root;
-    try {
-      root = YAML::Load(text);
-    } catch (const YAML::ParserException& e) {
-      return absl::InvalidArgumentError(absl::StrCat(file_, ":", e.mark.line + 1, ":",
-                                                     e.mark.column + 1, ": ", e.msg));
-    }
+    if (absl::Status s = Parse(text, &root); !s.ok()) return s;
     Inventory inv;
     inv.path = file_;
     if (!root.IsMap()) {
@@ -132,8 +127,35 @@ class Loader {
     return inv;
   }
 
+  // Only the project's source (the rest of the inventory is not read: its
+  // secrets need not be at hand where offline commands run).
+  absl::StatusOr<ProjectConfig> LoadProject(const std::string& text) {
+    YAML::Node root;
+    if (absl::Status s = Parse(text, &root); !s.ok()) return s;
+    ProjectConfig pr;
+    if (!root.IsMap() || !root["project"]) {
+      Error(root, "project", "is required (alembic_ini or scripts)");
+    } else if (!root["project"].IsMap()) {
+      Error(root["project"], "project", "expected a mapping");
+    } else {
+      ProjectSource(root["project"], &pr);
+    }
+    if (!errors_.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors_, "\n"));
+    return pr;
+  }
+
  private:
   YAML::Node auth_node_;  // server.auth.tokens_file, for its errors
+
+  absl::Status Parse(const std::string& text, YAML::Node* root) {
+    try {
+      *root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file_, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
+    }
+    return absl::OkStatus();
+  }
 
   void Error(const YAML::Node& n, const std::string& path, const std::string& message) {
     YAML::Mark m = n.Mark();
@@ -590,6 +612,17 @@ class Loader {
     return std::nullopt;
   }
 
+  // Where the scripts are: what `lockstep --inventory` reads too.
+  void ProjectSource(const YAML::Node& n, ProjectConfig* pr) {
+    const std::string p = "project";
+    if (auto v = Str(n, "alembic_ini", p)) pr->alembic_ini = Resolve(base_, *v);
+    if (auto v = Str(n, "scripts", p)) pr->scripts = Resolve(base_, *v);
+    if (pr->alembic_ini.empty() == pr->scripts.empty()) {
+      Error(n, p, "set exactly one of alembic_ini or scripts");
+    }
+    if (auto v = Str(n, "ini_section", p)) pr->ini_section = *v;
+  }
+
   void Project(const YAML::Node& n, ProjectConfig* pr) {
     const std::string p = "project";
     if (!Keys(n, p,
@@ -598,12 +631,7 @@ class Loader {
                "python", "schema_ignore", "shadow_postgresql", "shadow_mysql", "verify_schema"})) {
       return;
     }
-    if (auto v = Str(n, "alembic_ini", p)) pr->alembic_ini = Resolve(base_, *v);
-    if (auto v = Str(n, "scripts", p)) pr->scripts = Resolve(base_, *v);
-    if (pr->alembic_ini.empty() == pr->scripts.empty()) {
-      Error(n, p, "set exactly one of alembic_ini or scripts");
-    }
-    if (auto v = Str(n, "ini_section", p)) pr->ini_section = *v;
+    ProjectSource(n, pr);
     if (auto v = Str(n, "version_table", p)) pr->version_table = *v;
     if (auto v = Str(n, "version_table_schema", p)) pr->version_table_schema = *v;
     if (auto v = Scope(n, p)) pr->schema_scope = *v;
@@ -956,12 +984,26 @@ absl::StatusOr<Inventory> ParseInventory(const std::string& yaml, const std::str
   return Loader(path).Load(yaml);
 }
 
-absl::StatusOr<Inventory> LoadInventory(const std::string& path) {
+namespace {
+absl::StatusOr<std::string> ReadInventoryFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read the inventory file"));
   std::stringstream buffer;
   buffer << in.rdbuf();
-  return ParseInventory(buffer.str(), path);
+  return buffer.str();
+}
+}  // namespace
+
+absl::StatusOr<Inventory> LoadInventory(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadInventoryFile(path);
+  if (!text.ok()) return text.status();
+  return ParseInventory(*text, path);
+}
+
+absl::StatusOr<ProjectConfig> LoadInventoryProject(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadInventoryFile(path);
+  if (!text.ok()) return text.status();
+  return Loader(path).LoadProject(*text);
 }
 
 bool IsLoopbackListen(const std::string& listen) {

@@ -238,6 +238,10 @@ struct Inventory {
 
 absl::StatusOr<Inventory> LoadInventory(const std::string& path);
 absl::StatusOr<Inventory> ParseInventory(const std::string& yaml, const std::string& path);
+// Only the project's source (alembic_ini or scripts, resolved against the
+// inventory's folder, and ini_section), for `lockstep --inventory`: nothing
+// else of the inventory is read or checked.
+absl::StatusOr<ProjectConfig> LoadInventoryProject(const std::string& path);
 
 // The password for a database: from its secret reference, else from its URL.
 // Errors name the variable or file, never a value.

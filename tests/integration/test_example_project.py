@@ -365,5 +365,63 @@ class ComputedHeadersTest(unittest.TestCase):
                       l.stderr)
 
 
+class InventoryProjectTest(unittest.TestCase):
+    """Offline commands read the project from lockstepd's inventory
+    (--inventory FILE, $LOCKSTEP_INVENTORY), so the fleet's project needs no
+    second path; only the project is read, so secrets the daemon needs
+    (here an unset password variable) need not be at hand."""
+
+    def setUp(self):
+        self.d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.d)
+        shutil.copytree(os.path.join(ROOT, "migrations", "example"), self.d + "/migrations")
+        self.inventory = self.d + "/fleet.yaml"
+        with open(self.inventory, "w") as f:
+            f.write(textwrap.dedent("""\
+                project:
+                  alembic_ini: migrations/alembic.ini   # relative to this file
+                environments:
+                  - name: prod
+                    databases:
+                      - name: app
+                        url: postgresql://app@db.invalid/app
+                        password_env: LOCKSTEP_TEST_UNSET_PASSWORD
+                """))
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("ALEMBIC_CONFIG", "LOCKSTEP_INVENTORY")}
+
+    def lockstep(self, *args, env=None):
+        return subprocess.run([LOCKSTEP] + list(args), capture_output=True, text=True,
+                              cwd=tempfile.gettempdir(), env=env or self.env)
+
+    def test_heads_and_history_from_the_inventory_as_alembic_prints_them(self):
+        for args in (["heads"], ["history"], ["show", "heads"]):
+            with self.subTest(args=args):
+                a = run([ALEMBIC, "-c", self.d + "/migrations/alembic.ini"] + args)
+                flag = self.lockstep("--inventory", self.inventory, *args)
+                self.assertEqual(flag.returncode, 0, flag.stderr)
+                self.assertEqual(flag.stdout, a.stdout)
+                env = dict(self.env, LOCKSTEP_INVENTORY=self.inventory)
+                from_env = self.lockstep(*args, env=env)
+                self.assertEqual(from_env.returncode, 0, from_env.stderr)
+                self.assertEqual(from_env.stdout, a.stdout)
+
+    def test_an_explicit_project_wins_and_errors_name_the_inventory(self):
+        # -c and $ALEMBIC_CONFIG come before $LOCKSTEP_INVENTORY.
+        env = dict(self.env, LOCKSTEP_INVENTORY=self.d + "/missing.yaml")
+        self.assertEqual(self.lockstep("-c", EXAMPLE_INI, "heads", env=env).returncode, 0)
+        env["ALEMBIC_CONFIG"] = EXAMPLE_INI
+        self.assertEqual(self.lockstep("heads", env=env).returncode, 0)
+        missing = self.lockstep("--inventory", self.d + "/missing.yaml", "heads")
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn(self.d + "/missing.yaml: cannot read the inventory file", missing.stderr)
+        with open(self.inventory, "w") as f:
+            f.write("project:\n  ini_section: alembic\nenvironments: []\n")
+        broken = self.lockstep("--inventory", self.inventory, "heads")
+        self.assertEqual(broken.returncode, 1)
+        self.assertIn(self.inventory + ":2:3: project: set exactly one of alembic_ini or scripts",
+                      broken.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
