@@ -212,9 +212,10 @@ def heading_anchors(text):
     return anchors
 
 
-class DocsLinksTest(unittest.TestCase):
-    """Every link between the README and docs/ lands: the file exists and,
-    with a #fragment, has that heading."""
+class DocsTest(unittest.TestCase):
+    """The README and docs/ stay findable: every link between them lands
+    (the file exists and, with a #fragment, has that heading), and every
+    inventory key and JSON field is named somewhere in docs/."""
 
     def test_every_relative_link_resolves(self):
         files = [README] + sorted(
@@ -236,6 +237,29 @@ class DocsLinksTest(unittest.TestCase):
                                       "%s: %s: no such heading" % (path, target))
                 checked += 1
         self.assertGreater(checked, 20)
+
+    def test_every_inventory_key_and_json_field_is_documented(self):
+        """A key the inventory loader accepts, or a field the CLI's -o json
+        writes, that no page of docs/ names is one a user cannot look up."""
+        docs = ""
+        for f in os.listdir(os.path.join(ROOT, "docs")):
+            with open(os.path.join(ROOT, "docs", f)) as fh:
+                docs += fh.read()
+        with open(os.path.join(ROOT, "config", "inventory.cc")) as f:
+            loader = f.read()
+        keys = set()
+        for block in re.findall(r"Keys\([^{]*\{([^}]*)\}", loader):
+            keys |= set(re.findall(r'"([a-z_]+)"', block))
+        fields = set()
+        for name in os.listdir(os.path.join(ROOT, "client")):
+            if name.endswith(".cc"):
+                with open(os.path.join(ROOT, "client", name)) as f:
+                    fields |= set(re.findall(r'Key\("([a-z_]+)"\)', f.read()))
+        self.assertGreater(len(keys), 50)
+        self.assertGreater(len(fields), 100)
+        for kind, names in (("inventory key", keys), ("JSON field", fields)):
+            missing = sorted(n for n in names if not re.search(r"\b%s\b" % n, docs))
+            self.assertEqual(missing, [], "%ss in no page of docs/" % kind)
 
 
 if __name__ == "__main__":
