@@ -6,7 +6,6 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
@@ -22,6 +21,7 @@
 #include "daemon/drivers/driver.h"
 #include "daemon/drivers/sqlite_lock.h"
 #include "daemon/metrics/fleet_metrics.h"
+#include "daemon/metrics/metrics_server.h"
 #include "daemon/metrics/rollout_metrics.h"
 #include "daemon/rollout/engine.h"
 #include "daemon/rollout/shadow_schema.h"
@@ -124,13 +124,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
       .Add({{"version", kVersion}, {"commit", kCommit}})
       .Set(1);
   d->metrics_ = std::make_unique<FleetMetrics>(d->registry_.get());
-  try {
-    d->exposer_ = std::make_unique<prometheus::Exposer>(inventory->server.metrics_listen);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ",
-                                               inventory->server.metrics_listen, ": ", e.what()));
-  }
-  d->exposer_->RegisterCollectable(d->registry_);
+  absl::StatusOr<std::unique_ptr<MetricsServer>> metrics_server =
+      MetricsServer::Start(inventory->server.metrics_listen, d->registry_, inventory->server.tls);
+  if (!metrics_server.ok()) return metrics_server.status();
+  d->metrics_server_ = *std::move(metrics_server);
 
   Daemon* self = d.get();
   auto previous = std::make_shared<std::shared_ptr<const FleetSnapshot>>();

@@ -1,6 +1,7 @@
 // lockstepd's process: owns, in construction order, the state store, the
 // database drivers (one per dialect, shared by the reconciler and the
-// rollout engine), the reconciler, the metrics registry and exposer, the rollout engine, and the
+// rollout engine), the reconciler, the metrics registry and its /metrics server, the rollout
+// engine, and the
 // gRPC server; continues unfinished rollouts at start; polls
 // every server.poll_interval; reloads the inventory on request (SIGHUP).
 // Run() blocks until Shutdown(); Shutdown() and Reload() may be called from
@@ -21,7 +22,6 @@ namespace spdlog {
 class logger;
 }
 namespace prometheus {
-class Exposer;
 class Registry;
 }
 namespace grpc {
@@ -32,6 +32,7 @@ namespace lockstep::daemon {
 
 class Drivers;
 class FleetMetrics;
+class MetricsServer;
 class LockstepService;
 class Reconciler;
 class RolloutEngine;
@@ -80,7 +81,7 @@ class Daemon {
   std::unique_ptr<FleetMetrics> metrics_;
   std::unique_ptr<RolloutMetrics> rollout_metrics_;
   std::unique_ptr<RolloutEngine> engine_;  // stopped before the reconciler closes
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsServer> metrics_server_;  // /metrics, over TLS with server.tls
   std::unique_ptr<LockstepService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::thread poller_;

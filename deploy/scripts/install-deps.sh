@@ -8,6 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libpqxx-dev libsqlitecpp-dev libyaml-cpp-dev libspdlog-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libabsl-dev liburing-dev libcli11-dev nlohmann-json3-dev
+  libcpp-httplib-dev
   # real components the tests and the quick start use
   postgresql sqlite3 alembic python3-psycopg2 python3-sqlalchemy
   libmariadb-dev mariadb-server mariadb-client python3-pymysql

@@ -9,15 +9,19 @@ Certificates are made here with openssl: a CA, a server certificate for
 Run: LOCKSTEP_BUILD=build python3 -m unittest tests/e2e/test_security.py
 """
 import hashlib
+import http.client
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
@@ -89,10 +93,23 @@ environments:
 %s""" % (listen_host, port, metrics, port, tls, access))
         d = Lockstepd(BUILD, config, "localhost:%d" % port, client_args=client_args).start()
         self.addCleanup(d.stop)
+        d.metrics_port = metrics
         return d
 
     def p(self, name):
         return os.path.join(self.pki, name)
+
+    def metrics(self, d, ca="ca.pem", cert=None, scheme="https"):
+        """/metrics of `d` (HTTPS trusting `ca`, presenting `cert` if given);
+        raises when the connection or the handshake is refused."""
+        ctx = ssl.create_default_context(cafile=self.p(ca))
+        if cert:
+            ctx.load_cert_chain(self.p(cert + ".pem"), self.p(cert + ".key"))
+        url = "%s://localhost:%d/metrics" % (scheme, d.metrics_port)
+        return urllib.request.urlopen(url, context=ctx if scheme == "https" else None,
+                                      timeout=10).read().decode()
+
+    REFUSED = (urllib.error.URLError, http.client.HTTPException, ConnectionError, ssl.SSLError)
 
     def test_tls_with_the_right_ca_answers_and_anything_else_does_not(self):
         d = self.start("{cert: pki/server.pem, key: pki/server.key}",
@@ -114,10 +131,18 @@ environments:
             creds = grpc.ssl_channel_credentials(root_certificates=f.read())
         stub = pb2_grpc.LockstepStub(grpc.secure_channel(d.server, creds))
         self.assertEqual(len(stub.GetFleet(pb2.GetFleetRequest(), timeout=10).databases), 1)
-        # The key never reaches the log.
+        # /metrics is served over TLS too, with the same certificate; not in
+        # plaintext, nor to a client that trusts another CA.
+        self.assertIn("lockstep_build_info", self.metrics(d))
+        with self.assertRaises(self.REFUSED):
+            self.metrics(d, scheme="http")
+        with self.assertRaises(self.REFUSED):
+            self.metrics(d, ca="other-ca.pem")
+        # The key never reaches the log, nor the metrics.
         with open(self.p("server.key")) as f:
             key_line = f.read().splitlines()[1]
         self.assertNotIn(key_line, d.log())
+        self.assertNotIn(key_line, self.metrics(d))
 
     def test_an_expired_server_certificate_is_refused_by_clients(self):
         openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
@@ -182,6 +207,10 @@ environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
             self.assertLess(time.time(), deadline, "the new certificate was never served")
             time.sleep(0.5)
         self.assertNotEqual(status("ca.pem").returncode, 0)  # the old one is gone
+        # /metrics presents the new one too (read again when the files change).
+        self.assertIn("lockstep_build_info", self.metrics(d, ca="other-ca.pem"))
+        with self.assertRaises(self.REFUSED):
+            self.metrics(d, ca="ca.pem")
         self.assertEqual(d.proc.poll(), None)  # the same lockstepd all along
 
     def test_a_client_ca_requires_a_client_certificate(self):
@@ -211,6 +240,10 @@ environments: [{name: dev, databases: [{name: app, url: "sqlite:///app.db"}]}]
         without = subprocess.run([d.lockstep, "--server", d.server, "--tls-ca", self.p("ca.pem"),
                                   "status"], capture_output=True, text=True, timeout=60)
         self.assertNotEqual(without.returncode, 0)
+        # /metrics asks for a client certificate the client CA signed too.
+        self.assertIn("lockstep_build_info", self.metrics(d, cert="client"))
+        with self.assertRaises(self.REFUSED):
+            self.metrics(d)
         # A self-signed certificate, which the client CA did not sign: refused too.
         other = os.path.join(self.pki, "other")
         if not os.path.exists(other + ".pem"):
