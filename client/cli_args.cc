@@ -187,11 +187,14 @@ constexpr CommandDef kCommands[] = {
        Argument(c, "ENV[/NAME]", false, "only this environment or database");
        AddLimit(c);
      }},
-    {"restore", kOnline, "put a backup back, after a safety backup of what is there",
+    {"restore", kOnline,
+     "put a backup back, after a safety backup of what is there (where approval is required, "
+     "once approved)",
      [](CLI::App* c) {
        Argument(c, "ID", true, "the backup (lockstep backups lists them)");
        Flag(c, "--yes", "even though the database changed since the backup");
        AddActor(c);
+       AddRetryFor(c);  // where approval is required, it is followed as a rollout
      }},
     {"audit", kOnline, "the audit log: calls that changed something, and refused ones",
      [](CLI::App* c) {

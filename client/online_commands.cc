@@ -116,11 +116,12 @@ std::string DescribeChange(const v1::ChangedRevision& x) {
 // rollout (which kind), a restore, or nothing lockstep did.
 std::string ChangeCause(const v1::RevisionChange& ch) {
   if (ch.first_seen()) return "";
-  if (!ch.rollout_id().empty()) return absl::StrCat(ch.rollout_kind(), " ", ch.rollout_id());
-  if (ch.restored_backup() != 0) {
+  if (ch.restored_backup() != 0) {  // with the rollout it waited in, if any
     return absl::StrCat("restore of backup ", ch.restored_backup(),
-                        ch.restored_by().empty() ? "" : " by ", ch.restored_by());
+                        ch.restored_by().empty() ? "" : " by ", ch.restored_by(),
+                        ch.rollout_id().empty() ? "" : ", ", ch.rollout_id());
   }
+  if (!ch.rollout_id().empty()) return absl::StrCat(ch.rollout_kind(), " ", ch.rollout_id());
   return "not by lockstep";
 }
 

@@ -682,9 +682,16 @@ int Restore(Context& c, v1::Lockstep::Stub& stub) {
   req.set_id(id);
   req.set_actor(Actor(c.args));
   req.set_yes(c.args.Flag("yes"));
+  absl::Duration retry_for;
+  if (!RetryFor(c, &retry_for)) return kExitUsage;
   v1::RestoreBackupResponse resp;
   int rc = Call(c, stub, &v1::Lockstep::Stub::RestoreBackup, req, &resp, kRestoreSeconds);
   if (rc != kExitOk) return rc;
+  // Its environment requires approval: the restore waits as a rollout.
+  if (resp.has_rollout()) {
+    if (!c.json) c.out << "restore " << resp.rollout().id() << " started\n";
+    return Watch(c, stub, resp.rollout().id(), retry_for);
+  }
   if (c.json) {
     JsonWriter w;
     w.BeginObject().Key("backup");

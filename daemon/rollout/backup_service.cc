@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -118,12 +120,15 @@ absl::StatusOr<RestoreResult> BackupService::RestoreOnRequest(
   return result;
 }
 
-absl::StatusOr<Backup> BackupService::TakeSafetyBackup(
-    const Backup& backup, const VersionTarget& target, const config::DatabaseUrl& url,
-    const config::Inventory& inv, const std::string& actor, bool yes, bool* changed) const {
+absl::StatusOr<bool> BackupService::CompareForRestore(const Backup& backup,
+                                                      const VersionTarget& target,
+                                                      const config::DatabaseUrl& url,
+                                                      const config::Inventory& inv, bool yes,
+                                                      std::vector<std::string>* rows) const {
   // A database that cannot be read cannot be compared or backed up: refused,
   // even with `yes` (restore such a one by hand).
   VersionRead before = drivers_->Read(target);
+  if (rows != nullptr) *rows = before.rows;
   if (before.outcome != ReadOutcome::kOk && before.outcome != ReadOutcome::kNoTable) {
     return absl::UnavailableError(absl::StrCat("cannot read the version rows of ", target.name,
                                                ", so cannot tell what restoring backup ", backup.id,
@@ -132,18 +137,41 @@ absl::StatusOr<Backup> BackupService::TakeSafetyBackup(
   absl::StatusOr<BackupComparison> diff = drivers_->For(url).CompareWithBackup(
       backup, url, before.rows, inv.server.connect_timeout, inv.project.step_timeout);
   if (!diff.ok()) return diff.status();
-  *changed = diff->changed();
-  if (*changed && !yes) {
+  if (diff->changed() && !yes) {
     return absl::FailedPreconditionError(absl::StrCat(
         target.name, " changed since backup ", backup.id,
         " was taken; restoring it would lose:\n  ", absl::StrJoin(diff->Describe(), "\n  "),
         "\nNothing was changed. To restore anyway (a safety backup of what is there now is "
         "taken first), confirm with --yes"));
   }
+  return diff->changed();
+}
+
+absl::Status BackupService::CheckRestore(const Backup& backup, const VersionTarget& target,
+                                         const config::Inventory& inv, bool yes) const {
+  absl::Status verified = Verify(backup);
+  if (!verified.ok()) return verified;
+  absl::StatusOr<config::DatabaseUrl> url = ConnectUrl(target);
+  if (!url.ok()) return url.status();
+  // A SQLite file that is gone holds nothing to lose.
+  if (url->dialect == config::Dialect::kSqlite && !url->database.empty() &&
+      !std::filesystem::exists(url->database)) {
+    return absl::OkStatus();
+  }
+  return CompareForRestore(backup, target, *url, inv, yes, nullptr).status();
+}
+
+absl::StatusOr<Backup> BackupService::TakeSafetyBackup(
+    const Backup& backup, const VersionTarget& target, const config::DatabaseUrl& url,
+    const config::Inventory& inv, const std::string& actor, bool yes, bool* changed) const {
+  std::vector<std::string> rows;
+  absl::StatusOr<bool> differs = CompareForRestore(backup, target, url, inv, yes, &rows);
+  if (!differs.ok()) return differs.status();
+  *changed = *differs;
   // The same machinery as a step's backup, so that `lockstep restore <its
   // id>` undoes this restore.
   Backup meta;
-  meta.revisions = before.rows;
+  meta.revisions = rows;
   meta.safety_for = backup.id;
   meta.note = absl::StrCat("safety copy taken before ", actor, " restored backup ", backup.id);
   absl::StatusOr<Backup> safety = Take(target, url, inv, meta);
@@ -153,6 +181,12 @@ absl::StatusOr<Backup> BackupService::TakeSafetyBackup(
                                                       " failed: ", safety.status().message()));
   }
   return safety;
+}
+
+std::string DescribeBackup(const Backup& b) {
+  return absl::StrCat("backup ", b.id, ": ", b.size_bytes, " bytes in ",
+                      absl::FormatDuration(absl::Trunc(b.took, absl::Milliseconds(1))), ", sha256 ",
+                      b.sha256.substr(0, 12), "…, ", b.path);
 }
 
 }  // namespace lockstep::daemon

@@ -83,7 +83,21 @@ class BackupService {
       const std::string& actor, bool yes,
       const std::function<void(const Backup&)>& on_backup) const;
 
+  // What RestoreOnRequest checks before it writes anything, without the
+  // database's lock: the backup's checksum, and, unless `yes`, that the
+  // database did not change since the backup (the same refusal, naming what
+  // would be lost). For a restore that waits for approval first: refused
+  // now rather than after the approvals; RestoreOnRequest checks again.
+  absl::Status CheckRestore(const Backup& backup, const VersionTarget& target,
+                            const config::Inventory& inv, bool yes) const;
+
  private:
+  // Whether the database differs from `backup`; refused when it does and
+  // not `yes`, or when it cannot be read. `rows`: what it holds.
+  absl::StatusOr<bool> CompareForRestore(const Backup& backup, const VersionTarget& target,
+                                         const config::DatabaseUrl& url,
+                                         const config::Inventory& inv, bool yes,
+                                         std::vector<std::string>* rows) const;
   absl::StatusOr<Backup> TakeSafetyBackup(const Backup& backup, const VersionTarget& target,
                                           const config::DatabaseUrl& url,
                                           const config::Inventory& inv, const std::string& actor,
@@ -93,6 +107,10 @@ class BackupService {
   Drivers* drivers_;
   const Clock* clock_;
 };
+
+// "backup 3: 28672 bytes in 6ms, sha256 93d0587902ab…, /backups/..." (the
+// backup_taken event).
+std::string DescribeBackup(const Backup& b);
 
 }  // namespace lockstep::daemon
 

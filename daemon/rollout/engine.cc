@@ -367,7 +367,7 @@ absl::StatusOr<Rollout> RolloutEngine::Launch(Rollout rollout,
            absl::StrCat("lint ", p.code, " overridden by ", who, " (--allow-lint): ", p.message));
     }
   }
-  if (!a->r.override_reason.empty()) {
+  if (!a->r.override_reason.empty() && a->r.kind == "stamp") {
     Emit(*a, EventKind::kOverrideSchemaCheck, "", "",
          absl::StrCat("schema check overridden by ", who, " (--force): ", a->r.override_reason));
   }
@@ -613,8 +613,19 @@ absl::StatusOr<std::vector<Backup>> RolloutEngine::Backups(const std::string& en
 
 absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const std::string& who,
                                                      bool yes) {
-  const std::string actor = who.empty() ? "unnamed" : who;
   if (absl::Status store = CheckStore(); !store.ok()) return store;
+  absl::StatusOr<RestoreResult> result =
+      RestoreNow(backup_id, who.empty() ? "unnamed" : who, yes, [this](const Backup& safety) {
+        MutexLock guard(mu_);
+        if (hooks_.on_backup) hooks_.on_backup(safety);
+      });
+  if (!result.ok()) return result.status();
+  if (!result->check.ok()) return result->check;
+  return result;
+}
+
+absl::StatusOr<std::pair<Backup, VersionTarget>> RolloutEngine::BackupAndTarget(
+    int64_t backup_id) const {
   absl::StatusOr<Backup> b = store_->GetBackup(backup_id);
   if (!b.ok()) return b.status();
   const std::string key = absl::StrCat(b->environment, "/", b->database);
@@ -623,11 +634,16 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
     return absl::FailedPreconditionError(
         absl::StrCat(key, " is not in the inventory any more; restore ", b->path, " by hand"));
   }
+  return std::make_pair(*std::move(b), *std::move(target));
+}
+
+absl::StatusOr<RestoreResult> RolloutEngine::RestoreNow(
+    int64_t backup_id, const std::string& actor, bool yes,
+    const std::function<void(const Backup&)>& on_safety) {
+  absl::StatusOr<std::pair<Backup, VersionTarget>> b = BackupAndTarget(backup_id);
+  if (!b.ok()) return b.status();
   absl::StatusOr<RestoreResult> result = backups_.RestoreOnRequest(
-      *b, *target, *reconciler_->inventory(), actor, yes, [this](const Backup& safety) {
-        MutexLock guard(mu_);
-        if (hooks_.on_backup) hooks_.on_backup(safety);
-      });
+      b->first, b->second, *reconciler_->inventory(), actor, yes, on_safety);
   if (!result.ok()) return result.status();
   absl::Status marked = store_->MarkRestored(backup_id, actor, result->restored_at);
   (void)marked;  // the restore happened; lockstepd's log still says who did it
@@ -637,8 +653,21 @@ absl::StatusOr<RestoreResult> RolloutEngine::Restore(int64_t backup_id, const st
     MutexLock guard(mu_);
     if (hooks_.on_restore) hooks_.on_restore(*result);
   }
-  if (!result->check.ok()) return result->check;
   return result;
+}
+
+absl::StatusOr<Rollout> RolloutEngine::RequestRestore(int64_t backup_id, const std::string& who,
+                                                      bool yes) {
+  std::lock_guard<std::mutex> one_at_a_time(start_mu_);
+  if (absl::Status store = RequireStore(); !store.ok()) return store;
+  absl::StatusOr<std::pair<Backup, VersionTarget>> b = BackupAndTarget(backup_id);
+  if (!b.ok()) return b.status();
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
+  if (absl::Status ok = backups_.CheckRestore(b->first, b->second, *inv, yes); !ok.ok()) return ok;
+  absl::StatusOr<Rollout> plan = PlanRestore(b->first, yes, *inv, *reconciler_->Snapshot());
+  if (!plan.ok()) return plan.status();
+  plan->created_by = who;
+  return Launch(*std::move(plan), {});
 }
 
 }  // namespace lockstep::daemon

@@ -134,6 +134,12 @@ class RolloutEngine {
   // FAILED_PRECONDITION listing what would be lost, and nothing is written.
   // A SQLite file that is gone is recreated without either (nothing to lose).
   absl::StatusOr<RestoreResult> Restore(int64_t backup_id, const std::string& who, bool yes);
+  // The same, for a database whose environment requires approval: a
+  // one-step rollout of kind "restore" (PlanRestore) that waits for the
+  // environment's approvals like any rollout, then restores as above. What
+  // Restore would refuse at once (a bad checksum; a changed database
+  // without `yes`) is refused now, before anyone is asked to approve.
+  absl::StatusOr<Rollout> RequestRestore(int64_t backup_id, const std::string& who, bool yes);
 
   // Starts the warm Alembic workers (alembic_runner: warm) on a background
   // thread; `done` gets the outcome.
@@ -179,6 +185,16 @@ class RolloutEngine {
   bool RunStage(Active& a, size_t stage_index);
   void RunWave(Active& a, size_t stage_index, const std::vector<int>& steps);
   void RunStep(Active& a, size_t stage_index, int step_index);
+  // The step of a rollout of kind "restore": RestoreNow, journaled.
+  void RunRestoreStep(Active& a, const StepExecutor::Job& job, RolloutStep* step);
+  // Restore's work, shared by Restore and the restore step: the backup put
+  // back by `actor` (on_safety gets the safety backup), the catalog marked,
+  // the fleet refreshed.
+  // Catalog entry `backup_id` and the database it was taken of, which must
+  // still be in the inventory.
+  absl::StatusOr<std::pair<Backup, VersionTarget>> BackupAndTarget(int64_t backup_id) const;
+  absl::StatusOr<RestoreResult> RestoreNow(int64_t backup_id, const std::string& actor, bool yes,
+                                           const std::function<void(const Backup&)>& on_safety);
   // Between a stage's canary waves and the rest: canaries that all
   // succeeded, held their revisions through canary_soak, and (when
   // required) an approval. False when the rollout halts or stops there.

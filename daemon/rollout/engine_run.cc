@@ -6,8 +6,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "daemon/rollout/alembic_output.h"  // RowsText
 #include "daemon/rollout/engine.h"
 #include "daemon/rollout/engine_internal.h"
+#include "daemon/rollout/step_journal.h"
 
 // Running a rollout: its stages in promotion order, each stage's gates
 // (soak, approval, canaries), its waves with bounded parallelism, and each
@@ -249,11 +251,47 @@ void RolloutEngine::RunStep(Active& a, size_t stage_index, int index) {
     job = {a.r.id, a.r.kind, a.r.target, a.r.stages[stage_index], a.r.override_reason};
   }
   const absl::Time started = clock_->Now();
-  executor_.Run(job, &step, &a.cancel, StepHooks(a));
+  if (job.kind == "restore") {
+    RunRestoreStep(a, job, &step);
+  } else {
+    executor_.Run(job, &step, &a.cancel, StepHooks(a));
+  }
   if (!step.finished()) return;  // lockstepd is stopping
   MutexLock lock(mu_);
   if (hooks_.on_step_finished) hooks_.on_step_finished(step, step.finished_at - started);
   if (step.state == StepState::kFailed && !a.aborted) CountFailure(a, stage_index, step);
+}
+
+// Its safety backup is the step's backup (restoring it undoes this one);
+// the restore itself is Restore's. The phase is saved before anything is
+// written: a lockstepd killed in the middle runs the restore again at its
+// next start (Settle), which puts the whole backup back.
+void RolloutEngine::RunRestoreStep(Active& a, const StepExecutor::Job& job, RolloutStep* step) {
+  StepExecutor::Hooks hooks = StepHooks(a);
+  StepJournal journal(step, clock_, hooks.save, hooks.event);
+  journal.Begin(absl::StrCat("from ", RowsText(step->from), " to ", RowsText(step->expected),
+                             ": restore of ", job.target));
+  if (a.cancel) return journal.Requeue();
+  std::string requested_by;
+  int64_t id = 0;
+  {
+    MutexLock lock(mu_);
+    requested_by = a.r.created_by.empty() ? "unnamed" : a.r.created_by;
+    id = RestoredBackupId(a.r);
+  }
+  journal.Enter(StepPhase::kBackup);
+  absl::StatusOr<RestoreResult> r =
+      RestoreNow(id, requested_by, !job.override_reason.empty(), [&](const Backup& safety) {
+        journal.step().backup_id = safety.id;
+        journal.Event(EventKind::kBackupTaken,
+                      absl::StrCat("safety ", DescribeBackup(safety),
+                                   " (what it held; restoring it undoes this)"));
+        if (hooks.backup_taken) hooks.backup_taken(safety);
+      });
+  if (!r.ok()) return journal.Fail(std::string(r.status().message()));
+  if (!r->check.ok()) return journal.Fail(std::string(r->check.message()));
+  journal.Succeed(absl::StrCat("restored from backup ", id, " (by ", requested_by, "): holds ",
+                               RowsText(r->revisions)));
 }
 
 StepExecutor::Hooks RolloutEngine::StepHooks(Active& a) {
@@ -395,6 +433,14 @@ void RolloutEngine::CountFailure(Active& a, size_t stage_index, const RolloutSte
 }
 
 void RolloutEngine::Settle(Active& a, RolloutStep* step) {
+  if (a.r.kind == "restore") {  // the id and kind never change: no lock
+    // Whatever the restore had done, doing it again puts the whole backup
+    // back (after a new safety backup of what is there).
+    StepExecutor::Hooks hooks = StepHooks(a);
+    StepJournal(step, clock_, hooks.save, hooks.event)
+        .Recover("lockstepd stopped during this restore; it runs again from the start");
+    return;
+  }
   executor_.Settle(a.r.id, step, StepHooks(a));  // the id never changes: no lock
   if (step->state != StepState::kFailed) return;
   MutexLock lock(mu_);
@@ -448,7 +494,8 @@ void RolloutEngine::Finish(Active& a) {
                    ? skip_reason
                    : absl::StrCat(failed, " of ", Plural(a.r.steps.size(), "database"), " failed; ",
                                   first_failure->key(), ": ", first_failure->error);
-  if (a.r.state == RolloutState::kSucceeded && a.r.kind == "downgrade" && a.r.steps.size() == 1) {
+  if (a.r.state == RolloutState::kSucceeded && (a.r.kind == "downgrade" || a.r.kind == "restore") &&
+      a.r.steps.size() == 1) {
     // The revisions it holds, not the target as given ("-1"): a step
     // succeeds only when the rows read after it are the expected ones.
     const RolloutStep& step = a.r.steps[0];

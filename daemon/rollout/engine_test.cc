@@ -1364,6 +1364,59 @@ TEST_F(EngineTest, DowngradeWithABackupThenRestoreIt) {
   EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
 }
 
+// In an environment whose approval policy holds changes, a restore is a
+// one-step rollout of kind "restore" that waits for its approvals (four
+// eyes: not the requester's own), then puts the backup back after a safety
+// backup; a restore that would be refused at once is refused before anyone
+// is asked.
+TEST_F(EngineTest, ARestoreFollowsItsEnvironmentsApprovalPolicy) {
+  Db("a", {kAge});
+  Start(R"(
+  - name: prod
+    approval: {required: true, approvals: 2, distinct_from_requester: true}
+    databases: [{name: a, url: "sqlite:///a.db"}]
+)");
+  absl::StatusOr<Rollout> down = engine_->Downgrade("prod", "a", kUsers, "oncall");
+  ASSERT_TRUE(down.ok()) << down.status();
+  ASSERT_TRUE(WaitFor(down->id, "awaiting_approval"));
+  ASSERT_TRUE(engine_->Approve(down->id, "dave").ok());
+  ASSERT_TRUE(engine_->Approve(down->id, "erin").ok());
+  ASSERT_TRUE(WaitFor(down->id, "succeeded")) << engine_->Get(down->id)->reason;
+  const int64_t backup_id = Step(*engine_->Get(down->id), "a").backup_id;
+  ASSERT_NE(backup_id, 0);
+
+  // The database changed since the backup: refused now without --yes.
+  absl::StatusOr<Rollout> refused = engine_->RequestRestore(backup_id, "oncall", false);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("changed since backup"));
+
+  absl::StatusOr<Rollout> restore = engine_->RequestRestore(backup_id, "oncall", true);
+  ASSERT_TRUE(restore.ok()) << restore.status();
+  EXPECT_EQ(restore->kind, "restore");
+  EXPECT_EQ(restore->target, absl::StrCat("backup ", backup_id));
+  ASSERT_TRUE(WaitFor(restore->id, "awaiting_approval"));
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kUsers));  // nothing restored yet
+  EXPECT_EQ(engine_->Approve(restore->id, "oncall").code(), absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(engine_->Approve(restore->id, "dave").ok());
+  EXPECT_EQ(StateOf(restore->id), "awaiting_approval");
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kUsers));
+  ASSERT_TRUE(engine_->Approve(restore->id, "erin").ok());
+  ASSERT_TRUE(WaitFor(restore->id, "succeeded")) << engine_->Get(restore->id)->reason;
+  EXPECT_THAT(Rows(dir_ + "/a.db"), ElementsAre(kAge));
+  Rollout done = *engine_->Get(restore->id);
+  EXPECT_EQ(done.stages[0].approved_by, "dave, erin");
+  EXPECT_THAT(done.reason, HasSubstr("prod/a now holds"));
+  EXPECT_THAT(done.reason, HasSubstr(kAge));
+  const RolloutStep& step = Step(done, "a");
+  ASSERT_NE(step.backup_id, 0);  // the safety backup: restoring it undoes this
+  absl::StatusOr<Backup> safety = store_->GetBackup(step.backup_id);
+  ASSERT_TRUE(safety.ok()) << safety.status();
+  EXPECT_EQ(safety->safety_for, backup_id);
+  EXPECT_THAT(safety->revisions, ElementsAre(kUsers));
+  absl::StatusOr<Backup> restored = store_->GetBackup(backup_id);
+  EXPECT_EQ(restored->restored_by, "oncall");
+}
+
 // One clock: a change the reconciler records is as old as the engine's
 // clock says. (With the wall clock in the reconciler and a fake one a year
 // behind in the engine, every change lay in the engine's future and the

@@ -8,8 +8,10 @@
 #include <set>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "daemon/rollout/alembic_output.h"  // RowsText
 #include "migrations/migration_plan.h"
 #include "migrations/revision_error.h"
@@ -407,6 +409,40 @@ absl::StatusOr<Rollout> PlanStamp(const std::string& environment, const std::str
   rollout.stages.push_back(stage);
   rollout.steps.push_back(std::move(step));
   return rollout;
+}
+
+absl::StatusOr<Rollout> PlanRestore(const Backup& backup, bool yes, const config::Inventory& inv,
+                                    const FleetSnapshot& fleet) {
+  absl::StatusOr<IncidentTarget> t =
+      FindIncidentTarget(backup.environment, backup.database, inv, fleet);
+  if (!t.ok()) return t.status();
+  Rollout rollout;
+  rollout.kind = "restore";
+  rollout.target = absl::StrCat("backup ", backup.id);
+  rollout.target_revisions = backup.revisions;
+  if (yes) {
+    rollout.override_reason = "--yes: restore although the database changed since the backup";
+  }
+  RolloutStep step;
+  step.environment = t->database->environment;
+  step.database = t->database->name;
+  step.from = t->database->revisions;
+  step.expected = backup.revisions;
+  RolloutStage stage = IncidentStage(*t->env);
+  // What it replaces is kept by its safety backup; nothing runs backwards.
+  stage.on_failure = FailurePolicy::kLeave;
+  rollout.stages.push_back(stage);
+  rollout.steps.push_back(std::move(step));
+  return rollout;
+}
+
+int64_t RestoredBackupId(const Rollout& rollout) {
+  int64_t id = 0;
+  if (rollout.kind != "restore" ||
+      !absl::SimpleAtoi(absl::StripPrefix(rollout.target, "backup "), &id)) {
+    return 0;
+  }
+  return id;
 }
 
 absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std::string& database,

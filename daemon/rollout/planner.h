@@ -113,6 +113,17 @@ absl::StatusOr<Rollout> PlanDowngrade(const std::string& environment, const std:
                                       const migrations::Resolver& resolver,
                                       const FleetSnapshot& fleet);
 
+// `lockstep restore` of a backup into an environment whose approval policy
+// holds changes (approval required): a one-step rollout of kind "restore"
+// (target "backup N") that waits for that approval like any other, then
+// puts the backup back as an immediate restore does (a safety backup
+// first). `yes` (restore although the database changed since the backup)
+// is recorded as its override_reason.
+absl::StatusOr<Rollout> PlanRestore(const Backup& backup, bool yes, const config::Inventory& inv,
+                                    const FleetSnapshot& fleet);
+// The backup a rollout of kind "restore" puts back (its target, "backup N").
+int64_t RestoredBackupId(const Rollout& rollout);
+
 }  // namespace lockstep::daemon
 
 #endif  // LOCKSTEP_DAEMON_ROLLOUT_PLANNER_H_

@@ -346,10 +346,7 @@ absl::Status StepExecutor::BackupPhase(StepContext& c) const {
     return absl::FailedPreconditionError(why);
   }
   s.backup_id = b->id;
-  c.journal.Event(EventKind::kBackupTaken,
-                  absl::StrCat("backup ", b->id, ": ", b->size_bytes, " bytes in ",
-                               absl::FormatDuration(absl::Trunc(b->took, absl::Milliseconds(1))),
-                               ", sha256 ", b->sha256.substr(0, 12), "…, ", b->path));
+  c.journal.Event(EventKind::kBackupTaken, DescribeBackup(*b));
   if (c.hooks.backup_taken) c.hooks.backup_taken(*b);
   return absl::OkStatus();
 }

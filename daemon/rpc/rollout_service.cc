@@ -394,9 +394,9 @@ grpc::Status LockstepService::RestoreBackup(grpc::ServerContext* ctx,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a backup id is required");
   absl::StatusOr<Identity> who = Caller(*ctx);
   if (!who.ok()) return ToGrpc(who.status());
+  absl::StatusOr<Backup> backup = store_->GetBackup(req->id());
+  std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
   if (!who->anonymous) {
-    absl::StatusOr<Backup> backup = store_->GetBackup(req->id());
-    std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
     if (!backup.ok()) {
       if (absl::Status s = Authorize(*inv, *who, Permission::kRead, {}); !s.ok()) return ToGrpc(s);
       return ToGrpc(backup.status());
@@ -405,6 +405,17 @@ grpc::Status LockstepService::RestoreBackup(grpc::ServerContext* ctx,
         !s.ok()) {
       return ToGrpc(s);
     }
+  }
+  // A protected environment's approval policy holds a restore as it holds
+  // a rollout: it waits as a one-step rollout of kind "restore".
+  const config::EnvironmentConfig* env =
+      backup.ok() ? inv->FindEnvironment(backup->environment) : nullptr;
+  if (env != nullptr && env->approval_required) {
+    absl::StatusOr<Rollout> waiting =
+        engine_->RequestRestore(req->id(), Actor(*who, req->actor()), req->yes());
+    if (!waiting.ok()) return ToGrpc(waiting.status());
+    ToProto(*waiting, resp->mutable_rollout());
+    return FinishReply(resp);
   }
   absl::StatusOr<RestoreResult> r =
       engine_->Restore(req->id(), Actor(*who, req->actor()), req->yes());

@@ -566,8 +566,10 @@ absl::StatusOr<std::vector<RevisionChange>> StateStore::Changes(const std::strin
       restores.bind(3, std::max(after, step_at));  // a restore after that step, if any
       restores.bind(4, seen);
       if (restores.executeStep() && restores.getColumn(1).getString() == to) {
-        c.rollout_id.clear();
-        c.rollout_kind.clear();
+        if (c.rollout_kind != "restore") {  // a restore's own rollout stays named
+          c.rollout_id.clear();
+          c.rollout_kind.clear();
+        }
         c.restored_backup = restores.getColumn(0).getInt64();
         c.restored_by = restores.getColumn(2).getString();
       }

@@ -72,7 +72,8 @@ struct RevisionChange {
   // What lockstep did there between the observation before and this one
   // that leaves `to` (Changes() works it out from the rollout steps and the
   // backups catalog): a rollout's step (its id and kind: upgrade,
-  // downgrade, stamp, reapply), or a restore (backup id, by whom). Neither:
+  // downgrade, stamp, reapply), or a restore (backup id, by whom; and the
+  // rollout of kind restore it waited in, where approval holds it). Neither:
   // the change was made outside lockstep (by hand, another tool).
   std::string rollout_id;
   std::string rollout_kind;

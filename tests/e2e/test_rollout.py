@@ -443,16 +443,30 @@ class ThreeEnvironmentRolloutTest(unittest.TestCase):
         backup_id = r["steps"][0]["backup_id"]
         self.assertGreater(backup_id, 0)
         self.d.cli("refresh")
-        # Restoring the backup taken before the downgrade brings HEAD back.
-        rc, out = rollout_json(self.d, "restore", str(backup_id), "--yes", "--actor", "dora")
-        self.assertEqual(rc, 0, out)
-        self.assertEqual(out["revisions"], [HEAD])
+        # Restoring the backup taken before the downgrade brings HEAD back;
+        # prod's approval policy holds a restore as it holds a downgrade.
+        rc, restore = rollout_json(self.d, "restore", str(backup_id), "--yes", "--actor", "dora")
+        self.assertEqual(rc, 6, restore)
+        self.assertEqual((restore["kind"], restore["target"]), ("restore", "backup %d" % backup_id))
+        self.assertEqual(restore["state"], "awaiting_approval")
+        self.assertEqual(sqlite_rows(self.tenants["t1"]), step["expected"])  # nothing yet
+        self.d.cli("approve", restore["id"], "--actor", "oncall")
+        rc, restore = rollout_json(self.d, "watch", restore["id"])
+        self.assertEqual(rc, 0, restore)
+        self.assertEqual(restore["reason"], "prod/t1 now holds [%s]" % HEAD)
+        self.assertEqual(restore["stages"][0]["approved_by"], "oncall")
+        safety = restore["steps"][0]["backup_id"]
+        self.assertGreater(safety, backup_id)
         self.assertEqual(sqlite_rows(self.tenants["t1"]), [HEAD])
+        backups = {b["id"]: b for b in rollout_json(self.d, "backups", "prod/t1")[1]["backups"]}
+        self.assertEqual(backups[backup_id]["restored_by"], "dora")
+        self.assertEqual(backups[safety]["safety_for"], backup_id)
         # Its history names what changed it each time: the rollout of
         # test_2, this downgrade, this restore.
         self.d.cli("refresh")
         history = self.d.cli("db", "prod/t1").stdout
-        self.assertRegex(history, r"-> %s  \(restore of backup %d by dora\)" % (HEAD, backup_id))
+        self.assertRegex(history, r"-> %s  \(restore of backup %d by dora, %s\)" % (
+            HEAD, backup_id, restore["id"]))
         self.assertRegex(history, r"%s -> \S+  \(downgrade %s\)" % (HEAD, r["id"]))
         self.assertRegex(history, r"-> %s  \(upgrade r-\d{8}-\d{6}-[0-9a-f]{4}\)" % HEAD)
         self.assertRegex(history, r"\d\dZ  first seen holding \S+\n")

@@ -151,7 +151,7 @@ class ReadmeWalkthroughTest(unittest.TestCase):
                 typed = re.sub(r"\b[rd]-\d{8}-\d{6}-[0-9a-f]{4}\b", rollout_id, typed)
             p = self.sh(typed)
             out = p.stdout + p.stderr
-            found = re.search(r"(?:rollout|downgrade|stamp|reapply) ([rd]-\d{8}-\d{6}-[0-9a-f]{4}) "
+            found = re.search(r"(?:rollout|downgrade|stamp|reapply|restore) ([rd]-\d{8}-\d{6}-[0-9a-f]{4}) "
                               r"started", out)
             if found:
                 rollout_id = found.group(1)
