@@ -88,6 +88,49 @@ TEST_F(StateStoreTest, AuditRecordsNewestFirstBySinceAndSubject) {
   EXPECT_EQ((*store)->Audit(absl::InfinitePast(), "", 2)->size(), 2u);
 }
 
+// The audit log keeps the newest kAuditKeep records: past them, the oldest
+// go (every thousandth record trims), so it cannot fill the disk.
+TEST_F(StateStoreTest, TheAuditLogKeepsTheNewestHundredThousand) {
+  ASSERT_TRUE(StateStore::Open(path_).ok());
+  const int64_t kept = StateStore::kAuditKeep;
+  {
+    // A long history, written at once (AddAudit commits each record).
+    SQLite::Database db(path_, SQLite::OPEN_READWRITE);
+    SQLite::Transaction tx(db);
+    SQLite::Statement q(db,
+                        "INSERT INTO audit (at_us, subject, method, peer, rpc, request, code, "
+                        "message) VALUES (?, 'bot', 'token', 'ipv4:127.0.0.1:1', 'Refresh', '', "
+                        "'OK', '')");
+    for (int64_t i = 1; i <= kept + 998; ++i) {
+      q.bind(1, i);
+      q.exec();
+      q.reset();
+    }
+    tx.commit();
+  }
+  auto store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto count = [&] {
+    SQLite::Database db(path_, SQLite::OPEN_READONLY);
+    return db.execAndGet("SELECT COUNT(*) FROM audit").getInt64();
+  };
+  AuditRecord r;
+  r.at = absl::FromUnixSeconds(5000);
+  r.subject = "alice";
+  r.rpc = "StartRollout";
+  ASSERT_TRUE((*store)->AddAudit(&r).ok());
+  EXPECT_EQ(r.id, kept + 999);
+  EXPECT_EQ(count(), kept + 999);  // trimmed only every thousandth record
+  ASSERT_TRUE((*store)->AddAudit(&r).ok());
+  EXPECT_EQ(r.id, kept + 1000);
+  EXPECT_EQ(count(), kept);  // the oldest thousand went
+  auto newest = (*store)->Audit(absl::InfinitePast(), "alice", 10);
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  EXPECT_EQ(newest->size(), 2u);
+  SQLite::Database db(path_, SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT MIN(id) FROM audit").getInt64(), 1001);
+}
+
 TEST_F(StateStoreTest, UnreachableKeepsLastKnownRevisions) {
   auto store = StateStore::Open(path_);
   ASSERT_TRUE((*store)->RecordChecks({Check("prod/a", {"r1"}, true, 0)}).ok());
