@@ -204,7 +204,9 @@ ALTER TABLE rollouts ADD COLUMN override_window TEXT NOT NULL DEFAULT '';
 )sql",
     // 13: a database's first sight is not a change from no rows. Older
     // stores: a database's oldest change from none was its first sight.
+    // And each change's cause is looked up among the database's steps.
     R"sql(
+CREATE INDEX IF NOT EXISTS rollout_steps_by_database ON rollout_steps (environment, database, started_at_us);
 ALTER TABLE revision_changes ADD COLUMN first_seen INTEGER NOT NULL DEFAULT 0;
 UPDATE revision_changes SET first_seen = 1
   WHERE from_revisions = '' AND id = (SELECT MIN(id) FROM revision_changes AS c

@@ -441,7 +441,8 @@ TEST_F(StateStoreTest, UpgradesAVersionThreeBackupCatalogAndRecordsRestores) {
         size_bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, rollout_id TEXT NOT NULL,
         created_at_us INTEGER NOT NULL, took_us INTEGER NOT NULL);
       INSERT INTO backups VALUES (1, 'prod', 't1', 'a', '/b/1', 10, 'ab', 'r-1', 5, 6);
-      CREATE TABLE rollout_steps (rollout_id TEXT NOT NULL, pid INTEGER NOT NULL);
+      CREATE TABLE rollout_steps (rollout_id TEXT NOT NULL, environment TEXT NOT NULL,
+        database TEXT NOT NULL, pid INTEGER NOT NULL, started_at_us INTEGER NOT NULL);
       CREATE TABLE rollouts (id TEXT PRIMARY KEY);
       CREATE TABLE rollout_stages (rollout_id TEXT NOT NULL);
       CREATE TABLE database_checks (database TEXT PRIMARY KEY, checked_at_us INTEGER NOT NULL);
