@@ -56,15 +56,17 @@ absl::StatusOr<migrations::ProjectSource> SourceFrom(const CliArgs& args) {
     return std::string(v);
   };
   migrations::ProjectSource s;
-  std::optional<std::string> inventory;
+  std::optional<std::string> inventory;  // read below
   if (auto scripts = args.Option("scripts")) {
     s.scripts_dir = *scripts;
   } else if (auto config = args.Option("config")) {
     s.config_file = *config;
-  } else if ((inventory = args.Option("inventory"))) {
+  } else if (auto flag = args.Option("inventory")) {
+    inventory = flag;
   } else if (auto alembic_config = env("ALEMBIC_CONFIG")) {
     s.config_file = *alembic_config;
-  } else if ((inventory = env("LOCKSTEP_INVENTORY"))) {
+  } else if (auto variable = env("LOCKSTEP_INVENTORY")) {
+    inventory = variable;
   } else {
     s.config_file = "alembic.ini";
   }
