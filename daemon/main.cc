@@ -2,12 +2,16 @@
 //
 //   lockstepd --config fleet.yaml [--log-format text|json]
 //   lockstepd --check-config fleet.yaml
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -116,6 +120,19 @@ int CheckConfig(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // SQLite's allocation statistics, which lockstepd never reads, take one
+  // process-wide mutex on every allocation of every connection: with many
+  // threads opening tenant files at once they serialised on it. It has to
+  // be said before SQLite's first use.
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  // glibc gives each thread that allocates at once an arena of its own (up
+  // to 8 per core), and memory freed into one is not reused by another:
+  // at 20,000 databases, after a dozen passes and scrapes, 211 MB with the
+  // default against 148 MB with 4 arenas on 2 cores, the first pass as fast.
+  // MALLOC_ARENA_MAX, when set, is the operator's choice.
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) {
+    mallopt(M_ARENA_MAX, static_cast<int>(std::max(4u, 2 * std::thread::hardware_concurrency())));
+  }
   std::string config, check, log_format;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

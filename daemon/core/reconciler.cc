@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -535,6 +536,15 @@ absl::Status Reconciler::Refresh() {
 }
 
 absl::Status Reconciler::RefreshVersions() {
+  absl::Status s = VersionPass();
+  // What the pass's threads allocated and freed stays with glibc's per-thread
+  // arenas unless it is given back: at 20,000 databases the process kept
+  // about 200 MB after a few passes and scrapes where it needs 140.
+  ::malloc_trim(0);
+  return s;
+}
+
+absl::Status Reconciler::VersionPass() {
   MutexLock pass(refresh_mu_);
   if (closed_) return absl::UnavailableError("lockstepd is shutting down");
   const absl::Time started = absl::Now();

@@ -130,6 +130,8 @@ class Reconciler {
   void Close();
 
  private:
+  // RefreshVersions() but for giving memory back: the pass itself.
+  absl::Status VersionPass();
   Reconciler() = default;
   // Makes `snapshot` (null: a copy of the one published now; and
   // `targets`, unless null) what readers see, with the schema verdicts of

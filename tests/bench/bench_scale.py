@@ -4,9 +4,11 @@
     /usr/bin/python3 tests/bench/bench_scale.py --build build
 
 1. Readers: --fleet SQLite files (default 2,000), poll_interval 10s, and
-   --readers clients (default 50, each its own process and connection)
-   calling GetFleet for the whole fleet, back to back, for --seconds
-   (default 60). Figures: GetFleet latency p50/p99, how far apart refreshes
+   --readers clients (default 50, each its own connection) calling GetFleet
+   for the whole fleet, back to back, for --seconds (default 60): first as
+   threads of a compiled client (tests/bench/fleet_load.cc) that keeps each
+   reply's bytes unparsed (the least a client can take from the two cores
+   it shares with lockstepd), then parsing them, then as Python processes. Figures: GetFleet latency p50/p99, how far apart refreshes
    ended (the target: never later than the interval + 1 s), lockstepd's RSS.
 2. Size: for each of --sizes (default 20,000 and 100,000) SQLite files, one
    `discover: {glob}` rule: the first pass, two later passes, RSS, the
@@ -17,6 +19,7 @@
 Files are copies of a few made by the real Alembic (bench_support).
 """
 import argparse
+import json
 import multiprocessing
 import os
 import shutil
@@ -137,55 +140,86 @@ def reader(server, stubs_dir, seconds, out):
     out.put(latencies)
 
 
+def python_clients(args, server, stubs_dir):
+    """--readers Python processes: their latencies in s, sorted."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=reader, args=(server, stubs_dir, args.seconds, out))
+             for _ in range(args.readers)]
+    for p in procs:
+        p.start()
+    latencies = []
+    for _ in procs:
+        latencies += out.get(timeout=args.seconds + 300)
+    for p in procs:
+        p.join()
+    latencies.sort()
+    return latencies
+
+
+def compiled_clients(args, build, server, mode):
+    """--readers threads of lockstep_fleet_load (C++, a connection each);
+    mode "parse" parses each reply, "raw" keeps its bytes."""
+    run = subprocess.run([os.path.join(build, "tests", "lockstep_fleet_load"), server,
+                          str(args.readers), str(args.seconds), mode],
+                         capture_output=True, text=True, timeout=args.seconds + 300)
+    if run.returncode != 0:
+        raise SystemExit("lockstep_fleet_load failed: %s" % run.stderr)
+    return json.loads(run.stdout)
+
+
 def readers(args, build, work):
+    """The same daemon read by compiled clients that do not parse the reply,
+    by compiled clients that do, then by Python processes."""
     make_files(work, args.fleet)
     d = Daemon(build, work, "readers", "10s")
     try:
         stubs_dir = os.path.join(work, "stubs")
         d.wait_first_pass(*grpc_stubs(stubs_dir))
-        ctx = multiprocessing.get_context("spawn")
-        out = ctx.Queue()
-        procs = [ctx.Process(target=reader, args=(d.server, stubs_dir, args.seconds, out))
-                 for _ in range(args.readers)]
-        ends, stop = [], threading.Event()
+        for kind in ("raw", "parse", "python"):
+            ends, stop = [], threading.Event()
 
-        def watch_refreshes():
-            last = None
-            while not stop.is_set():
-                try:
-                    at = d.metric("lockstep_refresh_timestamp_seconds")
-                except OSError:
-                    at = None
-                if at and at != last:
-                    ends.append(at)
-                    last = at
-                time.sleep(0.25)
-        watcher = threading.Thread(target=watch_refreshes)
-        watcher.start()
-        cpu0 = d.cpu_seconds()
-        for p in procs:
-            p.start()
-        latencies = []
-        for _ in procs:
-            latencies += out.get(timeout=args.seconds + 300)
-        for p in procs:
-            p.join()
-        cpu = d.cpu_seconds() - cpu0
-        stop.set()
-        watcher.join()
-        rss, hwm = d.memory()
-        latencies.sort()
-        gaps = [b - a for a, b in zip(ends, ends[1:])]
-        print("%d SQLite databases, %d GetFleet clients for %d s: %d calls" % (
-            args.fleet, args.readers, args.seconds, len(latencies)))
-        print("  GetFleet latency: p50 %.0f ms, p99 %.0f ms, max %.0f ms" % (
-            latencies[len(latencies) // 2] * 1e3, latencies[int(len(latencies) * 0.99)] * 1e3,
-            latencies[-1] * 1e3))
-        print("  refreshes ended %s s apart (poll_interval 10 s; longest %.1f s)" % (
-            ", ".join("%.1f" % g for g in gaps), max(gaps) if gaps else float("nan")))
-        print("  lockstepd RSS %.1f MB (peak %.1f MB); lockstepd's CPU %.1f s in all, %.2f ms a call"
-              " (the rest of the 2 cores' time is the clients')" % (
-                  rss, hwm, cpu, cpu / max(1, len(latencies)) * 1e3))
+            def watch_refreshes():
+                last = None
+                while not stop.is_set():
+                    try:
+                        at = d.metric("lockstep_refresh_timestamp_seconds")
+                    except OSError:
+                        at = None
+                    if at and at != last:
+                        ends.append(at)
+                        last = at
+                    # The value is the refresh's own time, so a scrape a second
+                    # (less than lockstepd serving /metrics four times one)
+                    # measures the gaps as well.
+                    time.sleep(1.0)
+            watcher = threading.Thread(target=watch_refreshes)
+            watcher.start()
+            cpu0 = d.cpu_seconds()
+            if kind != "python":
+                r = compiled_clients(args, build, d.server, kind)
+                calls, p50, p99, top = r["calls"], r["p50_ms"], r["p99_ms"], r["max_ms"]
+                clients = "%d C++ client threads (lockstep_fleet_load %s: %.1f CPU-s)" % (
+                    args.readers, kind, r["cpu_seconds"])
+            else:
+                latencies = python_clients(args, d.server, stubs_dir)
+                calls = len(latencies)
+                p50, p99, top = (latencies[calls // 2] * 1e3, latencies[int(calls * 0.99)] * 1e3,
+                                 latencies[-1] * 1e3)
+                clients = "%d Python client processes" % args.readers
+            cpu = d.cpu_seconds() - cpu0
+            stop.set()
+            watcher.join()
+            rss, hwm = d.memory()
+            gaps = [b - a for a, b in zip(ends, ends[1:])]
+            print("%d SQLite databases, %s calling GetFleet for %d s: %d calls" % (
+                args.fleet, clients, args.seconds, calls))
+            print("  GetFleet latency: p50 %.0f ms, p99 %.0f ms, max %.0f ms" % (p50, p99, top))
+            print("  refreshes ended %s s apart (poll_interval 10 s; longest %.1f s)" % (
+                ", ".join("%.1f" % g for g in gaps), max(gaps) if gaps else float("nan")))
+            print("  lockstepd RSS %.1f MB (peak %.1f MB); lockstepd's CPU %.1f s in all,"
+                  " %.2f ms a call (the rest of the 2 cores' time is the clients')" % (
+                      rss, hwm, cpu, cpu / max(1, calls) * 1e3), flush=True)
     finally:
         d.stop()
 
