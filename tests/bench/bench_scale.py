@@ -175,32 +175,35 @@ def readers(args, build, work):
     d = Daemon(build, work, "readers", "10s")
     try:
         stubs_dir = os.path.join(work, "stubs")
-        d.wait_first_pass(*grpc_stubs(stubs_dir))
+        pb2, pb2_grpc = grpc_stubs(stubs_dir)
+        d.wait_first_pass(pb2, pb2_grpc)
+        import grpc
+        probe = pb2_grpc.LockstepStub(grpc.insecure_channel(d.server))
         for kind in ("raw", "parse", "python"):
             ends, stop = [], threading.Event()
 
             def watch_refreshes():
                 last = None
                 while not stop.is_set():
+                    # When the newest snapshot was taken, from a one-database
+                    # page (a /metrics scrape would cost lockstepd more).
                     try:
-                        at = d.metric("lockstep_refresh_timestamp_seconds")
-                    except OSError:
+                        page = probe.GetFleet(pb2.GetFleetRequest(page_size=1), timeout=30)
+                        at = page.refreshed_at.seconds + page.refreshed_at.nanos / 1e9
+                    except grpc.RpcError:
                         at = None
                     if at and at != last:
                         ends.append(at)
                         last = at
-                    # The value is the refresh's own time, so a scrape a second
-                    # (less than lockstepd serving /metrics four times one)
-                    # measures the gaps as well.
-                    time.sleep(1.0)
+                    time.sleep(0.5)
             watcher = threading.Thread(target=watch_refreshes)
             watcher.start()
             cpu0 = d.cpu_seconds()
             if kind != "python":
                 r = compiled_clients(args, build, d.server, kind)
                 calls, p50, p99, top = r["calls"], r["p50_ms"], r["p99_ms"], r["max_ms"]
-                clients = "%d C++ client threads (lockstep_fleet_load %s: %.1f CPU-s)" % (
-                    args.readers, kind, r["cpu_seconds"])
+                clients = "%d C++ client threads (lockstep_fleet_load %s: %.1f CPU-s, %d KB" \
+                    " replies)" % (args.readers, kind, r["cpu_seconds"], r["reply_bytes"] // 1024)
             else:
                 latencies = python_clients(args, d.server, stubs_dir)
                 calls = len(latencies)
