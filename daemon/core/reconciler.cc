@@ -759,7 +759,10 @@ void Reconciler::Publish(std::shared_ptr<FleetSnapshot> snapshot,
   {
     MutexLock lock(mu_);
     snapshot_ = snapshot;
-    if (targets != nullptr) targets_ = std::move(*targets);
+    if (targets != nullptr) {
+      targets_ = std::move(*targets);
+      targets_published_ = true;
+    }
     callback = on_refresh_;
   }
   if (callback) callback(*snapshot);
@@ -1126,7 +1129,16 @@ std::shared_ptr<const config::Inventory> Reconciler::inventory() const {
   return inventory_;
 }
 
-std::optional<VersionTarget> Reconciler::Target(const std::string& key) const {
+std::optional<VersionTarget> Reconciler::Target(const std::string& key) {
+  bool published = false;
+  {
+    MutexLock lock(mu_);
+    published = targets_published_;
+  }
+  if (!published) {
+    absl::Status first = RefreshVersions();  // waits for a pass under way
+    (void)first;  // a pass that fails leaves no targets: "not in the inventory"
+  }
   MutexLock lock(mu_);
   auto it = targets_.find(key);
   if (it == targets_.end()) return std::nullopt;

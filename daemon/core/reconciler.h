@@ -67,8 +67,12 @@ class Reconciler {
   std::shared_ptr<const migrations::Project> project() const;
   std::shared_ptr<const config::Inventory> inventory() const;
   // How to reach database "env/name" (static or discovered) as of the last
-  // refresh: its URL and where its password comes from.
-  std::optional<VersionTarget> Target(const std::string& key) const;
+  // version pass: its URL and where its password comes from. Before this
+  // process's first pass has published, runs one: a rollout recovered at
+  // start (a step to settle, a restore to run again) asks before the poll
+  // loop's first pass ends, and that pass takes seconds at 100,000
+  // databases. Never call it from inside a pass.
+  std::optional<VersionTarget> Target(const std::string& key);
 
   // Takes a new inventory (SIGHUP); used from the next refresh on.
   void SetInventory(std::shared_ptr<const config::Inventory> inventory);
@@ -252,6 +256,7 @@ class Reconciler {
   std::atomic<bool> closing_{false};                // Interrupt, Close
   GraphStatus graph_ ABSL_GUARDED_BY(refresh_mu_);
   std::shared_ptr<const FleetSnapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  bool targets_published_ ABSL_GUARDED_BY(mu_) = false;  // by a version pass
   std::map<std::string, VersionTarget> targets_ ABSL_GUARDED_BY(mu_);
   std::function<void(const FleetSnapshot&)> on_refresh_ ABSL_GUARDED_BY(mu_);
 };

@@ -651,12 +651,6 @@ absl::Status StepExecutor::SettlePhase(StepJournal& journal) const {
   RolloutStep& s = journal.step();
   std::shared_ptr<const config::Inventory> inv = reconciler_->inventory();
   std::optional<VersionTarget> target = reconciler_->Target(s.key());
-  if (!target) {
-    // The reconciler has not run yet in this process; one pass fills it.
-    absl::Status refreshed = reconciler_->Refresh();
-    (void)refreshed;
-    target = reconciler_->Target(s.key());
-  }
   if (!target) return absl::NotFoundError("no longer in the inventory");
   absl::StatusOr<config::DatabaseUrl> url = ConnectUrl(*target);
   if (!url.ok()) return url.status();
