@@ -75,6 +75,12 @@ int CountDatabases(const config::Inventory& inv) {
   return n;
 }
 
+std::vector<std::string> EnvironmentNames(const config::Inventory& inv) {
+  std::vector<std::string> names;
+  for (const auto& e : inv.environments) names.push_back(e.name);
+  return names;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config_path,
@@ -139,6 +145,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   });
 
   d->rollout_metrics_ = std::make_unique<RolloutMetrics>(d->registry_.get());
+  d->rollout_metrics_->KnowEnvironments(EnvironmentNames(*inventory));
   RolloutHooks hooks;
   hooks.on_event = [self](const Rollout& r, const RolloutEvent& e) { self->LogEvent(r, e); };
   hooks.on_step_finished = [self](const RolloutStep& s, absl::Duration took) {
@@ -284,6 +291,7 @@ absl::Status Daemon::Reload() {
   }
   log_->info("reloaded {}: {} environments, {} databases (+ discovered)", config_path_,
              inv->environments.size(), CountDatabases(*inv));
+  rollout_metrics_->KnowEnvironments(EnvironmentNames(*inv));
   reconciler_->SetInventory(std::make_shared<const config::Inventory>(*std::move(inv)));
   {
     std::lock_guard<std::mutex> lock(mu_);

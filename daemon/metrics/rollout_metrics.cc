@@ -55,9 +55,38 @@ struct RolloutMetrics::Families {
   prometheus::Gauge& window;
 };
 
+namespace {
+
+const prometheus::Histogram::BucketBoundaries kStepSeconds = {0.1, 0.25, 0.5, 1,   2.5, 5,
+                                                              10,  30,   60,  300, 1800};
+const prometheus::Histogram::BucketBoundaries kBackupBytes = {
+    1 << 16, 1 << 20, 16 << 20, 256 << 20, 1 << 30, 16.0 * (1 << 30), 256.0 * (1 << 30)};
+const prometheus::Histogram::BucketBoundaries kBackupSeconds = {0.01, 0.1, 1, 10, 60, 600, 3600};
+constexpr RolloutState kRolloutResults[] = {RolloutState::kSucceeded, RolloutState::kFailed,
+                                            RolloutState::kHalted, RolloutState::kAborted};
+constexpr StepState kStepResults[] = {StepState::kSucceeded, StepState::kFailed};
+
+}  // namespace
+
 RolloutMetrics::RolloutMetrics(prometheus::Registry* registry)
-    : f_(std::make_unique<Families>(registry)) {}
+    : f_(std::make_unique<Families>(registry)) {
+  for (RolloutState result : kRolloutResults) {
+    f_->rollouts.Add({{"result", std::string(NameOf(result))}});
+  }
+}
 RolloutMetrics::~RolloutMetrics() = default;
+
+void RolloutMetrics::KnowEnvironments(const std::vector<std::string>& environments) {
+  // Add() returns the series a label set already has: nothing is reset.
+  for (const std::string& env : environments) {
+    for (StepState result : kStepResults) {
+      f_->steps.Add({{"environment", env}, {"result", std::string(NameOf(result))}});
+    }
+    f_->step_duration.Add({{"environment", env}}, kStepSeconds);
+    f_->backup_size.Add({{"environment", env}}, kBackupBytes);
+    f_->backup_duration.Add({{"environment", env}}, kBackupSeconds);
+  }
+}
 
 void RolloutMetrics::RolloutFinished(const Rollout& rollout) {
   f_->rollouts.Add({{"result", std::string(NameOf(rollout.state))}}).Increment();
@@ -66,19 +95,14 @@ void RolloutMetrics::RolloutFinished(const Rollout& rollout) {
 void RolloutMetrics::StepFinished(const RolloutStep& step, absl::Duration took) {
   f_->steps.Add({{"environment", step.environment}, {"result", std::string(NameOf(step.state))}})
       .Increment();
-  static const prometheus::Histogram::BucketBoundaries kSeconds = {0.1, 0.25, 0.5, 1,   2.5, 5,
-                                                                   10,  30,   60,  300, 1800};
-  f_->step_duration.Add({{"environment", step.environment}}, kSeconds)
+  f_->step_duration.Add({{"environment", step.environment}}, kStepSeconds)
       .Observe(absl::ToDoubleSeconds(took));
 }
 
 void RolloutMetrics::BackupTaken(const Backup& backup) {
-  static const prometheus::Histogram::BucketBoundaries kBytes = {
-      1 << 16, 1 << 20, 16 << 20, 256 << 20, 1 << 30, 16.0 * (1 << 30), 256.0 * (1 << 30)};
-  static const prometheus::Histogram::BucketBoundaries kSeconds = {0.01, 0.1, 1, 10, 60, 600, 3600};
-  f_->backup_size.Add({{"environment", backup.environment}}, kBytes)
+  f_->backup_size.Add({{"environment", backup.environment}}, kBackupBytes)
       .Observe(static_cast<double>(backup.size_bytes));
-  f_->backup_duration.Add({{"environment", backup.environment}}, kSeconds)
+  f_->backup_duration.Add({{"environment", backup.environment}}, kBackupSeconds)
       .Observe(absl::ToDoubleSeconds(backup.took));
 }
 

@@ -13,6 +13,8 @@
 #define LOCKSTEP_DAEMON_METRICS_ROLLOUT_METRICS_H_
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "daemon/model/rollout.h"
 
@@ -28,6 +30,11 @@ class RolloutMetrics {
   explicit RolloutMetrics(prometheus::Registry* registry);
   ~RolloutMetrics();
 
+  // Every series an environment can have, at 0, before anything happens in
+  // it: Prometheus' increase() and rate() see the first rollout, step and
+  // backup only against an earlier sample (a series born at 1 shows no
+  // increase). Called at start and when the inventory is reloaded.
+  void KnowEnvironments(const std::vector<std::string>& environments);
   void RolloutFinished(const Rollout& rollout);
   void StepFinished(const RolloutStep& step, absl::Duration took);
   void BackupTaken(const Backup& backup);
