@@ -104,7 +104,7 @@ class Loader {
       return absl::InvalidArgumentError(
           absl::StrCat(file_, ": expected a mapping with server, project and environments"));
     }
-    Keys(root, "", {"server", "project", "environments", "access"});
+    Keys(root, "", {"server", "project", "environments", "access", "notify"});
     if (root["server"]) Server(root["server"], &inv.server);
     inv.server.state = Resolve(base_, inv.server.state);
     inv.server.backup_dir = Resolve(base_, inv.server.backup_dir);
@@ -121,6 +121,7 @@ class Loader {
       Error(root, "environments", "is required: at least one environment");
     }
     Access(root, inv);
+    if (root["notify"]) Notify(root["notify"], inv);
     if (!errors_.empty()) {
       return absl::InvalidArgumentError(absl::StrJoin(errors_, "\n"));
     }
@@ -530,16 +531,8 @@ class Loader {
         Error(b, p + ".role", "is required: viewer, operator, approver, restorer or admin");
       }
       binding.environments = NameList(b, "environments", p);
-      for (const std::string& pattern : binding.environments) {
-        bool matched = false;
-        for (const EnvironmentConfig& e : inv.environments) {
-          matched = matched || ::fnmatch(pattern.c_str(), e.name.c_str(), 0) == 0;
-        }
-        if (!matched) {
-          Error(b["environments"], p + ".environments",
-                absl::StrCat("'", Printable(pattern), "' matches no environment"));
-        }
-      }
+      PatternsMatch(b["environments"], p + ".environments", binding.environments,
+                    inv.EnvironmentNames(), "environment");
       inv.access.push_back(std::move(binding));
     }
   }
@@ -687,24 +680,97 @@ class Loader {
     }
   }
 
-  void Secret(const YAML::Node& n, const std::string& path, SecretRef* s) {
-    if (auto v = Str(n, "password_env", path)) {
+  // {what}_env / {what}_file: where a secret comes from, checked now.
+  void Secret(const YAML::Node& n, const std::string& path, SecretRef* s,
+              const std::string& what = "password") {
+    const std::string env_key = what + "_env", file_key = what + "_file";
+    if (auto v = Str(n, env_key, path)) {
       s->env = *v;
       if (std::getenv(v->c_str()) == nullptr) {
-        Error(n["password_env"], Join(path, "password_env"),
+        Error(n[env_key], Join(path, env_key),
               absl::StrCat("environment variable ", *v, " is not set"));
       }
     }
-    if (auto v = Str(n, "password_file", path)) {
+    if (auto v = Str(n, file_key, path)) {
       s->file = Resolve(base_, *v);
       std::ifstream f(s->file);
       if (!f) {
-        Error(n["password_file"], Join(path, "password_file"),
-              absl::StrCat("cannot read ", s->file));
+        Error(n[file_key], Join(path, file_key), absl::StrCat("cannot read ", s->file));
       }
     }
     if (!s->env.empty() && !s->file.empty()) {
-      Error(n, path, "set password_env or password_file, not both");
+      Error(n, path, absl::StrCat("set ", env_key, " or ", file_key, ", not both"));
+    }
+  }
+
+  // Patterns of `n` that match none of `names`, as errors at `path`.
+  template <typename Names>
+  void PatternsMatch(const YAML::Node& n, const std::string& path,
+                     const std::vector<std::string>& patterns, const Names& names,
+                     const std::string& what) {
+    for (const std::string& pattern : patterns) {
+      bool matched = false;
+      for (const auto& name : names) {
+        matched = matched || ::fnmatch(pattern.c_str(), std::string(name).c_str(), 0) == 0;
+      }
+      if (!matched) {
+        Error(n, path, absl::StrCat("'", Printable(pattern), "' matches no ", what));
+      }
+    }
+  }
+
+  // notify: [{name, url, events, environments, format, secret_env, secret_file}].
+  void Notify(const YAML::Node& n, Inventory& inv) {
+    if (!n.IsSequence()) {
+      Error(n, "notify", "expected a list of {name, url, events, environments, format}");
+      return;
+    }
+    const std::vector<std::string> environment_names = inv.EnvironmentNames();
+    std::set<std::string> names;
+    for (size_t i = 0; i < n.size(); ++i) {
+      const YAML::Node w = n[i];
+      const std::string p = absl::StrCat("notify[", i, "]");
+      if (!Keys(w, p,
+                {"name", "url", "events", "environments", "format", "secret_env", "secret_file"})) {
+        continue;
+      }
+      NotifyConfig c;
+      c.line = w.Mark().line + 1;
+      c.name = Str(w, "name", p).value_or(absl::StrCat("webhook-", i + 1));
+      if (!names.insert(c.name).second) {
+        Error(w["name"] ? w["name"] : w, Join(p, "name"),
+              absl::StrCat("'", Printable(c.name), "' names another webhook too"));
+      }
+      if (std::optional<std::string> url = Str(w, "url", p)) {
+        c.url = *url;
+        if (!absl::StartsWith(c.url, "http://") && !absl::StartsWith(c.url, "https://")) {
+          // The URL is not repeated: a Slack webhook's URL is its credential.
+          Error(w["url"], Join(p, "url"), "expected an http:// or https:// URL");
+        }
+      } else {
+        Error(w, Join(p, "url"), "is required");
+      }
+      if (w["events"]) {
+        c.events = NameList(w, "events", p);
+        PatternsMatch(w["events"], Join(p, "events"), c.events, kNotifyEvents,
+                      absl::StrCat("event (events: ", absl::StrJoin(kNotifyEvents, ", "), ")"));
+      } else {
+        c.events.assign(std::begin(kDefaultNotifyEvents), std::end(kDefaultNotifyEvents));
+      }
+      if (w["environments"]) {
+        c.environments = NameList(w, "environments", p);
+        PatternsMatch(w["environments"], Join(p, "environments"), c.environments, environment_names,
+                      "environment");
+      }
+      if (std::optional<std::string> format = Str(w, "format", p)) {
+        if (*format != "json" && *format != "slack") {
+          Error(w["format"], Join(p, "format"),
+                absl::StrCat("unknown format '", Printable(*format), "'; json or slack"));
+        }
+        c.format = *format;
+      }
+      Secret(w, p, &c.secret, "secret");
+      inv.notify.push_back(std::move(c));
     }
   }
 
@@ -969,6 +1035,12 @@ const EnvironmentConfig* Inventory::FindEnvironment(const std::string& name) con
     if (e.name == name) return &e;
   }
   return nullptr;
+}
+
+std::vector<std::string> Inventory::EnvironmentNames() const {
+  std::vector<std::string> names;
+  for (const EnvironmentConfig& e : environments) names.push_back(e.name);
+  return names;
 }
 
 std::optional<absl::Duration> ParseDurationText(const std::string& text) {

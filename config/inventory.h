@@ -221,6 +221,28 @@ struct EnvironmentConfig {
   std::vector<DiscoverRule> discover;
 };
 
+// The rollout events a webhook may be sent (their names in `watch` and
+// WatchRollout); `notify[].events` are patterns over these.
+inline constexpr const char* kNotifyEvents[] = {
+    "rollout_started", "awaiting_approval", "approved",    "awaiting_window",
+    "stage_started",   "stage_finished",    "step_failed", "rolled_back",
+    "backup_failed",   "schema_drift",      "halted",      "paused",
+    "resumed",         "aborted",           "recovered",   "rollout_finished"};
+inline constexpr const char* kDefaultNotifyEvents[] = {
+    "rollout_started", "awaiting_approval", "step_failed", "halted", "aborted", "rollout_finished"};
+
+// notify: [{name, url, events, environments, format, secret_env, secret_file}]:
+// a webhook that is sent rollout events as they happen.
+struct NotifyConfig {
+  std::string name;                 // in logs and metrics (never the URL, which may hold a token)
+  std::string url;                  // http:// or https://
+  std::vector<std::string> events;  // patterns over kNotifyEvents
+  std::vector<std::string> environments;  // patterns; empty: every environment
+  std::string format = "json";            // or "slack"
+  SecretRef secret;  // the HMAC-SHA256 key (secret_env or secret_file); none: unsigned
+  int line = 0;
+};
+
 struct Inventory {
   std::string path;  // the file it came from
   ServerConfig server;
@@ -232,8 +254,10 @@ struct Inventory {
   bool authentication = false;
   std::map<std::string, TokenSubject> tokens;  // server.auth's file, by sha256 (hex)
   std::vector<AccessBinding> access;           // deny by default
+  std::vector<NotifyConfig> notify;
 
   const EnvironmentConfig* FindEnvironment(const std::string& name) const;
+  std::vector<std::string> EnvironmentNames() const;  // in `after` order
 };
 
 absl::StatusOr<Inventory> LoadInventory(const std::string& path);
@@ -243,12 +267,12 @@ absl::StatusOr<Inventory> ParseInventory(const std::string& yaml, const std::str
 // else of the inventory is read or checked.
 absl::StatusOr<ProjectConfig> LoadInventoryProject(const std::string& path);
 
-// The password for a database: from its secret reference, else from its URL.
-// Errors name the variable or file, never a value.
 // Whether `listen` ("host:port") names a loopback address only
 // (127.0.0.0/8, ::1, localhost).
 bool IsLoopbackListen(const std::string& listen);
 
+// The password for a database: from its secret reference, else from its URL.
+// Errors name the variable or file, never a value.
 absl::StatusOr<std::optional<std::string>> ResolvePassword(const DatabaseUrl& url,
                                                            const SecretRef& secret,
                                                            const std::string& what);

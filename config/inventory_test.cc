@@ -499,6 +499,63 @@ environments:
                            "scopes PostgreSQL databases only"));
 }
 
+TEST(InventoryTest, NotifyWebhooks) {
+  setenv("LOCKSTEP_TEST_HOOK_SECRET", "s3cret", 1);
+  auto inv = ParseInventory(R"(
+project: {scripts: versions}
+environments:
+  - name: staging
+    databases: [{name: app, url: "sqlite:///s.db"}]
+  - name: prod
+    after: staging
+    databases: [{name: app, url: "sqlite:///p.db"}]
+notify:
+  - {url: "https://hooks.example.com/T0/B0/xyz"}
+  - name: oncall
+    url: "http://127.0.0.1:8080/lockstep?team=db"
+    events: [rollout_*, awaiting_approval]
+    environments: [prod]
+    format: slack
+    secret_env: LOCKSTEP_TEST_HOOK_SECRET
+)",
+                            "fleet.yaml");
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  ASSERT_EQ(inv->notify.size(), 2u);
+  EXPECT_EQ(inv->notify[0].name, "webhook-1");
+  EXPECT_EQ(inv->notify[0].format, "json");
+  EXPECT_THAT(inv->notify[0].events, testing::Contains("awaiting_approval"));
+  EXPECT_TRUE(inv->notify[0].environments.empty());
+  EXPECT_EQ(inv->notify[1].name, "oncall");
+  EXPECT_EQ(inv->notify[1].events, (std::vector<std::string>{"rollout_*", "awaiting_approval"}));
+  EXPECT_EQ(inv->notify[1].environments, std::vector<std::string>{"prod"});
+  EXPECT_EQ(inv->notify[1].secret.env, "LOCKSTEP_TEST_HOOK_SECRET");
+  EXPECT_EQ(inv->notify[1].line, 11);
+
+  auto bad = ParseInventory(R"(
+project: {scripts: versions}
+environments:
+  - name: prod
+    databases: [{name: app, url: "sqlite:///p.db"}]
+notify:
+  - {name: a, url: "ftp://token@example.com/x", events: [rollout_strated], format: teams}
+  - {name: a, url: "http://x/", environments: [qa], secret_env: LOCKSTEP_UNSET_HOOK_SECRET}
+  - {events: [halted]}
+)",
+                            "fleet.yaml");
+  ASSERT_FALSE(bad.ok());
+  std::string m(bad.status().message());
+  EXPECT_THAT(m, HasSubstr("fleet.yaml:7:20: notify[0].url: expected an http:// or https:// URL"));
+  EXPECT_THAT(m, Not(HasSubstr("token@")));  // a URL may hold a credential
+  EXPECT_THAT(m, HasSubstr("notify[0].events: 'rollout_strated' matches no event (events: "
+                           "rollout_started,"));
+  EXPECT_THAT(m, HasSubstr("notify[0].format: unknown format 'teams'; json or slack"));
+  EXPECT_THAT(m, HasSubstr("fleet.yaml:8:12: notify[1].name: 'a' names another webhook too"));
+  EXPECT_THAT(m, HasSubstr("notify[1].environments: 'qa' matches no environment"));
+  EXPECT_THAT(m, HasSubstr("notify[1].secret_env: environment variable "
+                           "LOCKSTEP_UNSET_HOOK_SECRET is not set"));
+  EXPECT_THAT(m, HasSubstr("notify[2].url: is required"));
+}
+
 TEST(DurationTest, Forms) {
   EXPECT_EQ(*ParseDurationText("90"), absl::Seconds(90));
   EXPECT_EQ(*ParseDurationText("1h30m"), absl::Minutes(90));

@@ -23,6 +23,7 @@
 #include "daemon/metrics/fleet_metrics.h"
 #include "daemon/metrics/metrics_server.h"
 #include "daemon/metrics/rollout_metrics.h"
+#include "daemon/notify/notifier.h"
 #include "daemon/rollout/engine.h"
 #include "daemon/rollout/shadow_schema.h"
 #include "daemon/rpc/audit_interceptor.h"
@@ -73,12 +74,6 @@ int CountDatabases(const config::Inventory& inv) {
   int n = 0;
   for (const auto& e : inv.environments) n += static_cast<int>(e.databases.size());
   return n;
-}
-
-std::vector<std::string> EnvironmentNames(const config::Inventory& inv) {
-  std::vector<std::string> names;
-  for (const auto& e : inv.environments) names.push_back(e.name);
-  return names;
 }
 
 }  // namespace
@@ -145,9 +140,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   });
 
   d->rollout_metrics_ = std::make_unique<RolloutMetrics>(d->registry_.get());
-  d->rollout_metrics_->KnowEnvironments(EnvironmentNames(*inventory));
+  d->rollout_metrics_->KnowEnvironments(inventory->EnvironmentNames());
   RolloutHooks hooks;
-  hooks.on_event = [self](const Rollout& r, const RolloutEvent& e) { self->LogEvent(r, e); };
+  d->notifier_ = std::make_unique<Notifier>(d->store_.get(), d->log_, d->registry_.get());
+  d->notifier_->Configure(inventory->notify);
+  hooks.on_event = [self](const Rollout& r, const RolloutEvent& e) {
+    self->LogEvent(r, e);
+    if (e.kind != EventKind::kOutput) self->notifier_->Wake();
+  };
   hooks.on_step_finished = [self](const RolloutStep& s, absl::Duration took) {
     self->rollout_metrics_->StepFinished(s, took);
   };
@@ -291,7 +291,8 @@ absl::Status Daemon::Reload() {
   }
   log_->info("reloaded {}: {} environments, {} databases (+ discovered)", config_path_,
              inv->environments.size(), CountDatabases(*inv));
-  rollout_metrics_->KnowEnvironments(EnvironmentNames(*inv));
+  rollout_metrics_->KnowEnvironments(inv->EnvironmentNames());
+  notifier_->Configure(inv->notify);
   reconciler_->SetInventory(std::make_shared<const config::Inventory>(*std::move(inv)));
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -33,6 +33,7 @@ namespace lockstep::daemon {
 class Drivers;
 class FleetMetrics;
 class MetricsServer;
+class Notifier;
 class LockstepService;
 class Reconciler;
 class RolloutEngine;
@@ -80,6 +81,7 @@ class Daemon {
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<FleetMetrics> metrics_;
   std::unique_ptr<RolloutMetrics> rollout_metrics_;
+  std::unique_ptr<Notifier> notifier_;     // webhooks; stopped after the engine, before the store
   std::unique_ptr<RolloutEngine> engine_;  // stopped before the reconciler closes
   std::unique_ptr<MetricsServer> metrics_server_;  // /metrics, over TLS with server.tls
   std::unique_ptr<LockstepService> service_;

@@ -398,6 +398,75 @@ absl::StatusOr<std::vector<RolloutEvent>> StateStore::Events(const std::string& 
   return out;
 }
 
+// The event log's rowid is the position: rows are only ever added at the
+// end (a new rowid is one more than the largest), and pruning removes the
+// oldest rollouts' events, never the newest row.
+absl::StatusOr<std::vector<StateStore::PositionedEvent>> StateStore::EventsAfter(int64_t after,
+                                                                                 int limit) {
+  MutexLock lock(mu_);
+  std::vector<PositionedEvent> out;
+  absl::Status s = Guard("read events for webhooks", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    out.clear();
+    store_util::StatementCache::Handle q = prepared_->Get(
+        "SELECT e.rowid, e.rollout_id, r.kind, r.target, r.created_by, e.seq, e.at_us, e.kind, "
+        "e.environment, e.database, e.message FROM rollout_events AS e "
+        "JOIN rollouts AS r ON r.id = e.rollout_id "
+        "WHERE e.rowid > ? AND e.kind != 'output' ORDER BY e.rowid LIMIT ?");
+    q->bind(1, after);
+    q->bind(2, limit);
+    while (q->executeStep()) {
+      PositionedEvent p;
+      p.position = q->getColumn(0).getInt64();
+      p.rollout_id = q->getColumn(1).getString();
+      p.rollout_kind = q->getColumn(2).getString();
+      p.rollout_target = q->getColumn(3).getString();
+      p.created_by = q->getColumn(4).getString();
+      p.event = {q->getColumn(5).getInt64(),
+                 FromMicros(q->getColumn(6).getInt64()),
+                 Stored<EventKind>(q->getColumn(7).getString(), "rollout_events.kind"),
+                 q->getColumn(8).getString(),
+                 q->getColumn(9).getString(),
+                 q->getColumn(10).getString()};
+      out.push_back(std::move(p));
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<int64_t> StateStore::WebhookPosition(const std::string& name) {
+  MutexLock lock(mu_);
+  int64_t position = 0;
+  absl::Status s = Guard("read a webhook's position", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    SQLite::Transaction tx(*db_);
+    SQLite::Statement init(*db_,
+                           "INSERT OR IGNORE INTO webhook_positions (name, position) "
+                           "SELECT ?, COALESCE(MAX(rowid), 0) FROM rollout_events");
+    init.bind(1, name);
+    init.exec();
+    SQLite::Statement q(*db_, "SELECT position FROM webhook_positions WHERE name = ?");
+    q.bind(1, name);
+    if (q.executeStep()) position = q.getColumn(0).getInt64();
+    tx.commit();
+  });
+  if (!s.ok()) return s;
+  return position;
+}
+
+absl::Status StateStore::SetWebhookPosition(const std::string& name, int64_t position) {
+  MutexLock lock(mu_);
+  return Guard("save a webhook's position", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    store_util::StatementCache::Handle q =
+        prepared_->Get("UPDATE webhook_positions SET position = ? WHERE name = ?");
+    q->bind(1, position);
+    q->bind(2, name);
+    q->exec();
+  });
+}
+
 absl::StatusOr<std::optional<FinishedStep>> StateStore::LastFinishedStep(
     const std::string& environment, const std::string& database) {
   MutexLock lock(mu_);

@@ -212,6 +212,13 @@ UPDATE revision_changes SET first_seen = 1
   WHERE from_revisions = '' AND id = (SELECT MIN(id) FROM revision_changes AS c
                                       WHERE c.database = revision_changes.database);
 )sql",
+    // 14: how far each webhook has been sent the event log (its rowid).
+    R"sql(
+CREATE TABLE webhook_positions (
+  name     TEXT PRIMARY KEY,
+  position INTEGER NOT NULL
+);
+)sql",
 };
 
 }  // namespace

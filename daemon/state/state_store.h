@@ -104,7 +104,7 @@ struct StoredExpectedSchema {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 13;
+  static constexpr int kSchemaVersion = 14;
 
   // `busy_timeout`: how long a write waits for another connection's lock
   // on the file before it fails.
@@ -153,6 +153,24 @@ class StateStore {
   absl::StatusOr<Rollout> LoadRollout(const std::string& id);  // NOT_FOUND
   // Newest first, at most `limit`; with `unfinished_only`, every one not finished.
   absl::StatusOr<std::vector<Rollout>> ListRollouts(int limit, bool unfinished_only = false);
+  // Webhooks (notify): every rollout event but output lines, across
+  // rollouts, in the order they were written, after the position `after`
+  // (0: from the first), at most `limit`. A position only grows: an event
+  // written later has a larger one.
+  struct PositionedEvent {
+    int64_t position = 0;
+    std::string rollout_id;
+    std::string rollout_kind;
+    std::string rollout_target;
+    std::string created_by;
+    RolloutEvent event;
+  };
+  absl::StatusOr<std::vector<PositionedEvent>> EventsAfter(int64_t after, int limit);
+  // Where webhook `name` stands in EventsAfter; one seen for the first time
+  // starts at the newest event (it is not sent the past).
+  absl::StatusOr<int64_t> WebhookPosition(const std::string& name);
+  absl::Status SetWebhookPosition(const std::string& name, int64_t position);
+
   // Events with seq > after_seq, in order, at most `limit`.
   absl::StatusOr<std::vector<RolloutEvent>> Events(const std::string& rollout_id, int64_t after_seq,
                                                    int limit);

@@ -263,7 +263,9 @@ TEST_F(StateStoreTest, HistoryNamesTheRolloutOrRestoreThatChangedADatabase) {
   store->reset();
   {
     SQLite::Database db(path_, SQLite::OPEN_READWRITE);
-    db.exec("ALTER TABLE revision_changes DROP COLUMN first_seen; PRAGMA user_version = 12;");
+    db.exec(
+        "ALTER TABLE revision_changes DROP COLUMN first_seen; DROP TABLE webhook_positions; "
+        "PRAGMA user_version = 12;");
   }
   store = StateStore::Open(path_);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -508,6 +510,55 @@ TEST_F(StateStoreTest, ReusedStatementsHoldNoReadSnapshotBetweenCalls) {
 TEST_F(StateStoreTest, UnwritablePathIsAClearError) {
   EXPECT_THAT(StateStore::Open(dir_ + "/no/such/dir/state.db").status().message(),
               HasSubstr("cannot open the state store"));
+}
+
+TEST_F(StateStoreTest, WebhooksReadTheEventLogInOrderFromWhereTheyWereAdded) {
+  auto store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto rollout = [&](const std::string& id) {
+    Rollout r;
+    r.id = id;
+    r.kind = "upgrade";
+    r.target = "heads";
+    r.created_by = "dora";
+    r.created_at = absl::FromUnixSeconds(100);
+    r.updated_at = r.created_at;
+    ASSERT_TRUE((*store)->SaveRollout(r).ok());
+  };
+  auto event = [&](const std::string& id, EventKind kind, const std::string& message) {
+    RolloutEvent e{0, absl::FromUnixSeconds(101), kind, "prod", "t1", message};
+    ASSERT_TRUE((*store)->AppendEvent(id, &e).ok());
+  };
+  rollout("r-1");
+  event("r-1", EventKind::kRolloutStarted, "before the webhook");
+  // A webhook seen for the first time starts at the newest event.
+  absl::StatusOr<int64_t> start = (*store)->WebhookPosition("ops");
+  ASSERT_TRUE(start.ok()) << start.status();
+  EXPECT_GT(*start, 0);
+  rollout("r-2");
+  event("r-1", EventKind::kOutput, "an output line");
+  event("r-2", EventKind::kRolloutStarted, "second");
+  event("r-1", EventKind::kStepFailed, "failed");
+  auto after = (*store)->EventsAfter(*start, 10);
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_EQ(after->size(), 2u);  // no output line, nothing from before
+  EXPECT_EQ((*after)[0].rollout_id, "r-2");
+  EXPECT_EQ((*after)[0].event.kind, EventKind::kRolloutStarted);
+  EXPECT_EQ((*after)[0].rollout_kind, "upgrade");
+  EXPECT_EQ((*after)[0].created_by, "dora");
+  EXPECT_EQ((*after)[1].rollout_id, "r-1");
+  EXPECT_EQ((*after)[1].event.kind, EventKind::kStepFailed);
+  EXPECT_EQ((*after)[1].event.seq, 3);
+  EXPECT_LT((*after)[0].position, (*after)[1].position);
+  // The position is kept, by name; a second look does not move it.
+  ASSERT_TRUE((*store)->SetWebhookPosition("ops", (*after)[0].position).ok());
+  EXPECT_EQ(*(*store)->WebhookPosition("ops"), (*after)[0].position);
+  auto limited = (*store)->EventsAfter((*after)[0].position, 1);
+  ASSERT_TRUE(limited.ok());
+  ASSERT_EQ(limited->size(), 1u);
+  EXPECT_EQ((*limited)[0].event.message, "failed");
+  // Another webhook, added now, starts after all of it.
+  EXPECT_EQ(*(*store)->WebhookPosition("new"), (*after)[1].position);
 }
 
 }  // namespace
