@@ -221,15 +221,20 @@ struct EnvironmentConfig {
   std::vector<DiscoverRule> discover;
 };
 
-// The rollout events a webhook may be sent (their names in `watch` and
-// WatchRollout); `notify[].events` are patterns over these.
+// The events a webhook may be sent: a rollout's (their names in `watch` and
+// WatchRollout), and the fleet's, found by refreshes (schema_drift: a
+// database's schema is not what its version rows claim; checksum_changed:
+// a revision file was edited after a database applied it).
+// `notify[].events` are patterns over these.
 inline constexpr const char* kNotifyEvents[] = {
     "rollout_started", "awaiting_approval", "approved",    "awaiting_window",
     "stage_started",   "stage_finished",    "step_failed", "rolled_back",
     "backup_failed",   "schema_drift",      "halted",      "paused",
-    "resumed",         "aborted",           "recovered",   "rollout_finished"};
+    "resumed",         "aborted",           "recovered",   "rollout_finished",
+    "checksum_changed"};
 inline constexpr const char* kDefaultNotifyEvents[] = {
-    "rollout_started", "awaiting_approval", "step_failed", "halted", "aborted", "rollout_finished"};
+    "rollout_started", "awaiting_approval", "step_failed",  "halted",
+    "aborted",         "rollout_finished",  "schema_drift", "checksum_changed"};
 
 // notify: [{name, url, events, environments, format, secret_env, secret_file}]:
 // a webhook that is sent rollout events as they happen.

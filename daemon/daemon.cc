@@ -76,6 +76,55 @@ int CountDatabases(const config::Inventory& inv) {
   return n;
 }
 
+// What webhooks are told of in a new snapshot (notify: schema_drift,
+// checksum_changed): a database whose schema was judged drift (or judged a
+// match again), a revision file edited after databases applied it (or
+// edited no more). Only what differs from the snapshot before, so a pass
+// over a fleet at rest notes nothing; with no snapshot before (lockstepd's
+// first), all it knows, and the state store drops what it held already.
+std::vector<StateStore::FleetCondition> FleetConditions(const FleetSnapshot* before,
+                                                        const FleetSnapshot& after) {
+  std::vector<StateStore::FleetCondition> out;
+  std::unordered_map<std::string, const DatabaseStatus*> was;
+  if (before != nullptr) was = before->Index();
+  for (const DatabaseStatus& d : after.databases) {
+    const SchemaState now = d.schema.state;
+    if (now == SchemaState::kUnknown) continue;  // not judged (yet): nothing said
+    auto it = was.find(d.key());
+    if (it != was.end() && it->second->schema.state == now) continue;
+    const bool drift = now == SchemaState::kDrift;
+    out.push_back({"schema_drift", d.environment, d.name, "", drift, drift ? d.schema.reason : ""});
+  }
+  auto edited = [](const FleetSnapshot& s) {
+    std::map<std::string, std::vector<std::string>> databases_by_revision;
+    for (const DatabaseStatus& d : s.databases) {
+      for (const ChangedRevision& c : d.changed_revisions) {
+        if (!c.cosmetic) databases_by_revision[c.revision].push_back(d.key());
+      }
+    }
+    return databases_by_revision;
+  };
+  const std::map<std::string, std::vector<std::string>> now_edited = edited(after);
+  const std::map<std::string, std::vector<std::string>> then_edited =
+      before != nullptr ? edited(*before) : std::map<std::string, std::vector<std::string>>();
+  for (const auto& [revision, databases] : now_edited) {
+    if (before != nullptr && then_edited.count(revision)) continue;
+    const size_t shown = std::min<size_t>(databases.size(), 3);
+    out.push_back(
+        {"checksum_changed", "", "", revision, true,
+         absl::StrCat("the file of revision ", revision, " changed after ", databases.size(),
+                      databases.size() == 1 ? " database" : " databases", " applied it (",
+                      absl::StrJoin(databases.begin(), databases.begin() + shown, ", "),
+                      databases.size() > shown ? ", ..." : "",
+                      "); `lockstep validate` shows what changed")});
+  }
+  for (const auto& [revision, databases] : then_edited) {
+    if (!now_edited.count(revision))
+      out.push_back({"checksum_changed", "", "", revision, false, ""});
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config_path,
@@ -136,6 +185,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
     self->metrics_->Update(s, FleetMetrics::ParsePerDatabase(
                                   self->reconciler_->inventory()->server.metrics_per_database));
     if (*previous) self->LogChanges(**previous, s);
+    self->NoteFleetConditions(previous->get(), s);
     *previous = self->reconciler_->Snapshot();
   });
 
@@ -373,6 +423,17 @@ void Daemon::LogEvent(const Rollout& r, const RolloutEvent& e) {
     log_->info("rollout {} {}{}{}: {}", r.id, std::string(NameOf(e.kind)), where.empty() ? "" : " ",
                where, e.message);
   }
+}
+
+void Daemon::NoteFleetConditions(const FleetSnapshot* before, const FleetSnapshot& after) {
+  std::vector<StateStore::FleetCondition> seen = FleetConditions(before, after);
+  if (seen.empty()) return;
+  absl::Status noted = store_->NoteFleetConditions(seen, absl::Now());
+  if (!noted.ok()) {
+    log_->error("fleet events for webhooks not recorded: {}", std::string(noted.message()));
+    return;
+  }
+  notifier_->Wake();
 }
 
 void Daemon::LogChanges(const FleetSnapshot& before, const FleetSnapshot& after) {

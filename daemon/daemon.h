@@ -69,6 +69,9 @@ class Daemon {
   void SchemaLoop();
   void LogChanges(const FleetSnapshot& before, const FleetSnapshot& after);
   void LogEvent(const Rollout& rollout, const RolloutEvent& event);
+  // Fleet events for webhooks, from what a new snapshot shows
+  // (FleetConditions in daemon.cc), recorded and sent.
+  void NoteFleetConditions(const FleetSnapshot* before, const FleetSnapshot& after);
 
   std::string config_path_;
   std::shared_ptr<spdlog::logger> log_;

@@ -45,38 +45,67 @@ std::string HmacSha256Hex(const std::string& key, const std::string& data) {
       absl::string_view(reinterpret_cast<const char*>(out), static_cast<size_t>(len)));
 }
 
-WebhookRequest BuildWebhookRequest(const config::NotifyConfig& hook,
-                                   const StateStore::PositionedEvent& e,
+NotifyEvent FromRollout(const StateStore::PositionedEvent& e) {
+  NotifyEvent n;
+  n.delivery = absl::StrCat("r", e.position);
+  n.kind = std::string(NameOf(e.event.kind));
+  n.at = e.event.at;
+  n.environment = e.event.environment;
+  n.database = e.event.database;
+  n.message = e.event.message;
+  n.rollout_id = e.rollout_id;
+  n.rollout_kind = e.rollout_kind;
+  n.rollout_target = e.rollout_target;
+  n.created_by = e.created_by;
+  n.seq = e.event.seq;
+  return n;
+}
+
+NotifyEvent FromFleet(const StateStore::FleetEvent& e) {
+  NotifyEvent n;
+  n.delivery = absl::StrCat("f", e.id);
+  n.kind = e.kind;
+  n.at = e.at;
+  n.environment = e.environment;
+  n.database = e.database;
+  n.message = e.message;
+  return n;
+}
+
+WebhookRequest BuildWebhookRequest(const config::NotifyConfig& hook, const NotifyEvent& e,
                                    const std::string& secret) {
-  const std::string kind(NameOf(e.event.kind));
-  const std::string where = e.event.database.empty()
-                                ? e.event.environment
-                                : absl::StrCat(e.event.environment, "/", e.event.database);
+  const std::string where =
+      e.database.empty() ? e.environment : absl::StrCat(e.environment, "/", e.database);
   nlohmann::json body;
   if (hook.format == "slack") {
-    body["text"] = absl::StrCat("lockstep: ", kind, " in ", e.rollout_id, " (", e.rollout_kind,
-                                " to ", e.rollout_target, ")", where.empty() ? "" : " ", where,
-                                e.event.message.empty() ? "" : ": ", e.event.message);
+    const std::string rollout = e.rollout_id.empty()
+                                    ? ""
+                                    : absl::StrCat(" in ", e.rollout_id, " (", e.rollout_kind,
+                                                   " to ", e.rollout_target, ")");
+    body["text"] = absl::StrCat("lockstep: ", e.kind, rollout, where.empty() ? "" : " ", where,
+                                e.message.empty() ? "" : ": ", e.message);
   } else {
-    body = {{"delivery", std::to_string(e.position)},
+    body = {{"delivery", e.delivery},
             {"webhook", hook.name},
-            {"event", kind},
-            {"at", Rfc3339(e.event.at)},
-            {"rollout",
-             {{"id", e.rollout_id},
-              {"kind", e.rollout_kind},
-              {"target", e.rollout_target},
-              {"created_by", e.created_by},
-              {"seq", e.event.seq}}},
-            {"environment", e.event.environment},
-            {"database", e.event.database},
-            {"message", e.event.message}};
+            {"event", e.kind},
+            {"at", Rfc3339(e.at)},
+            {"environment", e.environment},
+            {"database", e.database},
+            {"message", e.message},
+            {"rollout", nullptr}};
+    if (!e.rollout_id.empty()) {
+      body["rollout"] = {{"id", e.rollout_id},
+                         {"kind", e.rollout_kind},
+                         {"target", e.rollout_target},
+                         {"created_by", e.created_by},
+                         {"seq", e.seq}};
+    }
   }
   WebhookRequest r;
   // Event texts are valid UTF-8 already (the engine makes them so).
   r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  r.headers = {{"X-Lockstep-Event", kind},
-               {"X-Lockstep-Delivery", std::to_string(e.position)},
+  r.headers = {{"X-Lockstep-Event", e.kind},
+               {"X-Lockstep-Delivery", e.delivery},
                {"User-Agent", "lockstepd"}};
   if (!secret.empty()) {
     r.headers.push_back({"X-Lockstep-Signature", "sha256=" + HmacSha256Hex(secret, r.body)});
@@ -127,6 +156,7 @@ void Notifier::Configure(const std::vector<config::NotifyConfig>& hooks) {
     // start that is before any rollout is recovered or started, so their
     // events are all sent.
     (void)store_->WebhookPosition(h.name);
+    (void)store_->WebhookPosition(h.name, /*fleet=*/true);
     metrics_->deliveries.Add({{"webhook", h.name}, {"result", "delivered"}});
     metrics_->deliveries.Add({{"webhook", h.name}, {"result", "failed"}});
     metrics_->failing.Add({{"webhook", h.name}});
@@ -171,65 +201,83 @@ void Notifier::Run() {
       }
     }
     for (Hook& h : hooks_) {
-      if (absl::Now() >= h.next_attempt) Deliver(h);
+      if (absl::Now() >= h.next_attempt) Deliver(h, /*fleet=*/false);
+      if (absl::Now() >= h.next_attempt) Deliver(h, /*fleet=*/true);
     }
     if (rollout_environments_.size() > 1000) rollout_environments_.clear();
   }
 }
 
-void Notifier::Deliver(Hook& hook) {
+void Notifier::Deliver(Hook& hook, bool fleet) {
   const std::string& name = hook.config.name;
-  absl::StatusOr<int64_t> position = store_->WebhookPosition(name);
+  absl::StatusOr<int64_t> position = store_->WebhookPosition(name, fleet);
   if (!position.ok()) return;  // the state store's error is reported where it is written
   int64_t at = *position;
   while (true) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_ || reconfigured_) break;
+      if (stopping_ || reconfigured_) return;
     }
-    absl::StatusOr<std::vector<StateStore::PositionedEvent>> events =
-        store_->EventsAfter(at, kBatch);
-    if (!events.ok() || events->empty()) break;
-    bool failed = false;
-    for (const StateStore::PositionedEvent& e : *events) {
-      if (Wanted(hook, e)) {
-        std::string error = Post(hook, e);
-        if (!error.empty()) {
-          ++hook.failures;
-          const absl::Duration wait =
-              std::min(kMaxBackoff, absl::Seconds(1) * (1 << std::min(hook.failures - 1, 6)));
-          hook.next_attempt = absl::Now() + wait;
-          metrics_->deliveries.Add({{"webhook", name}, {"result", "failed"}}).Increment();
-          metrics_->failing.Add({{"webhook", name}}).Set(hook.failures);
-          log_->warn("webhook {}: event {} ({} of {}) not delivered: {}; trying again in {}", name,
-                     e.position, std::string(NameOf(e.event.kind)), e.rollout_id, error,
-                     absl::FormatDuration(wait));
-          failed = true;
-          break;
-        }
-        if (hook.failures > 0) {
-          log_->info("webhook {}: delivering again after {} failed attempts", name, hook.failures);
-        }
-        hook.failures = 0;
-        metrics_->deliveries.Add({{"webhook", name}, {"result", "delivered"}}).Increment();
-        metrics_->failing.Add({{"webhook", name}}).Set(0);
-        metrics_->last_delivered.Add({{"webhook", name}})
-            .Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+    // The next events of the log, each with where it stands in it.
+    std::vector<std::pair<int64_t, NotifyEvent>> next;
+    if (fleet) {
+      absl::StatusOr<std::vector<StateStore::FleetEvent>> events =
+          store_->FleetEventsAfter(at, kBatch);
+      if (!events.ok()) return;
+      for (const StateStore::FleetEvent& e : *events) next.emplace_back(e.id, FromFleet(e));
+    } else {
+      absl::StatusOr<std::vector<StateStore::PositionedEvent>> events =
+          store_->EventsAfter(at, kBatch);
+      if (!events.ok()) return;
+      for (const StateStore::PositionedEvent& e : *events) {
+        next.emplace_back(e.position, FromRollout(e));
       }
-      at = e.position;
-      // Saved after each delivery: a lockstepd killed now repeats at most
-      // this one event.
-      (void)store_->SetWebhookPosition(name, at);
     }
-    if (failed || static_cast<int>(events->size()) < kBatch) break;
+    for (const auto& [position_in_log, e] : next) {
+      if (!Offer(hook, e)) return;
+      at = position_in_log;
+      // Saved after each event: a lockstepd killed now repeats at most
+      // this one.
+      (void)store_->SetWebhookPosition(name, at, fleet);
+    }
+    if (static_cast<int>(next.size()) < kBatch) return;
   }
 }
 
-bool Notifier::Wanted(const Hook& hook, const StateStore::PositionedEvent& e) {
-  if (!MatchesAny(hook.config.events, std::string(NameOf(e.event.kind)))) return false;
+bool Notifier::Offer(Hook& hook, const NotifyEvent& e) {
+  if (!Wanted(hook, e)) return true;
+  const std::string& name = hook.config.name;
+  const std::string error = Post(hook, e);
+  if (!error.empty()) {
+    ++hook.failures;
+    const absl::Duration wait =
+        std::min(kMaxBackoff, absl::Seconds(1) * (1 << std::min(hook.failures - 1, 6)));
+    hook.next_attempt = absl::Now() + wait;
+    metrics_->deliveries.Add({{"webhook", name}, {"result", "failed"}}).Increment();
+    metrics_->failing.Add({{"webhook", name}}).Set(hook.failures);
+    log_->warn("webhook {}: event {} ({}{}{}) not delivered: {}; trying again in {}", name,
+               e.delivery, e.kind, e.rollout_id.empty() ? "" : " of ", e.rollout_id, error,
+               absl::FormatDuration(wait));
+    return false;
+  }
+  if (hook.failures > 0) {
+    log_->info("webhook {}: delivering again after {} failed attempts", name, hook.failures);
+  }
+  hook.failures = 0;
+  metrics_->deliveries.Add({{"webhook", name}, {"result", "delivered"}}).Increment();
+  metrics_->failing.Add({{"webhook", name}}).Set(0);
+  metrics_->last_delivered.Add({{"webhook", name}})
+      .Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+  return true;
+}
+
+bool Notifier::Wanted(const Hook& hook, const NotifyEvent& e) {
+  if (!MatchesAny(hook.config.events, e.kind)) return false;
   if (hook.config.environments.empty()) return true;
-  if (!e.event.environment.empty())
-    return MatchesAny(hook.config.environments, e.event.environment);
+  if (!e.environment.empty()) return MatchesAny(hook.config.environments, e.environment);
+  // A revision file edited (the fleet's, no environment): every webhook
+  // that asked for it.
+  if (e.rollout_id.empty()) return true;
   // A rollout's own event (started, finished...): wanted when the rollout
   // has a stage in one of the webhook's environments.
   auto it = rollout_environments_.find(e.rollout_id);
@@ -245,7 +293,7 @@ bool Notifier::Wanted(const Hook& hook, const StateStore::PositionedEvent& e) {
   });
 }
 
-std::string Notifier::Post(const Hook& hook, const StateStore::PositionedEvent& e) {
+std::string Notifier::Post(const Hook& hook, const NotifyEvent& e) {
   absl::StatusOr<std::optional<std::string>> secret = config::ResolvePassword(
       config::DatabaseUrl{}, hook.config.secret, absl::StrCat("webhook ", hook.config.name));
   if (!secret.ok()) return std::string(secret.status().message());

@@ -1,15 +1,17 @@
-// Webhooks (the inventory's `notify`): rollout events sent as they happen,
-// from the state store's event log, so a receiver that is down for a while
-// and a lockstepd that restarts miss nothing.
+// Webhooks (the inventory's `notify`): rollout events, and what refreshes
+// find in the fleet (schema drift, revision files edited after they were
+// applied), sent as they happen from the state store's event logs, so a
+// receiver that is down for a while and a lockstepd that restarts miss
+// nothing.
 //
-// Each webhook has a position in the event log, kept in the state store and
+// Each webhook has a position in each event log, kept in the state store and
 // moved past an event once the receiver answered 2xx (or once the event is
 // not one it asked for). Events go out one at a time, in the order they were
 // written: in order per rollout, and nothing overtakes an event that has
 // not been delivered. A failed delivery is retried after 1 s, 2 s, 4 s ...
 // up to a minute, forever. Between the receiver's 2xx and the position's
 // write, a killed lockstepd sends that one event again at its next start:
-// every request carries X-Lockstep-Delivery, the event's position, for the
+// every request carries X-Lockstep-Delivery, unique per event, for the
 // receiver to drop repeats.
 //
 // Requests: POST, JSON (format json: the event; format slack: {"text"}),
@@ -43,14 +45,32 @@ class Client;
 
 namespace lockstep::daemon {
 
+// One event as webhooks see it: a rollout's (rollout_id set) or the
+// fleet's (schema_drift, checksum_changed: found by a refresh).
+struct NotifyEvent {
+  std::string delivery;  // unique per event: "r<position>" or "f<id>"
+  std::string kind;
+  absl::Time at;
+  std::string environment;
+  std::string database;
+  std::string message;
+  std::string rollout_id;  // empty for the fleet's
+  std::string rollout_kind;
+  std::string rollout_target;
+  std::string created_by;
+  int64_t seq = 0;  // within the rollout
+};
+NotifyEvent FromRollout(const StateStore::PositionedEvent& e);
+NotifyEvent FromFleet(const StateStore::FleetEvent& e);
+
 // The request a webhook is sent for one event: its body and headers (the
 // signature included when `secret` is set). Pure: unit-tested alone.
 struct WebhookRequest {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
 };
-WebhookRequest BuildWebhookRequest(const config::NotifyConfig& hook,
-                                   const StateStore::PositionedEvent& e, const std::string& secret);
+WebhookRequest BuildWebhookRequest(const config::NotifyConfig& hook, const NotifyEvent& e,
+                                   const std::string& secret);
 // HEX(HMAC-SHA256(key, data)), lower case.
 std::string HmacSha256Hex(const std::string& key, const std::string& data);
 
@@ -63,7 +83,7 @@ class Notifier {
   Notifier& operator=(const Notifier&) = delete;
 
   // The webhooks to send to: at start and after a reload. A webhook keeps
-  // its position by name.
+  // its positions by name.
   void Configure(const std::vector<config::NotifyConfig>& hooks);
   // An event was written: look now rather than at the next second.
   void Wake();
@@ -77,12 +97,15 @@ class Notifier {
   struct Metrics;
 
   void Run();
-  // Sends what `hook` is due, in order, until it is up to date or a
-  // delivery fails.
-  void Deliver(Hook& hook);
-  bool Wanted(const Hook& hook, const StateStore::PositionedEvent& e);
+  // Sends what `hook` is due from one log (the rollouts', or with `fleet`
+  // the fleet's), in order, until it is up to date or a delivery fails.
+  void Deliver(Hook& hook, bool fleet);
+  // Sends `e` if `hook` asked for it: false when that failed (the hook then
+  // waits before it tries again).
+  bool Offer(Hook& hook, const NotifyEvent& e);
+  bool Wanted(const Hook& hook, const NotifyEvent& e);
   // "" or why the request failed (never the URL).
-  std::string Post(const Hook& hook, const StateStore::PositionedEvent& e);
+  std::string Post(const Hook& hook, const NotifyEvent& e);
 
   StateStore* const store_;
   std::shared_ptr<spdlog::logger> log_;

@@ -435,19 +435,31 @@ absl::StatusOr<std::vector<StateStore::PositionedEvent>> StateStore::EventsAfter
   return out;
 }
 
-absl::StatusOr<int64_t> StateStore::WebhookPosition(const std::string& name) {
+namespace {
+
+// A webhook's position in the fleet events is kept beside its position in
+// the rollout events, under a name no webhook can have (names are YAML
+// strings; this one holds a newline).
+std::string PositionKey(const std::string& name, bool fleet) {
+  return fleet ? "fleet\n" + name : name;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> StateStore::WebhookPosition(const std::string& name, bool fleet) {
   MutexLock lock(mu_);
   int64_t position = 0;
   absl::Status s = Guard("read a webhook's position", [&] {
     mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     SQLite::Transaction tx(*db_);
-    SQLite::Statement init(*db_,
-                           "INSERT OR IGNORE INTO webhook_positions (name, position) "
-                           "SELECT ?, COALESCE(MAX(rowid), 0) FROM rollout_events");
-    init.bind(1, name);
+    SQLite::Statement init(
+        *db_, absl::StrCat("INSERT OR IGNORE INTO webhook_positions (name, position) SELECT ?, ",
+                           fleet ? "COALESCE(MAX(id), 0) FROM fleet_events"
+                                 : "COALESCE(MAX(rowid), 0) FROM rollout_events"));
+    init.bind(1, PositionKey(name, fleet));
     init.exec();
     SQLite::Statement q(*db_, "SELECT position FROM webhook_positions WHERE name = ?");
-    q.bind(1, name);
+    q.bind(1, PositionKey(name, fleet));
     if (q.executeStep()) position = q.getColumn(0).getInt64();
     tx.commit();
   });
@@ -455,16 +467,76 @@ absl::StatusOr<int64_t> StateStore::WebhookPosition(const std::string& name) {
   return position;
 }
 
-absl::Status StateStore::SetWebhookPosition(const std::string& name, int64_t position) {
+absl::Status StateStore::SetWebhookPosition(const std::string& name, int64_t position, bool fleet) {
   MutexLock lock(mu_);
   return Guard("save a webhook's position", [&] {
     mu_.AssertHeld();  // Guard runs it here, under the lock taken above
     store_util::StatementCache::Handle q =
         prepared_->Get("UPDATE webhook_positions SET position = ? WHERE name = ?");
     q->bind(1, position);
-    q->bind(2, name);
+    q->bind(2, PositionKey(name, fleet));
     q->exec();
   });
+}
+
+absl::Status StateStore::NoteFleetConditions(const std::vector<FleetCondition>& seen,
+                                             absl::Time at) {
+  if (seen.empty()) return absl::OkStatus();
+  MutexLock lock(mu_);
+  return Guard("record fleet conditions", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    SQLite::Transaction tx(*db_);
+    SQLite::Statement hold(*db_,
+                           "INSERT OR IGNORE INTO fleet_conditions (kind, environment, database, "
+                           "subject, since_us) VALUES (?, ?, ?, ?, ?)");
+    SQLite::Statement forget(*db_,
+                             "DELETE FROM fleet_conditions WHERE kind = ? AND environment = ? AND "
+                             "database = ? AND subject = ?");
+    SQLite::Statement event(*db_,
+                            "INSERT INTO fleet_events (at_us, kind, environment, database, "
+                            "message) VALUES (?, ?, ?, ?, ?)");
+    for (const FleetCondition& c : seen) {
+      SQLite::Statement& q = c.holds ? hold : forget;
+      q.bind(1, c.kind);
+      q.bind(2, c.environment);
+      q.bind(3, c.database);
+      q.bind(4, c.subject);
+      if (c.holds) q.bind(5, Micros(at));
+      const bool new_one = q.exec() > 0 && c.holds;
+      q.reset();
+      if (!new_one) continue;
+      event.bind(1, Micros(at));
+      event.bind(2, c.kind);
+      event.bind(3, c.environment);
+      event.bind(4, c.database);
+      event.bind(5, c.message);
+      event.exec();
+      event.reset();
+    }
+    tx.commit();
+  });
+}
+
+absl::StatusOr<std::vector<StateStore::FleetEvent>> StateStore::FleetEventsAfter(int64_t after,
+                                                                                 int limit) {
+  MutexLock lock(mu_);
+  std::vector<FleetEvent> out;
+  absl::Status s = Guard("read fleet events", [&] {
+    mu_.AssertHeld();  // Guard runs it here, under the lock taken above
+    out.clear();
+    store_util::StatementCache::Handle q = prepared_->Get(
+        "SELECT id, at_us, kind, environment, database, message FROM fleet_events "
+        "WHERE id > ? ORDER BY id LIMIT ?");
+    q->bind(1, after);
+    q->bind(2, limit);
+    while (q->executeStep()) {
+      out.push_back({q->getColumn(0).getInt64(), FromMicros(q->getColumn(1).getInt64()),
+                     q->getColumn(2).getString(), q->getColumn(3).getString(),
+                     q->getColumn(4).getString(), q->getColumn(5).getString()});
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
 }
 
 absl::StatusOr<std::optional<FinishedStep>> StateStore::LastFinishedStep(

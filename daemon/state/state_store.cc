@@ -212,11 +212,29 @@ UPDATE revision_changes SET first_seen = 1
   WHERE from_revisions = '' AND id = (SELECT MIN(id) FROM revision_changes AS c
                                       WHERE c.database = revision_changes.database);
 )sql",
-    // 14: how far each webhook has been sent the event log (its rowid).
+    // 14: how far each webhook has been sent the event logs (their ids);
+    // what the fleet showed that people are told of (schema drift, a
+    // revision file edited after it was applied), once per occurrence.
     R"sql(
 CREATE TABLE webhook_positions (
   name     TEXT PRIMARY KEY,
   position INTEGER NOT NULL
+);
+CREATE TABLE fleet_conditions (
+  kind        TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  database    TEXT NOT NULL,
+  subject     TEXT NOT NULL,
+  since_us    INTEGER NOT NULL,
+  PRIMARY KEY (kind, environment, database, subject)
+);
+CREATE TABLE fleet_events (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_us       INTEGER NOT NULL,
+  kind        TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  database    TEXT NOT NULL,
+  message     TEXT NOT NULL
 );
 )sql",
 };

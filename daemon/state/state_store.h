@@ -166,10 +166,37 @@ class StateStore {
     RolloutEvent event;
   };
   absl::StatusOr<std::vector<PositionedEvent>> EventsAfter(int64_t after, int limit);
-  // Where webhook `name` stands in EventsAfter; one seen for the first time
-  // starts at the newest event (it is not sent the past).
-  absl::StatusOr<int64_t> WebhookPosition(const std::string& name);
-  absl::Status SetWebhookPosition(const std::string& name, int64_t position);
+
+  // What the fleet shows that people are told of (notify): a condition of
+  // `kind` ("schema_drift", "checksum_changed") on `database` (or "" for the
+  // fleet) about `subject` (a revision, or ""). One that holds and was not
+  // held before becomes a fleet event; one seen to hold again is nothing
+  // new (a restarted lockstepd tells nobody twice); one seen not to hold is
+  // forgotten, so that its next occurrence is told. One transaction.
+  struct FleetCondition {
+    std::string kind;
+    std::string environment;
+    std::string database;
+    std::string subject;
+    bool holds = false;
+    std::string message;  // for the event
+  };
+  absl::Status NoteFleetConditions(const std::vector<FleetCondition>& seen, absl::Time at);
+  struct FleetEvent {
+    int64_t id = 0;  // grows
+    absl::Time at;
+    std::string kind;
+    std::string environment;
+    std::string database;
+    std::string message;
+  };
+  absl::StatusOr<std::vector<FleetEvent>> FleetEventsAfter(int64_t after, int limit);
+
+  // Where webhook `name` stands in EventsAfter (or, with `fleet`, in
+  // FleetEventsAfter); one seen for the first time starts at the newest
+  // event (it is not sent the past).
+  absl::StatusOr<int64_t> WebhookPosition(const std::string& name, bool fleet = false);
+  absl::Status SetWebhookPosition(const std::string& name, int64_t position, bool fleet = false);
 
   // Events with seq > after_seq, in order, at most `limit`.
   absl::StatusOr<std::vector<RolloutEvent>> Events(const std::string& rollout_id, int64_t after_seq,

@@ -265,6 +265,7 @@ TEST_F(StateStoreTest, HistoryNamesTheRolloutOrRestoreThatChangedADatabase) {
     SQLite::Database db(path_, SQLite::OPEN_READWRITE);
     db.exec(
         "ALTER TABLE revision_changes DROP COLUMN first_seen; DROP TABLE webhook_positions; "
+        "DROP TABLE fleet_conditions; DROP TABLE fleet_events; "
         "PRAGMA user_version = 12;");
   }
   store = StateStore::Open(path_);
@@ -559,6 +560,49 @@ TEST_F(StateStoreTest, WebhooksReadTheEventLogInOrderFromWhereTheyWereAdded) {
   EXPECT_EQ((*limited)[0].event.message, "failed");
   // Another webhook, added now, starts after all of it.
   EXPECT_EQ(*(*store)->WebhookPosition("new"), (*after)[1].position);
+}
+
+TEST_F(StateStoreTest, AFleetConditionIsToldOncePerOccurrence) {
+  auto store = StateStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const absl::Time at = absl::FromUnixSeconds(200);
+  using C = StateStore::FleetCondition;
+  const C drift{"schema_drift", "prod", "t1", "", true, "table orders is missing"};
+  const C edited{"checksum_changed", "", "", "abc123", true, "the file of revision abc123 ..."};
+  const int64_t start = *(*store)->WebhookPosition("ops", /*fleet=*/true);
+  ASSERT_TRUE((*store)->NoteFleetConditions({drift, edited}, at).ok());
+  ASSERT_TRUE((*store)->NoteFleetConditions({drift, edited}, at).ok());  // still: nothing new
+  auto events = (*store)->FleetEventsAfter(start, 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].kind, "schema_drift");
+  EXPECT_EQ((*events)[0].environment, "prod");
+  EXPECT_EQ((*events)[0].database, "t1");
+  EXPECT_EQ((*events)[0].message, "table orders is missing");
+  EXPECT_EQ((*events)[1].kind, "checksum_changed");
+  EXPECT_LT((*events)[0].id, (*events)[1].id);
+  // The same database in another environment is another condition.
+  C staging = drift;
+  staging.environment = "staging";
+  // Repaired, then drifted again: told again.
+  C repaired = drift;
+  repaired.holds = false;
+  ASSERT_TRUE((*store)->NoteFleetConditions({repaired, staging}, at).ok());
+  ASSERT_TRUE((*store)->NoteFleetConditions({drift}, at).ok());
+  events = (*store)->FleetEventsAfter((*events)[1].id, 10);
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].environment, "staging");
+  EXPECT_EQ((*events)[1].environment, "prod");
+  // Reopened (a restarted lockstepd): what holds is still held.
+  store->reset();
+  store = StateStore::Open(path_);
+  const int64_t last = (*events)[1].id;
+  ASSERT_TRUE((*store)->NoteFleetConditions({drift, staging, edited}, at).ok());
+  EXPECT_THAT(*(*store)->FleetEventsAfter(last, 10), IsEmpty());
+  // The positions of one webhook in the two logs are apart.
+  ASSERT_TRUE((*store)->SetWebhookPosition("ops", last, /*fleet=*/true).ok());
+  EXPECT_EQ(*(*store)->WebhookPosition("ops", /*fleet=*/true), last);
+  EXPECT_EQ(*(*store)->WebhookPosition("ops"), 0);
 }
 
 }  // namespace

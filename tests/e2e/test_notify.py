@@ -33,12 +33,21 @@ class Receiver:
         self.down = True
         self.attempts = []   # every request: (delivery, status answered)
         self.accepted = []   # (delivery, event, body, signature) answered 200
+        self.fleet = []      # what the "fleet" webhook was sent: (delivery, event, text)
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/hooks/fleet":
+                    with receiver.lock:
+                        receiver.fleet.append((self.headers["X-Lockstep-Delivery"],
+                                               self.headers["X-Lockstep-Event"],
+                                               json.loads(body)["text"]))
+                    self.send_response(200)
+                    self.end_headers()
+                    return
                 status = 503 if receiver.down else 200
                 with receiver.lock:
                     receiver.attempts.append((self.headers["X-Lockstep-Delivery"], status))
@@ -87,8 +96,14 @@ notify:
     url: "http://127.0.0.1:%d/hooks/other"
     environments: [dev]
     events: [awaiting_approval]
-""" % (cls.receiver.port, ", ".join(EVENTS), cls.receiver.port)
-        cls.d = cls.f.daemon(inventory, env={"HOOK_SECRET": SECRET})
+  - name: fleet
+    url: "http://127.0.0.1:%d/hooks/fleet"
+    events: [schema_drift, checksum_changed]
+    format: slack
+""" % (cls.receiver.port, ", ".join(EVENTS), cls.receiver.port, cls.receiver.port)
+        # Schemas read again at every refresh (test_2 drops a table).
+        cls.d = cls.f.daemon(inventory, env={"HOOK_SECRET": SECRET},
+                             server_extra="  schema_interval: 1s\n")
 
     @classmethod
     def tearDownClass(cls):
@@ -103,7 +118,7 @@ notify:
         finally:
             con.close()
 
-    def test_every_event_once_in_order_signed_across_a_receiver_outage_and_kill9(self):
+    def test_1_every_event_once_in_order_signed_across_a_receiver_outage_and_kill9(self):
         rc, r = rollout_json(self.d, "rollout", "--to", "heads", "--env", "dev,prod")
         self.assertEqual(rc, 0, r)
         rid = r["id"]
@@ -147,6 +162,7 @@ notify:
         # The webhook filtered to dev asked for awaiting_approval, which only
         # prod did: it was sent nothing (its requests would carry no signature).
         self.assertTrue(all(sig for _, _, _, sig in accepted))
+        self.assertEqual(self.receiver.fleet, [])  # the fleet had nothing to tell
         metrics = urllib.request.urlopen(
             "http://127.0.0.1:%d/metrics" % self.d.metrics_port, timeout=10).read().decode()
         self.assertIn('lockstep_webhook_deliveries_total{result="delivered",webhook="ops"} %d'
@@ -160,6 +176,38 @@ notify:
         self.d.start()
         time.sleep(3)  # the sender looks every second
         self.assertEqual(len(self.receiver.accepted), len(accepted))
+
+    def test_2_schema_drift_and_an_edited_revision_file_are_told_once(self):
+        con = sqlite3.connect(os.path.join(self.f.dir, "dev.db"))
+        con.execute("DROP TABLE orders")  # Alembic says head; the table is gone
+        con.commit()
+        con.close()
+        # A drift is confirmed by a second read (the first may have met a
+        # migration under way): two passes.
+        self.d.cli("refresh")
+        self.d.cli("refresh")
+        wait_for(lambda: self.receiver.fleet, what="schema_drift to be sent")
+        # A revision file edited after the databases applied it.
+        path = os.path.join(self.f.project, "versions", "7c4e2d8a9b22_add_age_to_users.py")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("def upgrade() -> None:\n",
+                                 "def upgrade() -> None:\n    op.execute('SELECT 1')\n", 1))
+        self.d.cli("refresh")
+        wait_for(lambda: len(self.receiver.fleet) >= 2, what="checksum_changed to be sent")
+        # Still so after more passes and a kill -9: nothing is told twice.
+        self.d.cli("refresh")
+        self.d.kill9()
+        self.d.start()
+        self.d.cli("refresh")
+        time.sleep(3)
+        fleet = list(self.receiver.fleet)
+        self.assertEqual([e for _, e, _ in fleet], ["schema_drift", "checksum_changed"], fleet)
+        self.assertRegex(fleet[0][2], r"^lockstep: schema_drift dev/app: .*orders")
+        self.assertRegex(fleet[1][2], r"^lockstep: checksum_changed: the file of revision "
+                                      r"7c4e2d8a9b22 changed after 3 databases applied it")
+        self.assertEqual([d[0] for d, _, _ in fleet], ["f", "f"])
 
 
 if __name__ == "__main__":
