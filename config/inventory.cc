@@ -1078,6 +1078,12 @@ absl::StatusOr<ProjectConfig> LoadInventoryProject(const std::string& path) {
   return Loader(path).LoadProject(*text);
 }
 
+bool MatchesAnyPattern(const std::vector<std::string>& patterns, const std::string& name) {
+  return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) {
+    return ::fnmatch(p.c_str(), name.c_str(), 0) == 0;
+  });
+}
+
 bool IsLoopbackListen(const std::string& listen) {
   std::string host = listen.substr(0, listen.rfind(':'));
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {

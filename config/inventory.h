@@ -272,6 +272,10 @@ absl::StatusOr<Inventory> ParseInventory(const std::string& yaml, const std::str
 // else of the inventory is read or checked.
 absl::StatusOr<ProjectConfig> LoadInventoryProject(const std::string& path);
 
+// Whether any of the shell patterns (fnmatch: *, ?, [...]) matches `name`:
+// the inventory's lists of environments, ignored tables, webhook events.
+bool MatchesAnyPattern(const std::vector<std::string>& patterns, const std::string& name);
+
 // Whether `listen` ("host:port") names a loopback address only
 // (127.0.0.0/8, ::1, localhost).
 bool IsLoopbackListen(const std::string& listen);

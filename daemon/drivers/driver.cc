@@ -1,7 +1,5 @@
 #include "daemon/drivers/driver.h"
 
-#include <fnmatch.h>
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -137,11 +135,7 @@ SchemaFilter SchemaFilterFor(const VersionTarget& t, const std::vector<std::stri
 }
 
 bool SchemaFilter::Skips(const std::string& name) const {
-  if (name == version_table) return true;
-  for (const std::string& pattern : ignore) {
-    if (::fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
-  }
-  return false;
+  return name == version_table || config::MatchesAnyPattern(ignore, name);
 }
 
 }  // namespace lockstep::daemon

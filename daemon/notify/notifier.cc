@@ -1,6 +1,5 @@
 #include "daemon/notify/notifier.h"
 
-#include <fnmatch.h>
 #include <httplib.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -23,12 +22,6 @@ namespace {
 constexpr int kBatch = 100;
 constexpr absl::Duration kIdleLook = absl::Seconds(1);
 constexpr absl::Duration kMaxBackoff = absl::Minutes(1);
-
-bool MatchesAny(const std::vector<std::string>& patterns, const std::string& name) {
-  return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) {
-    return ::fnmatch(p.c_str(), name.c_str(), 0) == 0;
-  });
-}
 
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
@@ -272,9 +265,10 @@ bool Notifier::Offer(Hook& hook, const NotifyEvent& e) {
 }
 
 bool Notifier::Wanted(const Hook& hook, const NotifyEvent& e) {
-  if (!MatchesAny(hook.config.events, e.kind)) return false;
+  if (!config::MatchesAnyPattern(hook.config.events, e.kind)) return false;
   if (hook.config.environments.empty()) return true;
-  if (!e.environment.empty()) return MatchesAny(hook.config.environments, e.environment);
+  if (!e.environment.empty())
+    return config::MatchesAnyPattern(hook.config.environments, e.environment);
   // A revision file edited (the fleet's, no environment): every webhook
   // that asked for it.
   if (e.rollout_id.empty()) return true;
@@ -289,7 +283,7 @@ bool Notifier::Wanted(const Hook& hook, const NotifyEvent& e) {
     it = rollout_environments_.emplace(e.rollout_id, std::move(envs)).first;
   }
   return std::any_of(it->second.begin(), it->second.end(), [&](const std::string& env) {
-    return MatchesAny(hook.config.environments, env);
+    return config::MatchesAnyPattern(hook.config.environments, env);
   });
 }
 

@@ -1,7 +1,5 @@
 #include "daemon/rpc/access.h"
 
-#include <fnmatch.h>
-
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
@@ -77,10 +75,7 @@ bool Names(const config::AccessBinding& b, const Identity& who) {
 }
 
 bool Covers(const config::AccessBinding& b, const std::string& env) {
-  for (const std::string& pattern : b.environments) {
-    if (::fnmatch(pattern.c_str(), env.c_str(), 0) == 0) return true;
-  }
-  return false;
+  return config::MatchesAnyPattern(b.environments, env);
 }
 
 }  // namespace
