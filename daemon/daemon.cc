@@ -82,11 +82,11 @@ int CountDatabases(const config::Inventory& inv) {
 // edited no more). Only what differs from the snapshot before, so a pass
 // over a fleet at rest notes nothing; with no snapshot before (lockstepd's
 // first), all it knows, and the state store drops what it held already.
-std::vector<StateStore::FleetCondition> FleetConditions(const FleetSnapshot* before,
-                                                        const FleetSnapshot& after) {
+// `was` is `before` indexed by key (empty without one).
+std::vector<StateStore::FleetCondition> FleetConditions(
+    const FleetSnapshot* before, const std::unordered_map<std::string, const DatabaseStatus*>& was,
+    const FleetSnapshot& after) {
   std::vector<StateStore::FleetCondition> out;
-  std::unordered_map<std::string, const DatabaseStatus*> was;
-  if (before != nullptr) was = before->Index();
   for (const DatabaseStatus& d : after.databases) {
     const SchemaState now = d.schema.state;
     if (now == SchemaState::kUnknown) continue;  // not judged (yet): nothing said
@@ -184,8 +184,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const std::string& config
   d->reconciler_->OnRefresh([self, previous](const FleetSnapshot& s) {
     self->metrics_->Update(s, FleetMetrics::ParsePerDatabase(
                                   self->reconciler_->inventory()->server.metrics_per_database));
-    if (*previous) self->LogChanges(**previous, s);
-    self->NoteFleetConditions(previous->get(), s);
+    // The snapshot before, indexed once for both (100,000 databases).
+    const FleetSnapshot* before = previous->get();
+    SnapshotIndex was;
+    if (before != nullptr) was = before->Index();
+    if (before != nullptr) self->LogChanges(was, s);
+    self->NoteFleetConditions(before, was, s);
     *previous = self->reconciler_->Snapshot();
   });
 
@@ -425,8 +429,9 @@ void Daemon::LogEvent(const Rollout& r, const RolloutEvent& e) {
   }
 }
 
-void Daemon::NoteFleetConditions(const FleetSnapshot* before, const FleetSnapshot& after) {
-  std::vector<StateStore::FleetCondition> seen = FleetConditions(before, after);
+void Daemon::NoteFleetConditions(const FleetSnapshot* before, const SnapshotIndex& was,
+                                 const FleetSnapshot& after) {
+  std::vector<StateStore::FleetCondition> seen = FleetConditions(before, was, after);
   if (seen.empty()) return;
   absl::Status noted = store_->NoteFleetConditions(seen, absl::Now());
   if (!noted.ok()) {
@@ -436,8 +441,7 @@ void Daemon::NoteFleetConditions(const FleetSnapshot* before, const FleetSnapsho
   notifier_->Wake();
 }
 
-void Daemon::LogChanges(const FleetSnapshot& before, const FleetSnapshot& after) {
-  const std::unordered_map<std::string, const DatabaseStatus*> was = before.Index();
+void Daemon::LogChanges(const SnapshotIndex& was, const FleetSnapshot& after) {
   for (const DatabaseStatus& d : after.databases) {
     auto found = was.find(d.key());
     if (found == was.end()) continue;

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "absl/status/statusor.h"
 #include "config/inventory.h"
@@ -40,6 +41,7 @@ class RolloutEngine;
 class RolloutMetrics;
 class SqliteFileLock;
 class StateStore;
+struct DatabaseStatus;
 struct FleetSnapshot;
 struct Rollout;
 struct RolloutEvent;
@@ -67,11 +69,14 @@ class Daemon {
   // the next version pass back; passes that came meanwhile make one).
   void PollLoop();
   void SchemaLoop();
-  void LogChanges(const FleetSnapshot& before, const FleetSnapshot& after);
+  // A snapshot's changes from the one before (`was`: it, indexed by key).
+  using SnapshotIndex = std::unordered_map<std::string, const DatabaseStatus*>;
+  void LogChanges(const SnapshotIndex& was, const FleetSnapshot& after);
   void LogEvent(const Rollout& rollout, const RolloutEvent& event);
   // Fleet events for webhooks, from what a new snapshot shows
   // (FleetConditions in daemon.cc), recorded and sent.
-  void NoteFleetConditions(const FleetSnapshot* before, const FleetSnapshot& after);
+  void NoteFleetConditions(const FleetSnapshot* before, const SnapshotIndex& was,
+                           const FleetSnapshot& after);
 
   std::string config_path_;
   std::shared_ptr<spdlog::logger> log_;

@@ -203,9 +203,12 @@ void Notifier::Run() {
 
 void Notifier::Deliver(Hook& hook, bool fleet) {
   const std::string& name = hook.config.name;
-  absl::StatusOr<int64_t> position = store_->WebhookPosition(name, fleet);
-  if (!position.ok()) return;  // the state store's error is reported where it is written
-  int64_t at = *position;
+  std::optional<int64_t>& at = hook.position[fleet ? 1 : 0];
+  if (!at) {
+    absl::StatusOr<int64_t> stored = store_->WebhookPosition(name, fleet);
+    if (!stored.ok()) return;  // the state store's error is reported where it is written
+    at = *stored;
+  }
   while (true) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -215,12 +218,12 @@ void Notifier::Deliver(Hook& hook, bool fleet) {
     std::vector<std::pair<int64_t, NotifyEvent>> next;
     if (fleet) {
       absl::StatusOr<std::vector<StateStore::FleetEvent>> events =
-          store_->FleetEventsAfter(at, kBatch);
+          store_->FleetEventsAfter(*at, kBatch);
       if (!events.ok()) return;
       for (const StateStore::FleetEvent& e : *events) next.emplace_back(e.id, FromFleet(e));
     } else {
       absl::StatusOr<std::vector<StateStore::PositionedEvent>> events =
-          store_->EventsAfter(at, kBatch);
+          store_->EventsAfter(*at, kBatch);
       if (!events.ok()) return;
       for (const StateStore::PositionedEvent& e : *events) {
         next.emplace_back(e.position, FromRollout(e));
@@ -231,7 +234,7 @@ void Notifier::Deliver(Hook& hook, bool fleet) {
       at = position_in_log;
       // Saved after each event: a lockstepd killed now repeats at most
       // this one.
-      (void)store_->SetWebhookPosition(name, at, fleet);
+      (void)store_->SetWebhookPosition(name, *at, fleet);
     }
     if (static_cast<int>(next.size()) < kBatch) return;
   }

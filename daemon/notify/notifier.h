@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -93,6 +94,9 @@ class Notifier {
     config::NotifyConfig config;
     int failures = 0;  // in a row
     absl::Time next_attempt = absl::InfinitePast();
+    // Where it stands in the rollouts' log [0] and the fleet's [1]: read
+    // from the state store once, then kept here and written on each move.
+    std::optional<int64_t> position[2];
   };
   struct Metrics;
 
